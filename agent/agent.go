@@ -1,0 +1,187 @@
+// Package agent samples GPUs on a fixed interval and streams each node's batch to Kafka
+// (topic gpu.samples, key = node) with its events on gpu.events.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// Source is one node's GPUs: the simulator (agent/sim) or NVML.
+type Source interface {
+	// Identity names the node's cluster and host.
+	Identity() (cluster, node string)
+	// Sample appends one reading of every GPU at t to b and any events it raised to ev.
+	Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []*wirepb.Event
+}
+
+// Sender delivers encoded messages; Producer is the Kafka one.
+type Sender interface {
+	Send(ctx context.Context, msgs []kafka.Message) error
+}
+
+// Config configures an Agent. The zero value of every field but Sources and Sender works.
+type Config struct {
+	Sources []Source
+	Sender  Sender
+	// Interval between samples; default 1 s.
+	Interval time.Duration
+	// SamplesTopic and EventsTopic default to gpu.samples and gpu.events.
+	SamplesTopic, EventsTopic string
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Registerer receives the agent's self-metrics when set.
+	Registerer prometheus.Registerer
+}
+
+// Stats counts what the agent did; read it with Agent.Stats.
+type Stats struct {
+	Samples uint64 // GPU readings taken (rows)
+	Batches uint64 // sample messages delivered
+	Events  uint64 // events delivered
+}
+
+// Agent runs the sampling loop.
+type Agent struct {
+	cfg  Config
+	log  *slog.Logger
+	seq  []uint64
+	ev   []*wirepb.Event
+	msgs []kafka.Message
+
+	samples, batches, events atomic.Uint64
+	sendErrors                prometheus.Counter
+	sendSeconds               prometheus.Histogram
+}
+
+// New checks cfg and returns an agent ready to Run.
+func New(cfg Config) (*Agent, error) {
+	if len(cfg.Sources) == 0 {
+		return nil, fmt.Errorf("agent: no GPU source")
+	}
+	if cfg.Sender == nil {
+		return nil, fmt.Errorf("agent: no sender")
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Interval < 10*time.Millisecond {
+		return nil, fmt.Errorf("agent: interval %s is below the 10ms floor", cfg.Interval)
+	}
+	if cfg.SamplesTopic == "" {
+		cfg.SamplesTopic = "gpu.samples"
+	}
+	if cfg.EventsTopic == "" {
+		cfg.EventsTopic = "gpu.events"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)),
+		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),
+		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_agent_send_seconds", Help: "Time to deliver one interval's messages.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+	}
+	if r := cfg.Registerer; r != nil {
+		r.MustRegister(a.sendErrors, a.sendSeconds,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_samples_total", Help: "GPU readings taken."}, func() float64 { return float64(a.samples.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_batches_sent_total", Help: "Sample batches delivered to Kafka."}, func() float64 { return float64(a.batches.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_events_sent_total", Help: "GPU events delivered to Kafka."}, func() float64 { return float64(a.events.Load()) }),
+		)
+	}
+	return a, nil
+}
+
+// Stats returns what has been sampled and delivered so far.
+func (a *Agent) Stats() Stats {
+	return Stats{Samples: a.samples.Load(), Batches: a.batches.Load(), Events: a.events.Load()}
+}
+
+// Run samples every interval until ctx is done. The cycle in flight when ctx ends is still
+// delivered (bounded by flushTimeout), so a SIGTERM loses no sample already taken.
+func (a *Agent) Run(ctx context.Context) error {
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := a.cycle(ctx, time.Now()); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+const flushTimeout = 30 * time.Second
+
+// cycle takes one reading of every source and delivers it.
+func (a *Agent) cycle(ctx context.Context, now time.Time) error {
+	a.msgs = a.msgs[:0]
+	var rows, nev uint64
+	for i, src := range a.cfg.Sources {
+		cluster, node := src.Identity()
+		a.seq[i]++
+		b := &wirepb.SampleBatch{AgentId: node, Seq: a.seq[i], Cluster: cluster, Node: node}
+		a.ev = src.Sample(now, b, a.ev[:0])
+		val, err := wire.EncodeSamples(b)
+		if err != nil {
+			return fmt.Errorf("agent cycle: %w", err)
+		}
+		rows += uint64(len(b.TimeUnixMs))
+		a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.SamplesTopic, Key: []byte(node), Value: val})
+		if len(a.ev) > 0 {
+			eb := &wirepb.EventBatch{AgentId: node, Seq: a.seq[i], Cluster: cluster, Node: node, Events: a.ev}
+			val, err := wire.EncodeEvents(eb)
+			if err != nil {
+				return fmt.Errorf("agent cycle: %w", err)
+			}
+			nev += uint64(len(a.ev))
+			a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.EventsTopic, Key: []byte(node), Value: val})
+		}
+	}
+	a.samples.Add(rows)
+	if err := a.deliver(ctx); err != nil {
+		return err
+	}
+	a.batches.Add(uint64(len(a.cfg.Sources)))
+	a.events.Add(nev)
+	return nil
+}
+
+// deliver sends the cycle's messages, retrying with capped backoff. Once ctx ends it keeps trying
+// for flushTimeout so the last cycle is not thrown away on shutdown.
+func (a *Agent) deliver(ctx context.Context) error {
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(flushTimeout, cancel)
+	})
+	defer stop()
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := a.cfg.Sender.Send(sendCtx, a.msgs)
+		if err == nil {
+			a.sendSeconds.Observe(time.Since(start).Seconds())
+			return nil
+		}
+		a.sendErrors.Inc()
+		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
+		select {
+		case <-sendCtx.Done():
+			return fmt.Errorf("deliver %d messages: gave up: %w", len(a.msgs), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}

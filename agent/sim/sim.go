@@ -1,0 +1,190 @@
+// Package sim is a simulated GPU node: plausible, seeded, time-varying readings for demos, tests and
+// load generation. The same seed, node and instant always give the same reading, whatever order
+// nodes are sampled in, so tests can recompute what was sent.
+package sim
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// NVML clock-event reason bits the simulator raises (nvml.h ClocksEventReason*).
+const (
+	reasonSwThermal = 0x20
+	reasonHwThermal = 0x40
+)
+
+// xids a real fleet sees most: 13 graphics engine exception, 31 MMU fault, 48 DBE, 63 row remap,
+// 79 fell off the bus, 94/95 contained/uncontained ECC.
+var xids = []uint64{13, 31, 43, 48, 63, 74, 79, 94, 95}
+
+// Node simulates one host with GPUsPerNode GPUs.
+type Node struct {
+	Cluster string
+	Name    string
+	seed    uint64
+	gpus    []*wirepb.GPU
+	state   []gpuState
+}
+
+type gpuState struct {
+	energyMJ  uint64
+	sbe       uint64
+	replays   uint64
+	lastT     time.Time
+	throttled bool
+}
+
+// NewNode returns simulated node number idx of a fleet; seed fixes every reading.
+func NewNode(seed uint64, cluster string, idx, gpus int) *Node {
+	n := &Node{Cluster: cluster, Name: fmt.Sprintf("node-%05d", idx), seed: seed ^ uint64(idx)*0x9e3779b97f4a7c15}
+	models := []string{"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA H200"}
+	model := models[int(mix(n.seed, 1))%len(models)]
+	for g := 0; g < gpus; g++ {
+		n.gpus = append(n.gpus, &wirepb.GPU{
+			Index:    uint32(g),
+			Uuid:     fmt.Sprintf("GPU-%08x-%04x-%04x-%04x-%012x", uint32(mix(n.seed, 2)), idx&0xffff, g, uint16(seed), mix(n.seed, uint64(g)+3)&0xffffffffffff),
+			Model:    model,
+			Serial:   fmt.Sprintf("%013d", mix(n.seed, uint64(g)+100)%1e13),
+			PciBusId: fmt.Sprintf("00000000:%02X:00.0", 0x18+g*0x10),
+			JobId:    fmt.Sprintf("job-%d", 1000+int(mix(n.seed, 7)%50)),
+		})
+		n.state = append(n.state, gpuState{energyMJ: mix(n.seed, uint64(g)+9) % 1e12})
+	}
+	return n
+}
+
+// GPUs returns the node's GPU identities.
+func (n *Node) GPUs() []*wirepb.GPU { return n.gpus }
+
+// Sample appends one reading of every GPU at t to b (whose gpus must be this node's) and appends
+// the events the reading raised to ev.
+func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []*wirepb.Event {
+	if len(b.Gpus) == 0 {
+		b.Gpus = n.gpus
+	}
+	if len(b.Metrics) == 0 {
+		for _, m := range gpumetric.All() {
+			b.Metrics = append(b.Metrics, &wirepb.MetricColumn{Metric: uint32(m.ID)})
+		}
+	}
+	ms := t.UnixMilli()
+	sec := float64(ms) / 1000
+	for g := range n.gpus {
+		st := &n.state[g]
+		gseed := mix(n.seed, uint64(g))
+		tick := uint64(ms / 100)
+		noise := func(k uint64) float64 { return float64(mix(gseed^k, tick)%1000)/1000 - 0.5 }
+
+		// A GPU is busy in job phases of a few minutes, idle between them.
+		phase := math.Sin(sec/float64(120+gseed%240) + float64(gseed%628)/100)
+		util := clamp(55+45*phase+8*noise(1), 0, 100)
+		if gseed%17 == 0 { // a few GPUs per fleet sit nearly idle: the ones to find
+			util = clamp(3+2*noise(1), 0, 100)
+		}
+		temp := 32 + 0.55*util + float64(gseed%9) + 2*noise(2)
+		throttled := temp > 86
+		power := 70 + 6.2*util + 10*noise(3)
+		if !st.lastT.IsZero() && t.After(st.lastT) {
+			st.energyMJ += uint64(power * float64(t.Sub(st.lastT).Milliseconds()))
+		}
+		st.lastT = t
+		if mix(gseed^4, tick)%5000 == 0 {
+			st.sbe++
+		}
+		if mix(gseed^5, tick)%200 == 0 {
+			st.replays++
+		}
+		var reasons uint64
+		clockSM := 1980.0
+		if throttled {
+			reasons = reasonSwThermal
+			clockSM = 1410
+		}
+		if throttled != st.throttled {
+			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: uint32(g), GpuUuid: n.gpus[g].Uuid,
+				Kind: wirepb.EventKind_EVENT_KIND_THROTTLE, Code: reasons, Message: "clock-event reasons changed"})
+			st.throttled = throttled
+		}
+		if mix(gseed^6, tick)%20000 == 0 {
+			x := xids[mix(gseed^8, tick)%uint64(len(xids))]
+			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: uint32(g), GpuUuid: n.gpus[g].Uuid,
+				Kind: wirepb.EventKind_EVENT_KIND_XID, Code: x, Pid: uint32(1000 + mix(gseed, 9)%60000),
+				Message: fmt.Sprintf("Xid %d (simulated)", x)})
+		}
+		total := 81559.0
+		used := clamp(total*(0.05+0.9*util/100)+200*noise(7), 0, total)
+
+		b.TimeUnixMs = append(b.TimeUnixMs, ms)
+		b.Gpu = append(b.Gpu, uint32(g))
+		for _, c := range b.Metrics {
+			switch gpumetric.ID(c.Metric) {
+			case gpumetric.GPUUtil:
+				c.Values = append(c.Values, round1(util))
+			case gpumetric.MemUtil:
+				c.Values = append(c.Values, round1(util*0.6))
+			case gpumetric.FBUsed:
+				c.Values = append(c.Values, math.Round(used))
+			case gpumetric.FBFree:
+				c.Values = append(c.Values, math.Round(total-used))
+			case gpumetric.FBTotal:
+				c.Values = append(c.Values, total)
+			case gpumetric.Power:
+				c.Values = append(c.Values, round1(power))
+			case gpumetric.Energy:
+				c.Counts = append(c.Counts, st.energyMJ)
+			case gpumetric.TempGPU:
+				c.Values = append(c.Values, math.Round(temp))
+			case gpumetric.TempMem:
+				c.Values = append(c.Values, math.Round(temp+4))
+			case gpumetric.ClockSM:
+				c.Values = append(c.Values, clockSM)
+			case gpumetric.ClockMem:
+				c.Values = append(c.Values, 2619)
+			case gpumetric.ThrottleReasons:
+				c.Counts = append(c.Counts, reasons)
+			case gpumetric.PCIeTx:
+				c.Values = append(c.Values, math.Round(util*400+100*noise(10)+100))
+			case gpumetric.PCIeRx:
+				c.Values = append(c.Values, math.Round(util*900+100*noise(11)+100))
+			case gpumetric.PCIeReplays:
+				c.Counts = append(c.Counts, st.replays)
+			case gpumetric.ECCSingleVolatile, gpumetric.ECCSingleAggregate:
+				c.Counts = append(c.Counts, st.sbe)
+			case gpumetric.ECCDoubleVolatile, gpumetric.ECCDoubleAggregate, gpumetric.RetiredPages:
+				c.Counts = append(c.Counts, 0)
+			case gpumetric.FanSpeed:
+				c.Values = append(c.Values, 0) // SXM boards have no fan: marked absent below
+			case gpumetric.PState:
+				c.Values = append(c.Values, 0)
+			}
+		}
+	}
+	rows := len(b.TimeUnixMs)
+	for _, c := range b.Metrics {
+		if gpumetric.ID(c.Metric) == gpumetric.FanSpeed {
+			c.Present = wire.SetPresent(rows, func(int) bool { return false })
+		}
+	}
+	return ev
+}
+
+func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+// mix is splitmix64 over (a, b): a cheap, stateless hash so readings depend only on their inputs.
+func mix(a, b uint64) uint64 {
+	z := a + b*0x9e3779b97f4a7c15 + 0x632be59bd9b4e5b
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// Identity implements agent.Source.
+func (n *Node) Identity() (cluster, node string) { return n.Cluster, n.Name }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs and runs a real single-node Apache Kafka broker (KRaft) for tests and local development.
+#
+#   deploy/dev/kafka.sh install                 fetch the broker jars from Maven Central (cached)
+#   deploy/dev/kafka.sh start DIR [PORT]        format DIR and start a broker on 127.0.0.1:PORT (default 19092)
+#   deploy/dev/kafka.sh stop DIR                stop the broker started in DIR
+#
+# The jars are cached under $GPUFLEET_CACHE (default: <repo>/.cache), so only the first run downloads.
+# Needs java (17+) and mvn on PATH.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${GPUFLEET_CACHE:-$repo/.cache}
+version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
+libs=$cache/kafka-$version/libs
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+install() {
+  [ -f "$libs/.complete" ] && return 0
+  command -v java >/dev/null || die "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
+  command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven)"
+  echo "kafka.sh: fetching Apache Kafka $version jars into $libs" >&2
+  rm -rf "$libs"; mkdir -p "$libs"
+  (cd "$here/kafka" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs") >&2 \
+    || die "mvn could not fetch org.apache.kafka:kafka_2.13:$version (is Maven Central reachable?)"
+  touch "$libs/.complete"
+}
+
+free_port() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start() {
+  local dir=${1:?usage: kafka.sh start DIR [PORT]} port=${2:-19092}
+  local cport=$((port + 1))
+  install
+  mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  if [ -f "$dir/broker.pid" ] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
+    echo "127.0.0.1:$port"; return 0
+  fi
+  free_port "$port" || die "port $port is in use: pick another with 'kafka.sh start DIR PORT'"
+  free_port "$cport" || die "controller port $cport is in use: pick another broker port"
+  rm -rf "$dir/data"
+  cat > "$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+PROPS
+  local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$here/kafka/log4j2.properties" -cp "$libs/*")
+  java "${java_opts[@]}" kafka.tools.StorageTool format -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+    -c "$dir/server.properties" > "$dir/format.log" 2>&1 || die "formatting the log dir failed: see $dir/format.log"
+  nohup java "${java_opts[@]}" kafka.Kafka "$dir/server.properties" > "$dir/broker.log" 2>&1 &
+  echo $! > "$dir/broker.pid"
+  for _ in $(seq 1 120); do
+    kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null || die "broker exited during start-up: see $dir/broker.log"
+    if ! free_port "$port"; then echo "127.0.0.1:$port"; return 0; fi
+    sleep 0.5
+  done
+  die "broker did not listen on 127.0.0.1:$port within 60s: see $dir/broker.log"
+}
+
+stop() {
+  local dir=${1:?usage: kafka.sh stop DIR}
+  [ -f "$dir/broker.pid" ] || return 0
+  local pid; pid=$(cat "$dir/broker.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/broker.pid"
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) shift; start "$@" ;;
+  stop) shift; stop "$@" ;;
+  *) die "usage: kafka.sh install | start DIR [PORT] | stop DIR" ;;
+esac

@@ -1,0 +1,92 @@
+// Package gpumetric is the catalogue of per-GPU metrics: the id each has on the wire, the ClickHouse
+// column it lands in, its unit and where it comes from. Agents, ingest, the schema and the query
+// layer all read this one list, so a metric is added in exactly one place.
+package gpumetric
+
+// ID is a metric's number on the wire. Ids are assigned once and never reused.
+type ID uint32
+
+// Kind says how a metric behaves over time.
+type Kind uint8
+
+const (
+	// Gauge is a level read at the sample instant (utilisation, temperature); carried as float64.
+	Gauge Kind = iota + 1
+	// Counter only grows until the GPU or driver resets it (energy, ECC counts); carried as uint64.
+	Counter
+)
+
+// Metric describes one per-GPU metric.
+type Metric struct {
+	ID     ID
+	Column string // ClickHouse column in gpu_samples
+	Kind   Kind
+	Unit   string
+	// Source names the NVML call or field the agent reads it from.
+	Source string
+	Help   string
+}
+
+// Wire ids of the metrics gpufleet knows. Append only.
+const (
+	GPUUtil ID = iota + 1
+	MemUtil
+	FBUsed
+	FBFree
+	FBTotal
+	Power
+	Energy
+	TempGPU
+	TempMem
+	ClockSM
+	ClockMem
+	ThrottleReasons
+	PCIeTx
+	PCIeRx
+	PCIeReplays
+	ECCSingleVolatile
+	ECCDoubleVolatile
+	ECCSingleAggregate
+	ECCDoubleAggregate
+	RetiredPages
+	FanSpeed
+	PState
+)
+
+var all = []Metric{
+	{GPUUtil, "gpu_util", Gauge, "%", "nvmlDeviceGetUtilizationRates.gpu", "Percent of time a kernel was running on the GPU."},
+	{MemUtil, "mem_util", Gauge, "%", "nvmlDeviceGetUtilizationRates.memory", "Percent of time device memory was read or written."},
+	{FBUsed, "fb_used_mib", Gauge, "MiB", "nvmlDeviceGetMemoryInfo.used", "Framebuffer memory in use."},
+	{FBFree, "fb_free_mib", Gauge, "MiB", "nvmlDeviceGetMemoryInfo.free", "Framebuffer memory free."},
+	{FBTotal, "fb_total_mib", Gauge, "MiB", "nvmlDeviceGetMemoryInfo.total", "Framebuffer memory installed."},
+	{Power, "power_w", Gauge, "W", "nvmlDeviceGetPowerUsage", "Board power draw."},
+	{Energy, "energy_mj", Counter, "mJ", "nvmlDeviceGetTotalEnergyConsumption", "Energy used since the driver loaded."},
+	{TempGPU, "temp_gpu_c", Gauge, "°C", "nvmlDeviceGetTemperature(GPU)", "GPU die temperature."},
+	{TempMem, "temp_mem_c", Gauge, "°C", "NVML_FI_DEV_MEMORY_TEMP", "HBM temperature."},
+	{ClockSM, "clock_sm_mhz", Gauge, "MHz", "nvmlDeviceGetClockInfo(SM)", "SM clock."},
+	{ClockMem, "clock_mem_mhz", Gauge, "MHz", "nvmlDeviceGetClockInfo(MEM)", "Memory clock."},
+	{ThrottleReasons, "throttle_reasons", Counter, "bitmask", "nvmlDeviceGetCurrentClocksEventReasons", "Active clock-event (throttle) reasons, NVML bitmask; not a counter, carried as uint64."},
+	{PCIeTx, "pcie_tx_kibs", Gauge, "KiB/s", "nvmlDeviceGetPcieThroughput(TX)", "PCIe transmit throughput."},
+	{PCIeRx, "pcie_rx_kibs", Gauge, "KiB/s", "nvmlDeviceGetPcieThroughput(RX)", "PCIe receive throughput."},
+	{PCIeReplays, "pcie_replays", Counter, "count", "nvmlDeviceGetPcieReplayCounter", "PCIe replay counter."},
+	{ECCSingleVolatile, "ecc_sbe_volatile", Counter, "count", "nvmlDeviceGetTotalEccErrors(CORRECTED, VOLATILE)", "Corrected ECC errors since the driver loaded."},
+	{ECCDoubleVolatile, "ecc_dbe_volatile", Counter, "count", "nvmlDeviceGetTotalEccErrors(UNCORRECTED, VOLATILE)", "Uncorrected ECC errors since the driver loaded."},
+	{ECCSingleAggregate, "ecc_sbe_aggregate", Counter, "count", "nvmlDeviceGetTotalEccErrors(CORRECTED, AGGREGATE)", "Corrected ECC errors over the GPU's life."},
+	{ECCDoubleAggregate, "ecc_dbe_aggregate", Counter, "count", "nvmlDeviceGetTotalEccErrors(UNCORRECTED, AGGREGATE)", "Uncorrected ECC errors over the GPU's life."},
+	{RetiredPages, "retired_pages", Counter, "count", "nvmlDeviceGetRetiredPages", "Memory pages retired (pre-Ampere) or rows remapped."},
+	{FanSpeed, "fan_pct", Gauge, "%", "nvmlDeviceGetFanSpeed", "Fan speed, absent on passively cooled boards."},
+	{PState, "pstate", Gauge, "P-state", "nvmlDeviceGetPerformanceState", "Performance state, 0 (max) to 15 (min)."},
+}
+
+// All returns every known metric in column order. The slice is shared: do not modify it.
+func All() []Metric { return all }
+
+// Index returns the metric's position in All, or -1 for an id this build does not know
+// (a newer agent); ingest drops unknown metrics rather than the whole batch.
+// Ids are dense from 1, so the position is the id minus one (registry_test.go holds that).
+func Index(id ID) int {
+	if id == 0 || int(id) > len(all) {
+		return -1
+	}
+	return int(id) - 1
+}

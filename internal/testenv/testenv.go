@@ -1,0 +1,204 @@
+// Package testenv starts the real services tests need: libchdb for the embedded ClickHouse engine
+// and an Apache Kafka broker (KRaft), both installed by the project's deploy/dev scripts. Nothing
+// here fakes a service; when one cannot be installed the test fails and says why.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gpufleet/gpufleet/store/chdb"
+)
+
+// Test-binary-wide services, started on first use: chDB holds one data directory per process, and
+// a broker takes seconds to start, so every test in a package shares them.
+var (
+	libOnce sync.Once
+	libPath string
+	libErr  error
+
+	dirOnce sync.Once
+	dataDir string
+
+	kafkaMu      sync.Mutex
+	kafkaBrokers []string
+	kafkaDir     string
+)
+
+// RepoRoot finds the module root by walking up to go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// LibCHDB returns the path of libchdb.so: $GPUFLEET_LIBCHDB, or installed by deploy/dev/chdb.sh.
+func LibCHDB(t testing.TB) string {
+	t.Helper()
+	libOnce.Do(func() {
+		if p := os.Getenv(chdb.LibEnv); p != "" {
+			libPath = p
+			return
+		}
+		root, err := RepoRoot()
+		if err != nil {
+			libErr = err
+			return
+		}
+		out, err := exec.Command("bash", filepath.Join(root, "deploy/dev/chdb.sh"), "install").Output()
+		if err != nil {
+			libErr = fmt.Errorf("deploy/dev/chdb.sh install: %w", err)
+			return
+		}
+		libPath = strings.TrimSpace(string(out))
+	})
+	if libErr != nil {
+		t.Fatalf("libchdb: %v", libErr)
+	}
+	return libPath
+}
+
+// DataDir is the test binary's one chDB data directory.
+func DataDir(t testing.TB) string {
+	dirOnce.Do(func() {
+		d, err := os.MkdirTemp("", "gpufleet-chdb-")
+		if err != nil {
+			panic(err)
+		}
+		dataDir = d
+	})
+	return dataDir
+}
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+// Database returns a fresh database name for t.
+func Database(t testing.TB) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := unsafeChars.ReplaceAllString(t.Name(), "_")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return "t_" + name + "_" + hex.EncodeToString(b[:])
+}
+
+// CHDB opens the embedded engine on a fresh database that is dropped when t ends.
+func CHDB(t testing.TB) *chdb.Store {
+	t.Helper()
+	s, err := chdb.Open(DataDir(t), Database(t), LibCHDB(t))
+	if err != nil {
+		t.Fatalf("open chdb: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+s.Database())
+		s.Close()
+	})
+	return s
+}
+
+// Kafka returns the address of a real broker: $GPUFLEET_TEST_BROKERS, or one started with
+// deploy/dev/kafka.sh for this test binary (stopped by Main).
+func Kafka(t testing.TB) []string {
+	t.Helper()
+	if b := os.Getenv("GPUFLEET_TEST_BROKERS"); b != "" {
+		return strings.Split(b, ",")
+	}
+	kafkaMu.Lock()
+	defer kafkaMu.Unlock()
+	if kafkaBrokers != nil {
+		return kafkaBrokers
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "gpufleet-kafka-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePortPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "start", dir, strconv.Itoa(port))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("start kafka broker: %v (log: %s/broker.log)", err, dir)
+	}
+	kafkaDir = dir
+	kafkaBrokers = []string{strings.TrimSpace(string(out))}
+	return kafkaBrokers
+}
+
+// StopKafka stops the broker Kafka started, if any.
+func StopKafka() {
+	kafkaMu.Lock()
+	defer kafkaMu.Unlock()
+	if kafkaDir == "" {
+		return
+	}
+	if root, err := RepoRoot(); err == nil {
+		_ = exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "stop", kafkaDir).Run()
+	}
+	os.RemoveAll(kafkaDir)
+	kafkaDir, kafkaBrokers = "", nil
+}
+
+// Main runs a package's tests and then stops the services they started. Use it from TestMain.
+func Main(m *testing.M) int {
+	code := m.Run()
+	StopKafka()
+	if dataDir != "" {
+		os.RemoveAll(dataDir)
+	}
+	return code
+}
+
+// freePortPair finds p with p and p+1 free on loopback (broker and controller listeners).
+func freePortPair() (int, error) {
+	for range 50 {
+		n, err := rand.Int(rand.Reader, big.NewInt(20000))
+		if err != nil {
+			return 0, err
+		}
+		p := 30000 + int(n.Int64())
+		if portFree(p) && portFree(p+1) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port pair found on 127.0.0.1")
+}
+
+func portFree(p int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}

@@ -1,0 +1,126 @@
+// Package kafkaadmin holds the broker chores agents, ingest and demo share: waiting for a broker
+// to answer and creating the topics the pipeline uses.
+package kafkaadmin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Default topic names (see DESIGN.md).
+const (
+	SamplesTopic = "gpu.samples"
+	EventsTopic  = "gpu.events"
+	DLQTopic     = "gpu.dlq"
+)
+
+// Topic is a topic to create if missing.
+type Topic struct {
+	Name       string
+	Partitions int
+}
+
+// WaitReachable dials the brokers until one answers a metadata request, backing off up to 2 s
+// between tries, and gives up after timeout with an error that says what to check.
+func WaitReachable(ctx context.Context, brokers []string, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	var last error
+	for attempt := 1; ; attempt++ {
+		for _, b := range brokers {
+			c, err := kafka.DialContext(ctx, "tcp", b)
+			if err == nil {
+				_, err = c.Brokers()
+				c.Close()
+				if err == nil {
+					return nil
+				}
+			}
+			last = err
+		}
+		if log != nil && attempt%5 == 0 {
+			log.Warn("kafka not reachable yet, retrying", slog.String("brokers", strings.Join(brokers, ",")), slog.Any("err", last))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cannot reach Kafka at %s after %s (%v): check --brokers and that the broker is running",
+				strings.Join(brokers, ","), timeout, last)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet; existing ones are left as they are.
+func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1})
+	}
+	res, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for name, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+	}
+	// Metadata reaches every listener shortly after creation; wait so the first produce does not fail.
+	for _, t := range topics {
+		if err := waitTopic(ctx, client, t.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitTopic(ctx context.Context, client *kafka.Client, topic string) error {
+	for {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
+			ready := true
+			for _, p := range md.Topics[0].Partitions {
+				if p.Leader.ID < 0 || p.Error != nil {
+					ready = false
+				}
+			}
+			if ready {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %s not ready: %w", topic, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// ParseBrokers splits a comma-separated broker list and checks each is host:port.
+func ParseBrokers(s string) ([]string, error) {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return nil, fmt.Errorf("broker %q is not host:port", b)
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no broker given")
+	}
+	return out, nil
+}

@@ -1,0 +1,79 @@
+package chdb_test
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+func TestInsertNativeAndQuery(t *testing.T) {
+	s := testenv.CHDB(t)
+	ctx := context.Background()
+	tbl := store.Table(s.Database(), "t")
+	if err := s.Exec(ctx, "CREATE TABLE "+tbl+` (time DateTime64(3, 'UTC'), node LowCardinality(String), gpu UInt8,
+		seq UInt64, util Nullable(Float32), energy Nullable(UInt64)) ENGINE = MergeTree ORDER BY (node, gpu, time)
+		SETTINGS non_replicated_deduplication_window = 100`); err != nil {
+		t.Fatal(err)
+	}
+	tm := &store.ColDateTime64{ColName: "time"}
+	node := &store.ColString{ColName: "node"}
+	gpu := &store.ColUInt8{ColName: "gpu"}
+	seq := &store.ColUInt64{ColName: "seq"}
+	util := &store.ColNullFloat32{ColName: "util"}
+	energy := &store.ColNullUInt64{ColName: "energy"}
+	b := &store.Block{Columns: []store.Column{tm, node, gpu, seq, util, energy}}
+	for i := 0; i < 1000; i++ {
+		tm.V = append(tm.V, 1_700_000_000_000+int64(i))
+		node.V = append(node.V, []string{"a", "b'c", "é"}[i%3])
+		gpu.V = append(gpu.V, uint8(i%8))
+		seq.V = append(seq.V, math.MaxUint64-uint64(i))
+		util.Append(float32(i%100), i%10 == 0)
+		energy.Append(uint64(i)*1000, i%7 == 0)
+	}
+	for range 2 { // the second insert carries the same token: deduplicated
+		if err := s.Insert(ctx, "t", b, "tok-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := s.Query(ctx, "SELECT count(), countIf(util IS NULL), sum(util), countIf(energy IS NULL), max(seq), "+
+		"uniqExact(node), min(time), countIf(node = 'b\\'c') FROM "+tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Expected values computed independently of the engine.
+	var nulls, enulls, bc uint64
+	var sum float64
+	for i := 0; i < 1000; i++ {
+		if i%10 == 0 {
+			nulls++
+		} else {
+			sum += float64(i % 100)
+		}
+		if i%7 == 0 {
+			enulls++
+		}
+		if i%3 == 1 {
+			bc++
+		}
+	}
+	want := []any{uint64(1000), nulls, sum, enulls, uint64(math.MaxUint64), uint64(3), "2023-11-14 22:13:20.000", bc}
+	if len(r.Rows) != 1 {
+		t.Fatalf("rows = %d", len(r.Rows))
+	}
+	for i, w := range want {
+		if r.Rows[0][i] != w {
+			t.Errorf("column %s = %#v, want %#v", r.Columns[i], r.Rows[0][i], w)
+		}
+	}
+}
+
+func TestQueryErrorIsReported(t *testing.T) {
+	s := testenv.CHDB(t)
+	_, err := s.Query(context.Background(), "SELECT no_such_column FROM system.one")
+	if err == nil {
+		t.Fatal("query of a missing column succeeded")
+	}
+}

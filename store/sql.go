@@ -1,0 +1,102 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// InsertSQL is the INSERT statement both transports send for a block, up to its FORMAT clause:
+// "INSERT INTO db.table (cols) [source] [SETTINGS insert_deduplication_token = ...]". source is
+// where the data comes from when not from the client (chDB's "FROM INFILE '...'").
+func InsertSQL(db, table string, b *Block, source, dedupToken string) string {
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO ")
+	sb.WriteString(Table(db, table))
+	sb.WriteString(" (")
+	sb.WriteString(strings.Join(b.ColumnNames(), ", "))
+	sb.WriteString(")")
+	if source != "" {
+		sb.WriteString(" ")
+		sb.WriteString(source)
+	}
+	if dedupToken != "" {
+		sb.WriteString(" SETTINGS insert_deduplication_token = ")
+		sb.WriteString(QuoteString(dedupToken))
+	}
+	return sb.String()
+}
+
+// ParseJSONCompact turns ClickHouse's JSONCompact output into a Result.
+func ParseJSONCompact(data []byte) (*Result, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return &Result{}, nil
+	}
+	var doc struct {
+		Meta []struct{ Name, Type string }
+		Data [][]json.RawMessage
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parse query result: %w", err)
+	}
+	r := &Result{Rows: make([][]any, 0, len(doc.Data))}
+	for _, m := range doc.Meta {
+		r.Columns = append(r.Columns, m.Name)
+	}
+	for _, row := range doc.Data {
+		if len(row) != len(doc.Meta) {
+			return nil, fmt.Errorf("parse query result: row has %d values for %d columns", len(row), len(doc.Meta))
+		}
+		out := make([]any, len(row))
+		for i, raw := range row {
+			v, err := convertJSON(doc.Meta[i].Type, raw)
+			if err != nil {
+				return nil, fmt.Errorf("parse query result column %s: %w", doc.Meta[i].Name, err)
+			}
+			out[i] = v
+		}
+		r.Rows = append(r.Rows, out)
+	}
+	return r, nil
+}
+
+func convertJSON(typ string, raw json.RawMessage) (any, error) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	typ = strings.TrimSuffix(strings.TrimPrefix(typ, "Nullable("), ")")
+	typ = strings.TrimSuffix(strings.TrimPrefix(typ, "LowCardinality("), ")")
+	text := string(raw)
+	if s, err := strconv.Unquote(text); err == nil {
+		text = s
+	} else if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		text = s
+	}
+	switch {
+	case strings.HasPrefix(typ, "UInt"):
+		return strconv.ParseUint(text, 10, 64)
+	case strings.HasPrefix(typ, "Int"):
+		return strconv.ParseInt(text, 10, 64)
+	case strings.HasPrefix(typ, "Float"):
+		switch text {
+		case "nan":
+			return nan(), nil
+		case "inf", "+inf":
+			return inf(1), nil
+		case "-inf":
+			return inf(-1), nil
+		}
+		return strconv.ParseFloat(text, 64)
+	default:
+		if raw[0] != '"' {
+			return string(raw), nil // arrays, tuples: keep their JSON
+		}
+		return text, nil
+	}
+}

@@ -1,0 +1,162 @@
+// Package wire encodes and decodes the Kafka messages agents send: SampleBatch on gpu.samples and
+// EventBatch on gpu.events (see gpufleet.proto). Decoding checks the batch's shape so that ingest
+// never indexes out of range on hostile input.
+package wire
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// SchemaVersion is the version this build writes.
+const SchemaVersion = 1
+
+// Limits that bound what one message may ask ingest to allocate.
+const (
+	MaxRows      = 1 << 20
+	MaxGPUs      = 1 << 10
+	MaxLabelLen  = 256
+	MaxEvents    = 1 << 16
+	MaxMetricCol = 1 << 10
+)
+
+// ErrMalformed marks input that can never decode; ingest dead-letters it rather than retrying.
+var ErrMalformed = errors.New("malformed message")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// EncodeSamples marshals a sample batch, stamping the current schema version.
+func EncodeSamples(b *wirepb.SampleBatch) ([]byte, error) {
+	b.SchemaVersion = SchemaVersion
+	out, err := proto.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode sample batch: %w", err)
+	}
+	return out, nil
+}
+
+// EncodeEvents marshals an event batch, stamping the current schema version.
+func EncodeEvents(b *wirepb.EventBatch) ([]byte, error) {
+	b.SchemaVersion = SchemaVersion
+	out, err := proto.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode event batch: %w", err)
+	}
+	return out, nil
+}
+
+// DecodeSamples unmarshals and checks a sample batch into dst (reset first, so it can be reused).
+// Every error wraps ErrMalformed and says what is wrong.
+func DecodeSamples(data []byte, dst *wirepb.SampleBatch) error {
+	if err := (proto.UnmarshalOptions{}).Unmarshal(data, dst); err != nil {
+		return malformed("sample batch: %v", err)
+	}
+	return CheckSamples(dst)
+}
+
+// CheckSamples verifies the invariants the rest of the pipeline indexes by.
+func CheckSamples(b *wirepb.SampleBatch) error {
+	if b.SchemaVersion != 1 {
+		return malformed("sample batch: unsupported schema_version %d (this build reads 1)", b.SchemaVersion)
+	}
+	if b.AgentId == "" {
+		return malformed("sample batch: empty agent_id")
+	}
+	for name, v := range map[string]string{"agent_id": b.AgentId, "cluster": b.Cluster, "node": b.Node,
+		"driver_version": b.DriverVersion, "cuda_version": b.CudaVersion} {
+		if len(v) > MaxLabelLen {
+			return malformed("sample batch: %s is %d bytes, limit %d", name, len(v), MaxLabelLen)
+		}
+	}
+	if len(b.Gpus) > MaxGPUs {
+		return malformed("sample batch: %d gpus, limit %d", len(b.Gpus), MaxGPUs)
+	}
+	for i, g := range b.Gpus {
+		if len(g.Uuid) > MaxLabelLen || len(g.Model) > MaxLabelLen || len(g.Serial) > MaxLabelLen ||
+			len(g.PciBusId) > MaxLabelLen || len(g.JobId) > MaxLabelLen {
+			return malformed("sample batch: gpus[%d] has a label over %d bytes", i, MaxLabelLen)
+		}
+	}
+	rows := len(b.TimeUnixMs)
+	if rows > MaxRows {
+		return malformed("sample batch: %d rows, limit %d", rows, MaxRows)
+	}
+	if len(b.Gpu) != rows {
+		return malformed("sample batch: %d gpu refs for %d rows", len(b.Gpu), rows)
+	}
+	for i, g := range b.Gpu {
+		if int(g) >= len(b.Gpus) {
+			return malformed("sample batch: row %d refers to gpu %d of %d", i, g, len(b.Gpus))
+		}
+	}
+	if len(b.Metrics) > MaxMetricCol {
+		return malformed("sample batch: %d metric columns, limit %d", len(b.Metrics), MaxMetricCol)
+	}
+	for _, m := range b.Metrics {
+		if len(m.Values) != 0 && len(m.Counts) != 0 {
+			return malformed("sample batch: metric %d has both values and counts", m.Metric)
+		}
+		if n := len(m.Values) + len(m.Counts); n != rows {
+			return malformed("sample batch: metric %d has %d entries for %d rows", m.Metric, n, rows)
+		}
+		if len(m.Present) != 0 && len(m.Present) != (rows+7)/8 {
+			return malformed("sample batch: metric %d presence bitmap is %d bytes for %d rows", m.Metric, len(m.Present), rows)
+		}
+	}
+	return nil
+}
+
+// DecodeEvents unmarshals and checks an event batch into dst.
+func DecodeEvents(data []byte, dst *wirepb.EventBatch) error {
+	if err := (proto.UnmarshalOptions{}).Unmarshal(data, dst); err != nil {
+		return malformed("event batch: %v", err)
+	}
+	if dst.SchemaVersion != 1 {
+		return malformed("event batch: unsupported schema_version %d (this build reads 1)", dst.SchemaVersion)
+	}
+	if dst.AgentId == "" {
+		return malformed("event batch: empty agent_id")
+	}
+	if len(dst.Events) > MaxEvents {
+		return malformed("event batch: %d events, limit %d", len(dst.Events), MaxEvents)
+	}
+	if len(dst.AgentId) > MaxLabelLen || len(dst.Cluster) > MaxLabelLen || len(dst.Node) > MaxLabelLen {
+		return malformed("event batch: a label is over %d bytes", MaxLabelLen)
+	}
+	for i, e := range dst.Events {
+		if len(e.GpuUuid) > MaxLabelLen || len(e.Message) > 4*MaxLabelLen {
+			return malformed("event batch: event %d has an over-long uuid or message", i)
+		}
+	}
+	return nil
+}
+
+// Present reports whether row i of column m has a value.
+func Present(m *wirepb.MetricColumn, i int) bool {
+	return len(m.Present) == 0 || m.Present[i>>3]&(1<<(i&7)) != 0
+}
+
+// SetPresent builds a presence bitmap of rows bits from a predicate; it returns nil when every row is
+// present, which is the compact encoding.
+func SetPresent(rows int, has func(i int) bool) []byte {
+	var bm []byte
+	for i := 0; i < rows; i++ {
+		if has(i) {
+			continue
+		}
+		if bm == nil {
+			bm = make([]byte, (rows+7)/8)
+			for j := range bm {
+				bm[j] = 0xff
+			}
+		}
+		bm[i>>3] &^= 1 << (i & 7)
+	}
+	return bm
+}
