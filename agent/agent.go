@@ -59,8 +59,8 @@ type Agent struct {
 	msgs []kafka.Message
 
 	samples, batches, events atomic.Uint64
-	sendErrors                prometheus.Counter
-	sendSeconds               prometheus.Histogram
+	sendErrors               prometheus.Counter
+	sendSeconds              prometheus.Histogram
 }
 
 // New checks cfg and returns an agent ready to Run.

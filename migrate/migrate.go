@@ -1,0 +1,139 @@
+// Package migrate applies the embedded schema migrations (deploy/migrations) to a store, in order,
+// recording each in a schema_migrations table so that running it again changes nothing.
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gpufleet/gpufleet/deploy/migrations"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+// Migration is one numbered SQL file.
+type Migration struct {
+	Version    int
+	Name       string
+	Statements []string
+}
+
+// Load reads and splits the embedded migrations for database db, sorted by version.
+func Load(db string) ([]Migration, error) {
+	if err := store.CheckIdent("database", db); err != nil {
+		return nil, err
+	}
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var out []Migration
+	for _, f := range files {
+		num, name, ok := strings.Cut(strings.TrimSuffix(f, ".sql"), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", f)
+		}
+		body, err := fs.ReadFile(migrations.FS, f)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", f, err)
+		}
+		m := Migration{Version: v, Name: name}
+		for _, stmt := range strings.Split(string(body), "\n;\n") {
+			if s := strings.TrimSpace(stripComments(stmt)); s != "" {
+				m.Statements = append(m.Statements, strings.ReplaceAll(s, "{db}", db))
+			}
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	for i := 1; i < len(out); i++ {
+		if out[i].Version == out[i-1].Version {
+			return nil, fmt.Errorf("two migrations numbered %d", out[i].Version)
+		}
+	}
+	return out, nil
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Latest is the highest migration version this build knows.
+func Latest() int {
+	ms, err := Load("x")
+	if err != nil || len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].Version
+}
+
+// Apply brings the store's database up to the latest migration and returns the versions it applied.
+// Every statement is idempotent (IF NOT EXISTS), so a run interrupted half way completes on the
+// next one.
+func Apply(ctx context.Context, s store.Store, log *slog.Logger) ([]int, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db := s.Database()
+	ms, err := Load(db)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		return nil, fmt.Errorf("migrate: create database %s: %w", db, err)
+	}
+	if err := s.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+store.Table(db, "schema_migrations")+
+		" (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"); err != nil {
+		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	done, err := Applied(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	var applied []int
+	for _, m := range ms {
+		if done[m.Version] {
+			continue
+		}
+		for i, stmt := range m.Statements {
+			if err := s.Exec(ctx, stmt); err != nil {
+				return applied, fmt.Errorf("migrate: %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+			}
+		}
+		if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s (version, name) VALUES (%d, %s)",
+			store.Table(db, "schema_migrations"), m.Version, store.QuoteString(m.Name))); err != nil {
+			return applied, fmt.Errorf("migrate: record %04d: %w", m.Version, err)
+		}
+		log.Info("applied migration", slog.Int("version", m.Version), slog.String("name", m.Name))
+		applied = append(applied, m.Version)
+	}
+	return applied, nil
+}
+
+// Applied returns the versions recorded in schema_migrations (empty when the table is missing).
+func Applied(ctx context.Context, s store.Store) (map[int]bool, error) {
+	r, err := s.Query(ctx, "SELECT DISTINCT version FROM "+store.Table(s.Database(), "schema_migrations"))
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	done := map[int]bool{}
+	for _, row := range r.Rows {
+		if v, ok := row[0].(uint64); ok {
+			done[int(v)] = true
+		}
+	}
+	return done, nil
+}

@@ -1,0 +1,176 @@
+// Package chserver is the ClickHouse server transport: clickhouse-go v2 over the native protocol.
+// It sends the same SQL and the same store.Block as the embedded transport (store/chdb).
+package chserver
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/gpufleet/gpufleet/store"
+)
+
+// Store is a store.Store on a ClickHouse server.
+type Store struct {
+	conn driver.Conn
+	db   string
+}
+
+// Open connects to the server named by dsn (clickhouse://user:password@host:9000/database).
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse DSN: %w", err)
+	}
+	if opts.Auth.Database == "" {
+		opts.Auth.Database = "gpufleet"
+	}
+	if err := store.CheckIdent("database", opts.Auth.Database); err != nil {
+		return nil, err
+	}
+	db := opts.Auth.Database
+	// Connect to "default" so that migrate can create the gpufleet database; every statement
+	// qualifies its tables with db.
+	opts.Auth.Database = "default"
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse open: %w", err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("cannot reach ClickHouse at %v: %w: check --clickhouse and that the server is running", opts.Addr, err)
+	}
+	return &Store{conn: conn, db: db}, nil
+}
+
+// Database implements store.Store.
+func (s *Store) Database() string { return s.db }
+
+// Exec implements store.Store.
+func (s *Store) Exec(ctx context.Context, sql string) error {
+	if err := s.conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("clickhouse exec: %w", err)
+	}
+	return nil
+}
+
+// Query implements store.Store.
+func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
+	rows, err := s.conn.Query(ctx, sql)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse query: %w", err)
+	}
+	defer rows.Close()
+	types := rows.ColumnTypes()
+	res := &store.Result{Columns: rows.Columns()}
+	for rows.Next() {
+		ptrs := make([]any, len(types))
+		for i, ct := range types {
+			ptrs[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("clickhouse scan: %w", err)
+		}
+		row := make([]any, len(ptrs))
+		for i, p := range ptrs {
+			row[i] = normalize(reflect.ValueOf(p).Elem())
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse rows: %w", err)
+	}
+	return res, nil
+}
+
+// normalize maps scanned values to the types store.Result promises.
+func normalize(v reflect.Value) any {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return v.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return v.Uint()
+	case reflect.Float32, reflect.Float64:
+		return v.Float()
+	case reflect.String:
+		return v.String()
+	}
+	if t, ok := v.Interface().(time.Time); ok {
+		return t.UTC().Format("2006-01-02 15:04:05.000")
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// Insert implements store.Store with a native-protocol batch, column by column.
+func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupToken string) error {
+	if b.Rows() == 0 {
+		return nil
+	}
+	if dedupToken != "" {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": dedupToken}))
+	}
+	batch, err := s.conn.PrepareBatch(ctx, store.InsertSQL(s.db, table, b, "", ""))
+	if err != nil {
+		return fmt.Errorf("insert into %s: prepare: %w", table, err)
+	}
+	for i, c := range b.Columns {
+		if err := batch.Column(i).Append(columnValues(c)); err != nil {
+			batch.Abort()
+			return fmt.Errorf("insert into %s: column %s: %w", table, c.Name(), err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d rows into %s: %w", b.Rows(), table, err)
+	}
+	return nil
+}
+
+// columnValues converts a block column to the slice type clickhouse-go appends.
+func columnValues(c store.Column) any {
+	switch c := c.(type) {
+	case *store.ColDateTime64:
+		out := make([]time.Time, len(c.V))
+		for i, ms := range c.V {
+			out[i] = time.UnixMilli(ms).UTC()
+		}
+		return out
+	case *store.ColString:
+		return c.V
+	case *store.ColUInt8:
+		return c.V
+	case *store.ColUInt32:
+		return c.V
+	case *store.ColUInt64:
+		return c.V
+	case *store.ColNullFloat32:
+		out := make([]*float32, len(c.V))
+		for i := range c.V {
+			if c.Null[i] == 0 {
+				out[i] = &c.V[i]
+			}
+		}
+		return out
+	case *store.ColNullUInt64:
+		out := make([]*uint64, len(c.V))
+		for i := range c.V {
+			if c.Null[i] == 0 {
+				out[i] = &c.V[i]
+			}
+		}
+		return out
+	}
+	panic(fmt.Sprintf("chserver: no conversion for column type %T", c)) // a programming error, not input
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.conn.Close() }
