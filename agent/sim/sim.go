@@ -44,7 +44,7 @@ type gpuState struct {
 func NewNode(seed uint64, cluster string, idx, gpus int) *Node {
 	n := &Node{Cluster: cluster, Name: fmt.Sprintf("node-%05d", idx), seed: seed ^ uint64(idx)*0x9e3779b97f4a7c15}
 	models := []string{"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA H200"}
-	model := models[int(mix(n.seed, 1))%len(models)]
+	model := models[mix(n.seed, 1)%uint64(len(models))]
 	for g := 0; g < gpus; g++ {
 		n.gpus = append(n.gpus, &wirepb.GPU{
 			Index:    uint32(g),
@@ -87,8 +87,8 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		if gseed%17 == 0 { // a few GPUs per fleet sit nearly idle: the ones to find
 			util = clamp(3+2*noise(1), 0, 100)
 		}
-		temp := 32 + 0.55*util + float64(gseed%9) + 2*noise(2)
-		throttled := temp > 86
+		temp := 30 + 0.48*util + float64(gseed%8) + 2*noise(2)
+		throttled := temp > 84
 		power := 70 + 6.2*util + 10*noise(3)
 		if !st.lastT.IsZero() && t.After(st.lastT) {
 			st.energyMJ += uint64(power * float64(t.Sub(st.lastT).Milliseconds()))
@@ -111,7 +111,7 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				Kind: wirepb.EventKind_EVENT_KIND_THROTTLE, Code: reasons, Message: "clock-event reasons changed"})
 			st.throttled = throttled
 		}
-		if mix(gseed^6, tick)%20000 == 0 {
+		if mix(gseed^6, tick)%2000 == 0 { // far above a real fleet's rate, so a short demo shows some
 			x := xids[mix(gseed^8, tick)%uint64(len(xids))]
 			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: uint32(g), GpuUuid: n.gpus[g].Uuid,
 				Kind: wirepb.EventKind_EVENT_KIND_XID, Code: x, Pid: uint32(1000 + mix(gseed, 9)%60000),

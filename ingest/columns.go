@@ -1,0 +1,210 @@
+package ingest
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// Timestamps further than this from the ingest clock are rejected as absurd (a broken agent clock),
+// not stored where they would land in a partition no query looks at.
+const (
+	maxFuture = time.Hour
+	maxPast   = 30 * 24 * time.Hour
+)
+
+// sampleColumns is the columnar form of gpu_samples rows, appended in place and reused.
+type sampleColumns struct {
+	block                                          store.Block
+	time                                           *store.ColDateTime64
+	cluster, node, uuid, model, job, driver, agent *store.ColString
+	gpu                                            *store.ColUInt8
+	seq                                            *store.ColUInt64
+	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
+	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
+	byMetric                                       []*wirepb.MetricColumn  // scratch: wire column per registry position
+}
+
+func newSampleColumns() *sampleColumns {
+	c := &sampleColumns{
+		time:    &store.ColDateTime64{ColName: "time"},
+		cluster: &store.ColString{ColName: "cluster"},
+		node:    &store.ColString{ColName: "node"},
+		gpu:     &store.ColUInt8{ColName: "gpu"},
+		uuid:    &store.ColString{ColName: "uuid"},
+		model:   &store.ColString{ColName: "model"},
+		job:     &store.ColString{ColName: "job_id"},
+		driver:  &store.ColString{ColName: "driver_version"},
+		agent:   &store.ColString{ColName: "agent_id"},
+		seq:     &store.ColUInt64{ColName: "seq"},
+	}
+	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.gpu, c.uuid, c.model, c.job, c.driver, c.agent, c.seq}
+	all := gpumetric.All()
+	c.gauges = make([]*store.ColNullFloat32, len(all))
+	c.counters = make([]*store.ColNullUInt64, len(all))
+	c.byMetric = make([]*wirepb.MetricColumn, len(all))
+	for i, m := range all {
+		if m.Kind == gpumetric.Gauge {
+			c.gauges[i] = &store.ColNullFloat32{ColName: m.Column}
+			c.block.Columns = append(c.block.Columns, c.gauges[i])
+		} else {
+			c.counters[i] = &store.ColNullUInt64{ColName: m.Column}
+			c.block.Columns = append(c.block.Columns, c.counters[i])
+		}
+	}
+	return c
+}
+
+// check validates a decoded batch against the catalogue and the clock before any row is appended,
+// so a rejected batch leaves the columns untouched.
+func (c *sampleColumns) check(b *wirepb.SampleBatch, now time.Time) error {
+	lo, hi := now.Add(-maxPast).UnixMilli(), now.Add(maxFuture).UnixMilli()
+	for i, ms := range b.TimeUnixMs {
+		if ms < lo || ms > hi {
+			return fmt.Errorf("%w: row %d time %s is outside [now-%s, now+%s]", wire.ErrMalformed, i,
+				time.UnixMilli(ms).UTC().Format(time.RFC3339), maxPast, maxFuture)
+		}
+	}
+	for _, g := range b.Gpus {
+		if g.Index > math.MaxUint8 {
+			return fmt.Errorf("%w: gpu index %d over 255", wire.ErrMalformed, g.Index)
+		}
+	}
+	for _, m := range b.Metrics {
+		i := gpumetric.Index(gpumetric.ID(m.Metric))
+		if i < 0 {
+			continue // a newer agent's metric: dropped, the rest of the batch is kept
+		}
+		kind := gpumetric.All()[i].Kind
+		if kind == gpumetric.Gauge && len(m.Counts) > 0 || kind == gpumetric.Counter && len(m.Values) > 0 {
+			return fmt.Errorf("%w: metric %s carries the wrong value type", wire.ErrMalformed, gpumetric.All()[i].Column)
+		}
+	}
+	return nil
+}
+
+// appendBatch adds every row of a checked batch.
+func (c *sampleColumns) appendBatch(b *wirepb.SampleBatch) {
+	clear(c.byMetric)
+	for _, m := range b.Metrics {
+		if i := gpumetric.Index(gpumetric.ID(m.Metric)); i >= 0 {
+			c.byMetric[i] = m
+		}
+	}
+	rows := len(b.TimeUnixMs)
+	c.time.V = append(c.time.V, b.TimeUnixMs...)
+	for r := 0; r < rows; r++ {
+		g := b.Gpus[b.Gpu[r]]
+		c.cluster.V = append(c.cluster.V, b.Cluster)
+		c.node.V = append(c.node.V, b.Node)
+		c.gpu.V = append(c.gpu.V, uint8(g.Index))
+		c.uuid.V = append(c.uuid.V, g.Uuid)
+		c.model.V = append(c.model.V, g.Model)
+		c.job.V = append(c.job.V, g.JobId)
+		c.driver.V = append(c.driver.V, b.DriverVersion)
+		c.agent.V = append(c.agent.V, b.AgentId)
+		c.seq.V = append(c.seq.V, b.Seq)
+	}
+	for i, m := range c.byMetric {
+		if col := c.gauges[i]; col != nil {
+			for r := 0; r < rows; r++ {
+				if m == nil || !wire.Present(m, r) {
+					col.Append(0, true)
+					continue
+				}
+				v := m.Values[r]
+				// NaN and ±Inf are not readings: stored as absent so aggregates stay finite.
+				col.Append(float32(v), math.IsNaN(v) || math.IsInf(v, 0))
+			}
+			continue
+		}
+		col := c.counters[i]
+		for r := 0; r < rows; r++ {
+			if m == nil || !wire.Present(m, r) {
+				col.Append(0, true)
+				continue
+			}
+			col.Append(m.Counts[r], false)
+		}
+	}
+}
+
+// eventColumns is the columnar form of gpu_events rows.
+type eventColumns struct {
+	block                              store.Block
+	time                               *store.ColDateTime64
+	cluster, node, uuid, kind, message *store.ColString
+	agent                              *store.ColString
+	gpu                                *store.ColUInt8
+	code, seq                          *store.ColUInt64
+	pid                                *store.ColUInt32
+}
+
+func newEventColumns() *eventColumns {
+	c := &eventColumns{
+		time:    &store.ColDateTime64{ColName: "time"},
+		cluster: &store.ColString{ColName: "cluster"},
+		node:    &store.ColString{ColName: "node"},
+		gpu:     &store.ColUInt8{ColName: "gpu"},
+		uuid:    &store.ColString{ColName: "uuid"},
+		kind:    &store.ColString{ColName: "kind"},
+		code:    &store.ColUInt64{ColName: "code"},
+		pid:     &store.ColUInt32{ColName: "pid"},
+		message: &store.ColString{ColName: "message"},
+		agent:   &store.ColString{ColName: "agent_id"},
+		seq:     &store.ColUInt64{ColName: "seq"},
+	}
+	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.gpu, c.uuid, c.kind, c.code, c.pid, c.message, c.agent, c.seq}
+	return c
+}
+
+// EventKindName is the kind as stored in gpu_events.kind.
+func EventKindName(k wirepb.EventKind) string {
+	switch k {
+	case wirepb.EventKind_EVENT_KIND_XID:
+		return "xid"
+	case wirepb.EventKind_EVENT_KIND_ECC_SINGLE_BIT:
+		return "ecc_sbe"
+	case wirepb.EventKind_EVENT_KIND_ECC_DOUBLE_BIT:
+		return "ecc_dbe"
+	case wirepb.EventKind_EVENT_KIND_THROTTLE:
+		return "throttle"
+	case wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS:
+		return "fell_off_bus"
+	}
+	return "unknown"
+}
+
+func (c *eventColumns) check(b *wirepb.EventBatch, now time.Time) error {
+	lo, hi := now.Add(-maxPast).UnixMilli(), now.Add(maxFuture).UnixMilli()
+	for i, e := range b.Events {
+		if e.TimeUnixMs < lo || e.TimeUnixMs > hi {
+			return fmt.Errorf("%w: event %d time is outside [now-%s, now+%s]", wire.ErrMalformed, i, maxPast, maxFuture)
+		}
+		if e.GpuIndex > math.MaxUint8 {
+			return fmt.Errorf("%w: event %d gpu index %d over 255", wire.ErrMalformed, i, e.GpuIndex)
+		}
+	}
+	return nil
+}
+
+func (c *eventColumns) appendBatch(b *wirepb.EventBatch) {
+	for _, e := range b.Events {
+		c.time.V = append(c.time.V, e.TimeUnixMs)
+		c.cluster.V = append(c.cluster.V, b.Cluster)
+		c.node.V = append(c.node.V, b.Node)
+		c.gpu.V = append(c.gpu.V, uint8(e.GpuIndex))
+		c.uuid.V = append(c.uuid.V, e.GpuUuid)
+		c.kind.V = append(c.kind.V, EventKindName(e.Kind))
+		c.code.V = append(c.code.V, e.Code)
+		c.pid.V = append(c.pid.V, e.Pid)
+		c.message.V = append(c.message.V, e.Message)
+		c.agent.V = append(c.agent.V, b.AgentId)
+		c.seq.V = append(c.seq.V, b.Seq)
+	}
+}

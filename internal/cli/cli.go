@@ -1,0 +1,224 @@
+// Package cli implements gpufleet's subcommands: flag parsing (every flag also settable as a
+// GPUFLEET_* environment variable), logging and wiring of the pipeline packages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"agent", "sample this node's GPUs and stream them to Kafka", runAgent},
+		{"simulate", "stream a simulated fleet of GPUs to Kafka (load and demos)", runSimulate},
+		{"ingest", "consume Kafka and insert into ClickHouse", runIngest},
+		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},
+		{"query", "print a fleet summary from ClickHouse", runQuery},
+		{"demo", "run the whole pipeline in one process on embedded defaults", runDemo},
+	}
+}
+
+// env is what a subcommand gets from the process.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// usageError is a bad command line; it exits 2 rather than 1.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// Run executes the command line args and returns the process exit code: 0 ok, 1 failed, 2 usage.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			args = []string{args[1], "--help"}
+		} else {
+			printUsage(stdout)
+			return 0
+		}
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, new(usageError)):
+			fmt.Fprintf(stderr, "gpufleet %s: %v (see 'gpufleet %s --help')\n", c.name, err, c.name)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "gpufleet %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "gpufleet: unknown command %q (commands: %s; see 'gpufleet help')\n", args[0], names())
+	return 2
+}
+
+func names() string {
+	var n []string
+	for _, c := range commands() {
+		n = append(n, c.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `gpufleet: GPU-fleet telemetry. Agents sample NVIDIA GPUs and stream to Kafka; ingest
+batches the stream into ClickHouse; query and Grafana read fleet-wide trends.
+
+Usage: gpufleet <command> [flags]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Every flag can also be set by environment: --batch-rows is GPUFLEET_BATCH_ROWS.
+Run 'gpufleet <command> --help' for a command's flags. Quick start: gpufleet demo --for 15s
+`)
+}
+
+// flags is a command's flag set with GPUFLEET_* environment fallback.
+type flags struct {
+	*flag.FlagSet
+	e        *env
+	logLevel string
+	logJSON  bool
+}
+
+func newFlags(e *env, name, synopsis string) *flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := &flags{FlagSet: fs, e: e}
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
+	fs.Usage = func() {
+		out := e.stdout
+		fmt.Fprintf(out, "Usage: gpufleet %s [flags]\n\n%s\n\nFlags (each also settable as the environment variable shown):\n", name, synopsis)
+		var lines []string
+		fs.VisitAll(func(fl *flag.Flag) {
+			def := ""
+			if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0" && fl.DefValue != "0s" {
+				def = fmt.Sprintf(" (default %s)", fl.DefValue)
+			}
+			lines = append(lines, fmt.Sprintf("  --%s  [%s]\n      %s%s\n", fl.Name, envName(fl.Name), fl.Usage, def))
+		})
+		sort.Strings(lines)
+		fmt.Fprint(out, strings.Join(lines, ""))
+	}
+	return f
+}
+
+func envName(flagName string) string {
+	return "GPUFLEET_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads args, then fills every flag not given on the command line from its environment
+// variable. Errors name the flag or variable.
+func (f *flags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			f.Usage()
+			return err
+		}
+		return usageError{err}
+	}
+	if f.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", f.Arg(0))}
+	}
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var err error
+	f.VisitAll(func(fl *flag.Flag) {
+		if set[fl.Name] || err != nil {
+			return
+		}
+		if v := f.e.getenv(envName(fl.Name)); v != "" {
+			if serr := fl.Value.Set(v); serr != nil {
+				err = usageError{fmt.Errorf("invalid value %q for %s (--%s): %v", v, envName(fl.Name), fl.Name, serr)}
+			}
+		}
+	})
+	return err
+}
+
+func (f *flags) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if f.logJSON {
+		return slog.New(slog.NewJSONHandler(f.e.stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(f.e.stderr, opts)), nil
+}
+
+// newRegistry returns a Prometheus registry with the Go and process collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// serveHTTP serves /metrics (and extra handlers) on addr until ctx ends. An empty addr serves nothing.
+// The listener is opened before returning so that a taken port is reported at start-up.
+func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, extra map[string]http.Handler) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	for p, h := range extra {
+		mux.Handle(p, h)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	log.Info("serving metrics", slog.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// withDeadline returns ctx limited to d when d > 0 (the --for flag).
+func withDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
+}

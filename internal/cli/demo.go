@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store/chdb"
+)
+
+func runDemo(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "demo", "Runs the whole pipeline in one process on embedded defaults: a simulated fleet streams to an\n"+
+		"in-process Kafka-protocol broker, ingest inserts into the embedded ClickHouse engine (chDB) in\n"+
+		"--data-dir, a progress line prints every second, and a fleet summary prints at the end.\n"+
+		"While it runs, /metrics and /api/v1/summary are served on --http.")
+	var s simFlags
+	var dataDir, libchdb, httpAddr string
+	var forDur time.Duration
+	s.register(f, 64)
+	f.StringVar(&dataDir, "data-dir", "gpufleet-demo-data", "chDB data directory (kept between runs)")
+	f.StringVar(&libchdb, "libchdb", "", "path of libchdb.so (default: search $GPUFLEET_LIBCHDB, next to the binary, /usr/local/lib)")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "address for /metrics and /api/v1/summary; empty disables")
+	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until Ctrl-C)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	srcs, err := s.sources()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+
+	st, err := chdb.Open(dataDir, "gpufleet", libchdb)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := migrate.Apply(ctx, st, log); err != nil {
+		return err
+	}
+
+	topics := []string{kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic}
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...), kfake.SeedTopics(1, kafkaadmin.DLQTopic))
+	if err != nil {
+		return fmt.Errorf("start in-process broker: %w", err)
+	}
+	defer broker.Close()
+	brokers := broker.ListenAddrs()
+
+	reg := newRegistry()
+	summaryHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sum, err := query.FleetSummary(r.Context(), st, time.Now().Add(-15*time.Minute), time.Now(), 5)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(sum)
+	})
+	if err := serveHTTP(ctx, httpAddr, reg, log, map[string]http.Handler{"/api/v1/summary": summaryHandler}); err != nil {
+		return err
+	}
+
+	prod := agent.NewProducer(brokers)
+	defer prod.Close()
+	ag, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	in, err := ingest.New(ingest.Config{Brokers: brokers, Store: st, BatchAge: 500 * time.Millisecond, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+
+	agentCtx, stopAgent := withDeadline(ctx, forDur)
+	defer stopAgent()
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopIngest()
+	agentDone := make(chan error, 1)
+	ingestDone := make(chan error, 1)
+	go func() { agentDone <- ag.Run(agentCtx) }()
+	go func() { ingestDone <- in.Run(ingestCtx) }()
+
+	fmt.Fprintf(e.stderr, "demo: %d GPUs on %d nodes every %s; data in %s; Ctrl-C stops\n", s.gpus, len(srcs), s.interval, absPath(dataDir))
+	progress := time.NewTicker(time.Second)
+	defer progress.Stop()
+	line := func() {
+		a, i := ag.Stats(), in.Stats()
+		fmt.Fprintf(e.stderr, "[%5.1fs] sampled %d  ingested %d  events %d  dead-lettered %d\n",
+			time.Since(start).Seconds(), a.Samples, i.Samples, i.Events, i.DLQ)
+	}
+	var agentErr error
+wait:
+	for {
+		select {
+		case agentErr = <-agentDone: // --for elapsed or Ctrl-C: the agent delivered its last cycle
+			break wait
+		case <-progress.C:
+			line()
+		}
+	}
+	// Let ingest catch up with every sample taken before stopping it.
+	deadline := time.Now().Add(30 * time.Second)
+	for in.Stats().Samples < ag.Stats().Samples && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopIngest()
+	ingestErr := <-ingestDone
+	line()
+	if agentErr != nil {
+		return agentErr
+	}
+	if ingestErr != nil {
+		return ingestErr
+	}
+	if in.Stats().Samples != ag.Stats().Samples {
+		log.Warn("ingest did not catch up before stopping", slog.Uint64("sampled", ag.Stats().Samples), slog.Uint64("ingested", in.Stats().Samples))
+	}
+	sum, err := query.FleetSummary(context.WithoutCancel(ctx), st, start.Add(-time.Second), time.Now().Add(time.Second), 5)
+	if err != nil {
+		return err
+	}
+	return sum.WriteText(e.stdout)
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

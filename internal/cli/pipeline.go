@@ -1,0 +1,322 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/store/backend"
+)
+
+const defaultDSN = "chdb://gpufleet-data"
+
+// kafkaFlags are the Kafka settings agent, simulate and ingest share.
+type kafkaFlags struct {
+	brokers        string
+	partitions     int
+	connectTimeout time.Duration
+}
+
+func (k *kafkaFlags) register(f *flags) {
+	f.StringVar(&k.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated host:port")
+	f.IntVar(&k.partitions, "partitions", 8, "partitions for topics this command creates when they are missing")
+	f.DurationVar(&k.connectTimeout, "connect-timeout", 30*time.Second, "how long to retry an unreachable broker at start-up")
+}
+
+// connect checks the brokers and creates the topics; it returns the parsed broker list.
+func (k *kafkaFlags) connect(ctx context.Context, log *slog.Logger) ([]string, error) {
+	brokers, err := kafkaadmin.ParseBrokers(k.brokers)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--brokers: %w", err)}
+	}
+	if k.partitions < 1 {
+		return nil, usageError{fmt.Errorf("--partitions %d: must be at least 1", k.partitions)}
+	}
+	if err := kafkaadmin.WaitReachable(ctx, brokers, k.connectTimeout, log); err != nil {
+		return nil, err
+	}
+	topics := []kafkaadmin.Topic{{Name: kafkaadmin.SamplesTopic, Partitions: k.partitions}, {Name: kafkaadmin.EventsTopic, Partitions: k.partitions}, {Name: kafkaadmin.DLQTopic, Partitions: 1}}
+	if err := kafkaadmin.EnsureTopics(ctx, brokers, topics); err != nil {
+		return nil, err
+	}
+	return brokers, nil
+}
+
+// storeFlags are the ClickHouse settings.
+type storeFlags struct {
+	dsn     string
+	libchdb string
+}
+
+func (s *storeFlags) register(f *flags) {
+	f.StringVar(&s.dsn, "clickhouse", defaultDSN, "ClickHouse: clickhouse://user:pass@host:9000/db (server) or chdb:///data/dir[?database=db] (embedded)")
+	f.StringVar(&s.libchdb, "libchdb", "", "path of libchdb.so for chdb:// (default: search "+strings.Join([]string{"$GPUFLEET_LIBCHDB", "next to the binary", "/usr/local/lib"}, ", ")+")")
+}
+
+func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
+	if _, err := backend.Parse(s.dsn); err != nil {
+		return nil, usageError{err}
+	}
+	return backend.Open(ctx, s.dsn, backend.Options{LibCHDB: s.libchdb})
+}
+
+// simFlags describe a simulated fleet.
+type simFlags struct {
+	cluster     string
+	gpus        int
+	gpusPerNode int
+	seed        uint64
+	interval    time.Duration
+	nodeOffset  int
+}
+
+func (s *simFlags) register(f *flags, gpus int) {
+	f.StringVar(&s.cluster, "cluster", "sim", "cluster label of the simulated nodes")
+	f.IntVar(&s.gpus, "gpus", gpus, "simulated GPUs in all")
+	f.IntVar(&s.gpusPerNode, "gpus-per-node", 8, "GPUs per simulated node")
+	f.Uint64Var(&s.seed, "seed", 1, "seed of the simulated readings: the same seed gives the same fleet")
+	f.DurationVar(&s.interval, "interval", time.Second, "sample interval")
+	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
+}
+
+func (s *simFlags) sources() ([]agent.Source, error) {
+	switch {
+	case s.gpus < 1:
+		return nil, usageError{fmt.Errorf("--gpus %d: must be at least 1", s.gpus)}
+	case s.gpusPerNode < 1 || s.gpusPerNode > 64:
+		return nil, usageError{fmt.Errorf("--gpus-per-node %d: must be 1..64", s.gpusPerNode)}
+	case s.interval < 10*time.Millisecond:
+		return nil, usageError{fmt.Errorf("--interval %s: must be at least 10ms", s.interval)}
+	}
+	var out []agent.Source
+	for left, i := s.gpus, 0; left > 0; i++ {
+		n := min(left, s.gpusPerNode)
+		out = append(out, sim.NewNode(s.seed, s.cluster, s.nodeOffset+i, n))
+		left -= n
+	}
+	return out, nil
+}
+
+func runAgent(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "agent", "Samples this node's GPUs every --interval and streams them to Kafka (gpu.samples,\n"+
+		"key = node) with GPU events on gpu.events. SIGTERM delivers the cycle in flight, then exits.\n"+
+		"Sources: sim (simulated GPUs). Reading NVML is tracked in issue #3.")
+	var k kafkaFlags
+	var s simFlags
+	var source, metricsAddr string
+	var forDur time.Duration
+	k.register(f)
+	s.register(f, 8)
+	f.StringVar(&source, "source", "sim", "GPU source: sim")
+	f.StringVar(&metricsAddr, "metrics-addr", ":9400", "address for Prometheus /metrics; empty disables")
+	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if source != "sim" {
+		return usageError{fmt.Errorf("--source %q: this build reads only \"sim\"", source)}
+	}
+	return streamFleet(ctx, f, &k, &s, metricsAddr, forDur)
+}
+
+func runSimulate(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "simulate", "Streams a simulated fleet (seeded, time-varying utilisation, temperature, power, clocks,\n"+
+		"ECC counters, occasional XIDs and thermal throttling) to Kafka, as that many agents would.")
+	var k kafkaFlags
+	var s simFlags
+	var metricsAddr string
+	var forDur time.Duration
+	k.register(f)
+	s.register(f, 64)
+	f.StringVar(&metricsAddr, "metrics-addr", ":9402", "address for Prometheus /metrics; empty disables")
+	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	return streamFleet(ctx, f, &k, &s, metricsAddr, forDur)
+}
+
+func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metricsAddr string, forDur time.Duration) error {
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	srcs, err := s.sources()
+	if err != nil {
+		return err
+	}
+	brokers, err := k.connect(ctx, log)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
+		return err
+	}
+	prod := agent.NewProducer(brokers)
+	defer prod.Close()
+	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := withDeadline(ctx, forDur)
+	defer cancel()
+	log.Info("streaming", slog.Int("nodes", len(srcs)), slog.Int("gpus", s.gpus), slog.Duration("interval", s.interval))
+	err = a.Run(runCtx)
+	st := a.Stats()
+	log.Info("stopped", slog.Uint64("samples", st.Samples), slog.Uint64("batches", st.Batches), slog.Uint64("events", st.Events))
+	return err
+}
+
+func runIngest(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "ingest", "Consumes gpu.samples and gpu.events as consumer group --group, inserts columnar batches\n"+
+		"into ClickHouse and commits offsets only after the insert is acknowledged. Malformed messages\n"+
+		"go to gpu.dlq with a reason. SIGTERM flushes the current batch and commits.")
+	var k kafkaFlags
+	var sf storeFlags
+	var group, metricsAddr string
+	var rows int
+	var age time.Duration
+	var doMigrate bool
+	k.register(f)
+	sf.register(f)
+	f.StringVar(&group, "group", "gpufleet-ingest", "Kafka consumer group; workers with the same group share partitions")
+	f.IntVar(&rows, "batch-rows", 100_000, "flush a batch at this many sample rows")
+	f.DurationVar(&age, "batch-age", time.Second, "flush a batch this long after its first message")
+	f.BoolVar(&doMigrate, "migrate", false, "apply schema migrations before consuming")
+	f.StringVar(&metricsAddr, "metrics-addr", ":9401", "address for Prometheus /metrics; empty disables")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if rows < 1 {
+		return usageError{fmt.Errorf("--batch-rows %d: must be at least 1", rows)}
+	}
+	if age <= 0 {
+		return usageError{fmt.Errorf("--batch-age %s: must be positive", age)}
+	}
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if doMigrate {
+		if _, err := migrate.Apply(ctx, st, log); err != nil {
+			return err
+		}
+	}
+	brokers, err := k.connect(ctx, log)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
+		return err
+	}
+	in, err := ingest.New(ingest.Config{Brokers: brokers, Store: st, GroupID: group, BatchRows: rows, BatchAge: age, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	log.Info("ingesting", slog.String("group", group), slog.String("clickhouse", redact(sf.dsn)))
+	err = in.Run(ctx)
+	s := in.Stats()
+	log.Info("stopped", slog.Uint64("samples", s.Samples), slog.Uint64("events", s.Events), slog.Uint64("dlq", s.DLQ))
+	return err
+}
+
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "migrate", "Creates or upgrades the gpufleet schema in ClickHouse. Safe to run any number of times.")
+	var sf storeFlags
+	sf.register(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := migrate.Apply(ctx, st, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "schema at version %d (applied now: %v)\n", migrate.Latest(), applied)
+	return nil
+}
+
+func runQuery(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "query", "Prints a fleet summary over a time window: GPUs reporting, mean and p99 utilisation,\n"+
+		"hottest GPUs, XID and throttle counts.")
+	var sf storeFlags
+	var since time.Duration
+	var top int
+	var format string
+	sf.register(f)
+	f.DurationVar(&since, "since", 15*time.Minute, "window: from now minus this to now")
+	f.IntVar(&top, "top", 5, "how many hottest GPUs to list")
+	f.StringVar(&format, "format", "text", "output: text or json")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if since <= 0 {
+		return usageError{fmt.Errorf("--since %s: must be positive", since)}
+	}
+	if top < 0 || top > 1000 {
+		return usageError{fmt.Errorf("--top %d: must be 0..1000", top)}
+	}
+	if format != "text" && format != "json" {
+		return usageError{fmt.Errorf("--format %q: use text or json", format)}
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := time.Now()
+	sum, err := query.FleetSummary(ctx, st, now.Add(-since), now, top)
+	if err != nil {
+		return explainMissingSchema(err)
+	}
+	if format == "json" {
+		return sum.WriteJSON(e.stdout)
+	}
+	return sum.WriteText(e.stdout)
+}
+
+// explainMissingSchema adds the fix to the engine's "table doesn't exist".
+func explainMissingSchema(err error) error {
+	if strings.Contains(err.Error(), "UNKNOWN_TABLE") || strings.Contains(err.Error(), "UNKNOWN_DATABASE") {
+		return fmt.Errorf("%w\n(the schema is missing: run 'gpufleet migrate' with the same --clickhouse)", err)
+	}
+	return err
+}
+
+// redact hides a DSN's password for logs.
+func redact(dsn string) string {
+	at := strings.LastIndex(dsn, "@")
+	scheme := strings.Index(dsn, "://")
+	if at < 0 || scheme < 0 {
+		return dsn
+	}
+	cred := dsn[scheme+3 : at]
+	if user, _, ok := strings.Cut(cred, ":"); ok {
+		return dsn[:scheme+3] + user + ":***" + dsn[at:]
+	}
+	return dsn
+}
