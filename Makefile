@@ -1,0 +1,59 @@
+# gpufleet developer tasks. `make demo` and `make test` work on a fresh machine with Go, Java 17,
+# Maven and npm: the dev services (Kafka broker jars, libchdb.so) are fetched into .cache/ on first use.
+
+GO        ?= go
+BIN       := bin/gpufleet
+DEMO_ARGS ?= --for 30s
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: all build demo test test-race vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
+
+all: vet build test
+
+build:
+	$(GO) build -o $(BIN) ./cmd/gpufleet
+
+libchdb:
+	@deploy/dev/chdb.sh install >/dev/null
+
+# The whole pipeline in one process: simulated fleet, in-process broker, embedded ClickHouse.
+demo: build libchdb
+	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) ./$(BIN) demo $(DEMO_ARGS)
+
+# Unit, behaviour and end-to-end tests. Tests that need Kafka start a real broker themselves
+# (deploy/dev/kafka.sh); tests that need ClickHouse load the real engine (libchdb.so).
+test: libchdb
+	deploy/dev/kafka.sh install
+	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -count=1 -timeout 30m ./...
+
+test-race: libchdb
+	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -race -count=1 -timeout 30m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+
+# Regenerates wire/wirepb from wire/gpufleet.proto (needs protoc: apt-get install protobuf-compiler).
+generate:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./wire/...
+
+tidy-check:
+	$(GO) mod tidy -diff
+
+bench: libchdb
+	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# A broker for running agent/ingest by hand: 127.0.0.1:19092, data in .cache/kafka-dev.
+kafka-up:
+	deploy/dev/kafka.sh start .cache/kafka-dev 19092
+
+kafka-down:
+	deploy/dev/kafka.sh stop .cache/kafka-dev
+
+ci: fmt-check vet test

@@ -1,0 +1,151 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/internal/testenv"
+)
+
+var binary string
+
+// The CLI is tested as users run it: the built binary in a child process, so that exit codes,
+// stdout/stderr and the one-chDB-per-process rule are all real.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gpufleet-cli-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "gpufleet")
+	out, err := exec.Command("go", "build", "-o", binary, "../../cmd/gpufleet").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build gpufleet: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := testenv.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// cleanEnv drops GPUFLEET_* variables of the developer's shell so that defaults are tested.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GPUFLEET_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func TestDemoSmoke(t *testing.T) {
+	lib := testenv.LibCHDB(t)
+	dir := t.TempDir()
+	r := run(t, []string{"GPUFLEET_LIBCHDB=" + lib}, "demo", "--for", "4s", "--gpus", "16", "--interval", "500ms",
+		"--data-dir", filepath.Join(dir, "data"), "--http", "127.0.0.1:0")
+	if r.code != 0 {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	m := regexp.MustCompile(`GPUs reporting\s+(\d+) on (\d+) nodes \((\d+) samples\)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no summary line in:\n%s", r.stdout)
+	}
+	if m[1] != "16" || m[2] != "2" {
+		t.Errorf("summary reports %s GPUs on %s nodes, want 16 on 2", m[1], m[2])
+	}
+	// The last progress line is printed after ingest caught up: its two counts match the summary.
+	p := regexp.MustCompile(`sampled (\d+)\s+ingested (\d+)`).FindAllStringSubmatch(r.stderr, -1)
+	if len(p) < 2 {
+		t.Fatalf("want progress lines, got stderr:\n%s", r.stderr)
+	}
+	last := p[len(p)-1]
+	if last[1] != last[2] || last[2] != m[3] {
+		t.Errorf("last progress %q vs summary samples %s: want sampled = ingested = summary", last[0], m[3])
+	}
+}
+
+func TestBadInputExitsWithOneLine(t *testing.T) {
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string // substring of stderr
+	}{
+		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"unknown flag", nil, []string{"ingest", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
+		{"bad flag value", nil, []string{"simulate", "--gpus", "many"}, 2, `invalid value "many" for flag -gpus`},
+		{"bad env value", []string{"GPUFLEET_BATCH_ROWS=lots"}, []string{"ingest"}, 2, "GPUFLEET_BATCH_ROWS (--batch-rows)"},
+		{"malformed DSN", nil, []string{"migrate", "--clickhouse", "mysql://x"}, 2, `unsupported scheme "mysql"`},
+		{"DSN without host", nil, []string{"query", "--clickhouse", "clickhouse:///db"}, 2, "names no host"},
+		{"bad database name", nil, []string{"migrate", "--clickhouse", "chdb:///tmp/x?database=a-b"}, 2, "letters, digits and underscore"},
+		{"missing libchdb", []string{"GPUFLEET_LIBCHDB=/nonexistent/libchdb.so"}, []string{"migrate", "--clickhouse", "chdb://" + t.TempDir()}, 1, "deploy/dev/chdb.sh install"},
+		{"unreachable broker", nil, []string{"simulate", "--brokers", "127.0.0.1:1", "--connect-timeout", "1s"}, 1, "cannot reach Kafka at 127.0.0.1:1"},
+		{"bad broker", nil, []string{"agent", "--brokers", "no-port"}, 2, `broker "no-port" is not host:port`},
+		{"unreachable server", nil, []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/gpufleet"}, 1, "cannot reach ClickHouse"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, c.env, c.args...)
+			if r.code != c.code {
+				t.Errorf("exit code %d, want %d (stderr: %s)", r.code, c.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, c.want) {
+				t.Errorf("stderr %q lacks %q", r.stderr, c.want)
+			}
+			if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+				t.Errorf("stderr shows a panic or stack:\n%s", r.stderr)
+			}
+			if lines := strings.Count(strings.TrimSpace(r.stderr), "\n") + 1; lines > 2 {
+				t.Errorf("error takes %d lines, want one:\n%s", lines, r.stderr)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryCommandAndEnv(t *testing.T) {
+	r := run(t, nil, "--help")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	for _, c := range []string{"agent", "simulate", "ingest", "migrate", "query", "demo"} {
+		if !strings.Contains(r.stdout, "  "+c+" ") {
+			t.Errorf("help lacks %s:\n%s", c, r.stdout)
+		}
+		sub := run(t, nil, c, "--help")
+		if sub.code != 0 || !strings.Contains(sub.stdout, "Usage: gpufleet "+c) || !strings.Contains(sub.stdout, "[GPUFLEET_LOG_LEVEL]") {
+			t.Errorf("%s --help: exit %d, stdout:\n%s", c, sub.code, sub.stdout)
+		}
+	}
+}
