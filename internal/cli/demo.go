@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -99,10 +101,20 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "demo: %d GPUs on %d nodes every %s; data in %s; Ctrl-C stops\n", s.gpus, len(srcs), s.interval, absPath(dataDir))
 	progress := time.NewTicker(time.Second)
 	defer progress.Stop()
-	line := func() {
+	// On a terminal the progress line rewrites itself; in a log it is one line per second.
+	tty := isTerminal(e.stderr)
+	line := func(final bool) {
 		a, i := ag.Stats(), in.Stats()
-		fmt.Fprintf(e.stderr, "[%5.1fs] sampled %d  ingested %d  events %d  dead-lettered %d\n",
+		text := fmt.Sprintf("[%5.1fs] sampled %d  ingested %d  events %d  dead-lettered %d",
 			time.Since(start).Seconds(), a.Samples, i.Samples, i.Events, i.DLQ)
+		switch {
+		case tty && final:
+			fmt.Fprintf(e.stderr, "\r\033[K%s\n", text)
+		case tty:
+			fmt.Fprintf(e.stderr, "\r\033[K%s", text)
+		default:
+			fmt.Fprintln(e.stderr, text)
+		}
 	}
 	var agentErr error
 wait:
@@ -111,7 +123,7 @@ wait:
 		case agentErr = <-agentDone: // --for elapsed or Ctrl-C: the agent delivered its last cycle
 			break wait
 		case <-progress.C:
-			line()
+			line(false)
 		}
 	}
 	// Let ingest catch up with every sample taken before stopping it.
@@ -121,7 +133,7 @@ wait:
 	}
 	stopIngest()
 	ingestErr := <-ingestDone
-	line()
+	line(true)
 	if agentErr != nil {
 		return agentErr
 	}
@@ -136,6 +148,15 @@ wait:
 		return err
 	}
 	return sum.WriteText(e.stdout)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func absPath(p string) string {
