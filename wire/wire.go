@@ -68,16 +68,24 @@ func CheckSamples(b *wirepb.SampleBatch) error {
 	if b.AgentId == "" {
 		return malformed("sample batch: empty agent_id")
 	}
-	for name, v := range map[string]string{"agent_id": b.AgentId, "cluster": b.Cluster, "node": b.Node,
-		"driver_version": b.DriverVersion, "cuda_version": b.CudaVersion} {
-		if len(v) > MaxLabelLen {
-			return malformed("sample batch: %s is %d bytes, limit %d", name, len(v), MaxLabelLen)
+	for _, l := range [...]struct{ name, v string }{{"agent_id", b.AgentId}, {"cluster", b.Cluster},
+		{"node", b.Node}, {"driver_version", b.DriverVersion}, {"cuda_version", b.CudaVersion}} {
+		if len(l.v) > MaxLabelLen {
+			return malformed("sample batch: %s is %d bytes, limit %d", l.name, len(l.v), MaxLabelLen)
 		}
 	}
 	if len(b.Gpus) > MaxGPUs {
 		return malformed("sample batch: %d gpus, limit %d", len(b.Gpus), MaxGPUs)
 	}
+	var seenGPU [MaxGPUs]bool
 	for i, g := range b.Gpus {
+		// Two rows of one instant for the same device would be stored as two readings.
+		if g.Index < MaxGPUs {
+			if seenGPU[g.Index] {
+				return malformed("sample batch: gpu index %d appears twice", g.Index)
+			}
+			seenGPU[g.Index] = true
+		}
 		if len(g.Uuid) > MaxLabelLen || len(g.Model) > MaxLabelLen || len(g.Serial) > MaxLabelLen ||
 			len(g.PciBusId) > MaxLabelLen || len(g.JobId) > MaxLabelLen {
 			return malformed("sample batch: gpus[%d] has a label over %d bytes", i, MaxLabelLen)
@@ -98,7 +106,12 @@ func CheckSamples(b *wirepb.SampleBatch) error {
 	if len(b.Metrics) > MaxMetricCol {
 		return malformed("sample batch: %d metric columns, limit %d", len(b.Metrics), MaxMetricCol)
 	}
+	seenMetric := make(map[uint32]struct{}, len(b.Metrics))
 	for _, m := range b.Metrics {
+		if _, dup := seenMetric[m.Metric]; dup {
+			return malformed("sample batch: metric %d has two columns", m.Metric)
+		}
+		seenMetric[m.Metric] = struct{}{}
 		if len(m.Values) != 0 && len(m.Counts) != 0 {
 			return malformed("sample batch: metric %d has both values and counts", m.Metric)
 		}

@@ -286,9 +286,9 @@ func TestDecodeSamplesMalformed(t *testing.T) {
 	long := strings.Repeat("x", wire.MaxLabelLen+1)
 	for _, tc := range []struct {
 		name   string
-		data   []byte                   // raw input, or nil to marshal fullBatch after mutate
+		data   []byte                    // raw input, or nil to marshal fullBatch after mutate
 		mutate func(*wirepb.SampleBatch) // applied to a valid batch
-		reason string                   // substring of the error
+		reason string                    // substring of the error
 	}{
 		{name: "garbage", data: []byte{0xff, 0xff, 0xff, 0xff}, reason: "sample batch"},
 		{name: "truncated field", data: []byte{0x12, 0x10, 'a'}, reason: "sample batch"},
@@ -308,6 +308,8 @@ func TestDecodeSamplesMalformed(t *testing.T) {
 				b.Gpus = append(b.Gpus, &wirepb.GPU{})
 			}
 		}, reason: "1025 gpus, limit 1024"},
+		{name: "duplicate gpu index", mutate: func(b *wirepb.SampleBatch) { b.Gpus[2].Index = b.Gpus[0].Index }, reason: "appears twice"},
+		{name: "duplicate metric column", mutate: func(b *wirepb.SampleBatch) { b.Metrics = append(b.Metrics, b.Metrics[0]) }, reason: "has two columns"},
 		{name: "gpu ref out of range", mutate: func(b *wirepb.SampleBatch) { b.Gpu[5] = 3 }, reason: "row 5 refers to gpu 3 of 3"},
 		{name: "gpu ref huge", mutate: func(b *wirepb.SampleBatch) { b.Gpu[0] = 1<<32 - 1 }, reason: "row 0 refers to gpu 4294967295 of 3"},
 		{name: "gpu ref with no gpus", mutate: func(b *wirepb.SampleBatch) { b.Gpus = nil }, reason: "row 0 refers to gpu 0 of 0"},
@@ -413,7 +415,7 @@ func TestPresentBitmap(t *testing.T) {
 	}{
 		{"no rows", 0, func(int) bool { return false }, nil},
 		{"all present", 13, func(int) bool { return true }, nil},
-		{"none present", 9, func(int) bool { return false }, []byte{0x00, 0x00}},
+		{"none present", 9, func(int) bool { return false }, []byte{0x00, 0xfe}},
 		{"none present, whole bytes", 16, func(int) bool { return false }, []byte{0x00, 0x00}},
 		// Bits past the last row stay set: only rows' bits carry meaning.
 		{"rows 1 and 8 absent", 10, func(i int) bool { return i != 1 && i != 8 }, []byte{0xfd, 0xfe}},

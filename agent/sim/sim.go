@@ -1,6 +1,7 @@
 // Package sim is a simulated GPU node: plausible, seeded, time-varying readings for demos, tests and
-// load generation. The same seed, node and instant always give the same reading, whatever order
-// nodes are sampled in, so tests can recompute what was sent.
+// load generation. Gauges depend only on (seed, node, GPU, instant), whatever order nodes are
+// sampled in; counters (energy, ECC, PCIe replays) and throttle events also depend on which
+// instants the node sampled before, as on a real GPU.
 package sim
 
 import (
@@ -51,7 +52,7 @@ func NewNode(seed uint64, cluster string, idx, gpus int) *Node {
 			Uuid:     fmt.Sprintf("GPU-%08x-%04x-%04x-%04x-%012x", uint32(mix(n.seed, 2)), idx&0xffff, g, uint16(seed), mix(n.seed, uint64(g)+3)&0xffffffffffff),
 			Model:    model,
 			Serial:   fmt.Sprintf("%013d", mix(n.seed, uint64(g)+100)%1e13),
-			PciBusId: fmt.Sprintf("00000000:%02X:00.0", 0x18+g*0x10),
+			PciBusId: fmt.Sprintf("%08X:%02X:00.0", g/8, 0x18+(g%8)*0x10),
 			JobId:    fmt.Sprintf("job-%d", 1000+int(mix(n.seed, 7)%50)),
 		})
 		n.state = append(n.state, gpuState{energyMJ: mix(n.seed, uint64(g)+9) % 1e12})
@@ -90,10 +91,12 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		temp := 30 + 0.48*util + float64(gseed%8) + 2*noise(2)
 		throttled := temp > 84
 		power := 70 + 6.2*util + 10*noise(3)
-		if !st.lastT.IsZero() && t.After(st.lastT) {
-			st.energyMJ += uint64(power * float64(t.Sub(st.lastT).Milliseconds()))
+		if t.After(st.lastT) { // a clock stepping back neither adds energy nor rewinds the counter
+			if !st.lastT.IsZero() {
+				st.energyMJ += uint64(power * float64(t.Sub(st.lastT).Milliseconds()))
+			}
+			st.lastT = t
 		}
-		st.lastT = t
 		if mix(gseed^4, tick)%5000 == 0 {
 			st.sbe++
 		}
