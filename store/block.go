@@ -144,6 +144,23 @@ func (c *ColUInt64) AppendNative(b []byte) []byte {
 	return b
 }
 
+// ColInt64 is Int64.
+type ColInt64 struct {
+	ColName string
+	V       []int64
+}
+
+func (c *ColInt64) Name() string { return c.ColName }
+func (c *ColInt64) Type() string { return "Int64" }
+func (c *ColInt64) Len() int     { return len(c.V) }
+func (c *ColInt64) Reset()       { c.V = c.V[:0] }
+func (c *ColInt64) AppendNative(b []byte) []byte {
+	for _, v := range c.V {
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	return b
+}
+
 // ColNullFloat32 is Nullable(Float32); Null[i] == 1 marks row i NULL (its V entry is ignored).
 type ColNullFloat32 struct {
 	ColName string

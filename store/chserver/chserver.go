@@ -152,6 +152,8 @@ func columnValues(c store.Column) any {
 		return c.V
 	case *store.ColUInt64:
 		return c.V
+	case *store.ColInt64:
+		return c.V
 	case *store.ColNullFloat32:
 		out := make([]*float32, len(c.V))
 		for i := range c.V {
