@@ -5,8 +5,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,17 +56,51 @@ type Ingester struct {
 	reader *kafka.Reader
 	dlq    *kafka.Writer
 
-	samples *sampleColumns
-	events  *eventColumns
-	pending []kafka.Message
-	dead    []kafka.Message
-	first   time.Time
-	sb      wirepb.SampleBatch
-	eb      wirepb.EventBatch
+	parts map[partKey]*partBatch
+	sb    wirepb.SampleBatch
+	eb    wirepb.EventBatch
 
 	nSamples, nEvents, nDLQ, nMessages atomic.Uint64
 	insertSeconds                      prometheus.Histogram
 	insertRetries                      prometheus.Counter
+
+	// crashAfterInsert, when set by a test, makes Run return right after the inserts of a flush and
+	// before its commit, as a worker killed at that instant would.
+	crashAfterInsert func() bool
+}
+
+type partKey struct {
+	topic     string
+	partition int
+}
+
+// partBatch is one partition's pending messages. Batches are cut per partition so that a replay
+// can cut them identically (see intents.go).
+type partBatch struct {
+	key         partKey
+	first, last int64
+	next        int64 // offset expected next; another value means a rebalance or restart happened
+	target      int64 // last offset of a range an earlier run recorded, or -1
+	started     time.Time
+	lastMsg     kafka.Message
+	samples     *sampleColumns
+	events      *eventColumns
+	dead        []kafka.Message
+	n           int
+}
+
+func (p *partBatch) table() (string, *store.Block) {
+	if p.samples != nil {
+		return "gpu_samples", &p.samples.block
+	}
+	return "gpu_events", &p.events.block
+}
+
+func (p *partBatch) rows() int {
+	if p.samples != nil {
+		return p.samples.block.Rows()
+	}
+	return p.events.block.Rows()
 }
 
 // New returns an ingester; Run starts consuming.
@@ -100,7 +132,7 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	in := &Ingester{cfg: cfg, log: cfg.Logger, samples: newSampleColumns(), events: newEventColumns(),
+	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{},
 		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_insert_seconds",
 			Help: "Time for ClickHouse to acknowledge one batch insert.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		insertRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_ingest_insert_retries_total",
@@ -147,6 +179,9 @@ func (in *Ingester) Stats() Stats {
 // shutdownFlush bounds the final flush after ctx ends.
 const shutdownFlush = 30 * time.Second
 
+// errCrashed is returned by Run when the crashAfterInsert test hook fired.
+var errCrashed = errors.New("ingest: stopped between insert and commit (test hook)")
+
 // Run consumes until ctx ends, then flushes and commits what it holds and closes the reader.
 func (in *Ingester) Run(ctx context.Context) error {
 	fetchCtx, stopFetch := context.WithCancel(ctx)
@@ -187,26 +222,26 @@ loop:
 			if !ok {
 				break loop
 			}
-			in.add(m)
-			if in.samples.block.Rows() >= in.cfg.BatchRows {
-				if err := in.flush(ctx); err != nil {
-					runErr = err
-					break loop
-				}
+			if err := in.add(ctx, m); err != nil {
+				runErr = err
+				break loop
 			}
 		case <-tick.C:
-			if len(in.pending) > 0 && time.Since(in.first) >= in.cfg.BatchAge {
-				if err := in.flush(ctx); err != nil {
-					runErr = err
-					break loop
-				}
+			if err := in.flushDue(ctx, false); err != nil {
+				runErr = err
+				break loop
 			}
 		}
 	}
 	stopFetch()
+	if errors.Is(runErr, errCrashed) {
+		in.reader.Close() // leaves the group without committing, as a killed process would
+		in.dlq.Close()
+		return runErr
+	}
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownFlush)
 	defer cancel()
-	if err := in.flush(flushCtx); err != nil && runErr == nil {
+	if err := in.flushDue(flushCtx, true); err != nil && runErr == nil {
 		runErr = err
 	}
 	if err := in.reader.Close(); err != nil && runErr == nil {
@@ -218,24 +253,47 @@ loop:
 	return runErr
 }
 
-// add decodes one message into the pending blocks, or queues it for the dead-letter topic.
-func (in *Ingester) add(m kafka.Message) {
-	if len(in.pending) == 0 {
-		in.first = time.Now()
+// add decodes one message into its partition's batch, or queues it for the dead-letter topic, and
+// flushes the batch when it is full or reaches the range an earlier run recorded.
+func (in *Ingester) add(ctx context.Context, m kafka.Message) error {
+	k := partKey{m.Topic, m.Partition}
+	p := in.parts[k]
+	if p == nil {
+		p = &partBatch{key: k, next: -1, target: -1}
+		switch m.Topic {
+		case in.cfg.SamplesTopic:
+			p.samples = newSampleColumns()
+		default:
+			p.events = newEventColumns()
+		}
+		in.parts[k] = p
 	}
-	in.pending = append(in.pending, m)
+	if p.n == 0 {
+		if m.Offset != p.next {
+			// First message of this partition since start-up or a rebalance: an earlier owner may
+			// have inserted a range it did not commit; cut the same range again.
+			t, err := in.intentCovering(ctx, k, m.Offset)
+			if err != nil {
+				return err
+			}
+			p.target = t
+		}
+		p.first, p.started = m.Offset, time.Now()
+	}
+	p.last, p.next, p.lastMsg = m.Offset, m.Offset+1, m
+	p.n++
 	var err error
-	switch m.Topic {
-	case in.cfg.SamplesTopic:
+	switch {
+	case p.samples != nil && m.Topic == in.cfg.SamplesTopic:
 		if err = wire.DecodeSamples(m.Value, &in.sb); err == nil {
-			if err = in.samples.check(&in.sb, in.cfg.Now()); err == nil {
-				in.samples.appendBatch(&in.sb)
+			if err = p.samples.check(&in.sb, in.cfg.Now()); err == nil {
+				p.samples.appendBatch(&in.sb)
 			}
 		}
-	case in.cfg.EventsTopic:
+	case p.events != nil && m.Topic == in.cfg.EventsTopic:
 		if err = wire.DecodeEvents(m.Value, &in.eb); err == nil {
-			if err = in.events.check(&in.eb, in.cfg.Now()); err == nil {
-				in.events.appendBatch(&in.eb)
+			if err = p.events.check(&in.eb, in.cfg.Now()); err == nil {
+				p.events.appendBatch(&in.eb)
 			}
 		}
 	default:
@@ -244,52 +302,99 @@ func (in *Ingester) add(m kafka.Message) {
 	if err != nil {
 		in.log.Warn("dead-lettering message", slog.String("topic", m.Topic), slog.Int("partition", m.Partition),
 			slog.Int64("offset", m.Offset), slog.Any("reason", err))
-		in.dead = append(in.dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+		p.dead = append(p.dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
 			{Key: "reason", Value: []byte(err.Error())},
 			{Key: "source_topic", Value: []byte(m.Topic)},
 			{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
 			{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
 		}})
 	}
+	if p.target >= 0 {
+		if m.Offset >= p.target {
+			return in.flush(ctx, []*partBatch{p})
+		}
+		return nil // replaying a recorded range: its end, not size or age, closes the batch
+	}
+	if p.rows() >= in.cfg.BatchRows {
+		return in.flush(ctx, []*partBatch{p})
+	}
+	return nil
 }
 
-// flush inserts the pending blocks, writes dead letters, then commits the offsets. Each step is
-// retried with capped backoff until it succeeds or ctx ends; while it retries nothing is fetched.
-func (in *Ingester) flush(ctx context.Context) error {
-	if len(in.pending) == 0 {
-		return nil
-	}
-	token := dedupToken(in.pending)
-	steps := []struct {
-		what string
-		do   func(context.Context) error
-	}{
-		{"insert samples", func(ctx context.Context) error {
-			return in.insert(ctx, "gpu_samples", &in.samples.block, "samples:"+token)
-		}},
-		{"insert events", func(ctx context.Context) error {
-			return in.insert(ctx, "gpu_events", &in.events.block, "events:"+token)
-		}},
-		{"write dead letters", func(ctx context.Context) error {
-			if len(in.dead) == 0 {
-				return nil
-			}
-			return in.dlq.WriteMessages(ctx, in.dead...)
-		}},
-		{"commit offsets", func(ctx context.Context) error { return in.reader.CommitMessages(ctx, in.pending...) }},
-	}
-	for _, s := range steps {
-		if err := retry(ctx, in.log, s.what, in.insertRetries, s.do); err != nil {
-			return fmt.Errorf("flush %d messages: %s: %w", len(in.pending), s.what, err)
+// flushDue flushes every partition batch older than BatchAge, or every non-empty one when all is set.
+func (in *Ingester) flushDue(ctx context.Context, all bool) error {
+	var due []*partBatch
+	for _, p := range in.parts {
+		if p.n > 0 && (all || p.target < 0 && time.Since(p.started) >= in.cfg.BatchAge) {
+			due = append(due, p)
 		}
 	}
-	in.nSamples.Add(uint64(in.samples.block.Rows()))
-	in.nEvents.Add(uint64(in.events.block.Rows()))
-	in.nDLQ.Add(uint64(len(in.dead)))
-	in.nMessages.Add(uint64(len(in.pending)))
-	in.samples.block.Reset()
-	in.events.block.Reset()
-	in.pending, in.dead = in.pending[:0], in.dead[:0]
+	sort.Slice(due, func(i, j int) bool {
+		return due[i].key.topic < due[j].key.topic || due[i].key.topic == due[j].key.topic && due[i].key.partition < due[j].key.partition
+	})
+	return in.flush(ctx, due)
+}
+
+// flush records the batches' ranges, inserts each with a token naming its range, writes dead
+// letters, then commits. Each step is retried with capped backoff until it succeeds or ctx ends;
+// while it retries nothing is fetched.
+func (in *Ingester) flush(ctx context.Context, ps []*partBatch) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	var fresh []*partBatch
+	for _, p := range ps {
+		if p.target < 0 {
+			fresh = append(fresh, p)
+		}
+	}
+	if err := retry(ctx, in.log, "record batch ranges", in.insertRetries, func(ctx context.Context) error {
+		return in.recordIntents(ctx, fresh)
+	}); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	var commit []kafka.Message
+	var dead []kafka.Message
+	for _, p := range ps {
+		table, block := p.table()
+		token := fmt.Sprintf("%s/%d/%d-%d", p.key.topic, p.key.partition, p.first, p.last)
+		if err := retry(ctx, in.log, "insert "+table, in.insertRetries, func(ctx context.Context) error {
+			return in.insert(ctx, table, block, token)
+		}); err != nil {
+			return fmt.Errorf("flush %s: %w", token, err)
+		}
+		commit = append(commit, p.lastMsg)
+		dead = append(dead, p.dead...)
+	}
+	if in.crashAfterInsert != nil && in.crashAfterInsert() {
+		return errCrashed
+	}
+	if len(dead) > 0 {
+		if err := retry(ctx, in.log, "write dead letters", in.insertRetries, func(ctx context.Context) error {
+			return in.dlq.WriteMessages(ctx, dead...)
+		}); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+	}
+	if err := retry(ctx, in.log, "commit offsets", in.insertRetries, func(ctx context.Context) error {
+		return in.reader.CommitMessages(ctx, commit...)
+	}); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	var msgs uint64
+	for _, p := range ps {
+		if p.samples != nil {
+			in.nSamples.Add(uint64(p.samples.block.Rows()))
+			p.samples.block.Reset()
+		} else {
+			in.nEvents.Add(uint64(p.events.block.Rows()))
+			p.events.block.Reset()
+		}
+		msgs += uint64(p.n)
+		p.n, p.target, p.dead = 0, -1, p.dead[:0]
+	}
+	in.nDLQ.Add(uint64(len(dead)))
+	in.nMessages.Add(msgs)
 	return nil
 }
 
@@ -324,30 +429,4 @@ func retry(ctx context.Context, log *slog.Logger, what string, retries prometheu
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
-}
-
-// dedupToken names the batch by the offset range it covers in each topic-partition, so a replay
-// of the same messages after a crash between insert and commit carries the same token and
-// ClickHouse drops the duplicate insert.
-func dedupToken(msgs []kafka.Message) string {
-	type span struct{ first, last int64 }
-	spans := map[string]*span{}
-	for _, m := range msgs {
-		k := m.Topic + "/" + strconv.Itoa(m.Partition)
-		if s, ok := spans[k]; ok {
-			s.first, s.last = min(s.first, m.Offset), max(s.last, m.Offset)
-		} else {
-			spans[k] = &span{m.Offset, m.Offset}
-		}
-	}
-	keys := make([]string, 0, len(spans))
-	for k := range spans {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%s:%d-%d;", k, spans[k].first, spans[k].last)
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -167,7 +167,9 @@ func start(dir, libPath string) (*engine, error) {
 		bufs[i] = append([]byte(a), 0)
 		argv[i] = &bufs[i][0]
 	}
+	saved := saveCrashHandlers()
 	conn := lib.connect(int32(len(args)), argv)
+	saved.restore()
 	if conn == nil || *conn == nil {
 		lock.Close()
 		return nil, fmt.Errorf("chdb: connect to %s failed (see the engine's log above)", dir)

@@ -77,3 +77,20 @@ func TestQueryErrorIsReported(t *testing.T) {
 		t.Fatal("query of a missing column succeeded")
 	}
 }
+
+// The engine installs crash handlers over Go's when it starts; Open puts Go's back, so a nil
+// dereference in the process is still a recoverable panic rather than a hang inside the engine.
+func TestGoPanicsSurviveEngineStart(t *testing.T) {
+	s := testenv.CHDB(t)
+	if _, err := s.Query(context.Background(), "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	var p *struct{ x int }
+	recovered := func() (r any) {
+		defer func() { r = recover() }()
+		return p.x
+	}()
+	if _, ok := recovered.(error); !ok {
+		t.Fatalf("nil dereference recovered %v, want a runtime error", recovered)
+	}
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package chdb
+
+type savedHandlers struct{}
+
+func saveCrashHandlers() savedHandlers { return savedHandlers{} }
+
+func (savedHandlers) restore() {}
