@@ -1,6 +1,7 @@
 // Package ingest consumes gpu.samples and gpu.events from Kafka as a consumer group, decodes and
-// validates each message, builds columnar blocks and inserts them into ClickHouse, committing
-// offsets only after ClickHouse acknowledged the insert. Bad messages go to gpu.dlq with a reason.
+// validates each message, builds columnar blocks per partition and inserts them into ClickHouse,
+// committing offsets only after ClickHouse acknowledged the insert. Bad messages go to gpu.dlq
+// with a reason. See intents.go for how a replay after a crash inserts nothing twice.
 package ingest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,10 +32,20 @@ type Config struct {
 	GroupID string
 	// SamplesTopic, EventsTopic, DLQTopic default to gpu.samples, gpu.events, gpu.dlq.
 	SamplesTopic, EventsTopic, DLQTopic string
-	// BatchRows flushes once this many sample rows are pending; default 100,000.
+	// BatchRows flushes a partition's batch once it holds this many rows; default 100,000.
 	BatchRows int
+	// BatchBytes flushes every batch once the messages held add up to this many bytes; default
+	// 32 MiB. With QueueMessages it bounds memory: see MemoryBound.
+	BatchBytes int
 	// BatchAge flushes a non-empty batch this long after its first message; default 1 s.
 	BatchAge time.Duration
+	// QueueMessages is how many fetched messages may wait for the batcher; default 1024.
+	QueueMessages int
+	// MaxMessageBytes is the largest message fetched; default 4 MiB (the agent's own limit is 1 MiB).
+	MaxMessageBytes int
+	// SessionTimeout is how long the group coordinator waits for a silent worker before giving its
+	// partitions to others; default 10 s.
+	SessionTimeout time.Duration
 	// Logger defaults to discarding.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -43,26 +55,29 @@ type Config struct {
 
 // Stats counts what the ingester has done.
 type Stats struct {
-	Samples  uint64 // sample rows inserted
-	Events   uint64 // event rows inserted
-	DLQ      uint64 // messages dead-lettered
-	Messages uint64 // messages committed
+	Samples    uint64 // sample rows inserted
+	Events     uint64 // event rows inserted
+	DLQ        uint64 // messages dead-lettered
+	Messages   uint64 // messages committed
+	Gaps       uint64 // batches agents numbered that never arrived
+	Rebalances uint64 // consumer group generations joined
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
 type Ingester struct {
-	cfg    Config
-	log    *slog.Logger
-	reader *kafka.Reader
-	dlq    *kafka.Writer
+	cfg Config
+	log *slog.Logger
+	dlq *kafka.Writer
 
-	parts map[partKey]*partBatch
-	sb    wirepb.SampleBatch
-	eb    wirepb.EventBatch
+	// Batcher state, owned by the goroutine running the current generation's batcher.
+	parts   map[partKey]*partBatch
+	pending int // message bytes held in all batches
+	lastSeq map[string]uint64
+	sb      wirepb.SampleBatch
+	eb      wirepb.EventBatch
 
-	nSamples, nEvents, nDLQ, nMessages atomic.Uint64
-	insertSeconds                      prometheus.Histogram
-	insertRetries                      prometheus.Counter
+	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances atomic.Uint64
+	m                                                      metrics
 
 	// crashAfterInsert, when set by a test, makes Run return right after the inserts of a flush and
 	// before its commit, as a worker killed at that instant would.
@@ -79,14 +94,15 @@ type partKey struct {
 type partBatch struct {
 	key         partKey
 	first, last int64
-	next        int64 // offset expected next; another value means a rebalance or restart happened
+	next        int64 // offset expected next; another value means a restart or a new generation
 	target      int64 // last offset of a range an earlier run recorded, or -1
 	started     time.Time
-	lastMsg     kafka.Message
 	samples     *sampleColumns
 	events      *eventColumns
 	dead        []kafka.Message
-	n           int
+	gaps        gapColumns
+	sampleTimes []int64 // per message, the first row's time: the end-to-end delay histogram
+	n, bytes    int
 }
 
 func (p *partBatch) table() (string, *store.Block) {
@@ -97,10 +113,12 @@ func (p *partBatch) table() (string, *store.Block) {
 }
 
 func (p *partBatch) rows() int {
-	if p.samples != nil {
-		return p.samples.block.Rows()
-	}
-	return p.events.block.Rows()
+	_, b := p.table()
+	return b.Rows()
+}
+
+func (p *partBatch) token() string {
+	return fmt.Sprintf("%s/%d/%d-%d", p.key.topic, p.key.partition, p.first, p.last)
 }
 
 // New returns an ingester; Run starts consuming.
@@ -123,8 +141,20 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.BatchRows <= 0 {
 		cfg.BatchRows = 100_000
 	}
+	if cfg.BatchBytes <= 0 {
+		cfg.BatchBytes = 32 << 20
+	}
 	if cfg.BatchAge <= 0 {
 		cfg.BatchAge = time.Second
+	}
+	if cfg.QueueMessages <= 0 {
+		cfg.QueueMessages = 1024
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 4 << 20
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -132,48 +162,27 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{},
-		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_insert_seconds",
-			Help: "Time for ClickHouse to acknowledge one batch insert.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
-		insertRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_ingest_insert_retries_total",
-			Help: "Batch inserts retried after a ClickHouse error."}),
-	}
-	in.reader = kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     cfg.Brokers,
-		GroupID:     cfg.GroupID,
-		GroupTopics: []string{cfg.SamplesTopic, cfg.EventsTopic},
-		MinBytes:    1,
-		MaxBytes:    16 << 20,
-		MaxWait:     250 * time.Millisecond,
-		// Offsets are committed explicitly after each insert (CommitMessages is synchronous when
-		// CommitInterval is 0), never on a timer that could run ahead of ClickHouse.
-		CommitInterval:        0,
-		StartOffset:           kafka.FirstOffset,
-		HeartbeatInterval:     time.Second,
-		SessionTimeout:        10 * time.Second,
-		RebalanceTimeout:      10 * time.Second,
-		JoinGroupBackoff:      500 * time.Millisecond,
-		WatchPartitionChanges: true,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			in.log.Warn("kafka reader", slog.String("msg", fmt.Sprintf(msg, args...)))
-		}),
-	})
+	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{}, lastSeq: map[string]uint64{},
+		m: newMetrics()}
 	in.dlq = &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
 	if r := cfg.Registerer; r != nil {
-		r.MustRegister(in.insertSeconds, in.insertRetries,
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_ingest_sample_rows_total", Help: "Sample rows inserted."}, func() float64 { return float64(in.nSamples.Load()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_ingest_event_rows_total", Help: "Event rows inserted."}, func() float64 { return float64(in.nEvents.Load()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_ingest_dlq_total", Help: "Messages sent to the dead-letter topic."}, func() float64 { return float64(in.nDLQ.Load()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_ingest_messages_committed_total", Help: "Kafka messages committed after insert."}, func() float64 { return float64(in.nMessages.Load()) }),
-		)
+		in.m.register(r, in)
 	}
 	return in, nil
 }
 
+// MemoryBound is the most message bytes an ingester with this configuration holds at once: the
+// batches, the queue between fetchers and batcher, and one fetch buffer per partition it owns.
+// Decoded columns take about as much again as the compressed-then-decoded messages they came from.
+func (c Config) MemoryBound(partitions int) int {
+	return c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes
+}
+
 // Stats returns the ingester's counters.
 func (in *Ingester) Stats() Stats {
-	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(), Messages: in.nMessages.Load()}
+	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(),
+		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load()}
 }
 
 // shutdownFlush bounds the final flush after ctx ends.
@@ -182,32 +191,151 @@ const shutdownFlush = 30 * time.Second
 // errCrashed is returned by Run when the crashAfterInsert test hook fired.
 var errCrashed = errors.New("ingest: stopped between insert and commit (test hook)")
 
-// Run consumes until ctx ends, then flushes and commits what it holds and closes the reader.
+// Run consumes until ctx ends, then flushes and commits what it holds and leaves the group.
+//
+// Each consumer group generation runs one fetcher per assigned partition and one batcher. When the
+// generation ends (a worker joined or left), the batcher inserts and commits what it holds before
+// the group rebalances, so the partition's next owner starts exactly where this one stopped.
 func (in *Ingester) Run(ctx context.Context) error {
-	fetchCtx, stopFetch := context.WithCancel(ctx)
-	defer stopFetch()
-	// A small channel between fetch and batch: when inserts stall, it fills, fetching stops,
-	// and memory stays bounded by the reader's queue plus this channel.
-	msgs := make(chan kafka.Message, 256)
-	fetchErr := make(chan error, 1)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := in.reader.FetchMessage(fetchCtx)
-			if err != nil {
-				if fetchCtx.Err() == nil {
-					fetchErr <- fmt.Errorf("fetch: %w", err)
-				}
-				return
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                     in.cfg.GroupID,
+		Brokers:                in.cfg.Brokers,
+		Topics:                 []string{in.cfg.SamplesTopic, in.cfg.EventsTopic},
+		StartOffset:            kafka.FirstOffset,
+		HeartbeatInterval:      in.cfg.SessionTimeout / 10,
+		SessionTimeout:         in.cfg.SessionTimeout,
+		RebalanceTimeout:       in.cfg.SessionTimeout,
+		JoinGroupBackoff:       500 * time.Millisecond,
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 5 * time.Second,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			in.log.Debug("kafka consumer group", slog.String("msg", fmt.Sprintf(msg, args...)))
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: consumer group: %w", err)
+	}
+	defer in.dlq.Close()
+	backoff := 100 * time.Millisecond
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
 			}
+			if errors.Is(err, kafka.ErrGroupClosed) {
+				return fmt.Errorf("ingest: consumer group closed: %w", err)
+			}
+			in.log.Warn("joining consumer group", slog.String("group", in.cfg.GroupID), slog.Any("err", err),
+				slog.Duration("backoff", backoff))
 			select {
-			case msgs <- m:
-			case <-fetchCtx.Done():
-				return
+			case <-ctx.Done():
+			case <-time.After(backoff):
 			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
 		}
-	}()
-	tick := time.NewTicker(in.cfg.BatchAge / 4)
+		backoff = 100 * time.Millisecond
+		in.nRebalances.Add(1)
+		err = in.runGeneration(ctx, gen)
+		if errors.Is(err, errCrashed) {
+			group.Close() // only speeds up the handover: nothing was committed, as in a kill -9
+			return err
+		}
+		if err != nil && ctx.Err() == nil {
+			in.log.Warn("generation ended with an error; rejoining", slog.Any("err", err))
+		}
+		if ctx.Err() != nil {
+			if cerr := group.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("ingest: leave group: %w", cerr)
+			}
+			return err
+		}
+	}
+	if err := group.Close(); err != nil {
+		return fmt.Errorf("ingest: leave group: %w", err)
+	}
+	return nil
+}
+
+// runGeneration consumes the partitions gen assigned until the generation or ctx ends.
+func (in *Ingester) runGeneration(ctx context.Context, gen *kafka.Generation) error {
+	var owned []string
+	for topic, as := range gen.Assignments {
+		for _, a := range as {
+			owned = append(owned, fmt.Sprintf("%s/%d@%d", topic, a.ID, a.Offset))
+		}
+	}
+	sort.Strings(owned)
+	in.log.Info("consumer group generation", slog.Int("generation", int(gen.ID)), slog.Any("partitions", owned))
+
+	msgs := make(chan kafka.Message, in.cfg.QueueMessages)
+	var fetchers sync.WaitGroup
+	done := make(chan error, 1)
+	for topic, as := range gen.Assignments {
+		for _, a := range as {
+			fetchers.Add(1)
+			gen.Start(func(gctx context.Context) {
+				defer fetchers.Done()
+				in.fetch(ctx, gctx, topic, a, msgs)
+			})
+		}
+	}
+	gen.Start(func(gctx context.Context) {
+		done <- in.batch(ctx, gctx, gen, msgs)
+	})
+	return <-done
+}
+
+// fetch reads one partition from offset a.Offset into msgs until the generation or ctx ends.
+func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafka.PartitionAssignment, msgs chan<- kafka.Message) {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(gctx, cancel)
+	defer stop()
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   in.cfg.Brokers,
+		Topic:     topic,
+		Partition: a.ID,
+		MinBytes:  1,
+		MaxBytes:  in.cfg.MaxMessageBytes,
+		MaxWait:   250 * time.Millisecond,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			in.log.Warn("kafka fetch", slog.String("topic", topic), slog.Int("partition", a.ID),
+				slog.String("msg", fmt.Sprintf(msg, args...)))
+		}),
+	})
+	defer r.Close()
+	if err := r.SetOffset(a.Offset); err != nil {
+		in.log.Error("seek partition", slog.String("topic", topic), slog.Int("partition", a.ID), slog.Any("err", err))
+		return
+	}
+	for {
+		m, err := r.FetchMessage(fctx)
+		if err != nil {
+			if fctx.Err() == nil {
+				in.log.Warn("fetch partition", slog.String("topic", topic), slog.Int("partition", a.ID), slog.Any("err", err))
+			}
+			return
+		}
+		select {
+		case msgs <- m:
+		case <-fctx.Done():
+			return
+		}
+	}
+}
+
+// batch is the generation's batcher: it decodes messages into per-partition batches and flushes
+// them on size, bytes or age; when the generation ends it flushes everything and commits before
+// returning, which lets the group rebalance.
+func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs <-chan kafka.Message) error {
+	clear(in.parts) // whatever an earlier generation left unflushed was never committed
+	in.pending = 0
+	commit := func(ctx context.Context, offsets map[string]map[int]int64) error {
+		return gen.CommitOffsets(offsets)
+	}
+	tick := time.NewTicker(max(in.cfg.BatchAge/4, 10*time.Millisecond))
 	defer tick.Stop()
 	var runErr error
 loop:
@@ -215,47 +343,42 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
-		case err := <-fetchErr:
-			runErr = err
+		case <-gctx.Done():
 			break loop
-		case m, ok := <-msgs:
-			if !ok {
-				break loop
-			}
-			if err := in.add(ctx, m); err != nil {
+		case m := <-msgs:
+			if err := in.add(ctx, m, commit); err != nil {
 				runErr = err
 				break loop
 			}
 		case <-tick.C:
-			if err := in.flushDue(ctx, false); err != nil {
+			if err := in.flushDue(ctx, false, commit); err != nil {
 				runErr = err
 				break loop
 			}
 		}
 	}
-	stopFetch()
 	if errors.Is(runErr, errCrashed) {
-		in.reader.Close() // leaves the group without committing, as a killed process would
-		in.dlq.Close()
 		return runErr
 	}
-	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownFlush)
+	// Shutting down gets shutdownFlush; a rebalance must finish within the group's rebalance
+	// timeout, or the partitions move on while this worker still inserts.
+	limit := shutdownFlush
+	if ctx.Err() == nil {
+		limit = in.cfg.SessionTimeout * 8 / 10
+	}
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 	defer cancel()
-	if err := in.flushDue(flushCtx, true); err != nil && runErr == nil {
+	if err := in.flushDue(flushCtx, true, commit); err != nil && runErr == nil {
 		runErr = err
-	}
-	if err := in.reader.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("close reader: %w", err)
-	}
-	if err := in.dlq.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("close dlq writer: %w", err)
 	}
 	return runErr
 }
 
+type committer func(ctx context.Context, offsets map[string]map[int]int64) error
+
 // add decodes one message into its partition's batch, or queues it for the dead-letter topic, and
-// flushes the batch when it is full or reaches the range an earlier run recorded.
-func (in *Ingester) add(ctx context.Context, m kafka.Message) error {
+// flushes when a batch is full or reaches the range an earlier run recorded.
+func (in *Ingester) add(ctx context.Context, m kafka.Message, commit committer) error {
 	k := partKey{m.Topic, m.Partition}
 	p := in.parts[k]
 	if p == nil {
@@ -268,10 +391,11 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) error {
 		}
 		in.parts[k] = p
 	}
+	in.m.lag.WithLabelValues(m.Topic, strconv.Itoa(m.Partition)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
 	if p.n == 0 {
 		if m.Offset != p.next {
-			// First message of this partition since start-up or a rebalance: an earlier owner may
-			// have inserted a range it did not commit; cut the same range again.
+			// First message of this partition in this generation: an earlier owner may have
+			// inserted a range it did not commit; cut the same range again.
 			t, err := in.intentCovering(ctx, k, m.Offset)
 			if err != nil {
 				return err
@@ -280,14 +404,20 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) error {
 		}
 		p.first, p.started = m.Offset, time.Now()
 	}
-	p.last, p.next, p.lastMsg = m.Offset, m.Offset+1, m
+	p.last, p.next = m.Offset, m.Offset+1
 	p.n++
+	p.bytes += len(m.Value)
+	in.pending += len(m.Value)
 	var err error
 	switch {
 	case p.samples != nil && m.Topic == in.cfg.SamplesTopic:
 		if err = wire.DecodeSamples(m.Value, &in.sb); err == nil {
 			if err = p.samples.check(&in.sb, in.cfg.Now()); err == nil {
 				p.samples.appendBatch(&in.sb)
+				if len(in.sb.TimeUnixMs) > 0 {
+					p.sampleTimes = append(p.sampleTimes, in.sb.TimeUnixMs[0])
+				}
+				in.checkSeq(p, m, in.sb.AgentId, in.sb.Seq)
 			}
 		}
 	case p.events != nil && m.Topic == in.cfg.EventsTopic:
@@ -311,18 +441,32 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) error {
 	}
 	if p.target >= 0 {
 		if m.Offset >= p.target {
-			return in.flush(ctx, []*partBatch{p})
+			return in.flush(ctx, []*partBatch{p}, commit)
 		}
 		return nil // replaying a recorded range: its end, not size or age, closes the batch
 	}
 	if p.rows() >= in.cfg.BatchRows {
-		return in.flush(ctx, []*partBatch{p})
+		return in.flush(ctx, []*partBatch{p}, commit)
+	}
+	if in.pending >= in.cfg.BatchBytes {
+		return in.flushDue(ctx, true, commit)
 	}
 	return nil
 }
 
+// checkSeq counts the batches an agent numbered that this partition never carried. A sequence
+// number at or below the last one seen is a restarted agent or a replay, not a gap.
+func (in *Ingester) checkSeq(p *partBatch, m kafka.Message, agent string, seq uint64) {
+	last, seen := in.lastSeq[agent]
+	in.lastSeq[agent] = seq
+	if !seen || seq <= last+1 {
+		return
+	}
+	p.gaps.add(agent, m, last+1, seq)
+}
+
 // flushDue flushes every partition batch older than BatchAge, or every non-empty one when all is set.
-func (in *Ingester) flushDue(ctx context.Context, all bool) error {
+func (in *Ingester) flushDue(ctx context.Context, all bool, commit committer) error {
 	var due []*partBatch
 	for _, p := range in.parts {
 		if p.n > 0 && (all || p.target < 0 && time.Since(p.started) >= in.cfg.BatchAge) {
@@ -332,13 +476,13 @@ func (in *Ingester) flushDue(ctx context.Context, all bool) error {
 	sort.Slice(due, func(i, j int) bool {
 		return due[i].key.topic < due[j].key.topic || due[i].key.topic == due[j].key.topic && due[i].key.partition < due[j].key.partition
 	})
-	return in.flush(ctx, due)
+	return in.flush(ctx, due, commit)
 }
 
 // flush records the batches' ranges, inserts each with a token naming its range, writes dead
 // letters, then commits. Each step is retried with capped backoff until it succeeds or ctx ends;
-// while it retries nothing is fetched.
-func (in *Ingester) flush(ctx context.Context, ps []*partBatch) error {
+// while it retries nothing is fetched, so fetchers stop once the queue is full.
+func (in *Ingester) flush(ctx context.Context, ps []*partBatch, commit committer) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -348,41 +492,57 @@ func (in *Ingester) flush(ctx context.Context, ps []*partBatch) error {
 			fresh = append(fresh, p)
 		}
 	}
-	if err := retry(ctx, in.log, "record batch ranges", in.insertRetries, func(ctx context.Context) error {
+	if err := in.retry(ctx, "record batch ranges", func(ctx context.Context) error {
 		return in.recordIntents(ctx, fresh)
 	}); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
-	var commit []kafka.Message
+	offsets := map[string]map[int]int64{}
 	var dead []kafka.Message
 	for _, p := range ps {
 		table, block := p.table()
-		token := fmt.Sprintf("%s/%d/%d-%d", p.key.topic, p.key.partition, p.first, p.last)
-		if err := retry(ctx, in.log, "insert "+table, in.insertRetries, func(ctx context.Context) error {
+		token := p.token()
+		if err := in.retry(ctx, "insert "+table, func(ctx context.Context) error {
 			return in.insert(ctx, table, block, token)
 		}); err != nil {
 			return fmt.Errorf("flush %s: %w", token, err)
 		}
-		commit = append(commit, p.lastMsg)
+		if p.gaps.block.Rows() > 0 {
+			if err := in.retry(ctx, "insert ingest_gaps", func(ctx context.Context) error {
+				return in.cfg.Store.Insert(ctx, "ingest_gaps", &p.gaps.block, "gaps/"+token)
+			}); err != nil {
+				return fmt.Errorf("flush %s: %w", token, err)
+			}
+		}
+		if offsets[p.key.topic] == nil {
+			offsets[p.key.topic] = map[int]int64{}
+		}
+		offsets[p.key.topic][p.key.partition] = p.last + 1
 		dead = append(dead, p.dead...)
 	}
+	ack := in.cfg.Now().UnixMilli()
 	if in.crashAfterInsert != nil && in.crashAfterInsert() {
 		return errCrashed
 	}
 	if len(dead) > 0 {
-		if err := retry(ctx, in.log, "write dead letters", in.insertRetries, func(ctx context.Context) error {
+		if err := in.retry(ctx, "write dead letters", func(ctx context.Context) error {
 			return in.dlq.WriteMessages(ctx, dead...)
 		}); err != nil {
 			return fmt.Errorf("flush: %w", err)
 		}
 	}
-	if err := retry(ctx, in.log, "commit offsets", in.insertRetries, func(ctx context.Context) error {
-		return in.reader.CommitMessages(ctx, commit...)
+	if err := in.retry(ctx, "commit offsets", func(ctx context.Context) error {
+		return commit(ctx, offsets)
 	}); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	var msgs uint64
 	for _, p := range ps {
+		in.m.batchRows.Observe(float64(p.rows()))
+		in.m.batchAge.Observe(time.Since(p.started).Seconds())
+		for _, t := range p.sampleTimes {
+			in.m.e2eDelay.Observe(float64(ack-t) / 1000)
+		}
 		if p.samples != nil {
 			in.nSamples.Add(uint64(p.samples.block.Rows()))
 			p.samples.block.Reset()
@@ -390,8 +550,11 @@ func (in *Ingester) flush(ctx context.Context, ps []*partBatch) error {
 			in.nEvents.Add(uint64(p.events.block.Rows()))
 			p.events.block.Reset()
 		}
+		in.nGaps.Add(p.gaps.missingTotal())
+		p.gaps.block.Reset()
 		msgs += uint64(p.n)
-		p.n, p.target, p.dead = 0, -1, p.dead[:0]
+		in.pending -= p.bytes
+		p.n, p.bytes, p.target, p.dead, p.sampleTimes = 0, 0, -1, p.dead[:0], p.sampleTimes[:0]
 	}
 	in.nDLQ.Add(uint64(len(dead)))
 	in.nMessages.Add(msgs)
@@ -406,11 +569,12 @@ func (in *Ingester) insert(ctx context.Context, table string, b *store.Block, to
 	if err := in.cfg.Store.Insert(ctx, table, b, token); err != nil {
 		return err
 	}
-	in.insertSeconds.Observe(time.Since(start).Seconds())
+	in.m.insertSeconds.Observe(time.Since(start).Seconds())
 	return nil
 }
 
-func retry(ctx context.Context, log *slog.Logger, what string, retries prometheus.Counter, do func(context.Context) error) error {
+// retry runs do until it succeeds or ctx ends, backing off from 100 ms to 10 s between tries.
+func (in *Ingester) retry(ctx context.Context, what string, do func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := do(ctx)
@@ -420,8 +584,8 @@ func retry(ctx context.Context, log *slog.Logger, what string, retries prometheu
 		if ctx.Err() != nil {
 			return err
 		}
-		retries.Inc()
-		log.Warn("retrying", slog.String("step", what), slog.Any("err", err), slog.Duration("backoff", backoff))
+		in.m.retries.WithLabelValues(what).Inc()
+		in.log.Warn("retrying", slog.String("step", what), slog.Any("err", err), slog.Duration("backoff", backoff))
 		select {
 		case <-ctx.Done():
 			return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/gpufleet/gpufleet/store"
 )
 
@@ -26,7 +28,7 @@ func (in *Ingester) intentCovering(ctx context.Context, k partKey, offset int64)
 		store.Table(db, "ingest_intents"), store.QuoteString(in.cfg.GroupID), store.QuoteString(k.topic),
 		k.partition, offset, offset)
 	var last int64 = -1
-	err := retry(ctx, in.log, "read batch ranges", in.insertRetries, func(ctx context.Context) error {
+	err := in.retry(ctx, "read batch ranges", func(ctx context.Context) error {
 		r, err := in.cfg.Store.Query(ctx, q)
 		if err != nil {
 			return err
@@ -64,4 +66,43 @@ func (in *Ingester) recordIntents(ctx context.Context, ps []*partBatch) error {
 	}
 	b := &store.Block{Columns: []store.Column{group, topic, part, first, last}}
 	return in.cfg.Store.Insert(ctx, "ingest_intents", b, "")
+}
+
+// gapColumns are ingest_gaps rows found in one partition batch; they are inserted with a token
+// derived from the batch's, so a replay does not count a gap twice.
+type gapColumns struct {
+	block                   store.Block
+	agent, topic            *store.ColString
+	partition               *store.ColUInt32
+	offset                  *store.ColInt64
+	expected, seen, missing *store.ColUInt64
+}
+
+func (g *gapColumns) add(agent string, m kafka.Message, expected, seen uint64) {
+	if g.agent == nil {
+		g.agent, g.topic = &store.ColString{ColName: "agent_id"}, &store.ColString{ColName: "topic"}
+		g.partition = &store.ColUInt32{ColName: "partition"}
+		g.offset = &store.ColInt64{ColName: "offset"}
+		g.expected, g.seen = &store.ColUInt64{ColName: "expected_seq"}, &store.ColUInt64{ColName: "seen_seq"}
+		g.missing = &store.ColUInt64{ColName: "missing"}
+		g.block.Columns = []store.Column{g.agent, g.topic, g.partition, g.offset, g.expected, g.seen, g.missing}
+	}
+	g.agent.V = append(g.agent.V, agent)
+	g.topic.V = append(g.topic.V, m.Topic)
+	g.partition.V = append(g.partition.V, uint32(m.Partition))
+	g.offset.V = append(g.offset.V, m.Offset)
+	g.expected.V = append(g.expected.V, expected)
+	g.seen.V = append(g.seen.V, seen)
+	g.missing.V = append(g.missing.V, seen-expected)
+}
+
+func (g *gapColumns) missingTotal() uint64 {
+	if g.missing == nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range g.missing.V {
+		n += v
+	}
+	return n
 }

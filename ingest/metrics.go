@@ -1,0 +1,47 @@
+package ingest
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the ingester's Prometheus series; rows/s is rate(gpufleet_ingest_sample_rows_total).
+type metrics struct {
+	insertSeconds prometheus.Histogram
+	batchRows     prometheus.Histogram
+	batchAge      prometheus.Histogram
+	e2eDelay      prometheus.Histogram
+	retries       *prometheus.CounterVec
+	lag           *prometheus.GaugeVec
+}
+
+func newMetrics() metrics {
+	return metrics{
+		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_insert_seconds",
+			Help: "Time for ClickHouse to acknowledge one batch insert.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_batch_rows",
+			Help: "Rows per inserted batch.", Buckets: prometheus.ExponentialBuckets(10, 4, 9)}),
+		batchAge: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_batch_age_seconds",
+			Help: "Time from a batch's first message to its commit.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		e2eDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_end_to_end_delay_seconds",
+			Help:    "Time from a sample's timestamp on the agent to ClickHouse acknowledging its insert.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_ingest_retries_total",
+			Help: "Steps retried after an error (ClickHouse insert, range record, dead-letter write, commit)."}, []string{"step"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_ingest_consumer_lag_messages",
+			Help: "Messages in the partition after the last one this worker fetched."}, []string{"topic", "partition"}),
+	}
+}
+
+func (m metrics) register(r prometheus.Registerer, in *Ingester) {
+	counter := func(name, help string, v func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
+	}
+	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag,
+		counter("gpufleet_ingest_sample_rows_total", "Sample rows inserted.", in.nSamples.Load),
+		counter("gpufleet_ingest_event_rows_total", "Event rows inserted.", in.nEvents.Load),
+		counter("gpufleet_ingest_dlq_total", "Messages sent to the dead-letter topic.", in.nDLQ.Load),
+		counter("gpufleet_ingest_messages_committed_total", "Kafka messages committed after insert.", in.nMessages.Load),
+		counter("gpufleet_ingest_sequence_gaps_total", "Batches agents numbered that never reached ingest.", in.nGaps.Load),
+		counter("gpufleet_ingest_generations_total", "Consumer group generations joined (start-up and rebalances).", in.nRebalances.Load),
+	)
+}
