@@ -61,6 +61,7 @@ type Stats struct {
 	Messages   uint64 // messages committed
 	Gaps       uint64 // batches agents numbered that never arrived
 	Rebalances uint64 // consumer group generations joined
+	Fetched    uint64 // messages fetched from Kafka, committed or not
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
@@ -76,8 +77,8 @@ type Ingester struct {
 	sb      wirepb.SampleBatch
 	eb      wirepb.EventBatch
 
-	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances atomic.Uint64
-	m                                                      metrics
+	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched atomic.Uint64
+	m                                                                metrics
 
 	// crashAfterInsert, when set by a test, makes Run return right after the inserts of a flush and
 	// before its commit, as a worker killed at that instant would.
@@ -172,17 +173,20 @@ func New(cfg Config) (*Ingester, error) {
 	return in, nil
 }
 
-// MemoryBound is the most message bytes an ingester with this configuration holds at once: the
-// batches, the queue between fetchers and batcher, and one fetch buffer per partition it owns.
-// Decoded columns take about as much again as the compressed-then-decoded messages they came from.
-func (c Config) MemoryBound(partitions int) int {
-	return c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes
+// MemoryBound estimates the most bytes the ingester holds at once while it owns this many
+// partitions: the batches (their messages and the columns decoded from them, about as large
+// again), the queue between fetchers and batcher at a typical 1/16 of the largest message, and one
+// fetch buffer per partition. It is what the ceiling flags are sized against.
+func (in *Ingester) MemoryBound(partitions int) int {
+	c := in.cfg
+	return 2*c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes
 }
 
 // Stats returns the ingester's counters.
 func (in *Ingester) Stats() Stats {
 	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(),
-		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load()}
+		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load(),
+		Fetched: in.nFetched.Load()}
 }
 
 // shutdownFlush bounds the final flush after ctx ends.
@@ -320,6 +324,7 @@ func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafka.Parti
 		}
 		select {
 		case msgs <- m:
+			in.nFetched.Add(1)
 		case <-fctx.Done():
 			return
 		}

@@ -1,0 +1,348 @@
+package ingest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// rig is a migrated per-test database and its own topics on the shared test broker.
+type rig struct {
+	brokers              []string
+	st                   store.Store
+	samples, events, dlq string
+	gpusPerNode          int
+}
+
+func newRig(t *testing.T, partitions int) *rig {
+	t.Helper()
+	r := &rig{brokers: testenv.Kafka(t), gpusPerNode: 8}
+	st := testenv.CHDB(t)
+	r.st = st
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.samples, r.events, r.dlq = st.Database()+".samples", st.Database()+".events", st.Database()+".dlq"
+	if err := kafkaadmin.EnsureTopics(ctx, r.brokers, []kafkaadmin.Topic{
+		{Name: r.samples, Partitions: partitions}, {Name: r.events, Partitions: partitions}, {Name: r.dlq, Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *rig) config(group string) ingest.Config {
+	return ingest.Config{Brokers: r.brokers, Store: r.st, GroupID: r.st.Database() + "." + group,
+		SamplesTopic: r.samples, EventsTopic: r.events, DLQTopic: r.dlq, SessionTimeout: 6 * time.Second}
+}
+
+// produce sends perNode sample batches (one instant of every GPU each) for each of nodes simulated
+// nodes, numbered from seq first, and returns the sample rows sent.
+func (r *rig) produce(t *testing.T, nodes, first, perNode int) uint64 {
+	t.Helper()
+	rows, err := r.send(nodes, first, perNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func (r *rig) send(nodes, first, perNode int) (uint64, error) {
+	w := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Topic: r.samples, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	now := time.Now().Add(-time.Duration(first+perNode) * time.Second)
+	var msgs []kafka.Message
+	var rows uint64
+	for n := range nodes {
+		node := sim.NewNode(3, "eo", n, r.gpusPerNode)
+		for s := first; s < first+perNode; s++ {
+			b := &wirepb.SampleBatch{AgentId: node.Name, Seq: uint64(s), Cluster: "eo", Node: node.Name}
+			node.Sample(now.Add(time.Duration(s)*time.Second), b, nil)
+			data, err := wire.EncodeSamples(b)
+			if err != nil {
+				return 0, err
+			}
+			msgs = append(msgs, kafka.Message{Key: []byte(node.Name), Value: data})
+			rows += uint64(len(b.TimeUnixMs))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		return 0, fmt.Errorf("produce: %w", err)
+	}
+	return rows, nil
+}
+
+// stored returns the rows in gpu_samples and how many distinct (agent, seq, gpu) they hold: equal
+// numbers mean no duplicates.
+func (r *rig) stored(t *testing.T) (rows, distinct uint64) {
+	t.Helper()
+	res, err := r.st.Query(context.Background(), "SELECT count(), uniqExact(agent_id, seq, gpu) FROM "+
+		store.Table(r.st.Database(), "gpu_samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Rows[0][0].(uint64), res.Rows[0][1].(uint64)
+}
+
+// waitFor polls cond every 50 ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A worker stopped between ClickHouse's acknowledgement and the offset commit (as by kill -9), then
+// a worker with different batch settings takes over: every row is stored exactly once. Without the
+// recorded ranges the second worker would cut different batches, their tokens would differ, and the
+// uncommitted rows would be stored twice.
+func TestKillBetweenInsertAndCommit(t *testing.T) {
+	r := newRig(t, 2)
+	want := r.produce(t, 6, 1, 10) // 60 messages, 480 rows
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	cfgA := r.config("g")
+	cfgA.BatchRows = 24 // three messages per batch
+	a, err := ingest.New(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flushes atomic.Int32
+	ingest.SetCrashAfterInsert(a, func() bool { return flushes.Add(1) == 4 })
+	if err := a.Run(ctx); !errors.Is(err, ingest.ErrCrashed) {
+		t.Fatalf("worker A: %v, want the crash hook's error", err)
+	}
+	committedA := a.Stats().Samples
+	rowsA, _ := r.stored(t)
+	if rowsA <= committedA {
+		t.Fatalf("after the crash the table holds %d rows and A committed %d: the crash left nothing uncommitted to replay", rowsA, committedA)
+	}
+	t.Logf("worker A committed %d rows, inserted %d, then stopped before committing", committedA, rowsA)
+
+	cfgB := r.config("g")
+	cfgB.BatchRows, cfgB.BatchAge = 100_000, 100*time.Millisecond
+	b, err := ingest.New(cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, stopB := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.Run(bctx) }()
+	waitFor(t, time.Minute, "worker B to commit the rest", func() bool { return committedA+b.Stats().Samples >= want })
+	stopB()
+	if err := <-done; err != nil {
+		t.Fatalf("worker B: %v", err)
+	}
+	rows, distinct := r.stored(t)
+	if rows != want || distinct != want {
+		t.Fatalf("gpu_samples holds %d rows (%d distinct), want exactly %d", rows, distinct, want)
+	}
+}
+
+// Three workers share the partitions while agents keep sending: one joins late, one leaves in the
+// middle. Each rebalance flushes and commits before partitions move, and the count is exact.
+func TestWorkersRebalanceCountExact(t *testing.T) {
+	r := newRig(t, 6)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	var want atomic.Uint64
+	var produced sync.WaitGroup
+	produced.Add(1)
+	go func() {
+		defer produced.Done()
+		for round := range 6 {
+			n, err := r.send(8, 1+round*5, 5)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			want.Add(n)
+			time.Sleep(400 * time.Millisecond)
+		}
+	}()
+
+	type worker struct {
+		in   *ingest.Ingester
+		stop context.CancelFunc
+		done chan error
+	}
+	start := func() *worker {
+		cfg := r.config("g")
+		cfg.BatchAge = 150 * time.Millisecond
+		in, err := ingest.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		w := &worker{in: in, stop: stop, done: make(chan error, 1)}
+		go func() { w.done <- in.Run(wctx) }()
+		return w
+	}
+	stop := func(w *worker) {
+		w.stop()
+		if err := <-w.done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}
+	w1 := start()
+	w2 := start()
+	time.Sleep(1500 * time.Millisecond)
+	w3 := start()
+	time.Sleep(1500 * time.Millisecond)
+	stop(w1)
+	produced.Wait()
+	waitFor(t, time.Minute, "every row", func() bool { n, _ := r.stored(t); return n >= want.Load() })
+	time.Sleep(500 * time.Millisecond) // a duplicate would arrive after the last original
+	stop(w2)
+	stop(w3)
+	rows, distinct := r.stored(t)
+	if rows != want.Load() || distinct != rows {
+		t.Fatalf("gpu_samples holds %d rows (%d distinct), want exactly %d", rows, distinct, want.Load())
+	}
+	gens := w1.in.Stats().Rebalances + w2.in.Stats().Rebalances + w3.in.Stats().Rebalances
+	if gens < 4 {
+		t.Errorf("workers joined %d generations in all; the test meant to force rebalances", gens)
+	}
+	t.Logf("%d rows exact across 3 workers and %d generations", rows, gens)
+}
+
+// outage makes a real store fail every call while down is set, as a ClickHouse restart would.
+type outage struct {
+	store.Store
+	down atomic.Bool
+}
+
+var errDown = errors.New("clickhouse unavailable (test outage)")
+
+func (o *outage) Insert(ctx context.Context, table string, b *store.Block, token string) error {
+	if o.down.Load() {
+		return errDown
+	}
+	return o.Store.Insert(ctx, table, b, token)
+}
+
+func (o *outage) Query(ctx context.Context, q string) (*store.Result, error) {
+	if o.down.Load() {
+		return nil, errDown
+	}
+	return o.Store.Query(ctx, q)
+}
+
+// While ClickHouse is down the worker retries, stops fetching once its queue is full, keeps memory
+// bounded, and when ClickHouse returns it stores everything exactly once.
+func TestStoreOutageNoLossBoundedMemory(t *testing.T) {
+	r := newRig(t, 2)
+	r.gpusPerNode = 64 // big messages, so that unbounded fetching would show in the heap
+	o := &outage{Store: r.st}
+	o.down.Store(true)
+	want := r.produce(t, 20, 1, 60) // 1200 messages, 76,800 rows
+	cfg := r.config("g")
+	cfg.Store = o
+	cfg.QueueMessages = 16
+	cfg.BatchRows = 2048
+	cfg.BatchBytes = 1 << 20
+	in, err := ingest.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+
+	var peak uint64
+	var ms runtime.MemStats
+	for range 30 { // 3 s of outage
+		time.Sleep(100 * time.Millisecond)
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+	}
+	during := in.Stats()
+	if during.Messages != 0 {
+		t.Fatalf("committed %d messages while ClickHouse was down", during.Messages)
+	}
+	// Fetching stops once the batcher is stuck retrying: at most the batches that triggered the
+	// first flush (BatchRows of 64-GPU messages per partition), the queue, one per fetcher.
+	if limit := uint64(2*cfg.BatchRows/64 + cfg.QueueMessages + 2); during.Fetched > limit {
+		t.Errorf("fetched %d of 1200 messages during the outage, want at most %d", during.Fetched, limit)
+	}
+	o.down.Store(false)
+	waitFor(t, time.Minute, "every row after the outage", func() bool { return in.Stats().Samples >= want })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	rows, distinct := r.stored(t)
+	if rows != want || distinct != want {
+		t.Fatalf("gpu_samples holds %d rows (%d distinct), want exactly %d", rows, distinct, want)
+	}
+	// The whole topic is about 5 MB of protobuf and decodes to several times that in columns; the
+	// bound is what the configuration allows plus the test process's own baseline.
+	bound := uint64(in.MemoryBound(2)) + 48<<20
+	t.Logf("during the outage: fetched %d of 1200 messages; heap in use peaked at %.1f MiB (bound %.1f MiB)",
+		during.Fetched, float64(peak)/(1<<20), float64(bound)/(1<<20))
+	if peak > bound {
+		t.Errorf("heap in use reached %d bytes during the outage, over %d", peak, bound)
+	}
+}
+
+// Batches an agent numbered but that never arrived are counted and recorded, once, with the agent
+// and where in the stream the gap showed.
+func TestSequenceGapsRecorded(t *testing.T) {
+	r := newRig(t, 1)
+	want := r.produce(t, 1, 1, 3)  // seq 1..3
+	want += r.produce(t, 1, 6, 2)  // seq 6..7: 4 and 5 missing
+	want += r.produce(t, 1, 10, 1) // seq 10: 8 and 9 missing
+	want += r.produce(t, 1, 1, 1)  // seq 1 again: an agent restart, not a gap
+	in, err := ingest.New(r.config("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	waitFor(t, 30*time.Second, "all rows", func() bool { return in.Stats().Samples >= want })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if g := in.Stats().Gaps; g != 4 {
+		t.Errorf("counted %d missing batches, want 4", g)
+	}
+	res, err := r.st.Query(context.Background(), "SELECT agent_id, expected_seq, seen_seq, missing FROM "+
+		store.Table(r.st.Database(), "ingest_gaps")+" ORDER BY expected_seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(res.Rows)
+	if want := "[[node-00000 4 6 2] [node-00000 8 10 2]]"; got != want {
+		t.Errorf("ingest_gaps rows %s, want %s", got, want)
+	}
+}
