@@ -32,7 +32,7 @@ func BenchmarkDecodeBuild(b *testing.B) {
 				rows += len(batch.TimeUnixMs)
 			}
 			cols := newSampleColumns()
-			var sb wirepb.SampleBatch
+			var dec wire.SampleDecoder
 			var bytes int
 			for _, m := range msgs {
 				bytes += len(m)
@@ -42,13 +42,14 @@ func BenchmarkDecodeBuild(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				m := msgs[i%len(msgs)]
-				if err := wire.DecodeSamples(m, &sb); err != nil {
+				sb, err := dec.Decode(m)
+				if err != nil {
 					b.Fatal(err)
 				}
-				if err := cols.check(&sb, now); err != nil {
+				if err := cols.check(sb, now); err != nil {
 					b.Fatal(err)
 				}
-				cols.appendBatch(&sb)
+				cols.appendBatch(sb)
 				if cols.block.Rows() >= 100_000 {
 					cols.block.Reset()
 				}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/gpufleet/gpufleet/gpumetric"
@@ -27,7 +28,7 @@ type sampleColumns struct {
 	seq                                            *store.ColUInt64
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
 	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
-	byMetric                                       []*wirepb.MetricColumn  // scratch: wire column per registry position
+	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
 }
 
 func newSampleColumns() *sampleColumns {
@@ -47,7 +48,7 @@ func newSampleColumns() *sampleColumns {
 	all := gpumetric.All()
 	c.gauges = make([]*store.ColNullFloat32, len(all))
 	c.counters = make([]*store.ColNullUInt64, len(all))
-	c.byMetric = make([]*wirepb.MetricColumn, len(all))
+	c.byMetric = make([]*wire.Metric, len(all))
 	for i, m := range all {
 		if m.Kind == gpumetric.Gauge {
 			c.gauges[i] = &store.ColNullFloat32{ColName: m.Column}
@@ -62,7 +63,7 @@ func newSampleColumns() *sampleColumns {
 
 // check validates a decoded batch against the catalogue and the clock before any row is appended,
 // so a rejected batch leaves the columns untouched.
-func (c *sampleColumns) check(b *wirepb.SampleBatch, now time.Time) error {
+func (c *sampleColumns) check(b *wire.Samples, now time.Time) error {
 	lo, hi := now.Add(-maxPast).UnixMilli(), now.Add(maxFuture).UnixMilli()
 	for i, ms := range b.TimeUnixMs {
 		if ms < lo || ms > hi {
@@ -70,68 +71,79 @@ func (c *sampleColumns) check(b *wirepb.SampleBatch, now time.Time) error {
 				time.UnixMilli(ms).UTC().Format(time.RFC3339), maxPast, maxFuture)
 		}
 	}
-	for _, g := range b.Gpus {
-		if g.Index > math.MaxUint8 {
-			return fmt.Errorf("%w: gpu index %d over 255", wire.ErrMalformed, g.Index)
+	for i := range b.GPUs {
+		if idx := b.GPUs[i].Index; idx > math.MaxUint8 {
+			return fmt.Errorf("%w: gpu index %d over 255", wire.ErrMalformed, idx)
 		}
 	}
-	for _, m := range b.Metrics {
-		i := gpumetric.Index(gpumetric.ID(m.Metric))
+	all := gpumetric.All()
+	for j := range b.Metrics {
+		m := &b.Metrics[j]
+		i := gpumetric.Index(gpumetric.ID(m.ID))
 		if i < 0 {
 			continue // a newer agent's metric: dropped, the rest of the batch is kept
 		}
-		kind := gpumetric.All()[i].Kind
+		kind := all[i].Kind
 		if kind == gpumetric.Gauge && len(m.Counts) > 0 || kind == gpumetric.Counter && len(m.Values) > 0 {
-			return fmt.Errorf("%w: metric %s carries the wrong value type", wire.ErrMalformed, gpumetric.All()[i].Column)
+			return fmt.Errorf("%w: metric %s carries the wrong value type", wire.ErrMalformed, all[i].Column)
 		}
 	}
 	return nil
 }
 
-// appendBatch adds every row of a checked batch.
-func (c *sampleColumns) appendBatch(b *wirepb.SampleBatch) {
+// appendBatch adds every row of a checked batch. Columns are filled one at a time (not row by row)
+// so each inner loop touches one destination slice.
+func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	clear(c.byMetric)
-	for _, m := range b.Metrics {
-		if i := gpumetric.Index(gpumetric.ID(m.Metric)); i >= 0 {
-			c.byMetric[i] = m
+	for j := range b.Metrics {
+		if i := gpumetric.Index(gpumetric.ID(b.Metrics[j].ID)); i >= 0 {
+			c.byMetric[i] = &b.Metrics[j]
 		}
 	}
 	rows := len(b.TimeUnixMs)
 	c.time.V = append(c.time.V, b.TimeUnixMs...)
-	for r := 0; r < rows; r++ {
-		g := b.Gpus[b.Gpu[r]]
-		c.cluster.V = append(c.cluster.V, b.Cluster)
-		c.node.V = append(c.node.V, b.Node)
+	c.cluster.V = appendN(c.cluster.V, b.Cluster, rows)
+	c.node.V = appendN(c.node.V, b.Node, rows)
+	c.driver.V = appendN(c.driver.V, b.DriverVersion, rows)
+	c.agent.V = appendN(c.agent.V, b.AgentID, rows)
+	c.seq.V = appendN(c.seq.V, b.Seq, rows)
+	for _, gi := range b.GPU {
+		g := &b.GPUs[gi]
 		c.gpu.V = append(c.gpu.V, uint8(g.Index))
-		c.uuid.V = append(c.uuid.V, g.Uuid)
+		c.uuid.V = append(c.uuid.V, g.UUID)
 		c.model.V = append(c.model.V, g.Model)
-		c.job.V = append(c.job.V, g.JobId)
-		c.driver.V = append(c.driver.V, b.DriverVersion)
-		c.agent.V = append(c.agent.V, b.AgentId)
-		c.seq.V = append(c.seq.V, b.Seq)
+		c.job.V = append(c.job.V, g.JobID)
 	}
 	for i, m := range c.byMetric {
 		if col := c.gauges[i]; col != nil {
-			for r := 0; r < rows; r++ {
-				if m == nil || !wire.Present(m, r) {
-					col.Append(0, true)
-					continue
-				}
-				v := m.Values[r]
+			if m == nil {
+				col.AppendNulls(rows)
+				continue
+			}
+			for r, v := range m.Values {
 				// NaN and ±Inf are not readings: stored as absent so aggregates stay finite.
-				col.Append(float32(v), math.IsNaN(v) || math.IsInf(v, 0))
+				col.Append(float32(v), !m.Has(r) || math.IsNaN(v) || math.IsInf(v, 0))
 			}
 			continue
 		}
 		col := c.counters[i]
-		for r := 0; r < rows; r++ {
-			if m == nil || !wire.Present(m, r) {
-				col.Append(0, true)
-				continue
-			}
-			col.Append(m.Counts[r], false)
+		if m == nil {
+			col.AppendNulls(rows)
+			continue
+		}
+		for r, v := range m.Counts {
+			col.Append(v, !m.Has(r))
 		}
 	}
+}
+
+// appendN appends n copies of v.
+func appendN[T any](dst []T, v T, n int) []T {
+	dst = slices.Grow(dst, n)
+	for range n {
+		dst = append(dst, v)
+	}
+	return dst
 }
 
 // eventColumns is the columnar form of gpu_events rows.

@@ -74,7 +74,7 @@ type Ingester struct {
 	parts   map[partKey]*partBatch
 	pending int // message bytes held in all batches
 	lastSeq map[string]uint64
-	sb      wirepb.SampleBatch
+	sd      wire.SampleDecoder
 	eb      wirepb.EventBatch
 
 	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched atomic.Uint64
@@ -416,13 +416,14 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message, commit committer) 
 	var err error
 	switch {
 	case p.samples != nil && m.Topic == in.cfg.SamplesTopic:
-		if err = wire.DecodeSamples(m.Value, &in.sb); err == nil {
-			if err = p.samples.check(&in.sb, in.cfg.Now()); err == nil {
-				p.samples.appendBatch(&in.sb)
-				if len(in.sb.TimeUnixMs) > 0 {
-					p.sampleTimes = append(p.sampleTimes, in.sb.TimeUnixMs[0])
+		var sb *wire.Samples
+		if sb, err = in.sd.Decode(m.Value); err == nil {
+			if err = p.samples.check(sb, in.cfg.Now()); err == nil {
+				p.samples.appendBatch(sb)
+				if len(sb.TimeUnixMs) > 0 {
+					p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
 				}
-				in.checkSeq(p, m, in.sb.AgentId, in.sb.Seq)
+				in.checkSeq(p, m, sb.AgentID, sb.Seq)
 			}
 		}
 	case p.events != nil && m.Topic == in.cfg.EventsTopic:

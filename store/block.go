@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 )
 
 // Column is one column of a Block: typed values appended in place, reused across batches.
@@ -178,6 +179,12 @@ func (c *ColNullFloat32) Append(v float32, null bool) {
 	c.V = append(c.V, v)
 	c.Null = append(c.Null, b2u(null))
 }
+
+// AppendNulls adds n NULL rows.
+func (c *ColNullFloat32) AppendNulls(n int) {
+	c.V = append(c.V, make([]float32, n)...)
+	c.Null = appendOnes(c.Null, n)
+}
 func (c *ColNullFloat32) AppendNative(b []byte) []byte {
 	b = append(b, c.Null...)
 	for _, v := range c.V {
@@ -202,6 +209,20 @@ func (c *ColNullUInt64) Reset()       { c.V, c.Null = c.V[:0], c.Null[:0] }
 func (c *ColNullUInt64) Append(v uint64, null bool) {
 	c.V = append(c.V, v)
 	c.Null = append(c.Null, b2u(null))
+}
+
+// AppendNulls adds n NULL rows.
+func (c *ColNullUInt64) AppendNulls(n int) {
+	c.V = append(c.V, make([]uint64, n)...)
+	c.Null = appendOnes(c.Null, n)
+}
+
+func appendOnes(b []uint8, n int) []uint8 {
+	b = slices.Grow(b, n)
+	for range n {
+		b = append(b, 1)
+	}
+	return b
 }
 func (c *ColNullUInt64) AppendNative(b []byte) []byte {
 	b = append(b, c.Null...)
