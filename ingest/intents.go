@@ -23,8 +23,9 @@ import (
 // intentCovering returns the last offset of the recorded range that contains offset, or -1.
 func (in *Ingester) intentCovering(ctx context.Context, k partKey, offset int64) (int64, error) {
 	db := in.cfg.Store.Database()
-	q := fmt.Sprintf("SELECT max(last_offset) FROM %s WHERE group_id = %s AND topic = %s AND partition = %d "+
-		"AND first_offset <= %d AND last_offset >= %d",
+	// ORDER BY … LIMIT 1 rather than max(): max over no rows is 0, which would read as a range.
+	q := fmt.Sprintf("SELECT last_offset FROM %s WHERE group_id = %s AND topic = %s AND partition = %d "+
+		"AND first_offset <= %d AND last_offset >= %d ORDER BY last_offset DESC LIMIT 1",
 		store.Table(db, "ingest_intents"), store.QuoteString(in.cfg.GroupID), store.QuoteString(k.topic),
 		k.partition, offset, offset)
 	var last int64 = -1

@@ -40,6 +40,7 @@ type library struct {
 
 // engine is the process's one chDB engine. Guarded by mu; see the package comment for why it is global.
 type engine struct {
+	bufs sync.Pool // *[]byte, Native encoding buffers
 	lib  *library
 	dir  string
 	conn *unsafe.Pointer // chdb_connection* from chdb_connect: points at the handle queries take
@@ -245,8 +246,16 @@ func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupT
 		return fmt.Errorf("insert into %s: %w", table, err)
 	}
 	defer os.Remove(f.Name())
-	buf := b.AppendNative(make([]byte, 0, 64<<10))
+	// Blocks of a steady stream are of similar size: reusing the last buffer saves growing a new
+	// one through every power of two (tens of milliseconds for a 100k-row block).
+	bp, _ := s.e.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := b.AppendNative((*bp)[:0])
 	_, err = f.Write(buf)
+	*bp = buf
+	s.e.bufs.Put(bp)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

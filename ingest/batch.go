@@ -1,0 +1,347 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/wire"
+)
+
+// Batching and inserting overlap: the batcher decodes into fresh columns while an inserter
+// goroutine writes the previous cut to ClickHouse and commits it. Cuts are inserted and committed
+// in the order they were made, so a partition's offsets are committed in order. At most one cut
+// waits behind the one being inserted, so at most three BatchBytes' worth of messages are held, and
+// the batcher (and then the fetchers) stop when ClickHouse is slow.
+
+type committer func(ctx context.Context, offsets map[string]map[int]int64) error
+
+// cut is one flush: the batches of some partitions, taken out of the batcher.
+type cut struct {
+	parts []*partBatch
+}
+
+// batch is the generation's batcher: it decodes messages into per-partition batches and cuts
+// them on size, bytes or age; when the generation ends it cuts everything, waits for the inserter to
+// commit it, and returns, which lets the group rebalance.
+func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs <-chan kafka.Message) error {
+	clear(in.parts) // whatever an earlier generation left uncommitted is replayed by the next owner
+	in.pending.Store(0)
+	in.building = 0
+	commit := func(ctx context.Context, offsets map[string]map[int]int64) error {
+		return gen.CommitOffsets(offsets)
+	}
+	// The inserter outlives ctx: on shutdown or rebalance it still inserts and commits what was
+	// cut, for at most a deadline set below.
+	ictx, icancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer icancel()
+	cuts := make(chan *cut, 1)
+	inserted := make(chan error, 1)
+	go func() { inserted <- in.inserter(ictx, cuts, commit) }()
+	send := func(c *cut) error {
+		if c == nil {
+			return nil
+		}
+		select {
+		case cuts <- c:
+			return nil
+		case err := <-inserted:
+			inserted <- err
+			return err
+		}
+	}
+
+	tick := time.NewTicker(max(in.cfg.BatchAge/4, 10*time.Millisecond))
+	defer tick.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-gctx.Done():
+			break loop
+		case err := <-inserted:
+			inserted <- err
+			runErr = err
+			break loop
+		case m := <-msgs:
+			c, err := in.add(ctx, m)
+			if err == nil {
+				err = send(c)
+			}
+			if err != nil {
+				runErr = err
+				break loop
+			}
+		case <-tick.C:
+			if err := send(in.cutDue(false)); err != nil {
+				runErr = err
+				break loop
+			}
+		}
+	}
+	// Shutting down gets shutdownFlush; a rebalance must finish within the group's rebalance
+	// timeout, or the partitions move on while this worker still inserts.
+	limit := shutdownFlush
+	if ctx.Err() == nil {
+		limit = in.cfg.SessionTimeout * 8 / 10
+	}
+	timer := time.AfterFunc(limit, icancel)
+	defer timer.Stop()
+	if runErr == nil {
+		runErr = send(in.cutDue(true))
+	}
+	close(cuts)
+	if err := <-inserted; err != nil && (runErr == nil || errors.Is(err, errCrashed)) {
+		runErr = err
+	}
+	return runErr
+}
+
+// add decodes one message into its partition's batch, or queues it for the dead-letter topic. It
+// returns a cut when a batch is full or reaches the range an earlier run recorded.
+func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
+	k := partKey{m.Topic, m.Partition}
+	p := in.parts[k]
+	if p == nil {
+		p = &partBatch{key: k, next: -1, target: -1}
+		in.parts[k] = p
+	}
+	if p.samples == nil && p.events == nil {
+		if m.Topic == in.cfg.SamplesTopic {
+			p.samples = in.sampleCols()
+		} else {
+			p.events = newEventColumns()
+		}
+	}
+	if p.lag == nil {
+		p.lag = in.m.lag.WithLabelValues(m.Topic, strconv.Itoa(m.Partition))
+	}
+	p.lag.Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
+	if p.n == 0 {
+		if m.Offset != p.next {
+			// First message of this partition in this generation: an earlier owner may have
+			// inserted a range it did not commit; cut the same range again.
+			t, err := in.intentCovering(ctx, k, m.Offset)
+			if err != nil {
+				return nil, err
+			}
+			p.target = t
+		}
+		p.first, p.started = m.Offset, time.Now()
+	}
+	p.last, p.next = m.Offset, m.Offset+1
+	p.n++
+	p.bytes += len(m.Value)
+	in.pending.Add(int64(len(m.Value)))
+	in.building += len(m.Value)
+	var err error
+	switch {
+	case p.samples != nil && m.Topic == in.cfg.SamplesTopic:
+		var sb *wire.Samples
+		if sb, err = in.sd.Decode(m.Value); err == nil {
+			if err = p.samples.check(sb, in.cfg.Now()); err == nil {
+				p.samples.appendBatch(sb)
+				if len(sb.TimeUnixMs) > 0 {
+					p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
+				}
+				in.checkSeq(p, m, sb.AgentID, sb.Seq)
+			}
+		}
+	case p.events != nil && m.Topic == in.cfg.EventsTopic:
+		if err = wire.DecodeEvents(m.Value, &in.eb); err == nil {
+			if err = p.events.check(&in.eb, in.cfg.Now()); err == nil {
+				p.events.appendBatch(&in.eb)
+			}
+		}
+	default:
+		err = fmt.Errorf("%w: unexpected topic %q", wire.ErrMalformed, m.Topic)
+	}
+	if err != nil {
+		in.log.Warn("dead-lettering message", slog.String("topic", m.Topic), slog.Int("partition", m.Partition),
+			slog.Int64("offset", m.Offset), slog.Any("reason", err))
+		p.dead = append(p.dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+			{Key: "reason", Value: []byte(err.Error())},
+			{Key: "source_topic", Value: []byte(m.Topic)},
+			{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
+			{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		}})
+	}
+	if p.target >= 0 {
+		if m.Offset >= p.target {
+			return in.cutParts([]*partBatch{p}), nil
+		}
+		return nil, nil // replaying a recorded range: its end, not size or age, closes the batch
+	}
+	if p.rows() >= in.cfg.BatchRows {
+		return in.cutParts([]*partBatch{p}), nil
+	}
+	if in.building >= in.cfg.BatchBytes {
+		return in.cutDue(true), nil
+	}
+	return nil, nil
+}
+
+// sampleCols reuses the columns of a committed cut when one is free.
+func (in *Ingester) sampleCols() *sampleColumns {
+	select {
+	case c := <-in.freeCols:
+		return c
+	default:
+		return newSampleColumns()
+	}
+}
+
+// checkSeq counts the batches an agent numbered that this partition never carried. A sequence
+// number at or below the last one seen is a restarted agent or a replay, not a gap.
+func (in *Ingester) checkSeq(p *partBatch, m kafka.Message, agent string, seq uint64) {
+	last, seen := in.lastSeq[agent]
+	in.lastSeq[agent] = seq
+	if !seen || seq <= last+1 {
+		return
+	}
+	p.gaps.add(agent, m, last+1, seq)
+}
+
+// cutDue cuts every partition batch older than BatchAge, or every non-empty one when all is set.
+func (in *Ingester) cutDue(all bool) *cut {
+	var due []*partBatch
+	for _, p := range in.parts {
+		if p.n > 0 && (all || p.target < 0 && time.Since(p.started) >= in.cfg.BatchAge) {
+			due = append(due, p)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool {
+		return due[i].key.topic < due[j].key.topic || due[i].key.topic == due[j].key.topic && due[i].key.partition < due[j].key.partition
+	})
+	return in.cutParts(due)
+}
+
+// cutParts moves the batches' contents into a cut and leaves the partitions empty, to be refilled
+// from fresh columns.
+func (in *Ingester) cutParts(ps []*partBatch) *cut {
+	if len(ps) == 0 {
+		return nil
+	}
+	c := &cut{}
+	for _, p := range ps {
+		moved := *p
+		c.parts = append(c.parts, &moved)
+		p.samples, p.events, p.dead, p.sampleTimes, p.gaps = nil, nil, nil, nil, gapColumns{}
+		in.building -= p.bytes
+		p.n, p.bytes, p.target = 0, 0, -1
+	}
+	return c
+}
+
+// inserter inserts and commits cuts in order until cuts is closed or an insert fails for good.
+func (in *Ingester) inserter(ctx context.Context, cuts <-chan *cut, commit committer) error {
+	for c := range cuts {
+		if err := in.insertCut(ctx, c, commit); err != nil {
+			return err // the batcher sees it on its next send or tick and stops
+		}
+	}
+	return nil
+}
+
+// insertCut records the batches' ranges, inserts each with a token naming its range, writes dead
+// letters, then commits. Each step is retried with capped backoff until it succeeds or ctx ends.
+func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) error {
+	start := time.Now()
+	var fresh []*partBatch
+	for _, p := range c.parts {
+		if p.target < 0 {
+			fresh = append(fresh, p)
+		}
+	}
+	if err := in.retry(ctx, "record batch ranges", func(ctx context.Context) error {
+		return in.recordIntents(ctx, fresh)
+	}); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	offsets := map[string]map[int]int64{}
+	var dead []kafka.Message
+	for _, p := range c.parts {
+		table, block := p.table()
+		token := p.token()
+		if err := in.retry(ctx, "insert "+table, func(ctx context.Context) error {
+			return in.insert(ctx, table, block, token)
+		}); err != nil {
+			return fmt.Errorf("flush %s: %w", token, err)
+		}
+		if p.gaps.block.Rows() > 0 {
+			if err := in.retry(ctx, "insert ingest_gaps", func(ctx context.Context) error {
+				return in.cfg.Store.Insert(ctx, "ingest_gaps", &p.gaps.block, "gaps/"+token)
+			}); err != nil {
+				return fmt.Errorf("flush %s: %w", token, err)
+			}
+		}
+		if offsets[p.key.topic] == nil {
+			offsets[p.key.topic] = map[int]int64{}
+		}
+		offsets[p.key.topic][p.key.partition] = p.last + 1
+		dead = append(dead, p.dead...)
+	}
+	ack := in.cfg.Now().UnixMilli()
+	if in.crashAfterInsert != nil && in.crashAfterInsert() {
+		return errCrashed
+	}
+	if len(dead) > 0 {
+		if err := in.retry(ctx, "write dead letters", func(ctx context.Context) error {
+			return in.dlq.WriteMessages(ctx, dead...)
+		}); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+	}
+	if err := in.retry(ctx, "commit offsets", func(ctx context.Context) error {
+		return commit(ctx, offsets)
+	}); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	var msgs uint64
+	for _, p := range c.parts {
+		in.m.batchRows.Observe(float64(p.rows()))
+		in.m.batchAge.Observe(time.Since(p.started).Seconds())
+		for _, t := range p.sampleTimes {
+			in.m.e2eDelay.Observe(float64(ack-t) / 1000)
+		}
+		if p.samples != nil {
+			in.nSamples.Add(uint64(p.samples.block.Rows()))
+			p.samples.block.Reset()
+			select {
+			case in.freeCols <- p.samples:
+			default:
+			}
+		} else {
+			in.nEvents.Add(uint64(p.events.block.Rows()))
+		}
+		in.nGaps.Add(p.gaps.missingTotal())
+		msgs += uint64(p.n)
+		in.pending.Add(-int64(p.bytes))
+	}
+	in.nDLQ.Add(uint64(len(dead)))
+	in.nMessages.Add(msgs)
+	in.log.Debug("committed", slog.Int("batches", len(c.parts)), slog.Uint64("messages", msgs),
+		slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+func (in *Ingester) insert(ctx context.Context, table string, b *store.Block, token string) error {
+	if b.Rows() == 0 {
+		return nil
+	}
+	start := time.Now()
+	if err := in.cfg.Store.Insert(ctx, table, b, token); err != nil {
+		return err
+	}
+	in.m.insertSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}

@@ -1,0 +1,176 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// cpuSeconds is the CPU time this process has used, user and system; chDB runs in-process, so it
+// includes the engine's insert work.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkEndToEnd measures ingest from a real local Kafka broker into chDB, and in the same run
+// chDB's own INSERT rate for the same rows from prepared Native-format files cut into the same
+// blocks: the engine's limit on this machine. It reports both rates, our fraction of the limit,
+// and the process CPU time per million samples of each. The data is produced before the clock
+// starts. Run (one pass is the measurement):
+//
+//	go test -run '^$' -bench EndToEnd -benchtime 1x ./ingest/
+func BenchmarkEndToEnd(b *testing.B) {
+	const (
+		nodes, gpus, instants = 64, 8, 1000 // 512,000 samples in 64,000 messages of one node's instant
+		partitions            = 4
+	)
+	brokers := testenv.Kafka(b)
+	st := testenv.CHDB(b)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		b.Fatal(err)
+	}
+	topic := st.Database() + ".samples"
+	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: partitions},
+		{Name: st.Database() + ".events", Partitions: 1}, {Name: st.Database() + ".dlq", Partitions: 1}}); err != nil {
+		b.Fatal(err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		BatchSize: 1000, BatchBytes: 16 << 20, BatchTimeout: 10 * time.Millisecond, Compression: kafka.Zstd}
+	start := time.Now().Add(-time.Duration(instants) * time.Second)
+	var msgs []kafka.Message
+	var want uint64
+	sims := make([]*sim.Node, nodes)
+	for n := range sims {
+		sims[n] = sim.NewNode(11, "bench", n, gpus)
+	}
+	for i := range instants {
+		for n, node := range sims {
+			batch := &wirepb.SampleBatch{AgentId: node.Name, Seq: uint64(i + 1), Cluster: "bench", Node: node.Name}
+			node.Sample(start.Add(time.Duration(i)*time.Second), batch, nil)
+			data, err := wire.EncodeSamples(batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs = append(msgs, kafka.Message{Key: []byte(sims[n].Name), Value: data})
+			want += uint64(len(batch.TimeUnixMs))
+		}
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		b.Fatal(err)
+	}
+	w.Close()
+
+	// The limit: the same rows, decoded into the same columns, cut into blocks of the size ingest
+	// flushes (BatchRows), written as Native files before the clock starts.
+	const blockRows = 100_000
+	dir := b.TempDir()
+	var files []string
+	cols := newSampleColumns()
+	var dec wire.SampleDecoder
+	flushFile := func() {
+		if cols.block.Rows() == 0 {
+			return
+		}
+		name := filepath.Join(dir, fmt.Sprintf("block-%d.native", len(files)))
+		if err := os.WriteFile(name, cols.block.AppendNative(nil), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		files = append(files, name)
+		cols.block.Reset()
+	}
+	for _, m := range msgs {
+		sb, err := dec.Decode(m.Value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cols.appendBatch(sb)
+		if cols.block.Rows() >= blockRows {
+			flushFile()
+		}
+	}
+	flushFile()
+	msgs = nil
+	if err := st.Exec(ctx, "CREATE TABLE "+store.Table(st.Database(), "limit_samples")+" AS "+
+		store.Table(st.Database(), "gpu_samples")); err != nil {
+		b.Fatal(err)
+	}
+
+	b.ResetTimer()
+	var ours, limit, oursCPU, limitCPU float64
+	for range b.N {
+		in, err := New(Config{Brokers: brokers, Store: st, GroupID: fmt.Sprintf("%s.bench.%d", st.Database(), time.Now().UnixNano()),
+			SamplesTopic: topic, EventsTopic: st.Database() + ".events", DLQTopic: st.Database() + ".dlq",
+			BatchAge: 200 * time.Millisecond, BatchBytes: 64 << 20, // only the end of the backlog waits for the age
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- in.Run(runCtx) }()
+		// The clock starts at the first fetched message: joining the group is a one-off second.
+		for in.Stats().Fetched == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cpu0, t0 := cpuSeconds(), time.Now()
+		var fetchedAt time.Duration
+		for in.Stats().Samples < want {
+			if fetchedAt == 0 && in.Stats().Fetched >= nodes*instants {
+				fetchedAt = time.Since(t0)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.Logf("all %d messages fetched after %s; all rows committed after %s", nodes*instants, fetchedAt, time.Since(t0))
+		elapsed, cpu := time.Since(t0).Seconds(), cpuSeconds()-cpu0
+		stop()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		ours, oursCPU = float64(want)/elapsed, cpu
+
+		cpu0, t0 = cpuSeconds(), time.Now()
+		for _, f := range files {
+			if err := st.Exec(ctx, "INSERT INTO "+store.Table(st.Database(), "limit_samples")+" ("+
+				strings.Join(cols.block.ColumnNames(), ", ")+") FROM INFILE "+store.QuoteString(f)+" FORMAT Native"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		elapsed, cpu = time.Since(t0).Seconds(), cpuSeconds()-cpu0
+		limit, limitCPU = float64(want)/elapsed, cpu
+	}
+	b.StopTimer()
+	r, err := st.Query(ctx, "SELECT count() FROM "+store.Table(st.Database(), "gpu_samples"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := r.Rows[0][0].(uint64); got != want {
+		b.Fatalf("gpu_samples holds %d rows after the run, want %d", got, want)
+	}
+	b.ReportMetric(ours, "samples/s")
+	b.ReportMetric(limit, "chdb_native_samples/s")
+	b.ReportMetric(ours/limit, "fraction_of_chdb")
+	b.ReportMetric(oursCPU/float64(want)*1e6, "cpu_s/Msample")
+	b.ReportMetric(limitCPU/float64(want)*1e6, "chdb_cpu_s/Msample")
+	b.ReportMetric(0, "ns/op")
+}
