@@ -90,3 +90,33 @@ func Index(id ID) int {
 	}
 	return int(id) - 1
 }
+
+// plausible holds the range a real reading of each gauge falls in, by position in All. A value
+// outside it (a sensor glitch, a driver returning a sentinel, a corrupted agent) is stored as NULL
+// rather than as a reading that would wreck every average it lands in.
+var plausible = [...][2]float64{
+	GPUUtil - 1:  {0, 100},
+	MemUtil - 1:  {0, 100},
+	FBUsed - 1:   {0, 1 << 24}, // 16 TiB
+	FBFree - 1:   {0, 1 << 24},
+	FBTotal - 1:  {0, 1 << 24},
+	Power - 1:    {0, 10_000},
+	TempGPU - 1:  {-40, 200},
+	TempMem - 1:  {-40, 200},
+	ClockSM - 1:  {0, 20_000},
+	ClockMem - 1: {0, 50_000},
+	PCIeTx - 1:   {0, 1 << 30}, // 1 TiB/s
+	PCIeRx - 1:   {0, 1 << 30},
+	FanSpeed - 1: {0, 200}, // NVML reports the intended speed, which some boards put above 100
+	PState - 1:   {0, 15},  // 32 is NVML's "unknown"
+}
+
+// Plausible returns the range of real readings of the gauge at position i of All; ok is false
+// for counters.
+func Plausible(i int) (lo, hi float64, ok bool) {
+	if i < 0 || i >= len(all) || all[i].Kind != Gauge {
+		return 0, 0, false
+	}
+	r := plausible[i]
+	return r[0], r[1], true
+}

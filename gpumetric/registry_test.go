@@ -29,3 +29,16 @@ func TestRegistryIsDenseAndNamed(t *testing.T) {
 		}
 	}
 }
+
+// Every gauge needs a plausible range, or ingest would null all its readings.
+func TestEveryGaugeHasARange(t *testing.T) {
+	for i, m := range All() {
+		lo, hi, ok := Plausible(i)
+		if ok != (m.Kind == Gauge) {
+			t.Errorf("%s: Plausible ok=%v for kind %d", m.Column, ok, m.Kind)
+		}
+		if ok && !(hi > lo) {
+			t.Errorf("%s: no plausible range set (got [%v, %v])", m.Column, lo, hi)
+		}
+	}
+}

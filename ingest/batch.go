@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/gpumetric"
 	"github.com/gpufleet/gpufleet/store"
 	"github.com/gpufleet/gpufleet/wire"
 )
@@ -314,6 +315,12 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 			in.m.e2eDelay.Observe(float64(ack-t) / 1000)
 		}
 		if p.samples != nil {
+			for i, n := range p.samples.nulled {
+				if n > 0 {
+					in.m.nulled.WithLabelValues(gpumetric.All()[i].Column).Add(float64(n))
+					p.samples.nulled[i] = 0
+				}
+			}
 			in.nSamples.Add(uint64(p.samples.block.Rows()))
 			p.samples.block.Reset()
 			select {

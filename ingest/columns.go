@@ -29,6 +29,8 @@ type sampleColumns struct {
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
 	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
+	lo, hi                                         []float64               // plausible range per registry position
+	nulled                                         []uint64                // gauge readings stored as NULL as implausible
 }
 
 func newSampleColumns() *sampleColumns {
@@ -49,8 +51,10 @@ func newSampleColumns() *sampleColumns {
 	c.gauges = make([]*store.ColNullFloat32, len(all))
 	c.counters = make([]*store.ColNullUInt64, len(all))
 	c.byMetric = make([]*wire.Metric, len(all))
+	c.lo, c.hi, c.nulled = make([]float64, len(all)), make([]float64, len(all)), make([]uint64, len(all))
 	for i, m := range all {
 		if m.Kind == gpumetric.Gauge {
+			c.lo[i], c.hi[i], _ = gpumetric.Plausible(i)
 			c.gauges[i] = &store.ColNullFloat32{ColName: m.Column}
 			c.block.Columns = append(c.block.Columns, c.gauges[i])
 		} else {
@@ -120,10 +124,22 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 				col.AppendNulls(rows)
 				continue
 			}
+			// NaN, ±Inf and values outside the plausible range are not readings: stored as
+			// absent (and counted) so that aggregates stay finite and meaningful.
+			lo, hi := c.lo[i], c.hi[i]
+			var bad uint64
 			for r, v := range m.Values {
-				// NaN and ±Inf are not readings: stored as absent so aggregates stay finite.
-				col.Append(float32(v), !m.Has(r) || math.IsNaN(v) || math.IsInf(v, 0))
+				if !m.Has(r) {
+					col.Append(0, true)
+					continue
+				}
+				ok := v >= lo && v <= hi // false for NaN
+				if !ok {
+					bad++
+				}
+				col.Append(float32(v), !ok)
 			}
+			c.nulled[i] += bad
 			continue
 		}
 		col := c.counters[i]

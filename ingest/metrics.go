@@ -12,6 +12,7 @@ type metrics struct {
 	e2eDelay      prometheus.Histogram
 	retries       *prometheus.CounterVec
 	lag           *prometheus.GaugeVec
+	nulled        *prometheus.CounterVec
 }
 
 func newMetrics() metrics {
@@ -29,6 +30,8 @@ func newMetrics() metrics {
 			Help: "Steps retried after an error (ClickHouse insert, range record, dead-letter write, commit)."}, []string{"step"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_ingest_consumer_lag_messages",
 			Help: "Messages in the partition after the last one this worker fetched."}, []string{"topic", "partition"}),
+		nulled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_ingest_values_nulled_total",
+			Help: "Gauge readings stored as NULL because they were NaN, infinite or outside the metric's plausible range."}, []string{"metric"}),
 	}
 }
 
@@ -36,7 +39,7 @@ func (m metrics) register(r prometheus.Registerer, in *Ingester) {
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
-	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag,
+	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag, m.nulled,
 		counter("gpufleet_ingest_sample_rows_total", "Sample rows inserted.", in.nSamples.Load),
 		counter("gpufleet_ingest_event_rows_total", "Event rows inserted.", in.nEvents.Load),
 		counter("gpufleet_ingest_dlq_total", "Messages sent to the dead-letter topic.", in.nDLQ.Load),
