@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
@@ -184,14 +188,19 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	var k kafkaFlags
 	var sf storeFlags
 	var group, metricsAddr string
-	var rows int
-	var age time.Duration
+	var rows, batchMiB, workers, memLimitMiB int
+	var age, session time.Duration
 	var doMigrate bool
 	k.register(f)
 	sf.register(f)
 	f.StringVar(&group, "group", "gpufleet-ingest", "Kafka consumer group; workers with the same group share partitions")
-	f.IntVar(&rows, "batch-rows", 100_000, "flush a batch at this many sample rows")
+	f.IntVar(&workers, "workers", 1, "consumer group members in this process, each decoding on its own core")
+	f.IntVar(&rows, "batch-rows", 100_000, "flush a partition's batch at this many sample rows")
+	f.IntVar(&batchMiB, "batch-mib", 64, "flush all batches when their messages add up to this many MiB; a worker holds\n"+
+		"at most about 6x this (batches being built, waiting and being inserted, and their columns)")
 	f.DurationVar(&age, "batch-age", time.Second, "flush a batch this long after its first message")
+	f.DurationVar(&session, "session-timeout", 10*time.Second, "how long the group waits for a silent worker before moving its partitions")
+	f.IntVar(&memLimitMiB, "memory-limit-mib", 0, "soft memory limit for the Go runtime (GOMEMLIMIT); 0 leaves it unset")
 	f.BoolVar(&doMigrate, "migrate", false, "apply schema migrations before consuming")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9401", "address for Prometheus /metrics; empty disables")
 	if err := f.parse(args); err != nil {
@@ -202,6 +211,18 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	}
 	if age <= 0 {
 		return usageError{fmt.Errorf("--batch-age %s: must be positive", age)}
+	}
+	if workers < 1 || workers > 256 {
+		return usageError{fmt.Errorf("--workers %d: must be between 1 and 256", workers)}
+	}
+	if batchMiB < 1 {
+		return usageError{fmt.Errorf("--batch-mib %d: must be at least 1", batchMiB)}
+	}
+	if session < time.Second {
+		return usageError{fmt.Errorf("--session-timeout %s: must be at least 1s", session)}
+	}
+	if memLimitMiB < 0 {
+		return usageError{fmt.Errorf("--memory-limit-mib %d: must not be negative", memLimitMiB)}
 	}
 	log, err := f.logger()
 	if err != nil {
@@ -225,15 +246,39 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
 		return err
 	}
-	in, err := ingest.New(ingest.Config{Brokers: brokers, Store: st, GroupID: group, BatchRows: rows, BatchAge: age, Logger: log, Registerer: reg})
-	if err != nil {
-		return err
+	if memLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(memLimitMiB) << 20)
 	}
-	log.Info("ingesting", slog.String("group", group), slog.String("clickhouse", redact(sf.dsn)))
-	err = in.Run(ctx)
-	s := in.Stats()
-	log.Info("stopped", slog.Uint64("samples", s.Samples), slog.Uint64("events", s.Events), slog.Uint64("dlq", s.DLQ))
-	return err
+	ins := make([]*ingest.Ingester, workers)
+	for i := range ins {
+		r := prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg)
+		ins[i], err = ingest.New(ingest.Config{Brokers: brokers, Store: st, GroupID: group, BatchRows: rows,
+			BatchBytes: batchMiB << 20, BatchAge: age, SessionTimeout: session,
+			Logger: log.With(slog.Int("worker", i)), Registerer: r})
+		if err != nil {
+			return err
+		}
+	}
+	log.Info("ingesting", slog.String("group", group), slog.Int("workers", workers), slog.String("clickhouse", redact(sf.dsn)),
+		slog.String("memory_bound_per_worker", fmt.Sprintf("%d MiB + 4 MiB per partition", ins[0].MemoryBound(0)>>20)))
+	errs := make(chan error, workers)
+	for _, in := range ins {
+		go func() { errs <- in.Run(ctx) }()
+	}
+	var runErr error
+	for range ins {
+		if err := <-errs; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	var total ingest.Stats
+	for _, in := range ins {
+		s := in.Stats()
+		total.Samples, total.Events, total.DLQ, total.Gaps = total.Samples+s.Samples, total.Events+s.Events, total.DLQ+s.DLQ, total.Gaps+s.Gaps
+	}
+	log.Info("stopped", slog.Uint64("samples", total.Samples), slog.Uint64("events", total.Events),
+		slog.Uint64("dlq", total.DLQ), slog.Uint64("sequence_gaps", total.Gaps))
+	return runErr
 }
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
