@@ -17,7 +17,7 @@ func TestSampleColumnsGaugeValues(t *testing.T) {
 	now := time.Now()
 	ms := now.UnixMilli()
 	batch := &wirepb.SampleBatch{AgentId: "a", Seq: 1, Cluster: "c", Node: "n",
-		Gpus: []*wirepb.GPU{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}},
+		Gpus:       []*wirepb.GPU{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}},
 		TimeUnixMs: []int64{ms, ms, ms, ms, ms, ms}, Gpu: []uint32{0, 1, 0, 1, 0, 1},
 		Metrics: []*wirepb.MetricColumn{
 			{Metric: uint32(gpumetric.GPUUtil), Present: []byte{0b111101},

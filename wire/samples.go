@@ -24,7 +24,7 @@ type Samples struct {
 
 // GPU is one device's identity in a Samples.
 type GPU struct {
-	Index                                 uint32
+	Index                                uint32
 	UUID, Model, Serial, PCIBusID, JobID string
 }
 
