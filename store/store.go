@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -18,10 +19,41 @@ type Store interface {
 	Exec(ctx context.Context, sql string) error
 	// Query runs a SELECT and returns its rows.
 	Query(ctx context.Context, sql string) (*Result, error)
+	// QueryWith runs a SELECT whose {name:Type} placeholders take their values from params, which
+	// the server parses and types itself: user input never becomes SQL text.
+	QueryWith(ctx context.Context, sql string, params Params) (*Result, error)
 	// Insert appends the block to table. A non-empty dedupToken makes a retried insert of the same
 	// block a no-op (ClickHouse insert_deduplication_token).
 	Insert(ctx context.Context, table string, b *Block, dedupToken string) error
 	Close() error
+}
+
+// Params are query parameter values by name, in ClickHouse's text form for the placeholder's type
+// (an Array(String) value is written like ['a','b']; FormatArray builds one).
+type Params map[string]string
+
+// Names returns the parameter names, sorted.
+func (p Params) Names() []string {
+	names := make([]string, 0, len(p))
+	for n := range p {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// FormatArray writes strings as an Array(String) parameter value.
+func FormatArray(vs []string) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(QuoteString(v))
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 // Result is a query's rows. Values are int64, uint64, float64, string or nil (NULL);

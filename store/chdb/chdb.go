@@ -41,6 +41,9 @@ type library struct {
 // engine is the process's one chDB engine. Guarded by mu; see the package comment for why it is global.
 type engine struct {
 	bufs sync.Pool // *[]byte, Native encoding buffers
+	// qmu serialises statements on the one connection: the engine does not promise a connection is
+	// safe for concurrent queries, and SET param_… must stay next to the query that uses it.
+	qmu  sync.Mutex
 	lib  *library
 	dir  string
 	conn *unsafe.Pointer // chdb_connection* from chdb_connect: points at the handle queries take
@@ -183,6 +186,12 @@ func (s *Store) Database() string { return s.db }
 
 // raw runs one statement and returns the engine's output in format.
 func (s *Store) raw(ctx context.Context, query []byte, format string) ([]byte, error) {
+	s.e.qmu.Lock()
+	defer s.e.qmu.Unlock()
+	return s.rawLocked(ctx, query, format)
+}
+
+func (s *Store) rawLocked(ctx context.Context, query []byte, format string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -228,6 +237,26 @@ func (s *Store) Exec(ctx context.Context, sql string) error {
 // Query implements store.Store.
 func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
 	out, err := s.raw(ctx, []byte(sql), "JSONCompact")
+	if err != nil {
+		return nil, err
+	}
+	return store.ParseJSONCompact(out)
+}
+
+// QueryWith implements store.Store: each parameter is set in the session (as a quoted literal the
+// engine parses and then casts to the placeholder's type) right before the query, under one lock.
+func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
+	s.e.qmu.Lock()
+	defer s.e.qmu.Unlock()
+	for _, name := range params.Names() {
+		if err := store.CheckIdent("query parameter", name); err != nil {
+			return nil, err
+		}
+		if _, err := s.rawLocked(ctx, []byte("SET param_"+name+" = "+store.QuoteString(params[name])), "TabSeparated"); err != nil {
+			return nil, fmt.Errorf("set query parameter %s: %w", name, err)
+		}
+	}
+	out, err := s.rawLocked(ctx, []byte(sql), "JSONCompact")
 	if err != nil {
 		return nil, err
 	}

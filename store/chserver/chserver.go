@@ -60,6 +60,14 @@ func (s *Store) Exec(ctx context.Context, sql string) error {
 
 // Query implements store.Store.
 func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
+	return s.QueryWith(ctx, sql, nil)
+}
+
+// QueryWith implements store.Store with the native protocol's query parameters.
+func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
+	if len(params) > 0 {
+		ctx = clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters(params)))
+	}
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse query: %w", err)

@@ -1,0 +1,274 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+// Agg is how a metric's readings in one step and group become one value.
+type Agg string
+
+// Aggregations. Gauges take avg … p99; counters take increase and rate (reset-aware: a reading
+// below the previous one of the same GPU is a reset, and counts from zero).
+const (
+	Avg      Agg = "avg"
+	Min      Agg = "min"
+	Max      Agg = "max"
+	Sum      Agg = "sum"
+	Count    Agg = "count"
+	P50      Agg = "p50"
+	P90      Agg = "p90"
+	P95      Agg = "p95"
+	P99      Agg = "p99"
+	Increase Agg = "increase"
+	Rate     Agg = "rate"
+)
+
+var gaugeAggs = map[Agg]string{
+	Avg: "avg(v)", Min: "min(v)", Max: "max(v)", Sum: "sum(v)", Count: "count(v)",
+	P50: "quantileTDigest(0.5)(v)", P90: "quantileTDigest(0.9)(v)", P95: "quantileTDigest(0.95)(v)", P99: "quantileTDigest(0.99)(v)",
+}
+
+// Dim is a label a query can group or filter by.
+type Dim string
+
+// Dimensions: columns of gpu_samples, from an allow-list (they are spliced into SQL as identifiers).
+const (
+	Cluster Dim = "cluster"
+	Node    Dim = "node"
+	GPU     Dim = "uuid"
+	Model   Dim = "model"
+	Job     Dim = "job_id"
+)
+
+var dims = []Dim{Cluster, Node, GPU, Model, Job}
+
+// Filter keeps rows whose Dim is one of Values.
+type Filter struct {
+	Dim    Dim
+	Values []string
+}
+
+// Query is a time series question about one metric.
+type Query struct {
+	Metric  string // a gpu_samples metric column, e.g. "gpu_util"
+	Agg     Agg
+	GroupBy []Dim
+	Filters []Filter
+	From    time.Time
+	To      time.Time
+	Step    time.Duration // bucket width, whole seconds, at least 1 s
+	// Fill emits every step of [From, To) for every series, with value NULL where nothing was read.
+	Fill bool
+}
+
+// ErrInvalid marks a query that cannot be compiled; the message names the field.
+var ErrInvalid = errors.New("invalid query")
+
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+}
+
+// MaxPoints bounds the rows one series may return, so that a 1 s step over a year is refused
+// rather than computed.
+const MaxPoints = 100_000
+
+// Compiled is a query ready for store.QueryWith: SQL with {name:Type} placeholders and their values.
+type Compiled struct {
+	SQL    string
+	Params store.Params
+	// Columns of the result: "t" (DateTime, bucket start), the GroupBy dims, then "value".
+	Columns []string
+}
+
+// Validate checks every field against the catalogue and the limits.
+func (q *Query) Validate() error {
+	i := metricIndex(q.Metric)
+	if i < 0 {
+		return invalid("metric", "%q is not a gpu_samples metric (see gpumetric/registry.go)", q.Metric)
+	}
+	kind := gpumetric.All()[i].Kind
+	switch {
+	case kind == gpumetric.Gauge && gaugeAggs[q.Agg] == "":
+		return invalid("agg", "%q does not apply to gauge %s; use avg, min, max, sum, count, p50, p90, p95 or p99", q.Agg, q.Metric)
+	case kind == gpumetric.Counter && q.Agg != Increase && q.Agg != Rate:
+		return invalid("agg", "%q does not apply to counter %s; use increase or rate", q.Agg, q.Metric)
+	}
+	for _, d := range q.GroupBy {
+		if !slices.Contains(dims, d) {
+			return invalid("group_by", "%q is not one of %v", d, dims)
+		}
+	}
+	for _, f := range q.Filters {
+		if !slices.Contains(dims, f.Dim) {
+			return invalid("filters", "%q is not one of %v", f.Dim, dims)
+		}
+		if len(f.Values) == 0 {
+			return invalid("filters", "%s has no values", f.Dim)
+		}
+	}
+	if !q.To.After(q.From) {
+		return invalid("to", "%s is not after from %s", q.To.UTC().Format(time.RFC3339), q.From.UTC().Format(time.RFC3339))
+	}
+	if q.Step < time.Second || q.Step%time.Second != 0 {
+		return invalid("step", "%s: must be a whole number of seconds, at least 1s", q.Step)
+	}
+	if n := q.To.Sub(q.From) / q.Step; n > MaxPoints {
+		return invalid("step", "%s over %s is %d points per series, limit %d: widen the step", q.Step, q.To.Sub(q.From), n, MaxPoints)
+	}
+	return nil
+}
+
+func metricIndex(column string) int {
+	for i, m := range gpumetric.All() {
+		if m.Column == column {
+			return i
+		}
+	}
+	return -1
+}
+
+// Compile turns the query into SQL over db's gpu_samples. Identifiers (metric, dims) come from
+// allow-lists; every value (times, step, filter values) is a bound parameter.
+func (q *Query) Compile(db string) (*Compiled, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	p := store.Params{
+		"from": strconv.FormatInt(q.From.UnixMilli(), 10),
+		"to":   strconv.FormatInt(q.To.UnixMilli(), 10),
+		"step": strconv.FormatInt(int64(q.Step/time.Second), 10),
+	}
+	var groups []string
+	for _, d := range q.GroupBy {
+		groups = append(groups, string(d))
+	}
+	where := []string{"time >= fromUnixTimestamp64Milli({from:Int64})", "time < fromUnixTimestamp64Milli({to:Int64})"}
+	for i, f := range q.Filters {
+		name := "f" + strconv.Itoa(i)
+		where = append(where, fmt.Sprintf("%s IN {%s:Array(String)}", f.Dim, name))
+		p[name] = store.FormatArray(f.Values)
+	}
+	bucket := "toStartOfInterval(time, toIntervalSecond({step:UInt32}))"
+	table := store.Table(db, "gpu_samples")
+	var sql strings.Builder
+	sel := append([]string{"t"}, groups...)
+	if q.Agg == Increase || q.Agg == Rate {
+		// Per GPU, the increase between consecutive readings, a reset counting from zero; the
+		// first reading in the window has no predecessor in it and adds nothing.
+		inner := append([]string{"time", "uuid"}, groups...)
+		inner = uniq(inner)
+		valueExpr := "sum(d)"
+		if q.Agg == Rate {
+			valueExpr = "sum(d) / {step:UInt32}"
+		}
+		fmt.Fprintf(&sql, "SELECT %s AS t%s, %s AS value FROM (SELECT %s, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM ("+
+			"SELECT %s, %s AS v, lagInFrame(%s) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
+			"row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM %s WHERE %s AND %s IS NOT NULL) WHERE n > 1)",
+			bucket, prefixed(groups), valueExpr, strings.Join(inner, ", "), strings.Join(inner, ", "), q.Metric, q.Metric,
+			table, strings.Join(where, " AND "), q.Metric)
+	} else {
+		fmt.Fprintf(&sql, "SELECT %s AS t%s, %s AS value FROM (SELECT time%s, %s AS v FROM %s WHERE %s AND %s IS NOT NULL)",
+			bucket, prefixed(groups), gaugeAggs[q.Agg], prefixed(groups), q.Metric, table, strings.Join(where, " AND "), q.Metric)
+	}
+	fmt.Fprintf(&sql, " GROUP BY %s ORDER BY %s", strings.Join(sel, ", "), strings.Join(append(groups, "t"), ", "))
+	if q.Fill {
+		// Filled within each series: WITH FILL on the last sort key fills inside runs of the others.
+		// The bounds are the first and past-the-last bucket starts, aligned as toStartOfInterval aligns.
+		step := int64(q.Step / time.Second)
+		p["fill_from"] = strconv.FormatInt(floorDiv(q.From.Unix(), step)*step, 10)
+		p["fill_to"] = strconv.FormatInt(q.To.Unix(), 10)
+		sql.WriteString(" WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC')" +
+			" STEP toIntervalSecond({step:UInt32})")
+	}
+	return &Compiled{SQL: sql.String(), Params: p, Columns: append(sel[:len(sel):len(sel)], "value")}, nil
+}
+
+// Point is one step of a series; Value is nil where the step had no readings (Fill).
+type Point struct {
+	T     time.Time `json:"t"`
+	Value *float64  `json:"value"`
+}
+
+// Series is the points of one group.
+type Series struct {
+	Labels map[string]string `json:"labels"`
+	Points []Point           `json:"points"`
+}
+
+// Run compiles and executes q and splits the rows into series by their group labels.
+func Run(ctx context.Context, s store.Store, q *Query) ([]Series, error) {
+	c, err := q.Compile(s.Database())
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.QueryWith(ctx, c.SQL, c.Params)
+	if err != nil {
+		return nil, fmt.Errorf("query %s %s: %w", q.Agg, q.Metric, err)
+	}
+	var out []Series
+	index := map[string]int{}
+	for _, row := range r.Rows {
+		if len(row) != len(c.Columns) {
+			return nil, fmt.Errorf("query %s %s: %d columns in a row, want %d", q.Agg, q.Metric, len(row), len(c.Columns))
+		}
+		t, err := time.ParseInLocation(time.DateTime, asString(row[0]), time.UTC)
+		if err != nil {
+			return nil, fmt.Errorf("query %s %s: bucket time %v: %w", q.Agg, q.Metric, row[0], err)
+		}
+		labels := map[string]string{}
+		var key strings.Builder
+		for i, d := range q.GroupBy {
+			v := asString(row[1+i])
+			labels[string(d)] = v
+			key.WriteString(v)
+			key.WriteByte(0)
+		}
+		i, ok := index[key.String()]
+		if !ok {
+			i = len(out)
+			index[key.String()] = i
+			out = append(out, Series{Labels: labels})
+		}
+		var v *float64
+		if x := row[len(row)-1]; x != nil {
+			f := asFloat(x)
+			v = &f
+		}
+		out[i].Points = append(out[i].Points, Point{T: t, Value: v})
+	}
+	return out, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func prefixed(cols []string) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(cols, ", ")
+}
+
+func uniq(cols []string) []string {
+	var out []string
+	for _, c := range cols {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

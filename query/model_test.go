@@ -1,0 +1,292 @@
+package query_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+var modelFrom = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+
+// seedFrom is recent: gpu_samples' TTL removes rows older than 30 days, at the engine's leisure.
+var seedFrom = time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+
+// The SQL of each query shape, with its bound parameters, is pinned in testdata/model.golden.sql.
+func TestModelSQLGolden(t *testing.T) {
+	shapes := []struct {
+		name string
+		q    query.Query
+	}{
+		{"fleet p99 utilisation", query.Query{Metric: "gpu_util", Agg: query.P99, Step: time.Minute}},
+		{"avg temperature by cluster and model, filtered", query.Query{Metric: "temp_gpu_c", Agg: query.Avg,
+			GroupBy: []query.Dim{query.Cluster, query.Model},
+			Filters: []query.Filter{{Dim: query.Node, Values: []string{"node-1", "it's"}}}, Step: 5 * time.Minute}},
+		{"max power per GPU, gaps filled", query.Query{Metric: "power_w", Agg: query.Max, GroupBy: []query.Dim{query.GPU},
+			Step: time.Minute, Fill: true}},
+		{"energy increase by job", query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job}, Step: time.Hour}},
+		{"PCIe replay rate per GPU", query.Query{Metric: "pcie_replays", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
+	}
+	var got bytes.Buffer
+	for _, s := range shapes {
+		s.q.From, s.q.To = modelFrom, modelFrom.Add(time.Hour)
+		c, err := s.q.Compile("gpufleet")
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		fmt.Fprintf(&got, "-- %s\n%s;\n", s.name, c.SQL)
+		for _, n := range c.Params.Names() {
+			fmt.Fprintf(&got, "-- param %s = %s\n", n, c.Params[n])
+		}
+		got.WriteString("\n")
+	}
+	path := filepath.Join("testdata", "model.golden.sql")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./query -run Golden -update to create it)", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("compiled SQL differs from %s (rerun with -update if intended)\n got:\n%s", path, got.Bytes())
+	}
+	// No filter value reaches the SQL text.
+	for _, line := range strings.Split(got.String(), "\n") {
+		if !strings.HasPrefix(line, "--") && (strings.Contains(line, "node-1") || strings.Contains(line, "it\\'s")) {
+			t.Errorf("a filter value was pasted into the SQL instead of bound: %s", line)
+		}
+	}
+}
+
+func TestModelValidate(t *testing.T) {
+	ok := query.Query{Metric: "gpu_util", Agg: query.Avg, From: modelFrom, To: modelFrom.Add(time.Hour), Step: time.Minute}
+	cases := map[string]struct {
+		mutate func(q *query.Query)
+		field  string
+	}{
+		"unknown metric":     {func(q *query.Query) { q.Metric = "gpu_util; DROP TABLE x" }, "metric"},
+		"rate of a gauge":    {func(q *query.Query) { q.Agg = query.Rate }, "agg"},
+		"avg of a counter":   {func(q *query.Query) { q.Metric, q.Agg = "energy_mj", query.Avg }, "agg"},
+		"unknown dimension":  {func(q *query.Query) { q.GroupBy = []query.Dim{"hostname"} }, "group_by"},
+		"filter no values":   {func(q *query.Query) { q.Filters = []query.Filter{{Dim: query.Node}} }, "filters"},
+		"filter unknown dim": {func(q *query.Query) { q.Filters = []query.Filter{{Dim: "x", Values: []string{"a"}}} }, "filters"},
+		"empty range":        {func(q *query.Query) { q.To = q.From }, "to"},
+		"sub-second step":    {func(q *query.Query) { q.Step = 500 * time.Millisecond }, "step"},
+		"too many points":    {func(q *query.Query) { q.To, q.Step = q.From.Add(400*24*time.Hour), time.Second }, "step"},
+	}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid query rejected: %v", err)
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			q := ok
+			c.mutate(&q)
+			err := q.Validate()
+			if !errors.Is(err, query.ErrInvalid) || !strings.Contains(err.Error(), c.field+":") {
+				t.Fatalf("Validate() = %v, want ErrInvalid naming %q", err, c.field)
+			}
+		})
+	}
+}
+
+// seeded is a small fleet written straight into gpu_samples: 2 clusters × 2 nodes × 2 GPUs, one
+// reading every 10 s for 10 minutes, with values computed by formula so the test can compute every
+// answer itself. GPU 1 of node b-1 skips minute 3 entirely; its energy counter resets at minute 6.
+type reading struct {
+	t                   time.Time
+	cluster, node, uuid string
+	job                 string
+	util                float64
+	energy              uint64
+}
+
+func seed(t *testing.T) (store.Store, []reading) {
+	t.Helper()
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	var rs []reading
+	for _, cl := range []string{"a", "b"} {
+		for n := range 2 {
+			node := fmt.Sprintf("%s-%d", cl, n)
+			for g := range 2 {
+				uuid := fmt.Sprintf("GPU-%s-%d", node, g)
+				var energy uint64 = 1000
+				for i := range 60 {
+					ts := seedFrom.Add(time.Duration(i) * 10 * time.Second)
+					if node == "b-1" && g == 1 && ts.Sub(seedFrom) >= 3*time.Minute && ts.Sub(seedFrom) < 4*time.Minute {
+						continue
+					}
+					energy += uint64(100 + 10*g + i)
+					if node == "b-1" && g == 1 && i == 36 {
+						energy = 7 // driver reload: the counter starts again
+					}
+					rs = append(rs, reading{t: ts, cluster: cl, node: node, uuid: uuid, job: "job-" + cl,
+						util: float64((i*7+g*13+n*29)%101) + 0.25})
+					rs[len(rs)-1].energy = energy
+				}
+			}
+		}
+	}
+	tm := &store.ColDateTime64{ColName: "time"}
+	cluster, node, uuid, job := &store.ColString{ColName: "cluster"}, &store.ColString{ColName: "node"},
+		&store.ColString{ColName: "uuid"}, &store.ColString{ColName: "job_id"}
+	util := &store.ColNullFloat32{ColName: "gpu_util"}
+	energy := &store.ColNullUInt64{ColName: "energy_mj"}
+	for _, r := range rs {
+		tm.V = append(tm.V, r.t.UnixMilli())
+		cluster.V, node.V, uuid.V, job.V = append(cluster.V, r.cluster), append(node.V, r.node), append(uuid.V, r.uuid), append(job.V, r.job)
+		util.Append(float32(r.util), false)
+		energy.Append(r.energy, false)
+	}
+	b := &store.Block{Columns: []store.Column{tm, cluster, node, uuid, job, util, energy}}
+	if err := st.Insert(ctx, "gpu_samples", b, ""); err != nil {
+		t.Fatal(err)
+	}
+	return st, rs
+}
+
+// The query layer's answers on chDB equal what the test computes from the readings themselves.
+func TestModelAnswersOnCHDB(t *testing.T) {
+	st, rs := seed(t)
+	ctx := context.Background()
+	to := seedFrom.Add(10 * time.Minute)
+
+	t.Run("avg util by cluster per minute", func(t *testing.T) {
+		got, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Cluster},
+			From: seedFrom, To: to, Step: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]map[time.Time][]float64{}
+		for _, r := range rs {
+			m := r.t.Truncate(time.Minute)
+			if want[r.cluster] == nil {
+				want[r.cluster] = map[time.Time][]float64{}
+			}
+			want[r.cluster][m] = append(want[r.cluster][m], float64(float32(r.util)))
+		}
+		if len(got) != 2 {
+			t.Fatalf("%d series, want 2", len(got))
+		}
+		for _, s := range got {
+			w := want[s.Labels["cluster"]]
+			if len(s.Points) != 10 {
+				t.Fatalf("cluster %s: %d points, want 10", s.Labels["cluster"], len(s.Points))
+			}
+			for _, p := range s.Points {
+				var sum float64
+				for _, v := range w[p.T] {
+					sum += v
+				}
+				if exp := sum / float64(len(w[p.T])); p.Value == nil || math.Abs(*p.Value-exp) > 1e-6 {
+					t.Errorf("cluster %s at %s: %v, want %v", s.Labels["cluster"], p.T.Format(time.TimeOnly), p.Value, exp)
+				}
+			}
+		}
+	})
+
+	t.Run("filtered max with gaps filled", func(t *testing.T) {
+		got, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.Max, GroupBy: []query.Dim{query.GPU},
+			Filters: []query.Filter{{Dim: query.Node, Values: []string{"b-1", "no-such-node'); DROP TABLE x; --"}}},
+			From: seedFrom, To: to, Step: time.Minute, Fill: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 {
+			t.Fatalf("%d series, want the 2 GPUs of b-1", len(got))
+		}
+		for _, s := range got {
+			if len(s.Points) != 10 {
+				t.Fatalf("%s: %d points, want 10 with the gap filled", s.Labels["uuid"], len(s.Points))
+			}
+			gap := s.Points[3].Value == nil
+			if want := s.Labels["uuid"] == "GPU-b-1-1"; gap != want {
+				t.Errorf("%s minute 3 is NULL=%v, want %v", s.Labels["uuid"], gap, want)
+			}
+			for _, p := range s.Points {
+				if p.Value == nil {
+					continue
+				}
+				exp := math.Inf(-1)
+				for _, r := range rs {
+					if r.uuid == s.Labels["uuid"] && r.t.Truncate(time.Minute).Equal(p.T) {
+						exp = math.Max(exp, float64(float32(r.util)))
+					}
+				}
+				if *p.Value != exp {
+					t.Errorf("%s at %s: %v, want %v", s.Labels["uuid"], p.T.Format(time.TimeOnly), *p.Value, exp)
+				}
+			}
+		}
+	})
+
+	t.Run("p90 util, whole fleet", func(t *testing.T) {
+		got, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.P90, From: seedFrom, To: to, Step: 10 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vs []float64
+		for _, r := range rs {
+			vs = append(vs, float64(float32(r.util)))
+		}
+		sort.Float64s(vs)
+		// A t-digest estimate lies between the order statistics around the 90th percentile rank.
+		lo, hi := vs[int(0.9*float64(len(vs)-1))-2], vs[int(0.9*float64(len(vs)-1))+2]
+		if len(got) != 1 || len(got[0].Points) != 1 || *got[0].Points[0].Value < lo || *got[0].Points[0].Value > hi {
+			t.Fatalf("p90 = %+v, want within [%v, %v]", got, lo, hi)
+		}
+	})
+
+	t.Run("energy increase by job, reset-aware", func(t *testing.T) {
+		got, err := query.Run(ctx, st, &query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
+			From: seedFrom, To: to, Step: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]map[time.Time]float64{}
+		last := map[string]reading{}
+		for _, r := range rs { // rs is in time order per GPU
+			prev, seen := last[r.uuid]
+			last[r.uuid] = r
+			if !seen {
+				continue
+			}
+			d := float64(r.energy) - float64(prev.energy)
+			if r.energy < prev.energy {
+				d = float64(r.energy)
+			}
+			if want[r.job] == nil {
+				want[r.job] = map[time.Time]float64{}
+			}
+			want[r.job][r.t.Truncate(5*time.Minute)] += d
+		}
+		if len(got) != 2 {
+			t.Fatalf("%d series, want 2 jobs", len(got))
+		}
+		for _, s := range got {
+			for _, p := range s.Points {
+				if exp := want[s.Labels["job_id"]][p.T]; p.Value == nil || *p.Value != exp {
+					t.Errorf("%s at %s: increase %v, want %v", s.Labels["job_id"], p.T.Format(time.TimeOnly), p.Value, exp)
+				}
+			}
+		}
+	})
+}
