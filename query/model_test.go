@@ -206,7 +206,7 @@ func TestModelAnswersOnCHDB(t *testing.T) {
 	t.Run("filtered max with gaps filled", func(t *testing.T) {
 		got, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.Max, GroupBy: []query.Dim{query.GPU},
 			Filters: []query.Filter{{Dim: query.Node, Values: []string{"b-1", "no-such-node'); DROP TABLE x; --"}}},
-			From: seedFrom, To: to, Step: time.Minute, Fill: true})
+			From:    seedFrom, To: to, Step: time.Minute, Fill: true})
 		if err != nil {
 			t.Fatal(err)
 		}
