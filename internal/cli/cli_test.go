@@ -95,6 +95,20 @@ func TestDemoSmoke(t *testing.T) {
 	}
 }
 
+// A series query on a fresh schema answers with just its header; the same store then answers CSV.
+func TestQuerySeriesOnEmptyStore(t *testing.T) {
+	lib := testenv.LibCHDB(t)
+	dsn := "chdb://" + t.TempDir()
+	env := []string{"GPUFLEET_LIBCHDB=" + lib}
+	if r := run(t, env, "migrate", "--clickhouse", dsn); r.code != 0 {
+		t.Fatalf("migrate: exit %d: %s", r.code, r.stderr)
+	}
+	r := run(t, env, "query", "--clickhouse", dsn, "--metric", "gpu_util", "--agg", "p99", "--by", "cluster", "--format", "csv")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "t,cluster,value" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
+}
+
 func TestBadInputExitsWithOneLine(t *testing.T) {
 	cases := []struct {
 		name string
@@ -110,6 +124,10 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"zero workers", nil, []string{"ingest", "--workers", "0"}, 2, "--workers 0: must be between 1 and 256"},
 		{"short session", []string{"GPUFLEET_SESSION_TIMEOUT=10ms"}, []string{"ingest"}, 2, "--session-timeout 10ms: must be at least 1s"},
 		{"zero batch bytes", nil, []string{"ingest", "--batch-mib", "0"}, 2, "--batch-mib 0: must be at least 1"},
+		{"series unknown metric", nil, []string{"query", "--metric", "nope"}, 2, "metric: \"nope\" is not a gpu_samples metric"},
+		{"series wrong agg", nil, []string{"query", "--metric", "energy_mj", "--agg", "avg"}, 2, "agg: \"avg\" does not apply to counter"},
+		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "rack"}, 2, `"rack" is not one of`},
+		{"series bad filter", nil, []string{"query", "--metric", "gpu_util", "--filter", "node"}, 2, `want dim=v1|v2`},
 		{"malformed DSN", nil, []string{"migrate", "--clickhouse", "mysql://x"}, 2, `unsupported scheme "mysql"`},
 		{"DSN without host", nil, []string{"query", "--clickhouse", "clickhouse:///db"}, 2, "names no host"},
 		{"bad database name", nil, []string{"migrate", "--clickhouse", "chdb:///tmp/x?database=a-b"}, 2, "letters, digits and underscore"},

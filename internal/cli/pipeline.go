@@ -306,18 +306,33 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 }
 
 func runQuery(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "query", "Prints a fleet summary over a time window: GPUs reporting, mean and p99 utilisation,\n"+
-		"hottest GPUs, XID and throttle counts.")
+	f := newFlags(e, "query", "Without --metric: prints a fleet summary over a time window (GPUs reporting, mean and\n"+
+		"p99 utilisation, hottest GPUs, XID and throttle counts).\n"+
+		"With --metric: prints a time series, e.g.\n"+
+		"  gpufleet query --metric gpu_util --agg p99 --step 1m --since 24h\n"+
+		"  gpufleet query --metric temp_gpu_c --agg max --by cluster,model --filter node=n1|n2 --format csv\n"+
+		"  gpufleet query --metric energy_mj --agg increase --by job --step 1h")
 	var sf storeFlags
-	var since time.Duration
+	var since, step time.Duration
 	var top int
-	var format string
+	var format, metric, agg, by string
+	var filters filterFlag
+	var fill bool
 	sf.register(f)
 	f.DurationVar(&since, "since", 15*time.Minute, "window: from now minus this to now")
-	f.IntVar(&top, "top", 5, "how many hottest GPUs to list")
-	f.StringVar(&format, "format", "text", "output: text or json")
+	f.IntVar(&top, "top", 5, "how many hottest GPUs to list (summary)")
+	f.StringVar(&format, "format", "text", "output: text, json, or csv (series only)")
+	f.StringVar(&metric, "metric", "", "gpu_samples metric column for a time series (gpu_util, temp_gpu_c, power_w, energy_mj, ...)")
+	f.StringVar(&agg, "agg", "avg", "gauges: avg min max sum count p50 p90 p95 p99; counters: increase rate")
+	f.StringVar(&by, "by", "", "group by, comma-separated: cluster node gpu model job")
+	f.DurationVar(&step, "step", time.Minute, "bucket width (whole seconds)")
+	f.Var(&filters, "filter", "keep rows where dim is one of values: dim=v1|v2 (repeatable)")
+	f.BoolVar(&fill, "fill", false, "emit every step of every series, empty where nothing was read")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if metric != "" {
+		return runSeries(ctx, e, &sf, since, step, format, metric, agg, by, filters, fill)
 	}
 	if since <= 0 {
 		return usageError{fmt.Errorf("--since %s: must be positive", since)}
@@ -342,6 +357,52 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 		return sum.WriteJSON(e.stdout)
 	}
 	return sum.WriteText(e.stdout)
+}
+
+func runSeries(ctx context.Context, e *env, sf *storeFlags, since, step time.Duration, format, metric, agg, by string,
+	filters filterFlag, fill bool) error {
+	if format != "text" && format != "json" && format != "csv" {
+		return usageError{fmt.Errorf("--format %q: use text, json or csv", format)}
+	}
+	now := time.Now()
+	q := &query.Query{Metric: metric, Agg: query.Agg(agg), Filters: filters, From: now.Add(-since), To: now, Step: step, Fill: fill}
+	if by != "" {
+		for _, name := range strings.Split(by, ",") {
+			d, ok := query.DimByName(strings.TrimSpace(name))
+			if !ok {
+				return usageError{fmt.Errorf("--by %q: %q is not one of cluster, node, gpu, model, job", by, name)}
+			}
+			q.GroupBy = append(q.GroupBy, d)
+		}
+	}
+	if err := q.Validate(); err != nil {
+		return usageError{err}
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	series, err := query.Run(ctx, st, q)
+	if err != nil {
+		return explainMissingSchema(err)
+	}
+	return query.WriteSeries(e.stdout, format, q.GroupBy, series)
+}
+
+// filterFlag collects --filter dim=v1|v2 flags.
+type filterFlag []query.Filter
+
+func (f *filterFlag) String() string { return fmt.Sprint([]query.Filter(*f)) }
+
+func (f *filterFlag) Set(s string) error {
+	name, values, ok := strings.Cut(s, "=")
+	d, known := query.DimByName(name)
+	if !ok || !known || values == "" {
+		return fmt.Errorf("%q: want dim=v1|v2 with dim one of cluster, node, gpu, model, job", s)
+	}
+	*f = append(*f, query.Filter{Dim: d, Values: strings.Split(values, "|")})
+	return nil
 }
 
 // explainMissingSchema adds the fix to the engine's "table doesn't exist".
