@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/rollup"
 	"github.com/gpufleet/gpufleet/store"
 )
 
@@ -72,7 +73,18 @@ type Query struct {
 	Step    time.Duration // bucket width, whole seconds, at least 1 s
 	// Fill emits every step of [From, To) for every series, with value NULL where nothing was read.
 	Fill bool
+	// Source is SourceAuto (the coarsest rollup that answers exactly, else raw) or SourceRaw.
+	Source Source
 }
+
+// Source says which tables a query may read.
+type Source string
+
+// Sources.
+const (
+	SourceAuto Source = ""
+	SourceRaw  Source = "raw"
+)
 
 // ErrInvalid marks a query that cannot be compiled; the message names the field.
 var ErrInvalid = errors.New("invalid query")
@@ -91,6 +103,8 @@ type Compiled struct {
 	Params store.Params
 	// Columns of the result: "t" (DateTime, bucket start), the GroupBy dims, then "value".
 	Columns []string
+	// Table is what the query reads: gpu_samples or a rollup.
+	Table string
 }
 
 // Validate checks every field against the catalogue and the limits.
@@ -140,8 +154,9 @@ func metricIndex(column string) int {
 	return -1
 }
 
-// Compile turns the query into SQL over db's gpu_samples. Identifiers (metric, dims) come from
-// allow-lists; every value (times, step, filter values) is a bound parameter.
+// Compile turns the query into SQL. It reads the coarsest rollup that can answer exactly (see
+// pickLevel) and gpu_samples otherwise. Identifiers (metric, dims, tables) come from allow-lists;
+// every value (times, step, filter values) is a bound parameter.
 func (q *Query) Compile(db string) (*Compiled, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
@@ -155,35 +170,21 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 	for _, d := range q.GroupBy {
 		groups = append(groups, string(d))
 	}
-	where := []string{"time >= fromUnixTimestamp64Milli({from:Int64})", "time < fromUnixTimestamp64Milli({to:Int64})"}
+	var where []string
 	for i, f := range q.Filters {
 		name := "f" + strconv.Itoa(i)
 		where = append(where, fmt.Sprintf("%s IN {%s:Array(String)}", f.Dim, name))
 		p[name] = store.FormatArray(f.Values)
 	}
-	bucket := "toStartOfInterval(time, toIntervalSecond({step:UInt32}))"
-	table := store.Table(db, "gpu_samples")
+	c := &Compiled{Params: p, Columns: append(append([]string{"t"}, groups...), "value"), Table: "gpu_samples"}
 	var sql strings.Builder
-	sel := append([]string{"t"}, groups...)
-	if q.Agg == Increase || q.Agg == Rate {
-		// Per GPU, the increase between consecutive readings, a reset counting from zero; the
-		// first reading in the window has no predecessor in it and adds nothing.
-		inner := append([]string{"time", "uuid"}, groups...)
-		inner = uniq(inner)
-		valueExpr := "sum(d)"
-		if q.Agg == Rate {
-			valueExpr = "sum(d) / {step:UInt32}"
-		}
-		fmt.Fprintf(&sql, "SELECT %s AS t%s, %s AS value FROM (SELECT %s, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM ("+
-			"SELECT %s, %s AS v, lagInFrame(%s) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
-			"row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM %s WHERE %s AND %s IS NOT NULL) WHERE n > 1)",
-			bucket, prefixed(groups), valueExpr, strings.Join(inner, ", "), strings.Join(inner, ", "), q.Metric, q.Metric,
-			table, strings.Join(where, " AND "), q.Metric)
+	if l := q.pickLevel(); l != nil {
+		c.Table = l.Table
+		q.rollupSQL(&sql, db, l, groups, where)
 	} else {
-		fmt.Fprintf(&sql, "SELECT %s AS t%s, %s AS value FROM (SELECT time%s, %s AS v FROM %s WHERE %s AND %s IS NOT NULL)",
-			bucket, prefixed(groups), gaugeAggs[q.Agg], prefixed(groups), q.Metric, table, strings.Join(where, " AND "), q.Metric)
+		q.rawSQL(&sql, db, groups, where)
 	}
-	fmt.Fprintf(&sql, " GROUP BY %s ORDER BY %s", strings.Join(sel, ", "), strings.Join(append(groups, "t"), ", "))
+	fmt.Fprintf(&sql, " GROUP BY %s ORDER BY %s", strings.Join(append([]string{"t"}, groups...), ", "), strings.Join(append(groups, "t"), ", "))
 	if q.Fill {
 		// Filled within each series: WITH FILL on the last sort key fills inside runs of the others.
 		// The bounds are the first and past-the-last bucket starts, aligned as toStartOfInterval aligns.
@@ -193,7 +194,123 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 		sql.WriteString(" WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC')" +
 			" STEP toIntervalSecond({step:UInt32})")
 	}
-	return &Compiled{SQL: sql.String(), Params: p, Columns: append(sel[:len(sel):len(sel)], "value")}, nil
+	c.SQL = sql.String()
+	return c, nil
+}
+
+const bucketExpr = "toStartOfInterval(%s, toIntervalSecond({step:UInt32}))"
+
+func (q *Query) isCounter() bool { return q.Agg == Increase || q.Agg == Rate }
+
+func (q *Query) rawSQL(sql *strings.Builder, db string, groups, filters []string) {
+	where := append([]string{"time >= fromUnixTimestamp64Milli({from:Int64})", "time < fromUnixTimestamp64Milli({to:Int64})"}, filters...)
+	where = append(where, q.Metric+" IS NOT NULL")
+	table := store.Table(db, "gpu_samples")
+	bucket := fmt.Sprintf(bucketExpr, "time")
+	if q.isCounter() {
+		// Per GPU, the increase between consecutive readings, a reset counting from zero; the
+		// first reading in the window has no predecessor in it and adds nothing.
+		inner := uniq(append([]string{"time", "uuid"}, groups...))
+		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT %s, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM ("+
+			"SELECT %s, %s AS v, lagInFrame(%s) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
+			"row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM %s WHERE %s) WHERE n > 1)",
+			bucket, prefixed(groups), q.counterValue(), strings.Join(inner, ", "), strings.Join(inner, ", "), q.Metric, q.Metric,
+			table, strings.Join(where, " AND "))
+		return
+	}
+	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT time%s, %s AS v FROM %s WHERE %s)",
+		bucket, prefixed(groups), gaugeAggs[q.Agg], prefixed(groups), q.Metric, table, strings.Join(where, " AND "))
+}
+
+func (q *Query) counterValue() string {
+	if q.Agg == Rate {
+		return "sum(d) / {step:UInt32}"
+	}
+	return "sum(d)"
+}
+
+// rollupSQL reads level l. Gauges merge the stored aggregates; counters rebuild each GPU's
+// reset-aware increase from its first and last reading per bucket: the increase inside a bucket
+// (last − first) plus the step from the previous bucket's last reading (first − previous last),
+// either counting from zero when it went down. That equals the raw answer unless a counter resets
+// in the middle of a bucket.
+func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, groups, filters []string) {
+	where := append([]string{"t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC')", "t < toDateTime(intDiv({to:Int64}, 1000), 'UTC')"}, filters...)
+	table := store.Table(db, l.Table)
+	bucket := fmt.Sprintf(bucketExpr, "rt")
+	m := q.Metric
+	if q.isCounter() {
+		inner := uniq(append([]string{"uuid"}, groups...))
+		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM ("+
+			"SELECT rt%s, if(last >= first, toInt64(last - first), toInt64(last)) + "+
+			"if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM ("+
+			"SELECT rt%s, first, last, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
+			"row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM ("+
+			"SELECT t AS rt%s, argMinMerge(%s) AS first, argMaxMerge(%s) AS last FROM %s WHERE %s GROUP BY rt%s) "+
+			"WHERE first IS NOT NULL AND last IS NOT NULL))",
+			bucket, prefixed(groups), q.counterValue(), prefixed(groups), prefixed(inner), prefixed(inner),
+			rollup.FirstCol(m), rollup.LastCol(m), table, strings.Join(where, " AND "), prefixed(inner))
+		return
+	}
+	var value string
+	switch q.Agg {
+	case Avg:
+		value = fmt.Sprintf("sum(%s) / sum(%s)", rollup.Sum(m), rollup.N(m))
+	case Min:
+		value = fmt.Sprintf("min(%s)", rollup.MinCol(m))
+	case Max:
+		value = fmt.Sprintf("max(%s)", rollup.MaxCol(m))
+	case Sum:
+		value = fmt.Sprintf("sum(%s)", rollup.Sum(m))
+	case Count:
+		value = fmt.Sprintf("sum(%s)", rollup.N(m))
+	default:
+		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(m), quantileIndex(q.Agg)+1)
+	}
+	where = append(where, rollup.N(m)+" > 0")
+	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT t AS rt%s, %s, %s, %s, %s, %s FROM %s WHERE %s)",
+		bucket, prefixed(groups), value, prefixed(groups), rollup.Sum(m), rollup.N(m), rollup.MinCol(m), rollup.MaxCol(m),
+		rollup.Digest(m), table, strings.Join(where, " AND "))
+}
+
+var quantileOf = map[Agg]float64{P50: 0.5, P90: 0.9, P95: 0.95, P99: 0.99}
+
+func quantileIndex(a Agg) int {
+	return slices.Index(rollup.Quantiles, quantileOf[a])
+}
+
+// pickLevel returns the coarsest rollup that answers q exactly, or nil for the raw table. A level
+// qualifies when the query does not force raw, its step divides the query's, the window starts
+// and ends on its step (no partial bucket at the edges), it keeps every label the query groups or
+// filters by, and, for counters, it keeps GPUs apart (resets are per GPU).
+func (q *Query) pickLevel() *rollup.Level {
+	if q.Source == SourceRaw {
+		return nil
+	}
+	var best *rollup.Level
+	for i := range rollup.Levels {
+		l := &rollup.Levels[i]
+		if q.Step%l.Step != 0 || q.From.UnixMilli()%l.Step.Milliseconds() != 0 || q.To.UnixMilli()%l.Step.Milliseconds() != 0 {
+			continue
+		}
+		if q.isCounter() && !slices.Contains(l.Dims, "uuid") {
+			continue
+		}
+		ok := true
+		for _, d := range q.GroupBy {
+			ok = ok && slices.Contains(l.Dims, string(d))
+		}
+		for _, f := range q.Filters {
+			ok = ok && slices.Contains(l.Dims, string(f.Dim))
+		}
+		if !ok {
+			continue
+		}
+		if best == nil || l.Step > best.Step || l.Step == best.Step && len(l.Dims) < len(best.Dims) {
+			best = l
+		}
+	}
+	return best
 }
 
 // Point is one step of a series; Value is nil where the step had no readings (Fill).

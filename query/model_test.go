@@ -38,15 +38,22 @@ func TestModelSQLGolden(t *testing.T) {
 			Step: time.Minute, Fill: true}},
 		{"energy increase by job", query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job}, Step: time.Hour}},
 		{"PCIe replay rate per GPU", query.Query{Metric: "pcie_replays", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
+		{"fleet p99 utilisation, raw forced", query.Query{Metric: "gpu_util", Agg: query.P99, Step: time.Minute, Source: query.SourceRaw}},
+		{"energy increase by job, raw forced", query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
+			Step: time.Hour, Source: query.SourceRaw}},
+		{"misaligned window reads raw", query.Query{Metric: "gpu_util", Agg: query.Avg, Step: time.Minute}},
 	}
 	var got bytes.Buffer
 	for _, s := range shapes {
 		s.q.From, s.q.To = modelFrom, modelFrom.Add(time.Hour)
+		if strings.HasPrefix(s.name, "misaligned") {
+			s.q.From = s.q.From.Add(30 * time.Second)
+		}
 		c, err := s.q.Compile("gpufleet")
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		fmt.Fprintf(&got, "-- %s\n%s;\n", s.name, c.SQL)
+		fmt.Fprintf(&got, "-- %s (reads %s)\n%s;\n", s.name, c.Table, c.SQL)
 		for _, n := range c.Params.Names() {
 			fmt.Fprintf(&got, "-- param %s = %s\n", n, c.Params[n])
 		}
@@ -166,11 +173,30 @@ func seed(t *testing.T) (store.Store, []reading) {
 // The query layer's answers on chDB equal what the test computes from the readings themselves.
 func TestModelAnswersOnCHDB(t *testing.T) {
 	st, rs := seed(t)
+	for _, src := range []query.Source{query.SourceRaw, query.SourceAuto} {
+		t.Run("source="+map[query.Source]string{query.SourceRaw: "raw", query.SourceAuto: "rollup"}[src], func(t *testing.T) {
+			checkAnswers(t, st, rs, src)
+		})
+	}
+}
+
+func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) {
 	ctx := context.Background()
 	to := seedFrom.Add(10 * time.Minute)
+	run := func(q *query.Query) ([]query.Series, error) {
+		q.Source = src
+		c, err := q.Compile(st.Database())
+		if err != nil {
+			return nil, err
+		}
+		if rolled := c.Table != "gpu_samples"; rolled != (src == query.SourceAuto) {
+			t.Errorf("%s %s reads %s with source %q", q.Agg, q.Metric, c.Table, src)
+		}
+		return query.Run(ctx, st, q)
+	}
 
 	t.Run("avg util by cluster per minute", func(t *testing.T) {
-		got, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Cluster},
+		got, err := run(&query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Cluster},
 			From: seedFrom, To: to, Step: time.Minute})
 		if err != nil {
 			t.Fatal(err)
@@ -204,7 +230,7 @@ func TestModelAnswersOnCHDB(t *testing.T) {
 	})
 
 	t.Run("filtered max with gaps filled", func(t *testing.T) {
-		got, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.Max, GroupBy: []query.Dim{query.GPU},
+		got, err := run(&query.Query{Metric: "gpu_util", Agg: query.Max, GroupBy: []query.Dim{query.GPU},
 			Filters: []query.Filter{{Dim: query.Node, Values: []string{"b-1", "no-such-node'); DROP TABLE x; --"}}},
 			From:    seedFrom, To: to, Step: time.Minute, Fill: true})
 		if err != nil {
@@ -239,7 +265,7 @@ func TestModelAnswersOnCHDB(t *testing.T) {
 	})
 
 	t.Run("p90 util, whole fleet", func(t *testing.T) {
-		got, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.P90, From: seedFrom, To: to, Step: 10 * time.Minute})
+		got, err := run(&query.Query{Metric: "gpu_util", Agg: query.P90, From: seedFrom, To: to, Step: 10 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +282,7 @@ func TestModelAnswersOnCHDB(t *testing.T) {
 	})
 
 	t.Run("energy increase by job, reset-aware", func(t *testing.T) {
-		got, err := query.Run(ctx, st, &query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
+		got, err := run(&query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
 			From: seedFrom, To: to, Step: 5 * time.Minute})
 		if err != nil {
 			t.Fatal(err)

@@ -364,8 +364,11 @@ func runSeries(ctx context.Context, e *env, sf *storeFlags, since, step time.Dur
 	if format != "text" && format != "json" && format != "csv" {
 		return usageError{fmt.Errorf("--format %q: use text, json or csv", format)}
 	}
+	// The window snaps to whole steps, as Grafana's does, so that it can be read from a rollup;
+	// the last step is the one still filling.
 	now := time.Now()
-	q := &query.Query{Metric: metric, Agg: query.Agg(agg), Filters: filters, From: now.Add(-since), To: now, Step: step, Fill: fill}
+	to := now.Truncate(step).Add(step)
+	q := &query.Query{Metric: metric, Agg: query.Agg(agg), Filters: filters, From: to.Add(-since).Truncate(step), To: to, Step: step, Fill: fill}
 	if by != "" {
 		for _, name := range strings.Split(by, ",") {
 			d, ok := query.DimByName(strings.TrimSpace(name))

@@ -1,33 +1,51 @@
--- fleet p99 utilisation
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, quantileTDigest(0.99)(v) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
+-- fleet p99 utilisation (reads fleet_1m)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(gpu_util_q)[4] AS value FROM (SELECT t AS rt, gpu_util_sum, gpu_util_n, gpu_util_min, gpu_util_max, gpu_util_q FROM gpufleet.fleet_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND gpu_util_n > 0) GROUP BY t ORDER BY t;
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
 
--- avg temperature by cluster and model, filtered
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, cluster, model, avg(v) AS value FROM (SELECT time, cluster, model, temp_gpu_c AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND node IN {f0:Array(String)} AND temp_gpu_c IS NOT NULL) GROUP BY t, cluster, model ORDER BY cluster, model, t;
+-- avg temperature by cluster and model, filtered (reads gpu_1m)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, cluster, model, sum(temp_gpu_c_sum) / sum(temp_gpu_c_n) AS value FROM (SELECT t AS rt, cluster, model, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_q FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND node IN {f0:Array(String)} AND temp_gpu_c_n > 0) GROUP BY t, cluster, model ORDER BY cluster, model, t;
 -- param f0 = ['node-1','it\'s']
 -- param from = 1714521600000
 -- param step = 300
 -- param to = 1714525200000
 
--- max power per GPU, gaps filled
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, max(v) AS value FROM (SELECT time, uuid, power_w AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND power_w IS NOT NULL) GROUP BY t, uuid ORDER BY uuid, t WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC') STEP toIntervalSecond({step:UInt32});
+-- max power per GPU, gaps filled (reads gpu_1m)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, max(power_w_max) AS value FROM (SELECT t AS rt, uuid, power_w_sum, power_w_n, power_w_min, power_w_max, power_w_q FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND power_w_n > 0) GROUP BY t, uuid ORDER BY uuid, t WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC') STEP toIntervalSecond({step:UInt32});
 -- param fill_from = 1714521600
 -- param fill_to = 1714525200
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
 
--- energy increase by job
+-- energy increase by job (reads gpu_1h)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, sum(d) AS value FROM (SELECT rt, job_id, if(last >= first, toInt64(last - first), toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, job_id, first, last, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, job_id, argMinMerge(energy_mj_first) AS first, argMaxMerge(energy_mj_last) AS last FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid, job_id) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, job_id ORDER BY job_id, t;
+-- param from = 1714521600000
+-- param step = 3600
+-- param to = 1714525200000
+
+-- PCIe replay rate per GPU (reads gpu_1m)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(pcie_replays_first) AS first, argMaxMerge(pcie_replays_last) AS last FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
+-- param from = 1714521600000
+-- param step = 60
+-- param to = 1714525200000
+
+-- fleet p99 utilisation, raw forced (reads gpu_samples)
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, quantileTDigest(0.99)(v) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
+-- param from = 1714521600000
+-- param step = 60
+-- param to = 1714525200000
+
+-- energy increase by job, raw forced (reads gpu_samples)
 SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, job_id, sum(d) AS value FROM (SELECT time, uuid, job_id, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM (SELECT time, uuid, job_id, energy_mj AS v, lagInFrame(energy_mj) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND energy_mj IS NOT NULL) WHERE n > 1) GROUP BY t, job_id ORDER BY job_id, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
--- PCIe replay rate per GPU
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT time, uuid, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM (SELECT time, uuid, pcie_replays AS v, lagInFrame(pcie_replays) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND pcie_replays IS NOT NULL) WHERE n > 1) GROUP BY t, uuid ORDER BY uuid, t;
--- param from = 1714521600000
+-- misaligned window reads raw (reads gpu_samples)
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, avg(v) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
+-- param from = 1714521630000
 -- param step = 60
 -- param to = 1714525200000
 

@@ -1,0 +1,33 @@
+package rollup_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/rollup"
+)
+
+var update = flag.Bool("update", false, "rewrite the generated migration")
+
+// The shipped migration is exactly what the generator makes from the registry. Shipped migrations
+// never change: a metric added later gets its rollup columns from a new migration, and this test
+// then pins 0005 to the registry prefix it was generated from.
+func TestMigrationMatchesGenerator(t *testing.T) {
+	path := filepath.Join("..", "deploy", "migrations", "0005_rollups.sql")
+	got := rollup.SQL(gpumetric.All()[:22])
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./rollup -update writes it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from rollup.SQL (go test ./rollup -update if intended)", path)
+	}
+}
