@@ -83,6 +83,12 @@ loop:
 				break loop
 			}
 		case <-tick.C:
+			// While a cut already waits for the inserter, an age cut would only queue behind it:
+			// let the batches grow instead (up to rows or bytes), so a slow ClickHouse gets fewer,
+			// larger inserts rather than more small ones.
+			if len(cuts) > 0 {
+				continue
+			}
 			if err := send(in.cutDue(false)); err != nil {
 				runErr = err
 				break loop

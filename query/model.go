@@ -230,10 +230,11 @@ func (q *Query) counterValue() string {
 }
 
 // rollupSQL reads level l. Gauges merge the stored aggregates; counters rebuild each GPU's
-// reset-aware increase from its first and last reading per bucket: the increase inside a bucket
-// (last − first) plus the step from the previous bucket's last reading (first − previous last),
-// either counting from zero when it went down. That equals the raw answer unless a counter resets
-// in the middle of a bucket.
+// reset-aware increase from its first, last and highest reading per bucket: the increase inside a
+// bucket (last − first, or, when it went down, peak − first before the reset plus last after it)
+// plus the step from the previous bucket's last reading (first − previous last, or first after a
+// reset). That equals the raw answer unless a counter resets twice in one bucket, or resets and
+// then climbs past where the bucket started, which is why only per-minute buckets keep counters.
 func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, groups, filters []string) {
 	where := append([]string{"t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC')", "t < toDateTime(intDiv({to:Int64}, 1000), 'UTC')"}, filters...)
 	table := store.Table(db, l.Table)
@@ -242,14 +243,14 @@ func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, grou
 	if q.isCounter() {
 		inner := uniq(append([]string{"uuid"}, groups...))
 		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM ("+
-			"SELECT rt%s, if(last >= first, toInt64(last - first), toInt64(last)) + "+
+			"SELECT rt%s, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + "+
 			"if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM ("+
-			"SELECT rt%s, first, last, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
+			"SELECT rt%s, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
 			"row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM ("+
-			"SELECT t AS rt%s, argMinMerge(%s) AS first, argMaxMerge(%s) AS last FROM %s WHERE %s GROUP BY rt%s) "+
+			"SELECT t AS rt%s, argMinMerge(%s) AS first, argMaxMerge(%s) AS last, max(%s) AS peak FROM %s WHERE %s GROUP BY rt%s) "+
 			"WHERE first IS NOT NULL AND last IS NOT NULL))",
 			bucket, prefixed(groups), q.counterValue(), prefixed(groups), prefixed(inner), prefixed(inner),
-			rollup.FirstCol(m), rollup.LastCol(m), table, strings.Join(where, " AND "), prefixed(inner))
+			rollup.FirstCol(m), rollup.LastCol(m), rollup.MaxCol(m), table, strings.Join(where, " AND "), prefixed(inner))
 		return
 	}
 	var value string
@@ -268,21 +269,29 @@ func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, grou
 		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(m), quantileIndex(q.Agg)+1)
 	}
 	where = append(where, rollup.N(m)+" > 0")
-	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT t AS rt%s, %s, %s, %s, %s, %s FROM %s WHERE %s)",
-		bucket, prefixed(groups), value, prefixed(groups), rollup.Sum(m), rollup.N(m), rollup.MinCol(m), rollup.MaxCol(m),
-		rollup.Digest(m), table, strings.Join(where, " AND "))
+	cols := []string{rollup.Sum(m), rollup.N(m), rollup.MinCol(m), rollup.MaxCol(m)}
+	if l.Digests {
+		cols = append(cols, rollup.Digest(m))
+	}
+	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT t AS rt%s, %s FROM %s WHERE %s)",
+		bucket, prefixed(groups), value, prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))
 }
 
 var quantileOf = map[Agg]float64{P50: 0.5, P90: 0.9, P95: 0.95, P99: 0.99}
 
+// quantileIndex is a's position in rollup.Quantiles, or -1 when a is not a percentile.
 func quantileIndex(a Agg) int {
-	return slices.Index(rollup.Quantiles, quantileOf[a])
+	q, ok := quantileOf[a]
+	if !ok {
+		return -1
+	}
+	return slices.Index(rollup.Quantiles, q)
 }
 
 // pickLevel returns the coarsest rollup that answers q exactly, or nil for the raw table. A level
 // qualifies when the query does not force raw, its step divides the query's, the window starts
 // and ends on its step (no partial bucket at the edges), it keeps every label the query groups or
-// filters by, and, for counters, it keeps GPUs apart (resets are per GPU).
+// filters by, and it keeps what the aggregation needs (digests for percentiles, per-GPU counters).
 func (q *Query) pickLevel() *rollup.Level {
 	if q.Source == SourceRaw {
 		return nil
@@ -293,7 +302,7 @@ func (q *Query) pickLevel() *rollup.Level {
 		if q.Step%l.Step != 0 || q.From.UnixMilli()%l.Step.Milliseconds() != 0 || q.To.UnixMilli()%l.Step.Milliseconds() != 0 {
 			continue
 		}
-		if q.isCounter() && !slices.Contains(l.Dims, "uuid") {
+		if q.isCounter() && !l.Counters || quantileIndex(q.Agg) >= 0 && !l.Digests {
 			continue
 		}
 		ok := true

@@ -315,4 +315,47 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 			}
 		}
 	})
+
+	t.Run("hourly energy (from gpu_1m) and mean utilisation (gpu_1h, fed from gpu_1m) per job", func(t *testing.T) {
+		hour := seedFrom.Add(time.Hour)
+		inc, err := run(&query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
+			From: seedFrom, To: hour, Step: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		avg, err := run(&query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Job},
+			From: seedFrom, To: hour, Step: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantInc, sum, n := map[string]float64{}, map[string]float64{}, map[string]float64{}
+		last := map[string]reading{}
+		for _, r := range rs {
+			sum[r.job] += float64(float32(r.util))
+			n[r.job]++
+			prev, seen := last[r.uuid]
+			last[r.uuid] = r
+			if !seen {
+				continue
+			}
+			if r.energy < prev.energy {
+				wantInc[r.job] += float64(r.energy)
+			} else {
+				wantInc[r.job] += float64(r.energy - prev.energy)
+			}
+		}
+		if len(inc) != 2 || len(avg) != 2 {
+			t.Fatalf("%d increase and %d mean series, want 2 jobs each", len(inc), len(avg))
+		}
+		for i := range 2 {
+			job := inc[i].Labels["job_id"]
+			if v := inc[i].Points[0].Value; len(inc[i].Points) != 1 || *v != wantInc[job] {
+				t.Errorf("%s hourly increase %v, want %v", job, *v, wantInc[job])
+			}
+			job = avg[i].Labels["job_id"]
+			if v := avg[i].Points[0].Value; len(avg[i].Points) != 1 || math.Abs(*v-sum[job]/n[job]) > 1e-6 {
+				t.Errorf("%s hourly mean %v, want %v", job, *v, sum[job]/n[job])
+			}
+		}
+	})
 }

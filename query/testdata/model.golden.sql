@@ -5,28 +5,28 @@ SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, quantilesTDi
 -- param to = 1714525200000
 
 -- avg temperature by cluster and model, filtered (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, cluster, model, sum(temp_gpu_c_sum) / sum(temp_gpu_c_n) AS value FROM (SELECT t AS rt, cluster, model, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_q FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND node IN {f0:Array(String)} AND temp_gpu_c_n > 0) GROUP BY t, cluster, model ORDER BY cluster, model, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, cluster, model, sum(temp_gpu_c_sum) / sum(temp_gpu_c_n) AS value FROM (SELECT t AS rt, cluster, model, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND node IN {f0:Array(String)} AND temp_gpu_c_n > 0) GROUP BY t, cluster, model ORDER BY cluster, model, t;
 -- param f0 = ['node-1','it\'s']
 -- param from = 1714521600000
 -- param step = 300
 -- param to = 1714525200000
 
 -- max power per GPU, gaps filled (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, max(power_w_max) AS value FROM (SELECT t AS rt, uuid, power_w_sum, power_w_n, power_w_min, power_w_max, power_w_q FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND power_w_n > 0) GROUP BY t, uuid ORDER BY uuid, t WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC') STEP toIntervalSecond({step:UInt32});
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, max(power_w_max) AS value FROM (SELECT t AS rt, uuid, power_w_sum, power_w_n, power_w_min, power_w_max FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND power_w_n > 0) GROUP BY t, uuid ORDER BY uuid, t WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC') STEP toIntervalSecond({step:UInt32});
 -- param fill_from = 1714521600
 -- param fill_to = 1714525200
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
 
--- energy increase by job (reads gpu_1h)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, sum(d) AS value FROM (SELECT rt, job_id, if(last >= first, toInt64(last - first), toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, job_id, first, last, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, job_id, argMinMerge(energy_mj_first) AS first, argMaxMerge(energy_mj_last) AS last FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid, job_id) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, job_id ORDER BY job_id, t;
+-- energy increase by job (reads gpu_1m)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, sum(d) AS value FROM (SELECT rt, job_id, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, job_id, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, job_id, argMinMerge(energy_mj_first) AS first, argMaxMerge(energy_mj_last) AS last, max(energy_mj_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid, job_id) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, job_id ORDER BY job_id, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
 -- PCIe replay rate per GPU (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(pcie_replays_first) AS first, argMaxMerge(pcie_replays_last) AS last FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(pcie_replays_first) AS first, argMaxMerge(pcie_replays_last) AS last, max(pcie_replays_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
