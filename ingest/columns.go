@@ -23,7 +23,7 @@ const (
 type sampleColumns struct {
 	block                                          store.Block
 	time                                           *store.ColDateTime64
-	cluster, node, uuid, model, job, driver, agent *store.ColString
+	cluster, node, uuid, model, job, driver, agent *store.ColLowCardString
 	gpu                                            *store.ColUInt8
 	seq                                            *store.ColUInt64
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
@@ -31,19 +31,20 @@ type sampleColumns struct {
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
 	lo, hi                                         []float64               // plausible range per registry position
 	nulled                                         []uint64                // gauge readings stored as NULL as implausible
+	gpuKeys                                        [][3]uint32             // scratch: uuid, model, job keys per GPU of a batch
 }
 
 func newSampleColumns() *sampleColumns {
 	c := &sampleColumns{
 		time:    &store.ColDateTime64{ColName: "time"},
-		cluster: &store.ColString{ColName: "cluster"},
-		node:    &store.ColString{ColName: "node"},
+		cluster: &store.ColLowCardString{ColName: "cluster"},
+		node:    &store.ColLowCardString{ColName: "node"},
 		gpu:     &store.ColUInt8{ColName: "gpu"},
-		uuid:    &store.ColString{ColName: "uuid"},
-		model:   &store.ColString{ColName: "model"},
-		job:     &store.ColString{ColName: "job_id"},
-		driver:  &store.ColString{ColName: "driver_version"},
-		agent:   &store.ColString{ColName: "agent_id"},
+		uuid:    &store.ColLowCardString{ColName: "uuid"},
+		model:   &store.ColLowCardString{ColName: "model"},
+		job:     &store.ColLowCardString{ColName: "job_id"},
+		driver:  &store.ColLowCardString{ColName: "driver_version"},
+		agent:   &store.ColLowCardString{ColName: "agent_id"},
 		seq:     &store.ColUInt64{ColName: "seq"},
 	}
 	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.gpu, c.uuid, c.model, c.job, c.driver, c.agent, c.seq}
@@ -106,17 +107,23 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	}
 	rows := len(b.TimeUnixMs)
 	c.time.V = append(c.time.V, b.TimeUnixMs...)
-	c.cluster.V = appendN(c.cluster.V, b.Cluster, rows)
-	c.node.V = appendN(c.node.V, b.Node, rows)
-	c.driver.V = appendN(c.driver.V, b.DriverVersion, rows)
-	c.agent.V = appendN(c.agent.V, b.AgentID, rows)
+	c.cluster.AppendKeyN(c.cluster.Key(b.Cluster), rows)
+	c.node.AppendKeyN(c.node.Key(b.Node), rows)
+	c.driver.AppendKeyN(c.driver.Key(b.DriverVersion), rows)
+	c.agent.AppendKeyN(c.agent.Key(b.AgentID), rows)
 	c.seq.V = appendN(c.seq.V, b.Seq, rows)
+	// Dictionary keys of each GPU's labels, looked up once per message rather than once per row.
+	c.gpuKeys = c.gpuKeys[:0]
+	for i := range b.GPUs {
+		g := &b.GPUs[i]
+		c.gpuKeys = append(c.gpuKeys, [3]uint32{c.uuid.Key(g.UUID), c.model.Key(g.Model), c.job.Key(g.JobID)})
+	}
 	for _, gi := range b.GPU {
-		g := &b.GPUs[gi]
-		c.gpu.V = append(c.gpu.V, uint8(g.Index))
-		c.uuid.V = append(c.uuid.V, g.UUID)
-		c.model.V = append(c.model.V, g.Model)
-		c.job.V = append(c.job.V, g.JobID)
+		k := &c.gpuKeys[gi]
+		c.gpu.V = append(c.gpu.V, uint8(b.GPUs[gi].Index))
+		c.uuid.AppendKey(k[0])
+		c.model.AppendKey(k[1])
+		c.job.AppendKey(k[2])
 	}
 	for i, m := range c.byMetric {
 		if col := c.gauges[i]; col != nil {

@@ -62,8 +62,8 @@ func TestSampleColumnsGaugeValues(t *testing.T) {
 			t.Errorf("fan_pct row %d is not NULL though the batch has no fan column", r)
 		}
 	}
-	if c.block.Rows() != 6 || c.uuid.V[3] != "GPU-1" || c.agent.V[5] != "a" {
-		t.Errorf("row labels wrong: rows %d uuid[3] %q agent[5] %q", c.block.Rows(), c.uuid.V[3], c.agent.V[5])
+	if c.block.Rows() != 6 || c.uuid.Value(3) != "GPU-1" || c.agent.Value(5) != "a" {
+		t.Errorf("row labels wrong: rows %d uuid[3] %q agent[5] %q", c.block.Rows(), c.uuid.Value(3), c.agent.Value(5))
 	}
 	for _, col := range c.block.Columns {
 		if col.Len() != 6 {

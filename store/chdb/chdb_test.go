@@ -2,6 +2,7 @@ package chdb_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 
@@ -92,5 +93,43 @@ func TestGoPanicsSurviveEngineStart(t *testing.T) {
 	}()
 	if _, ok := recovered.(error); !ok {
 		t.Fatalf("nil dereference recovered %v, want a runtime error", recovered)
+	}
+}
+
+// Dictionary-encoded strings reach LowCardinality and plain String columns intact, at every key
+// width (1-byte keys up to 256 distinct values, 2-byte up to 65,536, 4-byte beyond).
+func TestLowCardinalityStrings(t *testing.T) {
+	s := testenv.CHDB(t)
+	ctx := context.Background()
+	tbl := store.Table(s.Database(), "lc")
+	if err := s.Exec(ctx, "CREATE TABLE "+tbl+" (i UInt32, lc LowCardinality(String), plain String) ENGINE = MergeTree ORDER BY i"); err != nil {
+		t.Fatal(err)
+	}
+	for _, distinct := range []int{1, 256, 257, 65_537} {
+		if err := s.Exec(ctx, "TRUNCATE TABLE "+tbl); err != nil {
+			t.Fatal(err)
+		}
+		i := &store.ColUInt32{ColName: "i"}
+		lc := &store.ColLowCardString{ColName: "lc"}
+		plain := &store.ColLowCardString{ColName: "plain"}
+		rows := 2 * distinct
+		for r := range rows {
+			v := fmt.Sprintf("v%d'é", r%distinct)
+			i.V = append(i.V, uint32(r))
+			lc.Append(v)
+			plain.AppendKey(plain.Key(v))
+		}
+		if err := s.Insert(ctx, "lc", &store.Block{Columns: []store.Column{i, lc, plain}}, ""); err != nil {
+			t.Fatalf("%d distinct: %v", distinct, err)
+		}
+		r, err := s.Query(ctx, "SELECT count(), uniqExact(lc), countIf(lc = plain), countIf(lc = concat('v', toString(i % "+
+			fmt.Sprint(distinct)+"), '''é')) FROM "+tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := fmt.Sprint(r.Rows[0])
+		if want := fmt.Sprintf("[%d %d %d %d]", rows, distinct, rows, rows); got != want {
+			t.Errorf("%d distinct: count, distinct, equal, right = %s, want %s", distinct, got, want)
+		}
 	}
 }

@@ -154,6 +154,12 @@ func columnValues(c store.Column) any {
 		return out
 	case *store.ColString:
 		return c.V
+	case *store.ColLowCardString:
+		out := make([]string, len(c.Keys))
+		for i, k := range c.Keys {
+			out[i] = c.Dict[k]
+		}
+		return out
 	case *store.ColUInt8:
 		return c.V
 	case *store.ColUInt32:
