@@ -46,6 +46,8 @@ func TestColumnValues(t *testing.T) {
 		{name: "Nullable(Float32)", col: util, want: []*float32{f32(12.5), nil, f32(-0.25)}},
 		{name: "Nullable(UInt64)", col: energy, want: []*uint64{nil, u64(math.MaxUint64), u64(0)}},
 		{name: "empty String", col: &store.ColString{ColName: "s"}, want: []string(nil)},
+		{name: "LowCardinality(String)", col: &store.ColLowCardString{ColName: "node", Dict: []string{"a", "é"}, Keys: []uint32{1, 0, 1}},
+			want: []string{"é", "a", "é"}},
 		{name: "empty Nullable(Float32)", col: &store.ColNullFloat32{ColName: "u"}, want: []*float32{}},
 	}
 	for _, tt := range tests {
