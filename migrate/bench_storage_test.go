@@ -1,0 +1,122 @@
+package migrate_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// BenchmarkBytesPerValue writes a simulated 1,024-GPU fleet sampled every second into the schema
+// migrate creates, merges it (OPTIMIZE … FINAL) and reports the compressed bytes on disk per
+// metric value of gpu_samples, overall and per column (-v logs the columns). The window defaults to
+// one hour; GPUFLEET_BENCH_HOURS=24 runs the full simulated day:
+//
+//	go test -run '^$' -bench BytesPerValue -benchtime 1x -v ./migrate/
+func BenchmarkBytesPerValue(b *testing.B) {
+	hours := 1
+	if h, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_HOURS")); err == nil && h > 0 {
+		hours = h
+	}
+	const nodes, gpus = 128, 8
+	st := testenv.CHDB(b)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	start := now.Add(-time.Duration(hours) * time.Hour).Truncate(time.Hour)
+	sims := make([]*sim.Node, nodes)
+	for i := range sims {
+		sims[i] = sim.NewNode(5, "bench", i, gpus)
+	}
+	builder := ingest.NewSampleBuilder()
+	var dec wire.SampleDecoder
+	var rows int64
+	flush := func() {
+		if err := st.Insert(ctx, "gpu_samples", builder.Block(), ""); err != nil {
+			b.Fatal(err)
+		}
+		builder.Reset()
+	}
+	b.ResetTimer()
+	for range b.N {
+		for s := range hours * 3600 {
+			t := start.Add(time.Duration(s) * time.Second)
+			for _, n := range sims {
+				batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(s + 1), Cluster: "bench", Node: n.Name, DriverVersion: "570.124.06"}
+				n.Sample(t, batch, nil)
+				data, err := wire.EncodeSamples(batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sb, err := dec.Decode(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := builder.Add(sb, now); err != nil {
+					b.Fatal(err)
+				}
+				rows += int64(len(sb.TimeUnixMs))
+			}
+			if builder.Block().Rows() >= 500_000 {
+				flush()
+			}
+		}
+		flush()
+	}
+	b.StopTimer()
+	if err := st.Exec(ctx, "OPTIMIZE TABLE "+store.Table(st.Database(), "gpu_samples")+" FINAL"); err != nil {
+		b.Fatal(err)
+	}
+	r, err := st.Query(ctx, fmt.Sprintf("SELECT column, sum(column_data_compressed_bytes), sum(column_data_uncompressed_bytes) "+
+		"FROM system.parts_columns WHERE database = '%s' AND table = 'gpu_samples' AND active GROUP BY column", st.Database()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	byCol := map[string][2]float64{}
+	for _, row := range r.Rows {
+		byCol[row[0].(string)] = [2]float64{toFloat(row[1]), toFloat(row[2])}
+	}
+	var metricBytes, allBytes float64
+	for _, v := range byCol {
+		allBytes += v[0]
+	}
+	perRow := float64(rows) / float64(b.N)
+	for _, m := range gpumetric.All() {
+		v := byCol[m.Column]
+		metricBytes += v[0]
+		b.Logf("%-18s %6.3f bytes/value (%.1fx)", m.Column, v[0]/perRow, v[1]/max(v[0], 1))
+	}
+	values := perRow * float64(len(gpumetric.All()))
+	b.ReportMetric(metricBytes/values, "bytes/value")
+	b.ReportMetric(allBytes/perRow, "bytes/row")
+	b.ReportMetric(perRow, "rows")
+	b.ReportMetric(0, "ns/op")
+}
+
+func toFloat(v any) float64 {
+	switch x := v.(type) {
+	case uint64:
+		return float64(x)
+	case int64:
+		return float64(x)
+	case float64:
+		return x
+	case string:
+		f, _ := strconv.ParseFloat(x, 64)
+		return f
+	}
+	return 0
+}
