@@ -133,3 +133,15 @@ func TestLowCardinalityStrings(t *testing.T) {
 		}
 	}
 }
+
+// The engine's scan statistics come back with the rows: what the query layer's benchmarks report.
+func TestRowsReadReported(t *testing.T) {
+	s := testenv.CHDB(t)
+	r, err := s.Query(context.Background(), "SELECT sum(number) FROM numbers(12345)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RowsRead != 12345 {
+		t.Errorf("RowsRead = %d, want 12345", r.RowsRead)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -65,9 +66,15 @@ func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
 
 // QueryWith implements store.Store with the native protocol's query parameters.
 func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
+	var read, readBytes atomic.Uint64
+	opts := []clickhouse.QueryOption{clickhouse.WithProgress(func(p *clickhouse.Progress) {
+		read.Add(p.Rows)
+		readBytes.Add(p.Bytes)
+	})}
 	if len(params) > 0 {
-		ctx = clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters(params)))
+		opts = append(opts, clickhouse.WithParameters(clickhouse.Parameters(params)))
 	}
+	ctx = clickhouse.Context(ctx, opts...)
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse query: %w", err)
@@ -92,6 +99,7 @@ func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse rows: %w", err)
 	}
+	res.RowsRead, res.BytesRead = read.Load(), readBytes.Load()
 	return res, nil
 }
 
