@@ -117,7 +117,7 @@ func TestModelValidate(t *testing.T) {
 type reading struct {
 	t                   time.Time
 	cluster, node, uuid string
-	job                 string
+	job, model          string
 	util                float64
 	energy              uint64
 }
@@ -146,24 +146,32 @@ func seed(t *testing.T) (store.Store, []reading) {
 						energy = 7 // driver reload: the counter starts again
 					}
 					rs = append(rs, reading{t: ts, cluster: cl, node: node, uuid: uuid, job: "job-" + cl,
-						util: float64((i*7+g*13+n*29)%101) + 0.25})
+						model: map[string]string{"a": "H100", "b": "A100"}[cl], util: float64((i*7+g*13+n*29)%101) + 0.25})
 					rs[len(rs)-1].energy = energy
 				}
 			}
 		}
 	}
+	// A straggler: a third GPU of job-a on a-0 that barely works.
+	for i := range 60 {
+		rs = append(rs, reading{t: seedFrom.Add(time.Duration(i) * 10 * time.Second), cluster: "a", node: "a-0",
+			uuid: "GPU-a-0-slow", job: "job-a", model: "H100", util: 2.25, energy: 500 + uint64(i)})
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].uuid < rs[j].uuid }) // per GPU, in time order
 	tm := &store.ColDateTime64{ColName: "time"}
 	cluster, node, uuid, job := &store.ColString{ColName: "cluster"}, &store.ColString{ColName: "node"},
 		&store.ColString{ColName: "uuid"}, &store.ColString{ColName: "job_id"}
+	model := &store.ColString{ColName: "model"}
 	util := &store.ColNullFloat32{ColName: "gpu_util"}
 	energy := &store.ColNullUInt64{ColName: "energy_mj"}
 	for _, r := range rs {
 		tm.V = append(tm.V, r.t.UnixMilli())
 		cluster.V, node.V, uuid.V, job.V = append(cluster.V, r.cluster), append(node.V, r.node), append(uuid.V, r.uuid), append(job.V, r.job)
+		model.V = append(model.V, r.model)
 		util.Append(float32(r.util), false)
 		energy.Append(r.energy, false)
 	}
-	b := &store.Block{Columns: []store.Column{tm, cluster, node, uuid, job, util, energy}}
+	b := &store.Block{Columns: []store.Column{tm, cluster, node, uuid, job, model, util, energy}}
 	if err := st.Insert(ctx, "gpu_samples", b, ""); err != nil {
 		t.Fatal(err)
 	}

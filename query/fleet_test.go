@@ -1,0 +1,229 @@
+package query_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+// The fleet reports, on the seeded fleet, against answers computed from the readings.
+func TestFleetReports(t *testing.T) {
+	st, rs := seed(t)
+	ctx := context.Background()
+	from, to := seedFrom, seedFrom.Add(10*time.Minute)
+
+	type agg struct{ sum, n, max float64 }
+	perGPU := map[string]*agg{}
+	for _, r := range rs {
+		a := perGPU[r.uuid]
+		if a == nil {
+			a = &agg{max: math.Inf(-1)}
+			perGPU[r.uuid] = a
+		}
+		u := float64(float32(r.util))
+		a.sum, a.n, a.max = a.sum+u, a.n+1, math.Max(a.max, u)
+	}
+
+	t.Run("least utilised GPUs", func(t *testing.T) {
+		got, err := query.TopGPUs(ctx, st, "gpu_util", "avg", true, 3, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uuids []string
+		for u := range perGPU {
+			uuids = append(uuids, u)
+		}
+		sort.Slice(uuids, func(i, j int) bool {
+			return perGPU[uuids[i]].sum/perGPU[uuids[i]].n < perGPU[uuids[j]].sum/perGPU[uuids[j]].n
+		})
+		if len(got) != 3 {
+			t.Fatalf("%d GPUs, want 3", len(got))
+		}
+		for i, g := range got {
+			want := perGPU[uuids[i]].sum / perGPU[uuids[i]].n
+			if g.UUID != uuids[i] || math.Abs(g.Value-want) > 1e-6 {
+				t.Errorf("rank %d: %s %.4f, want %s %.4f", i, g.UUID, g.Value, uuids[i], want)
+			}
+		}
+		if got[0].UUID != "GPU-a-0-slow" || got[0].Model != "H100" || got[0].Job != "job-a" {
+			t.Errorf("least utilised is %+v, want the slow H100 of job-a", got[0])
+		}
+	})
+
+	t.Run("hottest by peak", func(t *testing.T) {
+		got, err := query.TopGPUs(ctx, st, "gpu_util", "max", false, 1, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		best := math.Inf(-1)
+		for _, a := range perGPU {
+			best = math.Max(best, a.max)
+		}
+		if len(got) != 1 || got[0].Value != best {
+			t.Errorf("top peak %+v, want %v", got, best)
+		}
+	})
+
+	t.Run("stopped reporting", func(t *testing.T) {
+		// At minute 4, with a 1-minute silence threshold, only the GPU that skipped minute 3 is silent.
+		got, err := query.StoppedReporting(ctx, st, seedFrom.Add(4*time.Minute), time.Hour, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].UUID != "GPU-b-1-1" || !got[0].LastSeen.Equal(seedFrom.Add(2*time.Minute)) {
+			t.Errorf("silent GPUs %+v, want GPU-b-1-1 last seen at minute 2", got)
+		}
+		// Five minutes after the data ends, every GPU is silent.
+		got, err = query.StoppedReporting(ctx, st, to.Add(5*time.Minute), time.Hour, 2*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(perGPU) {
+			t.Errorf("%d silent GPUs after the data ends, want %d", len(got), len(perGPU))
+		}
+	})
+
+	t.Run("stragglers", func(t *testing.T) {
+		got, err := query.Stragglers(ctx, st, from, to, 0.5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jobA []float64
+		for u, a := range perGPU {
+			if u[4] == 'a' {
+				jobA = append(jobA, a.sum/a.n)
+			}
+		}
+		sort.Float64s(jobA)
+		if len(got) != 1 || got[0].UUID != "GPU-a-0-slow" || got[0].JobGPUs != 5 {
+			t.Fatalf("stragglers %+v, want only GPU-a-0-slow in a 5-GPU job", got)
+		}
+		// ClickHouse's median() is approximate; the job median lies between the middle readings.
+		if m := got[0].JobMedian; m < jobA[1] || m > jobA[3] {
+			t.Errorf("job median %v, want within [%v, %v]", m, jobA[1], jobA[3])
+		}
+	})
+
+	t.Run("event counts by node and model", func(t *testing.T) {
+		tm := &store.ColDateTime64{ColName: "time"}
+		node, uuid, kind := &store.ColString{ColName: "node"}, &store.ColString{ColName: "uuid"}, &store.ColString{ColName: "kind"}
+		code := &store.ColUInt64{ColName: "code"}
+		add := func(n, u, k string, c uint64, at time.Duration) {
+			tm.V = append(tm.V, seedFrom.Add(at).UnixMilli())
+			node.V, uuid.V, kind.V, code.V = append(node.V, n), append(uuid.V, u), append(kind.V, k), append(code.V, c)
+		}
+		add("a-0", "GPU-a-0-0", "xid", 79, time.Minute)
+		add("a-0", "GPU-a-0-0", "xid", 79, 2*time.Minute) // a repeated XID is two events
+		add("a-0", "GPU-a-0-1", "xid", 48, 3*time.Minute)
+		add("b-1", "GPU-b-1-1", "throttle", 0, 5*time.Minute)
+		add("b-1", "GPU-b-1-1", "xid", 13, time.Hour) // outside the window
+		if err := st.Insert(ctx, "gpu_events", &store.Block{Columns: []store.Column{tm, node, uuid, kind, code}}, ""); err != nil {
+			t.Fatal(err)
+		}
+		byNode, err := query.EventCounts(ctx, st, "node", from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fmt.Sprint(byNode), "[{xid a-0 2 3} {throttle b-1 1 1}]"; got != want {
+			t.Errorf("by node %s, want %s", got, want)
+		}
+		byModel, err := query.EventCounts(ctx, st, "model", from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fmt.Sprint(byModel), "[{xid H100 2 3} {throttle A100 1 1}]"; got != want {
+			t.Errorf("by model %s, want %s", got, want)
+		}
+	})
+
+	t.Run("job usage", func(t *testing.T) {
+		got, err := query.JobUsages(ctx, st, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type want struct {
+			gpus    map[string]bool
+			minutes map[string]bool
+			sum, n  float64
+			mj      float64
+		}
+		w := map[string]*want{}
+		last := map[string]reading{}
+		for _, r := range rs {
+			x := w[r.job]
+			if x == nil {
+				x = &want{gpus: map[string]bool{}, minutes: map[string]bool{}}
+				w[r.job] = x
+			}
+			x.gpus[r.uuid] = true
+			x.minutes[r.uuid+r.t.Truncate(time.Minute).String()] = true
+			x.sum, x.n = x.sum+float64(float32(r.util)), x.n+1
+			if p, ok := last[r.uuid]; ok {
+				if r.energy < p.energy {
+					x.mj += float64(r.energy)
+				} else {
+					x.mj += float64(r.energy - p.energy)
+				}
+			}
+			last[r.uuid] = r
+		}
+		if len(got) != 2 {
+			t.Fatalf("%d jobs, want 2", len(got))
+		}
+		for _, j := range got {
+			x := w[j.Job]
+			if j.GPUs != uint64(len(x.gpus)) || math.Abs(j.GPUHours-float64(len(x.minutes))/60) > 1e-9 ||
+				math.Abs(j.MeanUtil-x.sum/x.n) > 1e-6 || math.Abs(j.EnergyKWh-x.mj/3.6e9) > 1e-12 {
+				t.Errorf("%s: %+v, want gpus %d, gpu-hours %.4f, util %.4f, kWh %.9f", j.Job, j, len(x.gpus),
+					float64(len(x.minutes))/60, x.sum/x.n, x.mj/3.6e9)
+			}
+		}
+	})
+}
+
+// The reports' SQL is pinned in testdata/fleet.golden.sql; values are parameters.
+func TestFleetSQLGolden(t *testing.T) {
+	top, err := query.TopGPUsSQL("gpufleet", "temp_gpu_c", "max", false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byModel, err := query.EventCountsSQL("gpufleet", "model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := "-- hottest GPUs\n" + top + ";\n\n-- stopped reporting\n" + query.StoppedReportingSQL("gpufleet") +
+		";\n\n-- stragglers\n" + query.StragglersSQL("gpufleet") + ";\n\n-- events by model\n" + byModel +
+		";\n\n-- job usage\n" + query.JobUsageSQL("gpufleet") + ";\n"
+	path := filepath.Join("testdata", "fleet.golden.sql")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./query -run Golden -update writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("fleet report SQL differs from %s (rerun with -update if intended)\n%s", path, got)
+	}
+	for _, bad := range []func() error{
+		func() error { _, err := query.TopGPUsSQL("gpufleet", "energy_mj", "max", false, 10); return err },
+		func() error { _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "p99", false, 10); return err },
+		func() error { _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", false, 0); return err },
+		func() error { _, err := query.EventCountsSQL("gpufleet", "rack"); return err },
+	} {
+		if err := bad(); !errors.Is(err, query.ErrInvalid) {
+			t.Errorf("got %v, want ErrInvalid", err)
+		}
+	}
+}
