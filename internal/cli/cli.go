@@ -33,7 +33,8 @@ func commands() []command {
 		{"simulate", "stream a simulated fleet of GPUs to Kafka (load and demos)", runSimulate},
 		{"ingest", "consume Kafka and insert into ClickHouse", runIngest},
 		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},
-		{"query", "print a fleet summary from ClickHouse", runQuery},
+		{"query", "print a fleet summary, a report or a metric's time series from ClickHouse", runQuery},
+		{"api", "serve the query layer as JSON over HTTP", runAPI},
 		{"demo", "run the whole pipeline in one process on embedded defaults", runDemo},
 	}
 }

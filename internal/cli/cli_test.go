@@ -107,6 +107,12 @@ func TestQuerySeriesOnEmptyStore(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "t,cluster,value" {
 		t.Fatalf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 	}
+	for _, report := range []string{"hottest", "idle", "silent", "stragglers", "events", "jobs"} {
+		r := run(t, env, "query", "--clickhouse", dsn, "--report", report, "--since", "1h")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+			t.Errorf("--report %s: exit %d, stdout %q, stderr %s", report, r.code, r.stdout, r.stderr)
+		}
+	}
 }
 
 func TestBadInputExitsWithOneLine(t *testing.T) {
@@ -128,6 +134,8 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"series wrong agg", nil, []string{"query", "--metric", "energy_mj", "--agg", "avg"}, 2, "agg: \"avg\" does not apply to counter"},
 		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "rack"}, 2, `"rack" is not one of`},
 		{"series bad filter", nil, []string{"query", "--metric", "gpu_util", "--filter", "node"}, 2, `want dim=v1|v2`},
+		{"unknown report", nil, []string{"query", "--report", "vibes", "--clickhouse", "chdb://" + t.TempDir()}, 2, `--report "vibes": one of`},
+		{"api without address", nil, []string{"api", "--http", ""}, 2, "--http: an address is required"},
 		{"malformed DSN", nil, []string{"migrate", "--clickhouse", "mysql://x"}, 2, `unsupported scheme "mysql"`},
 		{"DSN without host", nil, []string{"query", "--clickhouse", "clickhouse:///db"}, 2, "names no host"},
 		{"bad database name", nil, []string{"migrate", "--clickhouse", "chdb:///tmp/x?database=a-b"}, 2, "letters, digits and underscore"},

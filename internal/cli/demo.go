@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/query/httpapi"
 	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
@@ -25,14 +25,15 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "demo", "Runs the whole pipeline in one process on embedded defaults: a simulated fleet streams to an\n"+
 		"in-process Kafka-protocol broker, ingest inserts into the embedded ClickHouse engine (chDB) in\n"+
 		"--data-dir, a progress line prints every second, and a fleet summary prints at the end.\n"+
-		"While it runs, /metrics and /api/v1/summary are served on --http.")
+		"While it runs, /metrics and the query API (/api/v1/summary, /api/v1/series?metric=gpu_util&agg=p99, ...)\n"+
+		"are served on --http.")
 	var s simFlags
 	var dataDir, libchdb, httpAddr string
 	var forDur time.Duration
 	s.register(f, 64)
 	f.StringVar(&dataDir, "data-dir", "gpufleet-demo-data", "chDB data directory (kept between runs)")
 	f.StringVar(&libchdb, "libchdb", "", "path of libchdb.so (default: search $GPUFLEET_LIBCHDB, next to the binary, /usr/local/lib)")
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "address for /metrics and /api/v1/summary; empty disables")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "address for /metrics and the /api/v1/ query API; empty disables")
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until Ctrl-C)")
 	if err := f.parse(args); err != nil {
 		return err
@@ -65,16 +66,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	brokers := broker.ListenAddrs()
 
 	reg := newRegistry()
-	summaryHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sum, err := query.FleetSummary(r.Context(), st, time.Now().Add(-15*time.Minute), time.Now(), 5)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(sum)
-	})
-	if err := serveHTTP(ctx, httpAddr, reg, log, map[string]http.Handler{"/api/v1/summary": summaryHandler}); err != nil {
+	if err := serveHTTP(ctx, httpAddr, reg, log, map[string]http.Handler{"/api/v1/": httpapi.Handler(st, time.Now)}); err != nil {
 		return err
 	}
 

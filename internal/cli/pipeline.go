@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -315,7 +316,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	var sf storeFlags
 	var since, step time.Duration
 	var top int
-	var format, metric, agg, by string
+	var format, metric, agg, by, report string
 	var filters filterFlag
 	var fill bool
 	sf.register(f)
@@ -328,11 +329,27 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&step, "step", time.Minute, "bucket width (whole seconds)")
 	f.Var(&filters, "filter", "keep rows where dim is one of values: dim=v1|v2 (repeatable)")
 	f.BoolVar(&fill, "fill", false, "emit every step of every series, empty where nothing was read")
+	f.StringVar(&report, "report", "", "print a report as JSON over --since: hottest, idle (least utilised), silent\n"+
+		"(stopped reporting), stragglers (under half their job's median), events (by model), jobs (usage)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if metric != "" {
 		return runSeries(ctx, e, &sf, since, step, format, metric, agg, by, filters, fill)
+	}
+	if report != "" {
+		if !slices.Contains(reports, report) {
+			return usageError{fmt.Errorf("--report %q: one of %s", report, strings.Join(reports, ", "))}
+		}
+		if top < 1 {
+			top = 5
+		}
+		st, err := sf.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return runReport(ctx, e, st, report, since, top)
 	}
 	if since <= 0 {
 		return usageError{fmt.Errorf("--since %s: must be positive", since)}

@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/query/httpapi"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+func runAPI(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "api", "Serves the query layer as JSON over HTTP until SIGTERM, with /metrics:\n"+
+		"  /api/v1/summary?since=15m\n"+
+		"  /api/v1/series?metric=gpu_util&agg=p99&step=1m&since=24h&by=cluster&filter=model=NVIDIA%20H100%2080GB%20HBM3\n"+
+		"  /api/v1/top?metric=temp_gpu_c&agg=max&order=desc&k=10&since=1h\n"+
+		"  /api/v1/silent?lookback=1h&silent=2m\n"+
+		"  /api/v1/stragglers?since=1h&ratio=0.5\n"+
+		"  /api/v1/events?by=model&since=24h\n"+
+		"  /api/v1/jobs?since=24h\n"+
+		"Windows take since= or from=/to= (RFC 3339). A bad parameter is a 400 naming it.")
+	var sf storeFlags
+	var addr string
+	sf.register(f)
+	f.StringVar(&addr, "http", ":8081", "address to serve the API and /metrics on")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if addr == "" {
+		return usageError{fmt.Errorf("--http: an address is required")}
+	}
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := serveHTTP(ctx, addr, newRegistry(), log, map[string]http.Handler{"/api/v1/": httpapi.Handler(st, time.Now)}); err != nil {
+		return err
+	}
+	log.Info("serving the query API", slog.String("addr", addr), slog.String("clickhouse", redact(sf.dsn)))
+	<-ctx.Done()
+	return nil
+}
+
+// reports are the names --report takes.
+var reports = []string{"hottest", "idle", "silent", "stragglers", "events", "jobs"}
+
+// runReport prints one of the fleet reports as JSON.
+func runReport(ctx context.Context, e *env, st store.Store, report string, since time.Duration, top int) error {
+	now := time.Now()
+	var v any
+	var err error
+	switch report {
+	case "hottest":
+		v, err = query.TopGPUs(ctx, st, "temp_gpu_c", "max", false, top, now.Add(-since), now)
+	case "idle":
+		v, err = query.TopGPUs(ctx, st, "gpu_util", "avg", true, top, now.Add(-since), now)
+	case "silent":
+		v, err = query.StoppedReporting(ctx, st, now, max(since, 3*time.Minute), 2*time.Minute)
+	case "stragglers":
+		v, err = query.Stragglers(ctx, st, now.Add(-since), now, 0.5)
+	case "events":
+		v, err = query.EventCounts(ctx, st, "model", now.Add(-since), now)
+	case "jobs":
+		v, err = query.JobUsages(ctx, st, now.Add(-since), now)
+	default:
+		return usageError{fmt.Errorf("--report %q: one of hottest, idle, silent, stragglers, events, jobs", report)}
+	}
+	if err != nil {
+		return explainMissingSchema(err)
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
