@@ -2,6 +2,7 @@ package migrate_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -72,5 +73,44 @@ func TestLoadRejectsBadDatabase(t *testing.T) {
 	}
 	if !slices.IsSortedFunc(ms, func(a, b migrate.Migration) int { return a.Version - b.Version }) {
 		t.Fatal("migrations not sorted")
+	}
+}
+
+// A migration interrupted part-way (its first statements ran, it was never recorded) completes on
+// the next run: statements are written to be re-runnable (IF NOT EXISTS, idempotent ALTERs).
+func TestApplyCompletesHalfMigratedDatabase(t *testing.T) {
+	s := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	db := s.Database()
+	// As if 0005 stopped after its first table and view, and 0006 never ran.
+	for _, stmt := range []string{
+		"DELETE FROM " + db + ".schema_migrations WHERE version >= 5",
+		"DROP TABLE " + db + ".gpu_1h_mv", "DROP TABLE " + db + ".gpu_1h",
+		"DROP TABLE " + db + ".gpu_1m_mv", "DROP TABLE " + db + ".gpu_1m",
+	} {
+		if err := s.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	applied, err := migrate.Apply(ctx, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for v := 5; v <= migrate.Latest(); v++ {
+		want = append(want, v)
+	}
+	if fmt.Sprint(applied) != fmt.Sprint(want) {
+		t.Errorf("re-run applied %v, want the unrecorded versions from 5", applied)
+	}
+	r, err := s.Query(ctx, "SELECT count() FROM system.tables WHERE database = '"+db+"' AND name IN ('gpu_1m', 'gpu_1m_mv', 'gpu_1h', 'gpu_1h_mv', 'fleet_1m')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Rows[0][0].(uint64); n != 5 {
+		t.Errorf("%d of the 5 rollup tables and views exist after completing, want 5", n)
 	}
 }
