@@ -1,0 +1,59 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// BenchmarkSendCycle measures what one agent cycle's synchronous send costs against the real
+// broker: one node's message, acks=all. kafka-go's default Writer BatchTimeout (1 s) holds every
+// send for a batch that never fills; the agent's producer lingers 5 ms. Run:
+//
+//	go test -run '^$' -bench SendCycle -benchtime 5x ./agent/
+func BenchmarkSendCycle(b *testing.B) {
+	brokers := testenv.Kafka(b)
+	topic := "bench.send." + time.Now().Format("150405.000000")
+	ctx := context.Background()
+	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: 1}}); err != nil {
+		b.Fatal(err)
+	}
+	msg := kafka.Message{Topic: topic, Key: []byte("node-1"), Value: make([]byte, 1500)}
+	send := func(b *testing.B, s agent.Sender) {
+		if err := s.Send(ctx, []kafka.Message{msg}); err != nil { // first send dials and fetches metadata
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for range b.N {
+			if err := s.Send(ctx, []kafka.Message{msg}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/send")
+	}
+	b.Run("kafka-go_default_BatchTimeout_1s", func(b *testing.B) {
+		w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
+		defer w.Close()
+		send(b, writerSender{w})
+	})
+	b.Run("agent_producer_5ms", func(b *testing.B) {
+		p := agent.NewProducer(brokers)
+		defer p.Close()
+		send(b, p)
+	})
+}
+
+type writerSender struct{ w *kafka.Writer }
+
+func (s writerSender) Send(ctx context.Context, msgs []kafka.Message) error {
+	return s.w.WriteMessages(ctx, msgs...)
+}
