@@ -6,7 +6,7 @@ BIN       := bin/gpufleet
 DEMO_ARGS ?= --for 30s
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo test test-race vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
+.PHONY: all build plugin-backend demo test test-race vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
 
 all: vet build test
 
@@ -57,3 +57,9 @@ kafka-down:
 	deploy/dev/kafka.sh stop .cache/kafka-dev
 
 ci: fmt-check vet test
+
+# The Grafana datasource backend, named as Grafana expects: gpx_<id>_<os>_<arch>.
+plugin-backend:
+	mkdir -p plugin/dist
+	CGO_ENABLED=0 $(GO) build -o plugin/dist/gpx_gpufleet-fleet-datasource_$$($(GO) env GOOS)_$$($(GO) env GOARCH) ./plugin/pkg
+	cp plugin/src/plugin.json plugin/dist/

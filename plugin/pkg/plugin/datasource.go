@@ -1,0 +1,281 @@
+// Package plugin is the backend of the gpufleet Grafana datasource: it answers Grafana's QueryData
+// (builder queries through the query package, raw SQL with macros), CheckHealth and CallResource
+// (label and metric lists for editors and template variables) against ClickHouse or chDB.
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/instancemgmt"
+	"github.com/grafana/grafana-plugin-sdk-go/data"
+
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store"
+	storebackend "github.com/gpufleet/gpufleet/store/backend"
+)
+
+// ID is the plugin id, in Grafana's org-name-type form.
+const ID = "gpufleet-fleet-datasource"
+
+// Settings are the datasource's jsonData; the password comes from secureJsonData.
+type Settings struct {
+	// Address is a ClickHouse server's native-protocol host:port.
+	Address  string `json:"address"`
+	Database string `json:"database"`
+	Username string `json:"username"`
+	// CHDBPath is a chDB data directory (tests, single-process development). A data directory must
+	// never be opened by two processes; the backend refuses one that is in use.
+	CHDBPath string `json:"chdbPath"`
+}
+
+// DSN is the store address the settings describe.
+func (s Settings) DSN(password string) (string, error) {
+	db := s.Database
+	if db == "" {
+		db = "gpufleet"
+	}
+	if err := store.CheckIdent("database", db); err != nil {
+		return "", err
+	}
+	switch {
+	case s.CHDBPath != "" && s.Address != "":
+		return "", errors.New("settings: give either a ClickHouse address or a chDB directory, not both")
+	case s.CHDBPath != "":
+		return "chdb://" + s.CHDBPath + "?database=" + db, nil
+	case s.Address != "":
+		u := url.URL{Scheme: "clickhouse", Host: s.Address, Path: "/" + db}
+		if s.Username != "" {
+			u.User = url.UserPassword(s.Username, password)
+		}
+		return u.String(), nil
+	}
+	return "", errors.New("settings: set the ClickHouse address (host:9000) or a chDB directory")
+}
+
+// Datasource is one configured datasource instance.
+type Datasource struct {
+	st  store.Store
+	now func() time.Time
+}
+
+var (
+	_ backend.QueryDataHandler    = (*Datasource)(nil)
+	_ backend.CheckHealthHandler  = (*Datasource)(nil)
+	_ backend.CallResourceHandler = (*Datasource)(nil)
+	_ instancemgmt.InstanceDisposer = (*Datasource)(nil)
+)
+
+// NewDatasource is the instance factory Grafana calls when a datasource is created or its settings
+// change.
+func NewDatasource(ctx context.Context, s backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
+	var cfg Settings
+	if len(s.JSONData) > 0 {
+		if err := json.Unmarshal(s.JSONData, &cfg); err != nil {
+			return nil, fmt.Errorf("settings: %w", err)
+		}
+	}
+	dsn, err := cfg.DSN(s.DecryptedSecureJSONData["password"])
+	if err != nil {
+		return nil, err
+	}
+	st, err := storebackend.Open(ctx, dsn, storebackend.Options{LibCHDB: os.Getenv("GPUFLEET_LIBCHDB")})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", redact(dsn), err)
+	}
+	return New(st, time.Now), nil
+}
+
+// New wraps an open store.
+func New(st store.Store, now func() time.Time) *Datasource { return &Datasource{st: st, now: now} }
+
+// Dispose closes the store when Grafana drops the instance.
+func (d *Datasource) Dispose() { _ = d.st.Close() }
+
+func redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		u.User = url.User(u.User.Username())
+		return u.String()
+	}
+	return dsn
+}
+
+// CheckHealth connects, checks the schema version and says what to do when something is off.
+func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequest) (*backend.CheckHealthResult, error) {
+	fail := func(format string, args ...any) (*backend.CheckHealthResult, error) {
+		return &backend.CheckHealthResult{Status: backend.HealthStatusError, Message: fmt.Sprintf(format, args...)}, nil
+	}
+	if _, err := d.st.Query(ctx, "SELECT 1"); err != nil {
+		return fail("cannot query ClickHouse: %v", err)
+	}
+	applied, err := migrate.Applied(ctx, d.st)
+	if err != nil {
+		return fail("cannot read the schema version of database %s: %v", d.st.Database(), err)
+	}
+	have := 0
+	for v := range applied {
+		have = max(have, v)
+	}
+	switch want := migrate.Latest(); {
+	case have == 0:
+		return fail("database %s has no gpufleet schema: run `gpufleet migrate` against it", d.st.Database())
+	case have < want:
+		return fail("database %s is at schema version %d, this plugin needs %d: run `gpufleet migrate`", d.st.Database(), have, want)
+	}
+	r, err := d.st.Query(ctx, "SELECT count() FROM "+store.Table(d.st.Database(), "gpu_1m")+" WHERE t >= now() - INTERVAL 1 HOUR")
+	if err != nil {
+		return fail("schema present but unreadable: %v", err)
+	}
+	return &backend.CheckHealthResult{Status: backend.HealthStatusOk,
+		Message: fmt.Sprintf("OK: database %s, schema version %d, %v GPU-minutes in the last hour", d.st.Database(), have, r.Rows[0][0])}, nil
+}
+
+// Query is the JSON of one panel query.
+type Query struct {
+	QueryType string         `json:"queryType"` // "series" (default), "top" or "sql"
+	Metric    string         `json:"metric"`
+	Agg       string         `json:"agg"`
+	GroupBy   []string       `json:"groupBy"`
+	RawFilter []struct {
+		Dim    string   `json:"dim"`
+		Values []string `json:"values"`
+	} `json:"filters"`
+	Fill   bool   `json:"fill"`
+	Order  string `json:"order"` // top: "desc" (default) or "asc"
+	Limit  int    `json:"limit"` // top: how many GPUs
+	RawSQL string `json:"rawSql"`
+}
+
+// QueryData answers each query on its own; one failing query does not fail the others.
+func (d *Datasource) QueryData(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
+	resp := backend.NewQueryDataResponse()
+	for _, q := range req.Queries {
+		resp.Responses[q.RefID] = d.query(ctx, q)
+	}
+	return resp, nil
+}
+
+func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.DataResponse {
+	var q Query
+	if err := json.Unmarshal(dq.JSON, &q); err != nil {
+		return backend.ErrDataResponseWithSource(backend.StatusBadRequest, backend.ErrorSourceDownstream, "query JSON: "+err.Error())
+	}
+	from, to := dq.TimeRange.From.UTC(), dq.TimeRange.To.UTC()
+	var (
+		frames []*data.Frame
+		err    error
+	)
+	switch q.QueryType {
+	case "", "series":
+		frames, err = d.series(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
+	case "top":
+		frames, err = d.top(ctx, q, from, to)
+	case "sql":
+		frames, err = d.sql(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
+	default:
+		err = fmt.Errorf("%w: queryType %q: series, top or sql", query.ErrInvalid, q.QueryType)
+	}
+	if err != nil {
+		if errors.Is(err, query.ErrInvalid) {
+			return backend.ErrDataResponseWithSource(backend.StatusBadRequest, backend.ErrorSourceDownstream, err.Error())
+		}
+		return backend.ErrDataResponseWithSource(backend.StatusBadGateway, backend.ErrorSourceDownstream, err.Error())
+	}
+	var r backend.DataResponse
+	for _, f := range frames {
+		f.RefID = dq.RefID
+		r.Frames = append(r.Frames, f)
+	}
+	return r
+}
+
+// stepFor picks the bucket width: the panel's interval, widened so that the range fits in
+// maxDataPoints, in whole seconds, and in whole minutes from a minute up so rollups can answer.
+func stepFor(from, to time.Time, interval time.Duration, maxPoints int64) time.Duration {
+	step := max(interval, time.Second)
+	if maxPoints > 0 {
+		step = max(step, to.Sub(from)/time.Duration(maxPoints))
+	}
+	unit := time.Second
+	if step >= time.Minute {
+		unit = time.Minute
+	}
+	if r := step % unit; r != 0 {
+		step += unit - r
+	}
+	return step
+}
+
+func dims(names []string) ([]query.Dim, error) {
+	var out []query.Dim
+	for _, n := range names {
+		d, ok := query.DimByName(n)
+		if !ok {
+			return nil, fmt.Errorf("%w: groupBy: %q is not one of cluster, node, gpu, model, job", query.ErrInvalid, n)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
+	groups, err := dims(q.GroupBy)
+	if err != nil {
+		return nil, err
+	}
+	qq := &query.Query{Metric: q.Metric, Agg: query.Agg(strings.ToLower(q.Agg)), GroupBy: groups, Step: step, Fill: q.Fill,
+		From: from.Truncate(step), To: to.Truncate(step)}
+	if qq.To.Before(to) {
+		qq.To = qq.To.Add(step)
+	}
+	if qq.Agg == "" {
+		qq.Agg = query.Avg
+	}
+	for _, f := range q.RawFilter {
+		dim, ok := query.DimByName(f.Dim)
+		if !ok {
+			return nil, fmt.Errorf("%w: filters: %q is not one of cluster, node, gpu, model, job", query.ErrInvalid, f.Dim)
+		}
+		qq.Filters = append(qq.Filters, query.Filter{Dim: dim, Values: f.Values})
+	}
+	series, err := query.Run(ctx, d.st, qq)
+	if err != nil {
+		return nil, err
+	}
+	return []*data.Frame{wideFrame(q.Metric, series)}, nil
+}
+
+func (d *Datasource) top(ctx context.Context, q Query, from, to time.Time) ([]*data.Frame, error) {
+	agg := q.Agg
+	if agg == "" {
+		agg = "avg"
+	}
+	k := q.Limit
+	if k == 0 {
+		k = 10
+	}
+	if q.Order != "" && q.Order != "asc" && q.Order != "desc" {
+		return nil, fmt.Errorf("%w: order: %q: asc or desc", query.ErrInvalid, q.Order)
+	}
+	rows, err := query.TopGPUs(ctx, d.st, q.Metric, agg, q.Order == "asc", k, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return []*data.Frame{topFrame(q.Metric, rows)}, nil
+}
+
+func (d *Datasource) sql(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
+	r, err := query.RunSQL(ctx, d.st, q.RawSQL, query.Window{From: from, To: to, Interval: step})
+	if err != nil {
+		return nil, err
+	}
+	return []*data.Frame{resultFrame(r)}, nil
+}

@@ -1,0 +1,256 @@
+package plugin_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
+	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// fleet seeds 4 simulated 8-GPU nodes in 2 clusters, sampled every 10 s for 20 minutes ending at
+// the returned time.
+func fleet(t *testing.T) (store.Store, time.Time) {
+	t.Helper()
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().UTC().Truncate(time.Minute)
+	b := ingest.NewSampleBuilder()
+	var dec wire.SampleDecoder
+	for i := range 4 {
+		n := sim.NewNode(3, []string{"east", "west"}[i%2], i, 8)
+		for s := range 120 {
+			batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(s + 1), Cluster: n.Cluster, Node: n.Name}
+			n.Sample(end.Add(-20*time.Minute+time.Duration(s)*10*time.Second), batch, nil)
+			data, err := wire.EncodeSamples(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sb, err := dec.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Add(sb, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.Insert(ctx, "gpu_samples", b.Block(), ""); err != nil {
+		t.Fatal(err)
+	}
+	return st, end
+}
+
+func dataQuery(refID string, from, to time.Time, q map[string]any) backend.DataQuery {
+	raw, _ := json.Marshal(q)
+	return backend.DataQuery{RefID: refID, JSON: raw, TimeRange: backend.TimeRange{From: from, To: to},
+		Interval: 30 * time.Second, MaxDataPoints: 1000}
+}
+
+func TestQueryData(t *testing.T) {
+	st, end := fleet(t)
+	ds := plugin.New(st, func() time.Time { return end })
+	ctx := context.Background()
+	from := end.Add(-20 * time.Minute)
+
+	resp, err := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{
+		dataQuery("A", from, end, map[string]any{"metric": "gpu_util", "agg": "avg", "groupBy": []string{"cluster"}}),
+		dataQuery("B", from, end, map[string]any{"queryType": "top", "metric": "temp_gpu_c", "agg": "max", "limit": 3}),
+		dataQuery("C", from, end, map[string]any{"queryType": "sql",
+			"rawSql": "SELECT $__timeInterval(time) AS t, count() AS n FROM " + st.Database() + ".gpu_samples WHERE $__timeFilter(time) GROUP BY t ORDER BY t"}),
+		dataQuery("D", from, end, map[string]any{"metric": "energy_mj", "agg": "rate", "groupBy": []string{"node"},
+			"filters": []map[string]any{{"dim": "cluster", "values": []string{"east"}}}}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A: one wide frame, a time column and one field per cluster, equal to the query layer's answer
+	// at the step the panel's 30 s interval becomes.
+	a := resp.Responses["A"]
+	if a.Error != nil || len(a.Frames) != 1 {
+		t.Fatalf("A: %v, %d frames", a.Error, len(a.Frames))
+	}
+	want, err := query.Run(ctx, st, &query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Cluster},
+		From: from, To: end, Step: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := a.Frames[0]
+	if len(f.Fields) != 3 || f.Fields[0].Len() != 40 {
+		t.Fatalf("A: %d fields of %d rows, want time + 2 clusters over 40 steps", len(f.Fields), f.Fields[0].Len())
+	}
+	for i, s := range want {
+		field := f.Fields[1+i]
+		if field.Labels["cluster"] != s.Labels["cluster"] {
+			t.Fatalf("A: field %d labels %v, want %v", i, field.Labels, s.Labels)
+		}
+		for j, p := range s.Points {
+			got, _ := field.ConcreteAt(j)
+			if !f.Fields[0].At(j).(time.Time).Equal(p.T) || got != *p.Value {
+				t.Fatalf("A: %s row %d = %v %v, want %v %v", s.Labels["cluster"], j, f.Fields[0].At(j), got, p.T, *p.Value)
+			}
+		}
+	}
+
+	// B: a table of the three hottest GPUs, hottest first.
+	b := resp.Responses["B"]
+	if b.Error != nil || len(b.Frames) != 1 || b.Frames[0].Rows() != 3 {
+		t.Fatalf("B: %v %v", b.Error, b.Frames)
+	}
+	top, _ := query.TopGPUs(ctx, st, "temp_gpu_c", "max", false, 3, from, end)
+	for i, g := range top {
+		if b.Frames[0].Fields[2].At(i) != g.UUID || b.Frames[0].Fields[5].At(i) != g.Value {
+			t.Errorf("B row %d: %v %v, want %s %v", i, b.Frames[0].Fields[2].At(i), b.Frames[0].Fields[5].At(i), g.UUID, g.Value)
+		}
+	}
+
+	// C: raw SQL; the bucket column becomes a time field, 32 GPUs × 3 readings per 30 s bucket.
+	c := resp.Responses["C"]
+	if c.Error != nil || len(c.Frames) != 1 {
+		t.Fatalf("C: %v", c.Error)
+	}
+	if typ := c.Frames[0].Fields[0].Type().ItemTypeString(); typ != "time.Time" || c.Frames[0].Rows() != 40 {
+		t.Fatalf("C: first field %s with %d rows, want time.Time with 40", typ, c.Frames[0].Rows())
+	}
+	if n, _ := c.Frames[0].Fields[1].ConcreteAt(0); n != float64(32*3) {
+		t.Errorf("C: %v samples in the first bucket, want 96", n)
+	}
+
+	// D: counters by node, filtered to one cluster: only east's two nodes.
+	d := resp.Responses["D"]
+	if d.Error != nil || len(d.Frames) != 1 || len(d.Frames[0].Fields) != 3 {
+		t.Fatalf("D: %v %v", d.Error, d.Frames)
+	}
+}
+
+// Every user-controlled field is validated or bound: hostile values fail cleanly or match nothing,
+// and the table is unchanged.
+func TestQueryDataRejectsInjection(t *testing.T) {
+	st, end := fleet(t)
+	ds := plugin.New(st, func() time.Time { return end })
+	ctx := context.Background()
+	from := end.Add(-20 * time.Minute)
+	evil := "x'); DROP TABLE " + st.Database() + ".gpu_samples; --"
+	cases := map[string]map[string]any{
+		"metric":     {"metric": evil},
+		"agg":        {"metric": "gpu_util", "agg": evil},
+		"groupBy":    {"metric": "gpu_util", "groupBy": []string{evil}},
+		"filter dim": {"metric": "gpu_util", "filters": []map[string]any{{"dim": evil, "values": []string{"a"}}}},
+		"queryType":  {"queryType": evil},
+		"top order":  {"queryType": "top", "metric": "gpu_util", "order": evil},
+		"top agg":    {"queryType": "top", "metric": "gpu_util", "agg": evil},
+		"raw write":  {"queryType": "sql", "rawSql": "DROP TABLE " + st.Database() + ".gpu_samples"},
+		"raw chain":  {"queryType": "sql", "rawSql": "SELECT 1; DROP TABLE " + st.Database() + ".gpu_samples"},
+		"raw file":   {"queryType": "sql", "rawSql": "SELECT * FROM file('/etc/passwd', 'LineAsString')"},
+	}
+	for name, q := range cases {
+		resp, _ := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{dataQuery("X", from, end, q)}})
+		if resp.Responses["X"].Error == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A hostile filter value is bound: it matches nothing and runs.
+	resp, _ := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{dataQuery("V", from, end,
+		map[string]any{"metric": "gpu_util", "filters": []map[string]any{{"dim": "node", "values": []string{evil}}}})}})
+	if r := resp.Responses["V"]; r.Error != nil || len(r.Frames[0].Fields) != 1 {
+		t.Errorf("hostile filter value: %v, %d fields; want no error and no series", r.Error, len(r.Frames[0].Fields))
+	}
+	res, err := st.Query(ctx, "SELECT count() FROM "+st.Database()+".gpu_samples")
+	if err != nil || res.Rows[0][0].(uint64) != 4*8*120 {
+		t.Fatalf("gpu_samples changed: %v %v", res, err)
+	}
+}
+
+func TestCheckHealth(t *testing.T) {
+	st, end := fleet(t)
+	ds := plugin.New(st, func() time.Time { return end })
+	r, err := ds.CheckHealth(context.Background(), &backend.CheckHealthRequest{})
+	if err != nil || r.Status != backend.HealthStatusOk || !strings.Contains(r.Message, "schema version") {
+		t.Fatalf("healthy store: %v %+v", err, r)
+	}
+	if err := st.Exec(context.Background(), "DELETE FROM "+st.Database()+".schema_migrations WHERE version >= 3"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = ds.CheckHealth(context.Background(), &backend.CheckHealthRequest{})
+	if r.Status != backend.HealthStatusError || !strings.Contains(r.Message, "is at schema version 2") ||
+		!strings.Contains(r.Message, "gpufleet migrate") {
+		t.Fatalf("old schema: %+v", r)
+	}
+}
+
+func TestCallResource(t *testing.T) {
+	st, end := fleet(t)
+	ds := plugin.New(st, func() time.Time { return end })
+	call := func(path string) (int, string) {
+		var got *backend.CallResourceResponse
+		// As Grafana forwards it: Path is the resource path, URL the whole request URL with its query.
+		p, _, _ := strings.Cut(path, "?")
+		err := ds.CallResource(context.Background(), &backend.CallResourceRequest{Method: "GET", Path: p,
+			URL: "/api/datasources/uid/x/resources/" + path},
+			backend.CallResourceResponseSenderFunc(func(r *backend.CallResourceResponse) error { got = r; return nil }))
+		if err != nil || got == nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return got.Status, string(got.Body)
+	}
+	if code, body := call("labels?dim=cluster"); code != 200 || strings.TrimSpace(body) != `["east","west"]` {
+		t.Errorf("clusters: %d %s", code, body)
+	}
+	if code, body := call("labels?dim=node&cluster=west"); code != 200 || strings.TrimSpace(body) != `["node-00001","node-00003"]` {
+		t.Errorf("west nodes: %d %s", code, body)
+	}
+	if code, body := call("labels?dim=node&cluster=" + "x'%20OR%20'1'='1"); code != 200 || strings.TrimSpace(body) != `[]` {
+		t.Errorf("hostile cluster value: %d %s", code, body)
+	}
+	if code, _ := call("labels?dim=rack"); code != 400 {
+		t.Errorf("unknown dim: %d, want 400", code)
+	}
+	if code, body := call("metrics"); code != 200 || !strings.Contains(body, `"column":"energy_mj","kind":"counter"`) {
+		t.Errorf("metrics: %d %.200s", code, body)
+	}
+}
+
+func TestSettingsDSN(t *testing.T) {
+	cases := []struct {
+		s       plugin.Settings
+		want    string
+		wantErr string
+	}{
+		{plugin.Settings{Address: "ch:9000", Username: "grafana"}, "clickhouse://grafana:p%40ss@ch:9000/gpufleet", ""},
+		{plugin.Settings{CHDBPath: "/var/lib/gpufleet", Database: "lab"}, "chdb:///var/lib/gpufleet?database=lab", ""},
+		{plugin.Settings{}, "", "set the ClickHouse address"},
+		{plugin.Settings{Address: "ch:9000", CHDBPath: "/x"}, "", "not both"},
+		{plugin.Settings{Address: "ch:9000", Database: "a-b"}, "", "letters, digits and underscore"},
+	}
+	for _, c := range cases {
+		got, err := c.s.DSN("p@ss")
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%+v: %v, want error with %q", c.s, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%+v: %q %v, want %q", c.s, got, err, c.want)
+		}
+	}
+}
