@@ -68,9 +68,9 @@ type Datasource struct {
 }
 
 var (
-	_ backend.QueryDataHandler    = (*Datasource)(nil)
-	_ backend.CheckHealthHandler  = (*Datasource)(nil)
-	_ backend.CallResourceHandler = (*Datasource)(nil)
+	_ backend.QueryDataHandler      = (*Datasource)(nil)
+	_ backend.CheckHealthHandler    = (*Datasource)(nil)
+	_ backend.CallResourceHandler   = (*Datasource)(nil)
 	_ instancemgmt.InstanceDisposer = (*Datasource)(nil)
 )
 
@@ -140,10 +140,10 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 
 // Query is the JSON of one panel query.
 type Query struct {
-	QueryType string         `json:"queryType"` // "series" (default), "top" or "sql"
-	Metric    string         `json:"metric"`
-	Agg       string         `json:"agg"`
-	GroupBy   []string       `json:"groupBy"`
+	QueryType string   `json:"queryType"` // "series" (default), "top" or "sql"
+	Metric    string   `json:"metric"`
+	Agg       string   `json:"agg"`
+	GroupBy   []string `json:"groupBy"`
 	RawFilter []struct {
 		Dim    string   `json:"dim"`
 		Values []string `json:"values"`
