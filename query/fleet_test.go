@@ -227,3 +227,46 @@ func TestFleetSQLGolden(t *testing.T) {
 		}
 	}
 }
+
+// The jobs dimension knows every job's span and size from the samples alone.
+func TestJobsDimension(t *testing.T) {
+	st, rs := seed(t)
+	r, err := st.Query(context.Background(), "SELECT job_id, min(first_seen), max(last_seen), uniqMerge(gpus), uniqMerge(nodes), sum(samples) FROM "+
+		store.Table(st.Database(), "jobs")+" GROUP BY job_id ORDER BY job_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct {
+		first, last time.Time
+		gpus, nodes map[string]bool
+		n           int
+	}
+	want := map[string]*span{}
+	for _, x := range rs {
+		s := want[x.job]
+		if s == nil {
+			s = &span{first: x.t, last: x.t, gpus: map[string]bool{}, nodes: map[string]bool{}}
+			want[x.job] = s
+		}
+		if x.t.Before(s.first) {
+			s.first = x.t
+		}
+		if x.t.After(s.last) {
+			s.last = x.t
+		}
+		s.gpus[x.uuid], s.nodes[x.node] = true, true
+		s.n++
+	}
+	if len(r.Rows) != len(want) {
+		t.Fatalf("%d jobs, want %d", len(r.Rows), len(want))
+	}
+	for _, row := range r.Rows {
+		w := want[row[0].(string)]
+		got := fmt.Sprint(row[1:])
+		exp := fmt.Sprint([]any{w.first.Format("2006-01-02 15:04:05.000"), w.last.Format("2006-01-02 15:04:05.000"),
+			uint64(len(w.gpus)), uint64(len(w.nodes)), uint64(w.n)})
+		if got != exp {
+			t.Errorf("%s: %s, want %s", row[0], got, exp)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -48,6 +49,21 @@ func runAPI(ctx context.Context, e *env, args []string) error {
 	log.Info("serving the query API", slog.String("addr", addr), slog.String("clickhouse", redact(sf.dsn)))
 	<-ctx.Done()
 	return nil
+}
+
+// runRawSQL prints a read-only statement's rows as JSON (query.RunSQL: macros, readonly = 1).
+func runRawSQL(ctx context.Context, e *env, st store.Store, sql string, since time.Duration) error {
+	now := time.Now()
+	r, err := query.RunSQL(ctx, st, sql, query.Window{From: now.Add(-since), To: now, Interval: time.Minute})
+	if err != nil {
+		if errors.Is(err, query.ErrInvalid) {
+			return usageError{err}
+		}
+		return explainMissingSchema(err)
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{"columns": r.Columns, "rows": r.Rows, "rows_read": r.RowsRead})
 }
 
 // reports are the names --report takes.
