@@ -79,6 +79,9 @@ loop:
 				err = send(c)
 			}
 			if err != nil {
+				if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+					break loop // shutting down mid-lookup: the message was not taken, the next owner reads it
+				}
 				runErr = err
 				break loop
 			}

@@ -84,6 +84,17 @@ func Latest() int {
 // Every statement is idempotent (IF NOT EXISTS), so a run interrupted half way completes on the
 // next one.
 func Apply(ctx context.Context, s store.Store, log *slog.Logger) ([]int, error) {
+	return ApplyWith(ctx, s, log, Options{})
+}
+
+// Options changes how migrations are applied.
+type Options struct {
+	// Cluster, when set, creates everything ON CLUSTER with Replicated engines (see OnCluster).
+	Cluster string
+}
+
+// ApplyWith is Apply with options.
+func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Options) ([]int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -92,11 +103,20 @@ func Apply(ctx context.Context, s store.Store, log *slog.Logger) ([]int, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+	rewrite := func(stmt string) string { return stmt }
+	createDB := "CREATE DATABASE IF NOT EXISTS " + db
+	if opts.Cluster != "" {
+		if err := store.CheckIdent("cluster", opts.Cluster); err != nil {
+			return nil, err
+		}
+		rewrite = func(stmt string) string { return OnCluster(stmt, opts.Cluster) }
+		createDB += " ON CLUSTER " + store.QuoteString(opts.Cluster)
+	}
+	if err := s.Exec(ctx, createDB); err != nil {
 		return nil, fmt.Errorf("migrate: create database %s: %w", db, err)
 	}
-	if err := s.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+store.Table(db, "schema_migrations")+
-		" (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"); err != nil {
+	if err := s.Exec(ctx, rewrite("CREATE TABLE IF NOT EXISTS "+store.Table(db, "schema_migrations")+
+		" (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")); err != nil {
 		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
 	done, err := Applied(ctx, s)
@@ -109,7 +129,7 @@ func Apply(ctx context.Context, s store.Store, log *slog.Logger) ([]int, error) 
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := s.Exec(ctx, stmt); err != nil {
+			if err := s.Exec(ctx, rewrite(stmt)); err != nil {
 				return applied, fmt.Errorf("migrate: %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}

@@ -2,9 +2,12 @@ package migrate_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gpufleet/gpufleet/gpumetric"
@@ -12,6 +15,8 @@ import (
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/store"
 )
+
+var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
@@ -112,5 +117,47 @@ func TestApplyCompletesHalfMigratedDatabase(t *testing.T) {
 	}
 	if n := r.Rows[0][0].(uint64); n != 5 {
 		t.Errorf("%d of the 5 rollup tables and views exist after completing, want 5", n)
+	}
+}
+
+// The cluster form of every migration is pinned in testdata/on_cluster.golden.sql: ON CLUSTER on
+// every CREATE and ALTER, Replicated engines. (No ClickHouse cluster runs here; the statements are
+// checked as text, and the single-server form they derive from runs in every test.)
+func TestOnClusterGolden(t *testing.T) {
+	ms, err := migrate.Load("gpufleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "-- %04d_%s\n", m.Version, m.Name)
+		for _, stmt := range m.Statements {
+			b.WriteString(migrate.OnCluster(stmt, "fleet") + "\n;\n")
+		}
+	}
+	got := b.String()
+	for _, bad := range []string{"ENGINE = MergeTree", "ENGINE = AggregatingMergeTree", "ENGINE = ReplacingMergeTree"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("cluster form still has %q", bad)
+		}
+	}
+	if n, m := strings.Count(got, "ON CLUSTER 'fleet'"), strings.Count(got, "CREATE ")+strings.Count(got, "ALTER TABLE"); n != m {
+		t.Errorf("%d ON CLUSTER clauses for %d CREATE/ALTER statements", n, m)
+	}
+	path := filepath.Join("testdata", "on_cluster.golden.sql")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./migrate -run OnCluster -update writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("cluster form differs from %s (rerun with -update if intended)", path)
 	}
 }

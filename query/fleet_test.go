@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,8 +43,17 @@ func TestFleetReports(t *testing.T) {
 		for u := range perGPU {
 			uuids = append(uuids, u)
 		}
+		// Ranked as the SQL ranks: by mean (equal to a millionth counts as a tie), then node, then uuid.
+		mean := func(u string) float64 { return math.Round(perGPU[u].sum/perGPU[u].n*1e6) / 1e6 }
+		node := func(u string) string { return u[4:strings.LastIndexByte(u, '-')] }
 		sort.Slice(uuids, func(i, j int) bool {
-			return perGPU[uuids[i]].sum/perGPU[uuids[i]].n < perGPU[uuids[j]].sum/perGPU[uuids[j]].n
+			if mi, mj := mean(uuids[i]), mean(uuids[j]); mi != mj {
+				return mi < mj
+			}
+			if node(uuids[i]) != node(uuids[j]) {
+				return node(uuids[i]) < node(uuids[j])
+			}
+			return uuids[i] < uuids[j]
 		})
 		if len(got) != 3 {
 			t.Fatalf("%d GPUs, want 3", len(got))

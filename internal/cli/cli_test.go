@@ -107,6 +107,10 @@ func TestQuerySeriesOnEmptyStore(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "t,cluster,value" {
 		t.Fatalf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 	}
+	r = run(t, env, "query", "--clickhouse", dsn, "--sql", "SELECT count() AS n FROM gpufleet.gpu_samples WHERE $__timeFilter(time)")
+	if r.code != 0 || !strings.Contains(r.stdout, `"rows": [`) || !strings.Contains(r.stdout, `0`) {
+		t.Errorf("--sql: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
 	for _, report := range []string{"hottest", "idle", "silent", "stragglers", "events", "jobs"} {
 		r := run(t, env, "query", "--clickhouse", dsn, "--report", report, "--since", "1h")
 		if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
@@ -134,6 +138,7 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"series wrong agg", nil, []string{"query", "--metric", "energy_mj", "--agg", "avg"}, 2, "agg: \"avg\" does not apply to counter"},
 		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "rack"}, 2, `"rack" is not one of`},
 		{"series bad filter", nil, []string{"query", "--metric", "gpu_util", "--filter", "node"}, 2, `want dim=v1|v2`},
+		{"sql that writes", nil, []string{"query", "--sql", "DROP TABLE gpufleet.gpu_samples"}, 2, "only SELECT"},
 		{"unknown report", nil, []string{"query", "--report", "vibes", "--clickhouse", "chdb://" + t.TempDir()}, 2, `--report "vibes": one of`},
 		{"api without address", nil, []string{"api", "--http", ""}, 2, "--http: an address is required"},
 		{"malformed DSN", nil, []string{"migrate", "--clickhouse", "mysql://x"}, 2, `unsupported scheme "mysql"`},
@@ -142,6 +147,9 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"missing libchdb", []string{"GPUFLEET_LIBCHDB=/nonexistent/libchdb.so"}, []string{"migrate", "--clickhouse", "chdb://" + t.TempDir()}, 1, "deploy/dev/chdb.sh install"},
 		{"unreachable broker", nil, []string{"simulate", "--brokers", "127.0.0.1:1", "--connect-timeout", "1s"}, 1, "cannot reach Kafka at 127.0.0.1:1"},
 		{"bad broker", nil, []string{"agent", "--brokers", "no-port"}, 2, `broker "no-port" is not host:port`},
+		// This machine has no NVIDIA driver: NVML is reported missing before any broker is tried.
+		{"agent without NVML", nil, []string{"agent", "--source", "nvml", "--brokers", "127.0.0.1:1", "--connect-timeout", "1s"}, 1, "libnvidia-ml.so.1) was not found"},
+		{"agent unknown source", nil, []string{"agent", "--source", "dcgm"}, 2, `--source "dcgm": use nvml or sim`},
 		{"unreachable server", nil, []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/gpufleet"}, 1, "cannot reach ClickHouse"},
 	}
 	for _, c := range cases {

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/agent"
+	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
@@ -113,24 +116,88 @@ func (s *simFlags) sources() ([]agent.Source, error) {
 
 func runAgent(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "agent", "Samples this node's GPUs every --interval and streams them to Kafka (gpu.samples,\n"+
-		"key = node) with GPU events on gpu.events. SIGTERM delivers the cycle in flight, then exits.\n"+
-		"Sources: sim (simulated GPUs). Reading NVML is tracked in issue #3.")
+		"key = node) with GPU events (XID, ECC, throttle, fell off the bus) on gpu.events. SIGTERM\n"+
+		"delivers the cycle in flight, then exits.\n"+
+		"Sources: nvml reads this host's NVIDIA GPUs through libnvidia-ml.so.1 (labels: --cluster, --node);\n"+
+		"sim streams simulated GPUs (--gpus, --gpus-per-node, --seed) and needs no GPU.")
 	var k kafkaFlags
 	var s simFlags
-	var source, metricsAddr string
+	var source, node, metricsAddr string
 	var forDur time.Duration
 	k.register(f)
 	s.register(f, 8)
-	f.StringVar(&source, "source", "sim", "GPU source: sim")
+	f.StringVar(&source, "source", "sim", "GPU source: nvml (this host's GPUs) or sim (simulated)")
+	f.StringVar(&node, "node", "", "with --source nvml: this host's node label and Kafka key (default: the hostname)")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9400", "address for Prometheus /metrics; empty disables")
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	if source != "sim" {
-		return usageError{fmt.Errorf("--source %q: this build reads only \"sim\"", source)}
+	switch source {
+	case "sim":
+		return streamFleet(ctx, f, &k, &s, metricsAddr, forDur)
+	case "nvml":
+	default:
+		return usageError{fmt.Errorf("--source %q: use nvml or sim", source)}
 	}
-	return streamFleet(ctx, f, &k, &s, metricsAddr, forDur)
+
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	// --cluster is shared with the simulator, whose default ("sim") would mislabel real GPUs:
+	// unless it was given, the NVML source uses its own default.
+	cluster := s.cluster
+	clusterSet := e.getenv(envName("cluster")) != ""
+	f.Visit(func(fl *flag.Flag) { clusterSet = clusterSet || fl.Name == "cluster" })
+	if !clusterSet {
+		cluster = ""
+	}
+	// NVML before Kafka: on a host without the driver, say that rather than a broker problem.
+	lib, closeNVML, err := agentnvml.Open()
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		return fmt.Errorf("--source nvml: %w; or use --source sim", err)
+	case errors.Is(err, agentnvml.ErrLibraryNotFound):
+		return fmt.Errorf("--source nvml: NVML (libnvidia-ml.so.1) was not found: install the NVIDIA driver on this host, or use --source sim to run without GPUs")
+	case err != nil:
+		return fmt.Errorf("--source nvml: initialise NVML: %w (use --source sim to run without GPUs)", err)
+	}
+	defer func() {
+		if err := closeNVML(); err != nil {
+			log.Warn("NVML shutdown", slog.Any("err", err))
+		}
+	}()
+	reg := newRegistry()
+	src, err := agentnvml.New(lib, agentnvml.Options{Cluster: cluster, Node: node, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if len(src.GPUs()) == 0 {
+		log.Warn("NVML sees no GPUs; sending empty batches as a heartbeat")
+	}
+	brokers, err := k.connect(ctx, log)
+	if err != nil {
+		return err
+	}
+	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
+		return err
+	}
+	prod := agent.NewProducer(brokers)
+	defer prod.Close()
+	a, err := agent.New(agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := withDeadline(ctx, forDur)
+	defer cancel()
+	c, n := src.Identity()
+	log.Info("streaming", slog.String("cluster", c), slog.String("node", n), slog.Int("gpus", len(src.GPUs())), slog.Duration("interval", s.interval))
+	err = a.Run(runCtx)
+	st := a.Stats()
+	log.Info("stopped", slog.Uint64("samples", st.Samples), slog.Uint64("batches", st.Batches), slog.Uint64("events", st.Events))
+	return err
 }
 
 func runSimulate(ctx context.Context, e *env, args []string) error {
@@ -283,11 +350,19 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 }
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "migrate", "Creates or upgrades the gpufleet schema in ClickHouse. Safe to run any number of times.")
+	f := newFlags(e, "migrate", "Creates or upgrades the gpufleet schema in ClickHouse. Safe to run any number of times.\n"+
+		"With --on-cluster, everything is created ON CLUSTER with Replicated engines.")
 	var sf storeFlags
+	var cluster string
 	sf.register(f)
+	f.StringVar(&cluster, "on-cluster", "", "ClickHouse cluster (remote_servers) to create the schema on, with Replicated engines")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if cluster != "" {
+		if err := store.CheckIdent("--on-cluster", cluster); err != nil {
+			return usageError{err}
+		}
 	}
 	log, err := f.logger()
 	if err != nil {
@@ -298,7 +373,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	applied, err := migrate.Apply(ctx, st, log)
+	applied, err := migrate.ApplyWith(ctx, st, log, migrate.Options{Cluster: cluster})
 	if err != nil {
 		return err
 	}
@@ -316,7 +391,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	var sf storeFlags
 	var since, step time.Duration
 	var top int
-	var format, metric, agg, by, report string
+	var format, metric, agg, by, report, rawSQL string
 	var filters filterFlag
 	var fill bool
 	sf.register(f)
@@ -329,6 +404,8 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&step, "step", time.Minute, "bucket width (whole seconds)")
 	f.Var(&filters, "filter", "keep rows where dim is one of values: dim=v1|v2 (repeatable)")
 	f.BoolVar(&fill, "fill", false, "emit every step of every series, empty where nothing was read")
+	f.StringVar(&rawSQL, "sql", "", "run one read-only SQL statement (readonly = 1; macros $__timeFilter(col), $__timeInterval(col),\n"+
+		"$__fromTime, $__toTime over --since) and print its rows as JSON")
 	f.StringVar(&report, "report", "", "print a report as JSON over --since: hottest, idle (least utilised), silent\n"+
 		"(stopped reporting), stragglers (under half their job's median), events (by model), jobs (usage)")
 	if err := f.parse(args); err != nil {
@@ -336,6 +413,17 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	}
 	if metric != "" {
 		return runSeries(ctx, e, &sf, since, step, format, metric, agg, by, filters, fill)
+	}
+	if rawSQL != "" {
+		if err := query.CheckReadOnly(rawSQL); err != nil {
+			return usageError{err}
+		}
+		st, err := sf.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return runRawSQL(ctx, e, st, rawSQL, since)
 	}
 	if report != "" {
 		if !slices.Contains(reports, report) {

@@ -1,0 +1,298 @@
+//go:build cgo
+
+package nvml
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
+)
+
+// Open loads libnvidia-ml.so.1 and initialises NVML. The returned close shuts NVML down. An error
+// wraps ErrLibraryNotFound when the library is not installed (no NVIDIA driver on this host).
+func Open() (Lib, func() error, error) {
+	lib := gonvml.New()
+	if ret := lib.Init(); ret != gonvml.SUCCESS {
+		return nil, nil, wrap("nvmlInit", ret)
+	}
+	closeFn := func() error {
+		if ret := lib.Shutdown(); ret != gonvml.SUCCESS {
+			return wrap("nvmlShutdown", ret)
+		}
+		return nil
+	}
+	return FromNVML(lib), closeFn, nil
+}
+
+// FromNVML adapts go-nvml's interface (the real library after Init, or a mock such as
+// github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100) to Lib.
+func FromNVML(lib gonvml.Interface) Lib { return adapter{lib} }
+
+type adapter struct{ lib gonvml.Interface }
+
+type device struct{ d gonvml.Device }
+
+// wrap turns a non-success return into an *Error naming op; nil for SUCCESS.
+func wrap(op string, ret gonvml.Return) error {
+	if ret == gonvml.SUCCESS {
+		return nil
+	}
+	e := &Error{Op: op, Code: int(ret), Name: ret.Error()}
+	switch ret {
+	case gonvml.ERROR_NOT_SUPPORTED:
+		e.Kind = ErrNotSupported
+	case gonvml.ERROR_GPU_IS_LOST:
+		e.Kind = ErrGPULost
+	case gonvml.ERROR_LIBRARY_NOT_FOUND:
+		e.Kind = ErrLibraryNotFound
+	}
+	return e
+}
+
+func (a adapter) DeviceCount() (int, error) {
+	n, ret := a.lib.DeviceGetCount()
+	return n, wrap("nvmlDeviceGetCount", ret)
+}
+
+func (a adapter) Device(i int) (Device, error) {
+	d, ret := a.lib.DeviceGetHandleByIndex(i)
+	if err := wrap("nvmlDeviceGetHandleByIndex", ret); err != nil {
+		return nil, err
+	}
+	return device{d}, nil
+}
+
+func (a adapter) DriverVersion() (string, error) {
+	v, ret := a.lib.SystemGetDriverVersion()
+	return v, wrap("nvmlSystemGetDriverVersion", ret)
+}
+
+func (a adapter) CUDADriverVersion() (string, error) {
+	v, ret := a.lib.SystemGetCudaDriverVersion()
+	if err := wrap("nvmlSystemGetCudaDriverVersion", ret); err != nil {
+		return "", err
+	}
+	// NVML encodes 12.4 as 12040 (major*1000 + minor*10).
+	return fmt.Sprintf("%d.%d", v/1000, v%1000/10), nil
+}
+
+func (a adapter) WatchXID(devs []Device) (XIDWatch, error) {
+	set, ret := a.lib.EventSetCreate()
+	if err := wrap("nvmlEventSetCreate", ret); err != nil {
+		return nil, err
+	}
+	w := &xidWatch{set: set, pos: map[gonvml.Device]int{}}
+	var firstErr error
+	for i, d := range devs {
+		dd, ok := d.(device)
+		if !ok {
+			continue
+		}
+		// Registered per device: a GPU that cannot report XIDs must not stop the others.
+		if err := wrap("nvmlDeviceRegisterEvents", dd.d.RegisterEvents(gonvml.EventTypeXidCriticalError, set)); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		w.pos[dd.d] = i
+	}
+	if len(w.pos) == 0 {
+		set.Free()
+		if firstErr == nil {
+			firstErr = &Error{Op: "nvmlDeviceRegisterEvents", Name: "no devices", Kind: ErrNotSupported}
+		}
+		return nil, firstErr
+	}
+	return w, nil
+}
+
+type xidWatch struct {
+	set gonvml.EventSet
+	pos map[gonvml.Device]int
+}
+
+func (w *xidWatch) Poll(max int) ([]XID, error) {
+	var out []XID
+	for len(out) < max {
+		// A zero timeout returns at once: the agent polls once per interval rather than keeping
+		// a goroutine blocked in NVML.
+		ev, ret := w.set.Wait(0)
+		if ret == gonvml.ERROR_TIMEOUT {
+			return out, nil
+		}
+		if err := wrap("nvmlEventSetWait", ret); err != nil {
+			return out, err
+		}
+		if ev.EventType&gonvml.EventTypeXidCriticalError == 0 {
+			continue
+		}
+		i, ok := w.pos[ev.Device]
+		if !ok {
+			i = -1
+		}
+		out = append(out, XID{Dev: i, Code: ev.EventData})
+	}
+	return out, nil
+}
+
+func (w *xidWatch) Close() error { return wrap("nvmlEventSetFree", w.set.Free()) }
+
+func (d device) UUID() (string, error) {
+	v, ret := d.d.GetUUID()
+	return v, wrap("nvmlDeviceGetUUID", ret)
+}
+
+func (d device) Name() (string, error) {
+	v, ret := d.d.GetName()
+	return v, wrap("nvmlDeviceGetName", ret)
+}
+
+func (d device) Serial() (string, error) {
+	v, ret := d.d.GetSerial()
+	return v, wrap("nvmlDeviceGetSerial", ret)
+}
+
+func (d device) PCIBusID() (string, error) {
+	p, ret := d.d.GetPciInfo()
+	if err := wrap("nvmlDeviceGetPciInfo", ret); err != nil {
+		return "", err
+	}
+	return cString(p.BusId[:]), nil
+}
+
+// cString converts NVML's NUL-terminated char array.
+func cString(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}
+
+func (d device) Utilization() (uint32, uint32, error) {
+	u, ret := d.d.GetUtilizationRates()
+	return u.Gpu, u.Memory, wrap("nvmlDeviceGetUtilizationRates", ret)
+}
+
+func (d device) Memory() (uint64, uint64, uint64, error) {
+	m, ret := d.d.GetMemoryInfo()
+	return m.Total, m.Free, m.Used, wrap("nvmlDeviceGetMemoryInfo", ret)
+}
+
+func (d device) Power() (uint32, error) {
+	v, ret := d.d.GetPowerUsage()
+	return v, wrap("nvmlDeviceGetPowerUsage", ret)
+}
+
+func (d device) Temperature() (uint32, error) {
+	v, ret := d.d.GetTemperature(gonvml.TEMPERATURE_GPU)
+	return v, wrap("nvmlDeviceGetTemperature", ret)
+}
+
+func (d device) SMClock() (uint32, error) {
+	v, ret := d.d.GetClockInfo(gonvml.CLOCK_SM)
+	return v, wrap("nvmlDeviceGetClockInfo(SM)", ret)
+}
+
+func (d device) MemClock() (uint32, error) {
+	v, ret := d.d.GetClockInfo(gonvml.CLOCK_MEM)
+	return v, wrap("nvmlDeviceGetClockInfo(MEM)", ret)
+}
+
+func (d device) ClockEventReasons() (uint64, error) {
+	v, ret := d.d.GetCurrentClocksEventReasons()
+	return v, wrap("nvmlDeviceGetCurrentClocksEventReasons", ret)
+}
+
+func (d device) PCIeTx() (uint32, error) {
+	v, ret := d.d.GetPcieThroughput(gonvml.PCIE_UTIL_TX_BYTES)
+	return v, wrap("nvmlDeviceGetPcieThroughput(TX)", ret)
+}
+
+func (d device) PCIeRx() (uint32, error) {
+	v, ret := d.d.GetPcieThroughput(gonvml.PCIE_UTIL_RX_BYTES)
+	return v, wrap("nvmlDeviceGetPcieThroughput(RX)", ret)
+}
+
+func (d device) FanSpeed() (uint32, error) {
+	v, ret := d.d.GetFanSpeed()
+	return v, wrap("nvmlDeviceGetFanSpeed", ret)
+}
+
+func (d device) PerformanceState() (uint32, error) {
+	v, ret := d.d.GetPerformanceState()
+	return uint32(v), wrap("nvmlDeviceGetPerformanceState", ret)
+}
+
+func (d device) EncoderUtilization() (uint32, error) {
+	v, _, ret := d.d.GetEncoderUtilization()
+	return v, wrap("nvmlDeviceGetEncoderUtilization", ret)
+}
+
+func (d device) DecoderUtilization() (uint32, error) {
+	v, _, ret := d.d.GetDecoderUtilization()
+	return v, wrap("nvmlDeviceGetDecoderUtilization", ret)
+}
+
+func (d device) FieldValues(fields []Field, out []FieldValue) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	if len(out) < len(fields) {
+		return errors.New("FieldValues: out is shorter than fields")
+	}
+	// Stack-sized for the source's fixed field list, so a tick allocates nothing here.
+	var buf [32]gonvml.FieldValue
+	vals := buf[:0]
+	if len(fields) > len(buf) {
+		vals = make([]gonvml.FieldValue, 0, len(fields))
+	}
+	for _, f := range fields {
+		vals = append(vals, gonvml.FieldValue{FieldId: f.ID, ScopeId: f.Scope})
+	}
+	if err := wrap("nvmlDeviceGetFieldValues", d.d.GetFieldValues(vals)); err != nil {
+		return err
+	}
+	for i := range vals {
+		out[i] = decodeField(&vals[i])
+	}
+	return nil
+}
+
+// decodeField reads a field value's union by its type (nvmlValueType_t).
+func decodeField(v *gonvml.FieldValue) FieldValue {
+	if err := wrap(fmt.Sprintf("nvmlDeviceGetFieldValues(field %d)", v.FieldId), gonvml.Return(v.NvmlReturn)); err != nil {
+		return FieldValue{Err: err}
+	}
+	raw := binary.LittleEndian.Uint64(v.Value[:])
+	switch gonvml.ValueType(v.ValueType) {
+	case gonvml.VALUE_TYPE_DOUBLE:
+		f := math.Float64frombits(raw)
+		u := uint64(0)
+		if f > 0 {
+			u = uint64(f)
+		}
+		return FieldValue{Uint: u, Float: f}
+	case gonvml.VALUE_TYPE_UNSIGNED_INT:
+		u := uint64(uint32(raw))
+		return FieldValue{Uint: u, Float: float64(u)}
+	case gonvml.VALUE_TYPE_UNSIGNED_SHORT:
+		u := uint64(uint16(raw))
+		return FieldValue{Uint: u, Float: float64(u)}
+	case gonvml.VALUE_TYPE_SIGNED_INT:
+		s := int64(int32(uint32(raw)))
+		return FieldValue{Uint: uint64(max(s, 0)), Float: float64(s)}
+	case gonvml.VALUE_TYPE_SIGNED_LONG_LONG:
+		s := int64(raw)
+		return FieldValue{Uint: uint64(max(s, 0)), Float: float64(s)}
+	default: // unsigned long, unsigned long long (64-bit on Linux)
+		return FieldValue{Uint: raw, Float: float64(raw)}
+	}
+}

@@ -1,0 +1,165 @@
+//go:build cgo
+
+package nvml
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+)
+
+// node is a mock DGX (NVIDIA's own go-nvml mocks) whose devices answer every question the source
+// asks with readings that depend on the GPU, so tests can check each lands in the right row.
+// The dgx* mocks answer identity and memory only; the rest is filled in here per device.
+type node struct {
+	srv  *server.Server
+	devs []*server.Device
+	// Per-GPU state tests change between ticks.
+	reasons []atomic.Uint64
+	sbe     []atomic.Uint64
+	dbe     []atomic.Uint64
+	xids    chan gonvml.EventData
+}
+
+func newNode(t testing.TB, srv *server.Server) *node {
+	t.Helper()
+	n := &node{srv: srv, xids: make(chan gonvml.EventData, 16)}
+	n.reasons = make([]atomic.Uint64, len(srv.Devices))
+	n.sbe = make([]atomic.Uint64, len(srv.Devices))
+	n.dbe = make([]atomic.Uint64, len(srv.Devices))
+	for i, d := range srv.Devices {
+		dev := d.(*server.Device)
+		n.devs = append(n.devs, dev)
+		dev.MemoryInfo.Used = uint64(1+i) << 30
+		dev.MemoryInfo.Free = dev.MemoryInfo.Total - dev.MemoryInfo.Used
+		dev.GetSerialFunc = func() (string, gonvml.Return) { return fmt.Sprintf("1654922%06d", i), gonvml.SUCCESS }
+		dev.GetPciInfoFunc = func() (gonvml.PciInfo, gonvml.Return) {
+			p := gonvml.PciInfo{PciDeviceId: dev.Config.PciDeviceId}
+			for j := 0; j < len(dev.PciBusID) && j < len(p.BusId)-1; j++ {
+				p.BusId[j] = int8(dev.PciBusID[j])
+			}
+			return p, gonvml.SUCCESS
+		}
+		dev.GetUtilizationRatesFunc = func() (gonvml.Utilization, gonvml.Return) {
+			return gonvml.Utilization{Gpu: uint32(50 + i), Memory: uint32(20 + i)}, gonvml.SUCCESS
+		}
+		dev.GetPowerUsageFunc = func() (uint32, gonvml.Return) { return uint32(300_000 + 1500*i), gonvml.SUCCESS }
+		dev.GetTemperatureFunc = func(gonvml.TemperatureSensors) (uint32, gonvml.Return) { return uint32(40 + i), gonvml.SUCCESS }
+		dev.GetClockInfoFunc = func(c gonvml.ClockType) (uint32, gonvml.Return) {
+			if c == gonvml.CLOCK_MEM {
+				return 2619, gonvml.SUCCESS
+			}
+			return 1980, gonvml.SUCCESS
+		}
+		dev.GetCurrentClocksEventReasonsFunc = func() (uint64, gonvml.Return) { return n.reasons[i].Load(), gonvml.SUCCESS }
+		dev.GetPcieThroughputFunc = func(c gonvml.PcieUtilCounter) (uint32, gonvml.Return) {
+			if c == gonvml.PCIE_UTIL_TX_BYTES {
+				return uint32(1000 + i), gonvml.SUCCESS
+			}
+			return uint32(2000 + i), gonvml.SUCCESS
+		}
+		// SXM boards have no fan, and the real driver says so.
+		dev.GetFanSpeedFunc = func() (uint32, gonvml.Return) { return 0, gonvml.ERROR_NOT_SUPPORTED }
+		dev.GetPerformanceStateFunc = func() (gonvml.Pstates, gonvml.Return) { return gonvml.PSTATE_0, gonvml.SUCCESS }
+		dev.GetEncoderUtilizationFunc = func() (uint32, uint32, gonvml.Return) { return uint32(i), 167_000, gonvml.SUCCESS }
+		dev.GetDecoderUtilizationFunc = func() (uint32, uint32, gonvml.Return) { return uint32(2 * i), 167_000, gonvml.SUCCESS }
+		dev.GetFieldValuesFunc = func(vals []gonvml.FieldValue) gonvml.Return {
+			for k := range vals {
+				v := &vals[k]
+				var u uint64
+				ret := gonvml.SUCCESS
+				switch v.FieldId {
+				case fiMemoryTemp:
+					u = uint64(50 + i)
+				case fiTotalEnergy:
+					u = 1_000_000 * uint64(1+i)
+				case fiPCIeReplayCounter:
+					u = uint64(i)
+				case fiECCSbeVolTotal:
+					u = n.sbe[i].Load()
+				case fiECCDbeVolTotal:
+					u = n.dbe[i].Load()
+				case fiECCSbeAggTotal:
+					u = 100 + n.sbe[i].Load()
+				case fiECCDbeAggTotal:
+					u = n.dbe[i].Load()
+				case fiRemappedCor:
+					u = uint64(i)
+				case fiRemappedUnc:
+					u = 1
+				case fiNVLinkThroughputDataT, fiNVLinkThroughputDataR:
+					if v.ScopeId != AllLinks {
+						ret = gonvml.ERROR_INVALID_ARGUMENT
+					}
+					u = 1 << 30
+				case fiNVLinkCRCFlitTotal, fiNVLinkReplayTotal, fiNVLinkRecoveryTotal:
+					u = 0
+				default: // Hopper remaps rows rather than retiring pages
+					ret = gonvml.ERROR_NOT_SUPPORTED
+				}
+				v.NvmlReturn = uint32(ret)
+				v.ValueType = uint32(gonvml.VALUE_TYPE_UNSIGNED_LONG_LONG)
+				binary.LittleEndian.PutUint64(v.Value[:], u)
+			}
+			return gonvml.SUCCESS
+		}
+		dev.RegisterEventsFunc = func(uint64, gonvml.EventSet) gonvml.Return { return gonvml.SUCCESS }
+	}
+	srv.EventSetCreateFunc = func() (gonvml.EventSet, gonvml.Return) {
+		return &mock.EventSet{
+			WaitFunc: func(uint32) (gonvml.EventData, gonvml.Return) {
+				select {
+				case e := <-n.xids:
+					return e, gonvml.SUCCESS
+				default:
+					return gonvml.EventData{}, gonvml.ERROR_TIMEOUT
+				}
+			},
+			FreeFunc: func() gonvml.Return { return gonvml.SUCCESS },
+		}, gonvml.SUCCESS
+	}
+	return n
+}
+
+// logRecorder is a slog.Handler that keeps every record, to count what was logged.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []map[string]string
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	m := map[string]string{"msg": r.Message, "level": r.Level.String()}
+	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
+	h.mu.Lock()
+	h.recs = append(h.recs, m)
+	h.mu.Unlock()
+	return nil
+}
+
+// count returns how many records have every key=value in kv.
+func (h *logRecorder) count(kv ...string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+outer:
+	for _, r := range h.recs {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if r[kv[i]] != kv[i+1] {
+				continue outer
+			}
+		}
+		n++
+	}
+	return n
+}

@@ -1,0 +1,127 @@
+// Package nvml is the agent's real GPU source: it reads this node's NVIDIA GPUs through NVML
+// (github.com/NVIDIA/go-nvml) and implements agent.Source.
+//
+// The source asks NVML only through the narrow Lib and Device interfaces below, one method per
+// question with its unit in the doc comment. FromNVML adapts go-nvml's nvml.Interface to them (the
+// real library, or NVIDIA's mocks in tests); it needs cgo, so a binary built with CGO_ENABLED=0
+// gets an Open that says so instead (open_nocgo.go) and the rest of the package still builds.
+//
+// A reading NVML answers with ERROR_NOT_SUPPORTED (or any other per-call error) is absent in the
+// batch, never zero, and is logged once per GPU and metric. A GPU that answers ERROR_GPU_IS_LOST
+// raises one EVENT_KIND_FELL_OFF_BUS event and is then left out of every later batch (see Sample).
+package nvml
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Lib is what the source asks NVML about the node.
+type Lib interface {
+	// DeviceCount is the number of GPUs NVML sees.
+	DeviceCount() (int, error)
+	// Device returns the GPU at NVML index i (0 ≤ i < DeviceCount).
+	Device(i int) (Device, error)
+	// DriverVersion is the kernel driver's version, e.g. "550.54.15".
+	DriverVersion() (string, error)
+	// CUDADriverVersion is the newest CUDA version the driver supports, e.g. "12.4".
+	CUDADriverVersion() (string, error)
+	// WatchXID subscribes to XID (critical error) events of devs, which must have come from
+	// Device. ErrNotSupported when no device can report them.
+	WatchXID(devs []Device) (XIDWatch, error)
+}
+
+// XIDWatch yields XID events as they happen.
+type XIDWatch interface {
+	// Poll returns the XID events pending now without waiting; dev is the event's position in
+	// the devs given to WatchXID, or -1 when NVML named a device not among them.
+	Poll(max int) ([]XID, error)
+	// Close releases the subscription.
+	Close() error
+}
+
+// XID is one XID event: the GPU (position in WatchXID's devs) and the XID number.
+type XID struct {
+	Dev  int
+	Code uint64
+}
+
+// Device is what the source asks NVML about one GPU. Every method returns an error wrapping
+// ErrNotSupported when the GPU cannot answer and ErrGPULost when it fell off the bus.
+type Device interface {
+	// UUID is the GPU's unique id, "GPU-…".
+	UUID() (string, error)
+	// Name is the product name, e.g. "NVIDIA H100 80GB HBM3".
+	Name() (string, error)
+	// Serial is the board serial number.
+	Serial() (string, error)
+	// PCIBusID is the PCI address, "DDDDDDDD:BB:DD.F".
+	PCIBusID() (string, error)
+
+	// Utilization is the percent of the last sample period a kernel ran (gpu) and device memory
+	// was read or written (mem).
+	Utilization() (gpu, mem uint32, err error)
+	// Memory is framebuffer memory in bytes.
+	Memory() (total, free, used uint64, err error)
+	// Power is the board's power draw in milliwatts.
+	Power() (uint32, error)
+	// Temperature is the GPU die temperature in °C.
+	Temperature() (uint32, error)
+	// SMClock and MemClock are the current clocks in MHz.
+	SMClock() (uint32, error)
+	MemClock() (uint32, error)
+	// ClockEventReasons is the NVML clock-event (throttle) reasons bitmask now active.
+	ClockEventReasons() (uint64, error)
+	// PCIeTx and PCIeRx are PCIe throughput over the last 20 ms in KiB/s.
+	PCIeTx() (uint32, error)
+	PCIeRx() (uint32, error)
+	// FanSpeed is the intended fan speed in percent of maximum (may exceed 100).
+	FanSpeed() (uint32, error)
+	// PerformanceState is the P-state, 0 (max) to 15 (min); 32 means unknown.
+	PerformanceState() (uint32, error)
+	// EncoderUtilization and DecoderUtilization are NVENC/NVDEC busy percent.
+	EncoderUtilization() (uint32, error)
+	DecoderUtilization() (uint32, error)
+	// FieldValues reads several NVML field values (NVML_FI_*) in one call: out[i] answers
+	// fields[i]. The returned error is for the call as a whole; each out[i].Err for its field.
+	FieldValues(fields []Field, out []FieldValue) error
+}
+
+// Field names an NVML field value: its NVML_FI_* id and scope (NVLink id; AllLinks sums them).
+type Field struct {
+	ID, Scope uint32
+}
+
+// AllLinks is the scope that sums an NVLink field over every link.
+const AllLinks = ^uint32(0)
+
+// FieldValue is one field's reading: Uint for integer fields, Float for every field (integers
+// converted), or Err.
+type FieldValue struct {
+	Uint  uint64
+	Float float64
+	Err   error
+}
+
+// Sentinels an NVML error wraps, so callers can decide without knowing NVML return codes.
+var (
+	// ErrNotSupported: the GPU or driver cannot report this; the reading is absent.
+	ErrNotSupported = errors.New("not supported")
+	// ErrGPULost: the GPU fell off the bus (NVML_ERROR_GPU_IS_LOST); it needs a reset or reboot.
+	ErrGPULost = errors.New("GPU is lost")
+	// ErrLibraryNotFound: libnvidia-ml.so.1 could not be loaded.
+	ErrLibraryNotFound = errors.New("NVML library not found")
+)
+
+// Error is a failed NVML call: what was asked and NVML's return code and name.
+type Error struct {
+	Op   string // the NVML function, e.g. "nvmlDeviceGetPowerUsage"
+	Code int    // nvmlReturn_t
+	Name string // e.g. "ERROR_NOT_SUPPORTED"
+	Kind error  // ErrNotSupported, ErrGPULost, ErrLibraryNotFound or nil
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Op, e.Name) }
+
+// Unwrap lets errors.Is match Kind.
+func (e *Error) Unwrap() error { return e.Kind }

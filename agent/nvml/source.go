@@ -1,0 +1,414 @@
+package nvml
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// Options configures a Source. The zero value works.
+type Options struct {
+	// Cluster labels every batch; default "default".
+	Cluster string
+	// Node names this host in batches and is the Kafka key; default os.Hostname().
+	Node string
+	// Logger receives one line per (GPU, metric) that cannot be read and one per lost GPU;
+	// default discards.
+	Logger *slog.Logger
+	// Registerer receives the source's self-metrics when set.
+	Registerer prometheus.Registerer
+}
+
+// Source reads this node's GPUs through NVML; it implements agent.Source. It is not safe for
+// concurrent use: the agent samples it from one goroutine.
+type Source struct {
+	cluster, node string
+	driver, cuda  string
+	log           *slog.Logger
+	devs          []Device
+	gpus          []*wirepb.GPU
+	state         []gpuState
+	lostAtStart   []lostGPU
+	xid           XIDWatch
+	byPos         []int // registry position -> reading, or -1 when NVML has none for it
+
+	rd       []gpuReading // scratch: this tick's readings, one per row appended
+	fieldBuf [len(fields)]FieldValue
+	present  []bool // scratch
+
+	errs    *prometheus.CounterVec
+	seconds prometheus.Histogram
+}
+
+// gpuState is what the source remembers about one GPU between ticks.
+type gpuState struct {
+	lost        bool
+	logged      [nReadings]bool // the reading's failure was logged (once per GPU and metric)
+	haveReasons bool
+	reasons     uint64
+	haveECC     bool
+	sbe, dbe    uint64
+}
+
+type lostGPU struct {
+	index int
+	err   error
+}
+
+// New enumerates the GPUs lib sees and reads their identities. A GPU that cannot be opened is
+// logged and left out (a lost one also raises a fell-off-bus event on the first Sample), so one
+// dead board does not blind the agent to the rest of the node.
+func New(lib Lib, opts Options) (*Source, error) {
+	s := &Source{cluster: opts.Cluster, node: opts.Node, log: opts.Logger}
+	if s.cluster == "" {
+		s.cluster = "default"
+	}
+	if s.node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("nvml source: node name: %w (set the node explicitly)", err)
+		}
+		s.node = h
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	n, err := lib.DeviceCount()
+	if err != nil {
+		return nil, fmt.Errorf("nvml source: count GPUs: %w", err)
+	}
+	// Labels are best effort: a driver too old to answer one must not stop sampling.
+	if s.driver, err = lib.DriverVersion(); err != nil {
+		s.log.Warn("cannot read the driver version", slog.Any("err", err))
+	}
+	if s.cuda, err = lib.CUDADriverVersion(); err != nil {
+		s.log.Warn("cannot read the CUDA driver version", slog.Any("err", err))
+	}
+	for i := 0; i < n; i++ {
+		d, err := lib.Device(i)
+		var uuid string
+		if err == nil {
+			uuid, err = d.UUID()
+		}
+		if err != nil {
+			s.log.Error("cannot open GPU; it is left out", slog.Int("gpu", i), slog.Any("err", err))
+			if errors.Is(err, ErrGPULost) {
+				s.lostAtStart = append(s.lostAtStart, lostGPU{i, err})
+			}
+			continue
+		}
+		g := &wirepb.GPU{Index: uint32(i), Uuid: uuid}
+		g.Model = s.label(i, "name", d.Name)
+		g.Serial = s.label(i, "serial", d.Serial)
+		g.PciBusId = s.label(i, "pci bus id", d.PCIBusID)
+		s.devs = append(s.devs, d)
+		s.gpus = append(s.gpus, g)
+	}
+	s.state = make([]gpuState, len(s.devs))
+	if len(s.devs) > 0 {
+		if w, err := lib.WatchXID(s.devs); err != nil {
+			s.log.Info("XID events unavailable; XIDs are not reported", slog.Any("err", err))
+		} else {
+			s.xid = w
+		}
+	}
+	all := gpumetric.All()
+	s.byPos = make([]int, len(all))
+	for i, m := range all {
+		s.byPos[i] = -1
+		for r := range nReadings {
+			if readings[r].column == m.Column {
+				s.byPos[i] = int(r)
+			}
+		}
+		if s.byPos[i] >= 0 && readings[s.byPos[i]].counter != (m.Kind == gpumetric.Counter) {
+			return nil, fmt.Errorf("nvml source: metric %s is a %v in the registry but read as the other kind", m.Column, m.Kind)
+		}
+	}
+	s.errs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_nvml_errors_total",
+		Help: "NVML readings that failed other than as not supported, by metric."}, []string{"metric"})
+	s.seconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_nvml_sample_seconds",
+		Help: "Time to read every GPU once.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)})
+	if r := opts.Registerer; r != nil {
+		if err := r.Register(s.errs); err != nil {
+			return nil, fmt.Errorf("nvml source: register metrics: %w", err)
+		}
+		if err := r.Register(s.seconds); err != nil {
+			return nil, fmt.Errorf("nvml source: register metrics: %w", err)
+		}
+		if err := r.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_nvml_gpus_lost",
+			Help: "GPUs that fell off the bus since the agent started."}, s.lostCount)); err != nil {
+			return nil, fmt.Errorf("nvml source: register metrics: %w", err)
+		}
+	}
+	s.log.Info("NVML source ready", slog.Int("gpus", len(s.gpus)), slog.String("driver", s.driver), slog.String("cuda", s.cuda))
+	return s, nil
+}
+
+func (s *Source) label(i int, what string, read func() (string, error)) string {
+	v, err := read()
+	if err != nil && !errors.Is(err, ErrNotSupported) {
+		s.log.Warn("cannot read GPU "+what, slog.Int("gpu", i), slog.Any("err", err))
+	}
+	return v
+}
+
+func (s *Source) lostCount() float64 {
+	n := len(s.lostAtStart)
+	for i := range s.state {
+		if s.state[i].lost {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+// GPUs returns the identities of the GPUs the source reads, in batch order.
+func (s *Source) GPUs() []*wirepb.GPU { return s.gpus }
+
+// Identity implements agent.Source.
+func (s *Source) Identity() (cluster, node string) { return s.cluster, s.node }
+
+// Close releases the XID subscription. NVML itself is shut down by whoever opened it.
+func (s *Source) Close() error {
+	if s.xid == nil {
+		return nil
+	}
+	err := s.xid.Close()
+	s.xid = nil
+	return err
+}
+
+// maxXIDs bounds the events drained per tick, so a GPU storming XIDs cannot stall sampling.
+const maxXIDs = 256
+
+// Sample implements agent.Source: it appends one reading of every GPU at t to b, as agent/sim
+// does (b.Gpus, then per row b.TimeUnixMs and b.Gpu, one column per gpumetric.All() metric with a
+// presence bitmap), and the events the reading raised to ev.
+//
+// A GPU that answers ERROR_GPU_IS_LOST raises one EVENT_KIND_FELL_OFF_BUS and its rows are dropped
+// from then on (it keeps its place in b.Gpus so row references stay stable): a fleet view then
+// sees it stop reporting, which is the truth, rather than rows of NULLs that look alive. NVML is
+// not asked about it again; the board needs a reset or a reboot, after which the agent restarts.
+func (s *Source) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []*wirepb.Event {
+	start := time.Now()
+	if len(b.Gpus) == 0 {
+		b.Gpus = s.gpus
+	}
+	if b.DriverVersion == "" {
+		b.DriverVersion = s.driver
+	}
+	if b.CudaVersion == "" {
+		b.CudaVersion = s.cuda
+	}
+	if len(b.Metrics) == 0 {
+		for _, m := range gpumetric.All() {
+			b.Metrics = append(b.Metrics, &wirepb.MetricColumn{Metric: uint32(m.ID)})
+		}
+	}
+	ms := t.UnixMilli()
+	for _, l := range s.lostAtStart {
+		ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: uint32(l.index), Kind: wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS,
+			Code: lostCode(l.err), Message: fmt.Sprintf("GPU %d fell off the bus before the agent started (%v)", l.index, l.err)})
+	}
+	s.lostAtStart = s.lostAtStart[:0:0]
+
+	oldRows := len(b.TimeUnixMs)
+	s.rd = s.rd[:0]
+	for g, d := range s.devs {
+		st := &s.state[g]
+		if st.lost {
+			continue
+		}
+		s.rd = append(s.rd, gpuReading{})
+		r := &s.rd[len(s.rd)-1]
+		r.read(d, s.fieldBuf[:])
+		if err := r.lostErr(); err != nil {
+			st.lost = true
+			s.rd = s.rd[:len(s.rd)-1]
+			s.log.Error("GPU fell off the bus; it is no longer sampled", slog.Int("gpu", int(s.gpus[g].Index)),
+				slog.String("uuid", s.gpus[g].Uuid), slog.Any("err", err))
+			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: s.gpus[g].Index, GpuUuid: s.gpus[g].Uuid,
+				Kind: wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS, Code: lostCode(err),
+				Message: fmt.Sprintf("GPU fell off the bus (%v); no longer sampled", err)})
+			continue
+		}
+		s.noteErrors(g, r)
+		ev = s.events(ms, g, r, ev)
+		b.TimeUnixMs = append(b.TimeUnixMs, ms)
+		b.Gpu = append(b.Gpu, uint32(g))
+	}
+	ev = s.pollXID(ms, ev)
+	s.fill(b, oldRows)
+	s.seconds.Observe(time.Since(start).Seconds())
+	return ev
+}
+
+// lostCode is the event's code for a lost GPU: NVML's return code (ERROR_GPU_IS_LOST = 15).
+func lostCode(err error) uint64 {
+	var e *Error
+	if errors.As(err, &e) && e.Code > 0 {
+		return uint64(e.Code)
+	}
+	return 0
+}
+
+// fill appends this tick's readings (s.rd, rows oldRows… of b) to every metric column.
+func (s *Source) fill(b *wirepb.SampleBatch, oldRows int) {
+	rows := len(b.TimeUnixMs)
+	for _, c := range b.Metrics {
+		pos := gpumetric.Index(gpumetric.ID(c.Metric))
+		rd := -1
+		counter := false
+		if pos >= 0 {
+			rd = s.byPos[pos]
+			counter = gpumetric.All()[pos].Kind == gpumetric.Counter
+		}
+		s.present = s.present[:0]
+		allPresent := true
+		for i := range s.rd {
+			ok := rd >= 0 && s.rd[i].ok[rd]
+			var u uint64
+			var f float64
+			if ok {
+				u, f = s.rd[i].u[rd], s.rd[i].f[rd]
+			}
+			if counter {
+				c.Counts = append(c.Counts, u)
+			} else {
+				c.Values = append(c.Values, f)
+			}
+			s.present = append(s.present, ok)
+			allPresent = allPresent && ok
+		}
+		if allPresent && c.Present == nil {
+			continue // every row so far present: the compact (empty) bitmap stays right
+		}
+		prev := c.Present
+		c.Present = wire.SetPresent(rows, func(i int) bool {
+			if i < oldRows {
+				return prev == nil || prev[i>>3]&(1<<(i&7)) != 0
+			}
+			return s.present[i-oldRows]
+		})
+	}
+}
+
+// noteErrors logs each failed reading once per GPU and metric and counts the real errors.
+func (s *Source) noteErrors(g int, r *gpuReading) {
+	st := &s.state[g]
+	for k := range nReadings {
+		err := r.err[k]
+		if err == nil {
+			continue
+		}
+		unsupported := errors.Is(err, ErrNotSupported)
+		if !unsupported {
+			s.errs.WithLabelValues(readings[k].column).Inc()
+		}
+		if st.logged[k] {
+			continue
+		}
+		st.logged[k] = true
+		msg, lvl := "GPU metric unavailable; reported as absent", slog.LevelWarn
+		if unsupported {
+			msg, lvl = "GPU does not support metric; reported as absent", slog.LevelInfo
+		}
+		s.log.LogAttrs(context.Background(), lvl, msg, slog.Int("gpu", int(s.gpus[g].Index)),
+			slog.String("metric", readings[k].column), slog.Any("err", err))
+	}
+}
+
+// NVML clock-event reason bits that mean power or thermal throttling (nvml.h
+// nvmlClocksEventReason*): a change in them raises EVENT_KIND_THROTTLE. Idle, application clocks
+// and sync boost come and go with load and are not worth an event.
+const (
+	reasonSwPowerCap    = 0x04
+	reasonHwSlowdown    = 0x08
+	reasonSwThermal     = 0x20
+	reasonHwThermal     = 0x40
+	reasonHwPowerBrake  = 0x80
+	throttleReasonsMask = reasonSwPowerCap | reasonHwSlowdown | reasonSwThermal | reasonHwThermal | reasonHwPowerBrake
+)
+
+var reasonNames = []struct {
+	bit  uint64
+	name string
+}{{reasonSwPowerCap, "sw_power_cap"}, {reasonHwSlowdown, "hw_slowdown"}, {reasonSwThermal, "sw_thermal"},
+	{reasonHwThermal, "hw_thermal"}, {reasonHwPowerBrake, "hw_power_brake"}}
+
+// events compares this tick's throttle bits and volatile ECC totals with the last tick's.
+func (s *Source) events(ms int64, g int, r *gpuReading, ev []*wirepb.Event) []*wirepb.Event {
+	st := &s.state[g]
+	gpu := s.gpus[g]
+	if r.ok[rThrottle] {
+		now := r.u[rThrottle] & throttleReasonsMask
+		// The first reading raises an event only when the GPU is already throttled: that is news.
+		if (st.haveReasons && now != st.reasons&throttleReasonsMask) || (!st.haveReasons && now != 0) {
+			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid,
+				Kind: wirepb.EventKind_EVENT_KIND_THROTTLE, Code: r.u[rThrottle], Message: throttleMessage(now)})
+		}
+		st.haveReasons, st.reasons = true, r.u[rThrottle]
+	}
+	if r.ok[rECCSbeVol] && r.ok[rECCDbeVol] {
+		sbe, dbe := r.u[rECCSbeVol], r.u[rECCDbeVol]
+		// A total that went down is a driver reload resetting volatile counters: a new baseline.
+		if st.haveECC && sbe > st.sbe {
+			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid,
+				Kind: wirepb.EventKind_EVENT_KIND_ECC_SINGLE_BIT, Code: sbe - st.sbe,
+				Message: fmt.Sprintf("%d new corrected ECC errors (volatile total %d)", sbe-st.sbe, sbe)})
+		}
+		if st.haveECC && dbe > st.dbe {
+			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid,
+				Kind: wirepb.EventKind_EVENT_KIND_ECC_DOUBLE_BIT, Code: dbe - st.dbe,
+				Message: fmt.Sprintf("%d new uncorrected ECC errors (volatile total %d)", dbe-st.dbe, dbe)})
+		}
+		st.haveECC, st.sbe, st.dbe = true, sbe, dbe
+	}
+	return ev
+}
+
+func throttleMessage(bits uint64) string {
+	if bits == 0 {
+		return "clock-event reasons changed: no power or thermal throttling"
+	}
+	var names []string
+	for _, r := range reasonNames {
+		if bits&r.bit != 0 {
+			names = append(names, r.name)
+		}
+	}
+	return "clock-event reasons changed: " + strings.Join(names, ", ")
+}
+
+// pollXID drains the XID events NVML queued since the last tick.
+func (s *Source) pollXID(ms int64, ev []*wirepb.Event) []*wirepb.Event {
+	if s.xid == nil {
+		return ev
+	}
+	xs, err := s.xid.Poll(maxXIDs)
+	if err != nil {
+		// A lost GPU can fail the wait too; the fell-off-bus event already says so.
+		s.log.Warn("cannot read XID events", slog.Any("err", err))
+		s.errs.WithLabelValues("xid").Inc()
+	}
+	for _, x := range xs {
+		e := &wirepb.Event{TimeUnixMs: ms, Kind: wirepb.EventKind_EVENT_KIND_XID, Code: x.Code,
+			Message: fmt.Sprintf("Xid %d", x.Code)}
+		if x.Dev >= 0 && x.Dev < len(s.gpus) {
+			e.GpuIndex, e.GpuUuid = s.gpus[x.Dev].Index, s.gpus[x.Dev].Uuid
+		}
+		ev = append(ev, e)
+	}
+	return ev
+}

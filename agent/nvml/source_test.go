@@ -1,0 +1,538 @@
+//go:build cgo
+
+package nvml
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"testing"
+	"time"
+
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh200"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+var _ agent.Source = (*Source)(nil)
+
+var t0 = time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)
+
+func newSource(t testing.TB, n *node, log *slog.Logger) *Source {
+	t.Helper()
+	s, err := New(FromNVML(n.srv), Options{Cluster: "c1", Node: "host-1", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// tick samples s once into a fresh batch, as the agent does each interval, and checks that the
+// batch encodes and decodes.
+func tick(t testing.TB, s *Source, at time.Time) (*wirepb.SampleBatch, []*wirepb.Event, *wire.Samples) {
+	t.Helper()
+	cluster, node := s.Identity()
+	b := &wirepb.SampleBatch{AgentId: node, Seq: 1, Cluster: cluster, Node: node}
+	ev := s.Sample(at, b, nil)
+	return b, ev, roundTrip(t, b)
+}
+
+func roundTrip(t testing.TB, b *wirepb.SampleBatch) *wire.Samples {
+	t.Helper()
+	data, err := wire.EncodeSamples(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d wire.SampleDecoder
+	got, err := d.Decode(data)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return got
+}
+
+func column(t testing.TB, s *wire.Samples, id gpumetric.ID) *wire.Metric {
+	t.Helper()
+	for i := range s.Metrics {
+		if gpumetric.ID(s.Metrics[i].ID) == id {
+			return &s.Metrics[i]
+		}
+	}
+	t.Fatalf("no column for metric %d", id)
+	return nil
+}
+
+func TestSampleMockDGX(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		srv  *server.Server
+	}{
+		{"dgxh100", dgxh100.New()},
+		{"dgxa100", dgxa100.New()},
+		{"dgxh200", dgxh200.New()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, tc.srv)
+			s := newSource(t, n, nil)
+			b, ev, got := tick(t, s, t0)
+			if len(ev) != 0 {
+				t.Errorf("events on a healthy node: %v", ev)
+			}
+			if got.Cluster != "c1" || got.Node != "host-1" || got.DriverVersion != "550.54.15" || got.CudaVersion != "12.4" {
+				t.Errorf("batch labels: cluster %q node %q driver %q cuda %q", got.Cluster, got.Node, got.DriverVersion, got.CudaVersion)
+			}
+			if len(got.GPUs) != 8 || len(got.TimeUnixMs) != 8 {
+				t.Fatalf("%d gpus, %d rows, want 8 and 8", len(got.GPUs), len(got.TimeUnixMs))
+			}
+			for i, g := range got.GPUs {
+				d := n.devs[i]
+				want := wire.GPU{Index: uint32(i), UUID: d.UUID, Model: d.Config.Name, Serial: fmt.Sprintf("1654922%06d", i), PCIBusID: d.PciBusID}
+				if g != want {
+					t.Errorf("gpu %d: %+v, want %+v", i, g, want)
+				}
+			}
+			for r, ms := range got.TimeUnixMs {
+				if ms != t0.UnixMilli() || got.GPU[r] != uint32(r) {
+					t.Errorf("row %d: time %d gpu %d", r, ms, got.GPU[r])
+				}
+			}
+			if len(b.Metrics) != len(gpumetric.All()) {
+				t.Fatalf("%d columns, want one per registry metric (%d)", len(b.Metrics), len(gpumetric.All()))
+			}
+			for _, m := range gpumetric.All() {
+				c := column(t, got, m.ID)
+				if n := len(c.Values) + len(c.Counts); n != 8 || (m.Kind == gpumetric.Gauge) != (len(c.Values) == 8) {
+					t.Errorf("%s: %d values, %d counts for 8 rows", m.Column, len(c.Values), len(c.Counts))
+				}
+				for r := 0; r < 8; r++ {
+					// Fans are absent on SXM boards; everything else the mock answers.
+					if want := m.ID != gpumetric.FanSpeed; c.Has(r) != want {
+						t.Errorf("%s row %d: present %v, want %v", m.Column, r, c.Has(r), want)
+					}
+				}
+			}
+			for r := 0; r < 8; r++ {
+				for _, w := range []struct {
+					id   gpumetric.ID
+					want float64
+				}{
+					{gpumetric.GPUUtil, float64(50 + r)}, {gpumetric.MemUtil, float64(20 + r)},
+					{gpumetric.Power, 300 + 1.5*float64(r)}, {gpumetric.TempGPU, float64(40 + r)},
+					{gpumetric.TempMem, float64(50 + r)}, {gpumetric.ClockSM, 1980}, {gpumetric.ClockMem, 2619},
+					{gpumetric.PCIeTx, float64(1000 + r)}, {gpumetric.PCIeRx, float64(2000 + r)},
+					{gpumetric.FBUsed, float64(1024 * (1 + r))}, {gpumetric.PState, 0},
+					{gpumetric.FBTotal, float64(n.devs[r].MemoryInfo.Total >> 20)},
+				} {
+					if got := column(t, got, w.id).Values[r]; math.Abs(got-w.want) > 1e-9 {
+						t.Errorf("row %d metric %d = %v, want %v", r, w.id, got, w.want)
+					}
+				}
+				for _, w := range []struct {
+					id   gpumetric.ID
+					want uint64
+				}{
+					{gpumetric.Energy, 1_000_000 * uint64(1+r)}, {gpumetric.PCIeReplays, uint64(r)},
+					{gpumetric.ECCSingleAggregate, 100}, {gpumetric.RetiredPages, uint64(r) + 1},
+				} {
+					if got := column(t, got, w.id).Counts[r]; got != w.want {
+						t.Errorf("row %d metric %d = %d, want %d", r, w.id, got, w.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Readings the registry does not carry yet (see the report on issue #3) are still read.
+func TestReadingsBeyondTheCoreSet(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	var r gpuReading
+	var buf [len(fields)]FieldValue
+	r.read(FromNVML(n.srv).(adapter).mustDevice(t, 3), buf[:])
+	for _, w := range []struct {
+		k    reading
+		want float64
+	}{{rEncUtil, 3}, {rDecUtil, 6}, {rNVLinkTx, 1 << 30}, {rNVLinkRx, 1 << 30}, {rRemapCor, 3}, {rRemapUnc, 1}, {rNVLinkCRC, 0}} {
+		if !r.ok[w.k] || r.f[w.k] != w.want {
+			t.Errorf("%s: ok %v value %v, want %v (err %v)", readings[w.k].column, r.ok[w.k], r.f[w.k], w.want, r.err[w.k])
+		}
+	}
+}
+
+func (a adapter) mustDevice(t *testing.T, i int) Device {
+	d, err := a.Device(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Every registry metric is read from NVML: a metric added to the registry needs a reading here.
+func TestEveryRegistryMetricHasAReading(t *testing.T) {
+	s := newSource(t, newNode(t, dgxh100.New()), nil)
+	for i, m := range gpumetric.All() {
+		if s.byPos[i] < 0 {
+			t.Errorf("%s: the NVML source has no reading for it", m.Column)
+		}
+	}
+}
+
+// A GPU that cannot answer a question leaves that reading absent (never zero) on its rows only,
+// and says so once, not every tick.
+func TestUnsupportedIsAbsentAndLoggedOnce(t *testing.T) {
+	cases := []struct {
+		name   string
+		gpu    int
+		metric gpumetric.ID
+		break_ func(d *server.Device)
+		level  string
+		counts bool // counted as an NVML error (not merely unsupported)
+	}{
+		{"power not supported", 3, gpumetric.Power, func(d *server.Device) {
+			d.GetPowerUsageFunc = func() (uint32, gonvml.Return) { return 0, gonvml.ERROR_NOT_SUPPORTED }
+		}, "INFO", false},
+		{"memory temperature field not supported", 5, gpumetric.TempMem, func(d *server.Device) {
+			inner := d.GetFieldValuesFunc
+			d.GetFieldValuesFunc = func(v []gonvml.FieldValue) gonvml.Return {
+				ret := inner(v)
+				for k := range v {
+					if v[k].FieldId == fiMemoryTemp {
+						v[k].NvmlReturn = uint32(gonvml.ERROR_NOT_SUPPORTED)
+					}
+				}
+				return ret
+			}
+		}, "INFO", false},
+		{"sm clock fails", 0, gpumetric.ClockSM, func(d *server.Device) {
+			d.GetClockInfoFunc = func(gonvml.ClockType) (uint32, gonvml.Return) { return 0, gonvml.ERROR_UNKNOWN }
+		}, "WARN", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, dgxh100.New())
+			tc.break_(n.devs[tc.gpu])
+			rec := &logRecorder{}
+			reg := prometheus.NewRegistry()
+			s, err := New(FromNVML(n.srv), Options{Node: "h", Logger: slog.New(rec), Registerer: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const ticks = 20
+			// Many ticks into one batch, as an agent batching several instants would.
+			b := &wirepb.SampleBatch{AgentId: "h"}
+			for k := 0; k < ticks; k++ {
+				s.Sample(t0.Add(time.Duration(k)*time.Second), b, nil)
+			}
+			got := roundTrip(t, b)
+			if len(got.TimeUnixMs) != 8*ticks {
+				t.Fatalf("%d rows, want %d", len(got.TimeUnixMs), 8*ticks)
+			}
+			c := column(t, got, tc.metric)
+			for r := range got.TimeUnixMs {
+				if want := got.GPU[r] != uint32(tc.gpu); c.Has(r) != want {
+					t.Fatalf("row %d (gpu %d): present %v, want %v", r, got.GPU[r], c.Has(r), want)
+				}
+			}
+			col := gpumetric.All()[gpumetric.Index(tc.metric)].Column
+			if n := rec.count("metric", col); n != 1 {
+				t.Errorf("%s logged %d times over %d ticks, want once", col, n, ticks)
+			}
+			if n := rec.count("metric", col, "gpu", fmt.Sprint(tc.gpu), "level", tc.level); n != 1 {
+				t.Errorf("the line for %s names gpu %d at %s %d times, want once", col, tc.gpu, tc.level, n)
+			}
+			if n := rec.count("metric", "fan_pct"); n != 8 {
+				t.Errorf("fan_pct logged %d times, want once per GPU (8)", n)
+			}
+			wantErrs := 0.0
+			if tc.counts {
+				wantErrs = ticks
+			}
+			if got := counterValue(t, reg, "gpufleet_nvml_errors_total", col); got != wantErrs {
+				t.Errorf("gpufleet_nvml_errors_total{metric=%q} = %v, want %v", col, got, wantErrs)
+			}
+		})
+	}
+}
+
+// counterValue reads a counter with label metric=label from reg (0 when absent).
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "metric" && l.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// A metric that becomes unsupported part way through a batch keeps the earlier rows present.
+func TestPresenceAcrossSamplesOfOneBatch(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	s := newSource(t, n, nil)
+	b := &wirepb.SampleBatch{AgentId: "h"}
+	s.Sample(t0, b, nil)
+	s.Sample(t0.Add(time.Second), b, nil)
+	n.devs[1].GetPowerUsageFunc = func() (uint32, gonvml.Return) { return 0, gonvml.ERROR_NOT_SUPPORTED }
+	s.Sample(t0.Add(2*time.Second), b, nil)
+	got := roundTrip(t, b)
+	c := column(t, got, gpumetric.Power)
+	for r := range got.TimeUnixMs {
+		if want := !(r >= 16 && got.GPU[r] == 1); c.Has(r) != want {
+			t.Errorf("row %d: present %v, want %v", r, c.Has(r), want)
+		}
+	}
+}
+
+func TestGPULost(t *testing.T) {
+	cases := []struct {
+		name      string
+		lostAfter int // ticks before GPU 5 falls off the bus
+		atStart   bool
+	}{
+		{"mid-run", 3, false},
+		{"first tick", 0, false},
+		{"before the agent started", 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, dgxh100.New())
+			const lostGPU = 5
+			uuid := n.devs[lostGPU].UUID
+			var lost bool
+			gone := func() (uint32, gonvml.Return) {
+				if lost {
+					return 0, gonvml.ERROR_GPU_IS_LOST
+				}
+				return 300_000, gonvml.SUCCESS
+			}
+			d := n.devs[lostGPU]
+			d.GetPowerUsageFunc = gone
+			d.GetUtilizationRatesFunc = func() (gonvml.Utilization, gonvml.Return) {
+				if _, ret := gone(); ret != gonvml.SUCCESS {
+					return gonvml.Utilization{}, ret
+				}
+				return gonvml.Utilization{Gpu: 1}, gonvml.SUCCESS
+			}
+			if tc.atStart {
+				inner := n.srv.DeviceGetHandleByIndexFunc
+				n.srv.DeviceGetHandleByIndexFunc = func(i int) (gonvml.Device, gonvml.Return) {
+					if i == lostGPU {
+						return nil, gonvml.ERROR_GPU_IS_LOST
+					}
+					return inner(i)
+				}
+			}
+			rec := &logRecorder{}
+			s := newSource(t, n, slog.New(rec))
+			var fell []*wirepb.Event
+			for k := 0; k < 8; k++ {
+				lost = k >= tc.lostAfter
+				_, ev, got := tick(t, s, t0.Add(time.Duration(k)*time.Second))
+				for _, e := range ev {
+					if e.Kind == wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS {
+						fell = append(fell, e)
+					}
+				}
+				wantRows := 8
+				if k >= tc.lostAfter {
+					wantRows = 7
+				}
+				if len(got.TimeUnixMs) != wantRows {
+					t.Fatalf("tick %d: %d rows, want %d", k, len(got.TimeUnixMs), wantRows)
+				}
+				for r, g := range got.GPU {
+					if k >= tc.lostAfter && got.GPUs[g].UUID == uuid {
+						t.Fatalf("tick %d row %d: the lost GPU still has a row", k, r)
+					}
+				}
+				if c := column(t, got, gpumetric.GPUUtil); len(c.Present) != 0 {
+					t.Fatalf("tick %d: the other GPUs' readings are not all present", k)
+				}
+			}
+			if len(fell) != 1 {
+				t.Fatalf("%d fell-off-bus events, want 1: %v", len(fell), fell)
+			}
+			e := fell[0]
+			wantUUID := uuid
+			if tc.atStart {
+				wantUUID = "" // NVML could not open it, so its UUID is unknown
+			}
+			if e.GpuIndex != lostGPU || e.GpuUuid != wantUUID || e.Code != uint64(gonvml.ERROR_GPU_IS_LOST) ||
+				e.TimeUnixMs != t0.Add(time.Duration(tc.lostAfter)*time.Second).UnixMilli() || e.Message == "" {
+				t.Errorf("event %v", e)
+			}
+			if err := wireEvents(e); err != nil {
+				t.Error(err)
+			}
+			if rec.count("gpu", fmt.Sprint(lostGPU), "level", "ERROR") != 1 {
+				t.Errorf("lost GPU not logged exactly once: %v", rec.recs)
+			}
+		})
+	}
+}
+
+func wireEvents(ev ...*wirepb.Event) error {
+	data, err := wire.EncodeEvents(&wirepb.EventBatch{AgentId: "h", Events: ev})
+	if err != nil {
+		return err
+	}
+	return wire.DecodeEvents(data, &wirepb.EventBatch{})
+}
+
+func TestThrottleAndECCEvents(t *testing.T) {
+	type step struct {
+		reasons  uint64
+		sbe, dbe uint64
+		want     []wirepb.EventKind
+		code     uint64
+	}
+	steps := []step{
+		{reasons: 0x1}, // idle: no event
+		{reasons: 0x1 | reasonSwThermal, want: []wirepb.EventKind{wirepb.EventKind_EVENT_KIND_THROTTLE}, code: 0x21},
+		{reasons: reasonSwThermal}, // only the idle bit changed: no event
+		{reasons: reasonSwThermal, sbe: 3, // three corrected errors
+			want: []wirepb.EventKind{wirepb.EventKind_EVENT_KIND_ECC_SINGLE_BIT}, code: 3},
+		{reasons: 0, sbe: 3, dbe: 1, want: []wirepb.EventKind{wirepb.EventKind_EVENT_KIND_THROTTLE, wirepb.EventKind_EVENT_KIND_ECC_DOUBLE_BIT}},
+		{reasons: 0, sbe: 0, dbe: 0}, // driver reload reset the volatile counters: new baseline, no event
+		{reasons: 0, sbe: 1, want: []wirepb.EventKind{wirepb.EventKind_EVENT_KIND_ECC_SINGLE_BIT}, code: 1},
+	}
+	n := newNode(t, dgxh100.New())
+	s := newSource(t, n, nil)
+	const g = 2
+	for k, st := range steps {
+		n.reasons[g].Store(st.reasons)
+		n.sbe[g].Store(st.sbe)
+		n.dbe[g].Store(st.dbe)
+		_, ev, _ := tick(t, s, t0.Add(time.Duration(k)*time.Second))
+		var kinds []wirepb.EventKind
+		for _, e := range ev {
+			kinds = append(kinds, e.Kind)
+			if e.GpuIndex != g || e.GpuUuid != n.devs[g].UUID {
+				t.Errorf("step %d: event for gpu %d %s", k, e.GpuIndex, e.GpuUuid)
+			}
+		}
+		if fmt.Sprint(kinds) != fmt.Sprint(st.want) {
+			t.Fatalf("step %d: events %v, want %v", k, ev, st.want)
+		}
+		if len(ev) == 1 && st.code != 0 && ev[0].Code != st.code {
+			t.Errorf("step %d: code %d, want %d", k, ev[0].Code, st.code)
+		}
+		if err := wireEvents(ev...); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// A GPU already throttled when the agent starts is news: one event on the first tick.
+func TestThrottledAtStart(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	n.reasons[0].Store(reasonHwPowerBrake)
+	s := newSource(t, n, nil)
+	_, ev, _ := tick(t, s, t0)
+	if len(ev) != 1 || ev[0].Kind != wirepb.EventKind_EVENT_KIND_THROTTLE || ev[0].Message != "clock-event reasons changed: hw_power_brake" {
+		t.Fatalf("events %v", ev)
+	}
+	if _, ev, _ = tick(t, s, t0.Add(time.Second)); len(ev) != 0 {
+		t.Fatalf("second tick events %v", ev)
+	}
+}
+
+func TestXIDEvents(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	s := newSource(t, n, nil)
+	n.xids <- gonvml.EventData{Device: n.devs[4], EventType: gonvml.EventTypeXidCriticalError, EventData: 79}
+	n.xids <- gonvml.EventData{Device: n.devs[6], EventType: gonvml.EventTypeXidCriticalError, EventData: 48}
+	_, ev, _ := tick(t, s, t0)
+	if len(ev) != 2 {
+		t.Fatalf("events %v, want 2 XIDs", ev)
+	}
+	for i, w := range []struct {
+		gpu  uint32
+		code uint64
+	}{{4, 79}, {6, 48}} {
+		e := ev[i]
+		if e.Kind != wirepb.EventKind_EVENT_KIND_XID || e.GpuIndex != w.gpu || e.GpuUuid != n.devs[w.gpu].UUID || e.Code != w.code {
+			t.Errorf("event %d: %v", i, e)
+		}
+	}
+	if _, ev, _ = tick(t, s, t0.Add(time.Second)); len(ev) != 0 {
+		t.Fatalf("second tick events %v", ev)
+	}
+}
+
+// Without XID support (the driver refuses the registration) sampling still works.
+func TestNoXIDSupport(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	for _, d := range n.devs {
+		d.RegisterEventsFunc = func(uint64, gonvml.EventSet) gonvml.Return { return gonvml.ERROR_NOT_SUPPORTED }
+	}
+	s := newSource(t, n, nil)
+	if s.xid != nil {
+		t.Fatal("XID watch set up although no GPU accepted it")
+	}
+	if _, _, got := tick(t, s, t0); len(got.TimeUnixMs) != 8 {
+		t.Fatalf("%d rows", len(got.TimeUnixMs))
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	for _, tc := range []struct {
+		ret  gonvml.Return
+		kind error
+	}{
+		{gonvml.ERROR_NOT_SUPPORTED, ErrNotSupported},
+		{gonvml.ERROR_GPU_IS_LOST, ErrGPULost},
+		{gonvml.ERROR_LIBRARY_NOT_FOUND, ErrLibraryNotFound},
+		{gonvml.ERROR_UNKNOWN, nil},
+	} {
+		err := wrap("nvmlX", tc.ret)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != int(tc.ret) || e.Op != "nvmlX" {
+			t.Errorf("%v: %#v", tc.ret, err)
+		}
+		if tc.kind != nil && !errors.Is(err, tc.kind) {
+			t.Errorf("%v does not match %v", err, tc.kind)
+		}
+		for _, k := range []error{ErrNotSupported, ErrGPULost, ErrLibraryNotFound} {
+			if k != tc.kind && errors.Is(err, k) {
+				t.Errorf("%v matches %v", err, k)
+			}
+		}
+	}
+	if wrap("nvmlX", gonvml.SUCCESS) != nil {
+		t.Error("SUCCESS is an error")
+	}
+}
+
+// On a machine without the NVIDIA driver, Open says the library is missing (and does not panic).
+func TestOpenWithoutDriver(t *testing.T) {
+	lib, closeFn, err := Open()
+	if err == nil {
+		closeFn()
+		t.Skipf("NVML is installed here (%T); nothing to check", lib)
+	}
+	if !errors.Is(err, ErrLibraryNotFound) {
+		t.Errorf("Open: %v, want ErrLibraryNotFound", err)
+	}
+}
