@@ -51,6 +51,15 @@ const (
 	RetiredPages
 	FanSpeed
 	PState
+	EncUtil
+	DecUtil
+	NVLinkTx
+	NVLinkRx
+	RemappedCor
+	RemappedUnc
+	NVLinkCRCFlit
+	NVLinkReplay
+	NVLinkRecovery
 )
 
 var all = []Metric{
@@ -76,6 +85,15 @@ var all = []Metric{
 	{RetiredPages, "retired_pages", Counter, "count", "nvmlDeviceGetRetiredPages", "Memory pages retired (pre-Ampere) or rows remapped."},
 	{FanSpeed, "fan_pct", Gauge, "%", "nvmlDeviceGetFanSpeed", "Fan speed, absent on passively cooled boards."},
 	{PState, "pstate", Gauge, "P-state", "nvmlDeviceGetPerformanceState", "Performance state, 0 (max) to 15 (min)."},
+	{EncUtil, "enc_util", Gauge, "%", "nvmlDeviceGetEncoderUtilization", "Percent of time the video encoder (NVENC) was busy."},
+	{DecUtil, "dec_util", Gauge, "%", "nvmlDeviceGetDecoderUtilization", "Percent of time the video decoder (NVDEC) was busy."},
+	{NVLinkTx, "nvlink_tx_kib", Counter, "KiB", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX (all links)", "NVLink data sent, all links, since the driver loaded."},
+	{NVLinkRx, "nvlink_rx_kib", Counter, "KiB", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX (all links)", "NVLink data received, all links, since the driver loaded."},
+	{RemappedCor, "remapped_rows_cor", Counter, "count", "NVML_FI_DEV_REMAPPED_COR", "Memory rows remapped after correctable errors (Ampere and later)."},
+	{RemappedUnc, "remapped_rows_unc", Counter, "count", "NVML_FI_DEV_REMAPPED_UNC", "Memory rows remapped after uncorrectable errors (Ampere and later)."},
+	{NVLinkCRCFlit, "nvlink_crc_flit_errors", Counter, "count", "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "NVLink flow-control CRC errors, all links."},
+	{NVLinkReplay, "nvlink_replay_errors", Counter, "count", "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "NVLink replays, all links."},
+	{NVLinkRecovery, "nvlink_recovery_errors", Counter, "count", "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "NVLink recoveries, all links."},
 }
 
 // All returns every known metric in column order. The slice is shared: do not modify it.
@@ -109,6 +127,8 @@ var plausible = [...][2]float64{
 	PCIeRx - 1:   {0, 1 << 30},
 	FanSpeed - 1: {0, 200}, // NVML reports the intended speed, which some boards put above 100
 	PState - 1:   {0, 15},  // 32 is NVML's "unknown"
+	EncUtil - 1:  {0, 100},
+	DecUtil - 1:  {0, 100},
 }
 
 // Plausible returns the range of real readings of the gauge at position i of All; ok is false

@@ -43,6 +43,9 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int) (string, error) {
 	if i < 0 || gpumetric.All()[i].Kind != gpumetric.Gauge {
 		return "", invalid("metric", "%q is not a gauge of gpu_samples", metric)
 	}
+	if !rollup.Covers(metric) {
+		return "", invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on gpu_samples", metric)
+	}
 	var value string
 	switch agg {
 	case "avg":

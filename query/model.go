@@ -291,9 +291,10 @@ func quantileIndex(a Agg) int {
 // pickLevel returns the coarsest rollup that answers q exactly, or nil for the raw table. A level
 // qualifies when the query does not force raw, its step divides the query's, the window starts
 // and ends on its step (no partial bucket at the edges), it keeps every label the query groups or
-// filters by, and it keeps what the aggregation needs (digests for percentiles, per-GPU counters).
+// filters by, and it keeps what the aggregation needs (digests for percentiles, per-GPU counters)
+// and the metric itself (rollup.Covers).
 func (q *Query) pickLevel() *rollup.Level {
-	if q.Source == SourceRaw {
+	if q.Source == SourceRaw || !rollup.Covers(q.Metric) {
 		return nil
 	}
 	var best *rollup.Level

@@ -42,6 +42,7 @@ func TestModelSQLGolden(t *testing.T) {
 		{"energy increase by job, raw forced", query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
 			Step: time.Hour, Source: query.SourceRaw}},
 		{"misaligned window reads raw", query.Query{Metric: "gpu_util", Agg: query.Avg, Step: time.Minute}},
+		{"metric newer than the rollups reads raw", query.Query{Metric: "nvlink_tx_kib", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
 	}
 	var got bytes.Buffer
 	for _, s := range shapes {

@@ -42,6 +42,21 @@ var Levels = []Level{
 		From: "gpu_1m"},
 }
 
+// Covered is how many registry metrics (ids 1…Covered) the rollup tables hold: migration 0005 was
+// generated from them. Metrics added later are answered from gpu_samples until a migration adds
+// their rollup columns and recreates the views.
+const Covered = 22
+
+// Covers reports whether the rollups hold the metric column.
+func Covers(column string) bool {
+	for _, m := range gpumetric.All()[:Covered] {
+		if m.Column == column {
+			return true
+		}
+	}
+	return false
+}
+
 // Quantiles kept by every gauge's t-digest state, in the order of its result array.
 var Quantiles = []float64{0.5, 0.9, 0.95, 0.99}
 

@@ -65,7 +65,9 @@ func fullBatch() *wirepb.SampleBatch {
 		}
 	}
 	rows := len(b.TimeUnixMs)
-	for _, m := range gpumetric.All() {
+	// The metrics of the first v1 agents (ids 1–22): the golden file is what they sent, and it must
+	// keep decoding. Later metrics are new columns in the same format.
+	for _, m := range gpumetric.All()[:goldenMetrics] {
 		c := &wirepb.MetricColumn{Metric: uint32(m.ID)}
 		for i := 0; i < rows; i++ {
 			switch m.Kind {
@@ -85,6 +87,9 @@ func fullBatch() *wirepb.SampleBatch {
 	}
 	return b
 }
+
+// goldenMetrics is how many registry metrics the v1 golden vector carries.
+const goldenMetrics = 22
 
 // emptyBatch is a valid batch with no rows: an agent that found no GPUs still sends its heartbeat.
 func emptyBatch() *wirepb.SampleBatch {

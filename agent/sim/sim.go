@@ -35,6 +35,7 @@ type Node struct {
 
 type gpuState struct {
 	energyMJ  uint64
+	nvlinkKiB uint64
 	sbe       uint64
 	replays   uint64
 	lastT     time.Time
@@ -94,6 +95,9 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		if t.After(st.lastT) { // a clock stepping back neither adds energy nor rewinds the counter
 			if !st.lastT.IsZero() {
 				st.energyMJ += uint64(power * float64(t.Sub(st.lastT).Milliseconds()))
+				// NVLink traffic follows utilisation: all-reduce-heavy training moves ~100 GB/s per
+				// GPU at full load.
+				st.nvlinkKiB += uint64(util / 100 * 100e9 / 1024 * t.Sub(st.lastT).Seconds())
 			}
 			st.lastT = t
 		}
@@ -165,12 +169,26 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				c.Values = append(c.Values, 0) // SXM boards have no fan: marked absent below
 			case gpumetric.PState:
 				c.Values = append(c.Values, 0)
+			case gpumetric.EncUtil, gpumetric.DecUtil: // training nodes leave the video engines idle
+				c.Values = append(c.Values, 0)
+			case gpumetric.NVLinkTx:
+				c.Counts = append(c.Counts, st.nvlinkKiB)
+			case gpumetric.NVLinkRx:
+				c.Counts = append(c.Counts, st.nvlinkKiB+st.nvlinkKiB/50)
+			case gpumetric.RemappedCor, gpumetric.RemappedUnc, gpumetric.NVLinkCRCFlit, gpumetric.NVLinkReplay, gpumetric.NVLinkRecovery:
+				c.Counts = append(c.Counts, 0)
+			default: // a metric the simulator does not model: a placeholder, marked absent below
+				if i := gpumetric.Index(gpumetric.ID(c.Metric)); i >= 0 && gpumetric.All()[i].Kind == gpumetric.Counter {
+					c.Counts = append(c.Counts, 0)
+				} else {
+					c.Values = append(c.Values, 0)
+				}
 			}
 		}
 	}
 	rows := len(b.TimeUnixMs)
 	for _, c := range b.Metrics {
-		if gpumetric.ID(c.Metric) == gpumetric.FanSpeed {
+		if id := gpumetric.ID(c.Metric); id == gpumetric.FanSpeed || id > gpumetric.NVLinkRecovery {
 			c.Present = wire.SetPresent(rows, func(int) bool { return false })
 		}
 	}

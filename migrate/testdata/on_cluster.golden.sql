@@ -92,6 +92,18 @@ ORDER BY (agent_id, detected_at)
 TTL toDateTime(detected_at) + INTERVAL 90 DAY
 SETTINGS non_replicated_deduplication_window = 10000
 ;
+-- 0004_agent_metrics
+ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
+    ADD COLUMN IF NOT EXISTS enc_util Nullable(Float32) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS dec_util Nullable(Float32) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS nvlink_tx_kib Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS nvlink_rx_kib Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS remapped_rows_cor Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS remapped_rows_unc Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS nvlink_crc_flit_errors Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS nvlink_replay_errors Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS nvlink_recovery_errors Nullable(UInt64) CODEC(Delta, ZSTD(1))
+;
 -- 0005_rollups
 CREATE TABLE IF NOT EXISTS gpufleet.fleet_1m ON CLUSTER 'fleet'
 (

@@ -49,3 +49,9 @@ SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, avg(v) AS 
 -- param step = 60
 -- param to = 1714525200000
 
+-- metric newer than the rollups reads raw (reads gpu_samples)
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT time, uuid, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM (SELECT time, uuid, nvlink_tx_kib AS v, lagInFrame(nvlink_tx_kib) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND nvlink_tx_kib IS NOT NULL) WHERE n > 1) GROUP BY t, uuid ORDER BY uuid, t;
+-- param from = 1714521600000
+-- param step = 60
+-- param to = 1714525200000
+
