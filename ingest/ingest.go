@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,8 +308,15 @@ func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafka.Parti
 		MaxBytes:  in.cfg.MaxMessageBytes,
 		MaxWait:   250 * time.Millisecond,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			in.log.Warn("kafka fetch", slog.String("topic", topic), slog.Int("partition", a.ID),
-				slog.String("msg", fmt.Sprintf(msg, args...)))
+			text := fmt.Sprintf(msg, args...)
+			// kafka-go reports a long poll on an idle partition that outlived its read deadline as an
+			// error and simply fetches again: worth a debug line, not a warning.
+			level := slog.LevelWarn
+			if strings.Contains(text, "i/o timeout") {
+				level = slog.LevelDebug
+			}
+			in.log.Log(context.Background(), level, "kafka fetch", slog.String("topic", topic), slog.Int("partition", a.ID),
+				slog.String("msg", text))
 		}),
 	})
 	defer r.Close()
