@@ -35,6 +35,10 @@ type Config struct {
 	Sender  Sender
 	// Interval between samples; default 1 s.
 	Interval time.Duration
+	// SendEvery is how many samples go into one message: the send interval is SendEvery × Interval.
+	// Default 1. At 100 ms sampling, 10 keeps the Kafka request rate at one per node per second and
+	// lets ingest decode ten instants per message (4.4 M samples/s per core instead of 1.8 M).
+	SendEvery int
 	// SamplesTopic and EventsTopic default to gpu.samples and gpu.events.
 	SamplesTopic, EventsTopic string
 	// Logger defaults to discarding.
@@ -55,8 +59,11 @@ type Agent struct {
 	cfg  Config
 	log  *slog.Logger
 	seq  []uint64
-	ev   []*wirepb.Event
 	msgs []kafka.Message
+	// Samples and events taken since the last send, per source, and how many cycles they hold.
+	pending   []*wirepb.SampleBatch
+	pendingEv [][]*wirepb.Event
+	held      int
 
 	samples, batches, events atomic.Uint64
 	sendErrors               prometheus.Counter
@@ -77,6 +84,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Interval < 10*time.Millisecond {
 		return nil, fmt.Errorf("agent: interval %s is below the 10ms floor", cfg.Interval)
 	}
+	if cfg.SendEvery == 0 {
+		cfg.SendEvery = 1
+	}
+	if cfg.SendEvery < 1 || cfg.SendEvery > 600 {
+		return nil, fmt.Errorf("agent: send-every %d: must be 1..600 samples per message", cfg.SendEvery)
+	}
 	if cfg.SamplesTopic == "" {
 		cfg.SamplesTopic = "gpu.samples"
 	}
@@ -87,6 +100,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)),
+		pending: make([]*wirepb.SampleBatch, len(cfg.Sources)), pendingEv: make([][]*wirepb.Event, len(cfg.Sources)),
 		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),
 		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_agent_send_seconds", Help: "Time to deliver one interval's messages.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
@@ -105,8 +119,8 @@ func (a *Agent) Stats() Stats {
 	return Stats{Samples: a.samples.Load(), Batches: a.batches.Load(), Events: a.events.Load()}
 }
 
-// Run samples every interval until ctx is done. The cycle in flight when ctx ends is still
-// delivered (bounded by flushTimeout), so a SIGTERM loses no sample already taken.
+// Run samples every interval until ctx is done, sending every SendEvery samples. The samples held
+// when ctx ends are still delivered (bounded by flushTimeout), so a SIGTERM loses no sample taken.
 func (a *Agent) Run(ctx context.Context) error {
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
@@ -116,7 +130,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return a.send(ctx)
 		case <-t.C:
 		}
 	}
@@ -124,37 +138,59 @@ func (a *Agent) Run(ctx context.Context) error {
 
 const flushTimeout = 30 * time.Second
 
-// cycle takes one reading of every source and delivers it.
+// cycle takes one reading of every source and sends once SendEvery readings are held.
 func (a *Agent) cycle(ctx context.Context, now time.Time) error {
-	a.msgs = a.msgs[:0]
-	var rows, nev uint64
 	for i, src := range a.cfg.Sources {
-		cluster, node := src.Identity()
+		if a.pending[i] == nil {
+			cluster, node := src.Identity()
+			a.pending[i] = &wirepb.SampleBatch{AgentId: node, Cluster: cluster, Node: node}
+		}
+		before := len(a.pending[i].TimeUnixMs)
+		a.pendingEv[i] = src.Sample(now, a.pending[i], a.pendingEv[i])
+		a.samples.Add(uint64(len(a.pending[i].TimeUnixMs) - before))
+	}
+	a.held++
+	if a.held < a.cfg.SendEvery {
+		return nil
+	}
+	return a.send(ctx)
+}
+
+// send encodes what is held (one sample message per source, and its events) and delivers it.
+func (a *Agent) send(ctx context.Context) error {
+	if a.held == 0 {
+		return nil
+	}
+	a.msgs = a.msgs[:0]
+	var nev uint64
+	for i, b := range a.pending {
 		a.seq[i]++
-		b := &wirepb.SampleBatch{AgentId: node, Seq: a.seq[i], Cluster: cluster, Node: node}
-		a.ev = src.Sample(now, b, a.ev[:0])
+		b.Seq = a.seq[i]
 		val, err := wire.EncodeSamples(b)
 		if err != nil {
-			return fmt.Errorf("agent cycle: %w", err)
+			return fmt.Errorf("agent send: %w", err)
 		}
-		rows += uint64(len(b.TimeUnixMs))
-		a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.SamplesTopic, Key: []byte(node), Value: val})
-		if len(a.ev) > 0 {
-			eb := &wirepb.EventBatch{AgentId: node, Seq: a.seq[i], Cluster: cluster, Node: node, Events: a.ev}
+		a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.SamplesTopic, Key: []byte(b.Node), Value: val})
+		if ev := a.pendingEv[i]; len(ev) > 0 {
+			eb := &wirepb.EventBatch{AgentId: b.AgentId, Seq: a.seq[i], Cluster: b.Cluster, Node: b.Node, Events: ev}
 			val, err := wire.EncodeEvents(eb)
 			if err != nil {
-				return fmt.Errorf("agent cycle: %w", err)
+				return fmt.Errorf("agent send: %w", err)
 			}
-			nev += uint64(len(a.ev))
-			a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.EventsTopic, Key: []byte(node), Value: val})
+			nev += uint64(len(ev))
+			a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.EventsTopic, Key: []byte(b.Node), Value: val})
 		}
 	}
-	a.samples.Add(rows)
 	if err := a.deliver(ctx); err != nil {
 		return err
 	}
 	a.batches.Add(uint64(len(a.cfg.Sources)))
 	a.events.Add(nev)
+	clear(a.pending)
+	for i := range a.pendingEv {
+		a.pendingEv[i] = a.pendingEv[i][:0]
+	}
+	a.held = 0
 	return nil
 }
 

@@ -84,6 +84,7 @@ type simFlags struct {
 	gpusPerNode int
 	seed        uint64
 	interval    time.Duration
+	sendEvery   int
 	nodeOffset  int
 }
 
@@ -93,6 +94,8 @@ func (s *simFlags) register(f *flags, gpus int) {
 	f.IntVar(&s.gpusPerNode, "gpus-per-node", 8, "GPUs per simulated node")
 	f.Uint64Var(&s.seed, "seed", 1, "seed of the simulated readings: the same seed gives the same fleet")
 	f.DurationVar(&s.interval, "interval", time.Second, "sample interval")
+	f.IntVar(&s.sendEvery, "send-every", 1, "samples per Kafka message: the send interval is this times --interval\n"+
+		"(at --interval 100ms, 10 keeps one request per node per second)")
 	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
 }
 
@@ -104,6 +107,8 @@ func (s *simFlags) sources() ([]agent.Source, error) {
 		return nil, usageError{fmt.Errorf("--gpus-per-node %d: must be 1..64", s.gpusPerNode)}
 	case s.interval < 10*time.Millisecond:
 		return nil, usageError{fmt.Errorf("--interval %s: must be at least 10ms", s.interval)}
+	case s.sendEvery < 1 || s.sendEvery > 600:
+		return nil, usageError{fmt.Errorf("--send-every %d: must be 1..600", s.sendEvery)}
 	}
 	var out []agent.Source
 	for left, i := s.gpus, 0; left > 0; i++ {
@@ -186,7 +191,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	a, err := agent.New(agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, Logger: log, Registerer: reg})
+	a, err := agent.New(agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -236,7 +241,7 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, Logger: log, Registerer: reg})
+	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

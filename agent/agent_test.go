@@ -1,0 +1,75 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/wire"
+)
+
+// With SendEvery 5, each node's message carries five sample instants, sequence numbers run 1, 2, 3
+// without gaps, and the instants held when the agent stops are still sent: every sample taken is in
+// Kafka exactly once.
+func TestSendEveryBatchesInstants(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := fmt.Sprintf("agent.sendevery.%d", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: 1}, {Name: topic + ".ev", Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	prod := agent.NewProducer(brokers)
+	defer prod.Close()
+	a, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(1, "c", 0, 8), sim.NewNode(1, "c", 1, 8)},
+		Sender: prod, Interval: 20 * time.Millisecond, SendEvery: 5, SamplesTopic: topic, EventsTopic: topic + ".ev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer stop()
+	if err := a.Run(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Stats()
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	var dec wire.SampleDecoder
+	var rows, msgs uint64
+	lastSeq := map[string]uint64{}
+	for msgs < st.Batches {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", msgs, st.Batches, err)
+		}
+		b, err := dec.Decode(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Seq != lastSeq[b.Node]+1 {
+			t.Errorf("%s: seq %d after %d", b.Node, b.Seq, lastSeq[b.Node])
+		}
+		lastSeq[b.Node] = b.Seq
+		instants := len(b.TimeUnixMs) / 8
+		if instants < 1 || instants > 5 {
+			t.Errorf("%s seq %d carries %d instants, want 1..5", b.Node, b.Seq, instants)
+		}
+		rows += uint64(len(b.TimeUnixMs))
+		msgs++
+	}
+	if rows != st.Samples {
+		t.Errorf("Kafka holds %d sample rows, the agent took %d", rows, st.Samples)
+	}
+	if cycles := st.Samples / 16; st.Batches > 2*(cycles/5+1) || st.Batches < 2*(cycles/5) {
+		t.Errorf("%d messages for %d cycles of 2 nodes at 5 per message", st.Batches, cycles)
+	}
+	t.Logf("%d samples in %d messages", st.Samples, st.Batches)
+}
