@@ -4,6 +4,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/wire"
 	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
@@ -45,6 +47,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the agent's self-metrics when set.
 	Registerer prometheus.Registerer
+	// Spool, when set, receives every batch before it is sent, and batches are sent from it in
+	// order: sampling goes on while Kafka is unreachable, and a restart sends what was left.
+	Spool *spool.Spool
 }
 
 // Stats counts what the agent did; read it with Agent.Stats.
@@ -104,7 +109,22 @@ func New(cfg Config) (*Agent, error) {
 		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),
 		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_agent_send_seconds", Help: "Time to deliver one interval's messages.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
+	if sp := cfg.Spool; sp != nil {
+		// Sequence numbers continue from the last run's, so ingest does not read a restart as a gap.
+		saved := sp.Seq()
+		for i, src := range cfg.Sources {
+			_, node := src.Identity()
+			a.seq[i] = saved[node]
+		}
+	}
 	if r := cfg.Registerer; r != nil {
+		if sp := cfg.Spool; sp != nil {
+			r.MustRegister(
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_agent_spool_batches", Help: "Batches in the on-disk spool, not yet acknowledged by Kafka."}, func() float64 { return float64(sp.Stats().Batches) }),
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_agent_spool_bytes", Help: "Bytes in the on-disk spool."}, func() float64 { return float64(sp.Stats().Bytes) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_spool_dropped_samples_total", Help: "Samples dropped because the spool reached its size cap."}, func() float64 { return float64(sp.Stats().DroppedRows) }),
+			)
+		}
 		r.MustRegister(a.sendErrors, a.sendSeconds,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_samples_total", Help: "GPU readings taken."}, func() float64 { return float64(a.samples.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_batches_sent_total", Help: "Sample batches delivered to Kafka."}, func() float64 { return float64(a.batches.Load()) }),
@@ -122,6 +142,9 @@ func (a *Agent) Stats() Stats {
 // Run samples every interval until ctx is done, sending every SendEvery samples. The samples held
 // when ctx ends are still delivered (bounded by flushTimeout), so a SIGTERM loses no sample taken.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Spool != nil {
+		return a.runSpooled(ctx)
+	}
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -133,6 +156,76 @@ func (a *Agent) Run(ctx context.Context) error {
 			return a.send(ctx)
 		case <-t.C:
 		}
+	}
+}
+
+// runSpooled samples into the spool while a second goroutine sends from it, so a Kafka outage
+// never stops sampling. On shutdown the sender gets flushTimeout to empty the spool; what remains
+// is sent by the next run.
+func (a *Agent) runSpooled(ctx context.Context) error {
+	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSend()
+	sent := make(chan error, 1)
+	drain := make(chan struct{})
+	go func() { sent <- a.sendFromSpool(sendCtx, drain) }()
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	var err error
+loop:
+	for {
+		if err = a.cycle(ctx, time.Now()); err != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = a.send(ctx)
+			break loop
+		case <-t.C:
+		case serr := <-sent:
+			return serr
+		}
+	}
+	close(drain)
+	timer := time.AfterFunc(flushTimeout, stopSend)
+	defer timer.Stop()
+	if serr := <-sent; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
+		err = serr
+	}
+	return err
+}
+
+// sendFromSpool delivers spooled batches in order, each retried until acknowledged. Once drain is
+// closed it returns when the spool is empty.
+func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error {
+	sp := a.cfg.Spool
+	for {
+		b, ok, err := sp.Peek()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			select {
+			case <-drain:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-sp.Ready():
+			case <-time.After(a.cfg.Interval):
+			}
+			continue
+		}
+		msgs := make([]kafka.Message, len(b.Msgs))
+		for i, m := range b.Msgs {
+			msgs[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
+		}
+		if err := a.deliverMsgs(ctx, msgs); err != nil {
+			return err
+		}
+		if err := sp.Ack(b); err != nil {
+			return err
+		}
+		a.batches.Add(uint64(len(a.cfg.Sources)))
+		a.events.Add(b.Events)
 	}
 }
 
@@ -181,11 +274,26 @@ func (a *Agent) send(ctx context.Context) error {
 			a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.EventsTopic, Key: []byte(b.Node), Value: val})
 		}
 	}
-	if err := a.deliver(ctx); err != nil {
-		return err
+	if sp := a.cfg.Spool; sp != nil {
+		b := spool.Batch{Events: nev}
+		seq := map[string]uint64{}
+		for i, p := range a.pending {
+			b.Rows += uint64(len(p.TimeUnixMs))
+			seq[p.Node] = a.seq[i]
+		}
+		for _, m := range a.msgs {
+			b.Msgs = append(b.Msgs, spool.Message{Topic: m.Topic, Key: m.Key, Value: m.Value})
+		}
+		if err := sp.Append(b, seq); err != nil {
+			return err
+		}
+	} else {
+		if err := a.deliverMsgs(ctx, a.msgs); err != nil {
+			return err
+		}
+		a.batches.Add(uint64(len(a.cfg.Sources)))
+		a.events.Add(nev)
 	}
-	a.batches.Add(uint64(len(a.cfg.Sources)))
-	a.events.Add(nev)
 	clear(a.pending)
 	for i := range a.pendingEv {
 		a.pendingEv[i] = a.pendingEv[i][:0]
@@ -194,9 +302,9 @@ func (a *Agent) send(ctx context.Context) error {
 	return nil
 }
 
-// deliver sends the cycle's messages, retrying with capped backoff. Once ctx ends it keeps trying
-// for flushTimeout so the last cycle is not thrown away on shutdown.
-func (a *Agent) deliver(ctx context.Context) error {
+// deliverMsgs sends msgs, retrying with capped backoff. Once ctx ends it keeps trying for
+// flushTimeout so the last cycle is not thrown away on shutdown.
+func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafka.Message) error {
 	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -206,7 +314,7 @@ func (a *Agent) deliver(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := a.cfg.Sender.Send(sendCtx, a.msgs)
+		err := a.cfg.Sender.Send(sendCtx, msgs)
 		if err == nil {
 			a.sendSeconds.Observe(time.Since(start).Seconds())
 			return nil
@@ -215,7 +323,7 @@ func (a *Agent) deliver(ctx context.Context) error {
 		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
 		select {
 		case <-sendCtx.Done():
-			return fmt.Errorf("deliver %d messages: gave up: %w", len(a.msgs), err)
+			return fmt.Errorf("deliver %d messages: gave up: %w", len(msgs), err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)

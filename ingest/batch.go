@@ -34,6 +34,9 @@ type cut struct {
 // commit it, and returns, which lets the group rebalance.
 func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs <-chan kafka.Message) error {
 	clear(in.parts) // whatever an earlier generation left uncommitted is replayed by the next owner
+	// Forget the batches seen: ones this worker took but did not commit come round again, and must
+	// not be mistaken for producer duplicates.
+	clear(in.recent)
 	in.pending.Store(0)
 	in.building = 0
 	commit := func(ctx context.Context, offsets map[string]map[int]int64) error {
@@ -158,7 +161,7 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 	case p.samples != nil && m.Topic == in.cfg.SamplesTopic:
 		var sb *wire.Samples
 		if sb, err = in.sd.Decode(m.Value); err == nil {
-			if err = p.samples.check(sb, in.cfg.Now()); err == nil {
+			if err = p.samples.check(sb, in.cfg.Now()); err == nil && !in.duplicate(sb) {
 				p.samples.appendBatch(sb)
 				if len(sb.TimeUnixMs) > 0 {
 					p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
@@ -208,6 +211,37 @@ func (in *Ingester) sampleCols() *sampleColumns {
 	default:
 		return newSampleColumns()
 	}
+}
+
+// recentBatches is how many of an agent's latest batches duplicate detection remembers.
+const recentBatches = 64
+
+// recent is an agent's latest batches: sequence number and first sample time, by seq mod 64.
+type recent struct {
+	seq  [recentBatches]uint64
+	time [recentBatches]int64
+}
+
+// duplicate reports whether b is a batch of this agent already taken: the same sequence number
+// with the same first sample time. A producer that retried a write whose acknowledgement was lost
+// (a broker outage) sends a batch twice; an agent restarted without its spool reuses sequence
+// numbers but not sample times, so its batches are kept.
+func (in *Ingester) duplicate(b *wire.Samples) bool {
+	if len(b.TimeUnixMs) == 0 {
+		return false
+	}
+	r := in.recent[b.AgentID]
+	if r == nil {
+		r = &recent{}
+		in.recent[b.AgentID] = r
+	}
+	i := b.Seq % recentBatches
+	if r.seq[i] == b.Seq && r.time[i] == b.TimeUnixMs[0] {
+		in.nDuplicates.Add(1)
+		return true
+	}
+	r.seq[i], r.time[i] = b.Seq, b.TimeUnixMs[0]
+	return false
 }
 
 // checkSeq counts the batches an agent numbered that this partition never carried. A sequence

@@ -62,6 +62,7 @@ type Stats struct {
 	Gaps       uint64 // batches agents numbered that never arrived
 	Rebalances uint64 // consumer group generations joined
 	Fetched    uint64 // messages fetched from Kafka, committed or not
+	Duplicates uint64 // sample batches dropped as a repeat of one already taken
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
@@ -74,13 +75,14 @@ type Ingester struct {
 	parts    map[partKey]*partBatch
 	building int // message bytes in the batches being built
 	lastSeq  map[string]uint64
+	recent   map[string]*recent
 	freeCols chan *sampleColumns // columns of committed cuts, for reuse
 	sd       wire.SampleDecoder
 	eb       wirepb.EventBatch
 
-	pending                                                          atomic.Int64 // message bytes in batches and cuts not yet committed
-	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched atomic.Uint64
-	m                                                                metrics
+	pending                                                                       atomic.Int64 // message bytes in batches and cuts not yet committed
+	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched, nDuplicates atomic.Uint64
+	m                                                                             metrics
 
 	// crashAfterInsert, when set by a test, makes Run return right after the inserts of a flush and
 	// before its commit, as a worker killed at that instant would.
@@ -166,7 +168,7 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{}, lastSeq: map[string]uint64{},
+	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{}, lastSeq: map[string]uint64{}, recent: map[string]*recent{},
 		freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	in.dlq = &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
@@ -189,7 +191,7 @@ func (in *Ingester) MemoryBound(partitions int) int {
 func (in *Ingester) Stats() Stats {
 	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(),
 		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load(),
-		Fetched: in.nFetched.Load()}
+		Fetched: in.nFetched.Load(), Duplicates: in.nDuplicates.Load()}
 }
 
 // shutdownFlush bounds the final flush after ctx ends.

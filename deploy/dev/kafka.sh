@@ -4,6 +4,7 @@
 #   deploy/dev/kafka.sh install                 fetch the broker jars from Maven Central (cached)
 #   deploy/dev/kafka.sh start DIR [PORT]        format DIR and start a broker on 127.0.0.1:PORT (default 19092)
 #   deploy/dev/kafka.sh stop DIR                stop the broker started in DIR
+#   deploy/dev/kafka.sh resume DIR              start a stopped broker again, keeping its data
 #
 # The jars are cached under $GPUFLEET_CACHE (default: <repo>/.cache), so only the first run downloads.
 # Needs java (17+) and mvn on PATH.
@@ -61,11 +62,18 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 PROPS
-  local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
-    "-Dlog4j2.configurationFile=$here/kafka/log4j2.properties" -cp "$libs/*")
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
     -c "$dir/server.properties" > "$dir/format.log" 2>&1 || die "formatting the log dir failed: see $dir/format.log"
-  nohup java "${java_opts[@]}" kafka.Kafka "$dir/server.properties" > "$dir/broker.log" 2>&1 &
+  launch "$dir" "$port"
+}
+
+java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+  "-Dlog4j2.configurationFile=$here/kafka/log4j2.properties" -cp "$libs/*")
+
+# launch runs the broker configured in DIR and waits until it listens.
+launch() {
+  local dir=$1 port=$2
+  nohup java "${java_opts[@]}" kafka.Kafka "$dir/server.properties" >> "$dir/broker.log" 2>&1 &
   echo $! > "$dir/broker.pid"
   for _ in $(seq 1 120); do
     kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null || die "broker exited during start-up: see $dir/broker.log"
@@ -73,6 +81,18 @@ PROPS
     sleep 0.5
   done
   die "broker did not listen on 127.0.0.1:$port within 60s: see $dir/broker.log"
+}
+
+resume() {
+  local dir=${1:?usage: kafka.sh resume DIR}
+  dir=$(cd "$dir" && pwd)
+  [ -f "$dir/server.properties" ] || die "$dir holds no broker: use start"
+  local port; port=$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1://p' "$dir/server.properties")
+  if [ -f "$dir/broker.pid" ] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
+    echo "127.0.0.1:$port"; return 0
+  fi
+  free_port "$port" || die "port $port is in use"
+  launch "$dir" "$port"
 }
 
 stop() {
@@ -91,5 +111,6 @@ case "${1:-}" in
   install) install ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) die "usage: kafka.sh install | start DIR [PORT] | stop DIR" ;;
+  resume) shift; resume "$@" ;;
+  *) die "usage: kafka.sh install | start DIR [PORT] | stop DIR | resume DIR" ;;
 esac

@@ -139,6 +139,7 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "rack"}, 2, `"rack" is not one of`},
 		{"series bad filter", nil, []string{"query", "--metric", "gpu_util", "--filter", "node"}, 2, `want dim=v1|v2`},
 		{"sql that writes", nil, []string{"query", "--sql", "DROP TABLE gpufleet.gpu_samples"}, 2, "only SELECT"},
+		{"zero spool", nil, []string{"simulate", "--spool-dir", t.TempDir(), "--spool-mib", "0"}, 2, "--spool-mib 0: must be at least 1"},
 		{"unknown report", nil, []string{"query", "--report", "vibes", "--clickhouse", "chdb://" + t.TempDir()}, 2, `--report "vibes": one of`},
 		{"api without address", nil, []string{"api", "--http", ""}, 2, "--http: an address is required"},
 		{"malformed DSN", nil, []string{"migrate", "--clickhouse", "mysql://x"}, 2, `unsupported scheme "mysql"`},

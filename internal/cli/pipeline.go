@@ -17,6 +17,7 @@ import (
 	"github.com/gpufleet/gpufleet/agent"
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
@@ -41,6 +42,19 @@ func (k *kafkaFlags) register(f *flags) {
 }
 
 // connect checks the brokers and creates the topics; it returns the parsed broker list.
+// connectOrSpool is connect for an agent: with a spool it does not wait for Kafka (sampling
+// starts at once and batches wait on disk), only checking the broker list.
+func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *spool.Spool) ([]string, error) {
+	if sp == nil {
+		return k.connect(ctx, log)
+	}
+	brokers, err := kafkaadmin.ParseBrokers(k.brokers)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--brokers: %w", err)}
+	}
+	return brokers, nil
+}
+
 func (k *kafkaFlags) connect(ctx context.Context, log *slog.Logger) ([]string, error) {
 	brokers, err := kafkaadmin.ParseBrokers(k.brokers)
 	if err != nil {
@@ -86,6 +100,8 @@ type simFlags struct {
 	interval    time.Duration
 	sendEvery   int
 	nodeOffset  int
+	spoolDir    string
+	spoolMiB    int
 }
 
 func (s *simFlags) register(f *flags, gpus int) {
@@ -96,7 +112,29 @@ func (s *simFlags) register(f *flags, gpus int) {
 	f.DurationVar(&s.interval, "interval", time.Second, "sample interval")
 	f.IntVar(&s.sendEvery, "send-every", 1, "samples per Kafka message: the send interval is this times --interval\n"+
 		"(at --interval 100ms, 10 keeps one request per node per second)")
+	f.StringVar(&s.spoolDir, "spool-dir", "", "directory of the on-disk spool: batches wait there while Kafka is unreachable and\n"+
+		"survive a restart (recommended in production); empty keeps them in memory, one interval at a time")
+	f.IntVar(&s.spoolMiB, "spool-mib", 1024, "size cap of the spool; past it the oldest batches are dropped and counted")
 	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
+}
+
+// openSpool opens --spool-dir, or returns nil when it is not set.
+func (s *simFlags) openSpool(log *slog.Logger) (*spool.Spool, error) {
+	if s.spoolDir == "" {
+		log.Warn("no --spool-dir: while Kafka is unreachable sampling waits for it instead of spooling to disk")
+		return nil, nil
+	}
+	if s.spoolMiB < 1 {
+		return nil, usageError{fmt.Errorf("--spool-mib %d: must be at least 1", s.spoolMiB)}
+	}
+	sp, err := spool.Open(s.spoolDir, int64(s.spoolMiB)<<20)
+	if err != nil {
+		return nil, fmt.Errorf("--spool-dir %s: %w", s.spoolDir, err)
+	}
+	if st := sp.Stats(); st.Batches > 0 {
+		log.Info("spool holds batches from the last run; sending them first", slog.Uint64("batches", st.Batches))
+	}
+	return sp, nil
 }
 
 func (s *simFlags) sources() ([]agent.Source, error) {
@@ -182,7 +220,14 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	if len(src.GPUs()) == 0 {
 		log.Warn("NVML sees no GPUs; sending empty batches as a heartbeat")
 	}
-	brokers, err := k.connect(ctx, log)
+	sp, err := s.openSpool(log)
+	if err != nil {
+		return err
+	}
+	if sp != nil {
+		defer sp.Close()
+	}
+	brokers, err := k.connectOrSpool(ctx, log, sp)
 	if err != nil {
 		return err
 	}
@@ -191,7 +236,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	a, err := agent.New(agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg})
+	a, err := agent.New(agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp})
 	if err != nil {
 		return err
 	}
@@ -231,7 +276,14 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	if err != nil {
 		return err
 	}
-	brokers, err := k.connect(ctx, log)
+	sp, err := s.openSpool(log)
+	if err != nil {
+		return err
+	}
+	if sp != nil {
+		defer sp.Close()
+	}
+	brokers, err := k.connectOrSpool(ctx, log, sp)
 	if err != nil {
 		return err
 	}
@@ -241,7 +293,7 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg})
+	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp})
 	if err != nil {
 		return err
 	}

@@ -202,3 +202,51 @@ func portFree(p int) bool {
 	l.Close()
 	return true
 }
+
+// Broker is a Kafka broker of one test's own, which the test may stop and resume (outages).
+type Broker struct {
+	Addr string
+	dir  string
+}
+
+// NewKafka starts a private broker with deploy/dev/kafka.sh, stopped when the test ends.
+func NewKafka(t testing.TB) *Broker {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port, err := freePortPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "start", dir, strconv.Itoa(port))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("start kafka broker: %v (log: %s/broker.log)", err, dir)
+	}
+	b := &Broker{Addr: strings.TrimSpace(string(out)), dir: dir}
+	t.Cleanup(func() { _ = exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "stop", dir).Run() })
+	return b
+}
+
+// Stop stops the broker, keeping its data.
+func (b *Broker) Stop(t testing.TB) { b.script(t, "stop") }
+
+// Resume starts the stopped broker again with its data.
+func (b *Broker) Resume(t testing.TB) { b.script(t, "resume") }
+
+func (b *Broker) script(t testing.TB, verb string) {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), verb, b.dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kafka.sh %s: %v (log: %s/broker.log)", verb, err, b.dir)
+	}
+}
