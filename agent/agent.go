@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/wire"
@@ -47,6 +48,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the agent's self-metrics when set.
 	Registerer prometheus.Registerer
+	// Jobs, when set, names the job on each GPU index (see agent/attribution); it is asked once per
+	// message and overrides the job the source reports.
+	Jobs func() (map[uint32]string, error)
 	// Spool, when set, receives every batch before it is sent, and batches are sent from it in
 	// order: sampling goes on while Kafka is unreachable, and a restart sends what was left.
 	Spool *spool.Spool
@@ -241,12 +245,31 @@ func (a *Agent) cycle(ctx context.Context, now time.Time) error {
 		before := len(a.pending[i].TimeUnixMs)
 		a.pendingEv[i] = src.Sample(now, a.pending[i], a.pendingEv[i])
 		a.samples.Add(uint64(len(a.pending[i].TimeUnixMs) - before))
+		if before == 0 && a.cfg.Jobs != nil {
+			a.attribute(a.pending[i])
+		}
 	}
 	a.held++
 	if a.held < a.cfg.SendEvery {
 		return nil
 	}
 	return a.send(ctx)
+}
+
+// attribute sets each GPU's job from cfg.Jobs on copies of the source's GPU identities.
+func (a *Agent) attribute(b *wirepb.SampleBatch) {
+	jobs, err := a.cfg.Jobs()
+	if err != nil {
+		a.log.Warn("job attribution", slog.Any("err", err))
+		return
+	}
+	gpus := make([]*wirepb.GPU, len(b.Gpus))
+	for i, g := range b.Gpus {
+		c := proto.CloneOf(g)
+		c.JobId = jobs[g.Index]
+		gpus[i] = c
+	}
+	b.Gpus = gpus
 }
 
 // send encodes what is held (one sample message per source, and its events) and delivers it.

@@ -17,7 +17,7 @@ import (
 
 // With SendEvery 5, each node's message carries five sample instants, sequence numbers run 1, 2, 3
 // without gaps, and the instants held when the agent stops are still sent: every sample taken is in
-// Kafka exactly once.
+// Kafka exactly once. Jobs come from the attribution function, not the source.
 func TestSendEveryBatchesInstants(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := fmt.Sprintf("agent.sendevery.%d", time.Now().UnixNano())
@@ -29,7 +29,8 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
 	a, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(1, "c", 0, 8), sim.NewNode(1, "c", 1, 8)},
-		Sender: prod, Interval: 20 * time.Millisecond, SendEvery: 5, SamplesTopic: topic, EventsTopic: topic + ".ev"})
+		Sender: prod, Interval: 20 * time.Millisecond, SendEvery: 5, SamplesTopic: topic, EventsTopic: topic + ".ev",
+		Jobs: func() (map[uint32]string, error) { return map[uint32]string{0: "slurm-42"}, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +54,10 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 		b, err := dec.Decode(m.Value)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if b.GPUs[0].JobID != "slurm-42" || b.GPUs[1].JobID != "" {
+			t.Errorf("%s seq %d: jobs %q, %q; want the mapping's slurm-42 on GPU 0 and none on GPU 1",
+				b.Node, b.Seq, b.GPUs[0].JobID, b.GPUs[1].JobID)
 		}
 		if b.Seq != lastSeq[b.Node]+1 {
 			t.Errorf("%s: seq %d after %d", b.Node, b.Seq, lastSeq[b.Node])

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/attribution"
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
@@ -165,11 +166,13 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 		"sim streams simulated GPUs (--gpus, --gpus-per-node, --seed) and needs no GPU.")
 	var k kafkaFlags
 	var s simFlags
-	var source, node, metricsAddr string
+	var source, node, metricsAddr, jobDir string
 	var forDur time.Duration
 	k.register(f)
 	s.register(f, 8)
 	f.StringVar(&source, "source", "sim", "GPU source: nvml (this host's GPUs) or sim (simulated)")
+	f.StringVar(&jobDir, "job-mapping-dir", "", "directory of per-GPU job files (dcgm-exporter's --hpc-job-mapping-dir convention,\n"+
+		"written by Slurm prolog/epilog): a file per busy GPU index holding its job id")
 	f.StringVar(&node, "node", "", "with --source nvml: this host's node label and Kafka key (default: the hostname)")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9400", "address for Prometheus /metrics; empty disables")
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
@@ -236,7 +239,11 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	a, err := agent.New(agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp})
+	cfg := agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp}
+	if jobDir != "" {
+		cfg.Jobs = attribution.MappingDir{Dir: jobDir}.Jobs
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}

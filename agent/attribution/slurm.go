@@ -1,0 +1,62 @@
+// Package attribution finds the job running on each GPU of the node, so that samples carry it in
+// their job_id column.
+package attribution
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// MappingDir reads per-GPU job files in dcgm-exporter's --hpc-job-mapping-dir convention, which
+// Slurm prolog/epilog scripts maintain: a file named after each busy GPU's index holding the job
+// id (several lines when several jobs share the GPU; they are joined with commas). A GPU without a
+// file runs no job.
+type MappingDir struct {
+	Dir string
+}
+
+// maxJobLen keeps a runaway file from becoming a label ingest would reject (labels ≤ 256 bytes).
+const maxJobLen = 200
+
+// Jobs returns the job id per GPU index.
+func (m MappingDir) Jobs() (map[uint32]string, error) {
+	entries, err := os.ReadDir(m.Dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return map[uint32]string{}, nil // no job has run yet
+		}
+		return nil, fmt.Errorf("job mapping dir: %w", err)
+	}
+	out := map[uint32]string{}
+	for _, e := range entries {
+		idx, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil || e.IsDir() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(m.Dir, e.Name()))
+		if err != nil {
+			continue // removed by an epilog between ReadDir and Open
+		}
+		var jobs []string
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if j := strings.TrimSpace(sc.Text()); j != "" {
+				jobs = append(jobs, j)
+			}
+		}
+		f.Close()
+		if job := strings.Join(jobs, ","); job != "" {
+			if len(job) > maxJobLen {
+				job = job[:maxJobLen]
+			}
+			out[uint32(idx)] = job
+		}
+	}
+	return out, nil
+}
