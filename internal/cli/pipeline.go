@@ -53,6 +53,18 @@ func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *s
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--brokers: %w", err)}
 	}
+	// Topics are still created once Kafka answers; until then the spool holds the batches.
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := k.connect(ctx, log); err == nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}()
 	return brokers, nil
 }
 
