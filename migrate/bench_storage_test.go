@@ -9,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/gpumetric"
-	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 // BenchmarkBytesPerValue writes a simulated 1,024-GPU fleet sampled every second into the schema
@@ -36,46 +33,16 @@ func BenchmarkBytesPerValue(b *testing.B) {
 	if _, err := migrate.Apply(ctx, st, nil); err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now()
-	start := now.Add(-time.Duration(hours) * time.Hour).Truncate(time.Hour)
-	sims := make([]*sim.Node, nodes)
-	for i := range sims {
-		sims[i] = sim.NewNode(5, "bench", i, gpus)
-	}
-	builder := ingest.NewSampleBuilder()
-	var dec wire.SampleDecoder
-	var rows int64
-	flush := func() {
-		if err := st.Insert(ctx, "gpu_samples", builder.Block(), ""); err != nil {
-			b.Fatal(err)
-		}
-		builder.Reset()
-	}
+	start := time.Now().Add(-time.Duration(hours) * time.Hour).Truncate(time.Hour)
+	var rows uint64
 	b.ResetTimer()
 	for range b.N {
-		for s := range hours * 3600 {
-			t := start.Add(time.Duration(s) * time.Second)
-			for _, n := range sims {
-				batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(s + 1), Cluster: "bench", Node: n.Name, DriverVersion: "570.124.06"}
-				n.Sample(t, batch, nil)
-				data, err := wire.EncodeSamples(batch)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sb, err := dec.Decode(data)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := builder.Add(sb, now); err != nil {
-					b.Fatal(err)
-				}
-				rows += int64(len(sb.TimeUnixMs))
-			}
-			if builder.Block().Rows() >= 500_000 {
-				flush()
-			}
+		n, err := (seed.Fleet{Seed: 5, Nodes: nodes, GPUsPerNode: gpus, Clusters: []string{"bench"}, Driver: "570.124.06",
+			From: start, To: start.Add(time.Duration(hours) * time.Hour), Step: time.Second}).Write(ctx, st)
+		if err != nil {
+			b.Fatal(err)
 		}
-		flush()
+		rows += n
 	}
 	b.StopTimer()
 	if err := st.Exec(ctx, "OPTIMIZE TABLE "+store.Table(st.Database(), "gpu_samples")+" FINAL"); err != nil {

@@ -2,20 +2,16 @@ package query_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/agent/sim"
-	"github.com/gpufleet/gpufleet/ingest"
+	fleetseed "github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 // BenchmarkFleetP99Trend seeds a simulated 1,024-GPU fleet (4 clusters, 3 GPU models) sampled
@@ -37,7 +33,7 @@ func BenchmarkFleetP99Trend(b *testing.B) {
 	now := time.Now().UTC()
 	to := now.Truncate(time.Minute)
 	from := to.Add(-time.Duration(hours) * time.Hour)
-	seedSimFleet(b, st, from, to, now)
+	seedSimFleet(b, st, from, to)
 
 	for _, src := range []query.Source{query.SourceRaw, query.SourceAuto} {
 		name := map[query.Source]string{query.SourceRaw: "raw", query.SourceAuto: "rollup"}[src]
@@ -67,39 +63,11 @@ func BenchmarkFleetP99Trend(b *testing.B) {
 }
 
 // seedSimFleet writes 128 simulated 8-GPU nodes in 4 clusters sampled every second over [from, to).
-func seedSimFleet(b *testing.B, st store.Store, from, to, now time.Time) {
+func seedSimFleet(b *testing.B, st store.Store, from, to time.Time) {
 	b.Helper()
 	ctx := context.Background()
-	var nodes []*sim.Node
-	for i := range 128 {
-		nodes = append(nodes, sim.NewNode(9, fmt.Sprintf("cl-%d", i%4), i, 8))
-	}
-	builder := ingest.NewSampleBuilder()
-	var dec wire.SampleDecoder
-	for t, s := from, uint64(1); t.Before(to); t, s = t.Add(time.Second), s+1 {
-		for _, n := range nodes {
-			batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: s, Cluster: n.Cluster, Node: n.Name}
-			n.Sample(t, batch, nil)
-			data, err := wire.EncodeSamples(batch)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sb, err := dec.Decode(data)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := builder.Add(sb, now); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if builder.Block().Rows() >= 500_000 {
-			if err := st.Insert(ctx, "gpu_samples", builder.Block(), ""); err != nil {
-				b.Fatal(err)
-			}
-			builder.Reset()
-		}
-	}
-	if err := st.Insert(ctx, "gpu_samples", builder.Block(), ""); err != nil {
+	if _, err := (fleetseed.Fleet{Seed: 9, Nodes: 128, GPUsPerNode: 8, Clusters: []string{"cl-0", "cl-1", "cl-2", "cl-3"},
+		From: from, To: to, Step: time.Second}).Write(ctx, st); err != nil {
 		b.Fatal(err)
 	}
 	for _, t := range []string{"gpu_samples", "fleet_1m", "gpu_1m", "gpu_1h"} {

@@ -131,6 +131,22 @@ func (s *simFlags) register(f *flags, gpus int) {
 	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
 }
 
+// spoolAndBrokers opens the spool, then reaches Kafka (or, with a spool, only checks --brokers).
+func (s *simFlags) spoolAndBrokers(ctx context.Context, log *slog.Logger, k *kafkaFlags) (*spool.Spool, []string, error) {
+	sp, err := s.openSpool(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	brokers, err := k.connectOrSpool(ctx, log, sp)
+	if err != nil {
+		if sp != nil {
+			sp.Close()
+		}
+		return nil, nil, err
+	}
+	return sp, brokers, nil
+}
+
 // openSpool opens --spool-dir, or returns nil when it is not set.
 func (s *simFlags) openSpool(log *slog.Logger) (*spool.Spool, error) {
 	if s.spoolDir == "" {
@@ -235,16 +251,12 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	if len(src.GPUs()) == 0 {
 		log.Warn("NVML sees no GPUs; sending empty batches as a heartbeat")
 	}
-	sp, err := s.openSpool(log)
+	sp, brokers, err := s.spoolAndBrokers(ctx, log, &k)
 	if err != nil {
 		return err
 	}
 	if sp != nil {
 		defer sp.Close()
-	}
-	brokers, err := k.connectOrSpool(ctx, log, sp)
-	if err != nil {
-		return err
 	}
 	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
 		return err
@@ -295,16 +307,12 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	if err != nil {
 		return err
 	}
-	sp, err := s.openSpool(log)
+	sp, brokers, err := s.spoolAndBrokers(ctx, log, k)
 	if err != nil {
 		return err
 	}
 	if sp != nil {
 		defer sp.Close()
-	}
-	brokers, err := k.connectOrSpool(ctx, log, sp)
-	if err != nil {
-		return err
 	}
 	reg := newRegistry()
 	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {

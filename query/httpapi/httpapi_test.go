@@ -11,13 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/agent/sim"
-	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query/httpapi"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -31,24 +28,8 @@ func TestEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Minute)
-	b := ingest.NewSampleBuilder()
-	var dec wire.SampleDecoder
-	for i := range 2 {
-		n := sim.NewNode(1, "c1", i, 8)
-		for s := range 30 {
-			batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(s + 1), Cluster: "c1", Node: n.Name}
-			n.Sample(now.Add(-10*time.Minute+time.Duration(s)*10*time.Second), batch, nil)
-			data, _ := wire.EncodeSamples(batch)
-			sb, err := dec.Decode(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Add(sb, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := st.Insert(ctx, "gpu_samples", b.Block(), ""); err != nil {
+	if _, err := (seed.Fleet{Seed: 1, Nodes: 2, GPUsPerNode: 8, Clusters: []string{"c1"}, From: now.Add(-10 * time.Minute),
+		To: now.Add(-5 * time.Minute), Step: 10 * time.Second}).Write(ctx, st); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.Handler(st, func() time.Time { return now }))

@@ -3,20 +3,16 @@ package plugin_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
-	"github.com/gpufleet/gpufleet/agent/sim"
-	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 // BenchmarkQueryDataOverhead asks for a 24 h trend at a 1-minute step (1,440 points per series,
@@ -32,24 +28,8 @@ func BenchmarkQueryDataOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	to := time.Now().UTC().Truncate(time.Minute)
-	builder := ingest.NewSampleBuilder()
-	var dec wire.SampleDecoder
-	for i := range 128 {
-		n := sim.NewNode(2, fmt.Sprintf("cl-%d", i%4), i, 8)
-		for s := range 360 { // the last hour, every 10 s
-			batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(s + 1), Cluster: n.Cluster, Node: n.Name}
-			n.Sample(to.Add(-time.Hour+time.Duration(s)*10*time.Second), batch, nil)
-			data, _ := wire.EncodeSamples(batch)
-			sb, err := dec.Decode(data)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := builder.Add(sb, time.Now()); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	if err := st.Insert(ctx, "gpu_samples", builder.Block(), ""); err != nil {
+	if _, err := (seed.Fleet{Seed: 2, Nodes: 128, GPUsPerNode: 8, Clusters: []string{"cl-0", "cl-1", "cl-2", "cl-3"},
+		From: to.Add(-time.Hour), To: to, Step: 10 * time.Second}).Write(ctx, st); err != nil {
 		b.Fatal(err)
 	}
 	ds := plugin.New(st, time.Now)

@@ -10,15 +10,12 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
-	"github.com/gpufleet/gpufleet/agent/sim"
-	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -33,27 +30,8 @@ func fleet(t *testing.T) (store.Store, time.Time) {
 		t.Fatal(err)
 	}
 	end := time.Now().UTC().Truncate(time.Minute)
-	b := ingest.NewSampleBuilder()
-	var dec wire.SampleDecoder
-	for i := range 4 {
-		n := sim.NewNode(3, []string{"east", "west"}[i%2], i, 8)
-		for s := range 120 {
-			batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(s + 1), Cluster: n.Cluster, Node: n.Name}
-			n.Sample(end.Add(-20*time.Minute+time.Duration(s)*10*time.Second), batch, nil)
-			data, err := wire.EncodeSamples(batch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sb, err := dec.Decode(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Add(sb, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := st.Insert(ctx, "gpu_samples", b.Block(), ""); err != nil {
+	if _, err := (seed.Fleet{Seed: 3, Nodes: 4, GPUsPerNode: 8, Clusters: []string{"east", "west"},
+		From: end.Add(-20 * time.Minute), To: end, Step: 10 * time.Second}).Write(ctx, st); err != nil {
 		t.Fatal(err)
 	}
 	return st, end
