@@ -157,3 +157,36 @@ func Applied(ctx context.Context, s store.Store) (map[int]bool, error) {
 	}
 	return done, nil
 }
+
+// Retention sets how long raw samples and events are kept (the migrations' defaults are 30 and
+// 180 days). Zero leaves a table's TTL as it is. ClickHouse applies a new TTL as parts merge.
+type Retention struct {
+	SamplesDays, EventsDays int
+}
+
+// SetRetention applies r to the store's tables.
+func SetRetention(ctx context.Context, s store.Store, r Retention, cluster string) error {
+	on := ""
+	if cluster != "" {
+		if err := store.CheckIdent("cluster", cluster); err != nil {
+			return err
+		}
+		on = " ON CLUSTER " + store.QuoteString(cluster)
+	}
+	for _, t := range []struct {
+		table string
+		days  int
+	}{{"gpu_samples", r.SamplesDays}, {"gpu_events", r.EventsDays}} {
+		if t.days == 0 {
+			continue
+		}
+		if t.days < 1 || t.days > 100*365 {
+			return fmt.Errorf("migrate: retention of %s: %d days is out of range", t.table, t.days)
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s%s MODIFY TTL toDateTime(time) + INTERVAL %d DAY", store.Table(s.Database(), t.table), on, t.days)
+		if err := s.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("migrate: retention of %s: %w", t.table, err)
+		}
+	}
+	return nil
+}

@@ -161,3 +161,26 @@ func TestOnClusterGolden(t *testing.T) {
 		t.Errorf("cluster form differs from %s (rerun with -update if intended)", path)
 	}
 }
+
+// Retention is a setting, not a migration: it changes the TTL of the raw tables in place.
+func TestSetRetention(t *testing.T) {
+	s := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.SetRetention(ctx, s, migrate.Retention{SamplesDays: 7}, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Query(ctx, "SELECT name, engine_full FROM system.tables WHERE database = '"+s.Database()+"' AND name IN ('gpu_samples', 'gpu_events') ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, samples := r.Rows[0][1].(string), r.Rows[1][1].(string)
+	if !strings.Contains(samples, "toIntervalDay(7)") || !strings.Contains(events, "toIntervalDay(180)") {
+		t.Errorf("TTLs after setting samples to 7 days:\nsamples: %s\nevents: %s", samples, events)
+	}
+	if err := migrate.SetRetention(ctx, s, migrate.Retention{EventsDays: -3}, ""); err == nil {
+		t.Error("a negative retention was accepted")
+	}
+}

@@ -100,7 +100,7 @@ func TestQuerySeriesOnEmptyStore(t *testing.T) {
 	lib := testenv.LibCHDB(t)
 	dsn := "chdb://" + t.TempDir()
 	env := []string{"GPUFLEET_LIBCHDB=" + lib}
-	if r := run(t, env, "migrate", "--clickhouse", dsn); r.code != 0 {
+	if r := run(t, env, "migrate", "--clickhouse", dsn, "--samples-days", "14"); r.code != 0 {
 		t.Fatalf("migrate: exit %d: %s", r.code, r.stderr)
 	}
 	r := run(t, env, "query", "--clickhouse", dsn, "--metric", "gpu_util", "--agg", "p99", "--by", "cluster", "--format", "csv")

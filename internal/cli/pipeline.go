@@ -438,7 +438,10 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		"With --on-cluster, everything is created ON CLUSTER with Replicated engines.")
 	var sf storeFlags
 	var cluster string
+	var ret migrate.Retention
 	sf.register(f)
+	f.IntVar(&ret.SamplesDays, "samples-days", 0, "keep raw samples this many days (0 leaves the TTL as it is; new schemas keep 30)")
+	f.IntVar(&ret.EventsDays, "events-days", 0, "keep GPU events this many days (0 leaves the TTL as it is; new schemas keep 180)")
 	f.StringVar(&cluster, "on-cluster", "", "ClickHouse cluster (remote_servers) to create the schema on, with Replicated engines")
 	if err := f.parse(args); err != nil {
 		return err
@@ -459,6 +462,9 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	defer st.Close()
 	applied, err := migrate.ApplyWith(ctx, st, log, migrate.Options{Cluster: cluster})
 	if err != nil {
+		return err
+	}
+	if err := migrate.SetRetention(ctx, st, ret, cluster); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "schema at version %d (applied now: %v)\n", migrate.Latest(), applied)
