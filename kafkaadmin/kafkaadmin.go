@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,8 +115,12 @@ func ParseBrokers(s string) ([]string, error) {
 		if b == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(b); err != nil {
+		host, port, err := net.SplitHostPort(b)
+		if err != nil {
 			return nil, fmt.Errorf("broker %q is not host:port", b)
+		}
+		if p, err := strconv.Atoi(port); host == "" || err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("broker %q is not host:port (a host name and a port 1-65535)", b)
 		}
 		out = append(out, b)
 	}
