@@ -83,6 +83,8 @@ func convertJSON(typ string, raw json.RawMessage) (any, error) {
 		text = s
 	}
 	switch {
+	case typ == "UInt128" || typ == "UInt256" || typ == "Int128" || typ == "Int256":
+		return text, nil // wider than 64 bits: their decimal text, as Result documents
 	case strings.HasPrefix(typ, "UInt"):
 		return strconv.ParseUint(text, 10, 64)
 	case strings.HasPrefix(typ, "Int"):

@@ -145,3 +145,15 @@ func TestRowsReadReported(t *testing.T) {
 		t.Errorf("RowsRead = %d, want 12345", r.RowsRead)
 	}
 }
+
+// Integers wider than 64 bits come back as their decimal text rather than failing the query.
+func TestWideIntegersAsText(t *testing.T) {
+	s := testenv.CHDB(t)
+	r, err := s.Query(context.Background(), "SELECT toUInt128('340282366920938463463374607431768211455') AS u, toInt256(-5) AS i, sum(toUInt128(number)) FROM numbers(3)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(r.Rows[0]); got != "[340282366920938463463374607431768211455 -5 3]" {
+		t.Errorf("wide integers: %s", got)
+	}
+}
