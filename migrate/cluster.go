@@ -12,7 +12,7 @@ import (
 
 var (
 	createRE = regexp.MustCompile(`^(CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS [A-Za-z0-9_]+\.[A-Za-z0-9_]+)`)
-	alterRE  = regexp.MustCompile(`^(ALTER TABLE [A-Za-z0-9_]+\.[A-Za-z0-9_]+)`)
+	alterRE  = regexp.MustCompile(`^(ALTER TABLE [A-Za-z0-9_]+\.[A-Za-z0-9_]+|DROP VIEW IF EXISTS [A-Za-z0-9_]+\.[A-Za-z0-9_]+)`)
 	engineRE = regexp.MustCompile(`ENGINE = (MergeTree|AggregatingMergeTree|ReplacingMergeTree)\b`)
 )
 

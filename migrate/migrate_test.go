@@ -121,7 +121,7 @@ func TestApplyCompletesHalfMigratedDatabase(t *testing.T) {
 }
 
 // The cluster form of every migration is pinned in testdata/on_cluster.golden.sql: ON CLUSTER on
-// every CREATE and ALTER, Replicated engines. (No ClickHouse cluster runs here; the statements are
+// every CREATE, ALTER and DROP, Replicated engines. (No ClickHouse cluster runs here; the statements are
 // checked as text, and the single-server form they derive from runs in every test.)
 func TestOnClusterGolden(t *testing.T) {
 	ms, err := migrate.Load("gpufleet")
@@ -141,8 +141,8 @@ func TestOnClusterGolden(t *testing.T) {
 			t.Errorf("cluster form still has %q", bad)
 		}
 	}
-	if n, m := strings.Count(got, "ON CLUSTER 'fleet'"), strings.Count(got, "CREATE ")+strings.Count(got, "ALTER TABLE"); n != m {
-		t.Errorf("%d ON CLUSTER clauses for %d CREATE/ALTER statements", n, m)
+	if n, m := strings.Count(got, "ON CLUSTER 'fleet'"), strings.Count(got, "CREATE ")+strings.Count(got, "ALTER TABLE")+strings.Count(got, "DROP VIEW"); n != m {
+		t.Errorf("%d ON CLUSTER clauses for %d CREATE/ALTER/DROP statements", n, m)
 	}
 	path := filepath.Join("testdata", "on_cluster.golden.sql")
 	if *update {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	fleetseed "github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
@@ -42,7 +43,7 @@ func TestModelSQLGolden(t *testing.T) {
 		{"energy increase by job, raw forced", query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
 			Step: time.Hour, Source: query.SourceRaw}},
 		{"misaligned window reads raw", query.Query{Metric: "gpu_util", Agg: query.Avg, Step: time.Minute}},
-		{"metric newer than the rollups reads raw", query.Query{Metric: "nvlink_tx_kib", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
+		{"NVLink rate per GPU (a metric 0008 added to the rollups)", query.Query{Metric: "nvlink_tx_kib", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
 	}
 	var got bytes.Buffer
 	for _, s := range shapes {
@@ -367,4 +368,53 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 			}
 		}
 	})
+}
+
+// The metrics migration 0008 added to the rollups answer from gpu_1m exactly as from raw samples.
+func TestAddedMetricsRollupEqualsRaw(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	to := time.Now().UTC().Truncate(time.Minute)
+	from := to.Add(-10 * time.Minute)
+	if _, err := (fleetseed.Fleet{Seed: 6, Nodes: 3, GPUsPerNode: 4, From: from, To: to, Step: 5 * time.Second}).Write(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []query.Query{
+		{Metric: "nvlink_tx_kib", Agg: query.Increase, GroupBy: []query.Dim{query.Node}},
+		{Metric: "enc_util", Agg: query.Max, GroupBy: []query.Dim{query.GPU}},
+	} {
+		q.From, q.To, q.Step = from, to, time.Minute
+		raw, roll := q, q
+		raw.Source = query.SourceRaw
+		c, err := roll.Compile(st.Database())
+		if err != nil || c.Table != "gpu_1m" {
+			t.Fatalf("%s: reads %v (%v), want gpu_1m", q.Metric, c, err)
+		}
+		a, err := query.Run(ctx, st, &raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := query.Run(ctx, st, &roll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(seriesValues(a)) != fmt.Sprint(seriesValues(b)) || len(a) == 0 {
+			t.Errorf("%s: raw %v\nrollup %v", q.Metric, seriesValues(a), seriesValues(b))
+		}
+	}
+}
+
+func seriesValues(ss []query.Series) [][]float64 {
+	var out [][]float64
+	for _, s := range ss {
+		var vs []float64
+		for _, p := range s.Points {
+			vs = append(vs, *p.Value)
+		}
+		out = append(out, vs)
+	}
+	return out
 }

@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite the generated migration")
 // then pins 0005 to the registry prefix it was generated from.
 func TestMigrationMatchesGenerator(t *testing.T) {
 	path := filepath.Join("..", "deploy", "migrations", "0005_rollups.sql")
-	got := rollup.SQL(gpumetric.All()[:rollup.Covered])
+	got := rollup.SQL(gpumetric.All()[:22]) // the metrics of 0005; later ones come by UpgradeSQL
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -29,5 +29,23 @@ func TestMigrationMatchesGenerator(t *testing.T) {
 	}
 	if string(want) != got {
 		t.Errorf("%s differs from rollup.SQL (go test ./rollup -update if intended)", path)
+	}
+}
+
+// 0008 is UpgradeSQL from the 22 metrics of 0005 to the 31 rollup.Covered names.
+func TestUpgradeMigrationMatchesGenerator(t *testing.T) {
+	path := filepath.Join("..", "deploy", "migrations", "0008_rollup_agent_metrics.sql")
+	got := rollup.UpgradeSQL(gpumetric.All()[:22], gpumetric.All()[:rollup.Covered], "0008")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./rollup -update writes it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from rollup.UpgradeSQL (go test ./rollup -update if intended)", path)
 	}
 }

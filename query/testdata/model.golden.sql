@@ -49,8 +49,8 @@ SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, avg(v) AS 
 -- param step = 60
 -- param to = 1714525200000
 
--- metric newer than the rollups reads raw (reads gpu_samples)
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT time, uuid, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM (SELECT time, uuid, nvlink_tx_kib AS v, lagInFrame(nvlink_tx_kib) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND nvlink_tx_kib IS NOT NULL) WHERE n > 1) GROUP BY t, uuid ORDER BY uuid, t;
+-- NVLink rate per GPU (a metric 0008 added to the rollups) (reads gpu_1m)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(nvlink_tx_kib_first) AS first, argMaxMerge(nvlink_tx_kib_last) AS last, max(nvlink_tx_kib_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
