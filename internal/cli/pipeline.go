@@ -118,7 +118,7 @@ type simFlags struct {
 }
 
 func (s *simFlags) register(f *flags, gpus int) {
-	f.StringVar(&s.cluster, "cluster", "sim", "cluster label of the simulated nodes")
+	f.StringVar(&s.cluster, "cluster", "sim", "cluster label of the samples (the simulator's default is sim; --source nvml uses \"default\" unless set)")
 	f.IntVar(&s.gpus, "gpus", gpus, "simulated GPUs in all")
 	f.IntVar(&s.gpusPerNode, "gpus-per-node", 8, "GPUs per simulated node")
 	f.Uint64Var(&s.seed, "seed", 1, "seed of the simulated readings: the same seed gives the same fleet")
