@@ -225,7 +225,7 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		if err := a.deliverMsgs(ctx, msgs); err != nil {
 			return err
 		}
-		if err := sp.Ack(b); err != nil {
+		if err := sp.Ack(); err != nil {
 			return err
 		}
 		a.batches.Add(uint64(len(a.cfg.Sources)))

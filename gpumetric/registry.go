@@ -109,6 +109,16 @@ func Index(id ID) int {
 	return int(id) - 1
 }
 
+// IndexOfColumn returns the position in All of the metric stored in column, or -1.
+func IndexOfColumn(column string) int {
+	for i, m := range all {
+		if m.Column == column {
+			return i
+		}
+	}
+	return -1
+}
+
 // plausible holds the range a real reading of each gauge falls in, by position in All. A value
 // outside it (a sensor glitch, a driver returning a sentinel, a corrupted agent) is stored as NULL
 // rather than as a reading that would wreck every average it lands in.

@@ -37,7 +37,6 @@ func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs
 	// Forget the batches seen: ones this worker took but did not commit come round again, and must
 	// not be mistaken for producer duplicates.
 	clear(in.recent)
-	in.pending.Store(0)
 	in.building = 0
 	commit := func(ctx context.Context, offsets map[string]map[int]int64) error {
 		return gen.CommitOffsets(offsets)
@@ -154,7 +153,6 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 	p.last, p.next = m.Offset, m.Offset+1
 	p.n++
 	p.bytes += len(m.Value)
-	in.pending.Add(int64(len(m.Value)))
 	in.building += len(m.Value)
 	var err error
 	switch {
@@ -375,7 +373,6 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 		}
 		in.nGaps.Add(p.gaps.missingTotal())
 		msgs += uint64(p.n)
-		in.pending.Add(-int64(p.bytes))
 	}
 	in.nDLQ.Add(uint64(len(dead)))
 	in.nMessages.Add(msgs)

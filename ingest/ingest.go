@@ -80,7 +80,6 @@ type Ingester struct {
 	sd       wire.SampleDecoder
 	eb       wirepb.EventBatch
 
-	pending                                                                       atomic.Int64 // message bytes in batches and cuts not yet committed
 	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched, nDuplicates atomic.Uint64
 	m                                                                             metrics
 

@@ -39,7 +39,7 @@ const minuteWhere = "t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to
 // TopGPUsSQL ranks GPUs by a gauge's mean ("avg") or peak ("max") over the window, highest first,
 // or lowest first when ascending: the hottest, the least utilised.
 func TopGPUsSQL(db, metric, agg string, ascending bool, k int) (string, error) {
-	i := metricIndex(metric)
+	i := gpumetric.IndexOfColumn(metric)
 	if i < 0 || gpumetric.All()[i].Kind != gpumetric.Gauge {
 		return "", invalid("metric", "%q is not a gauge of gpu_samples", metric)
 	}

@@ -109,7 +109,7 @@ type Compiled struct {
 
 // Validate checks every field against the catalogue and the limits.
 func (q *Query) Validate() error {
-	i := metricIndex(q.Metric)
+	i := gpumetric.IndexOfColumn(q.Metric)
 	if i < 0 {
 		return invalid("metric", "%q is not a gpu_samples metric (see gpumetric/registry.go)", q.Metric)
 	}
@@ -145,14 +145,6 @@ func (q *Query) Validate() error {
 	return nil
 }
 
-func metricIndex(column string) int {
-	for i, m := range gpumetric.All() {
-		if m.Column == column {
-			return i
-		}
-	}
-	return -1
-}
 
 // Compile turns the query into SQL. It reads the coarsest rollup that can answer exactly (see
 // pickLevel) and gpu_samples otherwise. Identifiers (metric, dims, tables) come from allow-lists;

@@ -49,12 +49,8 @@ const Covered = 31
 
 // Covers reports whether the rollups hold the metric column.
 func Covers(column string) bool {
-	for _, m := range gpumetric.All()[:Covered] {
-		if m.Column == column {
-			return true
-		}
-	}
-	return false
+	i := gpumetric.IndexOfColumn(column)
+	return i >= 0 && i < Covered
 }
 
 // Quantiles kept by every gauge's t-digest state, in the order of its result array.

@@ -51,6 +51,7 @@ type Spool struct {
 	segs     []int64       // segment numbers on disk, oldest first
 	sizes    map[int64]int64
 	head     position // next batch to send
+	peeked   int64    // size of the record Peek last returned, 0 after Ack
 	tail     *os.File // the segment being appended to
 	tailSeg  int64
 	held     uint64
@@ -112,7 +113,7 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 		if seg == s.head.Seg {
 			from = s.head.Off
 		}
-		n, end, err := s.scan(seg, from)
+		n, _, end, err := s.scan(seg, from)
 		if err != nil {
 			return nil, err
 		}
@@ -221,25 +222,26 @@ func decode(p []byte) (Batch, error) {
 	return b, nil
 }
 
-// scan counts the whole records of seg from offset and returns where the last one ends.
-func (s *Spool) scan(seg, from int64) (uint64, int64, error) {
+// scan reads the whole records of seg from offset: how many, the sample rows they hold, and where
+// the last one ends (a record torn by a crash mid-write is not counted).
+func (s *Spool) scan(seg, from int64) (n, rows uint64, end int64, err error) {
 	f, err := os.Open(s.segPath(seg))
 	if err != nil {
-		return 0, 0, fmt.Errorf("spool: %w", err)
+		return 0, 0, 0, fmt.Errorf("spool: %w", err)
 	}
 	defer f.Close()
 	if _, err := f.Seek(from, io.SeekStart); err != nil {
-		return 0, 0, fmt.Errorf("spool: %w", err)
+		return 0, 0, 0, fmt.Errorf("spool: %w", err)
 	}
 	r := bufio.NewReader(f)
-	var n uint64
-	end := from
+	end = from
 	for {
-		_, size, err := readRecord(r)
+		b, size, err := readRecord(r)
 		if err != nil {
-			return n, end, nil // EOF, or a record torn by a crash mid-write: dropped
+			return n, rows, end, nil
 		}
 		n++
+		rows += b.Rows
 		end += size
 	}
 }
@@ -304,32 +306,17 @@ func (s *Spool) enforceCapLocked() {
 		if seg == s.head.Seg {
 			from = s.head.Off
 		}
-		n, rows := s.countRows(seg, from)
+		n, rows, _, _ := s.scan(seg, from) // an unreadable segment is dropped all the same
 		s.dropped.DroppedBatches += n
 		s.dropped.DroppedRows += rows
 		s.held -= n
 		os.Remove(s.segPath(seg))
 		delete(s.sizes, seg)
 		s.segs = s.segs[1:]
-		s.head = position{Seg: s.segs[0]}
-	}
-}
-
-func (s *Spool) countRows(seg, from int64) (n, rows uint64) {
-	f, err := os.Open(s.segPath(seg))
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	f.Seek(from, io.SeekStart)
-	r := bufio.NewReader(f)
-	for {
-		b, _, err := readRecord(r)
-		if err != nil {
-			return n, rows
+		if seg == s.head.Seg {
+			s.peeked = 0
 		}
-		n++
-		rows += b.Rows
+		s.head = position{Seg: s.segs[0]}
 	}
 }
 
@@ -378,9 +365,10 @@ func (s *Spool) Peek() (b Batch, ok bool, err error) {
 			return Batch{}, false, fmt.Errorf("spool: %w", err)
 		}
 		f.Seek(s.head.Off, io.SeekStart)
-		b, _, err := readRecord(bufio.NewReader(f))
+		b, size, err := readRecord(bufio.NewReader(f))
 		f.Close()
 		if err == nil {
+			s.peeked = size
 			return b, true, nil
 		}
 		// The head segment is used up: move to the next one.
@@ -398,10 +386,14 @@ func (s *Spool) Peek() (b Batch, ok bool, err error) {
 }
 
 // Ack removes the batch Peek returned, after the brokers acknowledged it.
-func (s *Spool) Ack(b Batch) error {
+func (s *Spool) Ack() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.head.Off += int64(len(encode(b)))
+	if s.peeked == 0 {
+		return nil // the batch's segment was dropped at the cap while it was being sent
+	}
+	s.head.Off += s.peeked
+	s.peeked = 0
 	s.held--
 	return s.saveLocked()
 }

@@ -34,7 +34,7 @@ func TestOrderAndRestart(t *testing.T) {
 		if err != nil || !ok || b.Msgs[0].Value[0] != byte(i) {
 			t.Fatalf("peek %d: %v %v %v", i, ok, err, b.Msgs)
 		}
-		if err := sp.Ack(b); err != nil {
+		if err := sp.Ack(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,7 +54,7 @@ func TestOrderAndRestart(t *testing.T) {
 		if err != nil || !ok || b.Msgs[0].Value[0] != byte(i) || b.Events != uint64(i%2) {
 			t.Fatalf("after reopen, peek %d: %v %v %+v", i, ok, err, b)
 		}
-		sp.Ack(b)
+		sp.Ack()
 	}
 	if _, ok, _ := sp.Peek(); ok {
 		t.Fatal("spool not empty after every batch was acknowledged")
@@ -91,7 +91,7 @@ func TestTornTail(t *testing.T) {
 		if !ok || b.Msgs[0].Value[0] != byte(i) {
 			t.Fatalf("peek %d: %v %+v", i, ok, b)
 		}
-		sp.Ack(b)
+		sp.Ack()
 	}
 }
 
