@@ -145,7 +145,6 @@ func (q *Query) Validate() error {
 	return nil
 }
 
-
 // Compile turns the query into SQL. It reads the coarsest rollup that can answer exactly (see
 // pickLevel) and gpu_samples otherwise. Identifiers (metric, dims, tables) come from allow-lists;
 // every value (times, step, filter values) is a bound parameter.
