@@ -87,76 +87,19 @@ func (d *SampleDecoder) Decode(data []byte) (*Samples, error) {
 	return s, nil
 }
 
-func (d *SampleDecoder) decodeBatch(b []byte) error {
-	s := &d.s
+// fields calls field for every field of message b with the bytes after its tag; field consumes
+// the value and returns its length, negative for a protowire parse error. what names the message in
+// errors.
+func fields(b []byte, what string, field func(num protowire.Number, typ protowire.Type, b []byte) (int, error)) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return malformed("sample batch: %v", protowire.ParseError(n))
+			return malformed("%s: %v", what, protowire.ParseError(n))
 		}
 		b = b[n:]
-		var err error
-		switch {
-		case num == 1 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			s.SchemaVersion = uint32(v)
-		case (num == 2 || num >= 4 && num <= 7) && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
-				var str string
-				if str, err = d.str(v); err == nil {
-					switch num {
-					case 2:
-						s.AgentID = str
-					case 4:
-						s.Cluster = str
-					case 5:
-						s.Node = str
-					case 6:
-						s.DriverVersion = str
-					case 7:
-						s.CudaVersion = str
-					}
-				}
-			}
-		case num == 3 && typ == protowire.VarintType:
-			s.Seq, n = protowire.ConsumeVarint(b)
-		case num == 8 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
-				err = d.decodeGPU(v)
-			}
-		case num == 9 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			s.TimeUnixMs = append(s.TimeUnixMs, int64(v))
-		case num == 9 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
-				s.TimeUnixMs, err = appendPackedVarints(s.TimeUnixMs, v, func(x uint64) int64 { return int64(x) })
-			}
-		case num == 10 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			s.GPU = append(s.GPU, uint32(v))
-		case num == 10 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
-				s.GPU, err = appendPackedVarints(s.GPU, v, func(x uint64) uint32 { return uint32(x) })
-			}
-		case num == 11 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
-				err = d.decodeMetric(v)
-			}
-		default:
-			// Unknown fields (a newer agent's) and known fields of another wire type are skipped,
-			// as proto.Unmarshal keeps them aside.
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
+		n, err := field(num, typ, b)
 		if n < 0 {
-			return malformed("sample batch: %v", protowire.ParseError(n))
+			return malformed("%s: %v", what, protowire.ParseError(n))
 		}
 		if err != nil {
 			return err
@@ -166,49 +109,81 @@ func (d *SampleDecoder) decodeBatch(b []byte) error {
 	return nil
 }
 
+// stringField consumes a string value into dst; a nil dst skips it.
+func (d *SampleDecoder) stringField(b []byte, dst *string) (int, error) {
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 || dst == nil {
+		return n, nil
+	}
+	s, err := d.str(v)
+	*dst = s
+	return n, err
+}
+
+// bytesField consumes a length-delimited value and hands it to use.
+func bytesField(b []byte, use func(v []byte) error) (int, error) {
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return n, nil
+	}
+	return n, use(v)
+}
+
+func (d *SampleDecoder) decodeBatch(b []byte) error {
+	s := &d.s
+	return fields(b, "sample batch", func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch {
+		case typ == protowire.VarintType && (num == 1 || num == 3 || num == 9 || num == 10):
+			v, n := protowire.ConsumeVarint(b)
+			switch num {
+			case 1:
+				s.SchemaVersion = uint32(v)
+			case 3:
+				s.Seq = v
+			case 9:
+				s.TimeUnixMs = append(s.TimeUnixMs, int64(v))
+			case 10:
+				s.GPU = append(s.GPU, uint32(v))
+			}
+			return n, nil
+		case typ == protowire.BytesType && (num == 2 || num >= 4 && num <= 7):
+			return d.stringField(b, [...]*string{2: &s.AgentID, 4: &s.Cluster, 5: &s.Node, 6: &s.DriverVersion, 7: &s.CudaVersion}[num])
+		case typ == protowire.BytesType && num == 8:
+			return bytesField(b, d.decodeGPU)
+		case typ == protowire.BytesType && num == 9:
+			return bytesField(b, func(v []byte) (err error) {
+				s.TimeUnixMs, err = appendPackedVarints(s.TimeUnixMs, v, func(x uint64) int64 { return int64(x) })
+				return err
+			})
+		case typ == protowire.BytesType && num == 10:
+			return bytesField(b, func(v []byte) (err error) {
+				s.GPU, err = appendPackedVarints(s.GPU, v, func(x uint64) uint32 { return uint32(x) })
+				return err
+			})
+		case typ == protowire.BytesType && num == 11:
+			return bytesField(b, d.decodeMetric)
+		}
+		// Unknown fields (a newer agent's) and known fields of another wire type are skipped, as
+		// proto.Unmarshal keeps them aside.
+		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
+}
+
 func (d *SampleDecoder) decodeGPU(b []byte) error {
 	var g GPU
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return malformed("sample batch: gpu: %v", protowire.ParseError(n))
-		}
-		b = b[n:]
-		var err error
+	err := fields(b, "sample batch: gpu", func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
-		case num == 1 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
+		case typ == protowire.VarintType && num == 1:
+			v, n := protowire.ConsumeVarint(b)
 			g.Index = uint32(v)
-		case num >= 2 && num <= 6 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
-				var str string
-				if str, err = d.str(v); err == nil {
-					switch num {
-					case 2:
-						g.UUID = str
-					case 3:
-						g.Model = str
-					case 4:
-						g.Serial = str
-					case 5:
-						g.PCIBusID = str
-					case 6:
-						g.JobID = str
-					}
-				}
-			}
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			return n, nil
+		case typ == protowire.BytesType && num >= 2 && num <= 6:
+			return d.stringField(b, [...]*string{2: &g.UUID, 3: &g.Model, 4: &g.Serial, 5: &g.PCIBusID, 6: &g.JobID}[num])
 		}
-		if n < 0 {
-			return malformed("sample batch: gpu: %v", protowire.ParseError(n))
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
+		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
+	if err != nil {
+		return err
 	}
 	if len(d.s.GPUs) >= MaxGPUs {
 		return malformed("sample batch: over %d gpus", MaxGPUs)
@@ -229,58 +204,40 @@ func (d *SampleDecoder) decodeMetric(b []byte) error {
 	m := &s.Metrics[d.metric]
 	d.metric++
 	m.ID, m.Present, m.Values, m.Counts = 0, m.Present[:0], m.Values[:0], m.Counts[:0]
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return malformed("sample batch: metric column: %v", protowire.ParseError(n))
-		}
-		b = b[n:]
-		var err error
+	return fields(b, "sample batch: metric column", func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
-		case num == 1 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
+		case typ == protowire.VarintType && num == 1:
+			v, n := protowire.ConsumeVarint(b)
 			m.ID = uint32(v)
-		case num == 2 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
-				m.Present = append(m.Present[:0], v...)
-			}
-		case num == 3 && typ == protowire.Fixed64Type:
-			var v uint64
-			v, n = protowire.ConsumeFixed64(b)
+			return n, nil
+		case typ == protowire.BytesType && num == 2:
+			return bytesField(b, func(v []byte) error { m.Present = append(m.Present[:0], v...); return nil })
+		case typ == protowire.Fixed64Type && num == 3:
+			v, n := protowire.ConsumeFixed64(b)
 			m.Values = append(m.Values, math.Float64frombits(v))
-		case num == 3 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
+			return n, nil
+		case typ == protowire.BytesType && num == 3:
+			return bytesField(b, func(v []byte) error {
 				if len(v)%8 != 0 {
 					return malformed("sample batch: metric column: packed doubles of %d bytes", len(v))
 				}
 				for ; len(v) > 0; v = v[8:] {
 					m.Values = append(m.Values, math.Float64frombits(binary.LittleEndian.Uint64(v)))
 				}
-			}
-		case num == 4 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
+				return nil
+			})
+		case typ == protowire.VarintType && num == 4:
+			v, n := protowire.ConsumeVarint(b)
 			m.Counts = append(m.Counts, v)
-		case num == 4 && typ == protowire.BytesType:
-			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n >= 0 {
+			return n, nil
+		case typ == protowire.BytesType && num == 4:
+			return bytesField(b, func(v []byte) (err error) {
 				m.Counts, err = appendPackedVarints(m.Counts, v, func(x uint64) uint64 { return x })
-			}
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+				return err
+			})
 		}
-		if n < 0 {
-			return malformed("sample batch: metric column: %v", protowire.ParseError(n))
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
+		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
 }
 
 func appendPackedVarints[T int64 | uint32 | uint64](dst []T, b []byte, conv func(uint64) T) ([]T, error) {

@@ -60,69 +60,18 @@ func DecodeSamples(data []byte, dst *wirepb.SampleBatch) error {
 	return CheckSamples(dst)
 }
 
-// CheckSamples verifies the invariants the rest of the pipeline indexes by.
+// CheckSamples verifies the invariants the rest of the pipeline indexes by; it is the check
+// SampleDecoder applies, run on a proto-decoded batch.
 func CheckSamples(b *wirepb.SampleBatch) error {
-	if b.SchemaVersion != 1 {
-		return malformed("sample batch: unsupported schema_version %d (this build reads 1)", b.SchemaVersion)
+	v := &Samples{SchemaVersion: b.SchemaVersion, AgentID: b.AgentId, Cluster: b.Cluster, Node: b.Node,
+		DriverVersion: b.DriverVersion, CudaVersion: b.CudaVersion, Seq: b.Seq, TimeUnixMs: b.TimeUnixMs, GPU: b.Gpu}
+	for _, g := range b.Gpus {
+		v.GPUs = append(v.GPUs, GPU{Index: g.Index, UUID: g.Uuid, Model: g.Model, Serial: g.Serial, PCIBusID: g.PciBusId, JobID: g.JobId})
 	}
-	if b.AgentId == "" {
-		return malformed("sample batch: empty agent_id")
-	}
-	for _, l := range [...]struct{ name, v string }{{"agent_id", b.AgentId}, {"cluster", b.Cluster},
-		{"node", b.Node}, {"driver_version", b.DriverVersion}, {"cuda_version", b.CudaVersion}} {
-		if len(l.v) > MaxLabelLen {
-			return malformed("sample batch: %s is %d bytes, limit %d", l.name, len(l.v), MaxLabelLen)
-		}
-	}
-	if len(b.Gpus) > MaxGPUs {
-		return malformed("sample batch: %d gpus, limit %d", len(b.Gpus), MaxGPUs)
-	}
-	var seenGPU [MaxGPUs]bool
-	for i, g := range b.Gpus {
-		// Two rows of one instant for the same device would be stored as two readings.
-		if g.Index < MaxGPUs {
-			if seenGPU[g.Index] {
-				return malformed("sample batch: gpu index %d appears twice", g.Index)
-			}
-			seenGPU[g.Index] = true
-		}
-		if len(g.Uuid) > MaxLabelLen || len(g.Model) > MaxLabelLen || len(g.Serial) > MaxLabelLen ||
-			len(g.PciBusId) > MaxLabelLen || len(g.JobId) > MaxLabelLen {
-			return malformed("sample batch: gpus[%d] has a label over %d bytes", i, MaxLabelLen)
-		}
-	}
-	rows := len(b.TimeUnixMs)
-	if rows > MaxRows {
-		return malformed("sample batch: %d rows, limit %d", rows, MaxRows)
-	}
-	if len(b.Gpu) != rows {
-		return malformed("sample batch: %d gpu refs for %d rows", len(b.Gpu), rows)
-	}
-	for i, g := range b.Gpu {
-		if int(g) >= len(b.Gpus) {
-			return malformed("sample batch: row %d refers to gpu %d of %d", i, g, len(b.Gpus))
-		}
-	}
-	if len(b.Metrics) > MaxMetricCol {
-		return malformed("sample batch: %d metric columns, limit %d", len(b.Metrics), MaxMetricCol)
-	}
-	seenMetric := make(map[uint32]struct{}, len(b.Metrics))
 	for _, m := range b.Metrics {
-		if _, dup := seenMetric[m.Metric]; dup {
-			return malformed("sample batch: metric %d has two columns", m.Metric)
-		}
-		seenMetric[m.Metric] = struct{}{}
-		if len(m.Values) != 0 && len(m.Counts) != 0 {
-			return malformed("sample batch: metric %d has both values and counts", m.Metric)
-		}
-		if n := len(m.Values) + len(m.Counts); n != rows {
-			return malformed("sample batch: metric %d has %d entries for %d rows", m.Metric, n, rows)
-		}
-		if len(m.Present) != 0 && len(m.Present) != (rows+7)/8 {
-			return malformed("sample batch: metric %d presence bitmap is %d bytes for %d rows", m.Metric, len(m.Present), rows)
-		}
+		v.Metrics = append(v.Metrics, Metric{ID: m.Metric, Present: m.Present, Values: m.Values, Counts: m.Counts})
 	}
-	return nil
+	return checkSamples(v)
 }
 
 // DecodeEvents unmarshals and checks an event batch into dst.
