@@ -226,12 +226,7 @@ func JobUsageSQL(db string) string {
 	return "SELECT u.job_id, u.gpus, u.gpu_minutes / 60, u.mean_util, ifNull(e.mj, 0) / 3.6e9 FROM (" +
 		"SELECT job_id, uniqExact(uuid) AS gpus, count() AS gpu_minutes, sum(gpu_util_sum) / nullIf(sum(gpu_util_n), 0) AS mean_util FROM " + t +
 		" WHERE " + minuteWhere + " AND job_id != '' GROUP BY job_id) AS u LEFT JOIN (" +
-		"SELECT job_id, sum(d) AS mj FROM (SELECT job_id, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + " +
-		"if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (" +
-		"SELECT job_id, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, " +
-		"row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (" +
-		"SELECT t AS rt, uuid, job_id, argMinMerge(energy_mj_first) AS first, argMaxMerge(energy_mj_last) AS last, max(energy_mj_max) AS peak FROM " + t +
-		" WHERE " + minuteWhere + " GROUP BY rt, uuid, job_id) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY job_id" +
+		"SELECT job_id, sum(d) AS mj FROM (" + bucketIncreases(t, "energy_mj", []string{"job_id"}, minuteWhere) + ") GROUP BY job_id" +
 		") AS e ON u.job_id = e.job_id ORDER BY u.gpu_minutes DESC, u.job_id"
 }
 

@@ -221,27 +221,16 @@ func (q *Query) counterValue() string {
 }
 
 // rollupSQL reads level l. Gauges merge the stored aggregates; counters rebuild each GPU's
-// reset-aware increase from its first, last and highest reading per bucket: the increase inside a
-// bucket (last − first, or, when it went down, peak − first before the reset plus last after it)
-// plus the step from the previous bucket's last reading (first − previous last, or first after a
-// reset). That equals the raw answer unless a counter resets twice in one bucket, or resets and
-// then climbs past where the bucket started, which is why only per-minute buckets keep counters.
+// reset-aware increase from its first, last and highest reading per bucket (bucketIncreases),
+// which is exact only for short buckets: only per-minute levels keep counters.
 func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, groups, filters []string) {
 	where := append([]string{"t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC')", "t < toDateTime(intDiv({to:Int64}, 1000), 'UTC')"}, filters...)
 	table := store.Table(db, l.Table)
 	bucket := fmt.Sprintf(bucketExpr, "rt")
 	m := q.Metric
 	if q.isCounter() {
-		inner := uniq(append([]string{"uuid"}, groups...))
-		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM ("+
-			"SELECT rt%s, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + "+
-			"if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM ("+
-			"SELECT rt%s, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
-			"row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM ("+
-			"SELECT t AS rt%s, argMinMerge(%s) AS first, argMaxMerge(%s) AS last, max(%s) AS peak FROM %s WHERE %s GROUP BY rt%s) "+
-			"WHERE first IS NOT NULL AND last IS NOT NULL))",
-			bucket, prefixed(groups), q.counterValue(), prefixed(groups), prefixed(inner), prefixed(inner),
-			rollup.FirstCol(m), rollup.LastCol(m), rollup.MaxCol(m), table, strings.Join(where, " AND "), prefixed(inner))
+		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (%s)",
+			bucket, prefixed(groups), q.counterValue(), bucketIncreases(table, m, groups, strings.Join(where, " AND ")))
 		return
 	}
 	var value string
@@ -266,6 +255,22 @@ func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, grou
 	}
 	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT t AS rt%s, %s FROM %s WHERE %s)",
 		bucket, prefixed(groups), value, prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))
+}
+
+// bucketIncreases is SQL for each GPU's reset-aware increase of counter metric per bucket of a
+// rollup table with counters: rows (rt, keep…, d). Inside a bucket the increase is last − first, or,
+// when it went down, peak − first before the reset plus last after it; across buckets it adds
+// first − the previous bucket's last, or first after a reset. That equals the raw answer unless a
+// counter resets twice in one bucket, or resets and then climbs past where the bucket started.
+func bucketIncreases(table, metric string, keep []string, where string) string {
+	inner := prefixed(uniq(append([]string{"uuid"}, keep...)))
+	return fmt.Sprintf("SELECT rt%s, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + "+
+		"if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM ("+
+		"SELECT rt%s, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
+		"row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM ("+
+		"SELECT t AS rt%s, argMinMerge(%s) AS first, argMaxMerge(%s) AS last, max(%s) AS peak FROM %s WHERE %s GROUP BY rt%s) "+
+		"WHERE first IS NOT NULL AND last IS NOT NULL)",
+		prefixed(keep), inner, inner, rollup.FirstCol(metric), rollup.LastCol(metric), rollup.MaxCol(metric), table, where, inner)
 }
 
 var quantileOf = map[Agg]float64{P50: 0.5, P90: 0.9, P95: 0.95, P99: 0.99}
