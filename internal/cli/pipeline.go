@@ -559,19 +559,15 @@ func runSeries(ctx context.Context, e *env, sf *storeFlags, since, step time.Dur
 	if format != "text" && format != "json" && format != "csv" {
 		return usageError{fmt.Errorf("--format %q: use text, json or csv", format)}
 	}
-	// The window snaps to whole steps, as Grafana's does, so that it can be read from a rollup;
-	// the last step is the one still filling.
 	now := time.Now()
-	to := now.Truncate(step).Add(step)
-	q := &query.Query{Metric: metric, Agg: query.Agg(agg), Filters: filters, From: to.Add(-since).Truncate(step), To: to, Step: step, Fill: fill}
+	q := &query.Query{Metric: metric, Agg: query.Agg(agg), Filters: filters, Step: step, Fill: fill}
+	q.From, q.To = query.SnapWindow(now.Add(-since), now, step)
 	if by != "" {
-		for _, name := range strings.Split(by, ",") {
-			d, ok := query.DimByName(strings.TrimSpace(name))
-			if !ok {
-				return usageError{fmt.Errorf("--by %q: %q is not one of cluster, node, gpu, model, job", by, name)}
-			}
-			q.GroupBy = append(q.GroupBy, d)
+		groups, err := query.ParseDims(strings.Split(by, ","))
+		if err != nil {
+			return usageError{fmt.Errorf("--by %q: %w", by, err)}
 		}
+		q.GroupBy = groups
 	}
 	if err := q.Validate(); err != nil {
 		return usageError{err}
@@ -594,12 +590,11 @@ type filterFlag []query.Filter
 func (f *filterFlag) String() string { return fmt.Sprint([]query.Filter(*f)) }
 
 func (f *filterFlag) Set(s string) error {
-	name, values, ok := strings.Cut(s, "=")
-	d, known := query.DimByName(name)
-	if !ok || !known || values == "" {
-		return fmt.Errorf("%q: want dim=v1|v2 with dim one of cluster, node, gpu, model, job", s)
+	filter, err := query.ParseFilter(s)
+	if err != nil {
+		return err
 	}
-	*f = append(*f, query.Filter{Dim: d, Values: strings.Split(values, "|")})
+	*f = append(*f, filter)
 	return nil
 }
 

@@ -147,30 +147,23 @@ func (a *api) series(w http.ResponseWriter, r *http.Request) {
 	from, to := p.window(a.now(), time.Hour)
 	q := &query.Query{Metric: p.str("metric", ""), Agg: query.Agg(p.str("agg", "avg")), Step: step,
 		Fill: p.str("fill", "") == "true", Source: query.Source(p.str("source", ""))}
-	// Snap to whole steps, as Grafana does, so that a rollup can answer.
 	if step > 0 {
-		q.From, q.To = from.Truncate(step), to.Truncate(step)
-		if q.To.Before(to) {
-			q.To = q.To.Add(step)
-		}
+		q.From, q.To = query.SnapWindow(from, to, step)
 	}
 	if by := p.str("by", ""); by != "" {
-		for _, name := range strings.Split(by, ",") {
-			d, ok := query.DimByName(strings.TrimSpace(name))
-			if !ok {
-				p.fail(bad("by", "%q is not one of cluster, node, gpu, model, job", name))
-			}
-			q.GroupBy = append(q.GroupBy, d)
+		groups, err := query.ParseDims(strings.Split(by, ","))
+		if err != nil {
+			p.fail(bad("by", "%v", err))
 		}
+		q.GroupBy = groups
 	}
 	for _, f := range r.URL.Query()["filter"] {
-		name, values, ok := strings.Cut(f, "=")
-		d, known := query.DimByName(name)
-		if !ok || !known || values == "" {
-			p.fail(bad("filter", "%q: want dim=v1|v2 with dim one of cluster, node, gpu, model, job", f))
+		filter, err := query.ParseFilter(f)
+		if err != nil {
+			p.fail(bad("filter", "%v", err))
 			continue
 		}
-		q.Filters = append(q.Filters, query.Filter{Dim: d, Values: strings.Split(values, "|")})
+		q.Filters = append(q.Filters, filter)
 	}
 	if p.err != nil {
 		a.reply(w, nil, p.err)

@@ -214,35 +214,20 @@ func stepFor(from, to time.Time, interval time.Duration, maxPoints int64) time.D
 	return step
 }
 
-func dims(names []string) ([]query.Dim, error) {
-	var out []query.Dim
-	for _, n := range names {
-		d, ok := query.DimByName(n)
-		if !ok {
-			return nil, fmt.Errorf("%w: groupBy: %q is not one of cluster, node, gpu, model, job", query.ErrInvalid, n)
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
 func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
-	groups, err := dims(q.GroupBy)
+	groups, err := query.ParseDims(q.GroupBy)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: groupBy: %v", query.ErrInvalid, err)
 	}
-	qq := &query.Query{Metric: q.Metric, Agg: query.Agg(strings.ToLower(q.Agg)), GroupBy: groups, Step: step, Fill: q.Fill,
-		From: from.Truncate(step), To: to.Truncate(step)}
-	if qq.To.Before(to) {
-		qq.To = qq.To.Add(step)
-	}
+	qq := &query.Query{Metric: q.Metric, Agg: query.Agg(strings.ToLower(q.Agg)), GroupBy: groups, Step: step, Fill: q.Fill}
+	qq.From, qq.To = query.SnapWindow(from, to, step)
 	if qq.Agg == "" {
 		qq.Agg = query.Avg
 	}
 	for _, f := range q.RawFilter {
 		dim, ok := query.DimByName(f.Dim)
 		if !ok {
-			return nil, fmt.Errorf("%w: filters: %q is not one of cluster, node, gpu, model, job", query.ErrInvalid, f.Dim)
+			return nil, fmt.Errorf("%w: filters: %q is not one of %s", query.ErrInvalid, f.Dim, query.DimNames)
 		}
 		qq.Filters = append(qq.Filters, query.Filter{Dim: dim, Values: f.Values})
 	}

@@ -52,7 +52,7 @@ func (d *Datasource) metrics(w http.ResponseWriter, _ *http.Request) {
 func (d *Datasource) labels(w http.ResponseWriter, r *http.Request) {
 	dim, ok := query.DimByName(r.URL.Query().Get("dim"))
 	if !ok {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "dim: one of cluster, node, gpu, model, job"})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "dim: one of " + query.DimNames})
 		return
 	}
 	sql := "SELECT DISTINCT " + string(dim) + " AS v FROM " + store.Table(d.st.Database(), "gpu_1h") +
