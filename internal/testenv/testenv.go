@@ -132,26 +132,12 @@ func Kafka(t testing.TB) []string {
 	if kafkaBrokers != nil {
 		return kafkaBrokers
 	}
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir, err := os.MkdirTemp("", "gpufleet-kafka-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := freePortPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "start", dir, strconv.Itoa(port))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("start kafka broker: %v (log: %s/broker.log)", err, dir)
-	}
 	kafkaDir = dir
-	kafkaBrokers = []string{strings.TrimSpace(string(out))}
+	kafkaBrokers = []string{startBroker(t, dir)}
 	return kafkaBrokers
 }
 
@@ -162,9 +148,7 @@ func StopKafka() {
 	if kafkaDir == "" {
 		return
 	}
-	if root, err := RepoRoot(); err == nil {
-		_ = exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "stop", kafkaDir).Run()
-	}
+	_ = kafkaScript("stop", kafkaDir).Run()
 	os.RemoveAll(kafkaDir)
 	kafkaDir, kafkaBrokers = "", nil
 }
@@ -212,24 +196,35 @@ type Broker struct {
 // NewKafka starts a private broker with deploy/dev/kafka.sh, stopped when the test ends.
 func NewKafka(t testing.TB) *Broker {
 	t.Helper()
+	b := &Broker{dir: t.TempDir()}
+	b.Addr = startBroker(t, b.dir)
+	t.Cleanup(func() { _ = kafkaScript("stop", b.dir).Run() })
+	return b
+}
+
+// kafkaScript is deploy/dev/kafka.sh with args.
+func kafkaScript(args ...string) *exec.Cmd {
 	root, err := RepoRoot()
 	if err != nil {
-		t.Fatal(err)
+		root = "."
 	}
-	dir := t.TempDir()
+	return exec.Command("bash", append([]string{filepath.Join(root, "deploy/dev/kafka.sh")}, args...)...)
+}
+
+// startBroker starts a broker in dir on a free port and returns its address.
+func startBroker(t testing.TB, dir string) string {
+	t.Helper()
 	port, err := freePortPair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "start", dir, strconv.Itoa(port))
+	cmd := kafkaScript("start", dir, strconv.Itoa(port))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("start kafka broker: %v (log: %s/broker.log)", err, dir)
 	}
-	b := &Broker{Addr: strings.TrimSpace(string(out)), dir: dir}
-	t.Cleanup(func() { _ = exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), "stop", dir).Run() })
-	return b
+	return strings.TrimSpace(string(out))
 }
 
 // Stop stops the broker, keeping its data.
@@ -240,11 +235,7 @@ func (b *Broker) Resume(t testing.TB) { b.script(t, "resume") }
 
 func (b *Broker) script(t testing.TB, verb string) {
 	t.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("bash", filepath.Join(root, "deploy/dev/kafka.sh"), verb, b.dir)
+	cmd := kafkaScript(verb, b.dir)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("kafka.sh %s: %v (log: %s/broker.log)", verb, err, b.dir)
