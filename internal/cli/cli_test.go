@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -108,8 +109,13 @@ func TestQuerySeriesOnEmptyStore(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, env, "query", "--clickhouse", dsn, "--sql", "SELECT count() AS n FROM gpufleet.gpu_samples WHERE $__timeFilter(time)")
-	if r.code != 0 || !strings.Contains(r.stdout, `"rows": [`) || !strings.Contains(r.stdout, `0`) {
-		t.Errorf("--sql: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	var sqlOut struct {
+		Columns []string `json:"columns"`
+		Rows    [][]any  `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sqlOut); r.code != 0 || err != nil ||
+		fmt.Sprint(sqlOut.Columns, sqlOut.Rows) != "[n] [[0]]" {
+		t.Errorf("--sql: exit %d, stdout %q (%v), stderr %s; want one row, n = 0", r.code, r.stdout, err, r.stderr)
 	}
 	for _, report := range []string{"hottest", "idle", "silent", "stragglers", "events", "jobs"} {
 		r := run(t, env, "query", "--clickhouse", dsn, "--report", report, "--since", "1h")
