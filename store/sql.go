@@ -38,14 +38,13 @@ func ParseJSONCompact(data []byte) (*Result, error) {
 		Meta       []struct{ Name, Type string }
 		Data       [][]json.RawMessage
 		Statistics struct {
-			RowsRead  uint64 `json:"rows_read"`
-			BytesRead uint64 `json:"bytes_read"`
+			RowsRead uint64 `json:"rows_read"`
 		}
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("parse query result: %w", err)
 	}
-	r := &Result{Rows: make([][]any, 0, len(doc.Data)), RowsRead: doc.Statistics.RowsRead, BytesRead: doc.Statistics.BytesRead}
+	r := &Result{Rows: make([][]any, 0, len(doc.Data)), RowsRead: doc.Statistics.RowsRead}
 	for _, m := range doc.Meta {
 		r.Columns = append(r.Columns, m.Name)
 	}

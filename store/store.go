@@ -61,8 +61,8 @@ func FormatArray(vs []string) string {
 type Result struct {
 	Columns []string
 	Rows    [][]any
-	// RowsRead and BytesRead are what the engine scanned to answer, when it reports them.
-	RowsRead, BytesRead uint64
+	// RowsRead is how many rows the engine scanned to answer, when it reports it.
+	RowsRead uint64
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)

@@ -66,11 +66,8 @@ func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
 
 // QueryWith implements store.Store with the native protocol's query parameters.
 func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
-	var read, readBytes atomic.Uint64
-	opts := []clickhouse.QueryOption{clickhouse.WithProgress(func(p *clickhouse.Progress) {
-		read.Add(p.Rows)
-		readBytes.Add(p.Bytes)
-	})}
+	var read atomic.Uint64
+	opts := []clickhouse.QueryOption{clickhouse.WithProgress(func(p *clickhouse.Progress) { read.Add(p.Rows) })}
 	if len(params) > 0 {
 		opts = append(opts, clickhouse.WithParameters(clickhouse.Parameters(params)))
 	}
@@ -99,7 +96,7 @@ func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse rows: %w", err)
 	}
-	res.RowsRead, res.BytesRead = read.Load(), readBytes.Load()
+	res.RowsRead = read.Load()
 	return res, nil
 }
 
