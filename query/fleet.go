@@ -25,7 +25,8 @@ type GPURank struct {
 	Value   float64 `json:"value"`
 }
 
-func minuteWindow(from, to time.Time) store.Params {
+// MinuteWindow is the parameters of [from, to) widened to whole minutes, for the *SQL reports.
+func MinuteWindow(from, to time.Time) store.Params {
 	f := from.Truncate(time.Minute)
 	t := to.Truncate(time.Minute)
 	if t.Before(to) {
@@ -75,7 +76,7 @@ func TopGPUs(ctx context.Context, s store.Store, metric, agg string, ascending b
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.QueryWith(ctx, sql, minuteWindow(from, to))
+	r, err := s.QueryWith(ctx, sql, MinuteWindow(from, to))
 	if err != nil {
 		return nil, fmt.Errorf("top gpus by %s(%s): %w", agg, metric, err)
 	}
@@ -108,7 +109,7 @@ func StoppedReporting(ctx context.Context, s store.Store, now time.Time, lookbac
 	if silent < time.Minute || lookback <= silent {
 		return nil, invalid("silent", "%s: at least 1m and shorter than the lookback %s", silent, lookback)
 	}
-	p := minuteWindow(now.Add(-lookback), now)
+	p := MinuteWindow(now.Add(-lookback), now)
 	p["silent_since"] = strconv.FormatInt(now.Add(-silent).Truncate(time.Minute).Unix(), 10)
 	r, err := s.QueryWith(ctx, StoppedReportingSQL(s.Database()), p)
 	if err != nil {
@@ -151,7 +152,7 @@ func Stragglers(ctx context.Context, s store.Store, from, to time.Time, ratio fl
 	if !(ratio > 0 && ratio < 1) {
 		return nil, invalid("ratio", "%v: must be between 0 and 1", ratio)
 	}
-	p := minuteWindow(from, to)
+	p := MinuteWindow(from, to)
 	p["ratio"] = strconv.FormatFloat(ratio, 'g', -1, 64)
 	r, err := s.QueryWith(ctx, StragglersSQL(s.Database()), p)
 	if err != nil {
@@ -232,7 +233,7 @@ func JobUsageSQL(db string) string {
 
 // JobUsages runs JobUsageSQL over [from, to).
 func JobUsages(ctx context.Context, s store.Store, from, to time.Time) ([]JobUsage, error) {
-	r, err := s.QueryWith(ctx, JobUsageSQL(s.Database()), minuteWindow(from, to))
+	r, err := s.QueryWith(ctx, JobUsageSQL(s.Database()), MinuteWindow(from, to))
 	if err != nil {
 		return nil, fmt.Errorf("job usage: %w", err)
 	}

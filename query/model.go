@@ -75,6 +75,9 @@ type Query struct {
 	Fill bool
 	// Source is SourceAuto (the coarsest rollup that answers exactly, else raw) or SourceRaw.
 	Source Source
+	// Whole makes the window one bucket, stamped From: one number per group for stat panels and
+	// alert conditions. Step is then the window's length, rounded up to a second.
+	Whole bool
 }
 
 // Source says which tables a query may read.
@@ -149,6 +152,14 @@ func (q *Query) Validate() error {
 // pickLevel) and gpu_samples otherwise. Identifiers (metric, dims, tables) come from allow-lists;
 // every value (times, step, filter values) is a bound parameter.
 func (q *Query) Compile(db string) (*Compiled, error) {
+	if q.Whole {
+		w := *q
+		w.Step, w.Fill = q.To.Sub(q.From), false
+		if r := w.Step % time.Second; r != 0 {
+			w.Step += time.Second - r
+		}
+		q = &w
+	}
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -191,13 +202,22 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 
 const bucketExpr = "toStartOfInterval(%s, toIntervalSecond({step:UInt32}))"
 
+// bucket is the SQL of the bucket start of time column col.
+func (q *Query) bucket(col string) string {
+	if q.Whole {
+		// Every row of the window falls in one bucket whatever the epoch alignment of its length.
+		return "toDateTime(intDiv({from:Int64}, 1000), 'UTC')"
+	}
+	return fmt.Sprintf(bucketExpr, col)
+}
+
 func (q *Query) isCounter() bool { return q.Agg == Increase || q.Agg == Rate }
 
 func (q *Query) rawSQL(sql *strings.Builder, db string, groups, filters []string) {
 	where := append([]string{"time >= fromUnixTimestamp64Milli({from:Int64})", "time < fromUnixTimestamp64Milli({to:Int64})"}, filters...)
 	where = append(where, q.Metric+" IS NOT NULL")
 	table := store.Table(db, "gpu_samples")
-	bucket := fmt.Sprintf(bucketExpr, "time")
+	bucket := q.bucket("time")
 	if q.isCounter() {
 		// Per GPU, the increase between consecutive readings, a reset counting from zero; the
 		// first reading in the window has no predecessor in it and adds nothing.
@@ -226,7 +246,7 @@ func (q *Query) counterValue() string {
 func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, groups, filters []string) {
 	where := append([]string{"t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC')", "t < toDateTime(intDiv({to:Int64}, 1000), 'UTC')"}, filters...)
 	table := store.Table(db, l.Table)
-	bucket := fmt.Sprintf(bucketExpr, "rt")
+	bucket := q.bucket("rt")
 	m := q.Metric
 	if q.isCounter() {
 		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (%s)",

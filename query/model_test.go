@@ -42,6 +42,8 @@ func TestModelSQLGolden(t *testing.T) {
 		{"fleet p99 utilisation, raw forced", query.Query{Metric: "gpu_util", Agg: query.P99, Step: time.Minute, Source: query.SourceRaw}},
 		{"energy increase by job, raw forced", query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
 			Step: time.Hour, Source: query.SourceRaw}},
+		{"whole window: one mean per cluster (stat panels, alerts)", query.Query{Metric: "gpu_util", Agg: query.Avg,
+			GroupBy: []query.Dim{query.Cluster}, Whole: true}},
 		{"misaligned window reads raw", query.Query{Metric: "gpu_util", Agg: query.Avg, Step: time.Minute}},
 		{"NVLink rate per GPU (a metric 0008 added to the rollups)", query.Query{Metric: "nvlink_tx_kib", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
 	}
@@ -322,6 +324,52 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 				if exp := want[s.Labels["job_id"]][p.T]; p.Value == nil || *p.Value != exp {
 					t.Errorf("%s at %s: increase %v, want %v", s.Labels["job_id"], p.T.Format(time.TimeOnly), p.Value, exp)
 				}
+			}
+		}
+	})
+
+	// A 7-minute window is not a multiple of 7 minutes from the epoch: bucketed by its length it
+	// would split in two; Whole keeps it one number per group, as stat panels and alerts need.
+	t.Run("whole window: one mean and one increase per job", func(t *testing.T) {
+		from, to := seedFrom.Add(3*time.Minute), seedFrom.Add(10*time.Minute)
+		avg, err := run(&query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Job}, From: from, To: to, Whole: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc, err := run(&query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job}, From: from, To: to, Whole: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, n, wantInc := map[string]float64{}, map[string]float64{}, map[string]float64{}
+		last := map[string]reading{}
+		for _, r := range rs {
+			if r.t.Before(from) || !r.t.Before(to) {
+				continue
+			}
+			sum[r.job] += float64(float32(r.util))
+			n[r.job]++
+			prev, seen := last[r.uuid]
+			last[r.uuid] = r
+			if !seen {
+				continue
+			}
+			if r.energy < prev.energy {
+				wantInc[r.job] += float64(r.energy)
+			} else {
+				wantInc[r.job] += float64(r.energy - prev.energy)
+			}
+		}
+		if len(avg) != 2 || len(inc) != 2 {
+			t.Fatalf("%d mean and %d increase series, want 2 jobs each", len(avg), len(inc))
+		}
+		for i := range 2 {
+			job := avg[i].Labels["job_id"]
+			if len(avg[i].Points) != 1 || !avg[i].Points[0].T.Equal(from) || math.Abs(*avg[i].Points[0].Value-sum[job]/n[job]) > 1e-6 {
+				t.Errorf("%s whole-window mean %+v, want one point at %s of %v", job, avg[i].Points, from.Format(time.TimeOnly), sum[job]/n[job])
+			}
+			job = inc[i].Labels["job_id"]
+			if len(inc[i].Points) != 1 || *inc[i].Points[0].Value != wantInc[job] {
+				t.Errorf("%s whole-window increase %+v, want one point of %v", job, inc[i].Points, wantInc[job])
 			}
 		}
 	})

@@ -43,6 +43,12 @@ SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, job_id, su
 -- param step = 3600
 -- param to = 1714525200000
 
+-- whole window: one mean per cluster (stat panels, alerts) (reads gpu_1h)
+SELECT toDateTime(intDiv({from:Int64}, 1000), 'UTC') AS t, cluster, sum(gpu_util_sum) / sum(gpu_util_n) AS value FROM (SELECT t AS rt, cluster, gpu_util_sum, gpu_util_n, gpu_util_min, gpu_util_max FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND gpu_util_n > 0) GROUP BY t, cluster ORDER BY cluster, t;
+-- param from = 1714521600000
+-- param step = 3600
+-- param to = 1714525200000
+
 -- misaligned window reads raw (reads gpu_samples)
 SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, avg(v) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
 -- param from = 1714521630000

@@ -140,7 +140,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 
 // Query is the JSON of one panel query.
 type Query struct {
-	QueryType string   `json:"queryType"` // "series" (default), "top" or "sql"
+	QueryType string   `json:"queryType"` // "series" (default), "stat", "top" or "sql"
 	Metric    string   `json:"metric"`
 	Agg       string   `json:"agg"`
 	GroupBy   []string `json:"groupBy"`
@@ -174,14 +174,14 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 		err    error
 	)
 	switch q.QueryType {
-	case "", "series":
+	case "", "series", "stat":
 		frames, err = d.series(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
 	case "top":
 		frames, err = d.top(ctx, q, from, to)
 	case "sql":
 		frames, err = d.sql(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
 	default:
-		err = fmt.Errorf("%w: queryType %q: series, top or sql", query.ErrInvalid, q.QueryType)
+		err = badType(q.QueryType)
 	}
 	if err != nil {
 		if errors.Is(err, query.ErrInvalid) {
@@ -195,6 +195,52 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 		r.Frames = append(r.Frames, f)
 	}
 	return r
+}
+
+func badType(t string) error {
+	return fmt.Errorf("%w: queryType %q: series, stat, top or sql", query.ErrInvalid, t)
+}
+
+// Compiled is what a panel query will run: the SQL with {name:Type} placeholders, the values bound
+// to them, and the table it reads. The query editor shows it under the builder.
+type Compiled struct {
+	SQL    string       `json:"sql"`
+	Params store.Params `json:"params"`
+	Table  string       `json:"table,omitempty"`
+}
+
+// compile is QueryData without the run: the same window, step and validation.
+func (d *Datasource) compile(q Query, from, to time.Time, interval time.Duration, maxPoints int64) (*Compiled, error) {
+	step := stepFor(from, to, interval, maxPoints)
+	switch q.QueryType {
+	case "", "series", "stat":
+		qq, err := builder(q, from, to, step)
+		if err != nil {
+			return nil, err
+		}
+		c, err := qq.Compile(d.st.Database())
+		if err != nil {
+			return nil, err
+		}
+		return &Compiled{SQL: c.SQL, Params: c.Params, Table: c.Table}, nil
+	case "top":
+		agg, k, err := topArgs(q)
+		if err != nil {
+			return nil, err
+		}
+		sql, err := query.TopGPUsSQL(d.st.Database(), q.Metric, agg, q.Order == "asc", k)
+		if err != nil {
+			return nil, err
+		}
+		return &Compiled{SQL: sql, Params: query.MinuteWindow(from, to), Table: "gpu_1m"}, nil
+	case "sql":
+		sql, p, err := query.ExpandMacros(q.RawSQL, query.Window{From: from, To: to, Interval: step})
+		if err != nil {
+			return nil, err
+		}
+		return &Compiled{SQL: sql, Params: p}, nil
+	}
+	return nil, badType(q.QueryType)
 }
 
 // stepFor picks the bucket width: the panel's interval, widened so that the range fits in
@@ -214,13 +260,20 @@ func stepFor(from, to time.Time, interval time.Duration, maxPoints int64) time.D
 	return step
 }
 
-func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
+// builder turns a series or stat panel query into a query.Query over [from, to) at step.
+func builder(q Query, from, to time.Time, step time.Duration) (*query.Query, error) {
 	groups, err := query.ParseDims(q.GroupBy)
 	if err != nil {
 		return nil, fmt.Errorf("%w: groupBy: %v", query.ErrInvalid, err)
 	}
 	qq := &query.Query{Metric: q.Metric, Agg: query.Agg(strings.ToLower(q.Agg)), GroupBy: groups, Step: step, Fill: q.Fill}
-	qq.From, qq.To = query.SnapWindow(from, to, step)
+	if q.QueryType == "stat" {
+		// Whole minutes, so that a stat or an alert over "the last hour" reads the minute rollups.
+		qq.Whole, qq.Fill = true, false
+		qq.From, qq.To = query.SnapWindow(from, to, time.Minute)
+	} else {
+		qq.From, qq.To = query.SnapWindow(from, to, step)
+	}
 	if qq.Agg == "" {
 		qq.Agg = query.Avg
 	}
@@ -231,24 +284,43 @@ func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, st
 		}
 		qq.Filters = append(qq.Filters, query.Filter{Dim: dim, Values: f.Values})
 	}
+	return qq, nil
+}
+
+func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
+	qq, err := builder(q, from, to, step)
+	if err != nil {
+		return nil, err
+	}
 	series, err := query.Run(ctx, d.st, qq)
 	if err != nil {
 		return nil, err
 	}
+	if qq.Whole {
+		return []*data.Frame{numericFrame(q.Metric, series)}, nil
+	}
 	return []*data.Frame{wideFrame(q.Metric, series)}, nil
 }
 
-func (d *Datasource) top(ctx context.Context, q Query, from, to time.Time) ([]*data.Frame, error) {
-	agg := q.Agg
+// topArgs applies the top-K defaults and checks the order.
+func topArgs(q Query) (agg string, k int, err error) {
+	agg, k = q.Agg, q.Limit
 	if agg == "" {
 		agg = "avg"
 	}
-	k := q.Limit
 	if k == 0 {
 		k = 10
 	}
 	if q.Order != "" && q.Order != "asc" && q.Order != "desc" {
-		return nil, fmt.Errorf("%w: order: %q: asc or desc", query.ErrInvalid, q.Order)
+		return "", 0, fmt.Errorf("%w: order: %q: asc or desc", query.ErrInvalid, q.Order)
+	}
+	return agg, k, nil
+}
+
+func (d *Datasource) top(ctx context.Context, q Query, from, to time.Time) ([]*data.Frame, error) {
+	agg, k, err := topArgs(q)
+	if err != nil {
+		return nil, err
 	}
 	rows, err := query.TopGPUs(ctx, d.st, q.Metric, agg, q.Order == "asc", k, from, to)
 	if err != nil {

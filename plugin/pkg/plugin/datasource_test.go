@@ -1,7 +1,11 @@
 package plugin_test
 
 import (
+	"bytes"
 	"context"
+	"flag"
+	"fmt"
+	"path/filepath"
 	"encoding/json"
 	"os"
 	"strings"
@@ -9,6 +13,7 @@ import (
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
@@ -56,6 +61,9 @@ func TestQueryData(t *testing.T) {
 			"rawSql": "SELECT $__timeInterval(time) AS t, count() AS n FROM " + st.Database() + ".gpu_samples WHERE $__timeFilter(time) GROUP BY t ORDER BY t"}),
 		dataQuery("D", from, end, map[string]any{"metric": "energy_mj", "agg": "rate", "groupBy": []string{"node"},
 			"filters": []map[string]any{{"dim": "cluster", "values": []string{"east"}}}}),
+		dataQuery("E", from.Add(-20*time.Second), end, map[string]any{"queryType": "stat", "metric": "power_w", "agg": "p95", "groupBy": []string{"cluster"}}),
+		dataQuery("F", from, end, map[string]any{"queryType": "stat", "metric": "gpu_util",
+			"filters": []map[string]any{{"dim": "cluster", "values": []string{"nowhere"}}}}),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -113,10 +121,40 @@ func TestQueryData(t *testing.T) {
 		t.Errorf("C: %v samples in the first bucket, want 96", n)
 	}
 
+	checkStat(t, ctx, st, resp, from, end)
+
 	// D: counters by node, filtered to one cluster: only east's two nodes.
 	d := resp.Responses["D"]
 	if d.Error != nil || len(d.Frames) != 1 || len(d.Frames[0].Fields) != 3 {
 		t.Fatalf("D: %v %v", d.Error, d.Frames)
+	}
+}
+
+func checkStat(t *testing.T, ctx context.Context, st store.Store, resp *backend.QueryDataResponse, from, end time.Time) {
+	t.Helper()
+	// E: one number per cluster over the window widened to whole minutes, in the numeric wide shape
+	// stat panels and alert rules read.
+	e := resp.Responses["E"]
+	if e.Error != nil || len(e.Frames) != 1 || e.Frames[0].Meta.Type != data.FrameTypeNumericWide {
+		t.Fatalf("E: %v %v", e.Error, e.Frames)
+	}
+	want, err := query.Run(ctx, st, &query.Query{Metric: "power_w", Agg: query.P95, GroupBy: []query.Dim{query.Cluster},
+		From: from.Add(-time.Minute), To: end, Whole: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := e.Frames[0]; len(f.Fields) != 2 || len(want) != 2 || f.Rows() != 1 {
+		t.Fatalf("E: %d fields of %d rows, want one value for each of 2 clusters", len(f.Fields), f.Rows())
+	}
+	for i, s := range want {
+		field := e.Frames[0].Fields[i]
+		if got, _ := field.ConcreteAt(0); field.Labels["cluster"] != s.Labels["cluster"] || got != *s.Points[0].Value {
+			t.Errorf("E: %v = %v, want %v = %v", field.Labels, got, s.Labels, *s.Points[0].Value)
+		}
+	}
+	// F: nothing matches: a frame without values, which an alert rule treats as no data.
+	if f := resp.Responses["F"]; f.Error != nil || len(f.Frames) != 1 || len(f.Frames[0].Fields) != 0 {
+		t.Errorf("F: %v %v, want one empty frame", f.Error, f.Frames)
 	}
 }
 
@@ -204,6 +242,63 @@ func TestCallResource(t *testing.T) {
 	}
 	if code, body := call("metrics"); code != 200 || !strings.Contains(body, `"column":"energy_mj","kind":"counter"`) {
 		t.Errorf("metrics: %d %.200s", code, body)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/compile.golden.json")
+
+// The compile resource answers what each kind of panel query will run, exactly as QueryData would
+// run it; the answers are pinned in testdata/compile.golden.json.
+func TestCompileResource(t *testing.T) {
+	st := testenv.CHDB(t)
+	ds := plugin.New(st, time.Now)
+	from, to := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC).UnixMilli(), time.Date(2026, 5, 1, 16, 0, 0, 0, time.UTC).UnixMilli()
+	cases := []struct {
+		name string
+		body string
+		code int
+	}{
+		{"series, 6 h in 1000 points: a 22 s step, finer than any rollup, reads raw", `{"metric":"gpu_util","agg":"p99","groupBy":["cluster"],"intervalMs":15000,"maxDataPoints":1000}`, 200},
+		{"series, 6 h in 300 points: a 2 min step reads the fleet minute digests", `{"metric":"gpu_util","agg":"p99","groupBy":["cluster"],"intervalMs":15000,"maxDataPoints":300}`, 200},
+		{"stat: one number per node over the window", `{"queryType":"stat","metric":"temp_gpu_c","agg":"max","groupBy":["node"],"filters":[{"dim":"cluster","values":["east","it's"]}]}`, 200},
+		{"top", `{"queryType":"top","metric":"power_w","agg":"max","limit":5,"order":"asc"}`, 200},
+		{"sql with macros", `{"queryType":"sql","rawSql":"SELECT $__timeInterval(time) AS t, avg(gpu_util) FROM gpufleet.gpu_samples WHERE $__timeFilter(time) GROUP BY t","intervalMs":60000}`, 200},
+		{"unknown metric", `{"metric":"gpu_utilisation"}`, 400},
+		{"counter with a gauge aggregation", `{"metric":"energy_mj","agg":"avg"}`, 400},
+		{"unknown query type", `{"queryType":"drop"}`, 400},
+		{"not JSON", `{"metric":`, 400},
+	}
+	var got bytes.Buffer
+	for _, c := range cases {
+		body := c.body
+		if strings.HasPrefix(body, "{\"") {
+			body = fmt.Sprintf(`{"from":%d,"to":%d,`, from, to) + body[1:]
+		}
+		var resp *backend.CallResourceResponse
+		err := ds.CallResource(context.Background(), &backend.CallResourceRequest{Method: "POST", Path: "compile",
+			URL: "/api/datasources/uid/x/resources/compile", Body: []byte(body)},
+			backend.CallResourceResponseSenderFunc(func(r *backend.CallResourceResponse) error { resp = r; return nil }))
+		if err != nil || resp == nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if resp.Status != c.code {
+			t.Errorf("%s: status %d, want %d: %s", c.name, resp.Status, c.code, resp.Body)
+		}
+		// The test database's name varies; the golden file says gpufleet.
+		fmt.Fprintf(&got, "// %s → %d\n%s\n", c.name, resp.Status, bytes.ReplaceAll(resp.Body, []byte(st.Database()+"."), []byte("gpufleet.")))
+	}
+	path := filepath.Join("testdata", "compile.golden.json")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./plugin/pkg/plugin -run CompileResource -update writes it)", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("compile answers differ from %s (rerun with -update if intended):\n%s", path, got.String())
 	}
 }
 

@@ -42,6 +42,22 @@ func wideFrame(metric string, series []query.Series) *data.Frame {
 	return f
 }
 
+// numericFrame is one row with a value field per group, labelled: Grafana's numeric wide shape,
+// which stat panels show and alert rules read as one number per series. No group, no field: the
+// alert sees "no data" rather than a zero.
+func numericFrame(metric string, series []query.Series) *data.Frame {
+	f := data.NewFrame(metric)
+	for _, s := range series {
+		var v *float64
+		if len(s.Points) > 0 {
+			v = s.Points[0].Value
+		}
+		f.Fields = append(f.Fields, data.NewField(metric, data.Labels(s.Labels), []*float64{v}))
+	}
+	f.Meta = &data.FrameMeta{Type: data.FrameTypeNumericWide, TypeVersion: data.FrameTypeVersion{0, 1}}
+	return f
+}
+
 // topFrame is a table of ranked GPUs.
 func topFrame(metric string, rows []query.GPURank) *data.Frame {
 	var cluster, node, uuid, model, job []string

@@ -20,10 +20,13 @@ import (
 //	GET metrics              every metric: column, kind, unit, help, aggregations that apply
 //	GET labels?dim=node      distinct values of a label seen in the last 7 days (cluster, node,
 //	                         gpu, model, job), optionally narrowed by cluster=…
+//	POST compile             the SQL a panel query will run: the query's JSON plus from and to
+//	                         (epoch ms), intervalMs and maxDataPoints; → {sql, params, table}
 func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResourceRequest, sender backend.CallResourceResponseSender) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", d.metrics)
 	mux.HandleFunc("GET /labels", d.labels)
+	mux.HandleFunc("POST /compile", d.compileResource)
 	return httpadapter.New(mux).CallResource(ctx, req, sender)
 }
 
@@ -76,8 +79,41 @@ func (d *Datasource) labels(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// compileRequest is a panel query as the editor holds it, with the dashboard's window.
+type compileRequest struct {
+	Query
+	From          int64 `json:"from"`
+	To            int64 `json:"to"`
+	IntervalMs    int64 `json:"intervalMs"`
+	MaxDataPoints int64 `json:"maxDataPoints"`
+}
+
+func (d *Datasource) compileResource(w http.ResponseWriter, r *http.Request) {
+	var req compileRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "compile request JSON: " + err.Error()})
+		return
+	}
+	to := time.UnixMilli(req.To).UTC()
+	if req.To == 0 {
+		to = d.now().UTC()
+	}
+	from := time.UnixMilli(req.From).UTC()
+	if req.From == 0 {
+		from = to.Add(-time.Hour)
+	}
+	c, err := d.compile(req.Query, from, to, time.Duration(req.IntervalMs)*time.Millisecond, req.MaxDataPoints)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // SQL's < and > stay readable in the editor
+	_ = enc.Encode(v)
 }
