@@ -3,6 +3,7 @@ package backend
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"strings"
@@ -19,6 +20,8 @@ const DefaultDatabase = "gpufleet"
 type Options struct {
 	// LibCHDB is the path of libchdb.so for chdb:// DSNs; empty searches chdb.Candidates().
 	LibCHDB string
+	// TLS, when set, is used for clickhouse:// DSNs (see chserver.Open).
+	TLS *tls.Config
 }
 
 // Target is a parsed DSN.
@@ -74,5 +77,5 @@ func Open(ctx context.Context, dsn string, opts Options) (store.Store, error) {
 	if t.Scheme == "chdb" {
 		return chdb.Open(t.Dir, t.Database, opts.LibCHDB)
 	}
-	return chserver.Open(ctx, dsn)
+	return chserver.Open(ctx, dsn, opts.TLS)
 }

@@ -4,6 +4,7 @@ package chserver
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"reflect"
 	"sync/atomic"
@@ -22,10 +23,15 @@ type Store struct {
 }
 
 // Open connects to the server named by dsn (clickhouse://user:password@host:9000/database).
-func Open(ctx context.Context, dsn string) (*Store, error) {
+// A non-nil tlsConfig speaks TLS (the server's secure native port, usually 9440) and replaces
+// whatever the DSN's secure and skip_verify parameters asked for.
+func Open(ctx context.Context, dsn string, tlsConfig *tls.Config) (*Store, error) {
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse DSN: %w", err)
+	}
+	if tlsConfig != nil {
+		opts.TLS = tlsConfig
 	}
 	if opts.Auth.Database == "" {
 		opts.Auth.Database = "gpufleet"

@@ -5,9 +5,12 @@ package plugin
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -35,6 +38,43 @@ type Settings struct {
 	// CHDBPath is a chDB data directory (tests, single-process development). A data directory must
 	// never be opened by two processes; the backend refuses one that is in use.
 	CHDBPath string `json:"chdbPath"`
+	// TLS to the server's secure native port. The PEM material lives in secureJsonData: tlsCACert
+	// (with TLSAuthWithCACert), tlsClientCert and tlsClientKey (with TLSAuth).
+	TLS               bool `json:"secure"`
+	TLSSkipVerify     bool `json:"tlsSkipVerify"`
+	TLSAuth           bool `json:"tlsAuth"`
+	TLSAuthWithCACert bool `json:"tlsAuthWithCACert"`
+}
+
+// TLSConfig is the client TLS configuration the settings ask for, or nil for plain TCP. Any TLS
+// switch turns TLS on; a PEM block that does not parse is named.
+func (s Settings) TLSConfig(secure map[string]string) (*tls.Config, error) {
+	if !s.TLS && !s.TLSSkipVerify && !s.TLSAuth && !s.TLSAuthWithCACert {
+		return nil, nil
+	}
+	if s.CHDBPath != "" {
+		return nil, errors.New("settings: TLS applies to a ClickHouse address, not to a chDB directory")
+	}
+	host, _, err := net.SplitHostPort(s.Address)
+	if err != nil {
+		host = s.Address
+	}
+	c := &tls.Config{ServerName: host, InsecureSkipVerify: s.TLSSkipVerify, MinVersion: tls.VersionTLS12}
+	if s.TLSAuthWithCACert {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(secure["tlsCACert"])) {
+			return nil, errors.New("settings: tlsCACert: no PEM certificate found (paste the CA certificate, BEGIN CERTIFICATE … END CERTIFICATE)")
+		}
+		c.RootCAs = pool
+	}
+	if s.TLSAuth {
+		pair, err := tls.X509KeyPair([]byte(secure["tlsClientCert"]), []byte(secure["tlsClientKey"]))
+		if err != nil {
+			return nil, fmt.Errorf("settings: tlsClientCert/tlsClientKey: %w", err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
 }
 
 // DSN is the store address the settings describe.
@@ -87,7 +127,11 @@ func NewDatasource(ctx context.Context, s backend.DataSourceInstanceSettings) (i
 	if err != nil {
 		return nil, err
 	}
-	st, err := storebackend.Open(ctx, dsn, storebackend.Options{LibCHDB: os.Getenv("GPUFLEET_LIBCHDB")})
+	tlsConfig, err := cfg.TLSConfig(s.DecryptedSecureJSONData)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storebackend.Open(ctx, dsn, storebackend.Options{LibCHDB: os.Getenv("GPUFLEET_LIBCHDB"), TLS: tlsConfig})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redact(dsn), err)
 	}
