@@ -58,8 +58,14 @@ kafka-down:
 
 ci: fmt-check vet test
 
-# The Grafana datasource backend, named as Grafana expects: gpx_<id>_<os>_<arch>.
+# The Grafana datasource backend for the platforms Grafana servers run on, named as Grafana expects:
+# gpx_<id>_<os>_<arch>. plugin/dist's plugin.json and module.js come from the frontend build
+# (`cd plugin && npm run build`, which ends by calling this).
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64
 plugin-backend:
 	mkdir -p plugin/dist
-	CGO_ENABLED=0 $(GO) build -o plugin/dist/gpx_gpufleet-fleet-datasource_$$($(GO) env GOOS)_$$($(GO) env GOARCH) ./plugin/pkg
-	cp plugin/src/plugin.json plugin/dist/
+	for p in $(PLUGIN_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' \
+			-o plugin/dist/gpx_gpufleet-fleet-datasource_$${os}_$${arch} ./plugin/pkg || exit 1; \
+	done

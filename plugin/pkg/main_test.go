@@ -148,6 +148,31 @@ func TestPluginBinaryOverGRPC(t *testing.T) {
 		}
 	}
 
+	// The same question as a stat or alert condition asks it: one number per node over the window,
+	// the largest of the per-minute maxima gpufleet query printed.
+	q, _ = json.Marshal(map[string]any{"queryType": "stat", "metric": "gpu_util", "agg": "max", "groupBy": []string{"node"}})
+	req.Queries = []backend.DataQuery{{RefID: "B", JSON: q, TimeRange: req.Queries[0].TimeRange}}
+	if protoResp, err = dispense("data").(pluginv2.DataClient).QueryData(ctx, backend.ToProto().QueryDataRequest(req)); err != nil {
+		t.Fatalf("QueryData stat: %v", err)
+	}
+	if resp, err = backend.FromProto().QueryDataResponse(protoResp); err != nil {
+		t.Fatal(err)
+	}
+	b := resp.Responses["B"]
+	if b.Error != nil || len(b.Frames) != 1 || len(b.Frames[0].Fields) != len(want) || b.Frames[0].Rows() != 1 {
+		t.Fatalf("QueryData stat: %v %v", b.Error, b.Frames)
+	}
+	for i, s := range want {
+		peak := *s.Points[0].Value
+		for _, p := range s.Points {
+			peak = max(peak, *p.Value)
+		}
+		field := b.Frames[0].Fields[i]
+		if got, _ := field.ConcreteAt(0); field.Labels["node"] != s.Labels["node"] || got != peak {
+			t.Errorf("stat: %v = %v, want node %s = %v", field.Labels, got, s.Labels["node"], peak)
+		}
+	}
+
 	stream, err := dispense("resource").(pluginv2.ResourceClient).CallResource(ctx, &pluginv2.CallResourceRequest{
 		PluginContext: backend.ToProto().PluginContext(pctx), Path: "labels", Method: "GET", Url: "/resources/labels?dim=node"})
 	if err != nil {
