@@ -348,7 +348,7 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&group, "group", "gpufleet-ingest", "Kafka consumer group; workers with the same group share partitions")
 	f.IntVar(&workers, "workers", 1, "consumer group members in this process, each decoding on its own core")
 	f.IntVar(&rows, "batch-rows", 100_000, "flush a partition's batch at this many sample rows")
-	f.IntVar(&batchMiB, "batch-mib", 64, "flush all batches when their messages add up to this many MiB; a worker holds\n"+
+	f.IntVar(&batchMiB, "batch-mib", 128, "when the batches' messages add up to this many MiB, flush the largest; a worker holds\n"+
 		"at most about 6x this (batches being built, waiting and being inserted, and their columns)")
 	f.DurationVar(&age, "batch-age", time.Second, "flush a batch this long after its first message")
 	f.DurationVar(&session, "session-timeout", 10*time.Second, "how long the group waits for a silent worker before moving its partitions")
