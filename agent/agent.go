@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,9 +52,17 @@ type Config struct {
 	// Jobs, when set, names the job on each GPU index (see agent/attribution); it is asked once per
 	// message and overrides the job the source reports.
 	Jobs func() (map[uint32]string, error)
+	// Rack and Pool label every batch when set (--rack, --pool); otherwise a source that knows its
+	// placement (see Placer) labels its own.
+	Rack, Pool string
 	// Spool, when set, receives every batch before it is sent, and batches are sent from it in
 	// order: sampling goes on while Kafka is unreachable, and a restart sends what was left.
 	Spool *spool.Spool
+}
+
+// Placer is a Source that knows its node's rack and pool (the simulator does; NVML does not).
+type Placer interface {
+	Placement() (rack, pool string)
 }
 
 // Stats counts what the agent did; read it with Agent.Stats.
@@ -240,7 +249,11 @@ func (a *Agent) cycle(ctx context.Context, now time.Time) error {
 	for i, src := range a.cfg.Sources {
 		if a.pending[i] == nil {
 			cluster, node := src.Identity()
-			a.pending[i] = &wirepb.SampleBatch{AgentId: node, Cluster: cluster, Node: node}
+			a.pending[i] = &wirepb.SampleBatch{AgentId: node, Cluster: cluster, Node: node, Rack: a.cfg.Rack, Pool: a.cfg.Pool}
+			if p, ok := src.(Placer); ok {
+				rack, pool := p.Placement()
+				a.pending[i].Rack, a.pending[i].Pool = cmp.Or(a.cfg.Rack, rack), cmp.Or(a.cfg.Pool, pool)
+			}
 		}
 		before := len(a.pending[i].TimeUnixMs)
 		a.pendingEv[i] = src.Sample(now, a.pending[i], a.pendingEv[i])
@@ -288,7 +301,7 @@ func (a *Agent) send(ctx context.Context) error {
 		}
 		a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.SamplesTopic, Key: []byte(b.Node), Value: val})
 		if ev := a.pendingEv[i]; len(ev) > 0 {
-			eb := &wirepb.EventBatch{AgentId: b.AgentId, Seq: a.seq[i], Cluster: b.Cluster, Node: b.Node, Events: ev}
+			eb := &wirepb.EventBatch{AgentId: b.AgentId, Seq: a.seq[i], Cluster: b.Cluster, Node: b.Node, Rack: b.Rack, Pool: b.Pool, Events: ev}
 			val, err := wire.EncodeEvents(eb)
 			if err != nil {
 				return fmt.Errorf("agent send: %w", err)

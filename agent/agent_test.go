@@ -17,7 +17,8 @@ import (
 
 // With SendEvery 5, each node's message carries five sample instants, sequence numbers run 1, 2, 3
 // without gaps, and the instants held when the agent stops are still sent: every sample taken is in
-// Kafka exactly once. Jobs come from the attribution function, not the source.
+// Kafka exactly once. Jobs come from the attribution function, not the source; the configured pool
+// overrides the simulator's, whose rack is kept.
 func TestSendEveryBatchesInstants(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := fmt.Sprintf("agent.sendevery.%d", time.Now().UnixNano())
@@ -30,7 +31,7 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 	defer prod.Close()
 	a, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(1, "c", 0, 8), sim.NewNode(1, "c", 1, 8)},
 		Sender: prod, Interval: 20 * time.Millisecond, SendEvery: 5, SamplesTopic: topic, EventsTopic: topic + ".ev",
-		Jobs: func() (map[uint32]string, error) { return map[uint32]string{0: "slurm-42"}, nil }})
+		Jobs: func() (map[uint32]string, error) { return map[uint32]string{0: "slurm-42"}, nil }, Pool: "batch"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +59,9 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 		if b.GPUs[0].JobID != "slurm-42" || b.GPUs[1].JobID != "" {
 			t.Errorf("%s seq %d: jobs %q, %q; want the mapping's slurm-42 on GPU 0 and none on GPU 1",
 				b.Node, b.Seq, b.GPUs[0].JobID, b.GPUs[1].JobID)
+		}
+		if b.Rack != "rack-000" || b.Pool != "batch" {
+			t.Errorf("%s seq %d: rack %q pool %q, want the simulator's rack-000 and the configured pool batch", b.Node, b.Seq, b.Rack, b.Pool)
 		}
 		if b.Seq != lastSeq[b.Node]+1 {
 			t.Errorf("%s: seq %d after %d", b.Node, b.Seq, lastSeq[b.Node])

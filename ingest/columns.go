@@ -24,6 +24,7 @@ type sampleColumns struct {
 	block                                          store.Block
 	time                                           *store.ColDateTime64
 	cluster, node, uuid, model, job, driver, agent *store.ColLowCardString
+	rack, pool                                     *store.ColLowCardString
 	gpu                                            *store.ColUInt8
 	seq                                            *store.ColUInt64
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
@@ -39,6 +40,8 @@ func newSampleColumns() *sampleColumns {
 		time:    &store.ColDateTime64{ColName: "time"},
 		cluster: &store.ColLowCardString{ColName: "cluster"},
 		node:    &store.ColLowCardString{ColName: "node"},
+		rack:    &store.ColLowCardString{ColName: "rack"},
+		pool:    &store.ColLowCardString{ColName: "pool"},
 		gpu:     &store.ColUInt8{ColName: "gpu"},
 		uuid:    &store.ColLowCardString{ColName: "uuid"},
 		model:   &store.ColLowCardString{ColName: "model"},
@@ -47,7 +50,7 @@ func newSampleColumns() *sampleColumns {
 		agent:   &store.ColLowCardString{ColName: "agent_id"},
 		seq:     &store.ColUInt64{ColName: "seq"},
 	}
-	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.gpu, c.uuid, c.model, c.job, c.driver, c.agent, c.seq}
+	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.model, c.job, c.driver, c.agent, c.seq}
 	all := gpumetric.All()
 	c.gauges = make([]*store.ColNullFloat32, len(all))
 	c.counters = make([]*store.ColNullUInt64, len(all))
@@ -109,6 +112,8 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	c.time.V = append(c.time.V, b.TimeUnixMs...)
 	c.cluster.AppendKeyN(c.cluster.Key(b.Cluster), rows)
 	c.node.AppendKeyN(c.node.Key(b.Node), rows)
+	c.rack.AppendKeyN(c.rack.Key(b.Rack), rows)
+	c.pool.AppendKeyN(c.pool.Key(b.Pool), rows)
 	c.driver.AppendKeyN(c.driver.Key(b.DriverVersion), rows)
 	c.agent.AppendKeyN(c.agent.Key(b.AgentID), rows)
 	c.seq.V = appendN(c.seq.V, b.Seq, rows)
@@ -174,7 +179,7 @@ type eventColumns struct {
 	block                              store.Block
 	time                               *store.ColDateTime64
 	cluster, node, uuid, kind, message *store.ColString
-	agent                              *store.ColString
+	rack, pool, agent                  *store.ColString
 	gpu                                *store.ColUInt8
 	code, seq                          *store.ColUInt64
 	pid                                *store.ColUInt32
@@ -185,6 +190,8 @@ func newEventColumns() *eventColumns {
 		time:    &store.ColDateTime64{ColName: "time"},
 		cluster: &store.ColString{ColName: "cluster"},
 		node:    &store.ColString{ColName: "node"},
+		rack:    &store.ColString{ColName: "rack"},
+		pool:    &store.ColString{ColName: "pool"},
 		gpu:     &store.ColUInt8{ColName: "gpu"},
 		uuid:    &store.ColString{ColName: "uuid"},
 		kind:    &store.ColString{ColName: "kind"},
@@ -194,7 +201,7 @@ func newEventColumns() *eventColumns {
 		agent:   &store.ColString{ColName: "agent_id"},
 		seq:     &store.ColUInt64{ColName: "seq"},
 	}
-	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.gpu, c.uuid, c.kind, c.code, c.pid, c.message, c.agent, c.seq}
+	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.kind, c.code, c.pid, c.message, c.agent, c.seq}
 	return c
 }
 
@@ -233,6 +240,8 @@ func (c *eventColumns) appendBatch(b *wirepb.EventBatch) {
 		c.time.V = append(c.time.V, e.TimeUnixMs)
 		c.cluster.V = append(c.cluster.V, b.Cluster)
 		c.node.V = append(c.node.V, b.Node)
+		c.rack.V = append(c.rack.V, b.Rack)
+		c.pool.V = append(c.pool.V, b.Pool)
 		c.gpu.V = append(c.gpu.V, uint8(e.GpuIndex))
 		c.uuid.V = append(c.uuid.V, e.GpuUuid)
 		c.kind.V = append(c.kind.V, EventKindName(e.Kind))

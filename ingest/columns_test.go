@@ -16,7 +16,7 @@ import (
 func TestSampleColumnsGaugeValues(t *testing.T) {
 	now := time.Now()
 	ms := now.UnixMilli()
-	batch := &wirepb.SampleBatch{AgentId: "a", Seq: 1, Cluster: "c", Node: "n",
+	batch := &wirepb.SampleBatch{AgentId: "a", Seq: 1, Cluster: "c", Node: "n", Rack: "r7", Pool: "train",
 		Gpus:       []*wirepb.GPU{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}},
 		TimeUnixMs: []int64{ms, ms, ms, ms, ms, ms}, Gpu: []uint32{0, 1, 0, 1, 0, 1},
 		Metrics: []*wirepb.MetricColumn{
@@ -62,8 +62,9 @@ func TestSampleColumnsGaugeValues(t *testing.T) {
 			t.Errorf("fan_pct row %d is not NULL though the batch has no fan column", r)
 		}
 	}
-	if c.block.Rows() != 6 || c.uuid.Value(3) != "GPU-1" || c.agent.Value(5) != "a" {
-		t.Errorf("row labels wrong: rows %d uuid[3] %q agent[5] %q", c.block.Rows(), c.uuid.Value(3), c.agent.Value(5))
+	if c.block.Rows() != 6 || c.uuid.Value(3) != "GPU-1" || c.agent.Value(5) != "a" || c.rack.Value(2) != "r7" || c.pool.Value(4) != "train" {
+		t.Errorf("row labels wrong: rows %d uuid[3] %q agent[5] %q rack[2] %q pool[4] %q", c.block.Rows(), c.uuid.Value(3),
+			c.agent.Value(5), c.rack.Value(2), c.pool.Value(4))
 	}
 	for _, col := range c.block.Columns {
 		if col.Len() != 6 {

@@ -166,23 +166,23 @@ func Stragglers(ctx context.Context, s store.Store, from, to time.Time, ratio fl
 	return out, nil
 }
 
-// EventCount is how many events of one kind a node or model had.
+// EventCount is how many events of one kind a node, rack, pool or model had.
 type EventCount struct {
 	Kind  string `json:"kind"`
-	Key   string `json:"key"` // the node or the model
+	Key   string `json:"key"` // the node, rack, pool or model
 	GPUs  uint64 `json:"gpus"`
 	Count uint64 `json:"count"`
 }
 
-// EventCountsSQL counts gpu_events by kind and node, or by kind and GPU model (events carry the
+// EventCountsSQL counts gpu_events by kind and node, rack or pool, or by kind and GPU model (events carry the
 // GPU UUID; the model comes from gpu_1h).
 func EventCountsSQL(db, by string) (string, error) {
 	events := store.Table(db, "gpu_events")
 	where := "time >= fromUnixTimestamp64Milli({from_ms:Int64}) AND time < fromUnixTimestamp64Milli({to_ms:Int64})"
 	switch by {
-	case "node":
-		return "SELECT kind, node, uniqExact(uuid), count() AS c FROM " + events + " WHERE " + where +
-			" GROUP BY kind, node ORDER BY c DESC, kind, node", nil
+	case "node", "rack", "pool": // columns of gpu_events, from this allow-list
+		return "SELECT kind, " + by + ", uniqExact(uuid), count() AS c FROM " + events + " WHERE " + where +
+			" GROUP BY kind, " + by + " ORDER BY c DESC, kind, " + by, nil
 	case "model":
 		return "SELECT e.kind, ifNull(nullIf(m.model, ''), 'unknown'), uniqExact(e.uuid), count() AS c FROM " + events + " AS e LEFT JOIN " +
 			"(SELECT uuid, any(model) AS model FROM " + store.Table(db, "gpu_1h") +
@@ -190,7 +190,7 @@ func EventCountsSQL(db, by string) (string, error) {
 			"e.time >= fromUnixTimestamp64Milli({from_ms:Int64}) AND e.time < fromUnixTimestamp64Milli({to_ms:Int64})" +
 			" GROUP BY e.kind, m.model ORDER BY c DESC, e.kind", nil
 	}
-	return "", invalid("by", "%q: count events by node or model", by)
+	return "", invalid("by", "%q: count events by node, rack, pool or model", by)
 }
 
 // EventCounts runs EventCountsSQL over [from, to).

@@ -230,7 +230,7 @@ func TestFleetSQLGolden(t *testing.T) {
 		func() error { _, err := query.TopGPUsSQL("gpufleet", "energy_mj", "max", false, 10); return err },
 		func() error { _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "p99", false, 10); return err },
 		func() error { _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", false, 0); return err },
-		func() error { _, err := query.EventCountsSQL("gpufleet", "rack"); return err },
+		func() error { _, err := query.EventCountsSQL("gpufleet", "datacenter"); return err },
 	} {
 		if err := bad(); !errors.Is(err, query.ErrInvalid) {
 			t.Errorf("got %v, want ErrInvalid", err)

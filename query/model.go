@@ -52,9 +52,12 @@ const (
 	GPU     Dim = "uuid"
 	Model   Dim = "model"
 	Job     Dim = "job_id"
+	// Rack and Pool are the agent's static placement labels (--rack, --pool).
+	Rack Dim = "rack"
+	Pool Dim = "pool"
 )
 
-var dims = []Dim{Cluster, Node, GPU, Model, Job}
+var dims = []Dim{Cluster, Node, GPU, Model, Job, Rack, Pool}
 
 // Filter keeps rows whose Dim is one of Values.
 type Filter struct {
@@ -420,7 +423,7 @@ func uniq(cols []string) []string {
 	return out
 }
 
-// DimByName maps the names users type (cluster, node, gpu, model, job) to dimensions.
+// DimByName maps the names users type (cluster, node, gpu, model, job, rack, pool) to dimensions.
 func DimByName(name string) (Dim, bool) {
 	switch name {
 	case "cluster":
@@ -433,12 +436,16 @@ func DimByName(name string) (Dim, bool) {
 		return Model, true
 	case "job", "job_id":
 		return Job, true
+	case "rack":
+		return Rack, true
+	case "pool":
+		return Pool, true
 	}
 	return "", false
 }
 
 // DimNames lists the names DimByName takes, for messages.
-const DimNames = "cluster, node, gpu, model, job"
+const DimNames = "cluster, node, gpu, model, job, rack, pool"
 
 // ParseDims reads group-by names; the error names the first unknown one.
 func ParseDims(names []string) ([]Dim, error) {

@@ -466,3 +466,63 @@ func seriesValues(ss []query.Series) [][]float64 {
 	}
 	return out
 }
+
+// Rack and pool (migrations 0009 and 0010) group the rollups as they group raw rows: the simulated
+// fleet puts 8 nodes in a rack and every fourth rack in pool infer.
+func TestPlacementRollupEqualsRaw(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	to := time.Now().UTC().Truncate(time.Minute)
+	from := to.Add(-5 * time.Minute)
+	if _, err := (fleetseed.Fleet{Seed: 8, Nodes: 40, GPUsPerNode: 2, From: from, To: to, Step: 10 * time.Second}).Write(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q      query.Query
+		table  string
+		groups []string
+	}{
+		{query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Pool}}, "fleet_1m", []string{"infer", "train"}},
+		{query.Query{Metric: "temp_gpu_c", Agg: query.Max, GroupBy: []query.Dim{query.Rack},
+			Filters: []query.Filter{{Dim: query.Pool, Values: []string{"train"}}}}, "gpu_1m", []string{"rack-000", "rack-001", "rack-002", "rack-004"}},
+		{query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Pool}}, "gpu_1m", []string{"infer", "train"}},
+	} {
+		q := c.q
+		q.From, q.To, q.Step = from, to, time.Minute
+		raw, roll := q, q
+		raw.Source = query.SourceRaw
+		compiled, err := roll.Compile(st.Database())
+		if err != nil || compiled.Table != c.table {
+			t.Fatalf("%s %s by %v: reads %v (%v), want %s", q.Agg, q.Metric, q.GroupBy, compiled, err, c.table)
+		}
+		a, err := query.Run(ctx, st, &raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := query.Run(ctx, st, &roll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var groups []string
+		for _, s := range b {
+			groups = append(groups, s.Labels[string(q.GroupBy[0])])
+		}
+		if fmt.Sprint(groups) != fmt.Sprint(c.groups) || len(a) != len(b) {
+			t.Fatalf("%s %s: rollup groups %v (raw %d series), want %v", q.Agg, q.Metric, groups, len(a), c.groups)
+		}
+		av, bv := seriesValues(a), seriesValues(b)
+		for i := range av {
+			if len(av[i]) != 5 || len(bv[i]) != 5 {
+				t.Fatalf("%s %s %s: %d raw and %d rollup points, want 5", q.Agg, q.Metric, groups[i], len(av[i]), len(bv[i]))
+			}
+			for j := range av[i] {
+				if math.Abs(av[i][j]-bv[i][j]) > 1e-9*math.Max(1, math.Abs(av[i][j])) {
+					t.Errorf("%s %s %s minute %d: raw %v, rollup %v", q.Agg, q.Metric, groups[i], j, av[i][j], bv[i][j])
+				}
+			}
+		}
+	}
+}

@@ -17,7 +17,8 @@ var update = flag.Bool("update", false, "rewrite the generated migration")
 // then pins 0005 to the registry prefix it was generated from.
 func TestMigrationMatchesGenerator(t *testing.T) {
 	path := filepath.Join("..", "deploy", "migrations", "0005_rollups.sql")
-	got := rollup.SQL(gpumetric.All()[:22]) // the metrics of 0005; later ones come by UpgradeSQL
+	// The metrics and dims of 0005; later ones come by UpgradeSQL and DimsSQL.
+	got := rollup.SQL(rollup.Without(rollup.Levels, rollup.PlacementDims...), gpumetric.All()[:22])
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -35,7 +36,7 @@ func TestMigrationMatchesGenerator(t *testing.T) {
 // 0008 is UpgradeSQL from the 22 metrics of 0005 to the 31 rollup.Covered names.
 func TestUpgradeMigrationMatchesGenerator(t *testing.T) {
 	path := filepath.Join("..", "deploy", "migrations", "0008_rollup_agent_metrics.sql")
-	got := rollup.UpgradeSQL(gpumetric.All()[:22], gpumetric.All()[:rollup.Covered], "0008")
+	got := rollup.UpgradeSQL(rollup.Without(rollup.Levels, rollup.PlacementDims...), gpumetric.All()[:22], gpumetric.All()[:rollup.Covered], "0008")
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -47,5 +48,24 @@ func TestUpgradeMigrationMatchesGenerator(t *testing.T) {
 	}
 	if string(want) != got {
 		t.Errorf("%s differs from rollup.UpgradeSQL (go test ./rollup -update if intended)", path)
+	}
+}
+
+// 0010 is DimsSQL adding the placement labels to the levels 0008 left.
+func TestDimsMigrationMatchesGenerator(t *testing.T) {
+	path := filepath.Join("..", "deploy", "migrations", "0010_rollup_placement.sql")
+	got := rollup.DimsSQL(rollup.Without(rollup.Levels, rollup.PlacementDims...), rollup.Levels, gpumetric.All()[:rollup.Covered],
+		"0010", "rack and pool labels in the rollups (gpu_samples and gpu_events got them in 0009)")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./rollup -update writes it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from rollup.DimsSQL (go test ./rollup -update if intended)", path)
 	}
 }

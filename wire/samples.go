@@ -15,6 +15,7 @@ import (
 type Samples struct {
 	SchemaVersion                                      uint32
 	AgentID, Cluster, Node, DriverVersion, CudaVersion string
+	Rack, Pool                                         string
 	Seq                                                uint64
 	GPUs                                               []GPU
 	TimeUnixMs                                         []int64
@@ -146,8 +147,9 @@ func (d *SampleDecoder) decodeBatch(b []byte) error {
 				s.GPU = append(s.GPU, uint32(v))
 			}
 			return n, nil
-		case typ == protowire.BytesType && (num == 2 || num >= 4 && num <= 7):
-			return d.stringField(b, [...]*string{2: &s.AgentID, 4: &s.Cluster, 5: &s.Node, 6: &s.DriverVersion, 7: &s.CudaVersion}[num])
+		case typ == protowire.BytesType && (num == 2 || num >= 4 && num <= 7 || num == 12 || num == 13):
+			return d.stringField(b, [...]*string{2: &s.AgentID, 4: &s.Cluster, 5: &s.Node, 6: &s.DriverVersion, 7: &s.CudaVersion,
+				12: &s.Rack, 13: &s.Pool}[num])
 		case typ == protowire.BytesType && num == 8:
 			return bytesField(b, d.decodeGPU)
 		case typ == protowire.BytesType && num == 9:
@@ -264,7 +266,7 @@ func checkSamples(b *Samples) error {
 		return malformed("sample batch: empty agent_id")
 	}
 	for _, l := range [...]struct{ name, v string }{{"agent_id", b.AgentID}, {"cluster", b.Cluster},
-		{"node", b.Node}, {"driver_version", b.DriverVersion}, {"cuda_version", b.CudaVersion}} {
+		{"node", b.Node}, {"driver_version", b.DriverVersion}, {"cuda_version", b.CudaVersion}, {"rack", b.Rack}, {"pool", b.Pool}} {
 		if len(l.v) > MaxLabelLen {
 			return malformed("sample batch: %s is %d bytes, limit %d", l.name, len(l.v), MaxLabelLen)
 		}

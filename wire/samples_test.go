@@ -15,7 +15,7 @@ func sameAsProto(got *wire.Samples, want *wirepb.SampleBatch) string {
 	switch {
 	case got.SchemaVersion != want.SchemaVersion || got.AgentID != want.AgentId || got.Seq != want.Seq ||
 		got.Cluster != want.Cluster || got.Node != want.Node || got.DriverVersion != want.DriverVersion ||
-		got.CudaVersion != want.CudaVersion:
+		got.CudaVersion != want.CudaVersion || got.Rack != want.Rack || got.Pool != want.Pool:
 		return "header fields"
 	case len(got.GPUs) != len(want.Gpus) || len(got.TimeUnixMs) != len(want.TimeUnixMs) ||
 		len(got.GPU) != len(want.Gpu) || len(got.Metrics) != len(want.Metrics):
@@ -93,6 +93,7 @@ func TestSampleDecoderMatchesProto(t *testing.T) {
 		protowire.AppendFixed64(tag(3, protowire.Fixed64Type), math.Float64bits(math.NaN()))))
 	cases := map[string][]byte{
 		"golden full":           mustMarshal(fullBatch()),
+		"rack and pool":         mustMarshal(func() *wirepb.SampleBatch { b := fullBatch(); b.Rack, b.Pool = "r12", "train-h100"; return b }()),
 		"empty":                 mustMarshal(emptyBatch()),
 		"unpacked rows":         cat(head, gpu, varint(9, 1000), varint(9, 2000), varint(10, 0), varint(10, 0), metricUnpacked),
 		"unknown fields":        cat(head, varint(99, 7), str(100, "x"), protowire.AppendFixed32(tag(101, protowire.Fixed32Type), 1)),

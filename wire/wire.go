@@ -64,7 +64,7 @@ func DecodeSamples(data []byte, dst *wirepb.SampleBatch) error {
 // SampleDecoder applies, run on a proto-decoded batch.
 func CheckSamples(b *wirepb.SampleBatch) error {
 	v := &Samples{SchemaVersion: b.SchemaVersion, AgentID: b.AgentId, Cluster: b.Cluster, Node: b.Node,
-		DriverVersion: b.DriverVersion, CudaVersion: b.CudaVersion, Seq: b.Seq, TimeUnixMs: b.TimeUnixMs, GPU: b.Gpu}
+		DriverVersion: b.DriverVersion, CudaVersion: b.CudaVersion, Rack: b.Rack, Pool: b.Pool, Seq: b.Seq, TimeUnixMs: b.TimeUnixMs, GPU: b.Gpu}
 	for _, g := range b.Gpus {
 		v.GPUs = append(v.GPUs, GPU{Index: g.Index, UUID: g.Uuid, Model: g.Model, Serial: g.Serial, PCIBusID: g.PciBusId, JobID: g.JobId})
 	}
@@ -88,7 +88,8 @@ func DecodeEvents(data []byte, dst *wirepb.EventBatch) error {
 	if len(dst.Events) > MaxEvents {
 		return malformed("event batch: %d events, limit %d", len(dst.Events), MaxEvents)
 	}
-	if len(dst.AgentId) > MaxLabelLen || len(dst.Cluster) > MaxLabelLen || len(dst.Node) > MaxLabelLen {
+	if len(dst.AgentId) > MaxLabelLen || len(dst.Cluster) > MaxLabelLen || len(dst.Node) > MaxLabelLen ||
+		len(dst.Rack) > MaxLabelLen || len(dst.Pool) > MaxLabelLen {
 		return malformed("event batch: a label is over %d bytes", MaxLabelLen)
 	}
 	for i, e := range dst.Events {

@@ -131,6 +131,7 @@ func TestSamplesRoundTrip(t *testing.T) {
 		b    *wirepb.SampleBatch
 	}{
 		{"full", fullBatch()},
+		{"with rack and pool", func() *wirepb.SampleBatch { b := fullBatch(); b.Rack, b.Pool = "r12", "train-h100"; return b }()},
 		{"empty rows", emptyBatch()},
 		{"no metrics", &wirepb.SampleBatch{SchemaVersion: 1, AgentId: "a"}},
 		{"version unset before encode", func() *wirepb.SampleBatch { b := fullBatch(); b.SchemaVersion = 0; return b }()},
@@ -303,6 +304,7 @@ func TestDecodeSamplesMalformed(t *testing.T) {
 		{name: "empty agent_id", mutate: func(b *wirepb.SampleBatch) { b.AgentId = "" }, reason: "empty agent_id"},
 		{name: "long agent_id", mutate: func(b *wirepb.SampleBatch) { b.AgentId = long }, reason: "agent_id is 257 bytes"},
 		{name: "long cluster", mutate: func(b *wirepb.SampleBatch) { b.Cluster = long }, reason: "cluster is 257 bytes"},
+		{name: "long pool", mutate: func(b *wirepb.SampleBatch) { b.Pool = long }, reason: "pool is 257 bytes"},
 		{name: "long node", mutate: func(b *wirepb.SampleBatch) { b.Node = long }, reason: "node is 257 bytes"},
 		{name: "long driver_version", mutate: func(b *wirepb.SampleBatch) { b.DriverVersion = long }, reason: "driver_version is 257 bytes"},
 		{name: "long cuda_version", mutate: func(b *wirepb.SampleBatch) { b.CudaVersion = long }, reason: "cuda_version is 257 bytes"},

@@ -28,6 +28,7 @@ var xids = []uint64{13, 31, 43, 48, 63, 74, 79, 94, 95}
 type Node struct {
 	Cluster string
 	Name    string
+	idx     int
 	seed    uint64
 	gpus    []*wirepb.GPU
 	state   []gpuState
@@ -44,7 +45,7 @@ type gpuState struct {
 
 // NewNode returns simulated node number idx of a fleet; seed fixes every reading.
 func NewNode(seed uint64, cluster string, idx, gpus int) *Node {
-	n := &Node{Cluster: cluster, Name: fmt.Sprintf("node-%05d", idx), seed: seed ^ uint64(idx)*0x9e3779b97f4a7c15}
+	n := &Node{Cluster: cluster, Name: fmt.Sprintf("node-%05d", idx), idx: idx, seed: seed ^ uint64(idx)*0x9e3779b97f4a7c15}
 	models := []string{"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA H200"}
 	model := models[mix(n.seed, 1)%uint64(len(models))]
 	for g := 0; g < gpus; g++ {
@@ -209,3 +210,14 @@ func mix(a, b uint64) uint64 {
 
 // Identity implements agent.Source.
 func (n *Node) Identity() (cluster, node string) { return n.Cluster, n.Name }
+
+// Placement puts eight simulated nodes in a rack and every fourth rack in the inference pool, so
+// that a simulated fleet has racks and pools to group by.
+func (n *Node) Placement() (rack, pool string) {
+	r := n.idx / 8
+	pool = "train"
+	if r%4 == 3 {
+		pool = "infer"
+	}
+	return fmt.Sprintf("rack-%03d", r), pool
+}

@@ -142,7 +142,7 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"zero batch bytes", nil, []string{"ingest", "--batch-mib", "0"}, 2, "--batch-mib 0: must be at least 1"},
 		{"series unknown metric", nil, []string{"query", "--metric", "nope"}, 2, "metric: \"nope\" is not a gpu_samples metric"},
 		{"series wrong agg", nil, []string{"query", "--metric", "energy_mj", "--agg", "avg"}, 2, "agg: \"avg\" does not apply to counter"},
-		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "rack"}, 2, `"rack" is not one of`},
+		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "datacenter"}, 2, `"datacenter" is not one of`},
 		{"series bad filter", nil, []string{"query", "--metric", "gpu_util", "--filter", "node"}, 2, `want dim=v1|v2`},
 		{"sql that writes", nil, []string{"query", "--sql", "DROP TABLE gpufleet.gpu_samples"}, 2, "only SELECT"},
 		{"zero spool", nil, []string{"simulate", "--spool-dir", t.TempDir(), "--spool-mib", "0"}, 2, "--spool-mib 0: must be at least 1"},

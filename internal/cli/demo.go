@@ -72,7 +72,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	ag, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg})
+	ag, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg,
+		Rack: s.rack, Pool: s.pool})
 	if err != nil {
 		return err
 	}

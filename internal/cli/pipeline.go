@@ -107,6 +107,7 @@ func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
 // simFlags describe a simulated fleet.
 type simFlags struct {
 	cluster     string
+	rack, pool  string
 	gpus        int
 	gpusPerNode int
 	seed        uint64
@@ -119,6 +120,10 @@ type simFlags struct {
 
 func (s *simFlags) register(f *flags, gpus int) {
 	f.StringVar(&s.cluster, "cluster", "sim", "cluster label of the samples (the simulator's default is sim; --source nvml uses \"default\" unless set)")
+	f.StringVar(&s.rack, "rack", "", "rack label of every sample and event; empty leaves it to the source (the simulator puts\n"+
+		"8 nodes in a rack; NVML knows none)")
+	f.StringVar(&s.pool, "pool", "", "pool label (node pool, Slurm partition) of every sample and event; empty leaves it to the\n"+
+		"source (the simulator puts every fourth rack in pool infer, the rest in train)")
 	f.IntVar(&s.gpus, "gpus", gpus, "simulated GPUs in all")
 	f.IntVar(&s.gpusPerNode, "gpus-per-node", 8, "GPUs per simulated node")
 	f.Uint64Var(&s.seed, "seed", 1, "seed of the simulated readings: the same seed gives the same fleet")
@@ -263,7 +268,8 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	cfg := agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp}
+	cfg := agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp,
+		Rack: s.rack, Pool: s.pool}
 	if jobDir != "" {
 		cfg.Jobs = attribution.MappingDir{Dir: jobDir}.Jobs
 	}
@@ -320,7 +326,8 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp})
+	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp,
+		Rack: s.rack, Pool: s.pool})
 	if err != nil {
 		return err
 	}

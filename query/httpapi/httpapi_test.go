@@ -49,7 +49,7 @@ func TestEndpoints(t *testing.T) {
 		{"/api/v1/events?by=node&since=1h", 200, `[`},
 		{"/api/v1/jobs?since=1h", 200, `"gpu_hours"`},
 		{"/api/v1/series?metric=nope", 400, `metric: \"nope\" is not a gpu_samples metric`},
-		{"/api/v1/series?metric=gpu_util&by=rack", 400, `by: \"rack\"`},
+		{"/api/v1/series?metric=gpu_util&by=datacenter", 400, `by: \"datacenter\"`},
 		{"/api/v1/series?metric=gpu_util&step=soon", 400, `step: \"soon\" is not a positive duration`},
 		{"/api/v1/top?order=sideways", 400, `order: \"sideways\"`},
 		{"/api/v1/stragglers?ratio=2", 400, `ratio: 2: must be between 0 and 1`},

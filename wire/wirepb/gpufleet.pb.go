@@ -104,6 +104,9 @@ type SampleBatch struct {
 	TimeUnixMs    []int64         `protobuf:"varint,9,rep,packed,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
 	Gpu           []uint32        `protobuf:"varint,10,rep,packed,name=gpu,proto3" json:"gpu,omitempty"`
 	Metrics       []*MetricColumn `protobuf:"bytes,11,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// Static placement labels from the agent's config (--rack, --pool); empty when unset.
+	Rack          string `protobuf:"bytes,12,opt,name=rack,proto3" json:"rack,omitempty"`
+	Pool          string `protobuf:"bytes,13,opt,name=pool,proto3" json:"pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +216,20 @@ func (x *SampleBatch) GetMetrics() []*MetricColumn {
 		return x.Metrics
 	}
 	return nil
+}
+
+func (x *SampleBatch) GetRack() string {
+	if x != nil {
+		return x.Rack
+	}
+	return ""
+}
+
+func (x *SampleBatch) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
 }
 
 // GPU is the identity of one device on the node; sent with every batch so that a batch decodes alone.
@@ -382,6 +399,8 @@ type EventBatch struct {
 	Cluster       string                 `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	Node          string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
 	Events        []*Event               `protobuf:"bytes,6,rep,name=events,proto3" json:"events,omitempty"`
+	Rack          string                 `protobuf:"bytes,7,opt,name=rack,proto3" json:"rack,omitempty"`
+	Pool          string                 `protobuf:"bytes,8,opt,name=pool,proto3" json:"pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -456,6 +475,20 @@ func (x *EventBatch) GetEvents() []*Event {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *EventBatch) GetRack() string {
+	if x != nil {
+		return x.Rack
+	}
+	return ""
+}
+
+func (x *EventBatch) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
 }
 
 // Event is one occurrence; a repeated identical XID is two events.
@@ -555,7 +588,7 @@ var File_gpufleet_proto protoreflect.FileDescriptor
 
 const file_gpufleet_proto_rawDesc = "" +
 	"\n" +
-	"\x0egpufleet.proto\x12\x10gpufleet.wire.v1\"\xf2\x02\n" +
+	"\x0egpufleet.proto\x12\x10gpufleet.wire.v1\"\x9a\x03\n" +
 	"\vSampleBatch\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x10\n" +
@@ -569,7 +602,9 @@ const file_gpufleet_proto_rawDesc = "" +
 	"timeUnixMs\x12\x10\n" +
 	"\x03gpu\x18\n" +
 	" \x03(\rR\x03gpu\x128\n" +
-	"\ametrics\x18\v \x03(\v2\x1e.gpufleet.wire.v1.MetricColumnR\ametrics\"\x92\x01\n" +
+	"\ametrics\x18\v \x03(\v2\x1e.gpufleet.wire.v1.MetricColumnR\ametrics\x12\x12\n" +
+	"\x04rack\x18\f \x01(\tR\x04rack\x12\x12\n" +
+	"\x04pool\x18\r \x01(\tR\x04pool\"\x92\x01\n" +
 	"\x03GPU\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -582,7 +617,7 @@ const file_gpufleet_proto_rawDesc = "" +
 	"\x06metric\x18\x01 \x01(\rR\x06metric\x12\x18\n" +
 	"\apresent\x18\x02 \x01(\fR\apresent\x12\x16\n" +
 	"\x06values\x18\x03 \x03(\x01R\x06values\x12\x16\n" +
-	"\x06counts\x18\x04 \x03(\x04R\x06counts\"\xbf\x01\n" +
+	"\x06counts\x18\x04 \x03(\x04R\x06counts\"\xe7\x01\n" +
 	"\n" +
 	"EventBatch\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x19\n" +
@@ -590,7 +625,9 @@ const file_gpufleet_proto_rawDesc = "" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x18\n" +
 	"\acluster\x18\x04 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x05 \x01(\tR\x04node\x12/\n" +
-	"\x06events\x18\x06 \x03(\v2\x17.gpufleet.wire.v1.EventR\x06events\"\xd2\x01\n" +
+	"\x06events\x18\x06 \x03(\v2\x17.gpufleet.wire.v1.EventR\x06events\x12\x12\n" +
+	"\x04rack\x18\a \x01(\tR\x04rack\x12\x12\n" +
+	"\x04pool\x18\b \x01(\tR\x04pool\"\xd2\x01\n" +
 	"\x05Event\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x1b\n" +

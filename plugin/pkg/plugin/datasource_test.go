@@ -237,7 +237,7 @@ func TestCallResource(t *testing.T) {
 	if code, body := call("labels?dim=node&cluster=" + "x'%20OR%20'1'='1"); code != 200 || strings.TrimSpace(body) != `[]` {
 		t.Errorf("hostile cluster value: %d %s", code, body)
 	}
-	if code, _ := call("labels?dim=rack"); code != 400 {
+	if code, _ := call("labels?dim=datacenter"); code != 400 {
 		t.Errorf("unknown dim: %d, want 400", code)
 	}
 	if code, body := call("metrics"); code != 200 || !strings.Contains(body, `"column":"energy_mj","kind":"counter"`) {
