@@ -27,16 +27,12 @@ type command struct {
 	run     func(ctx context.Context, env *env, args []string) error
 }
 
+// commands are the node commands and, unless built with -tags agentonly, the server ones.
 func commands() []command {
-	return []command{
+	return append([]command{
 		{"agent", "sample this node's GPUs and stream them to Kafka", runAgent},
 		{"simulate", "stream a simulated fleet of GPUs to Kafka (load and demos)", runSimulate},
-		{"ingest", "consume Kafka and insert into ClickHouse", runIngest},
-		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},
-		{"query", "print a fleet summary, a report or a metric's time series from ClickHouse", runQuery},
-		{"api", "serve the query layer as JSON over HTTP", runAPI},
-		{"demo", "run the whole pipeline in one process on embedded defaults", runDemo},
-	}
+	}, serverCommands()...)
 }
 
 // env is what a subcommand gets from the process.
@@ -102,9 +98,15 @@ Commands:
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Every flag can also be set by environment: --batch-rows is GPUFLEET_BATCH_ROWS.
-Run 'gpufleet <command> --help' for a command's flags. Quick start: gpufleet demo --for 15s
+Every flag can also be set by environment: --interval is GPUFLEET_INTERVAL.
+Run 'gpufleet <command> --help' for a command's flags.`)
+	if len(serverCommands()) == 0 {
+		fmt.Fprint(w, ` This is the agent-only build; the full gpufleet
+binary also has ingest, migrate, query, api and demo.
 `)
+	} else {
+		fmt.Fprint(w, " Quick start: gpufleet demo --for 15s\n")
+	}
 }
 
 // flags is a command's flag set with GPUFLEET_* environment fallback.

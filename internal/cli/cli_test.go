@@ -193,3 +193,32 @@ func TestHelpListsEveryCommandAndEnv(t *testing.T) {
 		}
 	}
 }
+
+// The agent-only build (make agent) has the node commands and links nothing of ClickHouse, the
+// embedded engine or the in-process broker: that is what keeps the agent under 30 MB resident.
+func TestAgentOnlyBuild(t *testing.T) {
+	deps, err := exec.Command("go", "list", "-deps", "-tags", "agentonly", "../../cmd/gpufleet").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, deps)
+	}
+	for _, heavy := range []string{"github.com/gpufleet/gpufleet/store", "github.com/ClickHouse/clickhouse-go/v2",
+		"github.com/ebitengine/purego", "github.com/twmb/franz-go/pkg/kfake", "github.com/gpufleet/gpufleet/ingest"} {
+		if regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(heavy) + `$`).Match(deps) {
+			t.Errorf("the agent-only build links %s", heavy)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "gpufleet-agent")
+	if out, err := exec.Command("go", "build", "-tags", "agentonly", "-o", bin, "../../cmd/gpufleet").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags agentonly: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "  agent ") || !strings.Contains(string(out), "  simulate ") ||
+		strings.Contains(string(out), "  ingest ") || !strings.Contains(string(out), "agent-only build") {
+		t.Errorf("gpufleet-agent help (%v):\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "ingest")
+	out, err = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), `unknown command "ingest"`) {
+		t.Errorf("gpufleet-agent ingest: exit %d (%v), %s", cmd.ProcessState.ExitCode(), err, out)
+	}
+}

@@ -1,33 +1,24 @@
 package cli
 
+// The commands that run on GPU nodes (agent, simulate) and the flags they share; they link no
+// ClickHouse code, so that the agent-only build (-tags agentonly) stays small.
+
 import (
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
-	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/migrate"
-	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/backend"
 )
-
-const defaultDSN = "chdb://gpufleet-data"
 
 // kafkaFlags are the Kafka settings agent, simulate and ingest share.
 type kafkaFlags struct {
@@ -84,24 +75,6 @@ func (k *kafkaFlags) connect(ctx context.Context, log *slog.Logger) ([]string, e
 		return nil, err
 	}
 	return brokers, nil
-}
-
-// storeFlags are the ClickHouse settings.
-type storeFlags struct {
-	dsn     string
-	libchdb string
-}
-
-func (s *storeFlags) register(f *flags) {
-	f.StringVar(&s.dsn, "clickhouse", defaultDSN, "ClickHouse: clickhouse://user:pass@host:9000/db (server) or chdb:///data/dir[?database=db] (embedded)")
-	f.StringVar(&s.libchdb, "libchdb", "", "path of libchdb.so for chdb:// (default: search "+strings.Join([]string{"$GPUFLEET_LIBCHDB", "next to the binary", "/usr/local/lib"}, ", ")+")")
-}
-
-func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
-	if _, err := backend.Parse(s.dsn); err != nil {
-		return nil, usageError{err}
-	}
-	return backend.Open(ctx, s.dsn, backend.Options{LibCHDB: s.libchdb})
 }
 
 // simFlags describe a simulated fleet.
@@ -340,289 +313,3 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	return err
 }
 
-func runIngest(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "ingest", "Consumes gpu.samples and gpu.events as consumer group --group, inserts columnar batches\n"+
-		"into ClickHouse and commits offsets only after the insert is acknowledged. Malformed messages\n"+
-		"go to gpu.dlq with a reason. SIGTERM flushes the current batch and commits.")
-	var k kafkaFlags
-	var sf storeFlags
-	var group, metricsAddr string
-	var rows, batchMiB, workers, memLimitMiB int
-	var age, session time.Duration
-	var doMigrate bool
-	k.register(f)
-	sf.register(f)
-	f.StringVar(&group, "group", "gpufleet-ingest", "Kafka consumer group; workers with the same group share partitions")
-	f.IntVar(&workers, "workers", 1, "consumer group members in this process, each decoding on its own core")
-	f.IntVar(&rows, "batch-rows", 100_000, "flush a partition's batch at this many sample rows")
-	f.IntVar(&batchMiB, "batch-mib", 128, "when the batches' messages add up to this many MiB, flush the largest; a worker holds\n"+
-		"at most about 6x this (batches being built, waiting and being inserted, and their columns)")
-	f.DurationVar(&age, "batch-age", time.Second, "flush a batch this long after its first message")
-	f.DurationVar(&session, "session-timeout", 10*time.Second, "how long the group waits for a silent worker before moving its partitions")
-	f.IntVar(&memLimitMiB, "memory-limit-mib", 0, "soft memory limit for the Go runtime (GOMEMLIMIT); 0 leaves it unset")
-	f.BoolVar(&doMigrate, "migrate", false, "apply schema migrations before consuming")
-	f.StringVar(&metricsAddr, "metrics-addr", ":9401", "address for Prometheus /metrics; empty disables")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if rows < 1 {
-		return usageError{fmt.Errorf("--batch-rows %d: must be at least 1", rows)}
-	}
-	if age <= 0 {
-		return usageError{fmt.Errorf("--batch-age %s: must be positive", age)}
-	}
-	if workers < 1 || workers > 256 {
-		return usageError{fmt.Errorf("--workers %d: must be between 1 and 256", workers)}
-	}
-	if batchMiB < 1 {
-		return usageError{fmt.Errorf("--batch-mib %d: must be at least 1", batchMiB)}
-	}
-	if session < time.Second {
-		return usageError{fmt.Errorf("--session-timeout %s: must be at least 1s", session)}
-	}
-	if memLimitMiB < 0 {
-		return usageError{fmt.Errorf("--memory-limit-mib %d: must not be negative", memLimitMiB)}
-	}
-	log, err := f.logger()
-	if err != nil {
-		return err
-	}
-	st, err := sf.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if doMigrate {
-		if _, err := migrate.Apply(ctx, st, log); err != nil {
-			return err
-		}
-	}
-	brokers, err := k.connect(ctx, log)
-	if err != nil {
-		return err
-	}
-	reg := newRegistry()
-	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
-		return err
-	}
-	if memLimitMiB > 0 {
-		debug.SetMemoryLimit(int64(memLimitMiB) << 20)
-	}
-	ins := make([]*ingest.Ingester, workers)
-	for i := range ins {
-		r := prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg)
-		ins[i], err = ingest.New(ingest.Config{Brokers: brokers, Store: st, GroupID: group, BatchRows: rows,
-			BatchBytes: batchMiB << 20, BatchAge: age, SessionTimeout: session,
-			Logger: log.With(slog.Int("worker", i)), Registerer: r})
-		if err != nil {
-			return err
-		}
-	}
-	log.Info("ingesting", slog.String("group", group), slog.Int("workers", workers), slog.String("clickhouse", redact(sf.dsn)),
-		slog.String("memory_bound_per_worker", fmt.Sprintf("%d MiB + 4 MiB per partition", ins[0].MemoryBound(0)>>20)))
-	errs := make(chan error, workers)
-	for _, in := range ins {
-		go func() { errs <- in.Run(ctx) }()
-	}
-	var runErr error
-	for range ins {
-		if err := <-errs; err != nil && runErr == nil {
-			runErr = err
-		}
-	}
-	var total ingest.Stats
-	for _, in := range ins {
-		s := in.Stats()
-		total.Samples, total.Events, total.DLQ, total.Gaps = total.Samples+s.Samples, total.Events+s.Events, total.DLQ+s.DLQ, total.Gaps+s.Gaps
-	}
-	log.Info("stopped", slog.Uint64("samples", total.Samples), slog.Uint64("events", total.Events),
-		slog.Uint64("dlq", total.DLQ), slog.Uint64("sequence_gaps", total.Gaps))
-	return runErr
-}
-
-func runMigrate(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "migrate", "Creates or upgrades the gpufleet schema in ClickHouse. Safe to run any number of times.\n"+
-		"With --on-cluster, everything is created ON CLUSTER with Replicated engines.")
-	var sf storeFlags
-	var cluster string
-	var ret migrate.Retention
-	sf.register(f)
-	f.IntVar(&ret.SamplesDays, "samples-days", 0, "keep raw samples this many days (0 leaves the TTL as it is; new schemas keep 30)")
-	f.IntVar(&ret.EventsDays, "events-days", 0, "keep GPU events this many days (0 leaves the TTL as it is; new schemas keep 180)")
-	f.StringVar(&cluster, "on-cluster", "", "ClickHouse cluster (remote_servers) to create the schema on, with Replicated engines")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if cluster != "" {
-		if err := store.CheckIdent("--on-cluster", cluster); err != nil {
-			return usageError{err}
-		}
-	}
-	log, err := f.logger()
-	if err != nil {
-		return err
-	}
-	st, err := sf.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	applied, err := migrate.ApplyWith(ctx, st, log, migrate.Options{Cluster: cluster})
-	if err != nil {
-		return err
-	}
-	if err := migrate.SetRetention(ctx, st, ret, cluster); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "schema at version %d (applied now: %v)\n", migrate.Latest(), applied)
-	return nil
-}
-
-func runQuery(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "query", "Without --metric: prints a fleet summary over a time window (GPUs reporting, mean and\n"+
-		"p99 utilisation, hottest GPUs, XID and throttle counts).\n"+
-		"With --metric: prints a time series, e.g.\n"+
-		"  gpufleet query --metric gpu_util --agg p99 --step 1m --since 24h\n"+
-		"  gpufleet query --metric temp_gpu_c --agg max --by cluster,model --filter node=n1|n2 --format csv\n"+
-		"  gpufleet query --metric energy_mj --agg increase --by job --step 1h")
-	var sf storeFlags
-	var since, step time.Duration
-	var top int
-	var format, metric, agg, by, report, rawSQL string
-	var filters filterFlag
-	var fill bool
-	sf.register(f)
-	f.DurationVar(&since, "since", 15*time.Minute, "window: from now minus this to now")
-	f.IntVar(&top, "top", 5, "how many hottest GPUs to list (summary)")
-	f.StringVar(&format, "format", "text", "output: text, json, or csv (series only)")
-	f.StringVar(&metric, "metric", "", "gpu_samples metric column for a time series (gpu_util, temp_gpu_c, power_w, energy_mj, ...)")
-	f.StringVar(&agg, "agg", "avg", "gauges: avg min max sum count p50 p90 p95 p99; counters: increase rate")
-	f.StringVar(&by, "by", "", "group by, comma-separated: cluster node gpu model job")
-	f.DurationVar(&step, "step", time.Minute, "bucket width (whole seconds)")
-	f.Var(&filters, "filter", "keep rows where dim is one of values: dim=v1|v2 (repeatable)")
-	f.BoolVar(&fill, "fill", false, "emit every step of every series, empty where nothing was read")
-	f.StringVar(&rawSQL, "sql", "", "run one read-only SQL statement (readonly = 1; macros $__timeFilter(col), $__timeInterval(col),\n"+
-		"$__fromTime, $__toTime over --since) and print its rows as JSON")
-	f.StringVar(&report, "report", "", "print a report as JSON over --since: hottest, idle (least utilised), silent\n"+
-		"(stopped reporting), stragglers (under half their job's median), events (by model), jobs (usage)")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if metric != "" {
-		return runSeries(ctx, e, &sf, since, step, format, metric, agg, by, filters, fill)
-	}
-	if rawSQL != "" {
-		if err := query.CheckReadOnly(rawSQL); err != nil {
-			return usageError{err}
-		}
-		st, err := sf.open(ctx)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		return runRawSQL(ctx, e, st, rawSQL, since)
-	}
-	if report != "" {
-		if !slices.Contains(reports, report) {
-			return usageError{fmt.Errorf("--report %q: one of %s", report, strings.Join(reports, ", "))}
-		}
-		if top < 1 {
-			top = 5
-		}
-		st, err := sf.open(ctx)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		return runReport(ctx, e, st, report, since, top)
-	}
-	if since <= 0 {
-		return usageError{fmt.Errorf("--since %s: must be positive", since)}
-	}
-	if top < 0 || top > 1000 {
-		return usageError{fmt.Errorf("--top %d: must be 0..1000", top)}
-	}
-	if format != "text" && format != "json" {
-		return usageError{fmt.Errorf("--format %q: use text or json", format)}
-	}
-	st, err := sf.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	now := time.Now()
-	sum, err := query.FleetSummary(ctx, st, now.Add(-since), now, top)
-	if err != nil {
-		return explainMissingSchema(err)
-	}
-	if format == "json" {
-		return sum.WriteJSON(e.stdout)
-	}
-	return sum.WriteText(e.stdout)
-}
-
-func runSeries(ctx context.Context, e *env, sf *storeFlags, since, step time.Duration, format, metric, agg, by string,
-	filters filterFlag, fill bool) error {
-	if format != "text" && format != "json" && format != "csv" {
-		return usageError{fmt.Errorf("--format %q: use text, json or csv", format)}
-	}
-	now := time.Now()
-	q := &query.Query{Metric: metric, Agg: query.Agg(agg), Filters: filters, Step: step, Fill: fill}
-	q.From, q.To = query.SnapWindow(now.Add(-since), now, step)
-	if by != "" {
-		groups, err := query.ParseDims(strings.Split(by, ","))
-		if err != nil {
-			return usageError{fmt.Errorf("--by %q: %w", by, err)}
-		}
-		q.GroupBy = groups
-	}
-	if err := q.Validate(); err != nil {
-		return usageError{err}
-	}
-	st, err := sf.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	series, err := query.Run(ctx, st, q)
-	if err != nil {
-		return explainMissingSchema(err)
-	}
-	return query.WriteSeries(e.stdout, format, q.GroupBy, series)
-}
-
-// filterFlag collects --filter dim=v1|v2 flags.
-type filterFlag []query.Filter
-
-func (f *filterFlag) String() string { return fmt.Sprint([]query.Filter(*f)) }
-
-func (f *filterFlag) Set(s string) error {
-	filter, err := query.ParseFilter(s)
-	if err != nil {
-		return err
-	}
-	*f = append(*f, filter)
-	return nil
-}
-
-// explainMissingSchema adds the fix to the engine's "table doesn't exist".
-func explainMissingSchema(err error) error {
-	if strings.Contains(err.Error(), "UNKNOWN_TABLE") || strings.Contains(err.Error(), "UNKNOWN_DATABASE") {
-		return fmt.Errorf("%w\n(the schema is missing: run 'gpufleet migrate' with the same --clickhouse)", err)
-	}
-	return err
-}
-
-// redact hides a DSN's password for logs.
-func redact(dsn string) string {
-	at := strings.LastIndex(dsn, "@")
-	scheme := strings.Index(dsn, "://")
-	if at < 0 || scheme < 0 {
-		return dsn
-	}
-	cred := dsn[scheme+3 : at]
-	if user, _, ok := strings.Cut(cred, ":"); ok {
-		return dsn[:scheme+3] + user + ":***" + dsn[at:]
-	}
-	return dsn
-}
