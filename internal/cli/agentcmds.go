@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
@@ -312,4 +311,3 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	log.Info("stopped", slog.Uint64("samples", st.Samples), slog.Uint64("batches", st.Batches), slog.Uint64("events", st.Events))
 	return err
 }
-

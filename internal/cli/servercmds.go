@@ -339,4 +339,3 @@ func redact(dsn string) string {
 	}
 	return dsn
 }
-
