@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/wire"
 	"github.com/gpufleet/gpufleet/wire/wirepb"
@@ -49,9 +50,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the agent's self-metrics when set.
 	Registerer prometheus.Registerer
-	// Jobs, when set, names the job on each GPU index (see agent/attribution); it is asked once per
-	// message and overrides the job the source reports.
-	Jobs func() (map[uint32]string, error)
+	// Jobs, when set, names the job on each GPU, by index or UUID (see agent/attribution: Slurm
+	// mapping files, the kubelet's pod resources); it is asked once per message and overrides the
+	// job the source reports. When it fails the message goes out without jobs and a warning.
+	Jobs func(ctx context.Context) (attribution.Assignment, error)
 	// Rack and Pool label every batch when set (--rack, --pool); otherwise a source that knows its
 	// placement (see Placer) labels its own.
 	Rack, Pool string
@@ -259,7 +261,7 @@ func (a *Agent) cycle(ctx context.Context, now time.Time) error {
 		a.pendingEv[i] = src.Sample(now, a.pending[i], a.pendingEv[i])
 		a.samples.Add(uint64(len(a.pending[i].TimeUnixMs) - before))
 		if before == 0 && a.cfg.Jobs != nil {
-			a.attribute(a.pending[i])
+			a.attribute(ctx, a.pending[i])
 		}
 	}
 	a.held++
@@ -270,8 +272,8 @@ func (a *Agent) cycle(ctx context.Context, now time.Time) error {
 }
 
 // attribute sets each GPU's job from cfg.Jobs on copies of the source's GPU identities.
-func (a *Agent) attribute(b *wirepb.SampleBatch) {
-	jobs, err := a.cfg.Jobs()
+func (a *Agent) attribute(ctx context.Context, b *wirepb.SampleBatch) {
+	jobs, err := a.cfg.Jobs(ctx)
 	if err != nil {
 		a.log.Warn("job attribution", slog.Any("err", err))
 		return
@@ -279,7 +281,7 @@ func (a *Agent) attribute(b *wirepb.SampleBatch) {
 	gpus := make([]*wirepb.GPU, len(b.Gpus))
 	for i, g := range b.Gpus {
 		c := proto.CloneOf(g)
-		c.JobId = jobs[g.Index]
+		c.JobId = jobs.Job(g.Index, g.Uuid)
 		gpus[i] = c
 	}
 	b.Gpus = gpus

@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
@@ -29,9 +30,13 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 	}
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	a, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(1, "c", 0, 8), sim.NewNode(1, "c", 1, 8)},
+	n0, n1 := sim.NewNode(1, "c", 0, 8), sim.NewNode(1, "c", 1, 8)
+	podGPU := n1.GPUs()[1].Uuid // the kubelet names GPUs by UUID
+	a, err := agent.New(agent.Config{Sources: []agent.Source{n0, n1},
 		Sender: prod, Interval: 20 * time.Millisecond, SendEvery: 5, SamplesTopic: topic, EventsTopic: topic + ".ev",
-		Jobs: func() (map[uint32]string, error) { return map[uint32]string{0: "slurm-42"}, nil }, Pool: "batch"})
+		Jobs: func(context.Context) (attribution.Assignment, error) {
+			return attribution.Assignment{ByIndex: map[uint32]string{0: "slurm-42"}, ByUUID: map[string]string{podGPU: "ml/train-0"}}, nil
+		}, Pool: "batch"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +61,13 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if b.GPUs[0].JobID != "slurm-42" || b.GPUs[1].JobID != "" {
-			t.Errorf("%s seq %d: jobs %q, %q; want the mapping's slurm-42 on GPU 0 and none on GPU 1",
-				b.Node, b.Seq, b.GPUs[0].JobID, b.GPUs[1].JobID)
+		wantJob1 := ""
+		if b.Node == n1.Name {
+			wantJob1 = "ml/train-0"
+		}
+		if b.GPUs[0].JobID != "slurm-42" || b.GPUs[1].JobID != wantJob1 || b.GPUs[2].JobID != "" {
+			t.Errorf("%s seq %d: jobs %q, %q, %q; want slurm-42 by index on GPU 0, %q by UUID on GPU 1, none on GPU 2",
+				b.Node, b.Seq, b.GPUs[0].JobID, b.GPUs[1].JobID, b.GPUs[2].JobID, wantJob1)
 		}
 		if b.Rack != "rack-000" || b.Pool != "batch" {
 			t.Errorf("%s seq %d: rack %q pool %q, want the simulator's rack-000 and the configured pool batch", b.Node, b.Seq, b.Rack, b.Pool)

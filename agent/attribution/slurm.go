@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MappingDir reads per-GPU job files in dcgm-exporter's --hpc-job-mapping-dir convention, which
@@ -23,6 +24,17 @@ type MappingDir struct {
 
 // maxJobLen keeps a runaway file from becoming a label ingest would reject (labels ≤ 256 bytes).
 const maxJobLen = 200
+
+// boundJob makes a job name safe to send: valid UTF-8 (a proto string must be) and at most
+// maxJobLen bytes, cut at a character boundary.
+func boundJob(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	for len(s) > maxJobLen {
+		_, size := utf8.DecodeLastRuneInString(s[:maxJobLen+1])
+		s = s[:maxJobLen+1-size]
+	}
+	return s
+}
 
 // Jobs returns the job id per GPU index.
 func (m MappingDir) Jobs() (map[uint32]string, error) {
@@ -51,10 +63,7 @@ func (m MappingDir) Jobs() (map[uint32]string, error) {
 			}
 		}
 		f.Close()
-		if job := strings.Join(jobs, ","); job != "" {
-			if len(job) > maxJobLen {
-				job = job[:maxJobLen]
-			}
+		if job := boundJob(strings.Join(jobs, ",")); job != "" {
 			out[uint32(idx)] = job
 		}
 	}

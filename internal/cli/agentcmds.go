@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/gpufleet/gpufleet/agent"
@@ -171,13 +172,15 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 		"sim streams simulated GPUs (--gpus, --gpus-per-node, --seed) and needs no GPU.")
 	var k kafkaFlags
 	var s simFlags
-	var source, node, metricsAddr, jobDir string
+	var source, node, metricsAddr, jobDir, podSocket string
 	var forDur time.Duration
 	k.register(f)
 	s.register(f, 8)
 	f.StringVar(&source, "source", "sim", "GPU source: nvml (this host's GPUs) or sim (simulated)")
 	f.StringVar(&jobDir, "job-mapping-dir", "", "directory of per-GPU job files (dcgm-exporter's --hpc-job-mapping-dir convention,\n"+
 		"written by Slurm prolog/epilog): a file per busy GPU index holding its job id")
+	f.StringVar(&podSocket, "pod-resources-socket", attribution.DefaultPodResourcesSocket, "the kubelet's pod-resources socket: when it exists (a Kubernetes node) and\n"+
+		"--job-mapping-dir is not set, each GPU's job is the namespace/pod it is allocated to; empty disables")
 	f.StringVar(&node, "node", "", "with --source nvml: this host's node label and Kafka key (default: the hostname)")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9400", "address for Prometheus /metrics; empty disables")
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
@@ -242,8 +245,17 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	defer prod.Close()
 	cfg := agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp,
 		Rack: s.rack, Pool: s.pool}
-	if jobDir != "" {
-		cfg.Jobs = attribution.MappingDir{Dir: jobDir}.Jobs
+	switch {
+	case jobDir != "":
+		cfg.Jobs = attribution.MappingDir{Dir: jobDir}.Assign
+		log.Info("job attribution from Slurm mapping files", slog.String("dir", jobDir))
+	case podSocket != "":
+		if _, err := os.Stat(podSocket); err != nil {
+			log.Info("no kubelet pod-resources socket: jobs are not attributed", slog.String("socket", podSocket))
+			break
+		}
+		cfg.Jobs = attribution.NewPodResources(podSocket).Assign
+		log.Info("job attribution from the kubelet's pod resources", slog.String("socket", podSocket))
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

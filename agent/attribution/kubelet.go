@@ -1,0 +1,186 @@
+package attribution
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// DefaultPodResourcesSocket is where the kubelet serves its pod-resources API.
+const DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+
+// PodResources asks the kubelet which pod holds each GPU, through the pod-resources API
+// (v1.PodResourcesLister/List, the API dcgm-exporter's Kubernetes mode reads). A GPU allocated to a
+// container is named "namespace/pod" by its UUID; other GPUs run no job.
+//
+// The client is a unary gRPC call over HTTP/2 on the unix socket, with the two messages it reads
+// decoded by protowire: that keeps grpc-go and the kubelet's API module out of the agent binary.
+type PodResources struct {
+	// Socket is the kubelet's pod-resources socket; default DefaultPodResourcesSocket.
+	Socket string
+	// Resource is the extended resource GPUs are allocated as; default nvidia.com/gpu.
+	Resource string
+	// Timeout bounds one List call; default 2 s.
+	Timeout time.Duration
+
+	client *http.Client
+}
+
+// NewPodResources returns a client for the socket (empty: the default).
+func NewPodResources(socket string) *PodResources {
+	p := &PodResources{Socket: socket, Resource: "nvidia.com/gpu", Timeout: 2 * time.Second}
+	if p.Socket == "" {
+		p.Socket = DefaultPodResourcesSocket
+	}
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true) // gRPC without TLS: HTTP/2 with prior knowledge
+	p.client = &http.Client{Transport: &http.Transport{
+		Protocols: protos,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", p.Socket)
+		},
+	}}
+	return p
+}
+
+// Jobs returns the "namespace/pod" holding each GPU, by GPU UUID.
+func (p *PodResources) Jobs(ctx context.Context) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	// An empty ListPodResourcesRequest: the 5-byte gRPC frame header (not compressed, length 0).
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://localhost/v1.PodResourcesLister/List",
+		bytes.NewReader(make([]byte, 5)))
+	if err != nil {
+		return nil, fmt.Errorf("pod resources: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("pod resources: list on %s: %w", p.Socket, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPodResourcesBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("pod resources: read: %w", err)
+	}
+	status := resp.Trailer.Get("Grpc-Status")
+	if status == "" {
+		status = resp.Header.Get("Grpc-Status") // a trailers-only error response
+	}
+	if resp.StatusCode != http.StatusOK || status != "0" {
+		return nil, fmt.Errorf("pod resources: list: HTTP %d, grpc-status %q: %s", resp.StatusCode, status,
+			resp.Trailer.Get("Grpc-Message")+resp.Header.Get("Grpc-Message"))
+	}
+	if len(body) > maxPodResourcesBytes {
+		return nil, fmt.Errorf("pod resources: response over %d bytes", maxPodResourcesBytes)
+	}
+	if len(body) < 5 || body[0] != 0 || int(binary.BigEndian.Uint32(body[1:5])) != len(body)-5 {
+		return nil, errors.New("pod resources: response is not one uncompressed gRPC message")
+	}
+	return p.decodeList(body[5:])
+}
+
+// maxPodResourcesBytes bounds a List response: a node's pods and their devices are kilobytes.
+const maxPodResourcesBytes = 16 << 20
+
+// decodeList reads ListPodResourcesResponse{repeated PodResources pod_resources = 1}, where
+// PodResources{name = 1, namespace = 2, repeated ContainerResources containers = 3},
+// ContainerResources{name = 1, repeated ContainerDevices devices = 2} and
+// ContainerDevices{resource_name = 1, repeated string device_ids = 2}. Other fields are skipped.
+func (p *PodResources) decodeList(b []byte) (map[string]string, error) {
+	out := map[string]string{}
+	err := eachField(b, func(num protowire.Number, v []byte) error {
+		if num != 1 {
+			return nil
+		}
+		var name, namespace string
+		var containers [][]byte
+		if err := eachField(v, func(num protowire.Number, v []byte) error {
+			switch num {
+			case 1:
+				name = string(v)
+			case 2:
+				namespace = string(v)
+			case 3:
+				containers = append(containers, v)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		job := boundJob(namespace + "/" + name)
+		for _, c := range containers {
+			if err := eachField(c, func(num protowire.Number, v []byte) error {
+				if num != 2 {
+					return nil
+				}
+				var resource string
+				var ids []string
+				if err := eachField(v, func(num protowire.Number, v []byte) error {
+					switch num {
+					case 1:
+						resource = string(v)
+					case 2:
+						ids = append(ids, string(v))
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+				if resource == p.Resource {
+					for _, id := range ids {
+						out[strings.TrimSpace(id)] = job
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pod resources: %w", err)
+	}
+	return out, nil
+}
+
+// eachField calls use with the number and bytes of every length-delimited field of message b,
+// skipping fields of other wire types.
+func eachField(b []byte, use func(num protowire.Number, v []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("malformed message: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return fmt.Errorf("malformed message: %w", protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return fmt.Errorf("malformed message: %w", protowire.ParseError(n))
+		}
+		if err := use(num, v); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}

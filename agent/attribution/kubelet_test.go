@@ -1,0 +1,114 @@
+package attribution_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/gpufleet/gpufleet/agent/attribution"
+)
+
+// rawCodec passes messages through as bytes: the test server answers with a response encoded here
+// field by field from the kubelet's published api.proto.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+func msg(fields ...[]byte) []byte {
+	var out []byte
+	for _, f := range fields {
+		out = append(out, f...)
+	}
+	return out
+}
+
+func str(num protowire.Number, s string) []byte {
+	return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), s)
+}
+
+func sub(num protowire.Number, m []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), m)
+}
+
+// kubelet serves v1.PodResourcesLister/List with grpc-go on a unix socket, as the kubelet does,
+// answering resp (or failing with code when it is not OK).
+func kubelet(t *testing.T, resp []byte, code codes.Code) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "kubelet.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(stream)
+		if method != "/v1.PodResourcesLister/List" {
+			return status.Errorf(codes.Unimplemented, "method %s", method)
+		}
+		var req []byte
+		if err := stream.RecvMsg(&req); err != nil {
+			return err
+		}
+		if code != codes.OK {
+			return status.Error(code, "kubelet says no")
+		}
+		return stream.SendMsg(&resp)
+	}))
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return sock
+}
+
+func TestPodResources(t *testing.T) {
+	device := func(resource string, ids ...string) []byte {
+		f := []byte(str(1, resource))
+		for _, id := range ids {
+			f = append(f, str(2, id)...)
+		}
+		return sub(2, f)
+	}
+	resp := msg(
+		sub(1, msg(str(1, "train-0"), str(2, "ml"),
+			sub(3, msg(str(1, "trainer"), device("nvidia.com/gpu", "GPU-aaa", "GPU-bbb"),
+				protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 7))), // cpu_ids: skipped
+			sub(3, msg(str(1, "sidecar"), device("example.com/nic", "eth1"))))),
+		sub(1, msg(str(1, "infer-7"), str(2, "serving"),
+			sub(3, msg(str(1, "server"), device("nvidia.com/gpu", "GPU-ccc"))))),
+		sub(1, msg(str(1, "idle"), str(2, "ml"))),
+	)
+	p := attribution.NewPodResources(kubelet(t, resp, codes.OK))
+	got, err := p.Jobs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"GPU-aaa": "ml/train-0", "GPU-bbb": "ml/train-0", "GPU-ccc": "serving/infer-7"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("jobs %v, want %v", got, want)
+	}
+
+	// An empty node: no pods, no jobs.
+	if got, err := attribution.NewPodResources(kubelet(t, nil, codes.OK)).Jobs(context.Background()); err != nil || len(got) != 0 {
+		t.Errorf("empty node: %v %v", got, err)
+	}
+	// A kubelet error and a missing socket are errors that say where.
+	if _, err := attribution.NewPodResources(kubelet(t, nil, codes.PermissionDenied)).Jobs(context.Background()); err == nil ||
+		!strings.Contains(err.Error(), "kubelet says no") {
+		t.Errorf("kubelet error: %v", err)
+	}
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	if _, err := attribution.NewPodResources(missing).Jobs(context.Background()); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing socket: %v", err)
+	}
+}
