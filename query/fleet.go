@@ -3,6 +3,8 @@ package query
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,14 +40,15 @@ func MinuteWindow(from, to time.Time) store.Params {
 const minuteWhere = "t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to:Int64}, 'UTC')"
 
 // TopGPUsSQL ranks GPUs by a gauge's mean ("avg") or peak ("max") over the window, highest first,
-// or lowest first when ascending: the hottest, the least utilised.
-func TopGPUsSQL(db, metric, agg string, ascending bool, k int) (string, error) {
+// or lowest first when ascending: the hottest, the least utilised. Filters narrow the GPUs ranked
+// (the hottest in one cluster or pool); their values are bound, in the params returned.
+func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter) (string, store.Params, error) {
 	i := gpumetric.IndexOfColumn(metric)
 	if i < 0 || gpumetric.All()[i].Kind != gpumetric.Gauge {
-		return "", invalid("metric", "%q is not a gauge of gpu_samples", metric)
+		return "", nil, invalid("metric", "%q is not a gauge of gpu_samples", metric)
 	}
 	if !rollup.Covers(metric) {
-		return "", invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on gpu_samples", metric)
+		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on gpu_samples", metric)
 	}
 	var value string
 	switch agg {
@@ -56,27 +59,40 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int) (string, error) {
 	case "min":
 		value = fmt.Sprintf("min(%s)", rollup.MinCol(metric))
 	default:
-		return "", invalid("agg", "%q: rank by avg, max or min", agg)
+		return "", nil, invalid("agg", "%q: rank by avg, max or min", agg)
 	}
 	if k < 1 || k > 10_000 {
-		return "", invalid("k", "%d: must be 1..10000", k)
+		return "", nil, invalid("k", "%d: must be 1..10000", k)
 	}
 	order := "DESC"
 	if ascending {
 		order = "ASC"
 	}
+	where, p := minuteWhere, store.Params{}
+	for i, f := range filters {
+		if !slices.Contains(dims, f.Dim) { // every dim is a gpu_1m key
+			return "", nil, invalid("filters", "%q is not one of %v", f.Dim, dims)
+		}
+		if len(f.Values) == 0 {
+			return "", nil, invalid("filters", "%s has no values", f.Dim)
+		}
+		name := "f" + strconv.Itoa(i)
+		where += fmt.Sprintf(" AND %s IN {%s:Array(String)}", f.Dim, name)
+		p[name] = store.FormatArray(f.Values)
+	}
 	return fmt.Sprintf("SELECT cluster, node, uuid, any(model), anyLast(job_id), %s AS value FROM %s WHERE %s AND %s > 0 "+
 		"GROUP BY cluster, node, uuid ORDER BY value %s, node, uuid LIMIT %d",
-		value, store.Table(db, "gpu_1m"), minuteWhere, rollup.N(metric), order, k), nil
+		value, store.Table(db, "gpu_1m"), where, rollup.N(metric), order, k), p, nil
 }
 
 // TopGPUs runs TopGPUsSQL over [from, to).
-func TopGPUs(ctx context.Context, s store.Store, metric, agg string, ascending bool, k int, from, to time.Time) ([]GPURank, error) {
-	sql, err := TopGPUsSQL(s.Database(), metric, agg, ascending, k)
+func TopGPUs(ctx context.Context, s store.Store, metric, agg string, ascending bool, k int, from, to time.Time, filters ...Filter) ([]GPURank, error) {
+	sql, p, err := TopGPUsSQL(s.Database(), metric, agg, ascending, k, filters...)
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.QueryWith(ctx, sql, MinuteWindow(from, to))
+	maps.Copy(p, MinuteWindow(from, to))
+	r, err := s.QueryWith(ctx, sql, p)
 	if err != nil {
 		return nil, fmt.Errorf("top gpus by %s(%s): %w", agg, metric, err)
 	}

@@ -202,7 +202,12 @@ func TestFleetReports(t *testing.T) {
 
 // The reports' SQL is pinned in testdata/fleet.golden.sql; values are parameters.
 func TestFleetSQLGolden(t *testing.T) {
-	top, err := query.TopGPUsSQL("gpufleet", "temp_gpu_c", "max", false, 10)
+	top, _, err := query.TopGPUsSQL("gpufleet", "temp_gpu_c", "max", false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topPool, topParams, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", true, 5,
+		query.Filter{Dim: query.Pool, Values: []string{"train"}}, query.Filter{Dim: query.Cluster, Values: []string{"east", "it's"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +215,8 @@ func TestFleetSQLGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := "-- hottest GPUs\n" + top + ";\n\n-- stopped reporting\n" + query.StoppedReportingSQL("gpufleet") +
+	got := "-- hottest GPUs\n" + top + ";\n\n-- least utilised in pool train of two clusters\n" + topPool +
+		";\n-- params " + fmt.Sprint(topParams) + "\n\n-- stopped reporting\n" + query.StoppedReportingSQL("gpufleet") +
 		";\n\n-- stragglers\n" + query.StragglersSQL("gpufleet") + ";\n\n-- events by model\n" + byModel +
 		";\n\n-- job usage\n" + query.JobUsageSQL("gpufleet") + ";\n"
 	path := filepath.Join("testdata", "fleet.golden.sql")
@@ -227,10 +233,18 @@ func TestFleetSQLGolden(t *testing.T) {
 		t.Errorf("fleet report SQL differs from %s (rerun with -update if intended)\n%s", path, got)
 	}
 	for _, bad := range []func() error{
-		func() error { _, err := query.TopGPUsSQL("gpufleet", "energy_mj", "max", false, 10); return err },
-		func() error { _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "p99", false, 10); return err },
-		func() error { _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", false, 0); return err },
+		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "energy_mj", "max", false, 10); return err },
+		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "p99", false, 10); return err },
+		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", false, 0); return err },
 		func() error { _, err := query.EventCountsSQL("gpufleet", "datacenter"); return err },
+		func() error {
+			_, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", false, 3, query.Filter{Dim: "datacenter", Values: []string{"x"}})
+			return err
+		},
+		func() error {
+			_, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", false, 3, query.Filter{Dim: query.Pool})
+			return err
+		},
 	} {
 		if err := bad(); !errors.Is(err, query.ErrInvalid) {
 			t.Errorf("got %v, want ErrInvalid", err)

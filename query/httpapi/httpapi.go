@@ -184,11 +184,19 @@ func (a *api) top(w http.ResponseWriter, r *http.Request) {
 	if order != "asc" && order != "desc" {
 		p.fail(bad("order", "%q: asc or desc", order))
 	}
+	var filters []query.Filter
+	for _, f := range r.URL.Query()["filter"] {
+		filter, err := query.ParseFilter(f)
+		if err != nil {
+			p.fail(bad("filter", "%v", err))
+		}
+		filters = append(filters, filter)
+	}
 	if p.err != nil {
 		a.reply(w, nil, p.err)
 		return
 	}
-	out, err := query.TopGPUs(r.Context(), a.s, metric, agg, order == "asc", k, from, to)
+	out, err := query.TopGPUs(r.Context(), a.s, metric, agg, order == "asc", k, from, to, filters...)
 	a.reply(w, out, err)
 }
 

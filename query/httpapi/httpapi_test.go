@@ -52,6 +52,8 @@ func TestEndpoints(t *testing.T) {
 		{"/api/v1/series?metric=gpu_util&by=datacenter", 400, `by: \"datacenter\"`},
 		{"/api/v1/series?metric=gpu_util&step=soon", 400, `step: \"soon\" is not a positive duration`},
 		{"/api/v1/top?order=sideways", 400, `order: \"sideways\"`},
+		{"/api/v1/top?metric=temp_gpu_c&filter=node=node-00001&k=50&since=1h", 200, `"node":"node-00001"`},
+		{"/api/v1/top?filter=datacenter=x", 400, `filter: \"datacenter=x\"`},
 		{"/api/v1/stragglers?ratio=2", 400, `ratio: 2: must be between 0 and 1`},
 		{"/api/v1/summary?from=yesterday", 400, `from: \"yesterday\" is not an RFC 3339 time`},
 	}

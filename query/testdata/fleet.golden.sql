@@ -1,6 +1,10 @@
 -- hottest GPUs
 SELECT cluster, node, uuid, any(model), anyLast(job_id), max(temp_gpu_c_max) AS value FROM gpufleet.gpu_1m WHERE t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to:Int64}, 'UTC') AND temp_gpu_c_n > 0 GROUP BY cluster, node, uuid ORDER BY value DESC, node, uuid LIMIT 10;
 
+-- least utilised in pool train of two clusters
+SELECT cluster, node, uuid, any(model), anyLast(job_id), sum(gpu_util_sum) / sum(gpu_util_n) AS value FROM gpufleet.gpu_1m WHERE t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to:Int64}, 'UTC') AND pool IN {f0:Array(String)} AND cluster IN {f1:Array(String)} AND gpu_util_n > 0 GROUP BY cluster, node, uuid ORDER BY value ASC, node, uuid LIMIT 5;
+-- params map[f0:['train'] f1:['east','it\'s']]
+
 -- stopped reporting
 SELECT cluster, node, uuid, any(model), max(t) AS last_seen FROM gpufleet.gpu_1m WHERE t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to:Int64}, 'UTC') GROUP BY cluster, node, uuid HAVING last_seen < toDateTime({silent_since:Int64}, 'UTC') ORDER BY last_seen, node, uuid;
 

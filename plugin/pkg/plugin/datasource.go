@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -272,11 +273,16 @@ func (d *Datasource) compile(q Query, from, to time.Time, interval time.Duration
 		if err != nil {
 			return nil, err
 		}
-		sql, err := query.TopGPUsSQL(d.st.Database(), q.Metric, agg, q.Order == "asc", k)
+		filters, err := q.filters()
 		if err != nil {
 			return nil, err
 		}
-		return &Compiled{SQL: sql, Params: query.MinuteWindow(from, to), Table: "gpu_1m"}, nil
+		sql, p, err := query.TopGPUsSQL(d.st.Database(), q.Metric, agg, q.Order == "asc", k, filters...)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(p, query.MinuteWindow(from, to))
+		return &Compiled{SQL: sql, Params: p, Table: "gpu_1m"}, nil
 	case "sql":
 		sql, p, err := query.ExpandMacros(q.RawSQL, query.Window{From: from, To: to, Interval: step})
 		if err != nil {
@@ -321,14 +327,23 @@ func builder(q Query, from, to time.Time, step time.Duration) (*query.Query, err
 	if qq.Agg == "" {
 		qq.Agg = query.Avg
 	}
+	if qq.Filters, err = q.filters(); err != nil {
+		return nil, err
+	}
+	return qq, nil
+}
+
+// filters maps the panel's filters to the query layer's, by the names users type.
+func (q Query) filters() ([]query.Filter, error) {
+	var out []query.Filter
 	for _, f := range q.RawFilter {
 		dim, ok := query.DimByName(f.Dim)
 		if !ok {
 			return nil, fmt.Errorf("%w: filters: %q is not one of %s", query.ErrInvalid, f.Dim, query.DimNames)
 		}
-		qq.Filters = append(qq.Filters, query.Filter{Dim: dim, Values: f.Values})
+		out = append(out, query.Filter{Dim: dim, Values: f.Values})
 	}
-	return qq, nil
+	return out, nil
 }
 
 func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
@@ -366,7 +381,11 @@ func (d *Datasource) top(ctx context.Context, q Query, from, to time.Time) ([]*d
 	if err != nil {
 		return nil, err
 	}
-	rows, err := query.TopGPUs(ctx, d.st, q.Metric, agg, q.Order == "asc", k, from, to)
+	filters, err := q.filters()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := query.TopGPUs(ctx, d.st, q.Metric, agg, q.Order == "asc", k, from, to, filters...)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,8 @@ func TestQueryData(t *testing.T) {
 
 	resp, err := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{
 		dataQuery("A", from, end, map[string]any{"metric": "gpu_util", "agg": "avg", "groupBy": []string{"cluster"}}),
-		dataQuery("B", from, end, map[string]any{"queryType": "top", "metric": "temp_gpu_c", "agg": "max", "limit": 3}),
+		dataQuery("B", from, end, map[string]any{"queryType": "top", "metric": "temp_gpu_c", "agg": "max", "limit": 3,
+			"filters": []map[string]any{{"dim": "cluster", "values": []string{"west"}}}}),
 		dataQuery("C", from, end, map[string]any{"queryType": "sql",
 			"rawSql": "SELECT $__timeInterval(time) AS t, count() AS n FROM " + st.Database() + ".gpu_samples WHERE $__timeFilter(time) GROUP BY t ORDER BY t"}),
 		dataQuery("D", from, end, map[string]any{"metric": "energy_mj", "agg": "rate", "groupBy": []string{"node"},
@@ -97,14 +98,14 @@ func TestQueryData(t *testing.T) {
 		}
 	}
 
-	// B: a table of the three hottest GPUs, hottest first.
+	// B: a table of the three hottest GPUs of cluster west, hottest first.
 	b := resp.Responses["B"]
 	if b.Error != nil || len(b.Frames) != 1 || b.Frames[0].Rows() != 3 {
 		t.Fatalf("B: %v %v", b.Error, b.Frames)
 	}
-	top, _ := query.TopGPUs(ctx, st, "temp_gpu_c", "max", false, 3, from, end)
+	top, _ := query.TopGPUs(ctx, st, "temp_gpu_c", "max", false, 3, from, end, query.Filter{Dim: query.Cluster, Values: []string{"west"}})
 	for i, g := range top {
-		if b.Frames[0].Fields[2].At(i) != g.UUID || b.Frames[0].Fields[5].At(i) != g.Value {
+		if g.Cluster != "west" || b.Frames[0].Fields[0].At(i) != "west" || b.Frames[0].Fields[2].At(i) != g.UUID || b.Frames[0].Fields[5].At(i) != g.Value {
 			t.Errorf("B row %d: %v %v, want %s %v", i, b.Frames[0].Fields[2].At(i), b.Frames[0].Fields[5].At(i), g.UUID, g.Value)
 		}
 	}
@@ -261,7 +262,7 @@ func TestCompileResource(t *testing.T) {
 		{"series, 6 h in 1000 points: a 22 s step, finer than any rollup, reads raw", `{"metric":"gpu_util","agg":"p99","groupBy":["cluster"],"intervalMs":15000,"maxDataPoints":1000}`, 200},
 		{"series, 6 h in 300 points: a 2 min step reads the fleet minute digests", `{"metric":"gpu_util","agg":"p99","groupBy":["cluster"],"intervalMs":15000,"maxDataPoints":300}`, 200},
 		{"stat: one number per node over the window", `{"queryType":"stat","metric":"temp_gpu_c","agg":"max","groupBy":["node"],"filters":[{"dim":"cluster","values":["east","it's"]}]}`, 200},
-		{"top", `{"queryType":"top","metric":"power_w","agg":"max","limit":5,"order":"asc"}`, 200},
+		{"top, in one pool", `{"queryType":"top","metric":"power_w","agg":"max","limit":5,"order":"asc","filters":[{"dim":"pool","values":["train"]}]}`, 200},
 		{"sql with macros", `{"queryType":"sql","rawSql":"SELECT $__timeInterval(time) AS t, avg(gpu_util) FROM gpufleet.gpu_samples WHERE $__timeFilter(time) GROUP BY t","intervalMs":60000}`, 200},
 		{"unknown metric", `{"metric":"gpu_utilisation"}`, 400},
 		{"counter with a gauge aggregation", `{"metric":"energy_mj","agg":"avg"}`, 400},
