@@ -6,7 +6,7 @@ BIN       := bin/gpufleet
 DEMO_ARGS ?= --for 30s
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build agent plugin-backend demo test test-race vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
+.PHONY: all build agent plugin-test plugin-backend demo test test-race vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
 
 all: vet build test
 
@@ -27,9 +27,16 @@ demo: build libchdb
 
 # Unit, behaviour and end-to-end tests. Tests that need Kafka start a real broker themselves
 # (deploy/dev/kafka.sh); tests that need ClickHouse load the real engine (libchdb.so).
-test: libchdb
+test: libchdb plugin-test
 	deploy/dev/kafka.sh install
 	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -count=1 -timeout 30m ./...
+
+# The Grafana plugin's frontend: dependencies from package-lock.json, type check, lint, the editors'
+# and datasource's unit tests, then the whole plugin build (module.js, plugin.json and the backend
+# binaries in plugin/dist), checked file by file.
+plugin-test:
+	cd plugin && npm ci --no-audit --no-fund && npm run typecheck && npm run lint && npm test && npm run build
+	deploy/dev/check-plugin-dist.sh plugin/dist
 
 test-race: libchdb
 	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -race -count=1 -timeout 30m ./...

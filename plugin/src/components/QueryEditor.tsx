@@ -1,0 +1,246 @@
+import { useCallback, useEffect, useMemo, useState } from 'react';
+import { css } from '@emotion/css';
+import { GrafanaTheme2, QueryEditorProps, SelectableValue } from '@grafana/data';
+import {
+  CodeEditor,
+  Combobox,
+  ComboboxOption,
+  InlineField,
+  InlineSwitch,
+  Input,
+  MultiSelect,
+  RadioButtonGroup,
+  Stack,
+  useStyles2,
+} from '@grafana/ui';
+
+import { DataSource } from '../datasource';
+import { Compiled, DIMS, Filter, GpuOptions, GpuQuery, MetricInfo, QueryType, TOP_AGGS } from '../types';
+import { FiltersEditor } from './FiltersEditor';
+
+type Props = QueryEditorProps<DataSource, GpuQuery, GpuOptions>;
+
+const MODES: Array<SelectableValue<QueryType>> = [
+  { label: 'Time series', value: 'series', description: 'one series per group over time' },
+  { label: 'Stat', value: 'stat', description: 'one number per group over the range: stat panels and alerts' },
+  { label: 'Top GPUs', value: 'top', description: 'the GPUs ranked by a metric' },
+  { label: 'SQL', value: 'sql', description: 'raw read-only SQL with macros' },
+];
+
+const MACROS =
+  'Macros: $__timeFilter(col), $__timeInterval(col), $__interval_s, $__fromTime, $__toTime, ' +
+  '$__conditionalAll(condition, $var). Template variables are quoted as SQL strings; statements run read-only.';
+
+/** aggsFor is the aggregations a metric takes in this mode. */
+function aggsFor(m: MetricInfo | undefined, mode: QueryType): string[] {
+  if (mode === 'top') {
+    return m?.kind === 'counter' ? [] : TOP_AGGS;
+  }
+  return m?.aggs ?? [];
+}
+
+const getStyles = (theme: GrafanaTheme2) => ({
+  sql: css({
+    fontFamily: theme.typography.fontFamilyMonospace,
+    fontSize: theme.typography.bodySmall.fontSize,
+    whiteSpace: 'pre-wrap',
+    margin: 0,
+    padding: theme.spacing(1),
+    background: theme.colors.background.secondary,
+  }),
+  error: css({ color: theme.colors.error.text, fontSize: theme.typography.bodySmall.fontSize }),
+  help: css({ color: theme.colors.text.secondary, fontSize: theme.typography.bodySmall.fontSize }),
+});
+
+/** QueryEditor builds GPU-fleet queries (metric, aggregation, group by, filters, top-K) or takes raw SQL. */
+export function QueryEditor({ query, onChange, onRunQuery, datasource, range, data }: Props) {
+  const styles = useStyles2(getStyles);
+  const mode: QueryType = query.queryType ?? 'series';
+  const [metrics, setMetrics] = useState<MetricInfo[]>([]);
+  const [metricsError, setMetricsError] = useState<string>();
+  // The compiled SQL (or the backend's refusal) and the query it was compiled for: shown only while
+  // that is still the query being edited.
+  const [compiled, setCompiled] = useState<{ key: string; sql?: Compiled; error?: string }>();
+
+  useEffect(() => {
+    datasource
+      .metrics()
+      .then(setMetrics)
+      .catch((e) => setMetricsError(errorText(e)));
+  }, [datasource]);
+
+  const metric = metrics.find((m) => m.column === query.metric);
+  const aggs = aggsFor(metric, mode);
+
+  const change = useCallback(
+    (patch: Partial<GpuQuery>, run = true) => {
+      onChange({ ...query, ...patch });
+      if (run) {
+        onRunQuery();
+      }
+    },
+    [query, onChange, onRunQuery]
+  );
+
+  // The SQL the builder query runs, asked of the backend a moment after the last change.
+  const intervalMs = data?.request?.intervalMs;
+  const maxDataPoints = data?.request?.maxDataPoints;
+  const compileKey = mode === 'sql' || !query.metric ? '' : JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]);
+  useEffect(() => {
+    if (!compileKey) {
+      return;
+    }
+    let live = true;
+    const t = setTimeout(() => {
+      datasource
+        .compile(query, range, intervalMs, maxDataPoints)
+        .then((sql) => live && setCompiled({ key: compileKey, sql }))
+        .catch((e) => live && setCompiled({ key: compileKey, error: errorText(e) }));
+    }, 300);
+    return () => {
+      live = false;
+      clearTimeout(t);
+    };
+    // compileKey stands for query and range.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [datasource, compileKey, intervalMs, maxDataPoints]);
+  const shown = compiled && compiled.key === compileKey ? compiled : undefined;
+
+  const metricOptions = useMemo(
+    () =>
+      metrics.map((m) => ({
+        label: m.column,
+        value: m.column,
+        description: `${m.help}${m.unit ? ` (${m.unit})` : ''}${m.kind === 'counter' ? ', counter' : ''}`,
+      })),
+    [metrics]
+  );
+
+  const onMetric = (v: ComboboxOption<string>) => {
+    const next = metrics.find((m) => m.column === v.value);
+    const allowed = aggsFor(next, mode);
+    const agg = query.agg && allowed.includes(query.agg) ? query.agg : allowed[0];
+    change({ metric: v.value, agg });
+  };
+
+  const onMode = (m: QueryType) => {
+    const allowed = aggsFor(metric, m);
+    const agg = query.agg && allowed.includes(query.agg) ? query.agg : allowed[0];
+    change({ queryType: m, agg }, m !== 'sql' || Boolean(query.rawSql));
+  };
+
+  return (
+    <Stack direction="column" gap={1}>
+      <RadioButtonGroup<QueryType> options={MODES} value={mode} onChange={onMode} size="sm" />
+      {mode === 'sql' ? (
+        <>
+          <CodeEditor
+            language="sql"
+            value={query.rawSql ?? ''}
+            height={180}
+            showLineNumbers
+            showMiniMap={false}
+            onBlur={(rawSql) => change({ rawSql })}
+            onSave={(rawSql) => change({ rawSql })}
+          />
+          <div className={styles.help}>{MACROS}</div>
+        </>
+      ) : (
+        <>
+          <Stack gap={1} wrap="wrap">
+            <InlineField label="Metric" labelWidth={14} invalid={Boolean(metricsError)} error={metricsError}>
+              <Combobox
+                id="gpufleet-metric"
+                width={30}
+                options={metricOptions}
+                value={query.metric ?? null}
+                loading={metrics.length === 0 && !metricsError}
+                createCustomValue
+                onChange={onMetric}
+              />
+            </InlineField>
+            <InlineField label={mode === 'top' ? 'Rank by' : 'Aggregation'} labelWidth={14}>
+              <Combobox
+                id="gpufleet-agg"
+                width={16}
+                options={aggs.map((a) => ({ label: a, value: a }))}
+                value={query.agg ?? null}
+                onChange={(v) => change({ agg: v.value })}
+              />
+            </InlineField>
+            {metric && <span className={styles.help}>{metric.unit}</span>}
+          </Stack>
+          {mode !== 'top' && (
+            <InlineField label="Group by" labelWidth={14}>
+              <MultiSelect
+                inputId="gpufleet-group-by"
+                width={48}
+                options={DIMS.map((d) => ({ label: d, value: d }))}
+                value={query.groupBy ?? []}
+                allowCustomValue
+                placeholder="the whole fleet"
+                onChange={(vs) => change({ groupBy: vs.map((v) => v.value ?? '').filter(Boolean) })}
+              />
+            </InlineField>
+          )}
+          <FiltersEditor
+            filters={query.filters ?? []}
+            labels={(dim) => datasource.labels(dim)}
+            onChange={(filters: Filter[]) => change({ filters }, filters.every((f) => f.values.length > 0))}
+          />
+          {mode === 'series' && (
+            <InlineField label="Fill gaps" labelWidth={14} tooltip="every step of every series, empty where nothing was read">
+              <InlineSwitch value={Boolean(query.fill)} onChange={(e) => change({ fill: e.currentTarget.checked })} />
+            </InlineField>
+          )}
+          {mode === 'top' && (
+            <Stack gap={1}>
+              <InlineField label="Order" labelWidth={14}>
+                <RadioButtonGroup<'desc' | 'asc'>
+                  options={[
+                    { label: 'Highest', value: 'desc' },
+                    { label: 'Lowest', value: 'asc' },
+                  ]}
+                  value={query.order ?? 'desc'}
+                  onChange={(order) => change({ order })}
+                />
+              </InlineField>
+              <InlineField label="GPUs" labelWidth={8}>
+                <Input
+                  id="gpufleet-limit"
+                  type="number"
+                  width={10}
+                  min={1}
+                  max={10000}
+                  value={query.limit ?? 10}
+                  onChange={(e) => change({ limit: Number(e.currentTarget.value) || undefined }, false)}
+                  onBlur={() => onRunQuery()}
+                />
+              </InlineField>
+            </Stack>
+          )}
+          {shown?.error && (
+            <div className={styles.error} role="alert">
+              {shown.error}
+            </div>
+          )}
+          {shown?.sql && (
+            <pre className={styles.sql} aria-label="generated SQL">
+              {shown.sql.sql}
+              {shown.sql.table ? `\n-- reads ${shown.sql.table}` : ''}
+            </pre>
+          )}
+        </>
+      )}
+    </Stack>
+  );
+}
+
+/** errorText pulls the backend's message out of a failed resource call. */
+function errorText(e: unknown): string {
+  if (e && typeof e === 'object') {
+    const o = e as { data?: { error?: string; message?: string }; message?: string };
+    return o.data?.error ?? o.data?.message ?? o.message ?? String(e);
+  }
+  return String(e);
+}

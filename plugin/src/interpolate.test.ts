@@ -1,0 +1,79 @@
+import { conditionalAll, interpolate, sqlString } from './interpolate';
+import { fakeTemplateSrv } from './testing';
+
+const srv = fakeTemplateSrv({
+  cluster: { current: 'east', options: ['east', 'west'] },
+  nodes: { current: ['node-1', 'node-2'], options: ['node-1', 'node-2', 'node-3'] },
+  pools: { current: '$__all', options: ['train', 'infer'] },
+  evil: { current: "x' OR 1=1 --", options: [] },
+  backslash: { current: "a\\' OR 1=1 --", options: [] },
+  metric: { current: 'temp_gpu_c', options: [] },
+  by: { current: ['cluster', 'pool'], options: [] },
+});
+
+describe('interpolate', () => {
+  it('fills variables into the builder fields, expanding multi-value ones into lists', () => {
+    const q = interpolate(
+      {
+        refId: 'A',
+        metric: '$metric',
+        agg: 'max',
+        groupBy: ['$by', 'node'],
+        filters: [
+          { dim: 'cluster', values: ['$cluster'] },
+          { dim: 'node', values: ['${nodes}', 'node-9'] },
+          { dim: 'pool', values: ['$pools'] },
+        ],
+      },
+      srv
+    );
+    expect(q.metric).toBe('temp_gpu_c');
+    expect(q.groupBy).toEqual(['cluster', 'pool', 'node']);
+    expect(q.filters).toEqual([
+      { dim: 'cluster', values: ['east'] },
+      { dim: 'node', values: ['node-1', 'node-2', 'node-9'] },
+      { dim: 'pool', values: ['train', 'infer'] },
+    ]);
+  });
+
+  it('quotes variables in raw SQL so that a value stays one string literal', () => {
+    const q = interpolate({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1 WHERE node = $evil AND c = $backslash' }, srv);
+    expect(q.rawSql).toBe("SELECT 1 WHERE node = 'x\\' OR 1=1 --' AND c = 'a\\\\\\' OR 1=1 --'");
+  });
+
+  it('joins a multi-value variable in raw SQL as a list of literals', () => {
+    const q = interpolate({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1 WHERE node IN ($nodes)' }, srv);
+    expect(q.rawSql).toBe("SELECT 1 WHERE node IN ('node-1','node-2')");
+  });
+
+  it('uses scoped variables (repeated panels) before dashboard ones', () => {
+    const q = interpolate({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'cluster', values: ['$cluster'] }] }, srv, {
+      cluster: { text: 'west', value: 'west' },
+    });
+    expect(q.filters?.[0].values).toEqual(['west']);
+  });
+});
+
+describe('conditionalAll', () => {
+  it('drops the condition when the variable is All, keeps it otherwise', () => {
+    expect(conditionalAll('WHERE $__conditionalAll(pool IN ($pools), $pools) AND x', srv)).toBe('WHERE 1=1 AND x');
+    expect(conditionalAll('WHERE $__conditionalAll(node IN ($nodes), $nodes)', srv)).toBe('WHERE node IN ($nodes)');
+    const q = interpolate(
+      { refId: 'A', queryType: 'sql', rawSql: "SELECT 1 WHERE $__conditionalAll(node IN ($nodes, 'a,b'), ${nodes}) LIMIT 1" },
+      srv
+    );
+    expect(q.rawSql).toBe("SELECT 1 WHERE node IN ('node-1','node-2', 'a,b') LIMIT 1");
+  });
+
+  it('leaves a malformed macro for the backend to report', () => {
+    expect(conditionalAll('WHERE $__conditionalAll(no comma)', srv)).toBe('WHERE $__conditionalAll(no comma)');
+  });
+});
+
+describe('sqlString', () => {
+  it.each([
+    ['plain', "'plain'"],
+    ["it's", "'it\\'s'"],
+    ['a\\b', "'a\\\\b'"],
+  ])('%s', (v, want) => expect(sqlString(v)).toBe(want));
+});

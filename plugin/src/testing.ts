@@ -1,0 +1,49 @@
+import { ScopedVars, TypedVariableModel } from '@grafana/data';
+import { TemplateSrv } from '@grafana/runtime';
+
+/** A variable as the tests set it: its current value, "$__all" for All, and every value it could take. */
+export interface TestVariable {
+  current: string | string[];
+  options: string[];
+}
+
+/**
+ * fakeTemplateSrv interpolates $name, ${name} and ${name:format} the way Grafana's TemplateSrv does
+ * for what the datasource uses: a format function gets the value (an array for several values, and
+ * for All every option), otherwise several values join with commas.
+ */
+export function fakeTemplateSrv(vars: Record<string, TestVariable>): TemplateSrv {
+  const valueOf = (name: string, scoped?: ScopedVars): string | string[] | undefined => {
+    if (scoped?.[name]) {
+      return scoped[name]?.value as string | string[];
+    }
+    const v = vars[name];
+    if (!v) {
+      return undefined;
+    }
+    const cur = v.current;
+    if (cur === '$__all' || (Array.isArray(cur) && cur.includes('$__all'))) {
+      return v.options;
+    }
+    return cur;
+  };
+  return {
+    getVariables: () =>
+      Object.entries(vars).map(
+        ([name, v]) => ({ name, type: 'custom', current: { value: v.current, text: v.current } }) as unknown as TypedVariableModel
+      ),
+    replace: (target?: string, scopedVars?: ScopedVars, format?: string | Function) =>
+      (target ?? '').replace(/\$\{(\w+)(?::\w+)?\}|\$(\w+)/g, (m, a, b) => {
+        const value = valueOf(a ?? b, scopedVars);
+        if (value === undefined) {
+          return m;
+        }
+        if (typeof format === 'function') {
+          return format(value);
+        }
+        return Array.isArray(value) ? value.join(',') : value;
+      }),
+    containsTemplate: (t?: string) => /\$\w+|\$\{\w+/.test(t ?? ''),
+    updateTimeRange: () => {},
+  } as TemplateSrv;
+}

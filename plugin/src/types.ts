@@ -1,0 +1,80 @@
+import { DataSourceJsonData } from '@grafana/data';
+import { DataQuery } from '@grafana/schema';
+
+/** What a panel query asks: a time series per group, one number per group, the top GPUs, or raw SQL. */
+export type QueryType = 'series' | 'stat' | 'top' | 'sql';
+
+/** Keeps rows whose dimension is one of the values. */
+export interface Filter {
+  dim: string;
+  values: string[];
+}
+
+/** One panel query, as the backend (plugin/pkg/plugin.Query) reads it. */
+export interface GpuQuery extends DataQuery {
+  queryType?: QueryType;
+  metric?: string;
+  agg?: string;
+  groupBy?: string[];
+  filters?: Filter[];
+  fill?: boolean;
+  order?: 'asc' | 'desc';
+  limit?: number;
+  rawSql?: string;
+}
+
+export const DEFAULT_QUERY: Partial<GpuQuery> = {
+  queryType: 'series',
+  metric: 'gpu_util',
+  agg: 'avg',
+  groupBy: [],
+  filters: [],
+};
+
+/** The datasource's jsonData (plugin/pkg/plugin.Settings). */
+export interface GpuOptions extends DataSourceJsonData {
+  address?: string;
+  database?: string;
+  username?: string;
+  chdbPath?: string;
+  secure?: boolean;
+  tlsSkipVerify?: boolean;
+  tlsAuth?: boolean;
+  tlsAuthWithCACert?: boolean;
+}
+
+/** The datasource's secureJsonData: never sent back to the browser once saved. */
+export interface GpuSecureOptions {
+  password?: string;
+  tlsCACert?: string;
+  tlsClientCert?: string;
+  tlsClientKey?: string;
+}
+
+/** One metric as the backend's metrics resource describes it. */
+export interface MetricInfo {
+  column: string;
+  kind: 'gauge' | 'counter';
+  unit: string;
+  help: string;
+  aggs: string[];
+}
+
+/** The SQL a query will run, from the backend's compile resource. */
+export interface Compiled {
+  sql: string;
+  params?: Record<string, string>;
+  table?: string;
+}
+
+/** A template variable's query: the distinct values of a dimension, optionally in one cluster. */
+export interface VariableQuery extends DataQuery {
+  dim: string;
+  cluster?: string;
+}
+
+/** Dimensions a query groups and filters by (query.DimByName on the backend). */
+export const DIMS = ['cluster', 'pool', 'rack', 'node', 'gpu', 'model', 'job'];
+
+/** Aggregations a top-K ranking takes. */
+export const TOP_AGGS = ['avg', 'max', 'min'];
