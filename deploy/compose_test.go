@@ -60,7 +60,7 @@ func env(svc types.ServiceConfig, key string) (string, bool) {
 
 func TestComposeServicesExist(t *testing.T) {
 	p := loadProject(t)
-	for _, name := range []string{"kafka", "clickhouse", "migrate", "ingest", "simulate"} {
+	for _, name := range []string{"kafka", "clickhouse", "migrate", "ingest", "simulate", "grafana"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("service %q missing (have %v)", name, p.ServiceNames())
 		}

@@ -163,6 +163,20 @@ func resultFrame(r *store.Result) *data.Frame {
 			f.Fields = append(f.Fields, data.NewField(name, nil, vals))
 		}
 	}
+	// One number per row labelled by string columns is what alert rules read as one series per row
+	// (Grafana's numeric long shape): SELECT node, count() … GROUP BY node alerts per node.
+	numbers, strs := 0, 0
+	for _, fl := range f.Fields {
+		switch {
+		case fl.Type().Numeric():
+			numbers++
+		case fl.Type() == data.FieldTypeNullableString:
+			strs++
+		}
+	}
+	if numbers == 1 && numbers+strs == len(f.Fields) && f.Rows() > 0 {
+		f.Meta = &data.FrameMeta{Type: data.FrameTypeNumericLong, TypeVersion: data.FrameTypeVersion{0, 1}}
+	}
 	return f
 }
 
