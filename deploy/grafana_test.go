@@ -206,8 +206,8 @@ func TestProvisionedAlertRules(t *testing.T) {
 				NoDataState           string `yaml:"noDataState"`
 				Annotations           map[string]string
 				Data                  []struct {
-					RefID             string `yaml:"refId"`
-					DatasourceUID     string `yaml:"datasourceUid"`
+					RefID             string                 `yaml:"refId"`
+					DatasourceUID     string                 `yaml:"datasourceUid"`
 					RelativeTimeRange struct{ From, To int } `yaml:"relativeTimeRange"`
 					Model             map[string]any
 				}
