@@ -21,8 +21,9 @@ import (
 // Agg is how a metric's readings in one step and group become one value.
 type Agg string
 
-// Aggregations. Gauges take avg … p99; counters take increase and rate (reset-aware: a reading
-// below the previous one of the same GPU is a reset, and counts from zero).
+// Aggregations. Gauges take avg … p99 and last (the latest reading in the step); counters take
+// increase and rate (reset-aware: a reading below the previous one of the same GPU is a reset,
+// and counts from zero).
 const (
 	Avg      Agg = "avg"
 	Min      Agg = "min"
@@ -33,6 +34,7 @@ const (
 	P90      Agg = "p90"
 	P95      Agg = "p95"
 	P99      Agg = "p99"
+	Last     Agg = "last"
 	Increase Agg = "increase"
 	Rate     Agg = "rate"
 )
@@ -40,6 +42,7 @@ const (
 var gaugeAggs = map[Agg]string{
 	Avg: "avg(v)", Min: "min(v)", Max: "max(v)", Sum: "sum(v)", Count: "count(v)",
 	P50: "quantileTDigest(0.5)(v)", P90: "quantileTDigest(0.9)(v)", P95: "quantileTDigest(0.95)(v)", P99: "quantileTDigest(0.99)(v)",
+	Last: "argMax(v, time)",
 }
 
 // Dim is a label a query can group or filter by.
@@ -122,7 +125,7 @@ func (q *Query) Validate() error {
 	kind := gpumetric.All()[i].Kind
 	switch {
 	case kind == gpumetric.Gauge && gaugeAggs[q.Agg] == "":
-		return invalid("agg", "%q does not apply to gauge %s; use avg, min, max, sum, count, p50, p90, p95 or p99", q.Agg, q.Metric)
+		return invalid("agg", "%q does not apply to gauge %s; use avg, min, max, sum, count, p50, p90, p95, p99 or last", q.Agg, q.Metric)
 	case kind == gpumetric.Counter && q.Agg != Increase && q.Agg != Rate:
 		return invalid("agg", "%q does not apply to counter %s; use increase or rate", q.Agg, q.Metric)
 	}
@@ -268,13 +271,19 @@ func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, grou
 		value = fmt.Sprintf("sum(%s)", rollup.Sum(m))
 	case Count:
 		value = fmt.Sprintf("sum(%s)", rollup.N(m))
+	case Last:
+		value = fmt.Sprintf("argMaxMerge(%s)", rollup.LastCol(m))
 	default:
 		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(m), quantileIndex(q.Agg)+1)
 	}
 	where = append(where, rollup.N(m)+" > 0")
+	// The states only the aggregation that needs them reads: they are the heavy columns.
 	cols := []string{rollup.Sum(m), rollup.N(m), rollup.MinCol(m), rollup.MaxCol(m)}
-	if l.Digests {
+	switch {
+	case quantileIndex(q.Agg) >= 0:
 		cols = append(cols, rollup.Digest(m))
+	case q.Agg == Last:
+		cols = append(cols, rollup.LastCol(m))
 	}
 	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT t AS rt%s, %s FROM %s WHERE %s)",
 		bucket, prefixed(groups), value, prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))
@@ -310,8 +319,8 @@ func quantileIndex(a Agg) int {
 // pickLevel returns the coarsest rollup that answers q exactly, or nil for the raw table. A level
 // qualifies when the query does not force raw, its step divides the query's, the window starts
 // and ends on its step (no partial bucket at the edges), it keeps every label the query groups or
-// filters by, and it keeps what the aggregation needs (digests for percentiles, per-GPU counters)
-// and the metric itself (rollup.Covers).
+// filters by, and it keeps what the aggregation needs (digests for percentiles, per-GPU counters,
+// last readings) and the metric itself (rollup.Covers).
 func (q *Query) pickLevel() *rollup.Level {
 	if q.Source == SourceRaw || !rollup.Covers(q.Metric) {
 		return nil
@@ -322,7 +331,7 @@ func (q *Query) pickLevel() *rollup.Level {
 		if q.Step%l.Step != 0 || q.From.UnixMilli()%l.Step.Milliseconds() != 0 || q.To.UnixMilli()%l.Step.Milliseconds() != 0 {
 			continue
 		}
-		if q.isCounter() && !l.Counters || quantileIndex(q.Agg) >= 0 && !l.Digests {
+		if q.isCounter() && !l.Counters || quantileIndex(q.Agg) >= 0 && !l.Digests || q.Agg == Last && !l.LastGauges {
 			continue
 		}
 		ok := true

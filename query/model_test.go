@@ -42,6 +42,8 @@ func TestModelSQLGolden(t *testing.T) {
 		{"fleet p99 utilisation, raw forced", query.Query{Metric: "gpu_util", Agg: query.P99, Step: time.Minute, Source: query.SourceRaw}},
 		{"energy increase by job, raw forced", query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
 			Step: time.Hour, Source: query.SourceRaw}},
+		{"last temperature per GPU per hour (gpu_1h keeps last readings)", query.Query{Metric: "temp_gpu_c", Agg: query.Last,
+			GroupBy: []query.Dim{query.GPU}, Step: time.Hour}},
 		{"whole window: one mean per cluster (stat panels, alerts)", query.Query{Metric: "gpu_util", Agg: query.Avg,
 			GroupBy: []query.Dim{query.Cluster}, Whole: true}},
 		{"misaligned window reads raw", query.Query{Metric: "gpu_util", Agg: query.Avg, Step: time.Minute}},
@@ -324,6 +326,60 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 				if exp := want[s.Labels["job_id"]][p.T]; p.Value == nil || *p.Value != exp {
 					t.Errorf("%s at %s: increase %v, want %v", s.Labels["job_id"], p.T.Format(time.TimeOnly), p.Value, exp)
 				}
+			}
+		}
+	})
+
+	t.Run("last util per GPU per minute", func(t *testing.T) {
+		got, err := run(&query.Query{Metric: "gpu_util", Agg: query.Last, GroupBy: []query.Dim{query.GPU},
+			From: seedFrom, To: to, Step: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := map[string]map[time.Time]reading{}
+		for _, r := range rs {
+			m := r.t.Truncate(time.Minute)
+			if last[r.uuid] == nil {
+				last[r.uuid] = map[time.Time]reading{}
+			}
+			if prev, ok := last[r.uuid][m]; !ok || r.t.After(prev.t) {
+				last[r.uuid][m] = r
+			}
+		}
+		if len(got) != len(last) {
+			t.Fatalf("%d series, want one per GPU (%d)", len(got), len(last))
+		}
+		for _, s := range got {
+			w := last[s.Labels["uuid"]]
+			if len(s.Points) != len(w) {
+				t.Fatalf("%s: %d points, want %d", s.Labels["uuid"], len(s.Points), len(w))
+			}
+			for _, p := range s.Points {
+				if exp := float64(float32(w[p.T].util)); p.Value == nil || *p.Value != exp {
+					t.Errorf("%s at %s: last %v, want %v", s.Labels["uuid"], p.T.Format(time.TimeOnly), p.Value, exp)
+				}
+			}
+		}
+	})
+
+	t.Run("last util per GPU per hour (gpu_1h, merged from gpu_1m's states)", func(t *testing.T) {
+		got, err := run(&query.Query{Metric: "gpu_util", Agg: query.Last, GroupBy: []query.Dim{query.GPU},
+			From: seedFrom, To: seedFrom.Add(time.Hour), Step: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := map[string]reading{}
+		for _, r := range rs {
+			if prev, ok := last[r.uuid]; !ok || r.t.After(prev.t) {
+				last[r.uuid] = r
+			}
+		}
+		if len(got) != len(last) {
+			t.Fatalf("%d series, want %d", len(got), len(last))
+		}
+		for _, s := range got {
+			if exp := float64(float32(last[s.Labels["uuid"]].util)); len(s.Points) != 1 || *s.Points[0].Value != exp {
+				t.Errorf("%s: %+v, want one point of %v", s.Labels["uuid"], s.Points, exp)
 			}
 		}
 	})

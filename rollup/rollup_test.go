@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the generated migration")
 func TestMigrationMatchesGenerator(t *testing.T) {
 	path := filepath.Join("..", "deploy", "migrations", "0005_rollups.sql")
 	// The metrics and dims of 0005; later ones come by UpgradeSQL and DimsSQL.
-	got := rollup.SQL(rollup.Without(rollup.Levels, rollup.PlacementDims...), gpumetric.All()[:22])
+	got := rollup.SQL(rollup.Historic(5), gpumetric.All()[:22])
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -36,7 +36,7 @@ func TestMigrationMatchesGenerator(t *testing.T) {
 // 0008 is UpgradeSQL from the 22 metrics of 0005 to the 31 rollup.Covered names.
 func TestUpgradeMigrationMatchesGenerator(t *testing.T) {
 	path := filepath.Join("..", "deploy", "migrations", "0008_rollup_agent_metrics.sql")
-	got := rollup.UpgradeSQL(rollup.Without(rollup.Levels, rollup.PlacementDims...), gpumetric.All()[:22], gpumetric.All()[:rollup.Covered], "0008")
+	got := rollup.UpgradeSQL(rollup.Historic(8), gpumetric.All()[:22], gpumetric.All()[:rollup.Covered], "0008")
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -54,7 +54,7 @@ func TestUpgradeMigrationMatchesGenerator(t *testing.T) {
 // 0010 is DimsSQL adding the placement labels to the levels 0008 left.
 func TestDimsMigrationMatchesGenerator(t *testing.T) {
 	path := filepath.Join("..", "deploy", "migrations", "0010_rollup_placement.sql")
-	got := rollup.DimsSQL(rollup.Without(rollup.Levels, rollup.PlacementDims...), rollup.Levels, gpumetric.All()[:rollup.Covered],
+	got := rollup.DimsSQL(rollup.Historic(9), rollup.Historic(10), gpumetric.All()[:rollup.Covered],
 		"0010", "rack and pool labels in the rollups (gpu_samples and gpu_events got them in 0009)")
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -67,5 +67,27 @@ func TestDimsMigrationMatchesGenerator(t *testing.T) {
 	}
 	if string(want) != got {
 		t.Errorf("%s differs from rollup.DimsSQL (go test ./rollup -update if intended)", path)
+	}
+}
+
+// 0011 is ColumnsSQL adding the gauges' last readings to the per-GPU levels 0010 left.
+func TestLastGaugesMigrationMatchesGenerator(t *testing.T) {
+	path := filepath.Join("..", "deploy", "migrations", "0011_rollup_gauge_last.sql")
+	got := rollup.ColumnsSQL(rollup.Historic(10), rollup.Historic(11), gpumetric.All()[:rollup.Covered],
+		"0011", "each gauge's last reading per GPU per minute and hour (the current value panels show)")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./rollup -update writes it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from rollup.ColumnsSQL (go test ./rollup -update if intended)", path)
+	}
+	if len(rollup.Historic(11)) != len(rollup.Levels) || !rollup.Historic(11)[1].LastGauges {
+		t.Errorf("Historic(11) is not the current levels")
 	}
 }

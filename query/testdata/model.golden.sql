@@ -43,6 +43,12 @@ SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, job_id, su
 -- param step = 3600
 -- param to = 1714525200000
 
+-- last temperature per GPU per hour (gpu_1h keeps last readings) (reads gpu_1h)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, argMaxMerge(temp_gpu_c_last) AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_last FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
+-- param from = 1714521600000
+-- param step = 3600
+-- param to = 1714525200000
+
 -- whole window: one mean per cluster (stat panels, alerts) (reads gpu_1h)
 SELECT toDateTime(intDiv({from:Int64}, 1000), 'UTC') AS t, cluster, sum(gpu_util_sum) / sum(gpu_util_n) AS value FROM (SELECT t AS rt, cluster, gpu_util_sum, gpu_util_n, gpu_util_min, gpu_util_max FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND gpu_util_n > 0) GROUP BY t, cluster ORDER BY cluster, t;
 -- param from = 1714521600000

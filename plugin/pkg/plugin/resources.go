@@ -43,7 +43,7 @@ func (d *Datasource) metrics(w http.ResponseWriter, _ *http.Request) {
 	var out []MetricInfo
 	for _, m := range gpumetric.All() {
 		mi := MetricInfo{Column: m.Column, Kind: "gauge", Unit: m.Unit, Help: m.Help,
-			Aggs: []string{"avg", "min", "max", "sum", "count", "p50", "p90", "p95", "p99"}}
+			Aggs: []string{"avg", "min", "max", "sum", "count", "p50", "p90", "p95", "p99", "last"}}
 		if m.Kind == gpumetric.Counter {
 			mi.Kind, mi.Aggs = "counter", []string{"increase", "rate"}
 		}
