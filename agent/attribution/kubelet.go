@@ -29,15 +29,22 @@ type PodResources struct {
 	Socket string
 	// Resource is the extended resource GPUs are allocated as; default nvidia.com/gpu.
 	Resource string
-	// Timeout bounds one List call; default 2 s.
+	// Timeout bounds one List call; default 1 s: the call is made in the sampling loop.
 	Timeout time.Duration
+	// MaxAge is how long an answer is reused; default 10 s. Allocations change when pods start and
+	// stop, not every sample, and the kubelet is spared a call per GPU node per second.
+	MaxAge time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 
 	client *http.Client
+	cached map[string]string
+	at     time.Time
 }
 
 // NewPodResources returns a client for the socket (empty: the default).
 func NewPodResources(socket string) *PodResources {
-	p := &PodResources{Socket: socket, Resource: "nvidia.com/gpu", Timeout: 2 * time.Second}
+	p := &PodResources{Socket: socket, Resource: "nvidia.com/gpu", Timeout: time.Second, MaxAge: 10 * time.Second, Now: time.Now}
 	if p.Socket == "" {
 		p.Socket = DefaultPodResourcesSocket
 	}
@@ -53,8 +60,23 @@ func NewPodResources(socket string) *PodResources {
 	return p
 }
 
-// Jobs returns the "namespace/pod" holding each GPU, by GPU UUID.
+// Jobs returns the "namespace/pod" holding each GPU, by GPU UUID: the kubelet's answer, or the
+// last one when it is younger than MaxAge. Not safe for concurrent use (the agent asks from its one
+// sampling loop).
 func (p *PodResources) Jobs(ctx context.Context) (map[string]string, error) {
+	now := p.Now()
+	if p.cached != nil && now.Sub(p.at) < p.MaxAge {
+		return p.cached, nil
+	}
+	jobs, err := p.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.cached, p.at = jobs, now
+	return jobs, nil
+}
+
+func (p *PodResources) list(ctx context.Context) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	// An empty ListPodResourcesRequest: the 5-byte gRPC frame header (not compressed, length 0).

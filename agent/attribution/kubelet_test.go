@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,8 +48,15 @@ func sub(num protowire.Number, m []byte) []byte {
 // kubelet serves v1.PodResourcesLister/List with grpc-go on a unix socket, as the kubelet does,
 // answering resp (or failing with code when it is not OK).
 func kubelet(t *testing.T, resp []byte, code codes.Code) string {
+	sock, _ := countingKubelet(t, resp, code)
+	return sock
+}
+
+// countingKubelet is kubelet that also counts the List calls it answered.
+func countingKubelet(t *testing.T, resp []byte, code codes.Code) (string, *atomic.Int64) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "kubelet.sock")
+	calls := new(atomic.Int64)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +70,7 @@ func kubelet(t *testing.T, resp []byte, code codes.Code) string {
 		if err := stream.RecvMsg(&req); err != nil {
 			return err
 		}
+		calls.Add(1)
 		if code != codes.OK {
 			return status.Error(code, "kubelet says no")
 		}
@@ -68,7 +78,7 @@ func kubelet(t *testing.T, resp []byte, code codes.Code) string {
 	}))
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
-	return sock
+	return sock, calls
 }
 
 func TestPodResources(t *testing.T) {
@@ -110,5 +120,28 @@ func TestPodResources(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none.sock")
 	if _, err := attribution.NewPodResources(missing).Jobs(context.Background()); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing socket: %v", err)
+	}
+}
+
+// An answer is reused for MaxAge, then asked again: one kubelet call per 10 s, not per sample.
+func TestPodResourcesReusesAnAnswer(t *testing.T) {
+	device := sub(2, msg(str(1, "nvidia.com/gpu"), str(2, "GPU-1")))
+	pod := sub(1, msg(str(1, "p"), str(2, "ns"), sub(3, msg(str(1, "c"), device))))
+	sock, calls := countingKubelet(t, pod, codes.OK)
+	p := attribution.NewPodResources(sock)
+	now := time.Unix(1000, 0)
+	p.Now = func() time.Time { return now }
+	for range 3 {
+		if got, err := p.Jobs(context.Background()); err != nil || got["GPU-1"] != "ns/p" {
+			t.Fatalf("%v %v", got, err)
+		}
+		now = now.Add(time.Second)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d kubelet calls within MaxAge, want 1", calls.Load())
+	}
+	now = now.Add(p.MaxAge)
+	if _, err := p.Jobs(context.Background()); err != nil || calls.Load() != 2 {
+		t.Errorf("after MaxAge: %v, %d calls, want a second call", err, calls.Load())
 	}
 }
