@@ -356,9 +356,9 @@ func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, st
 		return nil, err
 	}
 	if qq.Whole {
-		return []*data.Frame{numericFrame(q.Metric, series)}, nil
+		return []*data.Frame{setUnit(numericFrame(q.Metric, series), unit(q.Metric, qq.Agg))}, nil
 	}
-	return []*data.Frame{wideFrame(q.Metric, series)}, nil
+	return []*data.Frame{setUnit(wideFrame(q.Metric, series), unit(q.Metric, qq.Agg))}, nil
 }
 
 // topArgs applies the top-K defaults and checks the order.
@@ -389,7 +389,7 @@ func (d *Datasource) top(ctx context.Context, q Query, from, to time.Time) ([]*d
 	if err != nil {
 		return nil, err
 	}
-	return []*data.Frame{topFrame(q.Metric, rows)}, nil
+	return []*data.Frame{setUnit(topFrame(q.Metric, rows), unit(q.Metric, query.Agg(agg)))}, nil
 }
 
 func (d *Datasource) sql(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {

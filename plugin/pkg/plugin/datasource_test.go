@@ -124,6 +124,15 @@ func TestQueryData(t *testing.T) {
 
 	checkStat(t, ctx, st, resp, from, end)
 
+	// Units from the metric catalogue: panels label values without the user picking one.
+	for ref, want := range map[string]string{"A": "percent", "B": "celsius", "D": "mwatt", "E": "watt"} {
+		for _, fl := range resp.Responses[ref].Frames[0].Fields {
+			if fl.Type().Numeric() && (fl.Config == nil || fl.Config.Unit != want) {
+				t.Errorf("%s: field %s has config %+v, want unit %s", ref, fl.Name, fl.Config, want)
+			}
+		}
+	}
+
 	// D: counters by node, filtered to one cluster: only east's two nodes.
 	d := resp.Responses["D"]
 	if d.Error != nil || len(d.Frames) != 1 || len(d.Frames[0].Fields) != 3 {
