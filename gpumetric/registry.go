@@ -60,6 +60,7 @@ const (
 	NVLinkCRCFlit
 	NVLinkReplay
 	NVLinkRecovery
+	MIGMode
 )
 
 var all = []Metric{
@@ -94,6 +95,7 @@ var all = []Metric{
 	{NVLinkCRCFlit, "nvlink_crc_flit_errors", Counter, "count", "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "NVLink flow-control CRC errors, all links."},
 	{NVLinkReplay, "nvlink_replay_errors", Counter, "count", "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "NVLink replays, all links."},
 	{NVLinkRecovery, "nvlink_recovery_errors", Counter, "count", "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "NVLink recoveries, all links."},
+	{MIGMode, "mig_mode", Gauge, "bool", "nvmlDeviceGetMigMode (current)", "1 when the GPU is partitioned into MIG instances, 0 when not; absent on GPUs without MIG."},
 }
 
 // All returns every known metric in column order. The slice is shared: do not modify it.
@@ -139,6 +141,7 @@ var plausible = [...][2]float64{
 	PState - 1:   {0, 15},  // 32 is NVML's "unknown"
 	EncUtil - 1:  {0, 100},
 	DecUtil - 1:  {0, 100},
+	MIGMode - 1:  {0, 1},
 }
 
 // Plausible returns the range of real readings of the gauge at position i of All; ok is false

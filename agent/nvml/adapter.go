@@ -226,6 +226,11 @@ func (d device) FanSpeed() (uint32, error) {
 	return v, wrap("nvmlDeviceGetFanSpeed", ret)
 }
 
+func (d device) MIGMode() (uint32, error) {
+	current, _, ret := d.d.GetMigMode()
+	return uint32(current), wrap("nvmlDeviceGetMigMode", ret)
+}
+
 func (d device) PerformanceState() (uint32, error) {
 	v, ret := d.d.GetPerformanceState()
 	return uint32(v), wrap("nvmlDeviceGetPerformanceState", ret)

@@ -77,6 +77,8 @@ type Device interface {
 	PCIeRx() (uint32, error)
 	// FanSpeed is the intended fan speed in percent of maximum (may exceed 100).
 	FanSpeed() (uint32, error)
+	// MIGMode is 1 when MIG is enabled now (the current mode, not the pending one), else 0.
+	MIGMode() (uint32, error)
 	// PerformanceState is the P-state, 0 (max) to 15 (min); 32 means unknown.
 	PerformanceState() (uint32, error)
 	// EncoderUtilization and DecoderUtilization are NVENC/NVDEC busy percent.

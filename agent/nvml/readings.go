@@ -41,6 +41,7 @@ const (
 	rNVLinkCRC
 	rNVLinkReplay
 	rNVLinkRecovery
+	rMIGMode
 	nReadings
 )
 
@@ -81,6 +82,7 @@ var readings = [nReadings]struct {
 	rNVLinkCRC:      {"nvlink_crc_flit_errors", true, "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"},
 	rNVLinkReplay:   {"nvlink_replay_errors", true, "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"},
 	rNVLinkRecovery: {"nvlink_recovery_errors", true, "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"},
+	rMIGMode:        {"mig_mode", false, "nvmlDeviceGetMigMode (current)"},
 }
 
 // NVML field ids (nvml.h NVML_FI_DEV_*), read in one nvmlDeviceGetFieldValues call per GPU per
@@ -192,6 +194,8 @@ func (r *gpuReading) read(d Device, buf []FieldValue) {
 	r.setF(rEncUtil, float64(v), err)
 	v, err = d.DecoderUtilization()
 	r.setF(rDecUtil, float64(v), err)
+	v, err = d.MIGMode()
+	r.setF(rMIGMode, float64(v), err)
 
 	buf = buf[:len(fields)]
 	if err := d.FieldValues(fields[:], buf); err != nil {

@@ -83,6 +83,7 @@ func TestSampleMockDGX(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newNode(t, tc.srv)
+			n.devs[2].MigMode = 1 // partitioned into MIG instances
 			s := newSource(t, n, nil)
 			b, ev, got := tick(t, s, t0)
 			if len(ev) != 0 {
@@ -132,6 +133,7 @@ func TestSampleMockDGX(t *testing.T) {
 					{gpumetric.PCIeTx, float64(1000 + r)}, {gpumetric.PCIeRx, float64(2000 + r)},
 					{gpumetric.FBUsed, float64(1024 * (1 + r))}, {gpumetric.PState, 0},
 					{gpumetric.FBTotal, float64(n.devs[r].MemoryInfo.Total >> 20)},
+					{gpumetric.MIGMode, map[bool]float64{true: 1}[r == 2]},
 				} {
 					if got := column(t, got, w.id).Values[r]; math.Abs(got-w.want) > 1e-9 {
 						t.Errorf("row %d metric %d = %v, want %v", r, w.id, got, w.want)

@@ -172,6 +172,8 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				c.Values = append(c.Values, 0)
 			case gpumetric.EncUtil, gpumetric.DecUtil: // training nodes leave the video engines idle
 				c.Values = append(c.Values, 0)
+			case gpumetric.MIGMode: // whole GPUs, not partitioned
+				c.Values = append(c.Values, 0)
 			case gpumetric.NVLinkTx:
 				c.Counts = append(c.Counts, st.nvlinkKiB)
 			case gpumetric.NVLinkRx:
@@ -189,7 +191,7 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 	}
 	rows := len(b.TimeUnixMs)
 	for _, c := range b.Metrics {
-		if id := gpumetric.ID(c.Metric); id == gpumetric.FanSpeed || id > gpumetric.NVLinkRecovery {
+		if id := gpumetric.ID(c.Metric); id == gpumetric.FanSpeed || id > gpumetric.MIGMode {
 			c.Present = wire.SetPresent(rows, func(int) bool { return false })
 		}
 	}

@@ -1640,3 +1640,7 @@ SELECT
 FROM gpufleet.gpu_1m
 GROUP BY t, cluster, node, uuid, model, job_id, rack, pool
 ;
+-- 0012_mig_mode
+ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
+    ADD COLUMN IF NOT EXISTS mig_mode Nullable(Float32) CODEC(ZSTD(1))
+;
