@@ -61,6 +61,10 @@ const (
 	NVLinkReplay
 	NVLinkRecovery
 	MIGMode
+	SMActive
+	SMOccupancy
+	TensorActive
+	DRAMActive
 )
 
 var all = []Metric{
@@ -96,6 +100,10 @@ var all = []Metric{
 	{NVLinkReplay, "nvlink_replay_errors", Counter, "count", "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "NVLink replays, all links."},
 	{NVLinkRecovery, "nvlink_recovery_errors", Counter, "count", "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "NVLink recoveries, all links."},
 	{MIGMode, "mig_mode", Gauge, "bool", "nvmlDeviceGetMigMode (current)", "1 when the GPU is partitioned into MIG instances, 0 when not; absent on GPUs without MIG."},
+	{SMActive, "sm_active", Gauge, "%", "GPM_METRIC_SM_UTIL (Hopper and later)", "Percent of time the SMs had work resident, averaged over SMs: how busy the GPU really is, unlike gpu_util."},
+	{SMOccupancy, "sm_occupancy", Gauge, "%", "GPM_METRIC_SM_OCCUPANCY (Hopper and later)", "Resident warps as a percent of what the SMs can hold."},
+	{TensorActive, "tensor_active", Gauge, "%", "GPM_METRIC_ANY_TENSOR_UTIL (Hopper and later)", "Percent of time any tensor-core pipe was busy."},
+	{DRAMActive, "dram_active", Gauge, "%", "GPM_METRIC_DRAM_BW_UTIL (Hopper and later)", "Device memory bandwidth in use, percent of peak."},
 }
 
 // All returns every known metric in column order. The slice is shared: do not modify it.
@@ -125,23 +133,27 @@ func IndexOfColumn(column string) int {
 // outside it (a sensor glitch, a driver returning a sentinel, a corrupted agent) is stored as NULL
 // rather than as a reading that would wreck every average it lands in.
 var plausible = [...][2]float64{
-	GPUUtil - 1:  {0, 100},
-	MemUtil - 1:  {0, 100},
-	FBUsed - 1:   {0, 1 << 24}, // 16 TiB
-	FBFree - 1:   {0, 1 << 24},
-	FBTotal - 1:  {0, 1 << 24},
-	Power - 1:    {0, 10_000},
-	TempGPU - 1:  {-40, 200},
-	TempMem - 1:  {-40, 200},
-	ClockSM - 1:  {0, 20_000},
-	ClockMem - 1: {0, 50_000},
-	PCIeTx - 1:   {0, 1 << 30}, // 1 TiB/s
-	PCIeRx - 1:   {0, 1 << 30},
-	FanSpeed - 1: {0, 200}, // NVML reports the intended speed, which some boards put above 100
-	PState - 1:   {0, 15},  // 32 is NVML's "unknown"
-	EncUtil - 1:  {0, 100},
-	DecUtil - 1:  {0, 100},
-	MIGMode - 1:  {0, 1},
+	GPUUtil - 1:      {0, 100},
+	MemUtil - 1:      {0, 100},
+	FBUsed - 1:       {0, 1 << 24}, // 16 TiB
+	FBFree - 1:       {0, 1 << 24},
+	FBTotal - 1:      {0, 1 << 24},
+	Power - 1:        {0, 10_000},
+	TempGPU - 1:      {-40, 200},
+	TempMem - 1:      {-40, 200},
+	ClockSM - 1:      {0, 20_000},
+	ClockMem - 1:     {0, 50_000},
+	PCIeTx - 1:       {0, 1 << 30}, // 1 TiB/s
+	PCIeRx - 1:       {0, 1 << 30},
+	FanSpeed - 1:     {0, 200}, // NVML reports the intended speed, which some boards put above 100
+	PState - 1:       {0, 15},  // 32 is NVML's "unknown"
+	EncUtil - 1:      {0, 100},
+	DecUtil - 1:      {0, 100},
+	MIGMode - 1:      {0, 1},
+	SMActive - 1:     {0, 100},
+	SMOccupancy - 1:  {0, 100},
+	TensorActive - 1: {0, 100},
+	DRAMActive - 1:   {0, 100},
 }
 
 // Plausible returns the range of real readings of the gauge at position i of All; ok is false

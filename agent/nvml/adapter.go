@@ -33,7 +33,21 @@ func FromNVML(lib gonvml.Interface) Lib { return adapter{lib} }
 
 type adapter struct{ lib gonvml.Interface }
 
-type device struct{ d gonvml.Device }
+type device struct {
+	d   gonvml.Device
+	lib gonvml.Interface
+	gpm *gpmState // shared by copies of the device
+}
+
+// gpmState is a GPU's two GPM samples: each read takes one and measures from the other.
+type gpmState struct {
+	checked, supported bool
+	prev, cur          gonvml.GpmSample
+	primed             bool // prev holds a sample
+	// get is the request, reused: it holds room for every GPM metric (tens of KiB), too much to
+	// allocate per GPU per tick.
+	get *gonvml.GpmMetricsGetType
+}
 
 // wrap turns a non-success return into an *Error naming op; nil for SUCCESS.
 func wrap(op string, ret gonvml.Return) error {
@@ -62,7 +76,7 @@ func (a adapter) Device(i int) (Device, error) {
 	if err := wrap("nvmlDeviceGetHandleByIndex", ret); err != nil {
 		return nil, err
 	}
-	return device{d}, nil
+	return device{d: d, lib: a.lib, gpm: &gpmState{}}, nil
 }
 
 func (a adapter) DriverVersion() (string, error) {
@@ -229,6 +243,67 @@ func (d device) FanSpeed() (uint32, error) {
 func (d device) MIGMode() (uint32, error) {
 	current, _, ret := d.d.GetMigMode()
 	return uint32(current), wrap("nvmlDeviceGetMigMode", ret)
+}
+
+// GPM reads GPM metrics (GPM_METRIC_* ids) over the interval since the previous call. GPUs before
+// Hopper answer not supported; the first call on a GPU has no interval and answers errNoInterval.
+func (d device) GPM(ids []uint32, out []FieldValue) error {
+	g := d.gpm
+	fail := func(err error) error {
+		for i := range out {
+			out[i] = FieldValue{Err: err}
+		}
+		return err
+	}
+	if !g.checked {
+		g.checked = true
+		sup, ret := d.d.GpmQueryDeviceSupport()
+		if err := wrap("nvmlGpmQueryDeviceSupport", ret); err != nil {
+			return fail(err)
+		}
+		if sup.IsSupportedDevice == 0 {
+			return fail(&Error{Op: "nvmlGpmQueryDeviceSupport", Name: "GPM not supported by this GPU", Kind: ErrNotSupported})
+		}
+		var r1, r2 gonvml.Return
+		g.prev, r1 = d.lib.GpmSampleAlloc()
+		g.cur, r2 = d.lib.GpmSampleAlloc()
+		if err := errors.Join(wrap("nvmlGpmSampleAlloc", r1), wrap("nvmlGpmSampleAlloc", r2)); err != nil {
+			return fail(err)
+		}
+		g.supported = true
+	}
+	if !g.supported {
+		return fail(&Error{Op: "nvmlGpmQueryDeviceSupport", Name: "GPM not supported by this GPU", Kind: ErrNotSupported})
+	}
+	if err := wrap("nvmlGpmSampleGet", g.cur.Get(d.d)); err != nil {
+		return fail(err)
+	}
+	if !g.primed {
+		g.primed = true
+		g.prev, g.cur = g.cur, g.prev
+		return fail(errNoInterval)
+	}
+	if g.get == nil {
+		g.get = new(gonvml.GpmMetricsGetType)
+	}
+	mg := g.get
+	mg.Version, mg.NumMetrics, mg.Sample1, mg.Sample2 = gonvml.GPM_METRICS_GET_VERSION, uint32(len(ids)), g.prev, g.cur
+	for i, id := range ids {
+		mg.Metrics[i] = gonvml.GpmMetric{MetricId: id}
+	}
+	g.prev, g.cur = g.cur, g.prev
+	if err := wrap("nvmlGpmMetricsGet", d.lib.GpmMetricsGet(mg)); err != nil {
+		return fail(err)
+	}
+	for i := range ids {
+		m := mg.Metrics[i]
+		if err := wrap("nvmlGpmMetricsGet", gonvml.Return(m.NvmlReturn)); err != nil {
+			out[i] = FieldValue{Err: err}
+			continue
+		}
+		out[i] = FieldValue{Float: m.Value}
+	}
+	return nil
 }
 
 func (d device) PerformanceState() (uint32, error) {

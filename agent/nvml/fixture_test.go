@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +28,20 @@ type node struct {
 	sbe     []atomic.Uint64
 	dbe     []atomic.Uint64
 	xids    chan gonvml.EventData
+	// noGPM marks GPUs that answer GPM is not supported (pre-Hopper boards).
+	noGPM []atomic.Bool
 }
+
+// gpmSample is a GPM sample as the mock library hands them out: it remembers the GPU it was taken
+// from, so GpmMetricsGet can answer for that GPU.
+type gpmSample struct{ dev gonvml.Device }
+
+func (g *gpmSample) Get(d gonvml.Device) gonvml.Return       { g.dev = d; return gonvml.SUCCESS }
+func (g *gpmSample) MigGet(gonvml.Device, int) gonvml.Return { return gonvml.ERROR_NOT_SUPPORTED }
+func (g *gpmSample) Free() gonvml.Return                     { return gonvml.SUCCESS }
+
+// gpmBase is what the mock answers for each GPM metric on GPU 0; GPU i answers base + i.
+var gpmBase = map[uint32]float64{2: 60, 3: 30, 5: 40, 10: 20}
 
 func newNode(t testing.TB, srv *server.Server) *node {
 	t.Helper()
@@ -35,6 +49,7 @@ func newNode(t testing.TB, srv *server.Server) *node {
 	n.reasons = make([]atomic.Uint64, len(srv.Devices))
 	n.sbe = make([]atomic.Uint64, len(srv.Devices))
 	n.dbe = make([]atomic.Uint64, len(srv.Devices))
+	n.noGPM = make([]atomic.Bool, len(srv.Devices))
 	for i, d := range srv.Devices {
 		dev := d.(*server.Device)
 		n.devs = append(n.devs, dev)
@@ -112,6 +127,30 @@ func newNode(t testing.TB, srv *server.Server) *node {
 			return gonvml.SUCCESS
 		}
 		dev.RegisterEventsFunc = func(uint64, gonvml.EventSet) gonvml.Return { return gonvml.SUCCESS }
+		dev.GpmQueryDeviceSupportFunc = func() (gonvml.GpmSupport, gonvml.Return) {
+			if n.noGPM[i].Load() {
+				return gonvml.GpmSupport{Version: gonvml.GPM_SUPPORT_VERSION}, gonvml.SUCCESS
+			}
+			return gonvml.GpmSupport{Version: gonvml.GPM_SUPPORT_VERSION, IsSupportedDevice: 1}, gonvml.SUCCESS
+		}
+	}
+	srv.GpmSampleAllocFunc = func() (gonvml.GpmSample, gonvml.Return) { return &gpmSample{}, gonvml.SUCCESS }
+	srv.GpmMetricsGetFunc = func(mg *gonvml.GpmMetricsGetType) gonvml.Return {
+		s1, s2 := mg.Sample1.(*gpmSample), mg.Sample2.(*gpmSample)
+		if s1.dev == nil || s1.dev != s2.dev || mg.Version != gonvml.GPM_METRICS_GET_VERSION {
+			return gonvml.ERROR_INVALID_ARGUMENT // two samples of one GPU, as NVML requires
+		}
+		gpu := slices.IndexFunc(n.devs, func(d *server.Device) bool { return gonvml.Device(d) == s2.dev })
+		for k := range mg.NumMetrics {
+			m := &mg.Metrics[k]
+			base, ok := gpmBase[m.MetricId]
+			if !ok {
+				m.NvmlReturn = uint32(gonvml.ERROR_NOT_SUPPORTED)
+				continue
+			}
+			m.Value, m.NvmlReturn = base+float64(gpu), uint32(gonvml.SUCCESS)
+		}
+		return gonvml.SUCCESS
 	}
 	srv.EventSetCreateFunc = func() (gonvml.EventSet, gonvml.Return) {
 		return &mock.EventSet{

@@ -87,6 +87,10 @@ type Device interface {
 	// FieldValues reads several NVML field values (NVML_FI_*) in one call: out[i] answers
 	// fields[i]. The returned error is for the call as a whole; each out[i].Err for its field.
 	FieldValues(fields []Field, out []FieldValue) error
+	// GPM reads GPM metrics (GPM_METRIC_* ids, percent) over the interval since the previous
+	// call, into out[i].Float as FieldValues does; Hopper and later. The first call has no
+	// interval: every out[i].Err is errNoInterval.
+	GPM(ids []uint32, out []FieldValue) error
 }
 
 // Field names an NVML field value: its NVML_FI_* id and scope (NVLink id; AllLinks sums them).
@@ -113,6 +117,9 @@ var (
 	ErrGPULost = errors.New("GPU is lost")
 	// ErrLibraryNotFound: libnvidia-ml.so.1 could not be loaded.
 	ErrLibraryNotFound = errors.New("NVML library not found")
+	// errNoInterval: a GPM metric's first read, which only takes the sample the next measures
+	// from; absent, and not worth a log line.
+	errNoInterval = errors.New("GPM: first sample, no interval yet")
 )
 
 // Error is a failed NVML call: what was asked and NVML's return code and name.

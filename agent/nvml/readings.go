@@ -42,6 +42,10 @@ const (
 	rNVLinkReplay
 	rNVLinkRecovery
 	rMIGMode
+	rSMActive
+	rSMOccupancy
+	rTensorActive
+	rDRAMActive
 	nReadings
 )
 
@@ -83,7 +87,18 @@ var readings = [nReadings]struct {
 	rNVLinkReplay:   {"nvlink_replay_errors", true, "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"},
 	rNVLinkRecovery: {"nvlink_recovery_errors", true, "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"},
 	rMIGMode:        {"mig_mode", false, "nvmlDeviceGetMigMode (current)"},
+	rSMActive:       {"sm_active", false, "GPM_METRIC_SM_UTIL"},
+	rSMOccupancy:    {"sm_occupancy", false, "GPM_METRIC_SM_OCCUPANCY"},
+	rTensorActive:   {"tensor_active", false, "GPM_METRIC_ANY_TENSOR_UTIL"},
+	rDRAMActive:     {"dram_active", false, "GPM_METRIC_DRAM_BW_UTIL"},
 }
+
+// gpmIDs are the GPM metrics read each tick (nvml.h NVML_GPM_METRIC_*), and gpmReading where
+// each answer goes.
+var (
+	gpmIDs     = [...]uint32{2, 3, 5, 10} // SM_UTIL, SM_OCCUPANCY, ANY_TENSOR_UTIL, DRAM_BW_UTIL
+	gpmReading = [len(gpmIDs)]reading{rSMActive, rSMOccupancy, rTensorActive, rDRAMActive}
+)
 
 // NVML field ids (nvml.h NVML_FI_DEV_*), read in one nvmlDeviceGetFieldValues call per GPU per
 // tick instead of a dozen separate calls.
@@ -210,6 +225,11 @@ func (r *gpuReading) read(d Device, buf []FieldValue) {
 				r.f[k] = buf[i].Float
 			}
 		}
+	}
+	var gpm [len(gpmIDs)]FieldValue
+	_ = d.GPM(gpmIDs[:], gpm[:]) // per-metric errors are in gpm[i].Err
+	for i, k := range gpmReading {
+		r.setF(k, gpm[i].Float, gpm[i].Err)
 	}
 	// Retired pages: pre-Ampere GPUs retire pages; Ampere and later remap rows instead and
 	// answer not supported, so the column then carries the remapped rows (as the registry says).

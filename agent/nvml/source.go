@@ -309,7 +309,7 @@ func (s *Source) noteErrors(g int, r *gpuReading) {
 	st := &s.state[g]
 	for k := range nReadings {
 		err := r.err[k]
-		if err == nil {
+		if err == nil || errors.Is(err, errNoInterval) {
 			continue
 		}
 		unsupported := errors.Is(err, ErrNotSupported)

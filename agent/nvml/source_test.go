@@ -116,8 +116,9 @@ func TestSampleMockDGX(t *testing.T) {
 					t.Errorf("%s: %d values, %d counts for 8 rows", m.Column, len(c.Values), len(c.Counts))
 				}
 				for r := 0; r < 8; r++ {
-					// Fans are absent on SXM boards; everything else the mock answers.
-					if want := m.ID != gpumetric.FanSpeed; c.Has(r) != want {
+					// Fans are absent on SXM boards, GPM metrics on the first tick (no interval yet);
+					// everything else the mock answers.
+					if want := m.ID != gpumetric.FanSpeed && m.ID < gpumetric.SMActive; c.Has(r) != want {
 						t.Errorf("%s row %d: present %v, want %v", m.Column, r, c.Has(r), want)
 					}
 				}
@@ -152,6 +153,47 @@ func TestSampleMockDGX(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// GPM metrics measure between two samples: absent on the first tick, then each GPU's own values;
+// a GPU without GPM has them absent and says so once, not every tick.
+func TestGPM(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	n.noGPM[5].Store(true)
+	rec := &logRecorder{}
+	s := newSource(t, n, slog.New(rec))
+	_, _, first := tick(t, s, t0)
+	for _, id := range []gpumetric.ID{gpumetric.SMActive, gpumetric.SMOccupancy, gpumetric.TensorActive, gpumetric.DRAMActive} {
+		if c := column(t, first, id); c.Has(0) {
+			t.Errorf("metric %d present on the first tick", id)
+		}
+	}
+	for tk := 1; tk <= 2; tk++ {
+		_, _, got := tick(t, s, t0.Add(time.Duration(tk)*time.Second))
+		for r := 0; r < 8; r++ {
+			for _, w := range []struct {
+				id   gpumetric.ID
+				base float64
+			}{{gpumetric.SMActive, 60}, {gpumetric.SMOccupancy, 30}, {gpumetric.TensorActive, 40}, {gpumetric.DRAMActive, 20}} {
+				c := column(t, got, w.id)
+				if r == 5 {
+					if c.Has(r) {
+						t.Errorf("tick %d: metric %d present on the GPU without GPM", tk, w.id)
+					}
+					continue
+				}
+				if !c.Has(r) || c.Values[r] != w.base+float64(r) {
+					t.Errorf("tick %d row %d metric %d: present %v value %v, want %v", tk, r, w.id, c.Has(r), c.Values[r], w.base+float64(r))
+				}
+			}
+		}
+	}
+	if got := rec.count("msg", "GPU does not support metric; reported as absent", "metric", "sm_active"); got != 1 {
+		t.Errorf("GPM unsupported logged %d times for sm_active, want once (GPU 5)", got)
+	}
+	if got := rec.count("msg", "GPU metric unavailable; reported as absent"); got != 0 {
+		t.Errorf("%d warnings: the first tick's missing interval is not an error", got)
 	}
 }
 

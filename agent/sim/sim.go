@@ -174,6 +174,14 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				c.Values = append(c.Values, 0)
 			case gpumetric.MIGMode: // whole GPUs, not partitioned
 				c.Values = append(c.Values, 0)
+			case gpumetric.SMActive: // SMs are busy a little less than "a kernel was running"
+				c.Values = append(c.Values, math.Round(clamp(util*0.92+noise(12), 0, 100)*10)/10)
+			case gpumetric.SMOccupancy:
+				c.Values = append(c.Values, math.Round(clamp(util*0.55+noise(13), 0, 100)*10)/10)
+			case gpumetric.TensorActive:
+				c.Values = append(c.Values, math.Round(clamp(util*0.6+noise(14), 0, 100)*10)/10)
+			case gpumetric.DRAMActive:
+				c.Values = append(c.Values, math.Round(clamp(util*0.6*0.9+noise(15), 0, 100)*10)/10)
 			case gpumetric.NVLinkTx:
 				c.Counts = append(c.Counts, st.nvlinkKiB)
 			case gpumetric.NVLinkRx:
@@ -191,7 +199,7 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 	}
 	rows := len(b.TimeUnixMs)
 	for _, c := range b.Metrics {
-		if id := gpumetric.ID(c.Metric); id == gpumetric.FanSpeed || id > gpumetric.MIGMode {
+		if id := gpumetric.ID(c.Metric); id == gpumetric.FanSpeed || id > gpumetric.DRAMActive {
 			c.Present = wire.SetPresent(rows, func(int) bool { return false })
 		}
 	}

@@ -1644,3 +1644,10 @@ GROUP BY t, cluster, node, uuid, model, job_id, rack, pool
 ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
     ADD COLUMN IF NOT EXISTS mig_mode Nullable(Float32) CODEC(ZSTD(1))
 ;
+-- 0013_gpm
+ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
+    ADD COLUMN IF NOT EXISTS sm_active Nullable(Float32) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS sm_occupancy Nullable(Float32) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS tensor_active Nullable(Float32) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS dram_active Nullable(Float32) CODEC(ZSTD(1))
+;
