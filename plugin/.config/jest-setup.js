@@ -41,3 +41,12 @@ Object.defineProperty(Element.prototype, 'getBoundingClientRect', {
 for (const side of ['offsetHeight', 'offsetWidth', 'clientHeight', 'clientWidth']) {
   Object.defineProperty(HTMLElement.prototype, side, { configurable: true, get: () => 400 });
 }
+
+// i18next (under @grafana/i18n) advertises itself on console.info at every init; keep test output for tests.
+const consoleInfo = console.info;
+console.info = (...args) => {
+  if (typeof args[0] === 'string' && args[0].includes('i18next is made possible')) {
+    return;
+  }
+  consoleInfo(...args);
+};

@@ -13,6 +13,9 @@ import { from, map, Observable } from 'rxjs';
 import { VariableQueryEditor } from './components/VariableQueryEditor';
 import { interpolate } from './interpolate';
 import { Compiled, DEFAULT_QUERY, GpuOptions, GpuQuery, MetricInfo, VariableQuery } from './types';
+import { parseVariableQuery } from './variableQuery';
+
+export { parseVariableQuery };
 
 /** DataSource is the browser side of the gpufleet datasource; queries run in the Go backend. */
 export class DataSource extends DataSourceWithBackend<GpuQuery, GpuOptions> {
@@ -100,17 +103,4 @@ export class GpuVariableSupport extends CustomVariableSupport<DataSource, Variab
   query(request: DataQueryRequest<VariableQuery>): Observable<DataQueryResponse> {
     return from(this.ds.metricFindQuery(request.targets[0], { scopedVars: request.scopedVars })).pipe(map((data) => ({ data })));
   }
-}
-
-/** parseVariableQuery reads the text form of a variable query: "dim" or "dim?cluster=value". */
-export function parseVariableQuery(s: string): Pick<VariableQuery, 'dim' | 'cluster'> {
-  const [dim, qs] = s.trim().split('?', 2);
-  const out: Pick<VariableQuery, 'dim' | 'cluster'> = { dim: dim.trim() };
-  if (qs) {
-    const cluster = new URLSearchParams(qs).get('cluster');
-    if (cluster) {
-      out.cluster = cluster;
-    }
-  }
-  return out;
 }

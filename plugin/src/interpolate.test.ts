@@ -1,4 +1,4 @@
-import { conditionalAll, interpolate, sqlString } from './interpolate';
+import { bareNumbers, conditionalAll, interpolate, sqlString } from './interpolate';
 import { fakeTemplateSrv } from './testing';
 
 const srv = fakeTemplateSrv({
@@ -44,6 +44,31 @@ describe('interpolate', () => {
   it('joins a multi-value variable in raw SQL as a list of literals', () => {
     const q = interpolate({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1 WHERE node IN ($nodes)' }, srv);
     expect(q.rawSql).toBe("SELECT 1 WHERE node IN ('node-1','node-2')");
+  });
+
+  it('keeps an injection attempt in a filter a value, and passes a filter value through unquoted', () => {
+    const q = interpolate({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'node', values: ['$evil'] }] }, srv);
+    // Filter values reach the backend as data and are bound as query parameters there.
+    expect(q.filters).toEqual([{ dim: 'node', values: ["x' OR 1=1 --"] }]);
+  });
+
+  it('puts Grafana\'s numeric time and interval variables into raw SQL bare, user variables quoted', () => {
+    const scoped = {
+      __interval_ms: { text: '60000', value: 60000 },
+      __from: { text: '1700000000000', value: 1700000000000 },
+      __interval: { text: '1m', value: '1m' },
+    };
+    const q = interpolate(
+      {
+        refId: 'A',
+        queryType: 'sql',
+        rawSql: 'SELECT $__interval_ms / 1000, ${__from}, $__interval, $__fromTime, $__interval_s WHERE c = $cluster',
+      },
+      srv,
+      scoped
+    );
+    expect(q.rawSql).toBe("SELECT 60000 / 1000, 1700000000000, '1m', $__fromTime, $__interval_s WHERE c = 'east'");
+    expect(bareNumbers('$__from_x $__to', srv, { __to: { text: "1' OR 1=1", value: "1' OR 1=1" } })).toBe('$__from_x $__to');
   });
 
   it('uses scoped variables (repeated panels) before dashboard ones', () => {

@@ -99,6 +99,22 @@ export function conditionalAll(sql: string, srv: TemplateSrv, scopedVars?: Scope
   return out + rest;
 }
 
+// Grafana's own time-range and interval variables in their numeric forms. User variables cannot
+// start with "__", so these are set by the dashboard, never typed by whoever opens it.
+const NUMERIC_BUILTINS = /\$__(?:from|to|interval_ms|range_s|range_ms)\b|\$\{__(?:from|to|interval_ms|range_s|range_ms)\}/g;
+
+/**
+ * bareNumbers puts Grafana's numeric built-ins ($__from, $__to in epoch ms, $__interval_ms,
+ * $__range_s, $__range_ms) into raw SQL unquoted, so that arithmetic on them works; whatever else
+ * (a formatted ${__from:date}, $__interval's "1m", any user variable) is left for the quoting pass.
+ */
+export function bareNumbers(sql: string, srv: TemplateSrv, scopedVars?: ScopedVars): string {
+  return sql.replace(NUMERIC_BUILTINS, (ref) => {
+    const v = srv.replace(ref, scopedVars);
+    return /^\d+$/.test(v) ? v : ref;
+  });
+}
+
 /** interpolate fills template variables into every user-controlled field of a query. */
 export function interpolate(q: GpuQuery, srv: TemplateSrv, scopedVars?: ScopedVars): GpuQuery {
   const one = (v?: string) => (v === undefined ? v : srv.replace(v, scopedVars));
@@ -111,6 +127,9 @@ export function interpolate(q: GpuQuery, srv: TemplateSrv, scopedVars?: ScopedVa
       dim: srv.replace(f.dim, scopedVars),
       values: f.values.flatMap((v) => values(srv, v, scopedVars)),
     })),
-    rawSql: q.rawSql === undefined ? undefined : srv.replace(conditionalAll(q.rawSql, srv, scopedVars), scopedVars, sqlFormat),
+    rawSql:
+      q.rawSql === undefined
+        ? undefined
+        : srv.replace(bareNumbers(conditionalAll(q.rawSql, srv, scopedVars), srv, scopedVars), scopedVars, sqlFormat),
   };
 }

@@ -1,6 +1,5 @@
 import { useEffect, useState } from 'react';
-import { SelectableValue } from '@grafana/data';
-import { Combobox, IconButton, InlineField, MultiSelect, Stack } from '@grafana/ui';
+import { Combobox, ComboboxOption, IconButton, InlineField, MultiCombobox, Stack } from '@grafana/ui';
 
 import { DIMS, Filter } from '../types';
 
@@ -28,7 +27,7 @@ function FilterRow({ filter, onChange, onRemove, labels, index }: {
       live = false;
     };
   }, [filter.dim, labels]);
-  const options: Array<SelectableValue<string>> = [...new Set([...known, ...filter.values])].map((v) => ({ label: v, value: v }));
+  const options: Array<ComboboxOption<string>> = [...new Set([...known, ...filter.values])].map((v) => ({ label: v, value: v }));
   return (
     <Stack gap={1} alignItems="center">
       <Combobox
@@ -39,15 +38,16 @@ function FilterRow({ filter, onChange, onRemove, labels, index }: {
         onChange={(v) => onChange({ dim: v.value, values: [] })}
       />
       <span>in</span>
-      <MultiSelect
-        inputId={`gpufleet-filter-values-${index}`}
-        aria-label={`filter ${index + 1} values`}
-        width={40}
-        allowCustomValue
+      <MultiCombobox
+        id={`gpufleet-filter-values-${index}`}
+        width="auto"
+        minWidth={30}
+        maxWidth={80}
+        createCustomValue
         placeholder="values or $variable"
         options={options}
         value={filter.values}
-        onChange={(vs) => onChange({ ...filter, values: vs.map((v) => v.value ?? '').filter(Boolean) })}
+        onChange={(vs) => onChange({ ...filter, values: vs.map((v) => v.value).filter(Boolean) })}
       />
       <IconButton name="trash-alt" aria-label={`remove filter ${index + 1}`} onClick={onRemove} />
     </Stack>

@@ -58,6 +58,23 @@ describe('QueryEditor', () => {
     expect(screen.queryByText('p99')).not.toBeInTheDocument();
   });
 
+  it('offers every aggregation for a metric the catalogue does not know, such as a variable', async () => {
+    setup({ refId: 'A', queryType: 'series', metric: '$metric', agg: 'avg' });
+    await waitFor(() => expect(screen.getByDisplayValue('$metric')).toBeInTheDocument());
+    await userEvent.click(document.getElementById('gpufleet-agg')!);
+    expect(await screen.findByText('p99')).toBeInTheDocument();
+    expect(screen.getByText('rate')).toBeInTheDocument();
+  });
+
+  it('ranks only gauges in top mode', async () => {
+    setup({ refId: 'A', queryType: 'top', metric: 'gpu_util', agg: 'avg' });
+    await waitFor(() => expect(screen.getByDisplayValue('gpu_util')).toBeInTheDocument());
+    await userEvent.click(document.getElementById('gpufleet-metric')!);
+    await userEvent.clear(document.getElementById('gpufleet-metric')!);
+    expect(await screen.findByRole('option', { name: /gpu_util/ })).toBeInTheDocument();
+    expect(screen.queryByRole('option', { name: /energy_mj/ })).not.toBeInTheDocument();
+  });
+
   it('groups by dimensions', async () => {
     const { onChange } = setup({ refId: 'A', queryType: 'series', metric: 'gpu_util', agg: 'avg', groupBy: ['cluster'] });
     await pick('gpufleet-group-by', 'pool');
@@ -73,6 +90,16 @@ describe('QueryEditor', () => {
     await waitFor(() => expect(ds.labels).toHaveBeenCalledWith('cluster'));
     await pick('gpufleet-filter-values-0', 'west');
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ filters: [{ dim: 'cluster', values: ['west'] }] }));
+  });
+
+  it('takes a template variable as a filter value', async () => {
+    const { onChange } = setup({ refId: 'A', metric: 'gpu_util', agg: 'avg', filters: [{ dim: 'node', values: ['node-1'] }] });
+    await userEvent.type(document.getElementById('gpufleet-filter-values-0')!, '$nodes');
+    // What was typed is offered first, as a custom value.
+    await userEvent.click(await screen.findByRole('option', { name: /\$nodes/ }));
+    expect(onChange).toHaveBeenLastCalledWith(
+      expect.objectContaining({ filters: [{ dim: 'node', values: ['node-1', '$nodes'] }] })
+    );
   });
 
   it('shows the SQL the backend compiled, and its error when it refuses', async () => {

@@ -8,7 +8,7 @@ import {
   InlineField,
   InlineSwitch,
   Input,
-  MultiSelect,
+  MultiCombobox,
   RadioButtonGroup,
   Stack,
   useStyles2,
@@ -31,12 +31,18 @@ const MACROS =
   'Macros: $__timeFilter(col), $__timeInterval(col), $__interval_s, $__fromTime, $__toTime, ' +
   '$__conditionalAll(condition, $var). Template variables are quoted as SQL strings; statements run read-only.';
 
-/** aggsFor is the aggregations a metric takes in this mode. */
-function aggsFor(m: MetricInfo | undefined, mode: QueryType): string[] {
+/**
+ * aggsFor is the aggregations a metric takes in this mode. A metric the catalogue does not know (a
+ * $variable, or the catalogue not loaded yet) gets every aggregation any metric takes.
+ */
+function aggsFor(m: MetricInfo | undefined, mode: QueryType, all: MetricInfo[]): string[] {
   if (mode === 'top') {
     return m?.kind === 'counter' ? [] : TOP_AGGS;
   }
-  return m?.aggs ?? [];
+  if (m) {
+    return m.aggs;
+  }
+  return [...new Set(all.flatMap((x) => x.aggs))];
 }
 
 const getStyles = (theme: GrafanaTheme2) => ({
@@ -70,7 +76,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
   }, [datasource]);
 
   const metric = metrics.find((m) => m.column === query.metric);
-  const aggs = aggsFor(metric, mode);
+  const aggs = aggsFor(metric, mode, metrics);
 
   const change = useCallback(
     (patch: Partial<GpuQuery>, run = true) => {
@@ -106,25 +112,28 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
   }, [datasource, compileKey, intervalMs, maxDataPoints]);
   const shown = compiled && compiled.key === compileKey ? compiled : undefined;
 
+  // Top-K ranks gauges only (the minute rollup's avg, max and min).
   const metricOptions = useMemo(
     () =>
-      metrics.map((m) => ({
+      metrics
+        .filter((m) => mode !== 'top' || m.kind === 'gauge')
+        .map((m) => ({
         label: m.column,
         value: m.column,
-        description: `${m.help}${m.unit ? ` (${m.unit})` : ''}${m.kind === 'counter' ? ', counter' : ''}`,
-      })),
-    [metrics]
+          description: `${m.help}${m.unit ? ` (${m.unit})` : ''}${m.kind === 'counter' ? ', counter' : ''}`,
+        })),
+    [metrics, mode]
   );
 
   const onMetric = (v: ComboboxOption<string>) => {
     const next = metrics.find((m) => m.column === v.value);
-    const allowed = aggsFor(next, mode);
+    const allowed = aggsFor(next, mode, metrics);
     const agg = query.agg && allowed.includes(query.agg) ? query.agg : allowed[0];
     change({ metric: v.value, agg });
   };
 
   const onMode = (m: QueryType) => {
-    const allowed = aggsFor(metric, m);
+    const allowed = aggsFor(metric, m, metrics);
     const agg = query.agg && allowed.includes(query.agg) ? query.agg : allowed[0];
     change({ queryType: m, agg }, m !== 'sql' || Boolean(query.rawSql));
   };
@@ -165,6 +174,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
                 width={16}
                 options={aggs.map((a) => ({ label: a, value: a }))}
                 value={query.agg ?? null}
+                createCustomValue
                 onChange={(v) => change({ agg: v.value })}
               />
             </InlineField>
@@ -172,14 +182,16 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
           </Stack>
           {mode !== 'top' && (
             <InlineField label="Group by" labelWidth={14}>
-              <MultiSelect
-                inputId="gpufleet-group-by"
-                width={48}
+              <MultiCombobox
+                id="gpufleet-group-by"
+                width="auto"
+                minWidth={30}
+                maxWidth={80}
                 options={DIMS.map((d) => ({ label: d, value: d }))}
                 value={query.groupBy ?? []}
-                allowCustomValue
+                createCustomValue
                 placeholder="the whole fleet"
-                onChange={(vs) => change({ groupBy: vs.map((v) => v.value ?? '').filter(Boolean) })}
+                onChange={(vs) => change({ groupBy: vs.map((v) => v.value).filter(Boolean) })}
               />
             </InlineField>
           )}

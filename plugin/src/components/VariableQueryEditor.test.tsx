@@ -19,4 +19,14 @@ describe('VariableQueryEditor', () => {
     render(<VariableQueryEditor query="rack" onChange={jest.fn()} />);
     expect(screen.getByDisplayValue('rack')).toBeInTheDocument();
   });
+
+  it('reads a saved text query with a cluster, and saves it structured', async () => {
+    const onChange = jest.fn();
+    render(<VariableQueryEditor query="node?cluster=$cluster" onChange={onChange} />);
+    expect(screen.getByDisplayValue('node')).toBeInTheDocument();
+    expect(screen.getByDisplayValue('$cluster')).toBeInTheDocument();
+    await userEvent.click(document.getElementById('gpufleet-variable-dim')!);
+    await userEvent.click(await screen.findByRole('option', { name: 'gpu' }));
+    expect(onChange).toHaveBeenLastCalledWith({ refId: 'variable', dim: 'gpu', cluster: '$cluster' });
+  });
 });

@@ -1,6 +1,7 @@
 import { Combobox, InlineField, Input } from '@grafana/ui';
 
 import { DIMS, VariableQuery } from '../types';
+import { parseVariableQuery } from '../variableQuery';
 
 interface Props {
   // A string is how variables saved by the text form arrive.
@@ -10,8 +11,9 @@ interface Props {
 
 /** VariableQueryEditor picks the dimension whose values a template variable lists, optionally in one cluster. */
 export function VariableQueryEditor({ query, onChange }: Props) {
-  const q: VariableQuery =
-    typeof query === 'string' ? { refId: 'variable', dim: query || 'node' } : { ...query, dim: query?.dim || 'node' };
+  // The text form ("node?cluster=$cluster") becomes the structured one on the first edit.
+  const base: VariableQuery = typeof query === 'string' ? { refId: 'variable', ...parseVariableQuery(query) } : query;
+  const q: VariableQuery = { ...base, dim: base?.dim || 'node' };
   return (
     <>
       <InlineField label="Values of" labelWidth={16} tooltip="the distinct values seen in the last 7 days">
