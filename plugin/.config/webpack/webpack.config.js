@@ -71,8 +71,8 @@ module.exports = (env = {}) => ({
     minimizer: [new TerserPlugin({ terserOptions: { compress: { drop_console: ['log', 'info'] } } })],
   },
   output: {
-    // Keep the backend binaries (gpx_<id>_<os>_<arch>) make plugin-backend put here.
-    clean: { keep: /gpx_.*_(amd64|arm64)(\.exe)?$/ },
+    // Keep the backend binaries (gpx_<id>_<os>_<arch>) make plugin-backend put here (create-plugin's pattern).
+    clean: { keep: /(.*?_(amd64|arm(64)?)(\.exe)?|go_plugin_build_manifest)$/ },
     filename: '[name].js',
     library: { type: 'amd' },
     path: path.join(root, 'dist'),
