@@ -8,6 +8,7 @@ const srv = fakeTemplateSrv({
   evil: { current: "x' OR 1=1 --", options: [] },
   backslash: { current: "a\\' OR 1=1 --", options: [] },
   metric: { current: 'temp_gpu_c', options: [] },
+  racks: { current: ['$__all'], options: ['r1', 'r2'], allValue: '.*' },
   by: { current: ['cluster', 'pool'], options: [] },
 });
 
@@ -44,6 +45,11 @@ describe('interpolate', () => {
   it('joins a multi-value variable in raw SQL as a list of literals', () => {
     const q = interpolate({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1 WHERE node IN ($nodes)' }, srv);
     expect(q.rawSql).toBe("SELECT 1 WHERE node IN ('node-1','node-2')");
+  });
+
+  it('expands All to every option in a filter even when the variable has a custom All value', () => {
+    const q = interpolate({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'rack', values: ['$racks'] }] }, srv);
+    expect(q.filters).toEqual([{ dim: 'rack', values: ['r1', 'r2'] }]);
   });
 
   it('keeps an injection attempt in a filter a value, and passes a filter value through unquoted', () => {

@@ -22,19 +22,49 @@ function listFormat(value: string | string[]): string {
 
 /** values interpolates one user value that may hold a multi-value variable into the values it stands for. */
 export function values(srv: TemplateSrv, v: string, scopedVars?: ScopedVars): string[] {
+  const all = customAllOptions(srv, v, scopedVars);
+  if (all) {
+    return all;
+  }
   return srv
     .replace(v, scopedVars, listFormat)
     .split(SEP)
     .filter((s) => s !== '');
 }
 
+/** refName is the variable a whole-value reference ($name, ${name}, ${name:fmt}, [[name]]) names. */
+function refName(ref: string): string | undefined {
+  const m = /^\$\{?(\w+)(?::\w+)?\}?$/.exec(ref.trim()) ?? /^\[\[(\w+)\]\]$/.exec(ref.trim());
+  return m?.[1];
+}
+
+/**
+ * customAllOptions: a variable set to All whose custom All value (such as ".*") Grafana inserts as
+ * written, bypassing format functions, stands in a filter for every option it has; undefined for
+ * anything else, which replace() handles.
+ */
+function customAllOptions(srv: TemplateSrv, ref: string, scopedVars?: ScopedVars): string[] | undefined {
+  const name = refName(ref);
+  if (!name || scopedVars?.[name]) {
+    return undefined;
+  }
+  const variable = srv.getVariables().find((x) => x.name === name) as
+    | { allValue?: string | null; current?: { value?: unknown }; options?: Array<{ value: string | string[] }> }
+    | undefined;
+  const cur = variable?.current?.value;
+  const isAllSelected = cur === '$__all' || (Array.isArray(cur) && cur.includes('$__all'));
+  if (!variable?.allValue || !isAllSelected || !Array.isArray(variable.options)) {
+    return undefined;
+  }
+  return variable.options.flatMap((o) => o.value).filter((v) => v !== '$__all' && v !== '');
+}
+
 /** isAll reports whether the variable a reference names is set to All or to nothing. */
 function isAll(srv: TemplateSrv, ref: string, scopedVars?: ScopedVars): boolean {
-  const m = /^\$\{?(\w+)(?::\w+)?\}?$/.exec(ref.trim()) ?? /^\[\[(\w+)\]\]$/.exec(ref.trim());
-  if (!m) {
+  const name = refName(ref);
+  if (!name) {
     return ref.trim() === '' || ref.trim() === "''";
   }
-  const name = m[1];
   if (scopedVars?.[name]) {
     const v = scopedVars[name]?.value;
     return v === '$__all' || (Array.isArray(v) && (v.length === 0 || v.includes('$__all'))) || v === '';

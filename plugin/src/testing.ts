@@ -5,6 +5,8 @@ import { TemplateSrv } from '@grafana/runtime';
 export interface TestVariable {
   current: string | string[];
   options: string[];
+  /** A custom All value: inserted as written when All is selected, as Grafana's scenes do. */
+  allValue?: string;
 }
 
 /**
@@ -13,7 +15,7 @@ export interface TestVariable {
  * for All every option), otherwise several values join with commas.
  */
 export function fakeTemplateSrv(vars: Record<string, TestVariable>): TemplateSrv {
-  const valueOf = (name: string, scoped?: ScopedVars): string | string[] | undefined => {
+  const valueOf = (name: string, scoped?: ScopedVars): string | string[] | { custom: string } | undefined => {
     if (scoped?.[name]) {
       return scoped[name]?.value as string | string[];
     }
@@ -23,20 +25,30 @@ export function fakeTemplateSrv(vars: Record<string, TestVariable>): TemplateSrv
     }
     const cur = v.current;
     if (cur === '$__all' || (Array.isArray(cur) && cur.includes('$__all'))) {
-      return v.options;
+      return v.allValue ? { custom: v.allValue } : v.options;
     }
     return cur;
   };
   return {
     getVariables: () =>
       Object.entries(vars).map(
-        ([name, v]) => ({ name, type: 'custom', current: { value: v.current, text: v.current } }) as unknown as TypedVariableModel
+        ([name, v]) =>
+          ({
+            name,
+            type: 'custom',
+            current: { value: v.current, text: v.current },
+            options: [{ value: '$__all', text: 'All' }, ...v.options.map((o) => ({ value: o, text: o }))],
+            allValue: v.allValue,
+          }) as unknown as TypedVariableModel
       ),
     replace: (target?: string, scopedVars?: ScopedVars, format?: string | Function) =>
       (target ?? '').replace(/\$\{(\w+)(?::\w+)?\}|\$(\w+)/g, (m, a, b) => {
         const value = valueOf(a ?? b, scopedVars);
         if (value === undefined) {
           return m;
+        }
+        if (typeof value === 'object' && 'custom' in value) {
+          return value.custom;
         }
         if (typeof format === 'function') {
           return format(value);
