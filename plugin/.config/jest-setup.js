@@ -19,7 +19,10 @@ Object.defineProperty(global, 'matchMedia', {
 });
 
 // Canvas: only text measuring (Combobox sizes its menu with it).
-HTMLCanvasElement.prototype.getContext = () => ({ font: '', measureText: (text) => ({ width: String(text).length * 8 }) });
+HTMLCanvasElement.prototype.getContext = () => ({
+  font: '',
+  measureText: (text) => ({ width: String(text).length * 8 }),
+});
 
 // Menus and scroll containers observe their size and visibility; jsdom has neither observer.
 class NoopObserver {

@@ -50,7 +50,12 @@ describe('DataSource', () => {
   it('asks the backend to compile the interpolated query over the range', async () => {
     const { ds, postResource } = newDS();
     const range = { from: { valueOf: () => 1000 }, to: { valueOf: () => 61000 } } as never;
-    await ds.compile({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'cluster', values: ['$cluster'] }] }, range, 15000, 500);
+    await ds.compile(
+      { refId: 'A', metric: 'gpu_util', filters: [{ dim: 'cluster', values: ['$cluster'] }] },
+      range,
+      15000,
+      500
+    );
     expect(postResource).toHaveBeenCalledWith(
       'compile',
       expect.objectContaining({

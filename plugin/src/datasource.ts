@@ -101,6 +101,8 @@ export class GpuVariableSupport extends CustomVariableSupport<DataSource, Variab
   }
 
   query(request: DataQueryRequest<VariableQuery>): Observable<DataQueryResponse> {
-    return from(this.ds.metricFindQuery(request.targets[0], { scopedVars: request.scopedVars })).pipe(map((data) => ({ data })));
+    return from(this.ds.metricFindQuery(request.targets[0], { scopedVars: request.scopedVars })).pipe(
+      map((data) => ({ data }))
+    );
   }
 }

@@ -38,7 +38,10 @@ describe('interpolate', () => {
   });
 
   it('quotes variables in raw SQL so that a value stays one string literal', () => {
-    const q = interpolate({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1 WHERE node = $evil AND c = $backslash' }, srv);
+    const q = interpolate(
+      { refId: 'A', queryType: 'sql', rawSql: 'SELECT 1 WHERE node = $evil AND c = $backslash' },
+      srv
+    );
     expect(q.rawSql).toBe("SELECT 1 WHERE node = 'x\\' OR 1=1 --' AND c = 'a\\\\\\' OR 1=1 --'");
   });
 
@@ -58,7 +61,7 @@ describe('interpolate', () => {
     expect(q.filters).toEqual([{ dim: 'node', values: ["x' OR 1=1 --"] }]);
   });
 
-  it('puts Grafana\'s numeric time and interval variables into raw SQL bare, user variables quoted', () => {
+  it("puts Grafana's numeric time and interval variables into raw SQL bare, user variables quoted", () => {
     const scoped = {
       __interval_ms: { text: '60000', value: 60000 },
       __from: { text: '1700000000000', value: 1700000000000 },
@@ -74,13 +77,19 @@ describe('interpolate', () => {
       scoped
     );
     expect(q.rawSql).toBe("SELECT 60000 / 1000, 1700000000000, '1m', $__fromTime, $__interval_s WHERE c = 'east'");
-    expect(bareNumbers('$__from_x $__to', srv, { __to: { text: "1' OR 1=1", value: "1' OR 1=1" } })).toBe('$__from_x $__to');
+    expect(bareNumbers('$__from_x $__to', srv, { __to: { text: "1' OR 1=1", value: "1' OR 1=1" } })).toBe(
+      '$__from_x $__to'
+    );
   });
 
   it('uses scoped variables (repeated panels) before dashboard ones', () => {
-    const q = interpolate({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'cluster', values: ['$cluster'] }] }, srv, {
-      cluster: { text: 'west', value: 'west' },
-    });
+    const q = interpolate(
+      { refId: 'A', metric: 'gpu_util', filters: [{ dim: 'cluster', values: ['$cluster'] }] },
+      srv,
+      {
+        cluster: { text: 'west', value: 'west' },
+      }
+    );
     expect(q.filters?.[0].values).toEqual(['west']);
   });
 });
@@ -90,7 +99,11 @@ describe('conditionalAll', () => {
     expect(conditionalAll('WHERE $__conditionalAll(pool IN ($pools), $pools) AND x', srv)).toBe('WHERE 1=1 AND x');
     expect(conditionalAll('WHERE $__conditionalAll(node IN ($nodes), $nodes)', srv)).toBe('WHERE node IN ($nodes)');
     const q = interpolate(
-      { refId: 'A', queryType: 'sql', rawSql: "SELECT 1 WHERE $__conditionalAll(node IN ($nodes, 'a,b'), ${nodes}) LIMIT 1" },
+      {
+        refId: 'A',
+        queryType: 'sql',
+        rawSql: "SELECT 1 WHERE $__conditionalAll(node IN ($nodes, 'a,b'), ${nodes}) LIMIT 1",
+      },
       srv
     );
     expect(q.rawSql).toBe("SELECT 1 WHERE node IN ('node-1','node-2', 'a,b') LIMIT 1");

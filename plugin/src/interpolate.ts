@@ -131,7 +131,8 @@ export function conditionalAll(sql: string, srv: TemplateSrv, scopedVars?: Scope
 
 // Grafana's own time-range and interval variables in their numeric forms. User variables cannot
 // start with "__", so these are set by the dashboard, never typed by whoever opens it.
-const NUMERIC_BUILTINS = /\$__(?:from|to|interval_ms|range_s|range_ms)\b|\$\{__(?:from|to|interval_ms|range_s|range_ms)\}/g;
+const NUMERIC_BUILTINS =
+  /\$__(?:from|to|interval_ms|range_s|range_ms)\b|\$\{__(?:from|to|interval_ms|range_s|range_ms)\}/g;
 
 /**
  * bareNumbers puts Grafana's numeric built-ins ($__from, $__to in epoch ms, $__interval_ms,

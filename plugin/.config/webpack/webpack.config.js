@@ -37,7 +37,8 @@ const externals = [
   /^@grafana\/runtime/i,
   /^@grafana\/data/i,
   // Legacy SDK imports ("grafana/app/…") resolve to Grafana's own modules.
-  ({ request }, callback) => (request && request.startsWith('grafana/') ? callback(undefined, request.slice(8)) : callback()),
+  ({ request }, callback) =>
+    request && request.startsWith('grafana/') ? callback(undefined, request.slice(8)) : callback(),
 ];
 
 module.exports = (env = {}) => ({

@@ -53,17 +53,25 @@ describe('ConfigEditor', () => {
     const { rerender } = render(<ConfigEditor options={settings()} onOptionsChange={jest.fn()} />);
     expect(screen.getByText(/must never be opened by two processes at once/)).toBeInTheDocument();
     expect(screen.queryByText('Address and chDB directory are exclusive')).not.toBeInTheDocument();
-    rerender(<ConfigEditor options={settings({ address: 'ch:9000', chdbPath: '/data' })} onOptionsChange={jest.fn()} />);
+    rerender(
+      <ConfigEditor options={settings({ address: 'ch:9000', chdbPath: '/data' })} onOptionsChange={jest.fn()} />
+    );
     expect(screen.getByText('Address and chDB directory are exclusive')).toBeInTheDocument();
   });
 
   it('asks for certificates only when a TLS option needs them', () => {
     const onOptionsChange = jest.fn();
-    const { rerender } = render(<ConfigEditor options={settings({ address: 'ch:9440' })} onOptionsChange={onOptionsChange} />);
+    const { rerender } = render(
+      <ConfigEditor options={settings({ address: 'ch:9440' })} onOptionsChange={onOptionsChange} />
+    );
     expect(screen.queryByText('Client certificate')).not.toBeInTheDocument();
     fireEvent.click(document.getElementById('gpufleet-client-auth')!);
-    expect(onOptionsChange).toHaveBeenLastCalledWith(expect.objectContaining({ jsonData: { address: 'ch:9440', tlsAuth: true } }));
-    rerender(<ConfigEditor options={settings({ address: 'ch:9440', tlsAuth: true })} onOptionsChange={onOptionsChange} />);
+    expect(onOptionsChange).toHaveBeenLastCalledWith(
+      expect.objectContaining({ jsonData: { address: 'ch:9440', tlsAuth: true } })
+    );
+    rerender(
+      <ConfigEditor options={settings({ address: 'ch:9440', tlsAuth: true })} onOptionsChange={onOptionsChange} />
+    );
     expect(screen.getByText('Client certificate')).toBeInTheDocument();
     expect(screen.getByText('Client key')).toBeInTheDocument();
   });

@@ -45,10 +45,22 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           />
         </Field>
         <Field label="Database" description="where gpufleet migrate created the schema">
-          <Input id="gpufleet-database" value={jsonData.database ?? ''} placeholder="gpufleet" onChange={text('database')} width={40} />
+          <Input
+            id="gpufleet-database"
+            value={jsonData.database ?? ''}
+            placeholder="gpufleet"
+            onChange={text('database')}
+            width={40}
+          />
         </Field>
         <Field label="Username" description="a read-only user is enough: the plugin only reads">
-          <Input id="gpufleet-username" value={jsonData.username ?? ''} placeholder="default" onChange={text('username')} width={40} />
+          <Input
+            id="gpufleet-username"
+            value={jsonData.username ?? ''}
+            placeholder="default"
+            onChange={text('username')}
+            width={40}
+          />
         </Field>
         <Field label="Password">
           <SecretInput
@@ -66,11 +78,23 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         <InlineField label="Secure connection" labelWidth={26} tooltip="TLS with the system's trusted CAs">
           <InlineSwitch id="gpufleet-secure" value={Boolean(jsonData.secure)} onChange={flag('secure')} />
         </InlineField>
-        <InlineField label="Skip TLS verify" labelWidth={26} tooltip="do not check the server's certificate: tests only">
-          <InlineSwitch id="gpufleet-skip-verify" value={Boolean(jsonData.tlsSkipVerify)} onChange={flag('tlsSkipVerify')} />
+        <InlineField
+          label="Skip TLS verify"
+          labelWidth={26}
+          tooltip="do not check the server's certificate: tests only"
+        >
+          <InlineSwitch
+            id="gpufleet-skip-verify"
+            value={Boolean(jsonData.tlsSkipVerify)}
+            onChange={flag('tlsSkipVerify')}
+          />
         </InlineField>
         <InlineField label="With CA certificate" labelWidth={26} tooltip="verify the server against this CA">
-          <InlineSwitch id="gpufleet-ca" value={Boolean(jsonData.tlsAuthWithCACert)} onChange={flag('tlsAuthWithCACert')} />
+          <InlineSwitch
+            id="gpufleet-ca"
+            value={Boolean(jsonData.tlsAuthWithCACert)}
+            onChange={flag('tlsAuthWithCACert')}
+          />
         </InlineField>
         <InlineField label="TLS client authentication" labelWidth={26} tooltip="present a client certificate">
           <InlineSwitch id="gpufleet-client-auth" value={Boolean(jsonData.tlsAuth)} onChange={flag('tlsAuth')} />
@@ -116,12 +140,18 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
 
       <FieldSet label="Embedded chDB (tests and single-process development)">
         <Alert severity="info" title="One process per data directory">
-          A ClickHouse data directory must never be opened by two processes at once. Use a chDB directory only for
-          tests and single-process development, with nothing else (no gpufleet ingest, no other Grafana) holding it:
-          the backend refuses a directory that is in use.
+          A ClickHouse data directory must never be opened by two processes at once. Use a chDB directory only for tests
+          and single-process development, with nothing else (no gpufleet ingest, no other Grafana) holding it: the
+          backend refuses a directory that is in use.
         </Alert>
         <Field label="chDB directory" description="a data directory gpufleet filled; leave the address empty">
-          <Input id="gpufleet-chdb" value={jsonData.chdbPath ?? ''} placeholder="/var/lib/gpufleet" onChange={text('chdbPath')} width={40} />
+          <Input
+            id="gpufleet-chdb"
+            value={jsonData.chdbPath ?? ''}
+            placeholder="/var/lib/gpufleet"
+            onChange={text('chdbPath')}
+            width={40}
+          />
         </Field>
       </FieldSet>
     </>

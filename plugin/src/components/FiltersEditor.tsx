@@ -10,7 +10,13 @@ interface Props {
   labels: (dim: string) => Promise<string[]>;
 }
 
-function FilterRow({ filter, onChange, onRemove, labels, index }: {
+function FilterRow({
+  filter,
+  onChange,
+  onRemove,
+  labels,
+  index,
+}: {
   filter: Filter;
   onChange: (f: Filter) => void;
   onRemove: () => void;
@@ -27,7 +33,10 @@ function FilterRow({ filter, onChange, onRemove, labels, index }: {
       live = false;
     };
   }, [filter.dim, labels]);
-  const options: Array<ComboboxOption<string>> = [...new Set([...known, ...filter.values])].map((v) => ({ label: v, value: v }));
+  const options: Array<ComboboxOption<string>> = [...new Set([...known, ...filter.values])].map((v) => ({
+    label: v,
+    value: v,
+  }));
   return (
     <Stack gap={1} alignItems="center">
       <Combobox
@@ -69,7 +78,11 @@ export function FiltersEditor({ filters, onChange, labels }: Props) {
             onRemove={() => onChange(filters.filter((_, j) => j !== i))}
           />
         ))}
-        <IconButton name="plus" aria-label="add filter" onClick={() => onChange([...filters, { dim: 'cluster', values: [] }])} />
+        <IconButton
+          name="plus"
+          aria-label="add filter"
+          onClick={() => onChange([...filters, { dim: 'cluster', values: [] }])}
+        />
       </Stack>
     </InlineField>
   );

@@ -76,7 +76,13 @@ describe('QueryEditor', () => {
   });
 
   it('groups by dimensions', async () => {
-    const { onChange } = setup({ refId: 'A', queryType: 'series', metric: 'gpu_util', agg: 'avg', groupBy: ['cluster'] });
+    const { onChange } = setup({
+      refId: 'A',
+      queryType: 'series',
+      metric: 'gpu_util',
+      agg: 'avg',
+      groupBy: ['cluster'],
+    });
     await pick('gpufleet-group-by', 'pool');
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ groupBy: ['cluster', 'pool'] }));
   });
@@ -86,14 +92,23 @@ describe('QueryEditor', () => {
     await userEvent.click(screen.getByLabelText('add filter'));
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ filters: [{ dim: 'cluster', values: [] }] }));
     const q = onChange.mock.lastCall[0] as GpuQuery;
-    rerender(<QueryEditor query={q} onChange={onChange} onRunQuery={jest.fn()} datasource={ds as unknown as DataSource} />);
+    rerender(
+      <QueryEditor query={q} onChange={onChange} onRunQuery={jest.fn()} datasource={ds as unknown as DataSource} />
+    );
     await waitFor(() => expect(ds.labels).toHaveBeenCalledWith('cluster'));
     await pick('gpufleet-filter-values-0', 'west');
-    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ filters: [{ dim: 'cluster', values: ['west'] }] }));
+    expect(onChange).toHaveBeenLastCalledWith(
+      expect.objectContaining({ filters: [{ dim: 'cluster', values: ['west'] }] })
+    );
   });
 
   it('takes a template variable as a filter value', async () => {
-    const { onChange } = setup({ refId: 'A', metric: 'gpu_util', agg: 'avg', filters: [{ dim: 'node', values: ['node-1'] }] });
+    const { onChange } = setup({
+      refId: 'A',
+      metric: 'gpu_util',
+      agg: 'avg',
+      filters: [{ dim: 'node', values: ['node-1'] }],
+    });
     await userEvent.type(document.getElementById('gpufleet-filter-values-0')!, '$nodes');
     // What was typed is offered first, as a custom value.
     await userEvent.click(await screen.findByRole('option', { name: /\$nodes/ }));
@@ -109,8 +124,17 @@ describe('QueryEditor', () => {
       'SELECT t, value FROM gpufleet.fleet_1m -- reads fleet_1m'
     );
     ds.compile.mockRejectedValueOnce({ data: { error: 'invalid query: metric: "nope" is not a gpu_samples metric' } });
-    rerender(<QueryEditor query={{ refId: 'A', metric: 'nope' }} onChange={jest.fn()} onRunQuery={jest.fn()} datasource={ds as unknown as DataSource} />);
-    expect(await screen.findByRole('alert', {}, { timeout: 2000 })).toHaveTextContent('"nope" is not a gpu_samples metric');
+    rerender(
+      <QueryEditor
+        query={{ refId: 'A', metric: 'nope' }}
+        onChange={jest.fn()}
+        onRunQuery={jest.fn()}
+        datasource={ds as unknown as DataSource}
+      />
+    );
+    expect(await screen.findByRole('alert', {}, { timeout: 2000 })).toHaveTextContent(
+      '"nope" is not a gpu_samples metric'
+    );
   });
 
   it('ranks GPUs in top mode with an order and a count', async () => {
@@ -130,7 +154,9 @@ describe('QueryEditor', () => {
     const q = onChange.mock.lastCall[0] as GpuQuery;
     expect(q.queryType).toBe('sql');
     const onRunQuery = jest.fn();
-    rerender(<QueryEditor query={q} onChange={onChange} onRunQuery={onRunQuery} datasource={ds as unknown as DataSource} />);
+    rerender(
+      <QueryEditor query={q} onChange={onChange} onRunQuery={onRunQuery} datasource={ds as unknown as DataSource} />
+    );
     expect(screen.getByText(/\$__timeFilter\(col\)/)).toBeInTheDocument();
     const editor = screen.getByLabelText('SQL editor');
     fireEvent.blur(editor, { target: { value: 'SELECT count() FROM gpufleet.gpu_samples WHERE $__timeFilter(time)' } });

@@ -91,7 +91,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
   // The SQL the builder query runs, asked of the backend a moment after the last change.
   const intervalMs = data?.request?.intervalMs;
   const maxDataPoints = data?.request?.maxDataPoints;
-  const compileKey = mode === 'sql' || !query.metric ? '' : JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]);
+  const compileKey =
+    mode === 'sql' || !query.metric ? '' : JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]);
   useEffect(() => {
     if (!compileKey) {
       return;
@@ -118,8 +119,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
       metrics
         .filter((m) => mode !== 'top' || m.kind === 'gauge')
         .map((m) => ({
-        label: m.column,
-        value: m.column,
+          label: m.column,
+          value: m.column,
           description: `${m.help}${m.unit ? ` (${m.unit})` : ''}${m.kind === 'counter' ? ', counter' : ''}`,
         })),
     [metrics, mode]
@@ -198,10 +199,19 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
           <FiltersEditor
             filters={query.filters ?? []}
             labels={(dim) => datasource.labels(dim)}
-            onChange={(filters: Filter[]) => change({ filters }, filters.every((f) => f.values.length > 0))}
+            onChange={(filters: Filter[]) =>
+              change(
+                { filters },
+                filters.every((f) => f.values.length > 0)
+              )
+            }
           />
           {mode === 'series' && (
-            <InlineField label="Fill gaps" labelWidth={14} tooltip="every step of every series, empty where nothing was read">
+            <InlineField
+              label="Fill gaps"
+              labelWidth={14}
+              tooltip="every step of every series, empty where nothing was read"
+            >
               <InlineSwitch value={Boolean(query.fill)} onChange={(e) => change({ fill: e.currentTarget.checked })} />
             </InlineField>
           )}
