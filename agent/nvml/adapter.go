@@ -306,6 +306,15 @@ func (d device) GPM(ids []uint32, out []FieldValue) error {
 	return nil
 }
 
+func (d device) Release() error {
+	g := d.gpm
+	if !g.supported {
+		return nil
+	}
+	g.supported, g.checked = false, true
+	return errors.Join(wrap("nvmlGpmSampleFree", g.prev.Free()), wrap("nvmlGpmSampleFree", g.cur.Free()))
+}
+
 func (d device) PerformanceState() (uint32, error) {
 	v, ret := d.d.GetPerformanceState()
 	return uint32(v), wrap("nvmlDeviceGetPerformanceState", ret)

@@ -30,15 +30,20 @@ type node struct {
 	xids    chan gonvml.EventData
 	// noGPM marks GPUs that answer GPM is not supported (pre-Hopper boards).
 	noGPM []atomic.Bool
+	// gpmSamples are the GPM samples the source allocated.
+	gpmSamples []*gpmSample
 }
 
 // gpmSample is a GPM sample as the mock library hands them out: it remembers the GPU it was taken
-// from, so GpmMetricsGet can answer for that GPU.
-type gpmSample struct{ dev gonvml.Device }
+// from, so GpmMetricsGet can answer for that GPU, and whether it was freed.
+type gpmSample struct {
+	dev   gonvml.Device
+	freed bool
+}
 
 func (g *gpmSample) Get(d gonvml.Device) gonvml.Return       { g.dev = d; return gonvml.SUCCESS }
 func (g *gpmSample) MigGet(gonvml.Device, int) gonvml.Return { return gonvml.ERROR_NOT_SUPPORTED }
-func (g *gpmSample) Free() gonvml.Return                     { return gonvml.SUCCESS }
+func (g *gpmSample) Free() gonvml.Return                     { g.freed = true; return gonvml.SUCCESS }
 
 // gpmBase is what the mock answers for each GPM metric on GPU 0; GPU i answers base + i.
 var gpmBase = map[uint32]float64{2: 60, 3: 30, 5: 40, 10: 20}
@@ -134,7 +139,11 @@ func newNode(t testing.TB, srv *server.Server) *node {
 			return gonvml.GpmSupport{Version: gonvml.GPM_SUPPORT_VERSION, IsSupportedDevice: 1}, gonvml.SUCCESS
 		}
 	}
-	srv.GpmSampleAllocFunc = func() (gonvml.GpmSample, gonvml.Return) { return &gpmSample{}, gonvml.SUCCESS }
+	srv.GpmSampleAllocFunc = func() (gonvml.GpmSample, gonvml.Return) {
+		g := &gpmSample{}
+		n.gpmSamples = append(n.gpmSamples, g)
+		return g, gonvml.SUCCESS
+	}
 	srv.GpmMetricsGetFunc = func(mg *gonvml.GpmMetricsGetType) gonvml.Return {
 		s1, s2 := mg.Sample1.(*gpmSample), mg.Sample2.(*gpmSample)
 		if s1.dev == nil || s1.dev != s2.dev || mg.Version != gonvml.GPM_METRICS_GET_VERSION {

@@ -91,6 +91,9 @@ type Device interface {
 	// call, into out[i].Float as FieldValues does; Hopper and later. The first call has no
 	// interval: every out[i].Err is errNoInterval.
 	GPM(ids []uint32, out []FieldValue) error
+	// Release frees what the device holds in NVML (its GPM samples); the source calls it once,
+	// on Close.
+	Release() error
 }
 
 // Field names an NVML field value: its NVML_FI_* id and scope (NVLink id; AllLinks sums them).

@@ -181,12 +181,15 @@ func (s *Source) Identity() (cluster, node string) { return s.cluster, s.node }
 
 // Close releases the XID subscription. NVML itself is shut down by whoever opened it.
 func (s *Source) Close() error {
-	if s.xid == nil {
-		return nil
+	var errs []error
+	if s.xid != nil {
+		errs = append(errs, s.xid.Close())
+		s.xid = nil
 	}
-	err := s.xid.Close()
-	s.xid = nil
-	return err
+	for _, d := range s.devs {
+		errs = append(errs, d.Release())
+	}
+	return errors.Join(errs...)
 }
 
 // maxXIDs bounds the events drained per tick, so a GPU storming XIDs cannot stall sampling.

@@ -195,6 +195,19 @@ func TestGPM(t *testing.T) {
 	if got := rec.count("msg", "GPU metric unavailable; reported as absent"); got != 0 {
 		t.Errorf("%d warnings: the first tick's missing interval is not an error", got)
 	}
+	// Two samples for each GPU with GPM, all freed on Close.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	freed := 0
+	for _, g := range n.gpmSamples {
+		if g.freed {
+			freed++
+		}
+	}
+	if len(n.gpmSamples) != 14 || freed != 14 {
+		t.Errorf("%d GPM samples allocated, %d freed; want 2 per GPU with GPM (14), all freed", len(n.gpmSamples), freed)
+	}
 }
 
 // Readings the registry does not carry yet (see the report on issue #3) are still read.
