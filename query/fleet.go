@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gpufleet/gpufleet/gpumetric"
@@ -68,18 +68,11 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 	if ascending {
 		order = "ASC"
 	}
-	where, p := minuteWhere, store.Params{}
-	for i, f := range filters {
-		if !slices.Contains(dims, f.Dim) { // every dim is a gpu_1m key
-			return "", nil, invalid("filters", "%q is not one of %v", f.Dim, dims)
-		}
-		if len(f.Values) == 0 {
-			return "", nil, invalid("filters", "%s has no values", f.Dim)
-		}
-		name := "f" + strconv.Itoa(i)
-		where += fmt.Sprintf(" AND %s IN {%s:Array(String)}", f.Dim, name)
-		p[name] = store.FormatArray(f.Values)
+	if err := checkFilters(filters); err != nil { // every dim is a gpu_1m key
+		return "", nil, err
 	}
+	p := store.Params{}
+	where := strings.Join(append([]string{minuteWhere}, bindFilters(filters, p)...), " AND ")
 	return fmt.Sprintf("SELECT cluster, node, uuid, any(model), anyLast(job_id), %s AS value FROM %s WHERE %s AND %s > 0 "+
 		"GROUP BY cluster, node, uuid ORDER BY value %s, node, uuid LIMIT %d",
 		value, store.Table(db, "gpu_1m"), where, rollup.N(metric), order, k), p, nil

@@ -134,13 +134,8 @@ func (q *Query) Validate() error {
 			return invalid("group_by", "%q is not one of %v", d, dims)
 		}
 	}
-	for _, f := range q.Filters {
-		if !slices.Contains(dims, f.Dim) {
-			return invalid("filters", "%q is not one of %v", f.Dim, dims)
-		}
-		if len(f.Values) == 0 {
-			return invalid("filters", "%s has no values", f.Dim)
-		}
+	if err := checkFilters(q.Filters); err != nil {
+		return err
 	}
 	if !q.To.After(q.From) {
 		return invalid("to", "%s is not after from %s", q.To.UTC().Format(time.RFC3339), q.From.UTC().Format(time.RFC3339))
@@ -178,12 +173,7 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 	for _, d := range q.GroupBy {
 		groups = append(groups, string(d))
 	}
-	var where []string
-	for i, f := range q.Filters {
-		name := "f" + strconv.Itoa(i)
-		where = append(where, fmt.Sprintf("%s IN {%s:Array(String)}", f.Dim, name))
-		p[name] = store.FormatArray(f.Values)
-	}
+	where := bindFilters(q.Filters, p)
 	c := &Compiled{Params: p, Columns: append(append([]string{"t"}, groups...), "value"), Table: "gpu_samples"}
 	var sql strings.Builder
 	if l := q.pickLevel(); l != nil {
@@ -467,6 +457,31 @@ func ParseDims(names []string) ([]Dim, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// checkFilters refuses a filter on a column that is not a dimension (it is pasted into the SQL as
+// an identifier) and one with no values (IN () would match nothing, silently).
+func checkFilters(filters []Filter) error {
+	for _, f := range filters {
+		if !slices.Contains(dims, f.Dim) {
+			return invalid("filters", "%q is not one of %v", f.Dim, dims)
+		}
+		if len(f.Values) == 0 {
+			return invalid("filters", "%s has no values", f.Dim)
+		}
+	}
+	return nil
+}
+
+// bindFilters returns one WHERE condition per checked filter, its values bound in p as f0, f1, ….
+func bindFilters(filters []Filter, p store.Params) []string {
+	where := make([]string, 0, len(filters))
+	for i, f := range filters {
+		name := "f" + strconv.Itoa(i)
+		where = append(where, fmt.Sprintf("%s IN {%s:Array(String)}", f.Dim, name))
+		p[name] = store.FormatArray(f.Values)
+	}
+	return where
 }
 
 // ParseFilter reads a filter written dim=v1|v2.

@@ -104,6 +104,20 @@ func (p *params) window(now time.Time, since time.Duration) (time.Time, time.Tim
 	return from, to
 }
 
+// filters reads every filter=dim=v1|v2 parameter; the first bad one is the request's error.
+func (p *params) filters() []query.Filter {
+	var out []query.Filter
+	for _, f := range p.r.URL.Query()["filter"] {
+		filter, err := query.ParseFilter(f)
+		if err != nil {
+			p.fail(bad("filter", "%v", err))
+			continue
+		}
+		out = append(out, filter)
+	}
+	return out
+}
+
 func (p *params) fail(err error) {
 	if p.err == nil {
 		p.err = err
@@ -157,14 +171,7 @@ func (a *api) series(w http.ResponseWriter, r *http.Request) {
 		}
 		q.GroupBy = groups
 	}
-	for _, f := range r.URL.Query()["filter"] {
-		filter, err := query.ParseFilter(f)
-		if err != nil {
-			p.fail(bad("filter", "%v", err))
-			continue
-		}
-		q.Filters = append(q.Filters, filter)
-	}
+	q.Filters = p.filters()
 	if p.err != nil {
 		a.reply(w, nil, p.err)
 		return
@@ -184,14 +191,7 @@ func (a *api) top(w http.ResponseWriter, r *http.Request) {
 	if order != "asc" && order != "desc" {
 		p.fail(bad("order", "%q: asc or desc", order))
 	}
-	var filters []query.Filter
-	for _, f := range r.URL.Query()["filter"] {
-		filter, err := query.ParseFilter(f)
-		if err != nil {
-			p.fail(bad("filter", "%v", err))
-		}
-		filters = append(filters, filter)
-	}
+	filters := p.filters()
 	if p.err != nil {
 		a.reply(w, nil, p.err)
 		return
