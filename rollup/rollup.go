@@ -47,12 +47,11 @@ var Levels = []Level{
 // Historic returns the levels as migration version left them, for the generators of the shipped
 // migrations: 0010 added the placement dims, 0011 the gauges' last readings.
 func Historic(version int) []Level {
-	out := Levels
+	var drop []string
 	if version < 10 {
-		out = Without(out, PlacementDims...)
-	} else {
-		out = Without(out)
+		drop = PlacementDims
 	}
+	out := Without(Levels, drop...) // a copy, so LastGauges below leaves Levels alone
 	if version < 11 {
 		for i := range out {
 			out[i].LastGauges = false

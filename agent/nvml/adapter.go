@@ -262,7 +262,7 @@ func (d device) GPM(ids []uint32, out []FieldValue) error {
 			return fail(err)
 		}
 		if sup.IsSupportedDevice == 0 {
-			return fail(&Error{Op: "nvmlGpmQueryDeviceSupport", Name: "GPM not supported by this GPU", Kind: ErrNotSupported})
+			return fail(errGPMUnsupported)
 		}
 		var r1, r2 gonvml.Return
 		g.prev, r1 = d.lib.GpmSampleAlloc()
@@ -273,7 +273,7 @@ func (d device) GPM(ids []uint32, out []FieldValue) error {
 		g.supported = true
 	}
 	if !g.supported {
-		return fail(&Error{Op: "nvmlGpmQueryDeviceSupport", Name: "GPM not supported by this GPU", Kind: ErrNotSupported})
+		return fail(errGPMUnsupported)
 	}
 	if err := wrap("nvmlGpmSampleGet", g.cur.Get(d.d)); err != nil {
 		return fail(err)

@@ -123,6 +123,8 @@ var (
 	// errNoInterval: a GPM metric's first read, which only takes the sample the next measures
 	// from; absent, and not worth a log line.
 	errNoInterval = errors.New("GPM: first sample, no interval yet")
+	// errGPMUnsupported: a GPU before Hopper, or one whose GPM samples could not be allocated.
+	errGPMUnsupported = &Error{Op: "nvmlGpmQueryDeviceSupport", Name: "GPM not supported by this GPU", Kind: ErrNotSupported}
 )
 
 // Error is a failed NVML call: what was asked and NVML's return code and name.
