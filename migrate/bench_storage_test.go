@@ -19,7 +19,8 @@ import (
 // BenchmarkBytesPerValue writes a simulated 1,024-GPU fleet sampled every second into the schema
 // migrate creates, merges it (OPTIMIZE … FINAL) and reports the compressed bytes on disk per
 // metric value of gpu_samples, overall and per column (-v logs the columns). The window defaults to
-// one hour; GPUFLEET_BENCH_HOURS=24 runs the full simulated day:
+// one hour; GPUFLEET_BENCH_HOURS=24 runs the full simulated day. It also reports the bytes per row
+// of the per-GPU rollups, and the part of them their t-digests take:
 //
 //	go test -run '^$' -bench BytesPerValue -benchtime 1x -v ./migrate/
 func BenchmarkBytesPerValue(b *testing.B) {
@@ -86,6 +87,26 @@ func BenchmarkBytesPerValue(b *testing.B) {
 	}
 	b.ReportMetric(metricBytes/values, "bytes/value")
 	b.ReportMetric(allBytes/perRow, "bytes/row")
+	// The per-GPU rollups beside the raw table: what a GPU-minute of gpu_1m and a GPU-hour of
+	// gpu_1h cost once merged, and the share of that in their t-digests (the _q columns).
+	for _, level := range []struct{ table, unit string }{{"gpu_1m", "gpu_minute"}, {"gpu_1h", "gpu_hour"}} {
+		tbl := store.Table(st.Database(), level.table)
+		if err := st.Exec(ctx, "OPTIMIZE TABLE "+tbl+" FINAL"); err != nil {
+			b.Fatal(err)
+		}
+		r, err := st.Query(ctx, fmt.Sprintf("SELECT sum(column_data_compressed_bytes), sumIf(column_data_compressed_bytes, endsWith(column, '_q')) "+
+			"FROM system.parts_columns WHERE database = '%s' AND table = '%s' AND active", st.Database(), level.table))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := st.Query(ctx, "SELECT count() FROM "+tbl)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows := max(toFloat(n.Rows[0][0]), 1)
+		b.ReportMetric(toFloat(r.Rows[0][0])/rows, level.table+"_bytes/"+level.unit)
+		b.ReportMetric(toFloat(r.Rows[0][1])/rows, level.table+"_digest_bytes/"+level.unit)
+	}
 	b.ReportMetric(perRow, "rows")
 	b.ReportMetric(0, "ns/op")
 }

@@ -39,7 +39,8 @@ func MinuteWindow(from, to time.Time) store.Params {
 
 const minuteWhere = "t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to:Int64}, 'UTC')"
 
-// TopGPUsSQL ranks GPUs by a gauge's mean ("avg") or peak ("max") over the window, highest first,
+// TopGPUsSQL ranks GPUs by a gauge's mean ("avg"), peak ("max"), low ("min") or a percentile
+// ("p50" … "p99", over the whole hours the window touches) over the window, highest first,
 // or lowest first when ascending: the hottest, the least utilised. Filters narrow the GPUs ranked
 // (the hottest in one cluster or pool); their values are bound, in the params returned.
 func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter) (string, store.Params, error) {
@@ -51,6 +52,7 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on gpu_samples", metric)
 	}
 	var value string
+	table, window := TopGPUsTable(agg), minuteWhere
 	switch agg {
 	case "avg":
 		value = fmt.Sprintf("sum(%s) / sum(%s)", rollup.Sum(metric), rollup.N(metric))
@@ -59,7 +61,15 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 	case "min":
 		value = fmt.Sprintf("min(%s)", rollup.MinCol(metric))
 	default:
-		return "", nil, invalid("agg", "%q: rank by avg, max or min", agg)
+		// A percentile ranks a GPU that runs hot in bursts by how often, which its peak cannot tell
+		// and its mean hides. Digests are kept per GPU-hour, so it covers the whole hours the
+		// window touches.
+		i := quantileIndex(Agg(agg))
+		if i < 0 {
+			return "", nil, invalid("agg", "%q: rank by avg, max, min, p50, p90, p95 or p99", agg)
+		}
+		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(metric), i+1)
+		window = "t >= toStartOfHour(toDateTime({from:Int64}, 'UTC')) AND t < toDateTime({to:Int64}, 'UTC')"
 	}
 	if k < 1 || k > 10_000 {
 		return "", nil, invalid("k", "%d: must be 1..10000", k)
@@ -72,10 +82,19 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 		return "", nil, err
 	}
 	p := store.Params{}
-	where := strings.Join(append([]string{minuteWhere}, bindFilters(filters, p)...), " AND ")
+	where := strings.Join(append([]string{window}, bindFilters(filters, p)...), " AND ")
 	return fmt.Sprintf("SELECT cluster, node, uuid, any(model), anyLast(job_id), %s AS value FROM %s WHERE %s AND %s > 0 "+
 		"GROUP BY cluster, node, uuid ORDER BY value %s, node, uuid LIMIT %d",
-		value, store.Table(db, "gpu_1m"), where, rollup.N(metric), order, k), p, nil
+		value, store.Table(db, table), where, rollup.N(metric), order, k), p, nil
+}
+
+// TopGPUsTable is the rollup TopGPUsSQL reads for agg: gpu_1h for a percentile (its per-GPU-hour
+// digests), gpu_1m otherwise.
+func TopGPUsTable(agg string) string {
+	if quantileIndex(Agg(agg)) >= 0 {
+		return "gpu_1h"
+	}
+	return "gpu_1m"
 }
 
 // TopGPUs runs TopGPUsSQL over [from, to).

@@ -83,6 +83,31 @@ func TestFleetReports(t *testing.T) {
 		}
 	})
 
+	t.Run("ranked by p90", func(t *testing.T) {
+		got, err := query.TopGPUs(ctx, st, "gpu_util", "p90", false, len(perGPU), from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs := map[string][]float64{}
+		for _, r := range rs {
+			vs[r.uuid] = append(vs[r.uuid], float64(float32(r.util)))
+		}
+		if len(got) != len(perGPU) {
+			t.Fatalf("%d GPUs, want %d", len(got), len(perGPU))
+		}
+		for i, g := range got {
+			if lo, hi := rankBounds(vs[g.UUID], 0.9); g.Value < lo || g.Value > hi {
+				t.Errorf("%s p90 %v, want within [%v, %v]", g.UUID, g.Value, lo, hi)
+			}
+			if i > 0 && g.Value > got[i-1].Value {
+				t.Errorf("rank %d (%s, %v) above rank %d (%v)", i, g.UUID, g.Value, i-1, got[i-1].Value)
+			}
+		}
+		if last := got[len(got)-1]; last.UUID != "GPU-a-0-slow" {
+			t.Errorf("lowest p90 is %s, want the straggler GPU-a-0-slow", last.UUID)
+		}
+	})
+
 	t.Run("stopped reporting", func(t *testing.T) {
 		// At minute 4, with a 1-minute silence threshold, only the GPU that skipped minute 3 is silent.
 		got, err := query.StoppedReporting(ctx, st, seedFrom.Add(4*time.Minute), time.Hour, time.Minute)
@@ -211,12 +236,17 @@ func TestFleetSQLGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	topP99, _, err := query.TopGPUsSQL("gpufleet", "temp_gpu_c", "p99", false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
 	byModel, err := query.EventCountsSQL("gpufleet", "model")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := "-- hottest GPUs\n" + top + ";\n\n-- least utilised in pool train of two clusters\n" + topPool +
-		";\n-- params " + fmt.Sprint(topParams) + "\n\n-- stopped reporting\n" + query.StoppedReportingSQL("gpufleet") +
+		";\n-- params " + fmt.Sprint(topParams) + "\n\n-- hottest GPUs by p99 (gpu_1h digests)\n" + topP99 +
+		";\n\n-- stopped reporting\n" + query.StoppedReportingSQL("gpufleet") +
 		";\n\n-- stragglers\n" + query.StragglersSQL("gpufleet") + ";\n\n-- events by model\n" + byModel +
 		";\n\n-- job usage\n" + query.JobUsageSQL("gpufleet") + ";\n"
 	path := filepath.Join("testdata", "fleet.golden.sql")
@@ -234,7 +264,8 @@ func TestFleetSQLGolden(t *testing.T) {
 	}
 	for _, bad := range []func() error{
 		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "energy_mj", "max", false, 10); return err },
-		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "p99", false, 10); return err },
+		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "p42", false, 10); return err },
+		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "last", false, 10); return err },
 		func() error { _, _, err := query.TopGPUsSQL("gpufleet", "gpu_util", "avg", false, 0); return err },
 		func() error { _, err := query.EventCountsSQL("gpufleet", "datacenter"); return err },
 		func() error {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -47,6 +48,12 @@ func TestModelSQLGolden(t *testing.T) {
 		{"whole window: one mean per cluster (stat panels, alerts)", query.Query{Metric: "gpu_util", Agg: query.Avg,
 			GroupBy: []query.Dim{query.Cluster}, Whole: true}},
 		{"misaligned window reads raw", query.Query{Metric: "gpu_util", Agg: query.Avg, Step: time.Minute}},
+		{"p99 temperature per GPU per hour (gpu_1h keeps digests since 0015)", query.Query{Metric: "temp_gpu_c", Agg: query.P99,
+			GroupBy: []query.Dim{query.GPU}, Step: time.Hour}},
+		{"p99 temperature per GPU per minute reads raw (gpu_1m keeps no digests)", query.Query{Metric: "temp_gpu_c", Agg: query.P99,
+			GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
+		{"p95 SM activity by job per hour (a GPM metric, in the rollups since 0014)", query.Query{Metric: "sm_active", Agg: query.P95,
+			GroupBy: []query.Dim{query.Job}, Step: time.Hour}},
 		{"NVLink rate per GPU (a metric 0008 added to the rollups)", query.Query{Metric: "nvlink_tx_kib", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
 	}
 	var got bytes.Buffer
@@ -294,6 +301,54 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 			t.Fatalf("p90 = %+v, want within [%v, %v]", got, lo, hi)
 		}
 	})
+
+	// Per-GPU and per-job percentiles: from gpu_1h's digests (0015), merged across a job's GPUs,
+	// or from raw rows. Each estimate must lie between the order statistics one rank
+	// either side of the exact percentile's.
+	for _, c := range []struct {
+		name string
+		q    query.Query
+		key  func(reading) string
+		dim  string
+	}{
+		{"p99 util per GPU per hour", query.Query{Metric: "gpu_util", Agg: query.P99, GroupBy: []query.Dim{query.GPU},
+			From: seedFrom, To: seedFrom.Add(time.Hour), Step: time.Hour}, func(r reading) string { return r.uuid }, "uuid"},
+		{"p50 util by job per hour", query.Query{Metric: "gpu_util", Agg: query.P50, GroupBy: []query.Dim{query.Job},
+			From: seedFrom, To: seedFrom.Add(time.Hour), Step: time.Hour}, func(r reading) string { return r.job }, "job_id"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := run(&c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]map[time.Time][]float64{}
+			for _, r := range rs {
+				k, b := c.key(r), r.t.Truncate(c.q.Step)
+				if want[k] == nil {
+					want[k] = map[time.Time][]float64{}
+				}
+				want[k][b] = append(want[k][b], float64(float32(r.util)))
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d series, want %d", len(got), len(want))
+			}
+			q := map[query.Agg]float64{query.P50: 0.5, query.P99: 0.99}[c.q.Agg]
+			points := 0
+			for _, s := range got {
+				for _, p := range s.Points {
+					vs := want[s.Labels[c.dim]][p.T]
+					lo, hi := rankBounds(vs, q)
+					if p.Value == nil || *p.Value < lo || *p.Value > hi {
+						t.Errorf("%s at %s: %v, want within [%v, %v] (%d readings)", s.Labels[c.dim], p.T.Format(time.TimeOnly), p.Value, lo, hi, len(vs))
+					}
+					points++
+				}
+			}
+			if points == 0 {
+				t.Fatal("no points")
+			}
+		})
+	}
 
 	t.Run("energy increase by job, reset-aware", func(t *testing.T) {
 		got, err := run(&query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.Job},
@@ -581,4 +636,15 @@ func TestPlacementRollupEqualsRaw(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rankBounds are the order statistics one rank below and above quantile q's rank in vs: where a
+// t-digest's estimate must fall.
+func rankBounds(vs []float64, q float64) (lo, hi float64) {
+	if len(vs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	s := slices.Sorted(slices.Values(vs))
+	r := q * float64(len(s)-1)
+	return s[max(0, int(math.Floor(r))-1)], s[min(len(s)-1, int(math.Ceil(r))+1)]
 }

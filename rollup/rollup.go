@@ -28,10 +28,13 @@ type Level struct {
 	From string
 }
 
-// Levels, as migrations leave them. Percentiles come from fleet_1m (t-digests per cluster × pool ×
-// model, the fleet-wide trend Grafana shows most); per-GPU levels keep sum, count, min and max,
-// which is what per-GPU and per-job panels need, at a fraction of the insert cost of a digest per
-// GPU-minute; gpu_1m keeps counters. gpu_1h is fed from gpu_1m's inserts, not from raw rows.
+// Levels, as migrations leave them. fleet_1m's t-digests answer the fleet-wide percentile trend
+// Grafana shows most from few rows. gpu_1h keeps a t-digest per GPU-hour (0015), for a GPU's or a
+// job's percentiles over days and GPUs ranked by p99; gpu_1m keeps none, because a digest of a
+// minute's 60 readings costs about 60 % of the bytes of those raw readings (BenchmarkBytesPerValue
+// measured 1,067 bytes per GPU-minute) while an hour's costs 6 %, so per-GPU percentiles by the
+// minute read gpu_samples. gpu_1m keeps counters. gpu_1h is fed from raw rows since 0015, from
+// gpu_1m's inserts before: its digests need the readings.
 var Levels = []Level{
 	{Table: "fleet_1m", Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
 		Digests: true, From: "gpu_samples"},
@@ -41,20 +44,24 @@ var Levels = []Level{
 	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
 	// climbing from zero past its lifetime value within one minute.
 	{Table: "gpu_1h", Step: time.Hour, bucket: "toStartOfHour", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 400 DAY",
-		LastGauges: true, From: "gpu_1m"},
+		LastGauges: true, Digests: true, From: "gpu_samples"},
 }
 
 // Historic returns the levels as migration version left them, for the generators of the shipped
-// migrations: 0010 added the placement dims, 0011 the gauges' last readings.
+// migrations: 0010 added the placement dims, 0011 the gauges' last readings, 0015 gpu_1h's digests
+// (and fed it from raw rows).
 func Historic(version int) []Level {
 	var drop []string
 	if version < 10 {
 		drop = PlacementDims
 	}
 	out := Without(Levels, drop...) // a copy, so LastGauges below leaves Levels alone
-	if version < 11 {
-		for i := range out {
+	for i := range out {
+		if version < 11 {
 			out[i].LastGauges = false
+		}
+		if version < 15 && out[i].Table == "gpu_1h" {
+			out[i].Digests, out[i].From = false, "gpu_1m"
 		}
 	}
 	return out
@@ -81,9 +88,9 @@ func Without(levels []Level, dims ...string) []Level {
 }
 
 // Covered is how many registry metrics (ids 1…Covered) the rollup tables hold: migration 0005 was
-// generated from the first 22, 0008 added the next 9. A metric added later is answered from
-// gpu_samples until a migration made by UpgradeSQL adds its columns.
-const Covered = 31
+// generated from the first 22, 0008 added the next 9, 0014 MIG mode and the GPM metrics. A metric
+// added later is answered from gpu_samples until a migration made by UpgradeSQL adds its columns.
+const Covered = 36
 
 // Covers reports whether the rollups hold the metric column.
 func Covers(column string) bool {
@@ -283,6 +290,9 @@ func writeView(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 			fmt.Fprintf(b, ",\n    max(%s) AS %s", MaxCol(c), MaxCol(c))
 			if l.LastGauges {
 				fmt.Fprintf(b, ",\n    argMaxMergeState(%s) AS %s", LastCol(c), LastCol(c))
+			}
+			if l.Digests {
+				fmt.Fprintf(b, ",\n    %s(%s) AS %s", QuantileFunc("MergeState"), Digest(c), Digest(c))
 			}
 		case !l.Counters:
 		case raw:

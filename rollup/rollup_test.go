@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/gpufleet/gpufleet/gpumetric"
@@ -12,82 +13,42 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the generated migration")
 
-// The shipped migration is exactly what the generator makes from the registry. Shipped migrations
-// never change: a metric added later gets its rollup columns from a new migration, and this test
-// then pins 0005 to the registry prefix it was generated from.
-func TestMigrationMatchesGenerator(t *testing.T) {
-	path := filepath.Join("..", "deploy", "migrations", "0005_rollups.sql")
-	// The metrics and dims of 0005; later ones come by UpgradeSQL and DimsSQL.
-	got := rollup.SQL(rollup.Historic(5), gpumetric.All()[:22])
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./rollup -update writes it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from rollup.SQL (go test ./rollup -update if intended)", path)
-	}
-}
-
-// 0008 is UpgradeSQL from the 22 metrics of 0005 to the 31 rollup.Covered names.
-func TestUpgradeMigrationMatchesGenerator(t *testing.T) {
-	path := filepath.Join("..", "deploy", "migrations", "0008_rollup_agent_metrics.sql")
-	got := rollup.UpgradeSQL(rollup.Historic(8), gpumetric.All()[:22], gpumetric.All()[:rollup.Covered], "0008")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./rollup -update writes it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from rollup.UpgradeSQL (go test ./rollup -update if intended)", path)
+// Each shipped rollup migration is exactly what its generator makes from the registry and the
+// levels as that migration left them (rollup.Historic). Shipped migrations never change: a metric,
+// dim or aggregate added later comes by a new migration, and its row here pins it.
+func TestMigrationsMatchGenerators(t *testing.T) {
+	all := gpumetric.All()
+	for _, c := range []struct{ file, sql string }{
+		{"0005_rollups.sql", rollup.SQL(rollup.Historic(5), all[:22])},
+		{"0008_rollup_agent_metrics.sql", rollup.UpgradeSQL(rollup.Historic(8), all[:22], all[:31], "0008")},
+		{"0010_rollup_placement.sql", rollup.DimsSQL(rollup.Historic(9), rollup.Historic(10), all[:31],
+			"0010", "rack and pool labels in the rollups (gpu_samples and gpu_events got them in 0009)")},
+		{"0011_rollup_gauge_last.sql", rollup.ColumnsSQL(rollup.Historic(10), rollup.Historic(11), all[:31],
+			"0011", "each gauge's last reading per GPU per minute and hour (the current value panels show)")},
+		{"0014_rollup_mig_gpm.sql", rollup.UpgradeSQL(rollup.Historic(14), all[:31], all[:36], "0014")},
+		{"0015_rollup_gpu_digests.sql", rollup.ColumnsSQL(rollup.Historic(14), rollup.Historic(15), all[:36],
+			"0015", "a t-digest per GPU-hour (a GPU's or a job's percentiles, GPUs ranked by p99), gpu_1h fed from gpu_samples")},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			path := filepath.Join("..", "deploy", "migrations", c.file)
+			if *update {
+				if err := os.WriteFile(path, []byte(c.sql), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (go test ./rollup -update writes it)", err)
+			}
+			if string(want) != c.sql {
+				t.Errorf("%s differs from its generator (go test ./rollup -update if intended)", path)
+			}
+		})
 	}
 }
 
-// 0010 is DimsSQL adding the placement labels to the levels 0008 left.
-func TestDimsMigrationMatchesGenerator(t *testing.T) {
-	path := filepath.Join("..", "deploy", "migrations", "0010_rollup_placement.sql")
-	got := rollup.DimsSQL(rollup.Historic(9), rollup.Historic(10), gpumetric.All()[:rollup.Covered],
-		"0010", "rack and pool labels in the rollups (gpu_samples and gpu_events got them in 0009)")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./rollup -update writes it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from rollup.DimsSQL (go test ./rollup -update if intended)", path)
-	}
-}
-
-// 0011 is ColumnsSQL adding the gauges' last readings to the per-GPU levels 0010 left.
-func TestLastGaugesMigrationMatchesGenerator(t *testing.T) {
-	path := filepath.Join("..", "deploy", "migrations", "0011_rollup_gauge_last.sql")
-	got := rollup.ColumnsSQL(rollup.Historic(10), rollup.Historic(11), gpumetric.All()[:rollup.Covered],
-		"0011", "each gauge's last reading per GPU per minute and hour (the current value panels show)")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./rollup -update writes it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from rollup.ColumnsSQL (go test ./rollup -update if intended)", path)
-	}
-	if len(rollup.Historic(11)) != len(rollup.Levels) || !rollup.Historic(11)[1].LastGauges {
-		t.Errorf("Historic(11) is not the current levels")
+func TestHistoricIsCurrent(t *testing.T) {
+	if got := rollup.Historic(99); !reflect.DeepEqual(got, rollup.Levels) {
+		t.Errorf("Historic(99) = %+v, want the current levels", got)
 	}
 }

@@ -76,5 +76,5 @@ export interface VariableQuery extends DataQuery {
 /** Dimensions a query groups and filters by (query.DimByName on the backend). */
 export const DIMS = ['cluster', 'pool', 'rack', 'node', 'gpu', 'model', 'job'];
 
-/** Aggregations a top-K ranking takes. */
-export const TOP_AGGS = ['avg', 'max', 'min'];
+/** Aggregations a top-K ranking takes (percentiles from the per-GPU minute digests). */
+export const TOP_AGGS = ['avg', 'max', 'min', 'p50', 'p90', 'p95', 'p99'];

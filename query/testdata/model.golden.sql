@@ -61,6 +61,24 @@ SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, avg(v) AS 
 -- param step = 60
 -- param to = 1714525200000
 
+-- p99 temperature per GPU per hour (gpu_1h keeps digests since 0015) (reads gpu_1h)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(temp_gpu_c_q)[4] AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_q FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
+-- param from = 1714521600000
+-- param step = 3600
+-- param to = 1714525200000
+
+-- p99 temperature per GPU per minute reads raw (gpu_1m keeps no digests) (reads gpu_samples)
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, quantileTDigest(0.99)(v) AS value FROM (SELECT time, uuid, temp_gpu_c AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND temp_gpu_c IS NOT NULL) GROUP BY t, uuid ORDER BY uuid, t;
+-- param from = 1714521600000
+-- param step = 60
+-- param to = 1714525200000
+
+-- p95 SM activity by job per hour (a GPM metric, in the rollups since 0014) (reads gpu_1h)
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(sm_active_q)[3] AS value FROM (SELECT t AS rt, job_id, sm_active_sum, sm_active_n, sm_active_min, sm_active_max, sm_active_q FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND sm_active_n > 0) GROUP BY t, job_id ORDER BY job_id, t;
+-- param from = 1714521600000
+-- param step = 3600
+-- param to = 1714525200000
+
 -- NVLink rate per GPU (a metric 0008 added to the rollups) (reads gpu_1m)
 SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(nvlink_tx_kib_first) AS first, argMaxMerge(nvlink_tx_kib_last) AS last, max(nvlink_tx_kib_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000

@@ -282,7 +282,7 @@ func (d *Datasource) compile(q Query, from, to time.Time, interval time.Duration
 			return nil, err
 		}
 		maps.Copy(p, query.MinuteWindow(from, to))
-		return &Compiled{SQL: sql, Params: p, Table: "gpu_1m"}, nil
+		return &Compiled{SQL: sql, Params: p, Table: query.TopGPUsTable(agg)}, nil
 	case "sql":
 		sql, p, err := query.ExpandMacros(q.RawSQL, query.Window{From: from, To: to, Interval: step})
 		if err != nil {
