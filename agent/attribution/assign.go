@@ -28,3 +28,9 @@ func (p *PodResources) Assign(ctx context.Context) (Assignment, error) {
 	jobs, err := p.Jobs(ctx)
 	return Assignment{ByUUID: jobs}, err
 }
+
+// Assign is Jobs as an Assignment by UUID.
+func (p ProcCgroups) Assign(ctx context.Context) (Assignment, error) {
+	jobs, err := p.Jobs(ctx)
+	return Assignment{ByUUID: jobs}, err
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 )
@@ -243,6 +244,26 @@ func (d device) FanSpeed() (uint32, error) {
 func (d device) MIGMode() (uint32, error) {
 	current, _, ret := d.d.GetMigMode()
 	return uint32(current), wrap("nvmlDeviceGetMigMode", ret)
+}
+
+func (d device) Processes() ([]uint32, error) {
+	// A GPU can answer one list and not the other (graphics on a compute-only board): either
+	// list is worth having.
+	compute, r1 := d.d.GetComputeRunningProcesses()
+	graphics, r2 := d.d.GetGraphicsRunningProcesses()
+	e1, e2 := wrap("nvmlDeviceGetComputeRunningProcesses", r1), wrap("nvmlDeviceGetGraphicsRunningProcesses", r2)
+	if e1 != nil && e2 != nil {
+		return nil, e1
+	}
+	var pids []uint32
+	for _, list := range [][]gonvml.ProcessInfo{compute, graphics} {
+		for _, p := range list {
+			if !slices.Contains(pids, p.Pid) {
+				pids = append(pids, p.Pid)
+			}
+		}
+	}
+	return pids, nil
 }
 
 // GPM reads GPM metrics (GPM_METRIC_* ids) over the interval since the previous call. GPUs before

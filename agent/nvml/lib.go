@@ -91,6 +91,9 @@ type Device interface {
 	// call, into out[i].Float as FieldValues does; Hopper and later. The first call has no
 	// interval: every out[i].Err is errNoInterval.
 	GPM(ids []uint32, out []FieldValue) error
+	// Processes is the PIDs (host PID namespace) of the compute and graphics processes running on
+	// the GPU now, each once.
+	Processes() ([]uint32, error)
 	// Release frees what the device holds in NVML (its GPM samples); the source calls it once,
 	// on Close.
 	Release() error

@@ -58,6 +58,7 @@ type gpuState struct {
 	reasons     uint64
 	haveECC     bool
 	sbe, dbe    uint64
+	procsLogged bool // listing its processes failed, and that was logged
 }
 
 type lostGPU struct {
@@ -171,6 +172,35 @@ func (s *Source) lostCount() float64 {
 		}
 	}
 	return float64(n)
+}
+
+// Processes returns the PIDs running on each GPU now, by UUID: what attribution.ProcCgroups reads
+// the Slurm jobs of. A lost GPU is left out, and so is one that cannot list its processes (logged
+// once). Call it from the goroutine that calls Sample, as the agent's loop does.
+func (s *Source) Processes(ctx context.Context) (map[string][]uint32, error) {
+	out := make(map[string][]uint32, len(s.devs))
+	for i, d := range s.devs {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("nvml source: processes: %w", err)
+		}
+		st := &s.state[i]
+		if st.lost {
+			continue
+		}
+		pids, err := d.Processes()
+		if err != nil {
+			if !st.procsLogged {
+				st.procsLogged = true
+				s.log.Warn("cannot list the GPU's processes; its jobs are not attributed from cgroups",
+					slog.Int("gpu", int(s.gpus[i].Index)), slog.Any("err", err))
+			}
+			continue
+		}
+		if len(pids) > 0 {
+			out[s.gpus[i].Uuid] = pids
+		}
+	}
+	return out, nil
 }
 
 // GPUs returns the identities of the GPUs the source reads, in batch order.

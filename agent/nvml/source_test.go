@@ -3,10 +3,14 @@
 package nvml
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/gpumetric"
 	"github.com/gpufleet/gpufleet/wire"
 	"github.com/gpufleet/gpufleet/wire/wirepb"
@@ -591,5 +596,89 @@ func TestOpenWithoutDriver(t *testing.T) {
 	}
 	if !errors.Is(err, ErrLibraryNotFound) {
 		t.Errorf("Open: %v, want ErrLibraryNotFound", err)
+	}
+}
+
+// Processes lists each GPU's PIDs for cgroup attribution: compute and graphics merged, a GPU that
+// answers one list still counted, one that answers neither left out and logged once, a lost GPU
+// not asked again; and attribution.ProcCgroups turns them into Slurm jobs by UUID.
+func TestProcessesToSlurmJobs(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	list := func(pids ...uint32) func() ([]gonvml.ProcessInfo, gonvml.Return) {
+		return func() ([]gonvml.ProcessInfo, gonvml.Return) {
+			var out []gonvml.ProcessInfo
+			for _, p := range pids {
+				out = append(out, gonvml.ProcessInfo{Pid: p, UsedGpuMemory: 1 << 30})
+			}
+			return out, gonvml.SUCCESS
+		}
+	}
+	fail := func(ret gonvml.Return) func() ([]gonvml.ProcessInfo, gonvml.Return) {
+		return func() ([]gonvml.ProcessInfo, gonvml.Return) { return nil, ret }
+	}
+	for i, d := range n.devs {
+		d.GetComputeRunningProcessesFunc, d.GetGraphicsRunningProcessesFunc = list(), list()
+		switch i {
+		case 0: // a training process and its data loader; the loader also drives graphics
+			d.GetComputeRunningProcessesFunc, d.GetGraphicsRunningProcessesFunc = list(100, 101), list(101)
+		case 1: // the same job's process spans GPUs 0 and 1
+			d.GetComputeRunningProcessesFunc = list(100)
+		case 2: // graphics list only
+			d.GetComputeRunningProcessesFunc, d.GetGraphicsRunningProcessesFunc = fail(gonvml.ERROR_NOT_SUPPORTED), list(300)
+		case 3: // neither list
+			d.GetComputeRunningProcessesFunc, d.GetGraphicsRunningProcessesFunc = fail(gonvml.ERROR_UNKNOWN), fail(gonvml.ERROR_UNKNOWN)
+		case 4: // a process outside Slurm
+			d.GetComputeRunningProcessesFunc = list(400)
+		case 5: // falls off the bus on the first tick
+			d.GetPowerUsageFunc = func() (uint32, gonvml.Return) { return 0, gonvml.ERROR_GPU_IS_LOST }
+			d.GetComputeRunningProcessesFunc = func() ([]gonvml.ProcessInfo, gonvml.Return) {
+				t.Error("a lost GPU was asked for its processes")
+				return nil, gonvml.ERROR_GPU_IS_LOST
+			}
+		}
+	}
+	rec := &logRecorder{}
+	s := newSource(t, n, slog.New(rec))
+	tick(t, s, t0)
+
+	ctx := context.Background()
+	got, err := s.Processes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := func(i int) string { return n.devs[i].UUID }
+	want := map[string][]uint32{uuid(0): {100, 101}, uuid(1): {100}, uuid(2): {300}, uuid(4): {400}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Processes = %v, want %v", got, want)
+	}
+	if _, err := s.Processes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.count("msg", "cannot list the GPU's processes; its jobs are not attributed from cgroups"); c != 1 {
+		t.Errorf("GPU 3's failure logged %d times over two calls, want once", c)
+	}
+
+	proc := t.TempDir()
+	for pid, cg := range map[string]string{
+		"100": "0::/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0\n",
+		"101": "0::/system.slice/slurmstepd.scope/job_4242/step_0/user/task_1\n",
+		"300": "12:devices:/slurm/uid_1000/job_77/step_batch/task_0\n0::/\n",
+		"400": "0::/kubepods.slice/kubepods-burstable.slice/cri-containerd-0a1b.scope\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, "cgroup"), []byte(cg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := attribution.ProcCgroups{Root: proc, Processes: s.Processes}.Assign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, job := range []string{"4242", "4242", "77", "", "", ""} {
+		if g := a.Job(uint32(i), uuid(i)); g != job {
+			t.Errorf("GPU %d job %q, want %q", i, g, job)
+		}
 	}
 }

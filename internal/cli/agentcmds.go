@@ -172,13 +172,17 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 		"sim streams simulated GPUs (--gpus, --gpus-per-node, --seed) and needs no GPU.")
 	var k kafkaFlags
 	var s simFlags
-	var source, node, metricsAddr, jobDir, podSocket string
+	var source, node, metricsAddr, jobDir, podSocket, procRoot string
+	var slurmCgroups bool
 	var forDur time.Duration
 	k.register(f)
 	s.register(f, 8)
 	f.StringVar(&source, "source", "sim", "GPU source: nvml (this host's GPUs) or sim (simulated)")
 	f.StringVar(&jobDir, "job-mapping-dir", "", "directory of per-GPU job files (dcgm-exporter's --hpc-job-mapping-dir convention,\n"+
 		"written by Slurm prolog/epilog): a file per busy GPU index holding its job id")
+	f.BoolVar(&slurmCgroups, "slurm-cgroups", false, "attribute each GPU to the Slurm jobs of the processes NVML sees on it, read from\n"+
+		"their cgroups (job_<id> in /proc/<pid>/cgroup; no prolog scripts needed); --job-mapping-dir wins when both are set")
+	f.StringVar(&procRoot, "proc-root", attribution.DefaultProcRoot, "the host's /proc, for --slurm-cgroups (a containerised agent mounts it, e.g. /host/proc)")
 	f.StringVar(&podSocket, "pod-resources-socket", attribution.DefaultPodResourcesSocket, "the kubelet's pod-resources socket: when it exists (a Kubernetes node) and\n"+
 		"--job-mapping-dir is not set, each GPU's job is the namespace/pod it is allocated to; empty disables")
 	f.StringVar(&node, "node", "", "with --source nvml: this host's node label and Kafka key (default: the hostname)")
@@ -249,6 +253,13 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	case jobDir != "":
 		cfg.Jobs = attribution.MappingDir{Dir: jobDir}.Assign
 		log.Info("job attribution from Slurm mapping files", slog.String("dir", jobDir))
+	case slurmCgroups:
+		cfg.Jobs = attribution.ProcCgroups{Root: procRoot, Processes: src.Processes,
+			ReadError: func(pid uint32, err error) {
+				log.Debug("cannot read a GPU process's cgroup", slog.Uint64("pid", uint64(pid)), slog.Any("err", err))
+			},
+		}.Assign
+		log.Info("job attribution from the cgroups of the GPUs' processes", slog.String("proc", procRoot))
 	case podSocket != "":
 		if _, err := os.Stat(podSocket); err != nil {
 			log.Info("no kubelet pod-resources socket: jobs are not attributed", slog.String("socket", podSocket))
