@@ -24,7 +24,7 @@ type sampleColumns struct {
 	block                                          store.Block
 	time                                           *store.ColDateTime64
 	cluster, node, uuid, model, job, driver, agent *store.ColLowCardString
-	rack, pool                                     *store.ColLowCardString
+	rack, pool, parent                             *store.ColLowCardString
 	gpu                                            *store.ColUInt8
 	seq                                            *store.ColUInt64
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
@@ -32,7 +32,7 @@ type sampleColumns struct {
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
 	lo, hi                                         []float64               // plausible range per registry position
 	nulled                                         []uint64                // gauge readings stored as NULL as implausible
-	gpuKeys                                        [][3]uint32             // scratch: uuid, model, job keys per GPU of a batch
+	gpuKeys                                        [][4]uint32             // scratch: uuid, model, job, parent keys per GPU of a batch
 }
 
 func newSampleColumns() *sampleColumns {
@@ -44,13 +44,14 @@ func newSampleColumns() *sampleColumns {
 		pool:    &store.ColLowCardString{ColName: "pool"},
 		gpu:     &store.ColUInt8{ColName: "gpu"},
 		uuid:    &store.ColLowCardString{ColName: "uuid"},
+		parent:  &store.ColLowCardString{ColName: "parent_uuid"},
 		model:   &store.ColLowCardString{ColName: "model"},
 		job:     &store.ColLowCardString{ColName: "job_id"},
 		driver:  &store.ColLowCardString{ColName: "driver_version"},
 		agent:   &store.ColLowCardString{ColName: "agent_id"},
 		seq:     &store.ColUInt64{ColName: "seq"},
 	}
-	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.model, c.job, c.driver, c.agent, c.seq}
+	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.parent, c.model, c.job, c.driver, c.agent, c.seq}
 	all := gpumetric.All()
 	c.gauges = make([]*store.ColNullFloat32, len(all))
 	c.counters = make([]*store.ColNullUInt64, len(all))
@@ -121,7 +122,7 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	c.gpuKeys = c.gpuKeys[:0]
 	for i := range b.GPUs {
 		g := &b.GPUs[i]
-		c.gpuKeys = append(c.gpuKeys, [3]uint32{c.uuid.Key(g.UUID), c.model.Key(g.Model), c.job.Key(g.JobID)})
+		c.gpuKeys = append(c.gpuKeys, [4]uint32{c.uuid.Key(g.UUID), c.model.Key(g.Model), c.job.Key(g.JobID), c.parent.Key(g.ParentUUID)})
 	}
 	for _, gi := range b.GPU {
 		k := &c.gpuKeys[gi]
@@ -129,6 +130,7 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 		c.uuid.AppendKey(k[0])
 		c.model.AppendKey(k[1])
 		c.job.AppendKey(k[2])
+		c.parent.AppendKey(k[3])
 	}
 	for i, m := range c.byMetric {
 		if col := c.gauges[i]; col != nil {

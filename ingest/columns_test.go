@@ -17,7 +17,8 @@ func TestSampleColumnsGaugeValues(t *testing.T) {
 	now := time.Now()
 	ms := now.UnixMilli()
 	batch := &wirepb.SampleBatch{AgentId: "a", Seq: 1, Cluster: "c", Node: "n", Rack: "r7", Pool: "train",
-		Gpus:       []*wirepb.GPU{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}},
+		// GPU 1's row is a MIG instance of GPU 0.
+		Gpus:       []*wirepb.GPU{{Index: 0, Uuid: "GPU-0"}, {Index: 128, Uuid: "MIG-0-0", ParentUuid: "GPU-0"}},
 		TimeUnixMs: []int64{ms, ms, ms, ms, ms, ms}, Gpu: []uint32{0, 1, 0, 1, 0, 1},
 		Metrics: []*wirepb.MetricColumn{
 			{Metric: uint32(gpumetric.GPUUtil), Present: []byte{0b111101},
@@ -39,6 +40,15 @@ func TestSampleColumnsGaugeValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.appendBatch(sb)
+	for r := range 6 {
+		uuid, parent, gpu := "GPU-0", "", uint8(0)
+		if r%2 == 1 {
+			uuid, parent, gpu = "MIG-0-0", "GPU-0", 128
+		}
+		if c.uuid.Value(r) != uuid || c.parent.Value(r) != parent || c.gpu.V[r] != gpu {
+			t.Errorf("row %d: uuid %q parent %q gpu %d, want %q %q %d", r, c.uuid.Value(r), c.parent.Value(r), c.gpu.V[r], uuid, parent, gpu)
+		}
+	}
 	util := c.gauges[gpumetric.Index(gpumetric.GPUUtil)]
 	wantNull := []uint8{0, 1, 1, 1, 1, 1} // row 1 absent; NaN, +Inf, 101 and -0.5 implausible
 	for r, w := range wantNull {
@@ -62,7 +72,7 @@ func TestSampleColumnsGaugeValues(t *testing.T) {
 			t.Errorf("fan_pct row %d is not NULL though the batch has no fan column", r)
 		}
 	}
-	if c.block.Rows() != 6 || c.uuid.Value(3) != "GPU-1" || c.agent.Value(5) != "a" || c.rack.Value(2) != "r7" || c.pool.Value(4) != "train" {
+	if c.block.Rows() != 6 || c.uuid.Value(3) != "MIG-0-0" || c.agent.Value(5) != "a" || c.rack.Value(2) != "r7" || c.pool.Value(4) != "train" {
 		t.Errorf("row labels wrong: rows %d uuid[3] %q agent[5] %q rack[2] %q pool[4] %q", c.block.Rows(), c.uuid.Value(3),
 			c.agent.Value(5), c.rack.Value(2), c.pool.Value(4))
 	}

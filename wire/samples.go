@@ -27,6 +27,7 @@ type Samples struct {
 type GPU struct {
 	Index                                uint32
 	UUID, Model, Serial, PCIBusID, JobID string
+	ParentUUID                           string // a MIG instance's GPU; "" for a whole GPU
 }
 
 // Metric is one metric column in a Samples.
@@ -179,8 +180,8 @@ func (d *SampleDecoder) decodeGPU(b []byte) error {
 			v, n := protowire.ConsumeVarint(b)
 			g.Index = uint32(v)
 			return n, nil
-		case typ == protowire.BytesType && num >= 2 && num <= 6:
-			return d.stringField(b, [...]*string{2: &g.UUID, 3: &g.Model, 4: &g.Serial, 5: &g.PCIBusID, 6: &g.JobID}[num])
+		case typ == protowire.BytesType && num >= 2 && num <= 7:
+			return d.stringField(b, [...]*string{2: &g.UUID, 3: &g.Model, 4: &g.Serial, 5: &g.PCIBusID, 6: &g.JobID, 7: &g.ParentUUID}[num])
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
@@ -283,7 +284,7 @@ func checkSamples(b *Samples) error {
 			seenGPU[g.Index] = true
 		}
 		if len(g.UUID) > MaxLabelLen || len(g.Model) > MaxLabelLen || len(g.Serial) > MaxLabelLen ||
-			len(g.PCIBusID) > MaxLabelLen || len(g.JobID) > MaxLabelLen {
+			len(g.PCIBusID) > MaxLabelLen || len(g.JobID) > MaxLabelLen || len(g.ParentUUID) > MaxLabelLen {
 			return malformed("sample batch: gpus[%d] has a label over %d bytes", i, MaxLabelLen)
 		}
 	}

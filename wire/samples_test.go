@@ -24,7 +24,7 @@ func sameAsProto(got *wire.Samples, want *wirepb.SampleBatch) string {
 	for i, g := range got.GPUs {
 		w := want.Gpus[i]
 		if g.Index != w.Index || g.UUID != w.Uuid || g.Model != w.Model || g.Serial != w.Serial ||
-			g.PCIBusID != w.PciBusId || g.JobID != w.JobId {
+			g.PCIBusID != w.PciBusId || g.JobID != w.JobId || g.ParentUUID != w.ParentUuid {
 			return "gpus"
 		}
 	}
@@ -92,8 +92,18 @@ func TestSampleDecoderMatchesProto(t *testing.T) {
 		protowire.AppendFixed64(tag(3, protowire.Fixed64Type), math.Float64bits(42.5)),
 		protowire.AppendFixed64(tag(3, protowire.Fixed64Type), math.Float64bits(math.NaN()))))
 	cases := map[string][]byte{
-		"golden full":           mustMarshal(fullBatch()),
-		"rack and pool":         mustMarshal(func() *wirepb.SampleBatch { b := fullBatch(); b.Rack, b.Pool = "r12", "train-h100"; return b }()),
+		"golden full":   mustMarshal(fullBatch()),
+		"rack and pool": mustMarshal(func() *wirepb.SampleBatch { b := fullBatch(); b.Rack, b.Pool = "r12", "train-h100"; return b }()),
+		"MIG instance": mustMarshal(func() *wirepb.SampleBatch {
+			b := fullBatch()
+			b.Gpus = append(b.Gpus, &wirepb.GPU{Index: 128, Uuid: "MIG-5c89852c-d268-c3f3-1b07-005d5ae1dc3f", Model: "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+				ParentUuid: b.Gpus[0].Uuid})
+			b.TimeUnixMs, b.Gpu = append(b.TimeUnixMs, b.TimeUnixMs[0]), append(b.Gpu, uint32(len(b.Gpus)-1))
+			for _, m := range b.Metrics {
+				m.Values, m.Counts, m.Present = nil, nil, nil
+			}
+			return b
+		}()),
 		"empty":                 mustMarshal(emptyBatch()),
 		"unpacked rows":         cat(head, gpu, varint(9, 1000), varint(9, 2000), varint(10, 0), varint(10, 0), metricUnpacked),
 		"unknown fields":        cat(head, varint(99, 7), str(100, "x"), protowire.AppendFixed32(tag(101, protowire.Fixed32Type), 1)),

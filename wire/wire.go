@@ -66,7 +66,7 @@ func CheckSamples(b *wirepb.SampleBatch) error {
 	v := &Samples{SchemaVersion: b.SchemaVersion, AgentID: b.AgentId, Cluster: b.Cluster, Node: b.Node,
 		DriverVersion: b.DriverVersion, CudaVersion: b.CudaVersion, Rack: b.Rack, Pool: b.Pool, Seq: b.Seq, TimeUnixMs: b.TimeUnixMs, GPU: b.Gpu}
 	for _, g := range b.Gpus {
-		v.GPUs = append(v.GPUs, GPU{Index: g.Index, UUID: g.Uuid, Model: g.Model, Serial: g.Serial, PCIBusID: g.PciBusId, JobID: g.JobId})
+		v.GPUs = append(v.GPUs, GPU{Index: g.Index, UUID: g.Uuid, Model: g.Model, Serial: g.Serial, PCIBusID: g.PciBusId, JobID: g.JobId, ParentUUID: g.ParentUuid})
 	}
 	for _, m := range b.Metrics {
 		v.Metrics = append(v.Metrics, Metric{ID: m.Metric, Present: m.Present, Values: m.Values, Counts: m.Counts})

@@ -310,6 +310,7 @@ func TestDecodeSamplesMalformed(t *testing.T) {
 		{name: "long cuda_version", mutate: func(b *wirepb.SampleBatch) { b.CudaVersion = long }, reason: "cuda_version is 257 bytes"},
 		{name: "long gpu uuid", mutate: func(b *wirepb.SampleBatch) { b.Gpus[1].Uuid = long }, reason: "gpus[1] has a label over 256 bytes"},
 		{name: "long gpu job_id", mutate: func(b *wirepb.SampleBatch) { b.Gpus[2].JobId = long }, reason: "gpus[2] has a label over"},
+		{name: "long gpu parent_uuid", mutate: func(b *wirepb.SampleBatch) { b.Gpus[0].ParentUuid = long }, reason: "gpus[0] has a label over"},
 		{name: "too many gpus", mutate: func(b *wirepb.SampleBatch) {
 			for len(b.Gpus) <= wire.MaxGPUs {
 				b.Gpus = append(b.Gpus, &wirepb.GPU{})

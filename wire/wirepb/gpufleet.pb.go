@@ -241,7 +241,11 @@ type GPU struct {
 	Serial   string                 `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
 	PciBusId string                 `protobuf:"bytes,5,opt,name=pci_bus_id,json=pciBusId,proto3" json:"pci_bus_id,omitempty"`
 	// job_id attributes the GPU's samples to a job (Slurm job id or namespace/pod), empty when unknown.
-	JobId         string `protobuf:"bytes,6,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,6,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// parent_uuid is set on a MIG instance: the UUID of the GPU it is a partition of. The instance's
+	// own uuid is its "MIG-…" UUID, its model the MIG device name (with the profile, e.g. "… MIG 1g.10gb"),
+	// and its index 128 + 8 × the parent's index + the instance's MIG device index.
+	ParentUuid    string `protobuf:"bytes,7,opt,name=parent_uuid,json=parentUuid,proto3" json:"parent_uuid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,6 +318,13 @@ func (x *GPU) GetPciBusId() string {
 func (x *GPU) GetJobId() string {
 	if x != nil {
 		return x.JobId
+	}
+	return ""
+}
+
+func (x *GPU) GetParentUuid() string {
+	if x != nil {
+		return x.ParentUuid
 	}
 	return ""
 }
@@ -604,7 +615,7 @@ const file_gpufleet_proto_rawDesc = "" +
 	" \x03(\rR\x03gpu\x128\n" +
 	"\ametrics\x18\v \x03(\v2\x1e.gpufleet.wire.v1.MetricColumnR\ametrics\x12\x12\n" +
 	"\x04rack\x18\f \x01(\tR\x04rack\x12\x12\n" +
-	"\x04pool\x18\r \x01(\tR\x04pool\"\x92\x01\n" +
+	"\x04pool\x18\r \x01(\tR\x04pool\"\xb3\x01\n" +
 	"\x03GPU\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -612,7 +623,9 @@ const file_gpufleet_proto_rawDesc = "" +
 	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x1c\n" +
 	"\n" +
 	"pci_bus_id\x18\x05 \x01(\tR\bpciBusId\x12\x15\n" +
-	"\x06job_id\x18\x06 \x01(\tR\x05jobId\"p\n" +
+	"\x06job_id\x18\x06 \x01(\tR\x05jobId\x12\x1f\n" +
+	"\vparent_uuid\x18\a \x01(\tR\n" +
+	"parentUuid\"p\n" +
 	"\fMetricColumn\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\rR\x06metric\x12\x18\n" +
 	"\apresent\x18\x02 \x01(\fR\apresent\x12\x16\n" +
