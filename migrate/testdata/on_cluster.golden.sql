@@ -2318,3 +2318,7 @@ SELECT
 FROM gpufleet.gpu_samples
 GROUP BY t, cluster, node, uuid, model, job_id, rack, pool
 ;
+-- 0016_mig_instances
+ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
+    ADD COLUMN IF NOT EXISTS parent_uuid LowCardinality(String) AFTER uuid
+;
