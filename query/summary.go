@@ -46,7 +46,8 @@ func timeFilter(col string, from, to time.Time) string {
 // SummarySQL returns the three statements FleetSummary runs (exposed for golden tests).
 func SummarySQL(db string, from, to time.Time, topK int) (overall, hottest, events string) {
 	w := timeFilter("time", from, to)
-	overall = "SELECT count() AS samples, uniqExact(uuid) AS gpus, uniqExact(node) AS nodes, " +
+	// A GPU is a physical one: MIG instances have rows of their own but are not counted again.
+	overall = "SELECT count() AS samples, uniqExactIf(uuid, parent_uuid = '') AS gpus, uniqExact(node) AS nodes, " +
 		"ifNotFinite(avg(gpu_util), 0) AS mean_util, ifNotFinite(quantileTDigest(0.99)(gpu_util), 0) AS p99_util " +
 		"FROM " + store.Table(db, "gpu_samples") + " WHERE " + w
 	hottest = "SELECT node, gpu, uuid, any(model) AS model, max(temp_gpu_c) AS max_temp, avg(gpu_util) AS mean_util " +

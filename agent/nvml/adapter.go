@@ -3,6 +3,7 @@
 package nvml
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,6 +39,10 @@ type device struct {
 	d   gonvml.Device
 	lib gonvml.Interface
 	gpm *gpmState // shared by copies of the device
+	// A MIG instance's handle also holds its GPU and GPU instance id: NVML takes GPM samples of
+	// an instance through the GPU (nvmlGpmMigSampleGet).
+	parent gonvml.Device
+	gi     int
 }
 
 // gpmState is a GPU's two GPM samples: each read takes one and measures from the other.
@@ -266,6 +271,29 @@ func (d device) Processes() ([]uint32, error) {
 	return pids, nil
 }
 
+func (d device) MIGInstances() ([]MIGInstance, error) {
+	n, ret := d.d.GetMaxMigDeviceCount()
+	if err := wrap("nvmlDeviceGetMaxMigDeviceCount", ret); err != nil {
+		return nil, err
+	}
+	var out []MIGInstance
+	for k := range n {
+		m, ret := d.d.GetMigDeviceHandleByIndex(k)
+		if ret == gonvml.ERROR_NOT_FOUND {
+			continue // a slot no instance fills
+		}
+		if err := wrap("nvmlDeviceGetMigDeviceHandleByIndex", ret); err != nil {
+			return nil, err
+		}
+		gi, ret := m.GetGpuInstanceId()
+		if err := wrap("nvmlDeviceGetGpuInstanceId", ret); err != nil {
+			return nil, err
+		}
+		out = append(out, MIGInstance{Index: k, Device: device{d: m, lib: d.lib, gpm: &gpmState{}, parent: d.d, gi: gi}})
+	}
+	return out, nil
+}
+
 // GPM reads GPM metrics (GPM_METRIC_* ids) over the interval since the previous call. GPUs before
 // Hopper answer not supported; the first call on a GPU has no interval and answers errNoInterval.
 func (d device) GPM(ids []uint32, out []FieldValue) error {
@@ -278,7 +306,7 @@ func (d device) GPM(ids []uint32, out []FieldValue) error {
 	}
 	if !g.checked {
 		g.checked = true
-		sup, ret := d.d.GpmQueryDeviceSupport()
+		sup, ret := cmp.Or(d.parent, d.d).GpmQueryDeviceSupport()
 		if err := wrap("nvmlGpmQueryDeviceSupport", ret); err != nil {
 			return fail(err)
 		}
@@ -296,7 +324,11 @@ func (d device) GPM(ids []uint32, out []FieldValue) error {
 	if !g.supported {
 		return fail(errGPMUnsupported)
 	}
-	if err := wrap("nvmlGpmSampleGet", g.cur.Get(d.d)); err != nil {
+	if d.parent != nil {
+		if err := wrap("nvmlGpmMigSampleGet", g.cur.MigGet(d.parent, d.gi)); err != nil {
+			return fail(err)
+		}
+	} else if err := wrap("nvmlGpmSampleGet", g.cur.Get(d.d)); err != nil {
 		return fail(err)
 	}
 	if !g.primed {

@@ -32,17 +32,40 @@ type node struct {
 	noGPM []atomic.Bool
 	// gpmSamples are the GPM samples the source allocated.
 	gpmSamples []*gpmSample
+	// migs are each GPU's MIG instances by MIG device index (nil: an empty slot); see partition.
+	migs [][]*mock.Device
+}
+
+// partition gives GPU i (its MigMode set) MIG instances at the MIG device indexes slots: instance
+// at slot k has GPU instance id 2k+1, UUID MIG-<i>-<k>, a 10 GiB share of which k+1 GiB is used.
+func (n *node) partition(i int, slots ...int) {
+	n.devs[i].MigMode = 1
+	n.migs[i] = make([]*mock.Device, 7)
+	for _, k := range slots {
+		n.migs[i][k] = &mock.Device{
+			GetUUIDFunc: func() (string, gonvml.Return) { return fmt.Sprintf("MIG-%d-%d", i, k), gonvml.SUCCESS },
+			GetNameFunc: func() (string, gonvml.Return) { return n.devs[i].Config.Name + " MIG 1g.10gb", gonvml.SUCCESS },
+			GetMemoryInfoFunc: func() (gonvml.Memory, gonvml.Return) {
+				return gonvml.Memory{Total: 10 << 30, Used: uint64(k+1) << 30, Free: uint64(9-k) << 30}, gonvml.SUCCESS
+			},
+			GetGpuInstanceIdFunc: func() (int, gonvml.Return) { return 2*k + 1, gonvml.SUCCESS },
+		}
+	}
 }
 
 // gpmSample is a GPM sample as the mock library hands them out: it remembers the GPU it was taken
 // from, so GpmMetricsGet can answer for that GPU, and whether it was freed.
 type gpmSample struct {
 	dev   gonvml.Device
+	gi    int // the GPU instance a MIG sample was taken of; -1 for the whole GPU
 	freed bool
 }
 
-func (g *gpmSample) Get(d gonvml.Device) gonvml.Return       { g.dev = d; return gonvml.SUCCESS }
-func (g *gpmSample) MigGet(gonvml.Device, int) gonvml.Return { return gonvml.ERROR_NOT_SUPPORTED }
+func (g *gpmSample) Get(d gonvml.Device) gonvml.Return { g.dev, g.gi = d, -1; return gonvml.SUCCESS }
+func (g *gpmSample) MigGet(d gonvml.Device, gi int) gonvml.Return {
+	g.dev, g.gi = d, gi
+	return gonvml.SUCCESS
+}
 func (g *gpmSample) Free() gonvml.Return                     { g.freed = true; return gonvml.SUCCESS }
 
 // gpmBase is what the mock answers for each GPM metric on GPU 0; GPU i answers base + i.
@@ -55,6 +78,7 @@ func newNode(t testing.TB, srv *server.Server) *node {
 	n.sbe = make([]atomic.Uint64, len(srv.Devices))
 	n.dbe = make([]atomic.Uint64, len(srv.Devices))
 	n.noGPM = make([]atomic.Bool, len(srv.Devices))
+	n.migs = make([][]*mock.Device, len(srv.Devices))
 	for i, d := range srv.Devices {
 		dev := d.(*server.Device)
 		n.devs = append(n.devs, dev)
@@ -132,6 +156,13 @@ func newNode(t testing.TB, srv *server.Server) *node {
 			return gonvml.SUCCESS
 		}
 		dev.RegisterEventsFunc = func(uint64, gonvml.EventSet) gonvml.Return { return gonvml.SUCCESS }
+		dev.GetMaxMigDeviceCountFunc = func() (int, gonvml.Return) { return 7, gonvml.SUCCESS }
+		dev.GetMigDeviceHandleByIndexFunc = func(k int) (gonvml.Device, gonvml.Return) {
+			if k < len(n.migs[i]) && n.migs[i][k] != nil {
+				return n.migs[i][k], gonvml.SUCCESS
+			}
+			return nil, gonvml.ERROR_NOT_FOUND
+		}
 		dev.GpmQueryDeviceSupportFunc = func() (gonvml.GpmSupport, gonvml.Return) {
 			if n.noGPM[i].Load() {
 				return gonvml.GpmSupport{Version: gonvml.GPM_SUPPORT_VERSION}, gonvml.SUCCESS
@@ -146,8 +177,8 @@ func newNode(t testing.TB, srv *server.Server) *node {
 	}
 	srv.GpmMetricsGetFunc = func(mg *gonvml.GpmMetricsGetType) gonvml.Return {
 		s1, s2 := mg.Sample1.(*gpmSample), mg.Sample2.(*gpmSample)
-		if s1.dev == nil || s1.dev != s2.dev || mg.Version != gonvml.GPM_METRICS_GET_VERSION {
-			return gonvml.ERROR_INVALID_ARGUMENT // two samples of one GPU, as NVML requires
+		if s1.dev == nil || s1.dev != s2.dev || s1.gi != s2.gi || mg.Version != gonvml.GPM_METRICS_GET_VERSION {
+			return gonvml.ERROR_INVALID_ARGUMENT // two samples of one GPU or instance, as NVML requires
 		}
 		gpu := slices.IndexFunc(n.devs, func(d *server.Device) bool { return gonvml.Device(d) == s2.dev })
 		for k := range mg.NumMetrics {
@@ -158,6 +189,9 @@ func newNode(t testing.TB, srv *server.Server) *node {
 				continue
 			}
 			m.Value, m.NvmlReturn = base+float64(gpu), uint32(gonvml.SUCCESS)
+			if s2.gi >= 0 { // a MIG instance: its own reading
+				m.Value += float64(100 + s2.gi)
+			}
 		}
 		return gonvml.SUCCESS
 	}

@@ -94,9 +94,20 @@ type Device interface {
 	// Processes is the PIDs (host PID namespace) of the compute and graphics processes running on
 	// the GPU now, each once.
 	Processes() ([]uint32, error)
+	// MIGInstances lists the MIG instances of a GPU in MIG mode, by MIG device index. An
+	// instance's Device answers UUID ("MIG-…"), Name (with the profile), Memory (its share) and
+	// GPM (its SMs); the rest of what a GPU answers belongs to the whole GPU.
+	MIGInstances() ([]MIGInstance, error)
 	// Release frees what the device holds in NVML (its GPM samples); the source calls it once,
 	// on Close.
 	Release() error
+}
+
+// MIGInstance is one MIG device of a GPU: its MIG device index (0 ≤ Index < the GPU's maximum
+// MIG device count) and its handle.
+type MIGInstance struct {
+	Index  int
+	Device Device
 }
 
 // Field names an NVML field value: its NVML_FI_* id and scope (NVLink id; AllLinks sums them).

@@ -172,6 +172,22 @@ func (r *gpuReading) lostErr() error {
 var errPStateUnknown = &Error{Op: "nvmlDeviceGetPerformanceState", Code: 0, Name: "P-state unknown (32)", Kind: ErrNotSupported}
 
 // read asks d for every reading; buf is scratch for the field values (len(fields)).
+// readMIG reads what NVML answers per MIG instance: its memory and its GPM metrics. The rest
+// (utilisation, power, clocks, temperatures, errors) is the whole GPU's, on the GPU's row, and is
+// absent on the instance's without a call.
+func (r *gpuReading) readMIG(d Device) {
+	const mib = 1 << 20
+	total, free, used, err := d.Memory()
+	r.setF(rFBTotal, float64(total/mib), err)
+	r.setF(rFBFree, float64(free/mib), err)
+	r.setF(rFBUsed, float64(used/mib), err)
+	var gpm [len(gpmIDs)]FieldValue
+	_ = d.GPM(gpmIDs[:], gpm[:]) // per-metric errors are in gpm[i].Err
+	for i, k := range gpmReading {
+		r.setF(k, gpm[i].Float, gpm[i].Err)
+	}
+}
+
 func (r *gpuReading) read(d Device, buf []FieldValue) {
 	gpu, mem, err := d.Utilization()
 	r.setF(rGPUUtil, float64(gpu), err)

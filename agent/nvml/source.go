@@ -1,6 +1,7 @@
 package nvml
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,8 +37,9 @@ type Source struct {
 	driver, cuda  string
 	log           *slog.Logger
 	devs          []Device
-	gpus          []*wirepb.GPU
-	state         []gpuState
+	migs          []migInstance
+	gpus          []*wirepb.GPU // devs' then migs', in batch order
+	state         []gpuState    // by position in gpus
 	lostAtStart   []lostGPU
 	xid           XIDWatch
 	byPos         []int // registry position -> reading, or -1 when NVML has none for it
@@ -49,6 +51,17 @@ type Source struct {
 	errs    *prometheus.CounterVec
 	seconds prometheus.Histogram
 }
+
+// migInstance is a MIG instance sampled as a row of its own: its GPU (position in devs) and its
+// position in gpus.
+type migInstance struct {
+	parent, pos int
+	dev         Device
+}
+
+// maxMIGParents and maxMIGSlots keep a MIG instance's batch index, 128 + 8 × parent index + MIG
+// device index, within gpu_samples.gpu (UInt8): A100 and H100 have at most 7 instances.
+const maxMIGParents, maxMIGSlots = 16, 8
 
 // gpuState is what the source remembers about one GPU between ticks.
 type gpuState struct {
@@ -115,7 +128,8 @@ func New(lib Lib, opts Options) (*Source, error) {
 		s.devs = append(s.devs, d)
 		s.gpus = append(s.gpus, g)
 	}
-	s.state = make([]gpuState, len(s.devs))
+	s.addMIGInstances()
+	s.state = make([]gpuState, len(s.gpus))
 	if len(s.devs) > 0 {
 		if w, err := lib.WatchXID(s.devs); err != nil {
 			s.log.Info("XID events unavailable; XIDs are not reported", slog.Any("err", err))
@@ -174,6 +188,42 @@ func (s *Source) lostCount() float64 {
 	return float64(n)
 }
 
+// addMIGInstances adds a row identity for every MIG instance of the GPUs in MIG mode. The layout is
+// read once: repartitioning a GPU needs it idle, and the agent is restarted after it.
+func (s *Source) addMIGInstances() {
+	for g, d := range s.devs {
+		if mode, err := d.MIGMode(); err != nil || mode != 1 {
+			continue
+		}
+		parent := s.gpus[g]
+		insts, err := d.MIGInstances()
+		if err != nil {
+			s.log.Warn("cannot list the GPU's MIG instances; they are not sampled", slog.Int("gpu", int(parent.Index)), slog.Any("err", err))
+			continue
+		}
+		for _, in := range insts {
+			if parent.Index >= maxMIGParents || in.Index >= maxMIGSlots {
+				s.log.Warn("MIG instance beyond the indexes gpu_samples.gpu holds; not sampled",
+					slog.Int("gpu", int(parent.Index)), slog.Int("mig", in.Index))
+				continue
+			}
+			uuid, err := in.Device.UUID()
+			if err != nil {
+				s.log.Warn("cannot read a MIG instance's UUID; it is not sampled", slog.Int("gpu", int(parent.Index)),
+					slog.Int("mig", in.Index), slog.Any("err", err))
+				continue
+			}
+			name, _ := in.Device.Name()
+			s.gpus = append(s.gpus, &wirepb.GPU{Index: 128 + maxMIGSlots*parent.Index + uint32(in.Index), Uuid: uuid,
+				Model: cmp.Or(name, parent.Model), Serial: parent.Serial, PciBusId: parent.PciBusId, ParentUuid: parent.Uuid})
+			s.migs = append(s.migs, migInstance{parent: g, pos: len(s.gpus) - 1, dev: in.Device})
+		}
+	}
+	if len(s.migs) > 0 {
+		s.log.Info("MIG instances sampled as rows of their own", slog.Int("instances", len(s.migs)))
+	}
+}
+
 // Processes returns the PIDs running on each GPU now, by UUID: what attribution.ProcCgroups reads
 // the Slurm jobs of. A lost GPU is left out, and so is one that cannot list its processes (logged
 // once). Call it from the goroutine that calls Sample, as the agent's loop does.
@@ -218,6 +268,9 @@ func (s *Source) Close() error {
 	}
 	for _, d := range s.devs {
 		errs = append(errs, d.Release())
+	}
+	for _, m := range s.migs {
+		errs = append(errs, m.dev.Release())
 	}
 	return errors.Join(errs...)
 }
@@ -280,6 +333,17 @@ func (s *Source) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) 
 		ev = s.events(ms, g, r, ev)
 		b.TimeUnixMs = append(b.TimeUnixMs, ms)
 		b.Gpu = append(b.Gpu, uint32(g))
+	}
+	for _, m := range s.migs {
+		if s.state[m.parent].lost {
+			continue
+		}
+		s.rd = append(s.rd, gpuReading{})
+		r := &s.rd[len(s.rd)-1]
+		r.readMIG(m.dev)
+		s.noteErrors(m.pos, r)
+		b.TimeUnixMs = append(b.TimeUnixMs, ms)
+		b.Gpu = append(b.Gpu, uint32(m.pos))
 	}
 	ev = s.pollXID(ms, ev)
 	s.fill(b, oldRows)

@@ -682,3 +682,92 @@ func TestProcessesToSlurmJobs(t *testing.T) {
 		}
 	}
 }
+
+// MIG instances are rows of their own: identity (MIG UUID, the MIG device name, the parent's
+// UUID, index 128 + 8 × parent + MIG device index), their memory share and their GPM metrics
+// (taken through the GPU, by GPU instance id); everything else is the whole GPU's and absent on
+// their rows, unlogged. They go with their GPU when it falls off the bus, and Close frees their
+// GPM samples.
+func TestMIGInstances(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	n.partition(2, 0, 3)
+	n.partition(5, 1)
+	var lost bool
+	n.devs[5].GetPowerUsageFunc = func() (uint32, gonvml.Return) {
+		if lost {
+			return 0, gonvml.ERROR_GPU_IS_LOST
+		}
+		return 300_000, gonvml.SUCCESS
+	}
+	rec := &logRecorder{}
+	s := newSource(t, n, slog.New(rec))
+	type mig struct {
+		parent, slot int
+		row          int // position in the batch's GPUs and rows
+	}
+	migs := []mig{{2, 0, 8}, {2, 3, 9}, {5, 1, 10}}
+	var got *wire.Samples
+	for tk := range 2 {
+		_, _, got = tick(t, s, t0.Add(time.Duration(tk)*time.Second))
+	}
+	if len(got.GPUs) != 11 || len(got.TimeUnixMs) != 11 {
+		t.Fatalf("%d gpus, %d rows, want 8 GPUs and 3 MIG instances", len(got.GPUs), len(got.TimeUnixMs))
+	}
+	for _, m := range migs {
+		p := n.devs[m.parent]
+		want := wire.GPU{Index: uint32(128 + 8*m.parent + m.slot), UUID: fmt.Sprintf("MIG-%d-%d", m.parent, m.slot),
+			Model: p.Config.Name + " MIG 1g.10gb", Serial: fmt.Sprintf("1654922%06d", m.parent), PCIBusID: p.PciBusID, ParentUUID: p.UUID}
+		if g := got.GPUs[m.row]; g != want {
+			t.Errorf("MIG %d/%d: %+v, want %+v", m.parent, m.slot, g, want)
+		}
+		if got.GPU[m.row] != uint32(m.row) {
+			t.Errorf("row %d refers to gpu %d", m.row, got.GPU[m.row])
+		}
+		gi := 2*m.slot + 1
+		for _, w := range []struct {
+			id   gpumetric.ID
+			want float64
+		}{
+			{gpumetric.FBTotal, 10 * 1024}, {gpumetric.FBUsed, float64(1024 * (m.slot + 1))}, {gpumetric.FBFree, float64(1024 * (9 - m.slot))},
+			{gpumetric.SMActive, 60 + float64(m.parent+100+gi)}, {gpumetric.DRAMActive, 20 + float64(m.parent+100+gi)},
+		} {
+			if c := column(t, got, w.id); !c.Has(m.row) || c.Values[m.row] != w.want {
+				t.Errorf("MIG %d/%d metric %d: present %v value %v, want %v", m.parent, m.slot, w.id, c.Has(m.row), c.Values[m.row], w.want)
+			}
+		}
+		for _, id := range []gpumetric.ID{gpumetric.GPUUtil, gpumetric.Power, gpumetric.TempGPU, gpumetric.Energy, gpumetric.MIGMode} {
+			if column(t, got, id).Has(m.row) {
+				t.Errorf("MIG %d/%d has metric %d, which is the whole GPU's", m.parent, m.slot, id)
+			}
+		}
+	}
+	// The GPUs' own rows are unchanged: GPU 2's GPM is its own, not an instance's.
+	if c := column(t, got, gpumetric.SMActive); c.Values[2] != 62 {
+		t.Errorf("GPU 2 sm_active %v, want 62", c.Values[2])
+	}
+	if c := rec.count("level", "WARN"); c != 0 {
+		t.Errorf("%d warnings; the instances' absent metrics are by design", c)
+	}
+
+	lost = true
+	_, _, got = tick(t, s, t0.Add(3*time.Second))
+	if len(got.TimeUnixMs) != 9 {
+		t.Fatalf("%d rows after GPU 5 fell off the bus, want 9 (7 GPUs, GPU 2's 2 instances)", len(got.TimeUnixMs))
+	}
+	for _, g := range got.GPU {
+		if u := got.GPUs[g].UUID; u == n.devs[5].UUID || u == "MIG-5-1" {
+			t.Errorf("a row of lost GPU 5 or its instance: %s", u)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range n.gpmSamples {
+		if !g.freed {
+			t.Errorf("GPM sample %d not freed", i)
+		}
+	}
+	if len(n.gpmSamples) != 2*(8+3) {
+		t.Errorf("%d GPM samples allocated, want two per GPU and instance (22)", len(n.gpmSamples))
+	}
+}
