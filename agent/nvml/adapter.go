@@ -251,7 +251,7 @@ func (d device) MIGMode() (uint32, error) {
 	return uint32(current), wrap("nvmlDeviceGetMigMode", ret)
 }
 
-func (d device) Processes() ([]uint32, error) {
+func (d device) Processes() ([]Process, error) {
 	// A GPU can answer one list and not the other (graphics on a compute-only board): either
 	// list is worth having.
 	compute, r1 := d.d.GetComputeRunningProcesses()
@@ -260,15 +260,15 @@ func (d device) Processes() ([]uint32, error) {
 	if e1 != nil && e2 != nil {
 		return nil, e1
 	}
-	var pids []uint32
+	var out []Process
 	for _, list := range [][]gonvml.ProcessInfo{compute, graphics} {
 		for _, p := range list {
-			if !slices.Contains(pids, p.Pid) {
-				pids = append(pids, p.Pid)
+			if !slices.ContainsFunc(out, func(q Process) bool { return q.PID == p.Pid }) {
+				out = append(out, Process{PID: p.Pid, GPUInstance: p.GpuInstanceId})
 			}
 		}
 	}
-	return pids, nil
+	return out, nil
 }
 
 func (d device) MIGInstances() ([]MIGInstance, error) {
@@ -289,7 +289,7 @@ func (d device) MIGInstances() ([]MIGInstance, error) {
 		if err := wrap("nvmlDeviceGetGpuInstanceId", ret); err != nil {
 			return nil, err
 		}
-		out = append(out, MIGInstance{Index: k, Device: device{d: m, lib: d.lib, gpm: &gpmState{}, parent: d.d, gi: gi}})
+		out = append(out, MIGInstance{Index: k, GPUInstance: uint32(gi), Device: device{d: m, lib: d.lib, gpm: &gpmState{}, parent: d.d, gi: gi}})
 	}
 	return out, nil
 }

@@ -66,7 +66,7 @@ func (g *gpmSample) MigGet(d gonvml.Device, gi int) gonvml.Return {
 	g.dev, g.gi = d, gi
 	return gonvml.SUCCESS
 }
-func (g *gpmSample) Free() gonvml.Return                     { g.freed = true; return gonvml.SUCCESS }
+func (g *gpmSample) Free() gonvml.Return { g.freed = true; return gonvml.SUCCESS }
 
 // gpmBase is what the mock answers for each GPM metric on GPU 0; GPU i answers base + i.
 var gpmBase = map[uint32]float64{2: 60, 3: 30, 5: 40, 10: 20}

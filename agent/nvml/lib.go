@@ -91,9 +91,8 @@ type Device interface {
 	// call, into out[i].Float as FieldValues does; Hopper and later. The first call has no
 	// interval: every out[i].Err is errNoInterval.
 	GPM(ids []uint32, out []FieldValue) error
-	// Processes is the PIDs (host PID namespace) of the compute and graphics processes running on
-	// the GPU now, each once.
-	Processes() ([]uint32, error)
+	// Processes is the compute and graphics processes running on the GPU now, each PID once.
+	Processes() ([]Process, error)
 	// MIGInstances lists the MIG instances of a GPU in MIG mode, by MIG device index. An
 	// instance's Device answers UUID ("MIG-…"), Name (with the profile), Memory (its share) and
 	// GPM (its SMs); the rest of what a GPU answers belongs to the whole GPU.
@@ -103,11 +102,22 @@ type Device interface {
 	Release() error
 }
 
+// Process is a process running on a GPU: its PID (host PID namespace) and, on a GPU in MIG mode,
+// the GPU instance it runs in (NoGPUInstance otherwise).
+type Process struct {
+	PID         uint32
+	GPUInstance uint32
+}
+
+// NoGPUInstance is Process.GPUInstance outside MIG mode (NVML's 0xFFFFFFFF).
+const NoGPUInstance = ^uint32(0)
+
 // MIGInstance is one MIG device of a GPU: its MIG device index (0 ≤ Index < the GPU's maximum
-// MIG device count) and its handle.
+// MIG device count), its GPU instance id (what Process.GPUInstance names) and its handle.
 type MIGInstance struct {
-	Index  int
-	Device Device
+	Index       int
+	GPUInstance uint32
+	Device      Device
 }
 
 // Field names an NVML field value: its NVML_FI_* id and scope (NVLink id; AllLinks sums them).

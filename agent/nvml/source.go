@@ -56,6 +56,7 @@ type Source struct {
 // position in gpus.
 type migInstance struct {
 	parent, pos int
+	gi          uint32 // GPU instance id
 	dev         Device
 }
 
@@ -216,7 +217,7 @@ func (s *Source) addMIGInstances() {
 			name, _ := in.Device.Name()
 			s.gpus = append(s.gpus, &wirepb.GPU{Index: 128 + maxMIGSlots*parent.Index + uint32(in.Index), Uuid: uuid,
 				Model: cmp.Or(name, parent.Model), Serial: parent.Serial, PciBusId: parent.PciBusId, ParentUuid: parent.Uuid})
-			s.migs = append(s.migs, migInstance{parent: g, pos: len(s.gpus) - 1, dev: in.Device})
+			s.migs = append(s.migs, migInstance{parent: g, pos: len(s.gpus) - 1, gi: in.GPUInstance, dev: in.Device})
 		}
 	}
 	if len(s.migs) > 0 {
@@ -225,10 +226,12 @@ func (s *Source) addMIGInstances() {
 }
 
 // Processes returns the PIDs running on each GPU now, by UUID: what attribution.ProcCgroups reads
-// the Slurm jobs of. A lost GPU is left out, and so is one that cannot list its processes (logged
-// once). Call it from the goroutine that calls Sample, as the agent's loop does.
+// the Slurm jobs of. A process in a MIG instance is listed under the instance's UUID as well as
+// the GPU's, so the instance's row is attributed too. A lost GPU is left out, and so is one that
+// cannot list its processes (logged once). Call it from the goroutine that calls Sample, as the
+// agent's loop does.
 func (s *Source) Processes(ctx context.Context) (map[string][]uint32, error) {
-	out := make(map[string][]uint32, len(s.devs))
+	out := make(map[string][]uint32, len(s.gpus))
 	for i, d := range s.devs {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("nvml source: processes: %w", err)
@@ -237,7 +240,7 @@ func (s *Source) Processes(ctx context.Context) (map[string][]uint32, error) {
 		if st.lost {
 			continue
 		}
-		pids, err := d.Processes()
+		procs, err := d.Processes()
 		if err != nil {
 			if !st.procsLogged {
 				st.procsLogged = true
@@ -246,8 +249,16 @@ func (s *Source) Processes(ctx context.Context) (map[string][]uint32, error) {
 			}
 			continue
 		}
-		if len(pids) > 0 {
-			out[s.gpus[i].Uuid] = pids
+		for _, p := range procs {
+			out[s.gpus[i].Uuid] = append(out[s.gpus[i].Uuid], p.PID)
+			if p.GPUInstance == NoGPUInstance {
+				continue
+			}
+			for _, m := range s.migs {
+				if m.parent == i && m.gi == p.GPUInstance {
+					out[s.gpus[m.pos].Uuid] = append(out[s.gpus[m.pos].Uuid], p.PID)
+				}
+			}
 		}
 	}
 	return out, nil

@@ -608,7 +608,7 @@ func TestProcessesToSlurmJobs(t *testing.T) {
 		return func() ([]gonvml.ProcessInfo, gonvml.Return) {
 			var out []gonvml.ProcessInfo
 			for _, p := range pids {
-				out = append(out, gonvml.ProcessInfo{Pid: p, UsedGpuMemory: 1 << 30})
+				out = append(out, gonvml.ProcessInfo{Pid: p, UsedGpuMemory: 1 << 30, GpuInstanceId: uint32(NoGPUInstance)})
 			}
 			return out, gonvml.SUCCESS
 		}
@@ -747,6 +747,25 @@ func TestMIGInstances(t *testing.T) {
 	}
 	if c := rec.count("level", "WARN"); c != 0 {
 		t.Errorf("%d warnings; the instances' absent metrics are by design", c)
+	}
+
+	// Processes in MIG instances are listed under the instance too, by GPU instance id (slot 0's
+	// is 1, slot 3's is 7), so cgroup attribution reaches the instance's row.
+	n.devs[2].GetComputeRunningProcessesFunc = func() ([]gonvml.ProcessInfo, gonvml.Return) {
+		return []gonvml.ProcessInfo{{Pid: 200, GpuInstanceId: 1}, {Pid: 201, GpuInstanceId: 7}, {Pid: 202, GpuInstanceId: 1}}, gonvml.SUCCESS
+	}
+	for i, d := range n.devs {
+		if i != 2 {
+			d.GetComputeRunningProcessesFunc = func() ([]gonvml.ProcessInfo, gonvml.Return) { return nil, gonvml.SUCCESS }
+		}
+		d.GetGraphicsRunningProcessesFunc = func() ([]gonvml.ProcessInfo, gonvml.Return) { return nil, gonvml.SUCCESS }
+	}
+	procs, err := s.Processes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string][]uint32{n.devs[2].UUID: {200, 201, 202}, "MIG-2-0": {200, 202}, "MIG-2-3": {201}}; !reflect.DeepEqual(procs, want) {
+		t.Errorf("Processes = %v, want %v", procs, want)
 	}
 
 	lost = true
