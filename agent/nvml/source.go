@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,8 +42,11 @@ type Source struct {
 	gpus          []*wirepb.GPU // devs' then migs', in batch order
 	state         []gpuState    // by position in gpus
 	lostAtStart   []lostGPU
-	xid           XIDWatch
-	byPos         []int // registry position -> reading, or -1 when NVML has none for it
+	// lost counts GPUs lost since start, for the /metrics gauge: a scrape reads it from another
+	// goroutine, and lostAtStart is emptied once its events are sent.
+	lost  atomic.Int64
+	xid   XIDWatch
+	byPos []int // registry position -> reading, or -1 when NVML has none for it
 
 	rd       []gpuReading // scratch: this tick's readings, one per row appended
 	fieldBuf [len(fields)]FieldValue
@@ -119,6 +123,7 @@ func New(lib Lib, opts Options) (*Source, error) {
 			s.log.Error("cannot open GPU; it is left out", slog.Int("gpu", i), slog.Any("err", err))
 			if errors.Is(err, ErrGPULost) {
 				s.lostAtStart = append(s.lostAtStart, lostGPU{i, err})
+				s.lost.Add(1)
 			}
 			continue
 		}
@@ -179,15 +184,7 @@ func (s *Source) label(i int, what string, read func() (string, error)) string {
 	return v
 }
 
-func (s *Source) lostCount() float64 {
-	n := len(s.lostAtStart)
-	for i := range s.state {
-		if s.state[i].lost {
-			n++
-		}
-	}
-	return float64(n)
-}
+func (s *Source) lostCount() float64 { return float64(s.lost.Load()) }
 
 // addMIGInstances adds a row identity for every MIG instance of the GPUs in MIG mode. The layout is
 // read once: repartitioning a GPU needs it idle, and the agent is restarted after it.
@@ -332,6 +329,7 @@ func (s *Source) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) 
 		r.read(d, s.fieldBuf[:])
 		if err := r.lostErr(); err != nil {
 			st.lost = true
+			s.lost.Add(1)
 			s.rd = s.rd[:len(s.rd)-1]
 			s.log.Error("GPU fell off the bus; it is no longer sampled", slog.Int("gpu", int(s.gpus[g].Index)),
 				slog.String("uuid", s.gpus[g].Uuid), slog.Any("err", err))

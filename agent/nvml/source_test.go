@@ -326,6 +326,22 @@ func TestUnsupportedIsAbsentAndLoggedOnce(t *testing.T) {
 	}
 }
 
+// gaugeValue reads an unlabelled gauge from reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
 // counterValue reads a counter with label metric=label from reg (0 when absent).
 func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
@@ -406,7 +422,12 @@ func TestGPULost(t *testing.T) {
 				}
 			}
 			rec := &logRecorder{}
-			s := newSource(t, n, slog.New(rec))
+			reg := prometheus.NewRegistry()
+			s, err := New(FromNVML(n.srv), Options{Cluster: "c1", Node: "host-1", Logger: slog.New(rec), Registerer: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
 			var fell []*wirepb.Event
 			for k := 0; k < 8; k++ {
 				lost = k >= tc.lostAfter
@@ -449,6 +470,10 @@ func TestGPULost(t *testing.T) {
 			}
 			if rec.count("gpu", fmt.Sprint(lostGPU), "level", "ERROR") != 1 {
 				t.Errorf("lost GPU not logged exactly once: %v", rec.recs)
+			}
+			// The gauge keeps counting it after its event went out (a GPU lost before the start too).
+			if v := gaugeValue(t, reg, "gpufleet_nvml_gpus_lost"); v != 1 {
+				t.Errorf("gpufleet_nvml_gpus_lost = %v after the ticks, want 1", v)
 			}
 		})
 	}
