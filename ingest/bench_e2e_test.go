@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,7 +87,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 
 	// The limit: the same rows, decoded into the same columns, cut into blocks of the size ingest
 	// flushes (BatchRows), written as Native files before the clock starts.
-	const blockRows = 100_000
+	// GPUFLEET_BENCH_LIMIT_BLOCK_ROWS cuts them otherwise, to see what block size costs chDB.
+	blockRows := 100_000
+	if n, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_LIMIT_BLOCK_ROWS")); err == nil && n > 0 {
+		blockRows = n
+	}
 	dir := b.TempDir()
 	var files []string
 	cols := newSampleColumns()
