@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -280,6 +281,54 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	st := a.Stats()
 	log.Info("stopped", slog.Uint64("samples", st.Samples), slog.Uint64("batches", st.Batches), slog.Uint64("events", st.Events))
 	return err
+}
+
+func runNVMLProbe(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "nvml-probe", "Reads this node's GPUs through NVML every --interval for --for, exactly as the agent does,\n"+
+		"and reports each GPU's identity (MIG instances included), the metrics each answered, the\n"+
+		"latency of every NVML call (p50/p99/max) and of a whole tick. Nothing is sent anywhere:\n"+
+		"run it on a new GPU model or driver before rolling the agent out.")
+	var interval, forDur time.Duration
+	var asJSON bool
+	f.DurationVar(&interval, "interval", time.Second, "sampling interval")
+	f.DurationVar(&forDur, "for", time.Minute, "how long to sample")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if interval < 10*time.Millisecond {
+		return usageError{fmt.Errorf("--interval %s: must be at least 10ms", interval)}
+	}
+	if forDur <= 0 {
+		return usageError{fmt.Errorf("--for %s: must be positive", forDur)}
+	}
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	lib, closeNVML, err := agentnvml.Open()
+	switch {
+	case errors.Is(err, agentnvml.ErrLibraryNotFound):
+		return fmt.Errorf("NVML (libnvidia-ml.so.1) was not found: install the NVIDIA driver on this host")
+	case err != nil:
+		return fmt.Errorf("initialise NVML: %w", err)
+	}
+	defer func() {
+		if err := closeNVML(); err != nil {
+			log.Warn("NVML shutdown", slog.Any("err", err))
+		}
+	}()
+	log.Info("probing", slog.Duration("for", forDur), slog.Duration("interval", interval))
+	rep, err := agentnvml.Probe(ctx, lib, interval, forDur, log)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteText(e.stdout)
 }
 
 func runSimulate(ctx context.Context, e *env, args []string) error {
