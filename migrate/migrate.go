@@ -91,6 +91,9 @@ func Apply(ctx context.Context, s store.Store, log *slog.Logger) ([]int, error) 
 type Options struct {
 	// Cluster, when set, creates everything ON CLUSTER with Replicated engines (see OnCluster).
 	Cluster string
+	// Until, when positive, stops after that version: an upgrade in steps, or a test of data
+	// written under an older schema.
+	Until int
 }
 
 // ApplyWith is Apply with options.
@@ -128,6 +131,9 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 		if done[m.Version] {
 			continue
 		}
+		if opts.Until > 0 && m.Version > opts.Until {
+			break
+		}
 		for i, stmt := range m.Statements {
 			if err := s.Exec(ctx, rewrite(stmt)); err != nil {
 				return applied, fmt.Errorf("migrate: %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
@@ -156,6 +162,26 @@ func Applied(ctx context.Context, s store.Store) (map[int]bool, error) {
 		}
 	}
 	return done, nil
+}
+
+// Pending returns the versions this binary ships that the database has not applied, in order. A
+// writer started against such a database would insert columns its tables lack.
+func Pending(ctx context.Context, s store.Store) ([]int, error) {
+	ms, err := Load(s.Database())
+	if err != nil {
+		return nil, err
+	}
+	done, err := Applied(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, m := range ms {
+		if !done[m.Version] {
+			out = append(out, m.Version)
+		}
+	}
+	return out, nil
 }
 
 // Retention sets how long raw samples and events are kept (the migrations' defaults are 30 and

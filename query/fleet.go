@@ -51,7 +51,7 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 	if !rollup.Covers(metric) {
 		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on gpu_samples", metric)
 	}
-	var value string
+	var value, having string
 	table, window := TopGPUsTable(agg), minuteWhere
 	switch agg {
 	case "avg":
@@ -70,6 +70,7 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 		}
 		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(metric), i+1)
 		window = "t >= toStartOfHour(toDateTime({from:Int64}, 'UTC')) AND t < toDateTime({to:Int64}, 'UTC')"
+		having = " HAVING isFinite(value)" // hours from before 0015 hold empty digests
 	}
 	if k < 1 || k > 10_000 {
 		return "", nil, invalid("k", "%d: must be 1..10000", k)
@@ -84,8 +85,8 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 	p := store.Params{}
 	where := strings.Join(append([]string{window}, bindFilters(filters, p)...), " AND ")
 	return fmt.Sprintf("SELECT cluster, node, uuid, any(model), anyLast(job_id), %s AS value FROM %s WHERE %s AND %s > 0 "+
-		"GROUP BY cluster, node, uuid ORDER BY value %s, node, uuid LIMIT %d",
-		value, store.Table(db, table), where, rollup.N(metric), order, k), p, nil
+		"GROUP BY cluster, node, uuid%s ORDER BY value %s, node, uuid LIMIT %d",
+		value, store.Table(db, table), where, rollup.N(metric), having, order, k), p, nil
 }
 
 // TopGPUsTable is the rollup TopGPUsSQL reads for agg: gpu_1h for a percentile (its per-GPU-hour

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -387,10 +388,13 @@ func Run(ctx context.Context, s store.Store, q *Query) ([]Series, error) {
 			index[key.String()] = i
 			out = append(out, Series{Labels: labels})
 		}
+		// NaN or ±Inf is no value: a percentile of empty digests (hours before gpu_1h kept any)
+		// answers NaN, which JSON cannot carry either.
 		var v *float64
 		if x := row[len(row)-1]; x != nil {
-			f := asFloat(x)
-			v = &f
+			if f := asFloat(x); !math.IsNaN(f) && !math.IsInf(f, 0) {
+				v = &f
+			}
 		}
 		out[i].Points = append(out[i].Points, Point{T: t, Value: v})
 	}

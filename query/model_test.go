@@ -3,6 +3,7 @@ package query_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -647,4 +648,84 @@ func rankBounds(vs []float64, q float64) (lo, hi float64) {
 	s := slices.Sorted(slices.Values(vs))
 	r := q * float64(len(s)-1)
 	return s[max(0, int(math.Floor(r))-1)], s[min(len(s)-1, int(math.Ceil(r))+1)]
+}
+
+// A database upgraded across 0015: hours written before it have no per-GPU digests. Their
+// percentiles are no value (not NaN, which JSON cannot carry), top-K by a percentile leaves out
+// GPUs with none, and hours written after answer within the sketch's bounds.
+func TestDigestsAcrossUpgrade(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.ApplyWith(ctx, st, nil, migrate.Options{Until: 14}); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	// Ten minutes of two GPUs every 10 s, written with the columns every schema version has.
+	write := func(from time.Time) {
+		t.Helper()
+		if err := st.Exec(ctx, fmt.Sprintf("INSERT INTO %s (time, cluster, node, gpu, uuid, model, temp_gpu_c) "+
+			"SELECT fromUnixTimestamp64Milli(toInt64(%d + intDiv(number, 2) * 10000)), 'c', 'n', number %% 2, "+
+			"concat('GPU-', toString(number %% 2)), 'H100', 40 + (number * 7) %% 23 FROM numbers(120)",
+			store.Table(st.Database(), "gpu_samples"), from.UnixMilli())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(old)
+	if applied, err := migrate.Apply(ctx, st, nil); err != nil || !slices.Contains(applied, 15) {
+		t.Fatalf("applied %v, %v; want the rest from 15 on", applied, err)
+	}
+	write(old.Add(time.Hour))
+
+	q := &query.Query{Metric: "temp_gpu_c", Agg: query.P99, GroupBy: []query.Dim{query.GPU}, From: old, To: old.Add(2 * time.Hour), Step: time.Hour}
+	got, err := query.Run(ctx, st, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Compile(st.Database()); c.Table != "gpu_1h" {
+		t.Fatalf("read %s, want gpu_1h", c.Table)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d series, want 2 GPUs", len(got))
+	}
+	raw := *q
+	raw.Source = query.SourceRaw
+	exact, err := query.Run(ctx, st, &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range got {
+		byT := map[time.Time]*float64{}
+		for _, p := range s.Points {
+			byT[p.T] = p.Value
+		}
+		if v, ok := byT[old]; ok && v != nil {
+			t.Errorf("%s: the hour before 0015 has p99 %v, want no value", s.Labels["uuid"], *v)
+		}
+		v := byT[old.Add(time.Hour)]
+		var want *float64
+		for _, p := range exact[i].Points {
+			if p.T.Equal(old.Add(time.Hour)) {
+				want = p.Value
+			}
+		}
+		// 60 readings a GPU-hour, spread over 40–62 °C: a digest of so few keeps every one, so its
+		// p99 lies within a reading's spacing of the raw quantile's.
+		if v == nil || want == nil || math.Abs(*v-*want) > 2 {
+			t.Errorf("%s: p99 after 0015 = %v, raw %v", s.Labels["uuid"], v, want)
+		}
+	}
+	if _, err := json.Marshal(got); err != nil {
+		t.Errorf("series do not encode as JSON: %v", err)
+	}
+	top, err := query.TopGPUs(ctx, st, "temp_gpu_c", "p99", false, 10, old, old.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top) != 0 {
+		t.Errorf("top by p99 over the hour before 0015: %+v, want none", top)
+	}
+	top, err = query.TopGPUs(ctx, st, "temp_gpu_c", "p99", false, 10, old, old.Add(2*time.Hour))
+	if err != nil || len(top) != 2 {
+		t.Errorf("top by p99 over both hours: %+v, %v; want both GPUs, ranked by the later hour", top, err)
+	}
 }

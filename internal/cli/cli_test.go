@@ -96,6 +96,30 @@ func TestDemoSmoke(t *testing.T) {
 	}
 }
 
+// Ingest refuses a schema that lacks migrations it writes for, rather than retrying inserts that
+// cannot succeed; migrate --to leaves a schema part-way, and a second migrate completes it.
+func TestIngestNeedsMigratedSchema(t *testing.T) {
+	lib := testenv.LibCHDB(t)
+	dsn := "chdb://" + t.TempDir()
+	env := []string{"GPUFLEET_LIBCHDB=" + lib}
+	if r := run(t, env, "ingest", "--clickhouse", dsn, "--brokers", "127.0.0.1:1"); r.code != 1 || !strings.Contains(r.stderr, "run gpufleet migrate first") {
+		t.Errorf("ingest on an empty database: exit %d, %s", r.code, r.stderr)
+	}
+	if r := run(t, env, "migrate", "--clickhouse", dsn, "--to", "14"); r.code != 0 || !strings.Contains(r.stdout, "schema at version 14") {
+		t.Fatalf("migrate --to 14: exit %d, %s %s", r.code, r.stdout, r.stderr)
+	}
+	r := run(t, env, "ingest", "--clickhouse", dsn, "--brokers", "127.0.0.1:1")
+	if r.code != 1 || !strings.Contains(r.stderr, "lacks migrations [15 16]") {
+		t.Errorf("ingest on a schema at 14: exit %d, %s", r.code, r.stderr)
+	}
+	if r := run(t, env, "migrate", "--clickhouse", dsn); r.code != 0 || !strings.Contains(r.stdout, "applied now: [15 16]") {
+		t.Errorf("migrate: exit %d, %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "migrate", "--to", "99"); r.code != 2 || !strings.Contains(r.stderr, "--to 99: must be 1..") {
+		t.Errorf("migrate --to 99: exit %d, %s", r.code, r.stderr)
+	}
+}
+
 // A series query on a fresh schema answers with just its header; the same store then answers CSV.
 func TestQuerySeriesOnEmptyStore(t *testing.T) {
 	lib := testenv.LibCHDB(t)

@@ -5,6 +5,7 @@ package cli
 // The commands that run beside ClickHouse: ingest, migrate and query.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -109,6 +110,11 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 		if _, err := migrate.Apply(ctx, st, log); err != nil {
 			return err
 		}
+	} else if pending, err := migrate.Pending(ctx, st); err != nil {
+		return fmt.Errorf("check the schema: %w (run gpufleet migrate first, or pass --migrate)", err)
+	} else if len(pending) > 0 {
+		// Inserts would fail on columns the tables lack, and be retried until someone looked.
+		return fmt.Errorf("the schema lacks migrations %v that this ingest writes for: run gpufleet migrate first, or pass --migrate", pending)
 	}
 	brokers, err := k.connect(ctx, log)
 	if err != nil {
@@ -159,7 +165,9 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	var sf storeFlags
 	var cluster string
 	var ret migrate.Retention
+	var to int
 	sf.register(f)
+	f.IntVar(&to, "to", 0, "stop after this migration version (an upgrade in steps); 0 applies all")
 	f.IntVar(&ret.SamplesDays, "samples-days", 0, "keep raw samples this many days (0 leaves the TTL as it is; new schemas keep 30)")
 	f.IntVar(&ret.EventsDays, "events-days", 0, "keep GPU events this many days (0 leaves the TTL as it is; new schemas keep 180)")
 	f.StringVar(&cluster, "on-cluster", "", "ClickHouse cluster (remote_servers) to create the schema on, with Replicated engines")
@@ -171,6 +179,9 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 			return usageError{err}
 		}
 	}
+	if to < 0 || to > migrate.Latest() {
+		return usageError{fmt.Errorf("--to %d: must be 1..%d, or 0 for all", to, migrate.Latest())}
+	}
 	log, err := f.logger()
 	if err != nil {
 		return err
@@ -180,14 +191,14 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	applied, err := migrate.ApplyWith(ctx, st, log, migrate.Options{Cluster: cluster})
+	applied, err := migrate.ApplyWith(ctx, st, log, migrate.Options{Cluster: cluster, Until: to})
 	if err != nil {
 		return err
 	}
 	if err := migrate.SetRetention(ctx, st, ret, cluster); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "schema at version %d (applied now: %v)\n", migrate.Latest(), applied)
+	fmt.Fprintf(e.stdout, "schema at version %d (applied now: %v)\n", cmp.Or(to, migrate.Latest()), applied)
 	return nil
 }
 

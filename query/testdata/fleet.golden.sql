@@ -6,7 +6,7 @@ SELECT cluster, node, uuid, any(model), anyLast(job_id), sum(gpu_util_sum) / sum
 -- params map[f0:['train'] f1:['east','it\'s']]
 
 -- hottest GPUs by p99 (gpu_1h digests)
-SELECT cluster, node, uuid, any(model), anyLast(job_id), quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(temp_gpu_c_q)[4] AS value FROM gpufleet.gpu_1h WHERE t >= toStartOfHour(toDateTime({from:Int64}, 'UTC')) AND t < toDateTime({to:Int64}, 'UTC') AND temp_gpu_c_n > 0 GROUP BY cluster, node, uuid ORDER BY value DESC, node, uuid LIMIT 10;
+SELECT cluster, node, uuid, any(model), anyLast(job_id), quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(temp_gpu_c_q)[4] AS value FROM gpufleet.gpu_1h WHERE t >= toStartOfHour(toDateTime({from:Int64}, 'UTC')) AND t < toDateTime({to:Int64}, 'UTC') AND temp_gpu_c_n > 0 GROUP BY cluster, node, uuid HAVING isFinite(value) ORDER BY value DESC, node, uuid LIMIT 10;
 
 -- stopped reporting
 SELECT cluster, node, uuid, any(model), max(t) AS last_seen FROM gpufleet.gpu_1m WHERE t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to:Int64}, 'UTC') GROUP BY cluster, node, uuid HAVING last_seen < toDateTime({silent_since:Int64}, 'UTC') ORDER BY last_seen, node, uuid;
