@@ -176,11 +176,20 @@ var errPStateUnknown = &Error{Op: "nvmlDeviceGetPerformanceState", Code: 0, Name
 // (utilisation, power, clocks, temperatures, errors) is the whole GPU's, on the GPU's row, and is
 // absent on the instance's without a call.
 func (r *gpuReading) readMIG(d Device) {
+	r.readMemory(d)
+	r.readGPM(d)
+}
+
+// readMemory reads the framebuffer in MiB; readGPM the GPM metrics since the previous read.
+func (r *gpuReading) readMemory(d Device) {
 	const mib = 1 << 20
 	total, free, used, err := d.Memory()
 	r.setF(rFBTotal, float64(total/mib), err)
 	r.setF(rFBFree, float64(free/mib), err)
 	r.setF(rFBUsed, float64(used/mib), err)
+}
+
+func (r *gpuReading) readGPM(d Device) {
 	var gpm [len(gpmIDs)]FieldValue
 	_ = d.GPM(gpmIDs[:], gpm[:]) // per-metric errors are in gpm[i].Err
 	for i, k := range gpmReading {
@@ -195,11 +204,7 @@ func (r *gpuReading) read(d Device, buf []FieldValue) {
 	if err != nil && errors.Is(err, ErrGPULost) {
 		return // every other call would fail the same way, each after NVML's own timeout
 	}
-	const mib = 1 << 20
-	total, free, used, err := d.Memory()
-	r.setF(rFBTotal, float64(total/mib), err)
-	r.setF(rFBFree, float64(free/mib), err)
-	r.setF(rFBUsed, float64(used/mib), err)
+	r.readMemory(d)
 	mw, err := d.Power()
 	r.setF(rPower, float64(mw)/1000, err)
 	v, err := d.Temperature()
@@ -242,11 +247,7 @@ func (r *gpuReading) read(d Device, buf []FieldValue) {
 			}
 		}
 	}
-	var gpm [len(gpmIDs)]FieldValue
-	_ = d.GPM(gpmIDs[:], gpm[:]) // per-metric errors are in gpm[i].Err
-	for i, k := range gpmReading {
-		r.setF(k, gpm[i].Float, gpm[i].Err)
-	}
+	r.readGPM(d)
 	// Retired pages: pre-Ampere GPUs retire pages; Ampere and later remap rows instead and
 	// answer not supported, so the column then carries the remapped rows (as the registry says).
 	sbe, dbe := buf[fRetiredSBE], buf[fRetiredDBE]
