@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 )
 
@@ -18,6 +20,11 @@ import (
 func TestProbe(t *testing.T) {
 	n := newNode(t, dgxh100.New())
 	n.partition(3, 0)
+	// The adapter registers only its own devices for XIDs: the timed ones must reach it unwrapped.
+	var registered atomic.Int32
+	for _, d := range n.devs {
+		d.RegisterEventsFunc = func(uint64, gonvml.EventSet) gonvml.Return { registered.Add(1); return gonvml.SUCCESS }
+	}
 	rep, err := Probe(context.Background(), FromNVML(n.srv), 10*time.Millisecond, 35*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -42,8 +49,8 @@ func TestProbe(t *testing.T) {
 	if c := calls["MIGInstances"]; c.Calls != 1 {
 		t.Errorf("MIGInstances asked %d times, want once (GPU 3)", c.Calls)
 	}
-	if c := calls["WatchXID"]; c.Calls != 1 || c.Errors != 0 {
-		t.Errorf("WatchXID: %+v, want one call that subscribed", c)
+	if c := calls["WatchXID"]; c.Calls != 1 || c.Errors != 0 || registered.Load() != 8 {
+		t.Errorf("WatchXID: %+v, %d GPUs registered; want one call that subscribed all 8", c, registered.Load())
 	}
 	rows := 9 * rep.Ticks
 	want := map[string]int{"power_w": 8 * rep.Ticks, "fan_pct": 0, "fb_used_mib": rows, "sm_active": 9 * (rep.Ticks - 1)}
