@@ -28,6 +28,10 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 		{"0014_rollup_mig_gpm.sql", rollup.UpgradeSQL(rollup.Historic(14), all[:31], all[:36], "0014")},
 		{"0015_rollup_gpu_digests.sql", rollup.ColumnsSQL(rollup.Historic(14), rollup.Historic(15), all[:36],
 			"0015", "a t-digest per GPU-hour (a GPU's or a job's percentiles, GPUs ranked by p99), gpu_1h fed from gpu_samples")},
+		// jobs is the other view target; the raw tables had their windows since 0001, named again so
+		// that the on-cluster form (replicated_deduplication_window) reaches clusters made before.
+		{"0017_dedup_windows.sql", rollup.DedupSQL(rollup.Historic(17), []string{"jobs", "gpu_samples", "gpu_events", "ingest_gaps"},
+			"0017", "deduplication windows on the rollups and jobs, so an insert replayed with its token counts in no table twice")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("..", "deploy", "migrations", c.file)

@@ -8,10 +8,43 @@ import (
 	"strings"
 )
 
-// InsertSQL is the INSERT statement both transports send for a block, up to its FORMAT clause:
-// "INSERT INTO db.table (cols) [source] [SETTINGS insert_deduplication_token = ...]". source is
-// where the data comes from when not from the client (chDB's "FROM INFILE '...'").
-func InsertSQL(db, table string, b *Block, source, dedupToken string) string {
+// InsertSetting is one ClickHouse setting of an insert. Value is the raw value (what the native
+// protocol sends); String says SQL writes it as a quoted literal rather than bare.
+type InsertSetting struct {
+	Name, Value string
+	String      bool
+}
+
+// SQL is the setting as written in a SETTINGS clause.
+func (s InsertSetting) SQL() string {
+	if s.String {
+		return s.Name + " = " + QuoteString(s.Value)
+	}
+	return s.Name + " = " + s.Value
+}
+
+// InsertSettings are the settings every block insert carries, whichever the transport: chDB sends
+// them in the statement (InsertSQL), the server transport with the query. With dedupToken a retried
+// insert of a block is dropped by the table's deduplication window, and
+// deduplicate_blocks_in_dependent_materialized_views makes the materialized views drop it too:
+// each view's target table derives its own block id from the token and the view, and keeps it in
+// its own window. Without it a replay that gpu_samples dropped still reached every rollup (the
+// default is 1 on ClickHouse 24.x and later but 0 on older servers, so it is sent, not assumed).
+// It is sent without a token as well: the raw table then drops a block of identical content, and
+// the views must drop the same block, not count it again.
+func InsertSettings(dedupToken string) []InsertSetting {
+	out := make([]InsertSetting, 0, 2)
+	if dedupToken != "" {
+		out = append(out, InsertSetting{Name: "insert_deduplication_token", Value: dedupToken, String: true})
+	}
+	return append(out, InsertSetting{Name: "deduplicate_blocks_in_dependent_materialized_views", Value: "1"})
+}
+
+// InsertSQL is the INSERT statement chDB sends for a block, up to its FORMAT clause:
+// "INSERT INTO db.table (cols) [source] SETTINGS <InsertSettings(dedupToken)>". source is where the
+// data comes from when not from the client (chDB's "FROM INFILE '...'"). The server transport sends
+// InsertSQL(db, table, b, "", nil) and the same settings with the query.
+func InsertSQL(db, table string, b *Block, source string, settings []InsertSetting) string {
 	var sb strings.Builder
 	sb.WriteString("INSERT INTO ")
 	sb.WriteString(Table(db, table))
@@ -22,9 +55,13 @@ func InsertSQL(db, table string, b *Block, source, dedupToken string) string {
 		sb.WriteString(" ")
 		sb.WriteString(source)
 	}
-	if dedupToken != "" {
-		sb.WriteString(" SETTINGS insert_deduplication_token = ")
-		sb.WriteString(QuoteString(dedupToken))
+	for i, s := range settings {
+		if i == 0 {
+			sb.WriteString(" SETTINGS ")
+		} else {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(s.SQL())
 	}
 	return sb.String()
 }

@@ -14,6 +14,7 @@ func TestInsertSQL(t *testing.T) {
 		&ColNullFloat32{ColName: "gpu_util"},
 	}}
 	one := &Block{Columns: []Column{&ColUInt64{ColName: "seq"}}}
+	const mv = "deduplicate_blocks_in_dependent_materialized_views = 1"
 	tests := []struct {
 		name          string
 		db, table     string
@@ -23,34 +24,44 @@ func TestInsertSQL(t *testing.T) {
 	}{
 		{
 			name: "plain", db: "gpufleet", table: "gpu_samples", block: b,
-			want: "INSERT INTO gpufleet.gpu_samples (time, node, gpu_util)",
+			want: "INSERT INTO gpufleet.gpu_samples (time, node, gpu_util) SETTINGS " + mv,
 		},
 		{
 			name: "single column", db: "d", table: "t", block: one,
-			want: "INSERT INTO d.t (seq)",
+			want: "INSERT INTO d.t (seq) SETTINGS " + mv,
 		},
 		{
 			name: "source", db: "gpufleet", table: "gpu_samples", block: b,
 			source: "FROM INFILE '/tmp/x.native'",
-			want:   "INSERT INTO gpufleet.gpu_samples (time, node, gpu_util) FROM INFILE '/tmp/x.native'",
+			want:   "INSERT INTO gpufleet.gpu_samples (time, node, gpu_util) FROM INFILE '/tmp/x.native' SETTINGS " + mv,
 		},
 		{
 			name: "dedup token", db: "gpufleet", table: "gpu_events", block: b,
 			token: "agent-1:42",
-			want:  "INSERT INTO gpufleet.gpu_events (time, node, gpu_util) SETTINGS insert_deduplication_token = 'agent-1:42'",
+			want:  "INSERT INTO gpufleet.gpu_events (time, node, gpu_util) SETTINGS insert_deduplication_token = 'agent-1:42', " + mv,
 		},
 		{
 			name: "source and token, token quoted", db: "db1", table: "t", block: one,
 			source: "FROM INFILE '/f'", token: `it's\`,
-			want: `INSERT INTO db1.t (seq) FROM INFILE '/f' SETTINGS insert_deduplication_token = 'it\'s\\'`,
+			want: `INSERT INTO db1.t (seq) FROM INFILE '/f' SETTINGS insert_deduplication_token = 'it\'s\\', ` + mv,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := InsertSQL(tt.db, tt.table, tt.block, tt.source, tt.token); got != tt.want {
+			if got := InsertSQL(tt.db, tt.table, tt.block, tt.source, InsertSettings(tt.token)); got != tt.want {
 				t.Errorf("InsertSQL = %q\nwant          %q", got, tt.want)
 			}
 		})
+	}
+	// The server transport sends no SETTINGS in the text (clickhouse-go keeps only the INSERT INTO
+	// part) but the same settings with the query, raw.
+	if got, want := InsertSQL("d", "t", one, "", nil), "INSERT INTO d.t (seq)"; got != want {
+		t.Errorf("InsertSQL without settings = %q, want %q", got, want)
+	}
+	want := []InsertSetting{{Name: "insert_deduplication_token", Value: "it's", String: true},
+		{Name: "deduplicate_blocks_in_dependent_materialized_views", Value: "1"}}
+	if got := InsertSettings("it's"); !reflect.DeepEqual(got, want) {
+		t.Errorf("InsertSettings = %+v, want %+v", got, want)
 	}
 }
 

@@ -39,7 +39,7 @@ ENGINE = ReplicatedMergeTree
 PARTITION BY toDate(time)
 ORDER BY (cluster, node, gpu, time)
 TTL toDateTime(time) + INTERVAL 30 DAY
-SETTINGS non_replicated_deduplication_window = 10000
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
 ;
 CREATE TABLE IF NOT EXISTS gpufleet.gpu_events ON CLUSTER 'fleet'
 (
@@ -59,7 +59,7 @@ ENGINE = ReplicatedMergeTree
 PARTITION BY toDate(time)
 ORDER BY (cluster, node, time)
 TTL toDateTime(time) + INTERVAL 180 DAY
-SETTINGS non_replicated_deduplication_window = 10000
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
 ;
 -- 0002_ingest_intents
 CREATE TABLE IF NOT EXISTS gpufleet.ingest_intents ON CLUSTER 'fleet'
@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS gpufleet.ingest_gaps ON CLUSTER 'fleet'
 ENGINE = ReplicatedMergeTree
 ORDER BY (agent_id, detected_at)
 TTL toDateTime(detected_at) + INTERVAL 90 DAY
-SETTINGS non_replicated_deduplication_window = 10000
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
 ;
 -- 0004_agent_metrics
 ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
@@ -2321,4 +2321,26 @@ GROUP BY t, cluster, node, uuid, model, job_id, rack, pool
 -- 0016_mig_instances
 ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
     ADD COLUMN IF NOT EXISTS parent_uuid LowCardinality(String) AFTER uuid
+;
+-- 0017_dedup_windows
+ALTER TABLE gpufleet.fleet_1m ON CLUSTER 'fleet'
+    MODIFY SETTING replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+;
+ALTER TABLE gpufleet.gpu_1m ON CLUSTER 'fleet'
+    MODIFY SETTING replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+;
+ALTER TABLE gpufleet.gpu_1h ON CLUSTER 'fleet'
+    MODIFY SETTING replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+;
+ALTER TABLE gpufleet.jobs ON CLUSTER 'fleet'
+    MODIFY SETTING replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+;
+ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
+    MODIFY SETTING replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+;
+ALTER TABLE gpufleet.gpu_events ON CLUSTER 'fleet'
+    MODIFY SETTING replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+;
+ALTER TABLE gpufleet.ingest_gaps ON CLUSTER 'fleet'
+    MODIFY SETTING replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
 ;

@@ -291,7 +291,7 @@ func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupT
 	if err != nil {
 		return fmt.Errorf("insert into %s: write block: %w", table, err)
 	}
-	q := store.InsertSQL(s.db, table, b, "FROM INFILE "+store.QuoteString(f.Name()), dedupToken) + " FORMAT Native"
+	q := store.InsertSQL(s.db, table, b, "FROM INFILE "+store.QuoteString(f.Name()), store.InsertSettings(dedupToken)) + " FORMAT Native"
 	if err := s.Exec(ctx, q); err != nil {
 		return fmt.Errorf("insert %d rows into %s: %w", b.Rows(), table, err)
 	}

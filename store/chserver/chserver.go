@@ -135,10 +135,14 @@ func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupT
 	if b.Rows() == 0 {
 		return nil
 	}
-	if dedupToken != "" {
-		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": dedupToken}))
+	// The same settings chDB puts in its statement; clickhouse-go keeps only "INSERT INTO t (cols)" of
+	// the query text, so they go with the query instead.
+	settings := clickhouse.Settings{}
+	for _, st := range store.InsertSettings(dedupToken) {
+		settings[st.Name] = st.Value
 	}
-	batch, err := s.conn.PrepareBatch(ctx, store.InsertSQL(s.db, table, b, "", ""))
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(settings))
+	batch, err := s.conn.PrepareBatch(ctx, store.InsertSQL(s.db, table, b, "", nil))
 	if err != nil {
 		return fmt.Errorf("insert into %s: prepare: %w", table, err)
 	}
