@@ -329,7 +329,11 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 	}
 	offsets := map[string]map[int]int64{}
 	var dead []kafka.Message
+	seenEvents := map[eventKey]bool{}
 	for _, p := range c.parts {
+		if err := in.dropStoredEvents(ctx, p, seenEvents); err != nil {
+			return fmt.Errorf("flush %s: %w", p.token(), err)
+		}
 		table, block := p.table()
 		token := p.token()
 		if err := in.retry(ctx, "insert "+table, func(ctx context.Context) error {

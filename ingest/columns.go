@@ -185,6 +185,9 @@ type eventColumns struct {
 	gpu                                *store.ColUInt8
 	code, seq                          *store.ColUInt64
 	pid                                *store.ColUInt32
+
+	// msgs are the messages appended, in row order: how repeats are found and dropped (eventdedup.go).
+	msgs []eventMsg
 }
 
 func newEventColumns() *eventColumns {
@@ -238,6 +241,10 @@ func (c *eventColumns) check(b *wirepb.EventBatch, now time.Time) error {
 }
 
 func (c *eventColumns) appendBatch(b *wirepb.EventBatch) {
+	if len(b.Events) > 0 {
+		c.msgs = append(c.msgs, eventMsg{row: c.time.Len(), key: eventKey{cluster: b.Cluster, node: b.Node, agent: b.AgentId,
+			seq: b.Seq, firstMs: b.Events[0].TimeUnixMs}})
+	}
 	for _, e := range b.Events {
 		c.time.V = append(c.time.V, e.TimeUnixMs)
 		c.cluster.V = append(c.cluster.V, b.Cluster)

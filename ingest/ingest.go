@@ -64,7 +64,7 @@ type Stats struct {
 	Gaps       uint64 // batches agents numbered that never arrived
 	Rebalances uint64 // consumer group generations joined
 	Fetched    uint64 // messages fetched from Kafka, committed or not
-	Duplicates uint64 // sample batches dropped as a repeat of one already taken
+	Duplicates uint64 // sample and event messages dropped as a repeat of one already taken or stored
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.

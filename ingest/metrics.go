@@ -45,7 +45,7 @@ func (m metrics) register(r prometheus.Registerer, in *Ingester) {
 		counter("gpufleet_ingest_dlq_total", "Messages sent to the dead-letter topic.", in.nDLQ.Load),
 		counter("gpufleet_ingest_messages_committed_total", "Kafka messages committed after insert.", in.nMessages.Load),
 		counter("gpufleet_ingest_sequence_gaps_total", "Batches agents numbered that never reached ingest.", in.nGaps.Load),
-		counter("gpufleet_ingest_duplicate_batches_total", "Sample batches dropped as a repeat of one already taken (producer retries).", in.nDuplicates.Load),
+		counter("gpufleet_ingest_duplicate_batches_total", "Sample and event messages dropped as a repeat of one already taken or stored (producer retries).", in.nDuplicates.Load),
 		counter("gpufleet_ingest_messages_fetched_total", "Messages fetched from Kafka (committed or not yet).", in.nFetched.Load),
 		counter("gpufleet_ingest_generations_total", "Consumer group generations joined (start-up and rebalances).", in.nRebalances.Load),
 	)
