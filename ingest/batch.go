@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -130,8 +132,10 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 	if p.samples == nil && p.events == nil {
 		if m.Topic == in.cfg.SamplesTopic {
 			p.samples = in.sampleCols()
+			p.samples.ahead = in.cfg.MaxClockAhead
 		} else {
 			p.events = newEventColumns()
+			p.events.ahead = in.cfg.MaxClockAhead
 		}
 	}
 	if p.lag == nil {
@@ -155,22 +159,39 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 	p.bytes += len(m.Value)
 	in.building += len(m.Value)
 	var err error
+	now := in.cfg.Now()
 	switch {
 	case p.samples != nil && m.Topic == in.cfg.SamplesTopic:
 		var sb *wire.Samples
-		if sb, err = in.sd.Decode(m.Value); err == nil {
-			if err = p.samples.check(sb, in.cfg.Now()); err == nil && !in.duplicate(sb) {
+		sb, err = in.sd.Decode(m.Value)
+		if (err != nil || len(sb.TimeUnixMs) == 0) && in.isEventBatch(m.Value) {
+			// It would decode as a sample batch without rows and be dropped unseen, or fail with a
+			// reason that hides what it is.
+			err = fmt.Errorf("%w: an event batch (%d events) on the samples topic", wire.ErrMalformed, len(in.eb.Events))
+		}
+		if err == nil {
+			if err = p.samples.check(sb, now); err == nil && !in.duplicate(sb) {
 				p.samples.appendBatch(sb)
-				if len(sb.TimeUnixMs) > 0 {
+				if len(sb.TimeUnixMs) > 0 && !in.skewed(sb.AgentID, slices.Max(sb.TimeUnixMs), now) {
+					// A skewed clock's times say nothing about delay (it would go negative).
 					p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
 				}
 				in.checkSeq(p, m, sb.AgentID, sb.Seq)
 			}
 		}
 	case p.events != nil && m.Topic == in.cfg.EventsTopic:
-		if err = wire.DecodeEvents(m.Value, &in.eb); err == nil {
-			if err = p.events.check(&in.eb, in.cfg.Now()); err == nil {
+		// A sample batch decodes as an event batch (without events, or with garbage ones from its
+		// driver_version); an event batch never has the rows a sample batch has.
+		if sb, serr := in.sd.Decode(m.Value); serr == nil && len(sb.TimeUnixMs) > 0 {
+			err = fmt.Errorf("%w: a sample batch (%d rows) on the events topic", wire.ErrMalformed, len(sb.TimeUnixMs))
+		} else if err = wire.DecodeEvents(m.Value, &in.eb); err == nil {
+			if err = p.events.check(&in.eb, now); err == nil {
 				p.events.appendBatch(&in.eb)
+				newest := int64(math.MinInt64)
+				for _, e := range in.eb.Events {
+					newest = max(newest, e.TimeUnixMs)
+				}
+				in.skewed(in.eb.AgentId, newest, now)
 			}
 		}
 	default:
@@ -202,6 +223,48 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 		return in.cutParts(in.largest()), nil
 	}
 	return nil, nil
+}
+
+// isEventBatch reports whether data is an event batch with events (decoded into in.eb).
+func (in *Ingester) isEventBatch(data []byte) bool {
+	return wire.DecodeEvents(data, &in.eb) == nil && len(in.eb.Events) > 0
+}
+
+// skewed counts and logs a message whose newest timestamp is ahead of the ingest clock by more
+// than ClockSkewTolerance: the agent's clock is wrong (delay only makes times older), and its
+// node drops out of windows that end now. The message is kept; MaxClockAhead rejects worse.
+func (in *Ingester) skewed(agent string, newestMs int64, now time.Time) bool {
+	ahead := time.UnixMilli(newestMs).Sub(now)
+	if ahead <= in.cfg.ClockSkewTolerance {
+		return false
+	}
+	in.nSkewed.Add(1)
+	in.m.clockSkew.Observe(ahead.Seconds())
+	if in.skewLog.first(agent, now, in.cfg.SkewLogInterval) {
+		in.log.Warn("agent clock is ahead of the ingest clock; its samples are stored at the times it sent",
+			slog.String("agent", agent), slog.Duration("ahead", ahead.Round(time.Millisecond)),
+			slog.Duration("tolerance", in.cfg.ClockSkewTolerance), slog.Duration("rejected_beyond", in.cfg.MaxClockAhead))
+	}
+	return true
+}
+
+// skewLog remembers the agents whose skew was logged in the current interval, so each is logged
+// once per interval however many messages it sends. It is emptied every interval, so it holds only
+// agents skewed within one.
+type skewLog struct {
+	since  time.Time
+	logged map[string]struct{}
+}
+
+func (l *skewLog) first(agent string, now time.Time, every time.Duration) bool {
+	if l.logged == nil || now.Sub(l.since) >= every || now.Before(l.since) {
+		l.since, l.logged = now, map[string]struct{}{}
+	}
+	if _, ok := l.logged[agent]; ok {
+		return false
+	}
+	l.logged[agent] = struct{}{}
+	return true
 }
 
 // sampleCols reuses the columns of a committed cut when one is free.
@@ -359,8 +422,9 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 		return errCrashed
 	}
 	if len(dead) > 0 {
+		d := &deadLetters{msgs: dead, done: make([]bool, len(dead))}
 		if err := in.retry(ctx, "write dead letters", func(ctx context.Context) error {
-			return in.dlq.WriteMessages(ctx, dead...)
+			return in.writeDead(ctx, d)
 		}); err != nil {
 			return fmt.Errorf("flush: %w", err)
 		}
@@ -375,7 +439,7 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 		in.m.batchRows.Observe(float64(p.rows()))
 		in.m.batchAge.Observe(time.Since(p.started).Seconds())
 		for _, t := range p.sampleTimes {
-			in.m.e2eDelay.Observe(float64(ack-t) / 1000)
+			in.m.e2eDelay.Observe(max(float64(ack-t)/1000, 0)) // within ClockSkewTolerance ahead: no delay
 		}
 		if p.samples != nil {
 			for i, n := range p.samples.nulled {

@@ -13,11 +13,18 @@ import (
 )
 
 // Timestamps further than this from the ingest clock are rejected as absurd (a broken agent clock),
-// not stored where they would land in a partition no query looks at.
+// not stored where they would land in a partition no query looks at. The future bound is
+// Config.MaxClockAhead; defaultMaxAhead is its default.
 const (
-	maxFuture = time.Hour
-	maxPast   = 30 * 24 * time.Hour
+	defaultMaxAhead = time.Hour
+	maxPast         = 30 * 24 * time.Hour
 )
+
+// maxCounter bounds a counter reading: at or over 2^63 it is no count a GPU reached (an energy
+// counter in mJ would take 300,000 years at 1 kW) but a negative number sent unsigned, and
+// increase() and energy figures, computed as Int64 differences, turn it into nonsense. Such a
+// reading is stored as NULL and counted, like an implausible gauge.
+const maxCounter = math.MaxInt64
 
 // sampleColumns is the columnar form of gpu_samples rows, appended in place and reused.
 type sampleColumns struct {
@@ -31,7 +38,8 @@ type sampleColumns struct {
 	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
 	lo, hi                                         []float64               // plausible range per registry position
-	nulled                                         []uint64                // gauge readings stored as NULL as implausible
+	nulled                                         []uint64                // readings stored as NULL as implausible
+	ahead                                          time.Duration           // Config.MaxClockAhead
 	gpuKeys                                        [][4]uint32             // scratch: uuid, model, job, parent keys per GPU of a batch
 }
 
@@ -50,6 +58,7 @@ func newSampleColumns() *sampleColumns {
 		driver:  &store.ColLowCardString{ColName: "driver_version"},
 		agent:   &store.ColLowCardString{ColName: "agent_id"},
 		seq:     &store.ColUInt64{ColName: "seq"},
+		ahead:   defaultMaxAhead,
 	}
 	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.parent, c.model, c.job, c.driver, c.agent, c.seq}
 	all := gpumetric.All()
@@ -73,11 +82,11 @@ func newSampleColumns() *sampleColumns {
 // check validates a decoded batch against the catalogue and the clock before any row is appended,
 // so a rejected batch leaves the columns untouched.
 func (c *sampleColumns) check(b *wire.Samples, now time.Time) error {
-	lo, hi := now.Add(-maxPast).UnixMilli(), now.Add(maxFuture).UnixMilli()
+	lo, hi := now.Add(-maxPast).UnixMilli(), now.Add(c.ahead).UnixMilli()
 	for i, ms := range b.TimeUnixMs {
 		if ms < lo || ms > hi {
 			return fmt.Errorf("%w: row %d time %s is outside [now-%s, now+%s]", wire.ErrMalformed, i,
-				time.UnixMilli(ms).UTC().Format(time.RFC3339), maxPast, maxFuture)
+				time.UnixMilli(ms).UTC().Format(time.RFC3339), maxPast, c.ahead)
 		}
 	}
 	for i := range b.GPUs {
@@ -161,9 +170,16 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 			col.AppendNulls(rows)
 			continue
 		}
+		var bad uint64
 		for r, v := range m.Counts {
+			if v > maxCounter && m.Has(r) {
+				bad++
+				col.Append(0, true)
+				continue
+			}
 			col.Append(v, !m.Has(r))
 		}
+		c.nulled[i] += bad
 	}
 }
 
@@ -185,6 +201,7 @@ type eventColumns struct {
 	gpu                                *store.ColUInt8
 	code, seq                          *store.ColUInt64
 	pid                                *store.ColUInt32
+	ahead                              time.Duration // Config.MaxClockAhead
 
 	// msgs are the messages appended, in row order: how repeats are found and dropped (eventdedup.go).
 	msgs []eventMsg
@@ -205,6 +222,7 @@ func newEventColumns() *eventColumns {
 		message: &store.ColString{ColName: "message"},
 		agent:   &store.ColString{ColName: "agent_id"},
 		seq:     &store.ColUInt64{ColName: "seq"},
+		ahead:   defaultMaxAhead,
 	}
 	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.kind, c.code, c.pid, c.message, c.agent, c.seq}
 	return c
@@ -228,10 +246,15 @@ func EventKindName(k wirepb.EventKind) string {
 }
 
 func (c *eventColumns) check(b *wirepb.EventBatch, now time.Time) error {
-	lo, hi := now.Add(-maxPast).UnixMilli(), now.Add(maxFuture).UnixMilli()
+	// Agents send an event batch only when they have events: an empty one is another message
+	// (a sample batch decodes as one) that would otherwise vanish without a dead letter.
+	if len(b.Events) == 0 {
+		return fmt.Errorf("%w: event batch carries no events", wire.ErrMalformed)
+	}
+	lo, hi := now.Add(-maxPast).UnixMilli(), now.Add(c.ahead).UnixMilli()
 	for i, e := range b.Events {
 		if e.TimeUnixMs < lo || e.TimeUnixMs > hi {
-			return fmt.Errorf("%w: event %d time is outside [now-%s, now+%s]", wire.ErrMalformed, i, maxPast, maxFuture)
+			return fmt.Errorf("%w: event %d time is outside [now-%s, now+%s]", wire.ErrMalformed, i, maxPast, c.ahead)
 		}
 		if e.GpuIndex > math.MaxUint8 {
 			return fmt.Errorf("%w: event %d gpu index %d over 255", wire.ErrMalformed, i, e.GpuIndex)

@@ -53,6 +53,20 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for timestamp validation; default time.Now.
 	Now func() time.Time
+	// DLQMaxBytes is the largest dead letter (value, key and headers, uncompressed) sent whole; a
+	// larger one, or one the broker refuses as over the dead-letter topic's max.message.bytes, is
+	// sent truncated with its original size in a header, so that no partition stalls on it.
+	// Default 64 MiB.
+	DLQMaxBytes int
+	// MaxClockAhead dead-letters a message with a timestamp further ahead of the ingest clock
+	// (a broken agent clock); default 1 h.
+	MaxClockAhead time.Duration
+	// ClockSkewTolerance is how far ahead of the ingest clock a message's newest timestamp may be
+	// before it is counted as clock skew (gpufleet_ingest_clock_skew_seconds) and its agent
+	// logged; it is stored all the same, up to MaxClockAhead. Default 5 s.
+	ClockSkewTolerance time.Duration
+	// SkewLogInterval is how often at most one agent's clock skew is logged; default 1 min.
+	SkewLogInterval time.Duration
 }
 
 // Stats counts what the ingester has done.
@@ -65,6 +79,8 @@ type Stats struct {
 	Rebalances uint64 // consumer group generations joined
 	Fetched    uint64 // messages fetched from Kafka, committed or not
 	Duplicates uint64 // sample and event messages dropped as a repeat of one already taken or stored
+	Skewed     uint64 // messages whose newest timestamp was ahead of the ingest clock beyond ClockSkewTolerance
+	Truncated  uint64 // dead letters sent truncated because the dead-letter topic refused them whole
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
@@ -81,8 +97,10 @@ type Ingester struct {
 	freeCols chan *sampleColumns // columns of committed cuts, for reuse
 	sd       wire.SampleDecoder
 	eb       wirepb.EventBatch
+	skewLog  skewLog
 
 	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched, nDuplicates atomic.Uint64
+	nSkewed, nTruncated                                                           atomic.Uint64
 	m                                                                             metrics
 
 	// crashAfterInsert, when set by a test, makes Run return right after the inserts of a flush and
@@ -169,10 +187,25 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.DLQMaxBytes <= 0 {
+		cfg.DLQMaxBytes = 64 << 20
+	}
+	if cfg.MaxClockAhead <= 0 {
+		cfg.MaxClockAhead = defaultMaxAhead
+	}
+	if cfg.ClockSkewTolerance <= 0 {
+		cfg.ClockSkewTolerance = 5 * time.Second
+	}
+	if cfg.SkewLogInterval <= 0 {
+		cfg.SkewLogInterval = time.Minute
+	}
 	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{}, lastSeq: map[string]uint64{}, recent: map[string]*recent{},
 		freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
+	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default
+	// 1 MiB BatchBytes refused them client-side and uncompressed they exceed the broker's limit.
 	in.dlq = &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, Compression: kafka.Zstd,
+		BatchBytes: int64(cfg.DLQMaxBytes)}
 	if r := cfg.Registerer; r != nil {
 		in.m.register(r, in)
 	}
@@ -192,7 +225,7 @@ func (in *Ingester) MemoryBound(partitions int) int {
 func (in *Ingester) Stats() Stats {
 	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(),
 		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load(),
-		Fetched: in.nFetched.Load(), Duplicates: in.nDuplicates.Load()}
+		Fetched: in.nFetched.Load(), Duplicates: in.nDuplicates.Load(), Skewed: in.nSkewed.Load(), Truncated: in.nTruncated.Load()}
 }
 
 // shutdownFlush bounds the final flush after ctx ends.

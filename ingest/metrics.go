@@ -13,6 +13,8 @@ type metrics struct {
 	retries       *prometheus.CounterVec
 	lag           *prometheus.GaugeVec
 	nulled        *prometheus.CounterVec
+	clockSkew     prometheus.Histogram
+	dlqLost       prometheus.Counter
 }
 
 func newMetrics() metrics {
@@ -31,7 +33,12 @@ func newMetrics() metrics {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_ingest_consumer_lag_messages",
 			Help: "Messages in the partition after the last one this worker fetched."}, []string{"topic", "partition"}),
 		nulled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_ingest_values_nulled_total",
-			Help: "Gauge readings stored as NULL because they were NaN, infinite or outside the metric's plausible range."}, []string{"metric"}),
+			Help: "Readings stored as NULL: gauges NaN, infinite or outside the metric's plausible range, counters at or over 2^63 (a negative number sent unsigned)."}, []string{"metric"}),
+		clockSkew: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_clock_skew_seconds",
+			Help:    "How far a message's newest timestamp was ahead of the ingest clock, for messages ahead by more than the tolerance (the agent's clock is wrong).",
+			Buckets: prometheus.ExponentialBuckets(5, 2, 11)}), // 5 s to 1.4 h: up to MaxClockAhead
+		dlqLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_ingest_dlq_dropped_total",
+			Help: "Dead letters the dead-letter topic refused even truncated to their headers, logged and dropped."}),
 	}
 }
 
@@ -39,10 +46,11 @@ func (m metrics) register(r prometheus.Registerer, in *Ingester) {
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
-	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag, m.nulled,
+	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag, m.nulled, m.clockSkew, m.dlqLost,
 		counter("gpufleet_ingest_sample_rows_total", "Sample rows inserted.", in.nSamples.Load),
 		counter("gpufleet_ingest_event_rows_total", "Event rows inserted.", in.nEvents.Load),
 		counter("gpufleet_ingest_dlq_total", "Messages sent to the dead-letter topic.", in.nDLQ.Load),
+		counter("gpufleet_ingest_dlq_truncated_total", "Dead letters sent truncated because the dead-letter topic refused them whole.", in.nTruncated.Load),
 		counter("gpufleet_ingest_messages_committed_total", "Kafka messages committed after insert.", in.nMessages.Load),
 		counter("gpufleet_ingest_sequence_gaps_total", "Batches agents numbered that never reached ingest.", in.nGaps.Load),
 		counter("gpufleet_ingest_duplicate_batches_total", "Sample and event messages dropped as a repeat of one already taken or stored (producer retries).", in.nDuplicates.Load),

@@ -22,10 +22,30 @@ const (
 	DLQTopic     = "gpu.dlq"
 )
 
+// DefaultDLQMaxMessageBytes is the max.message.bytes PipelineTopics gives the dead-letter topic: a
+// dead letter is a whole source message plus headers, and agents legitimately send messages of
+// several MB (16 GPUs, long labels, --send-every 600), which the broker's default of 1 MiB refuses.
+// It bounds the compressed record batch, so 16 MiB holds messages far larger uncompressed.
+const DefaultDLQMaxMessageBytes = 16 << 20
+
 // Topic is a topic to create if missing.
 type Topic struct {
 	Name       string
 	Partitions int
+	// MaxMessageBytes sets the topic's max.message.bytes, the largest (compressed) record batch the
+	// broker accepts on it; 0 leaves the broker's message.max.bytes (1 MiB unless changed).
+	MaxMessageBytes int
+}
+
+// PipelineTopics are the pipeline's topics under their default names: samples and events with
+// partitions partitions, and the one-partition dead-letter topic with dlqMaxMessageBytes (0 means
+// DefaultDLQMaxMessageBytes).
+func PipelineTopics(partitions, dlqMaxMessageBytes int) []Topic {
+	if dlqMaxMessageBytes <= 0 {
+		dlqMaxMessageBytes = DefaultDLQMaxMessageBytes
+	}
+	return []Topic{{Name: SamplesTopic, Partitions: partitions}, {Name: EventsTopic, Partitions: partitions},
+		{Name: DLQTopic, Partitions: 1, MaxMessageBytes: dlqMaxMessageBytes}}
 }
 
 // WaitReachable dials the brokers until one answers a metadata request, backing off up to 2 s
@@ -65,7 +85,15 @@ func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1})
+		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1}
+		if t.MaxMessageBytes < 0 {
+			return fmt.Errorf("create topic %s: MaxMessageBytes %d is negative", t.Name, t.MaxMessageBytes)
+		}
+		if t.MaxMessageBytes > 0 {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "max.message.bytes",
+				ConfigValue: strconv.Itoa(t.MaxMessageBytes)})
+		}
+		req.Topics = append(req.Topics, tc)
 	}
 	res, err := client.CreateTopics(ctx, req)
 	if err != nil {
@@ -128,4 +156,30 @@ func ParseBrokers(s string) ([]string, error) {
 		return nil, errors.New("no broker given")
 	}
 	return out, nil
+}
+
+// MaxMessageBytes returns a topic's effective max.message.bytes (its own setting or the broker's
+// default), so that a writer can tell in advance what the broker will refuse.
+func MaxMessageBytes(ctx context.Context, brokers []string, topic string) (int, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	res, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"max.message.bytes"}}}})
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			return 0, fmt.Errorf("describe topic %s: %w", topic, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "max.message.bytes" {
+				n, err := strconv.Atoi(e.ConfigValue)
+				if err != nil {
+					return 0, fmt.Errorf("describe topic %s: max.message.bytes %q: %w", topic, e.ConfigValue, err)
+				}
+				return n, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("describe topic %s: no max.message.bytes in the answer", topic)
 }
