@@ -1,4 +1,4 @@
-// Package backend opens a store.Store from a --clickhouse DSN, picking the transport by scheme.
+// Package backend opens a store.Store from a ClickHouse DSN, picking the transport by scheme.
 package backend
 
 import (
@@ -6,9 +6,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/store/backend/redact"
 	"github.com/gpufleet/gpufleet/store/chdb"
 	"github.com/gpufleet/gpufleet/store/chserver"
 )
@@ -34,17 +36,39 @@ type Target struct {
 
 const dsnHelp = "use clickhouse://user:password@host:9000/database or chdb:///path/to/dir[?database=name]"
 
-// Parse checks a DSN without connecting.
+// Redact returns dsn fit for a log line or an error: the user-info password becomes "xxxxx",
+// password=, token=, secret-like and URL-valued query parameters are masked, and input that does
+// not parse is reduced to its scheme ("clickhouse://<unparsable>") or to "<unparsable DSN>".
+func Redact(dsn string) string { return redact.DSN(dsn) }
+
+// Parse checks a DSN without connecting. Its errors name the DSN redacted, never its password.
 func Parse(dsn string) (Target, error) {
+	if dsn == "" {
+		return Target{}, fmt.Errorf("clickhouse DSN is empty: %s", dsnHelp)
+	}
+	shown := strconv.Quote(Redact(dsn))
+	if Redact(dsn) == redact.Unparsable {
+		shown = "(not shown: it may hold a password)"
+	}
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
-		return Target{}, fmt.Errorf("--clickhouse %q is not a URL: %s", dsn, dsnHelp)
+		// url.Parse's error quotes the whole input, and its reason can quote part of a password.
+		hint := ""
+		if strings.Contains(dsn, "@") {
+			hint = " (percent-encode special characters in the user name and password)"
+		}
+		return Target{}, fmt.Errorf("clickhouse DSN %s is not a URL%s: %s", shown, hint, dsnHelp)
 	}
 	t := Target{Scheme: u.Scheme, DSN: dsn}
 	switch u.Scheme {
 	case "clickhouse":
+		if redact.Ambiguous(dsn) {
+			// The parsers disagree on where such a password ends, and the part they take for
+			// the host or the database would be echoed by later errors.
+			return Target{}, fmt.Errorf("clickhouse DSN %s: percent-encode '/', '?', '#' and '@' in the user name and password (%%2F, %%3F, %%23, %%40), and '@' in parameter values: %s", shown, dsnHelp)
+		}
 		if u.Host == "" {
-			return Target{}, fmt.Errorf("--clickhouse %q names no host: %s", dsn, dsnHelp)
+			return Target{}, fmt.Errorf("clickhouse DSN %s names no host: %s", shown, dsnHelp)
 		}
 		t.Database = strings.Trim(u.Path, "/")
 	case "chdb":
@@ -53,16 +77,16 @@ func Parse(dsn string) (Target, error) {
 			t.Dir = u.Host + u.Path
 		}
 		if t.Dir == "" {
-			return Target{}, fmt.Errorf("--clickhouse %q names no data directory: %s", dsn, dsnHelp)
+			return Target{}, fmt.Errorf("clickhouse DSN %s names no data directory: %s", shown, dsnHelp)
 		}
 		t.Database = u.Query().Get("database")
 	default:
-		return Target{}, fmt.Errorf("--clickhouse %q: unsupported scheme %q: %s", dsn, u.Scheme, dsnHelp)
+		return Target{}, fmt.Errorf("clickhouse DSN %s: unsupported scheme %q: %s", shown, u.Scheme, dsnHelp)
 	}
 	if t.Database == "" {
 		t.Database = DefaultDatabase
 	}
-	if err := store.CheckIdent("--clickhouse database", t.Database); err != nil {
+	if err := store.CheckIdent("clickhouse DSN database", t.Database); err != nil {
 		return Target{}, err
 	}
 	return t, nil

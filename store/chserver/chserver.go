@@ -5,7 +5,9 @@ package chserver
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"net/url"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/store/backend/redact"
 )
 
 // Store is a store.Store on a ClickHouse server.
@@ -28,7 +31,7 @@ type Store struct {
 func Open(ctx context.Context, dsn string, tlsConfig *tls.Config) (*Store, error) {
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse DSN: %w", err)
+		return nil, dsnError(dsn, err)
 	}
 	if tlsConfig != nil {
 		opts.TLS = tlsConfig
@@ -49,9 +52,25 @@ func Open(ctx context.Context, dsn string, tlsConfig *tls.Config) (*Store, error
 	}
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("cannot reach ClickHouse at %v: %w: check --clickhouse and that the server is running", opts.Addr, err)
+		return nil, fmt.Errorf("cannot reach ClickHouse at %v: %w: check the clickhouse DSN's host and port and that the server is running", opts.Addr, err)
 	}
 	return &Store{conn: conn, db: db}, nil
+}
+
+// dsnError describes a DSN the driver refused without echoing the DSN's secrets. The driver's
+// *url.Error carries the input (clickhouse-go masks its password, but its reason can quote part
+// of a malformed one, as in `invalid port ":se"`), and its other errors quote parameter values:
+// so the error is not wrapped, and its text is kept only when it holds none of the DSN's
+// possible secrets.
+func dsnError(dsn string, err error) error {
+	detail := err.Error()
+	if _, ok := errors.AsType[*url.Error](err); ok {
+		detail = "not a valid URL: percent-encode special characters in the user name and password"
+	}
+	if redact.Leaks(detail, dsn) {
+		detail = "invalid (details not shown: they may hold a password; percent-encode special characters in the user name, password and parameter values)"
+	}
+	return fmt.Errorf("clickhouse DSN %s: %s", redact.DSN(dsn), detail)
 }
 
 // Database implements store.Store.
