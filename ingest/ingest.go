@@ -259,6 +259,8 @@ func (in *Ingester) Run(ctx context.Context) error {
 		return fmt.Errorf("ingest: consumer group: %w", err)
 	}
 	defer in.dlq.Close()
+	// In the background: a broker that is down at start-up must not delay joining the group.
+	go in.checkDLQLimit(ctx)
 	backoff := 100 * time.Millisecond
 	for {
 		gen, err := group.Next(ctx)
@@ -396,5 +398,24 @@ func (in *Ingester) retry(ctx context.Context, what string, do func(context.Cont
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// checkDLQLimit warns when the dead-letter topic takes smaller messages than the samples topic: a
+// dead letter of a message the broker accepted could then only be sent truncated.
+func (in *Ingester) checkDLQLimit(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	dlq, err := kafkaadmin.MaxMessageBytes(ctx, in.cfg.Brokers, in.cfg.DLQTopic)
+	if err == nil {
+		var src int
+		if src, err = kafkaadmin.MaxMessageBytes(ctx, in.cfg.Brokers, in.cfg.SamplesTopic); err == nil && dlq < src {
+			in.log.Warn("the dead-letter topic takes smaller messages than the samples topic: larger dead letters are sent truncated; raise its max.message.bytes",
+				slog.String("dlq_topic", in.cfg.DLQTopic), slog.Int("dlq_max_message_bytes", dlq),
+				slog.String("samples_topic", in.cfg.SamplesTopic), slog.Int("samples_max_message_bytes", src))
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		in.log.Debug("checking the dead-letter topic's max.message.bytes", slog.Any("err", err))
 	}
 }
