@@ -2,10 +2,12 @@ package deploy_test
 
 import (
 	"context"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,7 +62,7 @@ func env(svc types.ServiceConfig, key string) (string, bool) {
 
 func TestComposeServicesExist(t *testing.T) {
 	p := loadProject(t)
-	for _, name := range []string{"kafka", "clickhouse", "migrate", "ingest", "simulate", "grafana"} {
+	for _, name := range []string{"kafka", "clickhouse", "migrate", "ingest", "simulate", "api", "grafana"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("service %q missing (have %v)", name, p.ServiceNames())
 		}
@@ -97,6 +99,13 @@ func TestComposeGpufleetServices(t *testing.T) {
 				"migrate": types.ServiceConditionCompletedSuccessfully,
 			},
 			wantEnv: []string{"GPUFLEET_BROKERS", "GPUFLEET_CLICKHOUSE", "GPUFLEET_METRICS_ADDR"},
+		},
+		{
+			service:    "api",
+			subcommand: "api",
+			restart:    types.RestartPolicyUnlessStopped,
+			dependsOn:  map[string]string{"migrate": types.ServiceConditionCompletedSuccessfully},
+			wantEnv:    []string{"GPUFLEET_CLICKHOUSE", "GPUFLEET_HTTP"},
 		},
 		{
 			service:    "simulate",
@@ -150,6 +159,51 @@ func TestComposeGpufleetServices(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// gpufleet binds 127.0.0.1 by default, which a published port cannot reach in a container: every
+// port a gpufleet service publishes must be one it was told to listen on, on every interface, and
+// the host side stays on 127.0.0.1.
+func TestComposePublishedPortsAreListenedOn(t *testing.T) {
+	p := loadProject(t)
+	// The settings that name a listen address, as flags' environment variables.
+	listenVars := []string{"GPUFLEET_METRICS_ADDR", "GPUFLEET_HTTP"}
+	published := 0
+	for _, name := range p.ServiceNames() {
+		svc := service(t, p, name)
+		if svc.Build == nil { // not a gpufleet image
+			continue
+		}
+		listening := map[string]bool{}
+		for _, key := range listenVars {
+			v, ok := env(svc, key)
+			if !ok || v == "" {
+				continue
+			}
+			host, port, err := net.SplitHostPort(v)
+			switch {
+			case err != nil:
+				t.Errorf("%s: %s %q is not host:port: %v", name, key, v, err)
+			case host != "0.0.0.0" && host != "" && host != "::":
+				t.Errorf("%s: %s %q listens on %s only: a published port cannot reach it", name, key, v, host)
+			default:
+				listening[port] = true
+			}
+		}
+		for _, pc := range svc.Ports {
+			published++
+			if pc.HostIP != "127.0.0.1" {
+				t.Errorf("%s: port %d published on %q, want 127.0.0.1", name, pc.Target, pc.HostIP)
+			}
+			if !listening[strconv.Itoa(int(pc.Target))] {
+				t.Errorf("%s: publishes port %d but sets none of %v to 0.0.0.0:%d: gpufleet would listen on 127.0.0.1 inside the container",
+					name, pc.Target, listenVars, pc.Target)
+			}
+		}
+	}
+	if published < 3 {
+		t.Errorf("%d published gpufleet ports, want ingest's, simulate's and the API's", published)
 	}
 }
 

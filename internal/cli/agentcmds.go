@@ -187,7 +187,8 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&podSocket, "pod-resources-socket", attribution.DefaultPodResourcesSocket, "the kubelet's pod-resources socket: when it exists (a Kubernetes node) and\n"+
 		"--job-mapping-dir is not set, each GPU's job is the namespace/pod it is allocated to; empty disables")
 	f.StringVar(&node, "node", "", "with --source nvml: this host's node label and Kafka key (default: the hostname)")
-	f.StringVar(&metricsAddr, "metrics-addr", ":9400", "address for Prometheus /metrics; empty disables")
+	f.StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9400", "address for Prometheus /metrics: loopback only by default; :9400 (every interface)\n"+
+		"lets Prometheus on other hosts scrape it; empty disables")
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
 	if err := f.parse(args); err != nil {
 		return err
@@ -340,7 +341,8 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	var forDur time.Duration
 	k.register(f)
 	s.register(f, 64)
-	f.StringVar(&metricsAddr, "metrics-addr", ":9402", "address for Prometheus /metrics; empty disables")
+	f.StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9402", "address for Prometheus /metrics: loopback only by default; :9402 (every interface)\n"+
+		"lets Prometheus on other hosts scrape it; empty disables")
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
 	if err := f.parse(args); err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/gpufleet/gpufleet/query"
@@ -27,10 +26,17 @@ func runAPI(ctx context.Context, e *env, args []string) error {
 		"  /api/v1/jobs?since=24h\n"+
 		"Windows take since= or from=/to= (RFC 3339). A bad parameter is a 400 naming it.")
 	var sf storeFlags
+	var auth apiAuthFlags
 	var addr string
 	sf.register(f)
-	f.StringVar(&addr, "http", ":8081", "address to serve the API and /metrics on")
+	auth.register(f)
+	f.StringVar(&addr, "http", "127.0.0.1:8081", "address to serve the API, /metrics and /healthz on: loopback only by default;\n"+
+		"0.0.0.0:8081 (or :8081) serves other hosts, as in a container")
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	token, err := auth.resolve()
+	if err != nil {
 		return err
 	}
 	if addr == "" {
@@ -45,10 +51,11 @@ func runAPI(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	if err := serveHTTP(ctx, addr, newRegistry(), log, map[string]http.Handler{"/api/v1/": httpapi.Handler(st, time.Now)}); err != nil {
+	bound, err := serveAPI(ctx, "--http", addr, newRegistry(), log, httpapi.Handler(st, time.Now), token)
+	if err != nil {
 		return err
 	}
-	log.Info("serving the query API", slog.String("addr", addr), slog.String("clickhouse", redact(sf.dsn)))
+	log.Info("serving the query API", slog.String("addr", bound.String()), slog.Bool("token", token != ""), slog.String("clickhouse", redact(sf.dsn)))
 	<-ctx.Done()
 	return nil
 }

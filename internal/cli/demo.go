@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -30,17 +29,24 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		"While it runs, /metrics and the query API (/api/v1/summary, /api/v1/series?metric=gpu_util&agg=p99, ...)\n"+
 		"are served on --http.")
 	var s simFlags
+	var auth apiAuthFlags
 	var dataDir, libchdb, httpAddr string
 	var forDur time.Duration
 	s.register(f, 64)
 	f.StringVar(&dataDir, "data-dir", "gpufleet-demo-data", "chDB data directory (kept between runs)")
 	f.StringVar(&libchdb, "libchdb", "", "path of libchdb.so (default: search $GPUFLEET_LIBCHDB, next to the binary, /usr/local/lib)")
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "address for /metrics and the /api/v1/ query API; empty disables")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "address for /metrics, /healthz and the /api/v1/ query API (loopback only by default;\n"+
+		"0.0.0.0:8080 serves other hosts); empty disables")
+	auth.register(f)
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until Ctrl-C)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	token, err := auth.resolve()
 	if err != nil {
 		return err
 	}
@@ -68,8 +74,12 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	brokers := broker.ListenAddrs()
 
 	reg := newRegistry()
-	if err := serveHTTP(ctx, httpAddr, reg, log, map[string]http.Handler{"/api/v1/": httpapi.Handler(st, time.Now)}); err != nil {
-		return err
+	if httpAddr != "" {
+		bound, err := serveAPI(ctx, "--http", httpAddr, reg, log, httpapi.Handler(st, time.Now), token)
+		if err != nil {
+			return err
+		}
+		log.Info("serving the query API", slog.String("addr", bound.String()), slog.Bool("token", token != ""))
 	}
 
 	prod := agent.NewProducer(brokers)

@@ -49,7 +49,7 @@ func (s *storeFlags) register(f *flags) {
 
 func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
 	if _, err := backend.Parse(s.dsn); err != nil {
-		return nil, usageError{err}
+		return nil, usageError{fmt.Errorf("--clickhouse: %w", err)}
 	}
 	return backend.Open(ctx, s.dsn, backend.Options{LibCHDB: s.libchdb})
 }
@@ -75,7 +75,8 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&session, "session-timeout", 10*time.Second, "how long the group waits for a silent worker before moving its partitions")
 	f.IntVar(&memLimitMiB, "memory-limit-mib", 0, "soft memory limit for the Go runtime (GOMEMLIMIT); 0 leaves it unset")
 	f.BoolVar(&doMigrate, "migrate", false, "apply schema migrations before consuming")
-	f.StringVar(&metricsAddr, "metrics-addr", ":9401", "address for Prometheus /metrics; empty disables")
+	f.StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9401", "address for Prometheus /metrics: loopback only by default; :9401 (every interface)\n"+
+		"lets Prometheus on other hosts scrape it; empty disables")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -337,16 +338,5 @@ func explainMissingSchema(err error) error {
 	return err
 }
 
-// redact hides a DSN's password for logs.
-func redact(dsn string) string {
-	at := strings.LastIndex(dsn, "@")
-	scheme := strings.Index(dsn, "://")
-	if at < 0 || scheme < 0 {
-		return dsn
-	}
-	cred := dsn[scheme+3 : at]
-	if user, _, ok := strings.Cut(cred, ":"); ok {
-		return dsn[:scheme+3] + user + ":***" + dsn[at:]
-	}
-	return dsn
-}
+// redact hides a DSN's password and secret-like parameters for logs.
+func redact(dsn string) string { return backend.Redact(dsn) }
