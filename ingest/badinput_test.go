@@ -182,6 +182,38 @@ func TestOversizedDeadLetter(t *testing.T) {
 	}
 }
 
+// A dead-letter topic that refuses even a dead letter's headers (max.message.bytes of 100) costs
+// that dead letter, logged with its origin and counted, not the partition: the traffic after it is
+// stored.
+func TestDeadLetterRefusedEvenAsHeaders(t *testing.T) {
+	r := newBadRig(t, 100)
+	big := make([]byte, 2<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	r.write(t, kafka.Message{Topic: r.samples, Key: []byte("big"), Value: big})
+	rows, err := r.send(2, 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	cfg := r.config("refused")
+	cfg.Logger, cfg.Registerer = slogText(&logs), reg
+	in, stop := run(t, cfg)
+	waitFor(t, 60*time.Second, "the messages after the refused one to be committed", func() bool { return in.Stats().Messages >= 7 })
+	stop()
+	if got, distinct := r.stored(t); got != rows || distinct != rows {
+		t.Errorf("stored %d rows (%d distinct), sent %d", got, distinct, rows)
+	}
+	if v := gathered(t, reg, "gpufleet_ingest_dlq_dropped_total", ""); v != 1 {
+		t.Errorf("gpufleet_ingest_dlq_dropped_total = %v, want 1", v)
+	}
+	if want := "source=" + r.samples + "/0@0"; !strings.Contains(logs.String(), want) {
+		t.Errorf("no log line names the dropped dead letter's origin %s:\n%s", want, logs.String())
+	}
+}
+
 // A message on the wrong topic decodes as something empty and vanished without a dead letter (a
 // sample batch on the events topic) or with a misleading reason. Each goes to the dead-letter
 // topic saying what it is; the good messages around them are stored.
