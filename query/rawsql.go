@@ -2,19 +2,20 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gpufleet/gpufleet/query/guard"
 	"github.com/gpufleet/gpufleet/store"
 )
 
-// Raw SQL for analytics (the Grafana plugin's SQL mode): a single read-only statement with
-// Grafana-style macros. The window and interval reach ClickHouse as bound parameters; the statement
-// runs with readonly = 1, which the engine enforces: no writes, no settings changes, no file() or
-// url() table functions.
+// Raw SQL for analytics (the Grafana plugin's SQL mode, query --sql, the API's /sql): one SELECT
+// with Grafana-style macros. The window and interval reach ClickHouse as bound parameters; what may
+// run is decided by guard on the engine's own parse, and runs on a read-only session.
 
 // Window is the time range and step a raw statement's macros expand against.
 type Window struct {
@@ -24,8 +25,6 @@ type Window struct {
 
 var (
 	macroRE = regexp.MustCompile(`\$__(timeFilter|timeInterval|conditionalAll)\(|\$__(interval_s|fromTime|toTime)\b`)
-	// A statement must start with one of these, after comments and parentheses.
-	readOnlyStart = regexp.MustCompile(`(?i)^(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b`)
 )
 
 // ExpandMacros replaces the macros in sql:
@@ -131,51 +130,30 @@ func macroArgs(s string) (args []string, n int, err error) {
 	return nil, 0, fmt.Errorf("no closing parenthesis")
 }
 
-// CheckReadOnly rejects anything but a single reading statement before it reaches the engine (which
-// enforces readonly itself): a clear error beats a permission failure.
-func CheckReadOnly(sql string) error {
-	s := strings.TrimSpace(stripLeadingComments(sql))
-	s = strings.TrimLeft(s, "( \t\n")
-	if !readOnlyStart.MatchString(s) {
-		return fmt.Errorf("%w: sql: only SELECT (or WITH, SHOW, DESCRIBE, EXPLAIN) statements run here", ErrInvalid)
-	}
-	return nil
-}
-
-func stripLeadingComments(s string) string {
-	for {
-		s = strings.TrimSpace(s)
-		switch {
-		case strings.HasPrefix(s, "--"):
-			if i := strings.IndexByte(s, '\n'); i >= 0 {
-				s = s[i+1:]
-				continue
-			}
-			return ""
-		case strings.HasPrefix(s, "/*"):
-			if i := strings.Index(s, "*/"); i >= 0 {
-				s = s[i+2:]
-				continue
-			}
-			return ""
-		}
-		return s
-	}
-}
-
-// RunSQL expands macros in a user's statement and runs it read-only.
+// RunSQL expands macros in a user's statement, has the engine parse it, refuses what guard's
+// policy refuses and runs the engine's canonical text of it. s must be a reader store
+// (store/backend.OpenReader): a session at readonly = 1 with limits, so that even a gap in the policy
+// cannot write.
 func RunSQL(ctx context.Context, s store.Store, sql string, w Window) (*store.Result, error) {
-	if err := CheckReadOnly(sql); err != nil {
-		return nil, err
+	ps, ok := s.(store.Parser)
+	if !ok {
+		return nil, fmt.Errorf("sql: the store cannot parse statements, so raw SQL is off")
+	}
+	if strings.TrimSpace(sql) == "" {
+		return nil, fmt.Errorf("%w: sql: empty statement", ErrInvalid)
 	}
 	expanded, p, err := ExpandMacros(sql, w)
 	if err != nil {
 		return nil, err
 	}
-	// On its own line, so that a trailing "--" comment in the statement cannot swallow it; a
-	// statement with its own SETTINGS or FORMAT fails to parse rather than run unrestricted.
-	expanded = strings.TrimRight(strings.TrimSpace(expanded), ";") + "\nSETTINGS readonly = 1"
-	r, err := s.QueryWith(ctx, expanded, p)
+	canonical, err := guard.Check(ctx, ps, expanded, p, guard.Policy{Database: s.Database()})
+	if err != nil {
+		if errors.Is(err, guard.ErrRefused) {
+			return nil, fmt.Errorf("%w: sql: %w", ErrInvalid, err)
+		}
+		return nil, fmt.Errorf("sql: %w", err)
+	}
+	r, err := s.QueryWith(ctx, canonical, p)
 	if err != nil {
 		return nil, fmt.Errorf("sql: %w", err)
 	}

@@ -3,7 +3,6 @@ package query_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,8 +99,5 @@ func TestRunSQLReadOnly(t *testing.T) {
 	res, err = st.Query(ctx, "SELECT count() FROM "+tbl)
 	if err != nil || res.Rows[0][0].(uint64) != uint64(len(rs)) {
 		t.Fatalf("the table changed: %v %v", res, err)
-	}
-	if !strings.Contains(query.CheckReadOnly("UPDATE x SET y = 1").Error(), "only SELECT") {
-		t.Error("CheckReadOnly message")
 	}
 }

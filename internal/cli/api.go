@@ -29,6 +29,7 @@ func runAPI(ctx context.Context, e *env, args []string) error {
 	var auth apiAuthFlags
 	var addr string
 	sf.register(f)
+	sf.registerLimits(f)
 	auth.register(f)
 	f.StringVar(&addr, "http", "127.0.0.1:8081", "address to serve the API, /metrics and /healthz on: loopback only by default;\n"+
 		"0.0.0.0:8081 (or :8081) serves other hosts, as in a container")
@@ -46,7 +47,7 @@ func runAPI(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := sf.open(ctx)
+	st, err := sf.openReader(ctx)
 	if err != nil {
 		return err
 	}

@@ -109,10 +109,10 @@ func TestIngestNeedsMigratedSchema(t *testing.T) {
 		t.Fatalf("migrate --to 14: exit %d, %s %s", r.code, r.stdout, r.stderr)
 	}
 	r := run(t, env, "ingest", "--clickhouse", dsn, "--brokers", "127.0.0.1:1")
-	if r.code != 1 || !strings.Contains(r.stderr, "lacks migrations [15 16]") {
+	if r.code != 1 || !strings.Contains(r.stderr, "lacks migrations [15 16 17]") {
 		t.Errorf("ingest on a schema at 14: exit %d, %s", r.code, r.stderr)
 	}
-	if r := run(t, env, "migrate", "--clickhouse", dsn); r.code != 0 || !strings.Contains(r.stdout, "applied now: [15 16]") {
+	if r := run(t, env, "migrate", "--clickhouse", dsn); r.code != 0 || !strings.Contains(r.stdout, "applied now: [15 16 17]") {
 		t.Errorf("migrate: exit %d, %s %s", r.code, r.stdout, r.stderr)
 	}
 	if r := run(t, env, "migrate", "--to", "99"); r.code != 2 || !strings.Contains(r.stderr, "--to 99: must be 1..") {
@@ -168,7 +168,7 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"series wrong agg", nil, []string{"query", "--metric", "energy_mj", "--agg", "avg"}, 2, "agg: \"avg\" does not apply to counter"},
 		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "datacenter"}, 2, `"datacenter" is not one of`},
 		{"series bad filter", nil, []string{"query", "--metric", "gpu_util", "--filter", "node"}, 2, `want dim=v1|v2`},
-		{"sql that writes", nil, []string{"query", "--sql", "DROP TABLE gpufleet.gpu_samples"}, 2, "only SELECT"},
+		{"sql on no data", nil, []string{"query", "--sql", "SELECT 1", "--clickhouse", "chdb://" + t.TempDir() + "/typo"}, 1, "run `gpufleet migrate` on it first"},
 		{"zero spool", nil, []string{"simulate", "--spool-dir", t.TempDir(), "--spool-mib", "0"}, 2, "--spool-mib 0: must be at least 1"},
 		{"unknown report", nil, []string{"query", "--report", "vibes", "--clickhouse", "chdb://" + t.TempDir()}, 2, `--report "vibes": one of`},
 		{"api without address", nil, []string{"api", "--http", ""}, 2, "--http: an address is required"},

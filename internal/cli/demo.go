@@ -19,6 +19,7 @@ import (
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
+	"github.com/gpufleet/gpufleet/store"
 	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
@@ -64,6 +65,12 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if _, err := migrate.Apply(ctx, st, log); err != nil {
 		return err
 	}
+	// The API reads on a connection of its own that cannot write, as `gpufleet api` does.
+	rd, err := chdb.OpenReader(dataDir, "gpufleet", libchdb, store.DefaultLimits())
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
 
 	topics := []string{kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic}
 	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...), kfake.SeedTopics(1, kafkaadmin.DLQTopic))
@@ -75,7 +82,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 
 	reg := newRegistry()
 	if httpAddr != "" {
-		bound, err := serveAPI(ctx, "--http", httpAddr, reg, log, httpapi.Handler(st, time.Now), token)
+		bound, err := serveAPI(ctx, "--http", httpAddr, reg, log, httpapi.Handler(rd, time.Now), token)
 		if err != nil {
 			return err
 		}

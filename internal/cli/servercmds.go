@@ -40,6 +40,17 @@ const defaultDSN = "chdb://gpufleet-data"
 type storeFlags struct {
 	dsn     string
 	libchdb string
+	limits  store.Limits // the read paths' limits (registerLimits)
+}
+
+// registerLimits adds the flags that bound every read query (query, api, demo).
+func (s *storeFlags) registerLimits(f *flags) {
+	d := store.DefaultLimits()
+	f.DurationVar(&s.limits.MaxExecutionTime, "query-timeout", d.MaxExecutionTime, "longest a read query runs in ClickHouse (max_execution_time)")
+	f.Uint64Var(&s.limits.MaxResultRows, "query-max-rows", d.MaxResultRows, "most rows a read query returns (max_result_rows)")
+	f.Uint64Var(&s.limits.MaxResultBytes, "query-max-result-bytes", d.MaxResultBytes, "most bytes a read query's result takes in ClickHouse (max_result_bytes)")
+	f.Uint64Var(&s.limits.MaxMemoryUsage, "query-max-memory-bytes", d.MaxMemoryUsage, "most memory one read query uses in ClickHouse (max_memory_usage)")
+	f.Uint64Var(&s.limits.MaxRowsToRead, "query-max-rows-to-read", d.MaxRowsToRead, "most rows a read query scans (max_rows_to_read)")
 }
 
 func (s *storeFlags) register(f *flags) {
@@ -52,6 +63,14 @@ func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
 		return nil, usageError{fmt.Errorf("--clickhouse: %w", err)}
 	}
 	return backend.Open(ctx, s.dsn, backend.Options{LibCHDB: s.libchdb})
+}
+
+// openReader opens the store for a read path: read-only, with the query limits.
+func (s *storeFlags) openReader(ctx context.Context) (store.Store, error) {
+	if _, err := backend.Parse(s.dsn); err != nil {
+		return nil, usageError{fmt.Errorf("--clickhouse: %w", err)}
+	}
+	return backend.OpenReader(ctx, s.dsn, backend.Options{LibCHDB: s.libchdb}, s.limits)
 }
 
 func runIngest(ctx context.Context, e *env, args []string) error {
@@ -217,6 +236,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	var filters filterFlag
 	var fill bool
 	sf.register(f)
+	sf.registerLimits(f)
 	f.DurationVar(&since, "since", 15*time.Minute, "window: from now minus this to now")
 	f.IntVar(&top, "top", 5, "how many hottest GPUs to list (summary)")
 	f.StringVar(&format, "format", "text", "output: text, json, or csv (series only)")
@@ -226,21 +246,21 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&step, "step", time.Minute, "bucket width (whole seconds)")
 	f.Var(&filters, "filter", "keep rows where dim is one of values: dim=v1|v2 (repeatable)")
 	f.BoolVar(&fill, "fill", false, "emit every step of every series, empty where nothing was read")
-	f.StringVar(&rawSQL, "sql", "", "run one read-only SQL statement (readonly = 1; macros $__timeFilter(col), $__timeInterval(col),\n"+
+	f.StringVar(&rawSQL, "sql", "", "run one SELECT (checked on ClickHouse's own parse, on a read-only session; macros $__timeFilter(col), $__timeInterval(col),\n"+
 		"$__fromTime, $__toTime over --since) and print its rows as JSON")
 	f.StringVar(&report, "report", "", "print a report as JSON over --since: hottest, idle (least utilised), silent\n"+
 		"(stopped reporting), stragglers (under half their job's median), events (by model), jobs (usage)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	if err := sf.limits.Validate(); err != nil {
+		return usageError{fmt.Errorf("--query-timeout: %w", err)}
+	}
 	if metric != "" {
 		return runSeries(ctx, e, &sf, since, step, format, metric, agg, by, filters, fill)
 	}
 	if rawSQL != "" {
-		if err := query.CheckReadOnly(rawSQL); err != nil {
-			return usageError{err}
-		}
-		st, err := sf.open(ctx)
+		st, err := sf.openReader(ctx)
 		if err != nil {
 			return err
 		}
@@ -254,7 +274,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 		if top < 1 {
 			top = 5
 		}
-		st, err := sf.open(ctx)
+		st, err := sf.openReader(ctx)
 		if err != nil {
 			return err
 		}
@@ -270,7 +290,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	if format != "text" && format != "json" {
 		return usageError{fmt.Errorf("--format %q: use text or json", format)}
 	}
-	st, err := sf.open(ctx)
+	st, err := sf.openReader(ctx)
 	if err != nil {
 		return err
 	}
@@ -304,7 +324,7 @@ func runSeries(ctx context.Context, e *env, sf *storeFlags, since, step time.Dur
 	if err := q.Validate(); err != nil {
 		return usageError{err}
 	}
-	st, err := sf.open(ctx)
+	st, err := sf.openReader(ctx)
 	if err != nil {
 		return err
 	}

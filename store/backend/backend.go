@@ -103,3 +103,16 @@ func Open(ctx context.Context, dsn string, opts Options) (store.Store, error) {
 	}
 	return chserver.Open(ctx, dsn, opts.TLS)
 }
+
+// OpenReader parses dsn and opens a store for the read paths (raw SQL, the HTTP API, Grafana): a
+// session that is read-only with lim's limits, which creates no directory and no database.
+func OpenReader(ctx context.Context, dsn string, opts Options, lim store.Limits) (store.Store, error) {
+	t, err := Parse(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if t.Scheme == "chdb" {
+		return chdb.OpenReader(t.Dir, t.Database, opts.LibCHDB, lim)
+	}
+	return chserver.OpenReader(ctx, dsn, opts.TLS, lim)
+}

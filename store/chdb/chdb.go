@@ -8,6 +8,8 @@ package chdb
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -41,14 +43,23 @@ type library struct {
 // engine is the process's one chDB engine. Guarded by mu; see the package comment for why it is global.
 type engine struct {
 	bufs sync.Pool // *[]byte, Native encoding buffers
-	// qmu serialises statements on the one connection: the engine does not promise a connection is
-	// safe for concurrent queries, and SET param_… must stay next to the query that uses it.
-	qmu  sync.Mutex
 	lib  *library
 	dir  string
-	conn *unsafe.Pointer // chdb_connection* from chdb_connect: points at the handle queries take
-	refs int
-	lock *os.File
+	main *conn // the writers' connection, shared by every Store from Open
+	// control parses statements for ParseSelect and kills cancelled reads; readonly = 2 (reads and
+	// EXPLAIN, never a user's statement itself). Opened at first use, under mu.
+	control *conn
+	refs    int
+	lock    *os.File
+}
+
+// conn is one chdb_connection. Each has a session of its own (settings, parameters), so a reader's
+// readonly = 1 does not touch the writers'.
+type conn struct {
+	// mu serialises statements on the connection: the engine does not promise a connection is safe
+	// for concurrent queries, and SET param_… must stay next to the query that uses it.
+	mu  sync.Mutex
+	ptr *unsafe.Pointer // chdb_connection* from chdb_connect: points at the handle queries take
 }
 
 var (
@@ -112,6 +123,8 @@ func load(libPath string) (*library, error) {
 type Store struct {
 	db     string
 	e      *engine
+	c      *conn
+	reader bool // own connection, readonly = 1 with limits: see OpenReader
 	closed bool
 }
 
@@ -121,29 +134,103 @@ func Open(dir, db, libPath string) (*Store, error) {
 	if err := store.CheckIdent("database", db); err != nil {
 		return nil, err
 	}
+	s, err := attach(dir, libPath, true)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if err := s.Exec(context.Background(), "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenReader opens database db of the existing data directory dir on a connection of its own that
+// can only read: its session takes lim's settings and then readonly = 1, after which no statement
+// can write, change a setting or read a file through a table function. It creates nothing: a
+// missing directory or database is an error saying to run migrate.
+func OpenReader(dir, db, libPath string, lim store.Limits) (*Store, error) {
+	if err := store.CheckIdent("database", db); err != nil {
+		return nil, err
+	}
+	if err := lim.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := attach(dir, libPath, false)
+	if err != nil {
+		return nil, err
+	}
+	s.db, s.reader = db, true
+	ctx := context.Background()
+	r, err := s.QueryWith(ctx, "SELECT count() FROM system.databases WHERE name = {db:String}", store.Params{"db": db})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	if len(r.Rows) != 1 || r.Rows[0][0] != uint64(1) {
+		s.Close()
+		return nil, fmt.Errorf("%w: database %s does not exist in chDB directory %s: run `gpufleet migrate` on it first", store.ErrNoSchema, db, s.e.dir)
+	}
+	var set strings.Builder
+	for _, st := range lim.Settings() {
+		if st.Name == "readonly" {
+			continue // last, on its own: after it the session changes nothing
+		}
+		if set.Len() > 0 {
+			set.WriteString(", ")
+		}
+		set.WriteString(st.Name + " = " + st.Value)
+	}
+	for _, q := range []string{"USE " + db, "SET " + set.String(), "SET readonly = 1"} {
+		if _, err := s.c.run(ctx, s.e, []byte(q), "TabSeparated"); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("chdb reader session: %w", err)
+		}
+	}
+	// Trust but verify: a session that is not read-only is not handed out.
+	if r, err := s.Query(ctx, "SELECT getSetting('readonly')"); err != nil || len(r.Rows) != 1 || fmt.Sprint(r.Rows[0][0]) != "1" {
+		s.Close()
+		return nil, fmt.Errorf("chdb reader session: readonly did not take effect (%v)", err)
+	}
+	return s, nil
+}
+
+// attach starts the engine on dir (creating dir only when create) or joins it, and returns a store
+// on the writers' connection (writer) or on a new connection of its own.
+func attach(dir, libPath string, writer bool) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("chdb data directory %q: %w", dir, err)
 	}
 	mu.Lock()
+	defer mu.Unlock()
 	if eng == nil {
+		if !writer {
+			if _, err := os.Stat(filepath.Join(abs, "metadata")); err != nil {
+				return nil, fmt.Errorf("%w: no chDB data directory at %s: run `gpufleet migrate` on it first", store.ErrNoSchema, abs)
+			}
+		}
 		e, err := start(abs, libPath)
 		if err != nil {
-			mu.Unlock()
 			return nil, err
 		}
 		eng = e
 	} else if eng.dir != abs {
-		mu.Unlock()
 		return nil, fmt.Errorf("chdb: this process already has data directory %s open; chDB holds one per process", eng.dir)
 	}
-	eng.refs++
-	s := &Store{db: db, e: eng}
-	mu.Unlock()
-	if err := s.Exec(context.Background(), "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		s.Close()
-		return nil, err
+	s := &Store{e: eng, c: eng.main}
+	if !writer {
+		c, err := eng.connect()
+		if err != nil {
+			if eng.refs == 0 {
+				eng.shutdown()
+			}
+			return nil, err
+		}
+		s.c = c
 	}
+	eng.refs++
 	return s, nil
 }
 
@@ -164,52 +251,140 @@ func start(dir, libPath string) (*engine, error) {
 		lock.Close()
 		return nil, err
 	}
-	args := []string{"gpufleet", "--path=" + dir}
+	e := &engine{lib: lib, dir: dir, lock: lock}
+	saved := saveCrashHandlers()
+	e.main, err = e.connect()
+	saved.restore()
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// connect opens a connection to the engine's directory; the first boots the engine.
+func (e *engine) connect() (*conn, error) {
+	args := []string{"gpufleet", "--path=" + e.dir}
 	argv := make([]*byte, len(args))
 	bufs := make([][]byte, len(args))
 	for i, a := range args {
 		bufs[i] = append([]byte(a), 0)
 		argv[i] = &bufs[i][0]
 	}
-	saved := saveCrashHandlers()
-	conn := lib.connect(int32(len(args)), argv)
-	saved.restore()
-	if conn == nil || *conn == nil {
-		lock.Close()
-		return nil, fmt.Errorf("chdb: connect to %s failed (see the engine's log above)", dir)
+	p := e.lib.connect(int32(len(args)), argv)
+	if p == nil || *p == nil {
+		return nil, fmt.Errorf("chdb: connect to %s failed (see the engine's log above)", e.dir)
 	}
-	return &engine{lib: lib, dir: dir, conn: conn, lock: lock}, nil
+	return &conn{ptr: p}, nil
+}
+
+// controlConn returns the control connection, opening it at first use.
+func (e *engine) controlConn() (*conn, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if e.control != nil {
+		return e.control, nil
+	}
+	c, err := e.connect()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.run(context.Background(), e, []byte("SET readonly = 2"), "TabSeparated"); err != nil {
+		e.lib.closeConn(c.ptr)
+		return nil, fmt.Errorf("chdb control session: %w", err)
+	}
+	e.control = c
+	return c, nil
+}
+
+// shutdown closes every connection and the engine with them. Under mu.
+func (e *engine) shutdown() {
+	if e.control != nil {
+		e.lib.closeConn(e.control.ptr)
+	}
+	e.lib.closeConn(e.main.ptr)
+	e.lock.Close()
+	eng = nil
 }
 
 // Database implements store.Store.
 func (s *Store) Database() string { return s.db }
 
-// raw runs one statement and returns the engine's output in format.
+// raw runs one statement on the store's connection and returns the engine's output in format.
 func (s *Store) raw(ctx context.Context, query []byte, format string) ([]byte, error) {
-	s.e.qmu.Lock()
-	defer s.e.qmu.Unlock()
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
 	return s.rawLocked(ctx, query, format)
 }
 
 func (s *Store) rawLocked(ctx context.Context, query []byte, format string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	e := s.e
 	if s.closed {
 		return nil, errors.New("chdb: store is closed")
+	}
+	if !s.reader || ctx.Done() == nil {
+		return s.c.run(ctx, s.e, query, format)
+	}
+	// A reader's statement is tagged so that a cancelled request can kill it from the control
+	// connection: the engine would otherwise run it to the end (or to max_execution_time).
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	tag := "/* gpufleet-q:" + hex.EncodeToString(b[:]) + " */ "
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.e.kill(tag)
+		}
+	}()
+	out, err := s.c.run(ctx, s.e, append([]byte(tag), query...), format)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return out, err
+}
+
+// drain runs a statement whose output is thrown away: libchdb 26.5 keeps what a failed statement
+// had written (a result cut short by max_result_rows, say) and puts it in front of the next
+// statement's output on the connection.
+func (c *conn) drain(e *engine) {
+	q := []byte("SELECT 1")
+	f := []byte("TabSeparated\x00")
+	if res := e.lib.queryN(*c.ptr, &q[0], uintptr(len(q)), &f[0], uintptr(len(f)-1)); res != nil {
+		e.lib.destroyResult(res)
+	}
+}
+
+// kill cancels the running statement that starts with tag.
+func (e *engine) kill(tag string) {
+	c, err := e.controlConn()
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// tag is hex between fixed text: safe as a literal.
+	_, _ = c.run(context.Background(), e, []byte("KILL QUERY WHERE startsWith(query, '"+tag+"') ASYNC"), "TabSeparated")
+}
+
+// run sends one statement on c; the caller holds c.mu.
+func (c *conn) run(ctx context.Context, e *engine, query []byte, format string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if len(query) == 0 {
 		return nil, errors.New("chdb: empty query")
 	}
 	f := []byte(format + "\x00")
-	res := e.lib.queryN(*e.conn, &query[0], uintptr(len(query)), &f[0], uintptr(len(format)))
+	res := e.lib.queryN(*c.ptr, &query[0], uintptr(len(query)), &f[0], uintptr(len(format)))
 	if res == nil {
 		return nil, errors.New("chdb: query returned no result")
 	}
 	defer e.lib.destroyResult(res)
 	if p := e.lib.resultError(res); p != nil {
 		if msg := cString(p); msg != "" {
+			c.drain(e)
 			return nil, fmt.Errorf("chdb: %s", strings.TrimSpace(msg))
 		}
 	}
@@ -230,6 +405,9 @@ func cString(p *byte) string {
 
 // Exec implements store.Store.
 func (s *Store) Exec(ctx context.Context, sql string) error {
+	if s.reader {
+		return store.ErrReadOnly
+	}
 	_, err := s.raw(ctx, []byte(sql), "TabSeparated")
 	return err
 }
@@ -246,8 +424,8 @@ func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
 // QueryWith implements store.Store: each parameter is set in the session (as a quoted literal the
 // engine parses and then casts to the placeholder's type) right before the query, under one lock.
 func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
-	s.e.qmu.Lock()
-	defer s.e.qmu.Unlock()
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
 	for _, name := range params.Names() {
 		if err := store.CheckIdent("query parameter", name); err != nil {
 			return nil, err
@@ -265,6 +443,9 @@ func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) 
 
 // Insert implements store.Store: the block travels as Native data inline in the INSERT.
 func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupToken string) error {
+	if s.reader {
+		return store.ErrReadOnly
+	}
 	if b.Rows() == 0 {
 		return nil
 	}
@@ -311,10 +492,66 @@ func (s *Store) closeLocked() {
 		return
 	}
 	s.closed = true
+	if s.c != eng.main {
+		s.c.mu.Lock() // a running statement finishes first
+		eng.lib.closeConn(s.c.ptr)
+		s.c.mu.Unlock()
+	}
 	eng.refs--
 	if eng.refs == 0 {
-		eng.lib.closeConn(eng.conn)
-		eng.lock.Close()
-		eng = nil
+		eng.shutdown()
 	}
+}
+
+// ParseSelect implements store.Parser on the control connection: the statement is a bound
+// parameter of formatQuery, and only the engine's canonical text of it reaches EXPLAIN AST.
+func (s *Store) ParseSelect(ctx context.Context, sql string, params store.Params) (canonical, tree string, err error) {
+	if s.closed {
+		return "", "", errors.New("chdb: store is closed")
+	}
+	c, err := s.e.controlConn()
+	if err != nil {
+		return "", "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	query := func(q string, p store.Params) (*store.Result, error) {
+		for _, name := range p.Names() {
+			if err := store.CheckIdent("query parameter", name); err != nil {
+				return nil, err
+			}
+			if _, err := c.run(ctx, s.e, []byte("SET param_"+name+" = "+store.QuoteString(p[name])), "TabSeparated"); err != nil {
+				return nil, fmt.Errorf("set query parameter %s: %w", name, err)
+			}
+		}
+		out, err := c.run(ctx, s.e, []byte(q), "JSONCompact")
+		if err != nil {
+			return nil, err
+		}
+		return store.ParseJSONCompact(out)
+	}
+	r, err := query(store.FormatQuerySQL, store.Params{"gf_statement": store.StringParam(sql)})
+	if err != nil {
+		return "", "", fmt.Errorf("parse: %w", err)
+	}
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
+		return "", "", errors.New("parse: formatQuery gave no single value")
+	}
+	canonical, _ = r.Rows[0][0].(string)
+	explain, err := store.ExplainASTSQL(canonical)
+	if err != nil {
+		return "", "", err
+	}
+	r, err = query(explain, params)
+	if err != nil {
+		return "", "", fmt.Errorf("parse: %w", err)
+	}
+	lines := make([]string, 0, len(r.Rows))
+	for _, row := range r.Rows {
+		if len(row) == 1 {
+			line, _ := row[0].(string)
+			lines = append(lines, line)
+		}
+	}
+	return canonical, strings.Join(lines, "\n"), nil
 }

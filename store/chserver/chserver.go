@@ -21,14 +21,19 @@ import (
 
 // Store is a store.Store on a ClickHouse server.
 type Store struct {
-	conn driver.Conn
-	db   string
+	conn   driver.Conn
+	db     string
+	reader *readerSettings // nil for a store that writes; see OpenReader
 }
 
 // Open connects to the server named by dsn (clickhouse://user:password@host:9000/database).
 // A non-nil tlsConfig speaks TLS (the server's secure native port, usually 9440) and replaces
 // whatever the DSN's secure and skip_verify parameters asked for.
 func Open(ctx context.Context, dsn string, tlsConfig *tls.Config) (*Store, error) {
+	return open(ctx, dsn, tlsConfig, nil)
+}
+
+func open(ctx context.Context, dsn string, tlsConfig *tls.Config, reader *readerSettings) (*Store, error) {
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
 		return nil, dsnError(dsn, err)
@@ -46,6 +51,9 @@ func Open(ctx context.Context, dsn string, tlsConfig *tls.Config) (*Store, error
 	// Connect to "default" so that migrate can create the gpufleet database; every statement
 	// qualifies its tables with db.
 	opts.Auth.Database = "default"
+	if reader != nil {
+		opts.Auth.Database = db // unqualified names resolve in gpufleet's database, as on chDB
+	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse open: %w", err)
@@ -54,7 +62,7 @@ func Open(ctx context.Context, dsn string, tlsConfig *tls.Config) (*Store, error
 		conn.Close()
 		return nil, fmt.Errorf("cannot reach ClickHouse at %v: %w: check the clickhouse DSN's host and port and that the server is running", opts.Addr, err)
 	}
-	return &Store{conn: conn, db: db}, nil
+	return &Store{conn: conn, db: db, reader: reader}, nil
 }
 
 // dsnError describes a DSN the driver refused without echoing the DSN's secrets. The driver's
@@ -78,6 +86,9 @@ func (s *Store) Database() string { return s.db }
 
 // Exec implements store.Store.
 func (s *Store) Exec(ctx context.Context, sql string) error {
+	if s.reader != nil {
+		return store.ErrReadOnly
+	}
 	if err := s.conn.Exec(ctx, sql); err != nil {
 		return fmt.Errorf("clickhouse exec: %w", err)
 	}
@@ -91,8 +102,16 @@ func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
 
 // QueryWith implements store.Store with the native protocol's query parameters.
 func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
+	return s.query(ctx, sql, params, s.reader != nil)
+}
+
+// query runs sql; limited sends the reader's limits and readonly = 1 with it.
+func (s *Store) query(ctx context.Context, sql string, params store.Params, limited bool) (*store.Result, error) {
 	var read atomic.Uint64
 	opts := []clickhouse.QueryOption{clickhouse.WithProgress(func(p *clickhouse.Progress) { read.Add(p.Rows) })}
+	if limited {
+		opts = append(opts, clickhouse.WithSettings(s.reader.read))
+	}
 	if len(params) > 0 {
 		opts = append(opts, clickhouse.WithParameters(clickhouse.Parameters(params)))
 	}
@@ -151,6 +170,9 @@ func normalize(v reflect.Value) any {
 
 // Insert implements store.Store with a native-protocol batch, column by column.
 func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupToken string) error {
+	if s.reader != nil {
+		return store.ErrReadOnly
+	}
 	if b.Rows() == 0 {
 		return nil
 	}

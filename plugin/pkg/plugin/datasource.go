@@ -45,6 +45,27 @@ type Settings struct {
 	TLSSkipVerify     bool `json:"tlsSkipVerify"`
 	TLSAuth           bool `json:"tlsAuth"`
 	TLSAuthWithCACert bool `json:"tlsAuthWithCACert"`
+	// Limits of every query the datasource runs; zero takes store.DefaultLimits. The session is
+	// read-only whatever they say.
+	QueryTimeoutSeconds int    `json:"queryTimeoutSeconds"`
+	MaxResultRows       uint64 `json:"maxResultRows"`
+	MaxResultBytes      uint64 `json:"maxResultBytes"`
+	MaxMemoryBytes      uint64 `json:"maxMemoryBytes"`
+	MaxRowsToRead       uint64 `json:"maxRowsToRead"`
+}
+
+// Limits are the settings' query limits.
+func (s Settings) Limits() (store.Limits, error) {
+	if s.QueryTimeoutSeconds < 0 {
+		return store.Limits{}, fmt.Errorf("settings: queryTimeoutSeconds %d: must not be negative", s.QueryTimeoutSeconds)
+	}
+	return store.Limits{
+		MaxExecutionTime: time.Duration(s.QueryTimeoutSeconds) * time.Second,
+		MaxResultRows:    s.MaxResultRows,
+		MaxResultBytes:   s.MaxResultBytes,
+		MaxMemoryUsage:   s.MaxMemoryBytes,
+		MaxRowsToRead:    s.MaxRowsToRead,
+	}.WithDefaults(), nil
 }
 
 // TLSConfig is the client TLS configuration the settings ask for, or nil for plain TCP. Any TLS
@@ -132,7 +153,11 @@ func NewDatasource(ctx context.Context, s backend.DataSourceInstanceSettings) (i
 	if err != nil {
 		return nil, err
 	}
-	st, err := storebackend.Open(ctx, dsn, storebackend.Options{LibCHDB: os.Getenv("GPUFLEET_LIBCHDB"), TLS: tlsConfig})
+	lim, err := cfg.Limits()
+	if err != nil {
+		return nil, err
+	}
+	st, err := storebackend.OpenReader(ctx, dsn, storebackend.Options{LibCHDB: os.Getenv("GPUFLEET_LIBCHDB"), TLS: tlsConfig}, lim)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redact(dsn), err)
 	}

@@ -63,7 +63,7 @@ func (d *Datasource) labels(w http.ResponseWriter, r *http.Request) {
 	p := store.Params{"since": strconv.FormatInt(d.now().Add(-7*24*time.Hour).Unix(), 10)}
 	if c := r.URL.Query().Get("cluster"); c != "" {
 		sql += " AND cluster = {cluster:String}"
-		p["cluster"] = c
+		p["cluster"] = store.StringParam(c)
 	}
 	res, err := d.st.QueryWith(r.Context(), sql+" ORDER BY v LIMIT 10000", p)
 	if err != nil {
