@@ -172,6 +172,7 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 		if err == nil {
 			if err = p.samples.check(sb, now); err == nil && !in.duplicate(sb) {
 				p.samples.appendBatch(sb)
+				in.noteLookup(p.samples, sb)
 				if len(sb.TimeUnixMs) > 0 && !in.skewed(sb.AgentID, slices.Max(sb.TimeUnixMs), now) {
 					// A skewed clock's times say nothing about delay (it would go negative).
 					p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
@@ -284,6 +285,10 @@ const recentBatches = 64
 type recent struct {
 	seq  [recentBatches]uint64
 	time [recentBatches]int64
+	// last is the latest batch's seq; lookup says the latest batch may have been taken before
+	// this generation, whose memory started empty, and is looked up in gpu_samples (repeats.go).
+	last   uint64
+	lookup bool
 }
 
 // duplicate reports whether b is a batch of this agent already taken: the same sequence number
@@ -295,7 +300,8 @@ func (in *Ingester) duplicate(b *wire.Samples) bool {
 		return false
 	}
 	r := in.recent[b.AgentID]
-	if r == nil {
+	first := r == nil
+	if first {
 		r = &recent{}
 		in.recent[b.AgentID] = r
 	}
@@ -304,7 +310,11 @@ func (in *Ingester) duplicate(b *wire.Samples) bool {
 		in.nDuplicates.Add(1)
 		return true
 	}
-	r.seq[i], r.time[i] = b.Seq, b.TimeUnixMs[0]
+	// A retry comes after the original, and after later batches of the agent only if it was
+	// delayed: so the agent's first batch in this generation and one numbered below its last are
+	// the ones that can repeat a batch this memory never saw.
+	r.lookup = first || b.Seq < r.last
+	r.seq[i], r.time[i], r.last = b.Seq, b.TimeUnixMs[0], b.Seq
 	return false
 }
 
@@ -392,9 +402,9 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 	}
 	offsets := map[string]map[int]int64{}
 	var dead []kafka.Message
-	seenEvents := map[eventKey]bool{}
+	seenEvents := map[msgKey]bool{}
 	for _, p := range c.parts {
-		if err := in.dropStoredEvents(ctx, p, seenEvents); err != nil {
+		if err := in.dropRepeats(ctx, p, seenEvents); err != nil {
 			return fmt.Errorf("flush %s: %w", p.token(), err)
 		}
 		table, block := p.table()

@@ -41,6 +41,9 @@ type sampleColumns struct {
 	nulled                                         []uint64                // readings stored as NULL as implausible
 	ahead                                          time.Duration           // Config.MaxClockAhead
 	gpuKeys                                        [][4]uint32             // scratch: uuid, model, job, parent keys per GPU of a batch
+
+	// lookup are the batches appended that may repeat one stored before (repeats.go).
+	lookup []sampleMsg
 }
 
 func newSampleColumns() *sampleColumns {
@@ -265,7 +268,7 @@ func (c *eventColumns) check(b *wirepb.EventBatch, now time.Time) error {
 
 func (c *eventColumns) appendBatch(b *wirepb.EventBatch) {
 	if len(b.Events) > 0 {
-		c.msgs = append(c.msgs, eventMsg{row: c.time.Len(), key: eventKey{cluster: b.Cluster, node: b.Node, agent: b.AgentId,
+		c.msgs = append(c.msgs, eventMsg{row: c.time.Len(), key: msgKey{cluster: b.Cluster, node: b.Node, agent: b.AgentId,
 			seq: b.Seq, firstMs: b.Events[0].TimeUnixMs}})
 	}
 	for _, e := range b.Events {

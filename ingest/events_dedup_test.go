@@ -7,6 +7,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/store"
 	"github.com/gpufleet/gpufleet/wire"
@@ -110,4 +111,42 @@ func TestEventMessagesExactlyOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A sample batch retried by its producer after the original was taken by an earlier worker (or
+// generation, or process) is stored once: the first batch of each agent in a generation, and any
+// that comes with a lower sequence number than the agent's last, is looked up in gpu_samples. In
+// memory alone the copy was stored again (32 rows for 24 before the lookup).
+func TestSampleBatchRetriedAcrossRestart(t *testing.T) {
+	r := newRig(t, 1)
+	node := sim.NewNode(8, "dup", 0, 8)
+	now := time.Now().Add(-time.Minute)
+	var msgs []kafka.Message
+	for s := range 3 {
+		b := &wirepb.SampleBatch{AgentId: node.Name, Seq: uint64(s + 1), Cluster: "dup", Node: node.Name}
+		node.Sample(now.Add(time.Duration(s)*time.Second), b, nil)
+		data, err := wire.EncodeSamples(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte(node.Name), Value: data})
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Topic: r.samples, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, round := range [][]kafka.Message{
+		msgs[:2],                    // seq 1, 2: taken and committed by the first worker
+		{msgs[1]},                   // seq 2 again, the first batch of the next worker
+		{msgs[2], msgs[1], msgs[0]}, // seq 3, then 2 and 1 again: lower than the last
+	} {
+		if err := w.WriteMessages(ctx, round...); err != nil {
+			t.Fatal(err)
+		}
+		r.ingestAll(t, "g", uint64(len(round)))
+	}
+	if rows, _ := r.stored(t); rows != 3*8 {
+		t.Errorf("gpu_samples holds %d rows, want 24 (3 batches of 8 GPUs, each once)", rows)
+	}
+	r.checkRollups(t)
 }
