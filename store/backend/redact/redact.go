@@ -18,12 +18,16 @@ const Mask = "xxxxx"
 // Unparsable is what DSN returns for input that has no recognisable scheme.
 const Unparsable = "<unparsable DSN>"
 
+// maxLen bounds the DSNs that are parsed for redaction; longer input is no DSN anyone means, and
+// is reduced to Unparsable rather than searched.
+const maxLen = 16 << 10
+
 // DSN returns dsn with its user-info password and its secret-like query parameters (password=,
 // token=, secret_key=, ...) masked and its fragment dropped. Input that does not parse is reduced
 // to its scheme ("clickhouse://<unparsable>"), or to Unparsable.
 func DSN(dsn string) string {
 	scheme, rest, ok := splitScheme(dsn)
-	if !ok {
+	if !ok || len(dsn) > maxLen {
 		return Unparsable
 	}
 	scheme = strings.ToLower(scheme) // as url.Parse does
@@ -166,19 +170,16 @@ func hasPassword(v string) bool {
 }
 
 // secretSegment reports whether a query segment's key, or a key after a '?' inside it, is
-// secret-like; percent-encoded keys are decoded first (pass%77ord is password).
+// secret-like; percent-encoded keys are decoded first (pass%77ord is password). A '?' inside a
+// segment can start a key when the user info's password held an unescaped '?'.
 func secretSegment(seg string) bool {
-	for {
-		key, _, _ := strings.Cut(seg, "=")
+	for _, part := range strings.Split(seg, "?") {
+		key, _, _ := strings.Cut(part, "=")
 		if SecretKey(unescape(key)) {
 			return true
 		}
-		q := strings.Index(seg, "?")
-		if q < 0 {
-			return false
-		}
-		seg = seg[q+1:]
 	}
+	return false
 }
 
 // SecretKey reports whether a parameter named key holds a credential.
@@ -217,7 +218,7 @@ func Secrets(dsn string) []string {
 		}
 	}
 	_, rest, ok := splitScheme(dsn)
-	if !ok {
+	if !ok || len(dsn) > maxLen {
 		// Not a DSN at all: it may be a password given in the wrong place.
 		add(dsn)
 		return out
@@ -235,15 +236,17 @@ func Secrets(dsn string) []string {
 			add(p)
 		}
 	}
-	for i := strings.Index(dsn, "?"); i >= 0; {
+	if q := strings.Index(dsn, "?"); q >= 0 {
 		masking := false
-		for _, seg := range strings.Split(dsn[i+1:], "&") {
+		for _, seg := range strings.Split(dsn[q+1:], "&") {
 			key, val, hasEq := strings.Cut(seg, "=")
 			switch {
 			case secretSegment(seg):
 				add(val)
-				if _, v, ok := strings.Cut(seg[strings.LastIndex(seg, "?")+1:], "="); ok {
-					add(v)
+				for _, part := range strings.Split(seg, "?")[1:] {
+					if _, v, ok := strings.Cut(part, "="); ok {
+						add(v)
+					}
 				}
 				masking = true
 			case masking && !paramName(unescape(key)):
@@ -255,11 +258,6 @@ func Secrets(dsn string) []string {
 				masking = false
 			}
 		}
-		j := strings.Index(dsn[i+1:], "?")
-		if j < 0 {
-			break
-		}
-		i += j + 1
 	}
 	return out
 }
