@@ -164,3 +164,22 @@ func TestMiddlewareAccessLog(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMiddleware prints what the token check and the access line add to a request.
+func BenchmarkMiddleware(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"bare", routes()},
+		{"token+log", httpapi.Middleware(routes(), httpapi.ServeOptions{Token: token, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			req := httptest.NewRequest("GET", "/api/v1/summary?since=1h", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			for b.Loop() {
+				c.h.ServeHTTP(httptest.NewRecorder(), req)
+			}
+		})
+	}
+}
