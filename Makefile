@@ -75,10 +75,13 @@ ci: fmt-check vet test
 # gpx_<id>_<os>_<arch>. plugin/dist's plugin.json and module.js come from the frontend build
 # (`cd plugin && npm run build`, which ends by calling this).
 PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64
+# nochdb: release binaries without the embedded engine are static (see store/backend/nochdb.go);
+# PLUGIN_TAGS= builds them with chDB mode for glibc Grafana images.
+PLUGIN_TAGS ?= nochdb
 plugin-backend:
 	mkdir -p plugin/dist
 	for p in $(PLUGIN_PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
-		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -tags "$(PLUGIN_TAGS)" -trimpath -ldflags '-s -w' \
 			-o plugin/dist/gpx_gpufleet-fleet-datasource_$${os}_$${arch} ./plugin/pkg || exit 1; \
 	done

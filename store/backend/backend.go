@@ -11,7 +11,6 @@ import (
 
 	"github.com/gpufleet/gpufleet/store"
 	"github.com/gpufleet/gpufleet/store/backend/redact"
-	"github.com/gpufleet/gpufleet/store/chdb"
 	"github.com/gpufleet/gpufleet/store/chserver"
 )
 
@@ -20,7 +19,7 @@ const DefaultDatabase = "gpufleet"
 
 // Options tune Open. The zero value works.
 type Options struct {
-	// LibCHDB is the path of libchdb.so for chdb:// DSNs; empty searches chdb.Candidates().
+	// LibCHDB is the path of libchdb.so for chdb:// DSNs; empty searches store/chdb's Candidates.
 	LibCHDB string
 	// TLS, when set, is used for clickhouse:// DSNs (see chserver.Open).
 	TLS *tls.Config
@@ -99,7 +98,7 @@ func Open(ctx context.Context, dsn string, opts Options) (store.Store, error) {
 		return nil, err
 	}
 	if t.Scheme == "chdb" {
-		return chdb.Open(t.Dir, t.Database, opts.LibCHDB)
+		return openCHDB(t.Dir, t.Database, opts.LibCHDB)
 	}
 	return chserver.Open(ctx, dsn, opts.TLS)
 }
@@ -112,7 +111,7 @@ func OpenReader(ctx context.Context, dsn string, opts Options, lim store.Limits)
 		return nil, err
 	}
 	if t.Scheme == "chdb" {
-		return chdb.OpenReader(t.Dir, t.Database, opts.LibCHDB, lim)
+		return openCHDBReader(t.Dir, t.Database, opts.LibCHDB, lim)
 	}
 	return chserver.OpenReader(ctx, dsn, opts.TLS, lim)
 }
