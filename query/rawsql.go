@@ -130,28 +130,38 @@ func macroArgs(s string) (args []string, n int, err error) {
 	return nil, 0, fmt.Errorf("no closing parenthesis")
 }
 
-// RunSQL expands macros in a user's statement, has the engine parse it, refuses what guard's
-// policy refuses and runs the engine's canonical text of it. s must be a reader store
-// (store/backend.OpenReader): a session at readonly = 1 with limits, so that even a gap in the policy
-// cannot write.
-func RunSQL(ctx context.Context, s store.Store, sql string, w Window) (*store.Result, error) {
+// PrepareSQL expands macros in a user's statement, has the engine parse it and refuses what guard's
+// policy refuses. It returns the engine's canonical text of the statement and the parameters its
+// macros bind: what RunSQL runs, and what the plugin's compile resource shows.
+func PrepareSQL(ctx context.Context, s store.Store, sql string, w Window) (string, store.Params, error) {
 	ps, ok := s.(store.Parser)
 	if !ok {
-		return nil, fmt.Errorf("sql: the store cannot parse statements, so raw SQL is off")
+		return "", nil, fmt.Errorf("sql: the store cannot parse statements, so raw SQL is off")
 	}
 	if strings.TrimSpace(sql) == "" {
-		return nil, fmt.Errorf("%w: sql: empty statement", ErrInvalid)
+		return "", nil, fmt.Errorf("%w: sql: empty statement", ErrInvalid)
 	}
 	expanded, p, err := ExpandMacros(sql, w)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	canonical, err := guard.Check(ctx, ps, expanded, p, guard.Policy{Database: s.Database()})
 	if err != nil {
 		if errors.Is(err, guard.ErrRefused) {
-			return nil, fmt.Errorf("%w: sql: %w", ErrInvalid, err)
+			return "", nil, fmt.Errorf("%w: sql: %w", ErrInvalid, err)
 		}
-		return nil, fmt.Errorf("sql: %w", err)
+		return "", nil, fmt.Errorf("sql: %w", err)
+	}
+	return canonical, p, nil
+}
+
+// RunSQL runs a user's statement as PrepareSQL checked it. s must be a reader store
+// (store/backend.OpenReader): a session at readonly = 1 with limits, so that even a gap in the policy
+// cannot write.
+func RunSQL(ctx context.Context, s store.Store, sql string, w Window) (*store.Result, error) {
+	canonical, p, err := PrepareSQL(ctx, s, sql, w)
+	if err != nil {
+		return nil, err
 	}
 	r, err := s.QueryWith(ctx, canonical, p)
 	if err != nil {

@@ -4,6 +4,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,10 +16,12 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/instancemgmt"
+	backendlog "github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/gpufleet/gpufleet/migrate"
@@ -52,6 +55,12 @@ type Settings struct {
 	MaxResultBytes      uint64 `json:"maxResultBytes"`
 	MaxMemoryBytes      uint64 `json:"maxMemoryBytes"`
 	MaxRowsToRead       uint64 `json:"maxRowsToRead"`
+	// StaleAfterSeconds: the health check warns when the newest sample is older; 0 means 300.
+	StaleAfterSeconds int `json:"staleAfterSeconds"`
+	// LibCHDBPath is libchdb.so for a chDB directory, when the environment's GPUFLEET_LIBCHDB
+	// does not reach the plugin (Grafana ≥ 12.4 forwards only the variables listed in
+	// forward_host_env_vars).
+	LibCHDBPath string `json:"libchdbPath"`
 }
 
 // Limits are the settings' query limits.
@@ -125,8 +134,13 @@ func (s Settings) DSN(password string) (string, error) {
 
 // Datasource is one configured datasource instance.
 type Datasource struct {
-	st  store.Store
 	now func() time.Time
+	// open connects; until it succeeds every call tries again, so that a schema migrated or a
+	// server started after Grafana needs no settings change.
+	open     func(context.Context) (store.Store, error)
+	staleFor time.Duration
+	mu       sync.Mutex
+	st       store.Store // set once, under mu
 }
 
 var (
@@ -137,7 +151,8 @@ var (
 )
 
 // NewDatasource is the instance factory Grafana calls when a datasource is created or its settings
-// change.
+// change. It fails only on settings that cannot work; a server that is down or a database without
+// the schema is reported by the health check and by each query.
 func NewDatasource(ctx context.Context, s backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
 	var cfg Settings
 	if len(s.JSONData) > 0 {
@@ -149,6 +164,9 @@ func NewDatasource(ctx context.Context, s backend.DataSourceInstanceSettings) (i
 	if err != nil {
 		return nil, err
 	}
+	if _, err := storebackend.Parse(dsn); err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
 	tlsConfig, err := cfg.TLSConfig(s.DecryptedSecureJSONData)
 	if err != nil {
 		return nil, err
@@ -157,38 +175,76 @@ func NewDatasource(ctx context.Context, s backend.DataSourceInstanceSettings) (i
 	if err != nil {
 		return nil, err
 	}
-	st, err := storebackend.OpenReader(ctx, dsn, storebackend.Options{LibCHDB: os.Getenv("GPUFLEET_LIBCHDB"), TLS: tlsConfig}, lim)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", redact(dsn), err)
+	if cfg.StaleAfterSeconds < 0 {
+		return nil, fmt.Errorf("settings: staleAfterSeconds %d: must not be negative", cfg.StaleAfterSeconds)
 	}
-	return New(st, time.Now), nil
+	lib := cmp.Or(cfg.LibCHDBPath, os.Getenv("GPUFLEET_LIBCHDB"))
+	d := &Datasource{now: time.Now, staleFor: cmp.Or(time.Duration(cfg.StaleAfterSeconds)*time.Second, 5*time.Minute)}
+	d.open = func(ctx context.Context) (store.Store, error) {
+		st, err := storebackend.OpenReader(ctx, dsn, storebackend.Options{LibCHDB: lib, TLS: tlsConfig}, lim)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", storebackend.Redact(dsn), err)
+		}
+		return st, nil
+	}
+	if _, err := d.store(ctx); err != nil {
+		backendlog.DefaultLogger.Warn("gpufleet datasource not connected yet", "error", err.Error())
+	}
+	return d, nil
 }
 
 // New wraps an open store.
-func New(st store.Store, now func() time.Time) *Datasource { return &Datasource{st: st, now: now} }
-
-// Dispose closes the store when Grafana drops the instance.
-func (d *Datasource) Dispose() { _ = d.st.Close() }
-
-func redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		u.User = url.User(u.User.Username())
-		return u.String()
-	}
-	return dsn
+func New(st store.Store, now func() time.Time) *Datasource {
+	return &Datasource{st: st, now: now, staleFor: 5 * time.Minute}
 }
 
-// CheckHealth connects, checks the schema version and says what to do when something is off.
+// store returns the open store, connecting if it is not yet.
+func (d *Datasource) store(ctx context.Context) (store.Store, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.st != nil {
+		return d.st, nil
+	}
+	if d.open == nil {
+		return nil, errors.New("datasource is closed")
+	}
+	st, err := d.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.st = st
+	return st, nil
+}
+
+// Dispose closes the store when Grafana drops the instance.
+func (d *Datasource) Dispose() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.st != nil {
+		_ = d.st.Close()
+	}
+	d.st, d.open = nil, nil
+}
+
+// CheckHealth connects, checks the schema version and the newest data, and says what to do when
+// something is off, naming the datasource's settings.
 func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequest) (*backend.CheckHealthResult, error) {
 	fail := func(format string, args ...any) (*backend.CheckHealthResult, error) {
 		return &backend.CheckHealthResult{Status: backend.HealthStatusError, Message: fmt.Sprintf(format, args...)}, nil
 	}
-	if _, err := d.st.Query(ctx, "SELECT 1"); err != nil {
-		return fail("cannot query ClickHouse: %v", err)
+	st, err := d.store(ctx)
+	switch {
+	case errors.Is(err, store.ErrNoSchema):
+		return fail("no gpufleet schema: %v. Run `gpufleet migrate` against this ClickHouse, or check the Database and chDB directory settings", err)
+	case err != nil:
+		return fail("cannot connect to ClickHouse: %v. Check the Address, Username, Password and TLS settings", err)
 	}
-	applied, err := migrate.Applied(ctx, d.st)
+	if _, err := st.Query(ctx, "SELECT 1"); err != nil {
+		return fail("cannot query ClickHouse: %v. Check the Address, Username, Password and TLS settings", err)
+	}
+	applied, err := migrate.Applied(ctx, st)
 	if err != nil {
-		return fail("cannot read the schema version of database %s: %v", d.st.Database(), err)
+		return fail("no gpufleet schema in database %s (%v): run `gpufleet migrate` against it, or check the Database setting", st.Database(), err)
 	}
 	have := 0
 	for v := range applied {
@@ -196,16 +252,26 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 	}
 	switch want := migrate.Latest(); {
 	case have == 0:
-		return fail("database %s has no gpufleet schema: run `gpufleet migrate` against it", d.st.Database())
+		return fail("database %s has no gpufleet schema: run `gpufleet migrate` against it, or check the Database setting", st.Database())
 	case have < want:
-		return fail("database %s is at schema version %d, this plugin needs %d: run `gpufleet migrate`", d.st.Database(), have, want)
+		return fail("database %s is at schema version %d, this plugin needs %d: run `gpufleet migrate`", st.Database(), have, want)
 	}
-	r, err := d.st.Query(ctx, "SELECT count() FROM "+store.Table(d.st.Database(), "gpu_1m")+" WHERE t >= now() - INTERVAL 1 HOUR")
-	if err != nil {
+	r, err := st.Query(ctx, "SELECT count(), max(t) FROM "+store.Table(st.Database(), "gpu_1m")+" WHERE t >= now() - INTERVAL 1 DAY")
+	if err != nil || len(r.Rows) != 1 || len(r.Rows[0]) != 2 {
 		return fail("schema present but unreadable: %v", err)
 	}
-	return &backend.CheckHealthResult{Status: backend.HealthStatusOk,
-		Message: fmt.Sprintf("OK: database %s, schema version %d, %v GPU-minutes in the last hour", d.st.Database(), have, r.Rows[0][0])}, nil
+	msg := fmt.Sprintf("OK: database %s, schema version %d", st.Database(), have)
+	newest, _ := r.Rows[0][1].(string)
+	t, perr := time.ParseInLocation(time.DateTime, newest, time.UTC)
+	switch age := d.now().Sub(t); {
+	case r.Rows[0][0] == uint64(0) || perr != nil:
+		msg += fmt.Sprintf("; WARNING: no samples in the last day: are agents and ingest running? (stale after %s)", d.staleFor)
+	case age > d.staleFor+time.Minute: // gpu_1m's newest minute starts up to a minute before its last sample
+		msg += fmt.Sprintf("; WARNING: the newest sample is %s old (stale after %s): is ingest running?", age.Truncate(time.Second), d.staleFor)
+	default:
+		msg += fmt.Sprintf(", newest sample minute %s UTC", newest)
+	}
+	return &backend.CheckHealthResult{Status: backend.HealthStatusOk, Message: msg}, nil
 }
 
 // Query is the JSON of one panel query.
@@ -227,6 +293,12 @@ type Query struct {
 // QueryData answers each query on its own; one failing query does not fail the others.
 func (d *Datasource) QueryData(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
 	resp := backend.NewQueryDataResponse()
+	if _, err := d.store(ctx); err != nil {
+		for _, q := range req.Queries {
+			resp.Responses[q.RefID] = backend.ErrDataResponseWithSource(backend.StatusBadGateway, backend.ErrorSourceDownstream, err.Error())
+		}
+		return resp, nil
+	}
 	for _, q := range req.Queries {
 		resp.Responses[q.RefID] = d.query(ctx, q)
 	}
@@ -280,7 +352,7 @@ type Compiled struct {
 }
 
 // compile is QueryData without the run: the same window, step and validation.
-func (d *Datasource) compile(q Query, from, to time.Time, interval time.Duration, maxPoints int64) (*Compiled, error) {
+func (d *Datasource) compile(ctx context.Context, q Query, from, to time.Time, interval time.Duration, maxPoints int64) (*Compiled, error) {
 	step := stepFor(from, to, interval, maxPoints)
 	switch q.QueryType {
 	case "", "series", "stat":
@@ -309,7 +381,8 @@ func (d *Datasource) compile(q Query, from, to time.Time, interval time.Duration
 		maps.Copy(p, query.MinuteWindow(from, to))
 		return &Compiled{SQL: sql, Params: p, Table: query.TopGPUsTable(agg)}, nil
 	case "sql":
-		sql, p, err := query.ExpandMacros(q.RawSQL, query.Window{From: from, To: to, Interval: step})
+		// What runs is the engine's canonical text of the statement, after the same check.
+		sql, p, err := query.PrepareSQL(ctx, d.st, q.RawSQL, query.Window{From: from, To: to, Interval: step})
 		if err != nil {
 			return nil, err
 		}

@@ -278,6 +278,10 @@ func TestCompileResource(t *testing.T) {
 		{"counter with a gauge aggregation", `{"metric":"energy_mj","agg":"avg"}`, 400},
 		{"unknown query type", `{"queryType":"drop"}`, 400},
 		{"not JSON", `{"metric":`, 400},
+		{"sql that writes", `{"queryType":"sql","rawSql":"DROP TABLE gpufleet.gpu_samples"}`, 400},
+		{"sql into a file", `{"queryType":"sql","rawSql":"SELECT 1 INTO OUTFILE 'x.txt'"}`, 400},
+		{"sql with two statements", `{"queryType":"sql","rawSql":"SELECT 1; SELECT 2"}`, 400},
+		{"no body", ``, 400},
 	}
 	var got bytes.Buffer
 	for _, c := range cases {
@@ -285,9 +289,14 @@ func TestCompileResource(t *testing.T) {
 		if strings.HasPrefix(body, "{\"") {
 			body = fmt.Sprintf(`{"from":%d,"to":%d,`, from, to) + body[1:]
 		}
+		body = strings.ReplaceAll(body, "gpufleet.", st.Database()+".")
+		var raw []byte
+		if body != "" {
+			raw = []byte(body)
+		}
 		var resp *backend.CallResourceResponse
 		err := ds.CallResource(context.Background(), &backend.CallResourceRequest{Method: "POST", Path: "compile",
-			URL: "/api/datasources/uid/x/resources/compile", Body: []byte(body)},
+			URL: "/api/datasources/uid/x/resources/compile", Body: raw},
 			backend.CallResourceResponseSenderFunc(func(r *backend.CallResourceResponse) error { resp = r; return nil }))
 		if err != nil || resp == nil {
 			t.Fatalf("%s: %v", c.name, err)
@@ -335,6 +344,58 @@ func TestSettingsDSN(t *testing.T) {
 		}
 		if err != nil || got != c.want {
 			t.Errorf("%+v: %q %v, want %q", c.s, got, err, c.want)
+		}
+	}
+}
+
+// A mistyped database creates nothing; the health check says to migrate and which setting to check,
+// and once the schema exists the same instance connects without a settings change.
+func TestHealthCheckCreatesNothing(t *testing.T) {
+	w := testenv.CHDB(t)
+	ctx := context.Background()
+	db := w.Database() + "_typo"
+	jsonData, _ := json.Marshal(map[string]any{"chdbPath": testenv.DataDir(t), "database": db})
+	inst, err := plugin.NewDatasource(ctx, backend.DataSourceInstanceSettings{JSONData: jsonData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := inst.(*plugin.Datasource)
+	defer ds.Dispose()
+	r, err := ds.CheckHealth(ctx, &backend.CheckHealthRequest{})
+	if err != nil || r.Status != backend.HealthStatusError || !strings.Contains(r.Message, "gpufleet migrate") ||
+		!strings.Contains(r.Message, "Database") || strings.Contains(r.Message, "--clickhouse") {
+		t.Fatalf("missing database: %v %+v", err, r)
+	}
+	res, err := w.Query(ctx, "SELECT count() FROM system.databases WHERE name = '"+db+"'")
+	if err != nil || res.Rows[0][0] != uint64(0) {
+		t.Fatalf("the health check created database %s: %v %v", db, res, err)
+	}
+	qr, _ := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{dataQuery("A", time.Now().Add(-time.Hour), time.Now(), map[string]any{"metric": "gpu_util"})}})
+	if qr.Responses["A"].Error == nil {
+		t.Error("a query on a missing database answered")
+	}
+	if err := w.Exec(ctx, "CREATE DATABASE "+db); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+	r, _ = ds.CheckHealth(ctx, &backend.CheckHealthRequest{})
+	if r.Status != backend.HealthStatusError || !strings.Contains(r.Message, "no gpufleet schema") || !strings.Contains(r.Message, "gpufleet migrate") {
+		t.Fatalf("empty database: %+v", r)
+	}
+}
+
+func TestHealthCheckWarnsWhenStale(t *testing.T) {
+	st, end := fleet(t)
+	for _, c := range []struct {
+		now  time.Time
+		warn bool
+	}{{end, false}, {end.Add(3 * time.Minute), false}, {end.Add(time.Hour), true}} {
+		r, err := plugin.New(st, func() time.Time { return c.now }).CheckHealth(context.Background(), &backend.CheckHealthRequest{})
+		if err != nil || r.Status != backend.HealthStatusOk {
+			t.Fatalf("now %s: %v %+v", c.now, err, r)
+		}
+		if got := strings.Contains(r.Message, "WARNING"); got != c.warn {
+			t.Errorf("now = end + %s: %q, want warning %v", c.now.Sub(end), r.Message, c.warn)
 		}
 	}
 }

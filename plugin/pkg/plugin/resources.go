@@ -23,6 +23,13 @@ import (
 //	POST compile             the SQL a panel query will run: the query's JSON plus from and to
 //	                         (epoch ms), intervalMs and maxDataPoints; → {sql, params, table}
 func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResourceRequest, sender backend.CallResourceResponseSender) error {
+	if req.Path != "metrics" {
+		if _, err := d.store(ctx); err != nil {
+			body, _ := json.Marshal(map[string]string{"error": err.Error()})
+			return sender.Send(&backend.CallResourceResponse{Status: http.StatusBadGateway,
+				Headers: map[string][]string{"Content-Type": {"application/json"}}, Body: body})
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", d.metrics)
 	mux.HandleFunc("GET /labels", d.labels)
@@ -90,6 +97,10 @@ type compileRequest struct {
 
 func (d *Datasource) compileResource(w http.ResponseWriter, r *http.Request) {
 	var req compileRequest
+	if r.Body == nil || r.Body == http.NoBody {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "compile request: the body must be the panel query's JSON"})
+		return
+	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "compile request JSON: " + err.Error()})
 		return
@@ -102,7 +113,7 @@ func (d *Datasource) compileResource(w http.ResponseWriter, r *http.Request) {
 	if req.From == 0 {
 		from = to.Add(-time.Hour)
 	}
-	c, err := d.compile(req.Query, from, to, time.Duration(req.IntervalMs)*time.Millisecond, req.MaxDataPoints)
+	c, err := d.compile(r.Context(), req.Query, from, to, time.Duration(req.IntervalMs)*time.Millisecond, req.MaxDataPoints)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
