@@ -35,11 +35,7 @@ type cut struct {
 // them on size, bytes or age; when the generation ends it cuts everything, waits for the inserter to
 // commit it, and returns, which lets the group rebalance.
 func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs <-chan kafka.Message) error {
-	clear(in.parts) // whatever an earlier generation left uncommitted is replayed by the next owner
-	// Forget the batches seen: ones this worker took but did not commit come round again, and must
-	// not be mistaken for producer duplicates.
-	clear(in.recent)
-	in.building = 0
+	in.startGeneration(gen.Assignments)
 	commit := func(ctx context.Context, offsets map[string]map[int]int64) error {
 		return gen.CommitOffsets(offsets)
 	}
@@ -63,6 +59,11 @@ func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs
 		}
 	}
 
+	// A range lookup blocked on ClickHouse must not keep the worker from rejoining when the
+	// generation ends: the group would wait for it, then evict it.
+	actx, acancel := context.WithCancel(ctx)
+	defer acancel()
+	defer context.AfterFunc(gctx, acancel)()
 	tick := time.NewTicker(max(in.cfg.BatchAge/4, 10*time.Millisecond))
 	defer tick.Stop()
 	var runErr error
@@ -78,18 +79,21 @@ loop:
 			runErr = err
 			break loop
 		case m := <-msgs:
-			c, err := in.add(ctx, m)
+			c, err := in.add(actx, m)
 			if err == nil {
 				err = send(c)
 			}
 			if err != nil {
-				if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-					break loop // shutting down mid-lookup: the message was not taken, the next owner reads it
+				if actx.Err() != nil && c == nil {
+					// Shutting down or rebalancing mid-lookup: the message was not taken, and is read
+					// again from the committed offset.
+					break loop
 				}
 				runErr = err
 				break loop
 			}
 		case <-tick.C:
+			in.agents.expire(time.Now())
 			// While a cut already waits for the inserter, an age cut would only queue behind it:
 			// let the batches grow instead (up to rows or bytes), so a slow ClickHouse gets fewer,
 			// larger inserts rather than more small ones.
@@ -139,7 +143,11 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 		}
 	}
 	if p.lag == nil {
-		p.lag = in.m.lag.WithLabelValues(m.Topic, strconv.Itoa(m.Partition))
+		p.lag = in.lags[k]
+		if p.lag == nil {
+			p.lag = in.m.lag.WithLabelValues(m.Topic, strconv.Itoa(m.Partition))
+			in.lags[k] = p.lag
+		}
 	}
 	p.lag.Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
 	if p.n == 0 {
@@ -153,6 +161,9 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 			p.target = t
 		}
 		p.first, p.started = m.Offset, time.Now()
+	}
+	if m.Offset != p.next {
+		in.startRun(p, m.Offset)
 	}
 	p.last, p.next = m.Offset, m.Offset+1
 	p.n++
@@ -299,12 +310,14 @@ func (in *Ingester) duplicate(b *wire.Samples) bool {
 	if len(b.TimeUnixMs) == 0 {
 		return false
 	}
-	r := in.recent[b.AgentID]
-	first := r == nil
+	a, fresh := in.agents.get(b.AgentID)
+	// The batches seen in an earlier generation are forgotten: ones this worker took but did not
+	// commit come round again, and must not be mistaken for producer duplicates.
+	first := fresh || a.gen != in.gen
 	if first {
-		r = &recent{}
-		in.recent[b.AgentID] = r
+		a.recent, a.gen = recent{}, in.gen
 	}
+	r := &a.recent
 	i := b.Seq % recentBatches
 	if r.seq[i] == b.Seq && r.time[i] == b.TimeUnixMs[0] {
 		in.nDuplicates.Add(1)
@@ -319,14 +332,72 @@ func (in *Ingester) duplicate(b *wire.Samples) bool {
 }
 
 // checkSeq counts the batches an agent numbered that this partition never carried. A sequence
-// number at or below the last one seen is a restarted agent or a replay, not a gap.
+// number at or below the last one seen is a restarted agent or a replay, not a gap. Only a jump
+// within one run of the partition is a gap: across runs other workers (or this one, earlier) may
+// have taken the batches in between, which is how a rebalance made false gaps.
 func (in *Ingester) checkSeq(p *partBatch, m kafka.Message, agent string, seq uint64) {
-	last, seen := in.lastSeq[agent]
-	in.lastSeq[agent] = seq
-	if !seen || seq <= last+1 {
+	a, _ := in.agents.get(agent)
+	last, continuous := a.seq, a.run != 0 && a.run == p.run
+	a.seq, a.run = seq, p.run
+	if !continuous || seq <= last+1 {
 		return
 	}
 	p.gaps.add(agent, m, last+1, seq)
+}
+
+// partRun is a stretch of a partition this worker read without a hole: every message from the
+// run's first offset to next-1 went through its batcher, whatever generation it was in.
+type partRun struct {
+	id   uint64
+	next int64
+}
+
+// startRun is called for a message at an offset other than the one after the last this batcher
+// read of its partition (a new generation, a replay, a partition taken back): the partition's run
+// goes on if the last generation read it up to just before offset, else a new run begins.
+func (in *Ingester) startRun(p *partBatch, offset int64) {
+	if r, ok := in.runs[p.key]; ok && r.next == offset && p.next < 0 {
+		p.run = r.id
+		return
+	}
+	in.runSeq++
+	p.run = in.runSeq
+}
+
+// startGeneration keeps what this worker knows of the partitions the generation assigns it and
+// forgets the rest: their lag series (another worker reports them now) and their runs. Whatever an
+// earlier generation left uncommitted is replayed by the next owner, so the batches start empty.
+func (in *Ingester) startGeneration(assigned map[string][]kafka.PartitionAssignment) {
+	owned := map[partKey]bool{}
+	for topic, as := range assigned {
+		for _, a := range as {
+			owned[partKey{topic, a.ID}] = true
+		}
+	}
+	for k, p := range in.parts {
+		if p.next >= 0 && p.run != 0 {
+			in.runs[k] = partRun{id: p.run, next: p.next}
+		}
+	}
+	in.forgetPartitions(owned)
+	clear(in.parts)
+	in.building = 0
+	in.gen++
+}
+
+// forgetPartitions drops the lag series and runs of the partitions not in owned (nil: all).
+func (in *Ingester) forgetPartitions(owned map[partKey]bool) {
+	for k := range in.lags {
+		if !owned[k] {
+			in.m.lag.DeleteLabelValues(k.topic, strconv.Itoa(k.partition))
+			delete(in.lags, k)
+		}
+	}
+	for k := range in.runs {
+		if !owned[k] {
+			delete(in.runs, k)
+		}
+	}
 }
 
 // cutDue cuts every partition batch older than BatchAge, or every non-empty one when all is set.
@@ -468,6 +539,7 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 			in.nEvents.Add(uint64(p.events.block.Rows()))
 		}
 		in.nGaps.Add(p.gaps.missingTotal())
+		in.nGapsRecorded.Add(uint64(p.gaps.block.Rows()))
 		msgs += uint64(p.n)
 	}
 	in.nDLQ.Add(uint64(len(dead)))

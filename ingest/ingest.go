@@ -67,20 +67,29 @@ type Config struct {
 	ClockSkewTolerance time.Duration
 	// SkewLogInterval is how often at most one agent's clock skew is logged; default 1 min.
 	SkewLogInterval time.Duration
+	// AgentStateMax bounds the agents whose last sequence number and latest batches are kept
+	// (about 1.3 KiB each, counted in MemoryBound); default 50,000. An agent forgotten is not
+	// checked for a gap on its next batch, which is looked up in gpu_samples as a possible repeat.
+	AgentStateMax int
+	// AgentStateIdle forgets an agent not seen for this long (at the latest twice as long);
+	// default 1 h, above the longest send interval agents are run with (10 min).
+	AgentStateIdle time.Duration
 }
 
 // Stats counts what the ingester has done.
 type Stats struct {
-	Samples    uint64 // sample rows inserted
-	Events     uint64 // event rows inserted
-	DLQ        uint64 // messages dead-lettered
-	Messages   uint64 // messages committed
-	Gaps       uint64 // batches agents numbered that never arrived
-	Rebalances uint64 // consumer group generations joined
-	Fetched    uint64 // messages fetched from Kafka, committed or not
-	Duplicates uint64 // sample and event messages dropped as a repeat of one already taken or stored
-	Skewed     uint64 // messages whose newest timestamp was ahead of the ingest clock beyond ClockSkewTolerance
-	Truncated  uint64 // dead letters sent truncated because the dead-letter topic refused them whole
+	Samples      uint64 // sample rows inserted
+	Events       uint64 // event rows inserted
+	DLQ          uint64 // messages dead-lettered
+	Messages     uint64 // messages committed
+	Gaps         uint64 // batches agents numbered that never arrived
+	Rebalances   uint64 // consumer group generations joined
+	Fetched      uint64 // messages fetched from Kafka, committed or not
+	Duplicates   uint64 // sample and event messages dropped as a repeat of one already taken or stored
+	Skewed       uint64 // messages whose newest timestamp was ahead of the ingest clock beyond ClockSkewTolerance
+	Truncated    uint64 // dead letters sent truncated because the dead-letter topic refused them whole
+	GapsRecorded uint64 // rows written to ingest_gaps: one per jump in an agent's sequence numbers
+	FetchErrors  uint64 // partition fetches that failed and were retried
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
@@ -92,15 +101,20 @@ type Ingester struct {
 	// Batcher state, owned by the goroutine running the current generation's batcher.
 	parts    map[partKey]*partBatch
 	building int // message bytes in the batches being built
-	lastSeq  map[string]uint64
-	recent   map[string]*recent
+	agents   *agentTable
+	gen      uint64              // generations this batcher ran; agentState.gen refers to it
+	runs     map[partKey]partRun // per partition, the run of offsets this worker read last
+	runSeq   uint64              // the last run id given out
+	lags     map[partKey]prometheus.Gauge
 	freeCols chan *sampleColumns // columns of committed cuts, for reuse
 	sd       wire.SampleDecoder
 	eb       wirepb.EventBatch
 	skewLog  skewLog
 
 	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched, nDuplicates atomic.Uint64
-	nSkewed, nTruncated                                                           atomic.Uint64
+	nSkewed, nTruncated, nGapsRecorded, nFetchErrors                              atomic.Uint64
+	fetchMu                                                                       sync.Mutex
+	fetchedTo                                                                     map[partKey]*atomic.Int64 // offset after the last message counted fetched
 	m                                                                             metrics
 
 	// crashAfterInsert, when set by a test, makes Run return right after the inserts of a flush and
@@ -118,8 +132,9 @@ type partKey struct {
 type partBatch struct {
 	key         partKey
 	first, last int64
-	next        int64 // offset expected next; another value means a restart or a new generation
-	target      int64 // last offset of a range an earlier run recorded, or -1
+	next        int64  // offset expected next; another value means a restart or a new generation
+	run         uint64 // the run of offsets (partRun) this batch's messages belong to
+	target      int64  // last offset of a range an earlier run recorded, or -1
 	started     time.Time
 	samples     *sampleColumns
 	events      *eventColumns
@@ -199,8 +214,15 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.SkewLogInterval <= 0 {
 		cfg.SkewLogInterval = time.Minute
 	}
-	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{}, lastSeq: map[string]uint64{}, recent: map[string]*recent{},
-		freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
+	if cfg.AgentStateMax <= 0 {
+		cfg.AgentStateMax = 50_000
+	}
+	if cfg.AgentStateIdle <= 0 {
+		cfg.AgentStateIdle = time.Hour
+	}
+	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{},
+		agents: newAgentTable(cfg.AgentStateMax, cfg.AgentStateIdle, time.Now()), runs: map[partKey]partRun{}, lags: map[partKey]prometheus.Gauge{},
+		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default
 	// 1 MiB BatchBytes refused them client-side and uncompressed they exceed the broker's limit.
 	in.dlq = &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Balancer: &kafka.Hash{},
@@ -215,17 +237,19 @@ func New(cfg Config) (*Ingester, error) {
 // MemoryBound estimates the most bytes the ingester holds at once while it owns this many
 // partitions: three BatchBytes of messages (being built, waiting, being inserted) and the columns
 // decoded from them (about as large again), the queue between fetchers and batcher at a typical
-// 1/16 of the largest message, and one fetch buffer per partition.
+// 1/16 of the largest message, one fetch buffer per partition, and the state of AgentStateMax
+// agents.
 func (in *Ingester) MemoryBound(partitions int) int {
 	c := in.cfg
-	return 6*c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes
+	return 6*c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes + c.AgentStateMax*agentStateBytes
 }
 
 // Stats returns the ingester's counters.
 func (in *Ingester) Stats() Stats {
 	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(),
 		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load(),
-		Fetched: in.nFetched.Load(), Duplicates: in.nDuplicates.Load(), Skewed: in.nSkewed.Load(), Truncated: in.nTruncated.Load()}
+		Fetched: in.nFetched.Load(), Duplicates: in.nDuplicates.Load(), Skewed: in.nSkewed.Load(), Truncated: in.nTruncated.Load(),
+		GapsRecorded: in.nGapsRecorded.Load(), FetchErrors: in.nFetchErrors.Load()}
 }
 
 // shutdownFlush bounds the final flush after ctx ends.
@@ -259,6 +283,8 @@ func (in *Ingester) Run(ctx context.Context) error {
 		return fmt.Errorf("ingest: consumer group: %w", err)
 	}
 	defer in.dlq.Close()
+	// Whether it stopped or crashed, the worker owns no partition now: their lag is another's to report.
+	defer in.forgetPartitions(nil)
 	// In the background: a broker that is down at start-up must not delay joining the group.
 	go in.checkDLQLimit(ctx)
 	backoff := 100 * time.Millisecond
@@ -332,16 +358,47 @@ func (in *Ingester) runGeneration(ctx context.Context, gen *kafka.Generation) er
 	return <-done
 }
 
-// fetch reads one partition from offset a.Offset into msgs until the generation or ctx ends.
+// fetch reads one partition from offset a.Offset into msgs until the generation or ctx ends. A
+// failed fetch is reported and retried with backoff from the offset after the last message
+// passed on: returning would end the whole generation (kafka-go ends it when any of its
+// goroutines returns), and a partition must not sit idle waiting for someone to rebalance.
 func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafka.PartitionAssignment, msgs chan<- kafka.Message) {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(gctx, cancel)
 	defer stop()
+	counted := in.fetchMark(partKey{topic, a.ID})
+	next := a.Offset
+	backoff := 100 * time.Millisecond
+	for {
+		progressed, err := in.fetchFrom(fctx, topic, a.ID, &next, counted, msgs)
+		if fctx.Err() != nil {
+			return
+		}
+		if progressed {
+			backoff = 100 * time.Millisecond
+		}
+		in.nFetchErrors.Add(1)
+		in.m.retries.WithLabelValues("fetch").Inc()
+		in.log.Warn("fetch partition failed; retrying", slog.String("topic", topic), slog.Int("partition", a.ID),
+			slog.Int64("offset", next), slog.Any("err", err), slog.Duration("backoff", backoff))
+		select {
+		case <-fctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// fetchFrom reads the partition from *next on, passing messages to msgs and advancing *next,
+// until a fetch fails or ctx ends. It reports whether it passed any message on.
+func (in *Ingester) fetchFrom(ctx context.Context, topic string, partition int, next *int64, counted *atomic.Int64,
+	msgs chan<- kafka.Message) (bool, error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   in.cfg.Brokers,
 		Topic:     topic,
-		Partition: a.ID,
+		Partition: partition,
 		MinBytes:  1,
 		MaxBytes:  in.cfg.MaxMessageBytes,
 		MaxWait:   250 * time.Millisecond,
@@ -353,30 +410,45 @@ func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafka.Parti
 			if strings.Contains(text, "i/o timeout") {
 				level = slog.LevelDebug
 			}
-			in.log.Log(context.Background(), level, "kafka fetch", slog.String("topic", topic), slog.Int("partition", a.ID),
+			in.log.Log(context.Background(), level, "kafka fetch", slog.String("topic", topic), slog.Int("partition", partition),
 				slog.String("msg", text))
 		}),
 	})
 	defer r.Close()
-	if err := r.SetOffset(a.Offset); err != nil {
-		in.log.Error("seek partition", slog.String("topic", topic), slog.Int("partition", a.ID), slog.Any("err", err))
-		return
+	if err := r.SetOffset(*next); err != nil {
+		return false, fmt.Errorf("seek %s/%d to %d: %w", topic, partition, *next, err)
 	}
+	progressed := false
 	for {
-		m, err := r.FetchMessage(fctx)
+		m, err := r.FetchMessage(ctx)
 		if err != nil {
-			if fctx.Err() == nil {
-				in.log.Warn("fetch partition", slog.String("topic", topic), slog.Int("partition", a.ID), slog.Any("err", err))
-			}
-			return
+			return progressed, fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, *next, err)
 		}
 		select {
 		case msgs <- m:
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		}
+		*next, progressed = m.Offset+1, true
+		// A message fetched again (the queue a generation left behind, a batch whose commit failed)
+		// was counted the first time.
+		if m.Offset >= counted.Load() {
+			counted.Store(m.Offset + 1)
 			in.nFetched.Add(1)
-		case <-fctx.Done():
-			return
 		}
 	}
+}
+
+// fetchMark is the offset after the last message of a partition counted as fetched.
+func (in *Ingester) fetchMark(k partKey) *atomic.Int64 {
+	in.fetchMu.Lock()
+	defer in.fetchMu.Unlock()
+	c := in.fetchedTo[k]
+	if c == nil {
+		c = &atomic.Int64{}
+		in.fetchedTo[k] = c
+	}
+	return c
 }
 
 // retry runs do until it succeeds or ctx ends, backing off from 100 ms to 10 s between tries.

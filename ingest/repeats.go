@@ -226,9 +226,9 @@ func compact[T any](v []T, keep []bool) []T {
 // noteLookup records the sample batch just appended to c for a lookup in gpu_samples when
 // duplicate found that it may repeat a batch taken before this generation.
 func (in *Ingester) noteLookup(c *sampleColumns, b *wire.Samples) {
-	r := in.recent[b.AgentID]
+	a := in.agents.peek(b.AgentID)
 	n := len(b.TimeUnixMs)
-	if r == nil || !r.lookup || n == 0 {
+	if a == nil || !a.recent.lookup || n == 0 {
 		return
 	}
 	c.lookup = append(c.lookup, sampleMsg{row: c.time.Len() - n, n: n,
