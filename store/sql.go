@@ -84,6 +84,7 @@ func ParseJSONCompact(data []byte) (*Result, error) {
 	r := &Result{Rows: make([][]any, 0, len(doc.Data)), RowsRead: doc.Statistics.RowsRead}
 	for _, m := range doc.Meta {
 		r.Columns = append(r.Columns, m.Name)
+		r.Types = append(r.Types, m.Type)
 	}
 	for _, row := range doc.Data {
 		if len(row) != len(doc.Meta) {

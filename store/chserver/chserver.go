@@ -123,6 +123,9 @@ func (s *Store) query(ctx context.Context, sql string, params store.Params, limi
 	defer rows.Close()
 	types := rows.ColumnTypes()
 	res := &store.Result{Columns: rows.Columns()}
+	for _, ct := range types {
+		res.Types = append(res.Types, ct.DatabaseTypeName())
+	}
 	for rows.Next() {
 		ptrs := make([]any, len(types))
 		for i, ct := range types {

@@ -288,6 +288,9 @@ type Query struct {
 	Order  string `json:"order"` // top: "desc" (default) or "asc"
 	Limit  int    `json:"limit"` // top: how many GPUs
 	RawSQL string `json:"rawSql"`
+	// Format of a raw SQL result: "table" (default) or "time_series" (a long result made wide,
+	// one series per label set).
+	Format string `json:"format"`
 }
 
 // QueryData answers each query on its own; one failing query does not fail the others.
@@ -491,9 +494,18 @@ func (d *Datasource) top(ctx context.Context, q Query, from, to time.Time) ([]*d
 }
 
 func (d *Datasource) sql(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
+	if q.Format != "" && q.Format != "table" && q.Format != "time_series" {
+		return nil, fmt.Errorf("%w: format %q: table or time_series", query.ErrInvalid, q.Format)
+	}
 	r, err := query.RunSQL(ctx, d.st, q.RawSQL, query.Window{From: from, To: to, Interval: step})
 	if err != nil {
 		return nil, err
 	}
-	return []*data.Frame{resultFrame(r)}, nil
+	f := resultFrame(r)
+	if q.Format == "time_series" {
+		if f, err = timeSeriesFrames(f); err != nil {
+			return nil, fmt.Errorf("%w: format time_series: %v", query.ErrInvalid, err)
+		}
+	}
+	return []*data.Frame{f}, nil
 }

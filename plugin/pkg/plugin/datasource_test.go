@@ -399,3 +399,59 @@ func TestHealthCheckWarnsWhenStale(t *testing.T) {
 		}
 	}
 }
+
+// Raw SQL fields are typed from the engine's column types, so an empty result keeps them (alerting
+// then sees no data, not a frame it cannot read) and NULL, NaN, Decimal, Bool, Date and Nullable
+// columns come out as what they are.
+func TestRawSQLFrameTypes(t *testing.T) {
+	st, end := fleet(t)
+	ds := plugin.New(st, func() time.Time { return end })
+	ctx := context.Background()
+	run := func(sql, format string) *data.Frame {
+		t.Helper()
+		resp, _ := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{
+			dataQuery("A", end.Add(-20*time.Minute), end, map[string]any{"queryType": "sql", "rawSql": sql, "format": format})}})
+		r := resp.Responses["A"]
+		if r.Error != nil || len(r.Frames) != 1 {
+			t.Fatalf("%s: %v", sql, r.Error)
+		}
+		return r.Frames[0]
+	}
+	f := run("SELECT toDateTime('2026-05-01 10:00:00', 'UTC') AS t, toDate('2026-05-01') AS d, CAST(NULL AS Nullable(Int32)) AS n, "+
+		"toDecimal64(1.5, 2) AS dec, true AS b, nan AS x, 'a' AS s, toLowCardinality('lc') AS lc, [1, 2] AS arr", "")
+	want := []data.FieldType{data.FieldTypeTime, data.FieldTypeTime, data.FieldTypeNullableFloat64, data.FieldTypeNullableFloat64,
+		data.FieldTypeNullableBool, data.FieldTypeNullableFloat64, data.FieldTypeNullableString, data.FieldTypeNullableString, data.FieldTypeNullableString}
+	for i, w := range want {
+		if got := f.Fields[i].Type(); got != w {
+			t.Errorf("field %s: %v, want %v", f.Fields[i].Name, got, w)
+		}
+	}
+	if v, _ := f.Fields[3].ConcreteAt(0); v != 1.5 {
+		t.Errorf("decimal = %v", v)
+	}
+	if v, ok := f.Fields[2].ConcreteAt(0); ok {
+		t.Errorf("NULL = %v, want null", v)
+	}
+	if v, _ := f.Fields[4].ConcreteAt(0); v != true {
+		t.Errorf("bool = %v", v)
+	}
+	// An alert query over a window with nothing in it: still one number and its labels, typed.
+	empty := run("SELECT node, toFloat64(count()) AS xids FROM "+st.Database()+".gpu_events WHERE $__timeFilter(time) AND code = 79 GROUP BY node", "")
+	if empty.Rows() != 0 || len(empty.Fields) != 2 || !empty.Fields[1].Type().Numeric() ||
+		empty.Meta == nil || empty.Meta.Type != data.FrameTypeNumericLong {
+		t.Errorf("empty alert result: %d rows, fields %v, meta %+v", empty.Rows(), empty.Fields, empty.Meta)
+	}
+	// time_series: a long result becomes one series per label set.
+	wide := run("SELECT $__timeInterval(time) AS t, cluster, avg(gpu_util) AS util FROM "+st.Database()+
+		".gpu_samples WHERE $__timeFilter(time) GROUP BY t, cluster ORDER BY t", "time_series")
+	if len(wide.Fields) != 3 || wide.Meta == nil || wide.Meta.Type != data.FrameTypeTimeSeriesWide {
+		t.Fatalf("time_series: fields %d, meta %+v", len(wide.Fields), wide.Meta)
+	}
+	clusters := map[string]bool{}
+	for _, fl := range wide.Fields[1:] {
+		clusters[fl.Labels["cluster"]] = true
+	}
+	if !clusters["east"] || !clusters["west"] {
+		t.Errorf("time_series series labels: %v", clusters)
+	}
+}

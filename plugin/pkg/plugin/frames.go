@@ -3,6 +3,7 @@ package plugin
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func wideFrame(metric string, series []query.Series) *data.Frame {
 		}
 		f.Fields = append(f.Fields, data.NewField(metric, data.Labels(s.Labels), vals))
 	}
-	f.Meta = &data.FrameMeta{Type: data.FrameTypeTimeSeriesWide}
+	f.Meta = &data.FrameMeta{Type: data.FrameTypeTimeSeriesWide, TypeVersion: data.FrameTypeVersion{0, 1}}
 	return f
 }
 
@@ -86,85 +87,22 @@ func orEmptyF(v []float64) []float64 {
 	return v
 }
 
-// resultFrame turns a raw SQL result into a frame. A column is typed by its values: all
-// DateTime-shaped strings make a time field (so the result can be graphed), numbers a nullable
-// float, anything else a nullable string.
+// resultFrame turns a raw SQL result into a frame, typing each field by the column's ClickHouse
+// type (not by its values, so that an empty result keeps its numeric fields and an alert sees no
+// data rather than a frame it cannot read): Date and DateTime columns are times, integers, floats
+// and decimals nullable floats, Bool nullable bools, everything else nullable strings.
 func resultFrame(r *store.Result) *data.Frame {
 	f := data.NewFrame("sql")
 	for c, name := range r.Columns {
-		kind := "time"
-		for _, row := range r.Rows {
-			switch v := row[c].(type) {
-			case nil:
-			case string:
-				if _, ok := parseDateTime(v); !ok {
-					kind = "string"
-				}
-			case int64, uint64, float64:
-				if kind == "time" {
-					kind = "number"
-				}
-			default:
-				kind = "string"
-			}
-			if kind == "string" {
-				break
-			}
+		typ := ""
+		if c < len(r.Types) {
+			typ = r.Types[c]
 		}
-		if len(r.Rows) == 0 {
-			kind = "string"
-		}
-		switch kind {
-		case "time":
-			vals := make([]*time.Time, len(r.Rows))
-			complete := true
-			for i, row := range r.Rows {
-				if s, ok := row[c].(string); ok {
-					t, _ := parseDateTime(s)
-					vals[i] = &t
-				} else {
-					complete = false
-				}
-			}
-			if complete { // a non-null time column is what Grafana graphs against
-				ts := make([]time.Time, len(vals))
-				for i, v := range vals {
-					ts[i] = *v
-				}
-				f.Fields = append(f.Fields, data.NewField(name, nil, ts))
-			} else {
-				f.Fields = append(f.Fields, data.NewField(name, nil, vals))
-			}
-		case "number":
-			vals := make([]*float64, len(r.Rows))
-			for i, row := range r.Rows {
-				var x float64
-				switch v := row[c].(type) {
-				case int64:
-					x = float64(v)
-				case uint64:
-					x = float64(v)
-				case float64:
-					x = v
-				default:
-					continue
-				}
-				vals[i] = &x
-			}
-			f.Fields = append(f.Fields, data.NewField(name, nil, vals))
-		default:
-			vals := make([]*string, len(r.Rows))
-			for i, row := range r.Rows {
-				if row[c] != nil {
-					s := toString(row[c])
-					vals[i] = &s
-				}
-			}
-			f.Fields = append(f.Fields, data.NewField(name, nil, vals))
-		}
+		f.Fields = append(f.Fields, resultField(name, columnKind(typ), r.Rows, c))
 	}
 	// One number per row labelled by string columns is what alert rules read as one series per row
-	// (Grafana's numeric long shape): SELECT node, count() … GROUP BY node alerts per node.
+	// (Grafana's numeric long shape): SELECT node, count() … GROUP BY node alerts per node. With no
+	// rows it is still that shape, which alerting reads as no data.
 	numbers, strs := 0, 0
 	for _, fl := range f.Fields {
 		switch {
@@ -174,10 +112,143 @@ func resultFrame(r *store.Result) *data.Frame {
 			strs++
 		}
 	}
-	if numbers == 1 && numbers+strs == len(f.Fields) && f.Rows() > 0 {
+	if numbers == 1 && numbers+strs == len(f.Fields) {
 		f.Meta = &data.FrameMeta{Type: data.FrameTypeNumericLong, TypeVersion: data.FrameTypeVersion{0, 1}}
 	}
 	return f
+}
+
+// kind is how a column becomes a field.
+type kind int
+
+const (
+	kindString kind = iota
+	kindNumber
+	kindTime
+	kindDate
+	kindBool
+)
+
+// columnKind reads a ClickHouse type name; wrappers (Nullable, LowCardinality) do not change the kind.
+func columnKind(typ string) kind {
+	for _, w := range []string{"Nullable(", "LowCardinality("} {
+		for strings.HasPrefix(typ, w) {
+			typ = strings.TrimSuffix(strings.TrimPrefix(typ, w), ")")
+		}
+	}
+	switch {
+	case strings.HasPrefix(typ, "DateTime"):
+		return kindTime
+	case typ == "Date" || typ == "Date32":
+		return kindDate
+	case typ == "Bool":
+		return kindBool
+	case strings.HasPrefix(typ, "Int"), strings.HasPrefix(typ, "UInt"), strings.HasPrefix(typ, "Float"),
+		strings.HasPrefix(typ, "Decimal"), typ == "BFloat16":
+		return kindNumber
+	}
+	return kindString
+}
+
+func resultField(name string, k kind, rows [][]any, c int) *data.Field {
+	switch k {
+	case kindTime, kindDate:
+		vals := make([]*time.Time, len(rows))
+		complete := true
+		for i, row := range rows {
+			s, ok := row[c].(string)
+			var t time.Time
+			if ok && k == kindDate {
+				t, ok = parseDate(s)
+			} else if ok {
+				t, ok = parseDateTime(s)
+			}
+			if ok {
+				vals[i] = &t
+			} else {
+				complete = false
+			}
+		}
+		if complete { // a non-null time column is what Grafana graphs against
+			ts := make([]time.Time, len(vals))
+			for i, v := range vals {
+				ts[i] = *v
+			}
+			return data.NewField(name, nil, ts)
+		}
+		return data.NewField(name, nil, vals)
+	case kindNumber:
+		vals := make([]*float64, len(rows))
+		for i, row := range rows {
+			var x float64
+			switch v := row[c].(type) {
+			case int64:
+				x = float64(v)
+			case uint64:
+				x = float64(v)
+			case float64:
+				x = v
+			case string: // Decimal, and integers wider than 64 bits, arrive as text
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					continue
+				}
+				x = f
+			default:
+				continue
+			}
+			vals[i] = &x
+		}
+		return data.NewField(name, nil, vals)
+	case kindBool:
+		vals := make([]*bool, len(rows))
+		for i, row := range rows {
+			switch v := row[c].(type) {
+			case string:
+				b := v == "true" || v == "1"
+				vals[i] = &b
+			case int64, uint64:
+				b := v != int64(0) && v != uint64(0)
+				vals[i] = &b
+			}
+		}
+		return data.NewField(name, nil, vals)
+	}
+	vals := make([]*string, len(rows))
+	for i, row := range rows {
+		if row[c] != nil {
+			s := toString(row[c])
+			vals[i] = &s
+		}
+	}
+	return data.NewField(name, nil, vals)
+}
+
+// timeSeriesFrames is the "time series" format of a raw SQL result: a long result (a time column,
+// string label columns, number columns) made wide, one series per label set, as Grafana's own SQL
+// datasources do; other shapes are returned as they are.
+func timeSeriesFrames(f *data.Frame) (*data.Frame, error) {
+	if f.Rows() == 0 {
+		f.Meta = &data.FrameMeta{Type: data.FrameTypeTimeSeriesMulti, TypeVersion: data.FrameTypeVersion{0, 1}}
+		return f, nil
+	}
+	switch f.TimeSeriesSchema().Type {
+	case data.TimeSeriesTypeLong:
+		w, err := data.LongToWide(f, nil)
+		if err != nil {
+			return nil, err
+		}
+		w.Meta = &data.FrameMeta{Type: data.FrameTypeTimeSeriesWide, TypeVersion: data.FrameTypeVersion{0, 1}}
+		return w, nil
+	case data.TimeSeriesTypeWide:
+		f.Meta = &data.FrameMeta{Type: data.FrameTypeTimeSeriesWide, TypeVersion: data.FrameTypeVersion{0, 1}}
+	}
+	return f, nil
+}
+
+func parseDate(s string) (time.Time, bool) {
+	t, err := time.ParseInLocation(time.DateOnly, s, time.UTC)
+	return t, err == nil
 }
 
 func parseDateTime(s string) (time.Time, bool) {

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"strings"
@@ -99,8 +100,21 @@ func TestTLSSettingsReachTheWire(t *testing.T) {
 
 	open := func(jsonData map[string]any, secure map[string]string) error {
 		raw, _ := json.Marshal(jsonData)
-		_, err := plugin.NewDatasource(context.Background(), backend.DataSourceInstanceSettings{JSONData: raw, DecryptedSecureJSONData: secure})
-		return err
+		inst, err := plugin.NewDatasource(context.Background(), backend.DataSourceInstanceSettings{JSONData: raw, DecryptedSecureJSONData: secure})
+		if err != nil {
+			return err
+		}
+		// The instance connects lazily: the health check is where a user sees the failure.
+		ds := inst.(*plugin.Datasource)
+		defer ds.Dispose()
+		r, err := ds.CheckHealth(context.Background(), &backend.CheckHealthRequest{})
+		if err != nil {
+			return err
+		}
+		if r.Status != backend.HealthStatusOk {
+			return errors.New(r.Message)
+		}
+		return nil
 	}
 	addr := ln.Addr().String()
 	err = open(map[string]any{"address": addr, "tlsAuth": true, "tlsAuthWithCACert": true},
