@@ -63,7 +63,7 @@ type Result struct {
 	// Types are the columns' ClickHouse types as the engine names them (Nullable(Float64),
 	// DateTime64(3, 'UTC'), …): what a result's consumers type fields by, even with no rows.
 	Types []string
-	Rows    [][]any
+	Rows  [][]any
 	// RowsRead is how many rows the engine scanned to answer, when it reports it.
 	RowsRead uint64
 }
