@@ -44,6 +44,7 @@ test-race: libchdb
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags agentonly ./internal/cli/ ./cmd/gpufleet/
+	$(GO) vet -tags nochdb ./store/backend/ ./plugin/pkg/...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
