@@ -107,7 +107,7 @@ func TopGPUs(ctx context.Context, s store.Store, metric, agg string, ascending b
 	maps.Copy(p, MinuteWindow(from, to))
 	r, err := s.QueryWith(ctx, sql, p)
 	if err != nil {
-		return nil, fmt.Errorf("top gpus by %s(%s): %w", agg, metric, err)
+		return nil, tooLarge(ctx, s, fmt.Sprintf("top gpus by %s(%s)", agg, metric), err)
 	}
 	out := []GPURank{}
 	for _, row := range r.Rows {

@@ -24,7 +24,9 @@ type Agg string
 
 // Aggregations. Gauges take avg … p99 and last (the latest reading in the step); counters take
 // increase and rate (reset-aware: a reading below the previous one of the same GPU is a reset,
-// and counts from zero).
+// and counts from zero). Sum is over GPUs: each GPU's mean in the step, added up (a fleet's power
+// in W); summing every reading would scale with the sampling rate and mean nothing. Count is the
+// readings in the step.
 const (
 	Avg      Agg = "avg"
 	Min      Agg = "min"
@@ -41,9 +43,10 @@ const (
 )
 
 var gaugeAggs = map[Agg]string{
-	Avg: "avg(v)", Min: "min(v)", Max: "max(v)", Sum: "sum(v)", Count: "count(v)",
+	Avg: "avg(v)", Min: "min(v)", Max: "max(v)", Count: "count(v)",
 	P50: "quantileTDigest(0.5)(v)", P90: "quantileTDigest(0.9)(v)", P95: "quantileTDigest(0.95)(v)", P99: "quantileTDigest(0.99)(v)",
 	Last: "argMax(v, time)",
+	Sum:  "sum(gv)", // of perGPUMeans
 }
 
 // Dim is a label a query can group or filter by.
@@ -62,6 +65,19 @@ const (
 )
 
 var dims = []Dim{Cluster, Node, GPU, Model, Job, Rack, Pool}
+
+// Name is what users call d (DimByName takes it) and the key of the label its series carry: gpu
+// for the uuid column, job for job_id. A label named as the group-by asked keeps dashboards and
+// alert templates ($labels.gpu) in the user's words, not the schema's.
+func (d Dim) Name() string {
+	switch d {
+	case GPU:
+		return "gpu"
+	case Job:
+		return "job"
+	}
+	return string(d)
+}
 
 // Filter keeps rows whose Dim is one of Values.
 type Filter struct {
@@ -154,14 +170,7 @@ func (q *Query) Validate() error {
 // pickLevel) and gpu_samples otherwise. Identifiers (metric, dims, tables) come from allow-lists;
 // every value (times, step, filter values) is a bound parameter.
 func (q *Query) Compile(db string) (*Compiled, error) {
-	if q.Whole {
-		w := *q
-		w.Step, w.Fill = q.To.Sub(q.From), false
-		if r := w.Step % time.Second; r != 0 {
-			w.Step += time.Second - r
-		}
-		q = &w
-	}
+	q = q.effective()
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -176,19 +185,29 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 	}
 	where := bindFilters(q.Filters, p)
 	c := &Compiled{Params: p, Columns: append(append([]string{"t"}, groups...), "value"), Table: "gpu_samples"}
-	var sql strings.Builder
+	var b body
 	if l := q.pickLevel(); l != nil {
 		c.Table = l.Table
-		q.rollupSQL(&sql, db, l, groups, where)
+		b = q.rollupSQL(db, l, groups, where)
 	} else {
-		q.rawSQL(&sql, db, groups, where)
+		b = q.rawSQL(db, groups, where)
 	}
-	fmt.Fprintf(&sql, " GROUP BY %s ORDER BY %s", strings.Join(append([]string{"t"}, groups...), ", "), strings.Join(append(groups, "t"), ", "))
+	// Nullable, so that the rows WITH FILL adds carry NULL: it fills every other column with its
+	// type's default, which for a plain number is a 0 no one measured.
+	var sql strings.Builder
+	fmt.Fprintf(&sql, "SELECT %s%s, CAST(%s AS Nullable(Float64)) AS value", b.t, prefixed(groups), b.value)
+	if q.Fill {
+		// 1 on every row the data made, 0 (the default) on the rows WITH FILL made: over an empty
+		// window it makes a whole series of them, labelled with empty strings, which Run drops.
+		sql.WriteString(", toUInt8(1) AS " + presentCol)
+		c.Columns = append(c.Columns, presentCol)
+	}
+	fmt.Fprintf(&sql, " FROM (%s) GROUP BY %s ORDER BY %s", b.from,
+		strings.Join(append([]string{"t"}, groups...), ", "), strings.Join(append(groups, "t"), ", "))
 	if q.Fill {
 		// Filled within each series: WITH FILL on the last sort key fills inside runs of the others.
 		// The bounds are the first and past-the-last bucket starts, aligned as toStartOfInterval aligns.
-		step := int64(q.Step / time.Second)
-		p["fill_from"] = strconv.FormatInt(floorDiv(q.From.Unix(), step)*step, 10)
+		p["fill_from"] = strconv.FormatInt(q.fillFrom(), 10)
 		p["fill_to"] = strconv.FormatInt(q.To.Unix(), 10)
 		sql.WriteString(" WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC')" +
 			" STEP toIntervalSecond({step:UInt32})")
@@ -197,20 +216,52 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 	return c, nil
 }
 
+// presentCol marks the rows of a filled query that the data made.
+const presentCol = "present"
+
+// effective is q as it runs: a Whole query is one bucket the window's length, never filled.
+func (q *Query) effective() *Query {
+	if !q.Whole {
+		return q
+	}
+	w := *q
+	w.Step, w.Fill = q.To.Sub(q.From), false
+	if r := w.Step % time.Second; r != 0 {
+		w.Step += time.Second - r
+	}
+	return &w
+}
+
+// fillFrom is the start, in Unix seconds, of the bucket holding From.
+func (q *Query) fillFrom() int64 {
+	step := int64(q.Step / time.Second)
+	return floorDiv(q.From.Unix(), step) * step
+}
+
+// buckets is how many steps a filled series has: the points of each series.
+func (q *Query) buckets() int64 {
+	step := q.Step.Milliseconds()
+	return (q.To.UnixMilli() - q.fillFrom()*1000 + step - 1) / step
+}
+
+// body is a query's outer SELECT before Compile wraps it: the bucket column t (SQL, aliased t),
+// the value's aggregate and the subquery it reads.
+type body struct{ t, value, from string }
+
 const bucketExpr = "toStartOfInterval(%s, toIntervalSecond({step:UInt32}))"
 
-// bucket is the SQL of the bucket start of time column col.
+// bucket is the SQL of the bucket start of time column col, aliased t.
 func (q *Query) bucket(col string) string {
 	if q.Whole {
 		// Every row of the window falls in one bucket whatever the epoch alignment of its length.
-		return "toDateTime(intDiv({from:Int64}, 1000), 'UTC')"
+		return "toDateTime(intDiv({from:Int64}, 1000), 'UTC') AS t"
 	}
-	return fmt.Sprintf(bucketExpr, col)
+	return fmt.Sprintf(bucketExpr, col) + " AS t"
 }
 
 func (q *Query) isCounter() bool { return q.Agg == Increase || q.Agg == Rate }
 
-func (q *Query) rawSQL(sql *strings.Builder, db string, groups, filters []string) {
+func (q *Query) rawSQL(db string, groups, filters []string) body {
 	where := append([]string{"time >= fromUnixTimestamp64Milli({from:Int64})", "time < fromUnixTimestamp64Milli({to:Int64})"}, filters...)
 	where = append(where, q.Metric+" IS NOT NULL")
 	table := store.Table(db, "gpu_samples")
@@ -219,55 +270,70 @@ func (q *Query) rawSQL(sql *strings.Builder, db string, groups, filters []string
 		// Per GPU, the increase between consecutive readings, a reset counting from zero; the
 		// first reading in the window has no predecessor in it and adds nothing.
 		inner := uniq(append([]string{"time", "uuid"}, groups...))
-		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT %s, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM ("+
+		return body{bucket, q.counterValue(), fmt.Sprintf("SELECT %s, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM ("+
 			"SELECT %s, %s AS v, lagInFrame(%s) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
-			"row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM %s WHERE %s) WHERE n > 1)",
-			bucket, prefixed(groups), q.counterValue(), strings.Join(inner, ", "), strings.Join(inner, ", "), q.Metric, q.Metric,
-			table, strings.Join(where, " AND "))
-		return
+			"row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM %s WHERE %s) WHERE n > 1",
+			strings.Join(inner, ", "), strings.Join(inner, ", "), q.Metric, q.Metric, table, strings.Join(where, " AND "))}
 	}
-	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT time%s, %s AS v FROM %s WHERE %s)",
-		bucket, prefixed(groups), gaugeAggs[q.Agg], prefixed(groups), q.Metric, table, strings.Join(where, " AND "))
+	if q.Agg == Sum {
+		gpu := uniq(append([]string{"uuid"}, groups...))
+		return body{"t", gaugeAggs[Sum], fmt.Sprintf("SELECT %s, %s, avg(v) AS gv FROM (SELECT time, %s, %s AS v FROM %s WHERE %s) GROUP BY t, %s",
+			bucket, strings.Join(gpu, ", "), strings.Join(gpu, ", "), q.Metric, table, strings.Join(where, " AND "), strings.Join(gpu, ", "))}
+	}
+	return body{bucket, gaugeAggs[q.Agg], fmt.Sprintf("SELECT time%s, %s AS v FROM %s WHERE %s",
+		prefixed(groups), q.Metric, table, strings.Join(where, " AND "))}
 }
 
+// counterValue aggregates the increases d of a bucket. A rate divides by the part of the bucket
+// inside [from, to): the newest bucket of a live window is still filling, and dividing what it
+// has by the whole step reads low by the part still to come. A whole-window query divides by the
+// window.
 func (q *Query) counterValue() string {
-	if q.Agg == Rate {
-		return "sum(d) / {step:UInt32}"
+	switch {
+	case q.Agg != Rate:
+		return "sum(d)"
+	case q.Whole:
+		return "sum(d) * 1000 / ({to:Int64} - {from:Int64})"
 	}
-	return "sum(d)"
+	const start = "toInt64(toUnixTimestamp(t)) * 1000"
+	return "sum(d) * 1000 / (least(" + start + " + toInt64({step:UInt32}) * 1000, {to:Int64}) - greatest(" + start + ", {from:Int64}))"
 }
 
 // rollupSQL reads level l. Gauges merge the stored aggregates; counters rebuild each GPU's
 // reset-aware increase from its first, last and highest reading per bucket (bucketIncreases),
 // which is exact only for short buckets: only per-minute levels keep counters.
-func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, groups, filters []string) {
+func (q *Query) rollupSQL(db string, l *rollup.Level, groups, filters []string) body {
 	where := append([]string{"t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC')", "t < toDateTime(intDiv({to:Int64}, 1000), 'UTC')"}, filters...)
 	table := store.Table(db, l.Table)
 	bucket := q.bucket("rt")
 	m := q.Metric
 	if q.isCounter() {
-		fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (%s)",
-			bucket, prefixed(groups), q.counterValue(), bucketIncreases(table, m, groups, strings.Join(where, " AND ")))
-		return
+		return body{bucket, q.counterValue(), bucketIncreases(table, m, groups, strings.Join(where, " AND "))}
 	}
+	mean := fmt.Sprintf("sum(%s) / sum(%s)", rollup.Sum(m), rollup.N(m))
 	var value string
 	switch q.Agg {
 	case Avg:
-		value = fmt.Sprintf("sum(%s) / sum(%s)", rollup.Sum(m), rollup.N(m))
+		value = mean
 	case Min:
 		value = fmt.Sprintf("min(%s)", rollup.MinCol(m))
 	case Max:
 		value = fmt.Sprintf("max(%s)", rollup.MaxCol(m))
-	case Sum:
-		value = fmt.Sprintf("sum(%s)", rollup.Sum(m))
 	case Count:
 		value = fmt.Sprintf("sum(%s)", rollup.N(m))
 	case Last:
 		value = fmt.Sprintf("argMaxMerge(%s)", rollup.LastCol(m))
+	case Sum:
 	default:
 		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(m), quantileIndex(q.Agg)+1)
 	}
 	where = append(where, rollup.N(m)+" > 0")
+	if q.Agg == Sum {
+		// Each GPU's mean over its rows in the bucket (pickLevel keeps uuid), then their sum.
+		gpu := strings.Join(uniq(append([]string{"uuid"}, groups...)), ", ")
+		return body{"t", gaugeAggs[Sum], fmt.Sprintf("SELECT %s, %s, %s AS gv FROM (SELECT t AS rt, %s, %s, %s FROM %s WHERE %s) GROUP BY t, %s",
+			bucket, gpu, mean, gpu, rollup.Sum(m), rollup.N(m), table, strings.Join(where, " AND "), gpu)}
+	}
 	// The states only the aggregation that needs them reads: they are the heavy columns.
 	cols := []string{rollup.Sum(m), rollup.N(m), rollup.MinCol(m), rollup.MaxCol(m)}
 	switch {
@@ -276,8 +342,8 @@ func (q *Query) rollupSQL(sql *strings.Builder, db string, l *rollup.Level, grou
 	case q.Agg == Last:
 		cols = append(cols, rollup.LastCol(m))
 	}
-	fmt.Fprintf(sql, "SELECT %s AS t%s, %s AS value FROM (SELECT t AS rt%s, %s FROM %s WHERE %s)",
-		bucket, prefixed(groups), value, prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))
+	return body{bucket, value, fmt.Sprintf("SELECT t AS rt%s, %s FROM %s WHERE %s",
+		prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))}
 }
 
 // bucketIncreases is SQL for each GPU's reset-aware increase of counter metric per bucket of a
@@ -322,7 +388,8 @@ func (q *Query) pickLevel() *rollup.Level {
 		if q.Step%l.Step != 0 || q.From.UnixMilli()%l.Step.Milliseconds() != 0 || q.To.UnixMilli()%l.Step.Milliseconds() != 0 {
 			continue
 		}
-		if q.isCounter() && !l.Counters || quantileIndex(q.Agg) >= 0 && !l.Digests || q.Agg == Last && !l.LastGauges {
+		if q.isCounter() && !l.Counters || quantileIndex(q.Agg) >= 0 && !l.Digests || q.Agg == Last && !l.LastGauges ||
+			q.Agg == Sum && !slices.Contains(l.Dims, string(GPU)) {
 			continue
 		}
 		ok := true
@@ -348,58 +415,133 @@ type Point struct {
 	Value *float64  `json:"value"`
 }
 
-// Series is the points of one group.
+// Series is the points of one group. Labels are keyed by the dimensions' names (Dim.Name: gpu,
+// job, …), as the query grouped by them.
 type Series struct {
 	Labels map[string]string `json:"labels"`
 	Points []Point           `json:"points"`
 }
 
-// Run compiles and executes q and splits the rows into series by their group labels.
+// Run compiles and executes q and splits the rows into series by their group labels, keyed by
+// the dimensions' names (Dim.Name). A filled query whose buckets alone are more than the store's
+// max_result_rows is refused before it runs; an answer the engine refuses as too large is
+// ErrInvalid, a request to ask for less, not a failure of the store.
 func Run(ctx context.Context, s store.Store, q *Query) ([]Series, error) {
 	c, err := q.Compile(s.Database())
 	if err != nil {
 		return nil, err
 	}
+	op := fmt.Sprintf("query %s %s", q.Agg, q.Metric)
+	if e := q.effective(); e.Fill {
+		limit, err := resultRowLimit(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if n := e.buckets(); limit > 0 && uint64(n) > limit {
+			return nil, invalid("step", "%s over the window %s .. %s (%s) is %d points per series, filled, and an answer holds at most %d "+
+				"(max_result_rows): widen the step or shorten the window", e.Step, e.From.UTC().Format(time.RFC3339),
+				e.To.UTC().Format(time.RFC3339), e.To.Sub(e.From), n, limit)
+		}
+	}
 	r, err := s.QueryWith(ctx, c.SQL, c.Params)
 	if err != nil {
-		return nil, fmt.Errorf("query %s %s: %w", q.Agg, q.Metric, err)
+		return nil, tooLarge(ctx, s, op, err)
 	}
+	present := slices.Index(c.Columns, presentCol)
+	value := 1 + len(q.GroupBy)
 	var out []Series
+	var seen []bool // per series: has a row the data made
 	index := map[string]int{}
 	for _, row := range r.Rows {
 		if len(row) != len(c.Columns) {
-			return nil, fmt.Errorf("query %s %s: %d columns in a row, want %d", q.Agg, q.Metric, len(row), len(c.Columns))
+			return nil, fmt.Errorf("%s: %d columns in a row, want %d", op, len(row), len(c.Columns))
 		}
 		t, err := time.ParseInLocation(time.DateTime, asString(row[0]), time.UTC)
 		if err != nil {
-			return nil, fmt.Errorf("query %s %s: bucket time %v: %w", q.Agg, q.Metric, row[0], err)
+			return nil, fmt.Errorf("%s: bucket time %v: %w", op, row[0], err)
 		}
-		labels := map[string]string{}
 		var key strings.Builder
-		for i, d := range q.GroupBy {
-			v := asString(row[1+i])
-			labels[string(d)] = v
-			key.WriteString(v)
+		for i := range q.GroupBy {
+			key.WriteString(asString(row[1+i]))
 			key.WriteByte(0)
 		}
 		i, ok := index[key.String()]
 		if !ok {
+			labels := make(map[string]string, len(q.GroupBy))
+			for j, d := range q.GroupBy {
+				labels[d.Name()] = asString(row[1+j])
+			}
 			i = len(out)
 			index[key.String()] = i
 			out = append(out, Series{Labels: labels})
+			seen = append(seen, false)
+		}
+		if present < 0 || asUint(row[present]) == 1 {
+			seen[i] = true
 		}
 		// NaN or ±Inf is no value: a percentile of empty digests (hours before gpu_1h kept any)
 		// answers NaN, which JSON cannot carry either.
 		var v *float64
-		if x := row[len(row)-1]; x != nil {
+		if x := row[value]; x != nil {
 			if f := asFloat(x); !math.IsNaN(f) && !math.IsInf(f, 0) {
 				v = &f
 			}
 		}
 		out[i].Points = append(out[i].Points, Point{T: t, Value: v})
 	}
-	return out, nil
+	// A series only WITH FILL made is no group at all: fill over a window without data invents one.
+	kept := out[:0]
+	for i, s := range out {
+		if seen[i] {
+			kept = append(kept, s)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, nil
+	}
+	return kept, nil
 }
+
+// resultRowLimit is the most rows the engine lets one answer of s carry (its session's
+// max_result_rows, store.Limits), 0 for no limit.
+func resultRowLimit(ctx context.Context, s store.Store) (uint64, error) {
+	r, err := s.Query(ctx, "SELECT toUInt64(getSetting('max_result_rows'))")
+	if err != nil {
+		return 0, fmt.Errorf("max_result_rows: %w", err)
+	}
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
+		return 0, fmt.Errorf("max_result_rows: %d rows, want 1", len(r.Rows))
+	}
+	return asUint(r.Rows[0][0]), nil
+}
+
+// tooLarge turns the engine's refusal of a result over max_result_rows or max_result_bytes
+// (TOO_MANY_ROWS_OR_BYTES) into ErrInvalid, saying what to ask for instead; other errors are
+// wrapped with op.
+func tooLarge(ctx context.Context, s store.Store, op string, err error) error {
+	msg := err.Error()
+	if !strings.Contains(msg, "TOO_MANY_ROWS_OR_BYTES") && !strings.Contains(msg, "Limit for result exceeded") {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	what := "more points than an answer may hold (max_result_bytes)"
+	if !strings.Contains(msg, "max bytes") {
+		what = "more points than an answer may hold (max_result_rows)"
+		if n, lerr := resultRowLimit(ctx, s); lerr == nil && n > 0 {
+			what = fmt.Sprintf("more than %d points", n)
+		}
+	}
+	return &limitError{msg: fmt.Sprintf("%v: %s: the answer has %s: use a coarser step, a shorter window or fewer groups", ErrInvalid, op, what), err: err}
+}
+
+// limitError is ErrInvalid for an answer over the engine's result limits; it keeps the engine's
+// error for errors.As.
+type limitError struct {
+	msg string
+	err error
+}
+
+func (e *limitError) Error() string   { return e.msg }
+func (e *limitError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 
 func floorDiv(a, b int64) int64 {
 	q := a / b
@@ -523,7 +665,7 @@ func WriteSeries(w io.Writer, format string, groupBy []Dim, series []Series) err
 		cw := csv.NewWriter(w)
 		header := []string{"t"}
 		for _, d := range groupBy {
-			header = append(header, string(d))
+			header = append(header, d.Name())
 		}
 		if err := cw.Write(append(header, "value")); err != nil {
 			return err
@@ -532,7 +674,7 @@ func WriteSeries(w io.Writer, format string, groupBy []Dim, series []Series) err
 			for _, p := range s.Points {
 				rec := []string{p.T.UTC().Format(time.RFC3339)}
 				for _, d := range groupBy {
-					rec = append(rec, s.Labels[string(d)])
+					rec = append(rec, s.Labels[d.Name()])
 				}
 				v := ""
 				if p.Value != nil {
@@ -547,14 +689,14 @@ func WriteSeries(w io.Writer, format string, groupBy []Dim, series []Series) err
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprint(tw, "TIME")
 		for _, d := range groupBy {
-			fmt.Fprintf(tw, "\t%s", strings.ToUpper(string(d)))
+			fmt.Fprintf(tw, "\t%s", strings.ToUpper(d.Name()))
 		}
 		fmt.Fprintln(tw, "\tVALUE")
 		for _, s := range series {
 			for _, p := range s.Points {
 				fmt.Fprint(tw, p.T.UTC().Format("2006-01-02 15:04:05"))
 				for _, d := range groupBy {
-					fmt.Fprintf(tw, "\t%s", s.Labels[string(d)])
+					fmt.Fprintf(tw, "\t%s", s.Labels[d.Name()])
 				}
 				if p.Value == nil {
 					fmt.Fprintln(tw, "\t-")

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
 var modelFrom = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
@@ -56,6 +58,12 @@ func TestModelSQLGolden(t *testing.T) {
 		{"p95 SM activity by job per hour (a GPM metric, in the rollups since 0014)", query.Query{Metric: "sm_active", Agg: query.P95,
 			GroupBy: []query.Dim{query.Job}, Step: time.Hour}},
 		{"NVLink rate per GPU (a metric 0008 added to the rollups)", query.Query{Metric: "nvlink_tx_kib", Agg: query.Rate, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}},
+		{"fleet power by cluster: each GPU's mean, summed (gpu_1m: fleet_1m keeps no uuid)", query.Query{Metric: "power_w", Agg: query.Sum,
+			GroupBy: []query.Dim{query.Cluster}, Step: time.Minute}},
+		{"fleet power by cluster, raw forced", query.Query{Metric: "power_w", Agg: query.Sum, GroupBy: []query.Dim{query.Cluster},
+			Step: time.Minute, Source: query.SourceRaw}},
+		{"whole window: energy rate per job over the window", query.Query{Metric: "energy_mj", Agg: query.Rate,
+			GroupBy: []query.Dim{query.Job}, Whole: true}},
 	}
 	var got bytes.Buffer
 	for _, s := range shapes {
@@ -263,11 +271,11 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 		}
 		for _, s := range got {
 			if len(s.Points) != 10 {
-				t.Fatalf("%s: %d points, want 10 with the gap filled", s.Labels["uuid"], len(s.Points))
+				t.Fatalf("%s: %d points, want 10 with the gap filled", s.Labels["gpu"], len(s.Points))
 			}
 			gap := s.Points[3].Value == nil
-			if want := s.Labels["uuid"] == "GPU-b-1-1"; gap != want {
-				t.Errorf("%s minute 3 is NULL=%v, want %v", s.Labels["uuid"], gap, want)
+			if want := s.Labels["gpu"] == "GPU-b-1-1"; gap != want {
+				t.Errorf("%s minute 3 is NULL=%v, want %v", s.Labels["gpu"], gap, want)
 			}
 			for _, p := range s.Points {
 				if p.Value == nil {
@@ -275,12 +283,12 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 				}
 				exp := math.Inf(-1)
 				for _, r := range rs {
-					if r.uuid == s.Labels["uuid"] && r.t.Truncate(time.Minute).Equal(p.T) {
+					if r.uuid == s.Labels["gpu"] && r.t.Truncate(time.Minute).Equal(p.T) {
 						exp = math.Max(exp, float64(float32(r.util)))
 					}
 				}
 				if *p.Value != exp {
-					t.Errorf("%s at %s: %v, want %v", s.Labels["uuid"], p.T.Format(time.TimeOnly), *p.Value, exp)
+					t.Errorf("%s at %s: %v, want %v", s.Labels["gpu"], p.T.Format(time.TimeOnly), *p.Value, exp)
 				}
 			}
 		}
@@ -313,9 +321,9 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 		dim  string
 	}{
 		{"p99 util per GPU per hour", query.Query{Metric: "gpu_util", Agg: query.P99, GroupBy: []query.Dim{query.GPU},
-			From: seedFrom, To: seedFrom.Add(time.Hour), Step: time.Hour}, func(r reading) string { return r.uuid }, "uuid"},
+			From: seedFrom, To: seedFrom.Add(time.Hour), Step: time.Hour}, func(r reading) string { return r.uuid }, "gpu"},
 		{"p50 util by job per hour", query.Query{Metric: "gpu_util", Agg: query.P50, GroupBy: []query.Dim{query.Job},
-			From: seedFrom, To: seedFrom.Add(time.Hour), Step: time.Hour}, func(r reading) string { return r.job }, "job_id"},
+			From: seedFrom, To: seedFrom.Add(time.Hour), Step: time.Hour}, func(r reading) string { return r.job }, "job"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := run(&c.q)
@@ -379,8 +387,8 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 		}
 		for _, s := range got {
 			for _, p := range s.Points {
-				if exp := want[s.Labels["job_id"]][p.T]; p.Value == nil || *p.Value != exp {
-					t.Errorf("%s at %s: increase %v, want %v", s.Labels["job_id"], p.T.Format(time.TimeOnly), p.Value, exp)
+				if exp := want[s.Labels["job"]][p.T]; p.Value == nil || *p.Value != exp {
+					t.Errorf("%s at %s: increase %v, want %v", s.Labels["job"], p.T.Format(time.TimeOnly), p.Value, exp)
 				}
 			}
 		}
@@ -406,13 +414,13 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 			t.Fatalf("%d series, want one per GPU (%d)", len(got), len(last))
 		}
 		for _, s := range got {
-			w := last[s.Labels["uuid"]]
+			w := last[s.Labels["gpu"]]
 			if len(s.Points) != len(w) {
-				t.Fatalf("%s: %d points, want %d", s.Labels["uuid"], len(s.Points), len(w))
+				t.Fatalf("%s: %d points, want %d", s.Labels["gpu"], len(s.Points), len(w))
 			}
 			for _, p := range s.Points {
 				if exp := float64(float32(w[p.T].util)); p.Value == nil || *p.Value != exp {
-					t.Errorf("%s at %s: last %v, want %v", s.Labels["uuid"], p.T.Format(time.TimeOnly), p.Value, exp)
+					t.Errorf("%s at %s: last %v, want %v", s.Labels["gpu"], p.T.Format(time.TimeOnly), p.Value, exp)
 				}
 			}
 		}
@@ -434,8 +442,8 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 			t.Fatalf("%d series, want %d", len(got), len(last))
 		}
 		for _, s := range got {
-			if exp := float64(float32(last[s.Labels["uuid"]].util)); len(s.Points) != 1 || *s.Points[0].Value != exp {
-				t.Errorf("%s: %+v, want one point of %v", s.Labels["uuid"], s.Points, exp)
+			if exp := float64(float32(last[s.Labels["gpu"]].util)); len(s.Points) != 1 || *s.Points[0].Value != exp {
+				t.Errorf("%s: %+v, want one point of %v", s.Labels["gpu"], s.Points, exp)
 			}
 		}
 	})
@@ -475,11 +483,11 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 			t.Fatalf("%d mean and %d increase series, want 2 jobs each", len(avg), len(inc))
 		}
 		for i := range 2 {
-			job := avg[i].Labels["job_id"]
+			job := avg[i].Labels["job"]
 			if len(avg[i].Points) != 1 || !avg[i].Points[0].T.Equal(from) || math.Abs(*avg[i].Points[0].Value-sum[job]/n[job]) > 1e-6 {
 				t.Errorf("%s whole-window mean %+v, want one point at %s of %v", job, avg[i].Points, from.Format(time.TimeOnly), sum[job]/n[job])
 			}
-			job = inc[i].Labels["job_id"]
+			job = inc[i].Labels["job"]
 			if len(inc[i].Points) != 1 || *inc[i].Points[0].Value != wantInc[job] {
 				t.Errorf("%s whole-window increase %+v, want one point of %v", job, inc[i].Points, wantInc[job])
 			}
@@ -518,11 +526,11 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 			t.Fatalf("%d increase and %d mean series, want 2 jobs each", len(inc), len(avg))
 		}
 		for i := range 2 {
-			job := inc[i].Labels["job_id"]
+			job := inc[i].Labels["job"]
 			if v := inc[i].Points[0].Value; len(inc[i].Points) != 1 || *v != wantInc[job] {
 				t.Errorf("%s hourly increase %v, want %v", job, *v, wantInc[job])
 			}
-			job = avg[i].Labels["job_id"]
+			job = avg[i].Labels["job"]
 			if v := avg[i].Points[0].Value; len(avg[i].Points) != 1 || math.Abs(*v-sum[job]/n[job]) > 1e-6 {
 				t.Errorf("%s hourly mean %v, want %v", job, *v, sum[job]/n[job])
 			}
@@ -620,7 +628,7 @@ func TestPlacementRollupEqualsRaw(t *testing.T) {
 		}
 		var groups []string
 		for _, s := range b {
-			groups = append(groups, s.Labels[string(q.GroupBy[0])])
+			groups = append(groups, s.Labels[q.GroupBy[0].Name()])
 		}
 		if fmt.Sprint(groups) != fmt.Sprint(c.groups) || len(a) != len(b) {
 			t.Fatalf("%s %s: rollup groups %v (raw %d series), want %v", q.Agg, q.Metric, groups, len(a), c.groups)
@@ -699,7 +707,7 @@ func TestDigestsAcrossUpgrade(t *testing.T) {
 			byT[p.T] = p.Value
 		}
 		if v, ok := byT[old]; ok && v != nil {
-			t.Errorf("%s: the hour before 0015 has p99 %v, want no value", s.Labels["uuid"], *v)
+			t.Errorf("%s: the hour before 0015 has p99 %v, want no value", s.Labels["gpu"], *v)
 		}
 		v := byT[old.Add(time.Hour)]
 		var want *float64
@@ -711,7 +719,7 @@ func TestDigestsAcrossUpgrade(t *testing.T) {
 		// 60 readings a GPU-hour, spread over 40–62 °C: a digest of so few keeps every one, so its
 		// p99 lies within a reading's spacing of the raw quantile's.
 		if v == nil || want == nil || math.Abs(*v-*want) > 2 {
-			t.Errorf("%s: p99 after 0015 = %v, raw %v", s.Labels["uuid"], v, want)
+			t.Errorf("%s: p99 after 0015 = %v, raw %v", s.Labels["gpu"], v, want)
 		}
 	}
 	if _, err := json.Marshal(got); err != nil {
@@ -727,5 +735,447 @@ func TestDigestsAcrossUpgrade(t *testing.T) {
 	top, err = query.TopGPUs(ctx, st, "temp_gpu_c", "p99", false, 10, old, old.Add(2*time.Hour))
 	if err != nil || len(top) != 2 {
 		t.Errorf("top by p99 over both hours: %+v, %v; want both GPUs, ranked by the later hour", top, err)
+	}
+}
+
+var sources = []struct {
+	name string
+	src  query.Source
+}{{"raw", query.SourceRaw}, {"rollup", query.SourceAuto}}
+
+// Fill leaves null, never 0, in every step without readings, for every aggregation and from every
+// table: here the two minutes before the readings start, and the minute GPU-b-1-1 skipped.
+func TestFillNullEveryAgg(t *testing.T) {
+	st, rs := seed(t)
+	from, to := seedFrom.Add(-2*time.Minute), seedFrom.Add(10*time.Minute)
+	for _, g := range []struct {
+		name    string
+		by      query.Dim
+		filters []query.Filter
+		key     func(reading) string
+		series  int
+	}{
+		// Per GPU reads gpu_1m or gpu_samples; per cluster fleet_1m (gauges) or gpu_1m (counters).
+		{"per gpu of b-1", query.GPU, []query.Filter{{Dim: query.Node, Values: []string{"b-1"}}}, func(r reading) string { return r.uuid }, 2},
+		{"per cluster", query.Cluster, nil, func(r reading) string { return r.cluster }, 2},
+	} {
+		has := map[string]bool{} // group and minute with a reading
+		for _, r := range rs {
+			has[g.key(r)+r.t.Truncate(time.Minute).String()] = true
+		}
+		for _, c := range []struct {
+			metric string
+			agg    query.Agg
+		}{
+			{"gpu_util", query.Avg}, {"gpu_util", query.Min}, {"gpu_util", query.Max}, {"gpu_util", query.Sum},
+			{"gpu_util", query.Count}, {"gpu_util", query.P50}, {"gpu_util", query.P90}, {"gpu_util", query.P95},
+			{"gpu_util", query.P99}, {"gpu_util", query.Last}, {"energy_mj", query.Increase}, {"energy_mj", query.Rate},
+		} {
+			for _, src := range sources {
+				t.Run(fmt.Sprintf("%s %s %s %s", g.name, c.agg, c.metric, src.name), func(t *testing.T) {
+					got, err := query.Run(context.Background(), st, &query.Query{Metric: c.metric, Agg: c.agg, GroupBy: []query.Dim{g.by},
+						Filters: g.filters, From: from, To: to, Step: time.Minute, Fill: true, Source: src.src})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(got) != g.series {
+						t.Fatalf("%d series, want %d", len(got), g.series)
+					}
+					label := g.by.Name()
+					for _, s := range got {
+						if len(s.Points) != 12 {
+							t.Fatalf("%v: %d points, want 12", s.Labels, len(s.Points))
+						}
+						for i, p := range s.Points {
+							if want := from.Add(time.Duration(i) * time.Minute); !p.T.Equal(want) {
+								t.Fatalf("%v point %d at %s, want %s", s.Labels, i, p.T, want)
+							}
+							if read := has[s.Labels[label]+p.T.String()]; read != (p.Value != nil) {
+								v := "null"
+								if p.Value != nil {
+									v = fmt.Sprint(*p.Value)
+								}
+								t.Errorf("%s at %s: %s, with readings %v", s.Labels[label], p.T.Format(time.TimeOnly), v, read)
+							}
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// A window without readings answers no series, filled or not: WITH FILL alone would invent one
+// labelled with empty strings.
+func TestFillEmptyWindow(t *testing.T) {
+	st, _ := seed(t)
+	early := query.Query{From: seedFrom.Add(-2 * time.Hour), To: seedFrom.Add(-time.Hour), Step: time.Minute, Fill: true}
+	for _, c := range []struct {
+		name string
+		edit func(q *query.Query)
+	}{
+		{"fleet avg", func(q *query.Query) { q.Metric, q.Agg = "gpu_util", query.Avg }},
+		{"avg by cluster", func(q *query.Query) { q.Metric, q.Agg, q.GroupBy = "gpu_util", query.Avg, []query.Dim{query.Cluster} }},
+		{"count by gpu", func(q *query.Query) { q.Metric, q.Agg, q.GroupBy = "gpu_util", query.Count, []query.Dim{query.GPU} }},
+		{"sum by job", func(q *query.Query) { q.Metric, q.Agg, q.GroupBy = "gpu_util", query.Sum, []query.Dim{query.Job} }},
+		{"rate by gpu", func(q *query.Query) { q.Metric, q.Agg, q.GroupBy = "energy_mj", query.Rate, []query.Dim{query.GPU} }},
+		{"a filter nothing matches, over the readings", func(q *query.Query) {
+			q.Metric, q.Agg, q.GroupBy = "gpu_util", query.Avg, []query.Dim{query.Node}
+			q.From, q.To = seedFrom, seedFrom.Add(10*time.Minute)
+			q.Filters = []query.Filter{{Dim: query.Node, Values: []string{"no-such-node"}}}
+		}},
+	} {
+		for _, src := range sources {
+			t.Run(c.name+" "+src.name, func(t *testing.T) {
+				q := early
+				q.Source = src.src
+				c.edit(&q)
+				got, err := query.Run(context.Background(), st, &q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != 0 {
+					t.Errorf("%d series (first labelled %v, %d points), want none", len(got), got[0].Labels, len(got[0].Points))
+				}
+			})
+		}
+	}
+}
+
+// increases is each key's reset-aware counter increase per bucket over [from, to), computed from
+// the readings as the query layer defines it: a reading adds its difference from the GPU's
+// previous reading in the window to its own bucket, from zero after a reset.
+func increases(rs []reading, from, to time.Time, key func(reading) string, bucket func(time.Time) time.Time) map[string]map[time.Time]float64 {
+	out := map[string]map[time.Time]float64{}
+	last := map[string]reading{}
+	for _, r := range rs { // in time order per GPU
+		if r.t.Before(from) || !r.t.Before(to) {
+			continue
+		}
+		prev, seen := last[r.uuid]
+		last[r.uuid] = r
+		if !seen {
+			continue
+		}
+		d := float64(r.energy) - float64(prev.energy)
+		if r.energy < prev.energy {
+			d = float64(r.energy)
+		}
+		k := key(r)
+		if out[k] == nil {
+			out[k] = map[time.Time]float64{}
+		}
+		out[k][bucket(r.t)] += d
+	}
+	return out
+}
+
+// A rate is the increase over the time its bucket covers inside the window: the newest bucket of a
+// live window is still filling, and its increase so far over the whole step read low.
+func TestRateOfUnfinishedBucket(t *testing.T) {
+	st, rs := seed(t)
+	job := func(r reading) string { return r.job }
+	for _, c := range []struct {
+		name     string
+		from, to time.Time
+		step     time.Duration
+		whole    bool
+		srcs     []query.Source
+	}{
+		{"newest 5-minute bucket 2 minutes in", seedFrom, seedFrom.Add(7 * time.Minute), 5 * time.Minute, false,
+			[]query.Source{query.SourceRaw, query.SourceAuto}},
+		{"newest bucket ends mid-minute", seedFrom, seedFrom.Add(7*time.Minute + 30*time.Second), 5 * time.Minute, false,
+			[]query.Source{query.SourceRaw}},
+		{"oldest bucket starts mid-bucket", seedFrom.Add(2 * time.Minute), seedFrom.Add(10 * time.Minute), 5 * time.Minute, false,
+			[]query.Source{query.SourceRaw, query.SourceAuto}},
+		{"whole window divides by the window", seedFrom.Add(3 * time.Minute), seedFrom.Add(10 * time.Minute), 0, true,
+			[]query.Source{query.SourceRaw, query.SourceAuto}},
+	} {
+		for _, src := range c.srcs {
+			t.Run(fmt.Sprintf("%s source %q", c.name, src), func(t *testing.T) {
+				q := &query.Query{Metric: "energy_mj", Agg: query.Rate, GroupBy: []query.Dim{query.Job}, From: c.from, To: c.to,
+					Step: c.step, Whole: c.whole, Source: src}
+				bucket := func(ts time.Time) time.Time { return ts.Truncate(c.step) }
+				if c.whole {
+					bucket = func(time.Time) time.Time { return c.from }
+				}
+				want := increases(rs, c.from, c.to, job, bucket)
+				got, err := query.Run(context.Background(), st, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(want) {
+					t.Fatalf("%d series, want %d jobs", len(got), len(want))
+				}
+				points := 0
+				for _, s := range got {
+					for _, p := range s.Points {
+						start, end := p.T, p.T.Add(c.step)
+						if c.whole {
+							end = c.to
+						}
+						covered := (min(end.UnixMilli(), c.to.UnixMilli()) - max(start.UnixMilli(), c.from.UnixMilli()))
+						exp := want[s.Labels["job"]][p.T] * 1000 / float64(covered)
+						if p.Value == nil || math.Abs(*p.Value-exp) > 1e-9*exp {
+							t.Errorf("%s at %s: rate %v, want %v (over %d ms)", s.Labels["job"], p.T.Format(time.TimeOnly), p.Value, exp, covered)
+						}
+						points++
+					}
+				}
+				if points == 0 {
+					t.Fatal("no points")
+				}
+			})
+		}
+	}
+}
+
+// Sum is over GPUs: each GPU's mean in the step, added up — a fleet's power in W, not its
+// readings added (which grows with the sampling rate). From rollups, only the per-GPU levels can
+// answer it.
+func TestSumOverGPUs(t *testing.T) {
+	st, rs := seed(t)
+	to := seedFrom.Add(10 * time.Minute)
+	for _, c := range []struct {
+		name  string
+		by    []query.Dim
+		key   func(reading) string
+		label string
+		step  time.Duration
+		whole bool
+	}{
+		{"fleet per minute", nil, func(reading) string { return "" }, "", time.Minute, false},
+		{"by cluster per minute", []query.Dim{query.Cluster}, func(r reading) string { return r.cluster }, "cluster", time.Minute, false},
+		{"by job per 5 minutes", []query.Dim{query.Job}, func(r reading) string { return r.job }, "job", 5 * time.Minute, false},
+		{"by gpu per minute: each GPU's mean", []query.Dim{query.GPU}, func(r reading) string { return r.uuid }, "gpu", time.Minute, false},
+		{"by cluster, whole window", []query.Dim{query.Cluster}, func(r reading) string { return r.cluster }, "cluster", 0, true},
+	} {
+		// key → bucket → uuid → readings
+		sum, n := map[string]map[time.Time]map[string]float64{}, map[string]map[time.Time]map[string]float64{}
+		for _, r := range rs {
+			k, b := c.key(r), r.t.Truncate(max(c.step, time.Nanosecond))
+			if c.whole {
+				b = seedFrom
+			}
+			if sum[k] == nil {
+				sum[k], n[k] = map[time.Time]map[string]float64{}, map[time.Time]map[string]float64{}
+			}
+			if sum[k][b] == nil {
+				sum[k][b], n[k][b] = map[string]float64{}, map[string]float64{}
+			}
+			sum[k][b][r.uuid] += float64(float32(r.util))
+			n[k][b][r.uuid]++
+		}
+		for _, src := range sources {
+			t.Run(c.name+" "+src.name, func(t *testing.T) {
+				q := &query.Query{Metric: "gpu_util", Agg: query.Sum, GroupBy: c.by, From: seedFrom, To: to, Step: c.step, Whole: c.whole, Source: src.src}
+				compiled, err := q.Compile(st.Database())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if wantTable := map[query.Source]string{query.SourceRaw: "gpu_samples", query.SourceAuto: "gpu_1m"}[src.src]; compiled.Table != wantTable {
+					t.Errorf("reads %s, want %s (a level that keeps uuid)", compiled.Table, wantTable)
+				}
+				got, err := query.Run(context.Background(), st, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(sum) {
+					t.Fatalf("%d series, want %d", len(got), len(sum))
+				}
+				points := 0
+				for _, s := range got {
+					k := s.Labels[c.label]
+					if len(s.Points) != len(sum[k]) {
+						t.Errorf("%q: %d points, want %d", k, len(s.Points), len(sum[k]))
+					}
+					for _, p := range s.Points {
+						var exp float64
+						for uuid, v := range sum[k][p.T] {
+							exp += v / n[k][p.T][uuid]
+						}
+						if p.Value == nil || math.Abs(*p.Value-exp) > 1e-9*exp {
+							t.Errorf("%q at %s: sum %v, want %v over %d GPUs", k, p.T.Format(time.TimeOnly), p.Value, exp, len(sum[k][p.T]))
+						}
+						points++
+					}
+				}
+				if points == 0 {
+					t.Fatal("no points")
+				}
+			})
+		}
+	}
+}
+
+// Series are labelled by the dimensions' names, as the user grouped by them (gpu, not uuid; job,
+// not job_id), and the CLI's tables head their columns so.
+func TestLabelsNamedAsDims(t *testing.T) {
+	st, rs := seed(t)
+	for _, c := range []struct {
+		dim  query.Dim
+		name string
+		of   func(reading) string
+	}{
+		{query.Cluster, "cluster", func(r reading) string { return r.cluster }},
+		{query.Node, "node", func(r reading) string { return r.node }},
+		{query.GPU, "gpu", func(r reading) string { return r.uuid }},
+		{query.Model, "model", func(r reading) string { return r.model }},
+		{query.Job, "job", func(r reading) string { return r.job }},
+		{query.Rack, "rack", func(reading) string { return "" }},
+		{query.Pool, "pool", func(reading) string { return "" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if d, ok := query.DimByName(c.dim.Name()); c.dim.Name() != c.name || !ok || d != c.dim {
+				t.Fatalf("%s.Name() = %q (DimByName: %v %v), want %q", c.dim, c.dim.Name(), d, ok, c.name)
+			}
+			q := &query.Query{Metric: "gpu_util", Agg: query.Max, GroupBy: []query.Dim{c.dim}, From: seedFrom, To: seedFrom.Add(10 * time.Minute), Whole: true}
+			got, err := query.Run(context.Background(), st, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]bool{}
+			for _, r := range rs {
+				want[c.of(r)] = true
+			}
+			seen := map[string]bool{}
+			for _, s := range got {
+				v, ok := s.Labels[c.name]
+				if !ok || len(s.Labels) != 1 || !want[v] {
+					t.Errorf("series labelled %v, want one label %s among %v", s.Labels, c.name, want)
+				}
+				seen[v] = true
+			}
+			if len(seen) != len(want) {
+				t.Errorf("labels %v, want %v", seen, want)
+			}
+			for format, head := range map[string]string{"csv": "t," + c.name + ",value", "text": "TIME " + strings.ToUpper(c.name) + " VALUE"} {
+				var b bytes.Buffer
+				if err := query.WriteSeries(&b, format, q.GroupBy, got); err != nil {
+					t.Fatal(err)
+				}
+				if first, _, _ := strings.Cut(b.String(), "\n"); strings.Join(strings.Fields(first), " ") != head {
+					t.Errorf("%s header %q, want %q", format, first, head)
+				}
+				if c.dim == query.GPU && !strings.Contains(b.String(), "GPU-a-0-slow") {
+					t.Errorf("%s: no row for GPU-a-0-slow:\n%s", format, b.String())
+				}
+			}
+		})
+	}
+}
+
+// limitedReader is a read-only store on st's database whose answers hold at most rows rows.
+func limitedReader(t *testing.T, st store.Store, rows uint64) store.Store {
+	t.Helper()
+	r, err := chdb.OpenReader(testenv.DataDir(t), st.Database(), testenv.LibCHDB(t), store.Limits{MaxResultRows: rows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// An answer over the reader's max_result_rows is a bad request that says what to ask for instead:
+// up front when a filled series alone has more buckets, else when the engine refuses it. Within
+// the limit, answers are whole.
+func TestAnswerCap(t *testing.T) {
+	st, _ := seed(t)
+	rd := limitedReader(t, st, 5)
+	ctx := context.Background()
+	from, to := seedFrom, seedFrom.Add(10*time.Minute)
+	series := func(q query.Query) func() (int, error) {
+		return func() (int, error) {
+			q.From, q.To = from, to
+			got, err := query.Run(ctx, rd, &q)
+			n := 0
+			for _, s := range got {
+				n += len(s.Points)
+			}
+			return n, err
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		run    func() (int, error)
+		points int      // when it answers
+		says   []string // when it refuses
+	}{
+		{"filled, 10 buckets a series, refused before it runs",
+			series(query.Query{Metric: "gpu_util", Agg: query.Avg, Step: time.Minute, Fill: true}),
+			0, []string{"step:", "1m0s over the window", "10 points per series", "at most 5", "widen the step or shorten the window"}},
+		{"filled, 5 buckets a series, 2 clusters",
+			series(query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Cluster}, Step: 2 * time.Minute, Fill: true}),
+			0, []string{"more than 5 points", "coarser step, a shorter window or fewer groups"}},
+		{"by gpu per minute",
+			series(query.Query{Metric: "gpu_util", Agg: query.Max, GroupBy: []query.Dim{query.GPU}, Step: time.Minute}),
+			0, []string{"query max gpu_util", "more than 5 points"}},
+		{"stat by gpu",
+			series(query.Query{Metric: "energy_mj", Agg: query.Increase, GroupBy: []query.Dim{query.GPU}, Whole: true}),
+			0, []string{"query increase energy_mj", "more than 5 points"}},
+		{"top 10 gpus", func() (int, error) {
+			top, err := query.TopGPUs(ctx, rd, "gpu_util", "avg", false, 10, from, to)
+			return len(top), err
+		}, 0, []string{"top gpus", "more than 5 points"}},
+		{"stat by cluster answers", series(query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.Cluster}, Whole: true}), 2, nil},
+		{"top 5 gpus answers", func() (int, error) {
+			top, err := query.TopGPUs(ctx, rd, "gpu_util", "avg", false, 5, from, to)
+			return len(top), err
+		}, 5, nil},
+		{"filled, 5 buckets, fleet, answers",
+			series(query.Query{Metric: "gpu_util", Agg: query.Avg, Step: 2 * time.Minute, Fill: true}), 5, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n, err := c.run()
+			if c.says == nil {
+				if err != nil || n != c.points {
+					t.Fatalf("%d points, %v; want %d", n, err, c.points)
+				}
+				return
+			}
+			if !errors.Is(err, query.ErrInvalid) {
+				t.Fatalf("%d points, error %v; want ErrInvalid", n, err)
+			}
+			for _, s := range c.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// An answer the engine refuses is never built in this process: a filled query of 9 GPUs at 1 s
+// over 2 hours is 64,800 points (several MB as rows and series), refused for a reader that allows
+// 10,000, allocating next to nothing.
+func TestAnswerCapBuildsNothing(t *testing.T) {
+	st, _ := seed(t)
+	rd := limitedReader(t, st, 10_000)
+	ctx := context.Background()
+	q := query.Query{Metric: "gpu_util", Agg: query.Avg, GroupBy: []query.Dim{query.GPU}, Step: time.Second, Fill: true,
+		From: seedFrom.Add(-time.Hour), To: seedFrom.Add(time.Hour)}
+	alloc := func(s store.Store) (uint64, int, error) {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		got, err := query.Run(ctx, s, &q)
+		runtime.ReadMemStats(&after)
+		n := 0
+		for _, s := range got {
+			n += len(s.Points)
+		}
+		return after.TotalAlloc - before.TotalAlloc, n, err
+	}
+	whole, n, err := alloc(st) // the writer has no result limit
+	if err != nil || n != 9*7200 {
+		t.Fatalf("unlimited: %d points, %v; want 64800", n, err)
+	}
+	refused, n, err := alloc(rd)
+	if !errors.Is(err, query.ErrInvalid) || n != 0 {
+		t.Fatalf("limited: %d points, %v; want ErrInvalid", n, err)
+	}
+	t.Logf("allocated %d bytes for the whole answer, %d for the refusal", whole, refused)
+	if refused > whole/20 || refused > 1<<20 {
+		t.Errorf("the refusal allocated %d bytes, the whole answer %d: the answer was built before it was refused", refused, whole)
 	}
 }

@@ -241,7 +241,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	f.IntVar(&top, "top", 5, "how many hottest GPUs to list (summary)")
 	f.StringVar(&format, "format", "text", "output: text, json, or csv (series only)")
 	f.StringVar(&metric, "metric", "", "gpu_samples metric column for a time series (gpu_util, temp_gpu_c, power_w, energy_mj, ...)")
-	f.StringVar(&agg, "agg", "avg", "gauges: avg min max sum count p50 p90 p95 p99 last; counters: increase rate")
+	f.StringVar(&agg, "agg", "avg", "gauges: avg min max sum count p50 p90 p95 p99 last (sum: each GPU's mean in the step, summed over GPUs, e.g. fleet power in W; count: readings); counters: increase rate (per second)")
 	f.StringVar(&by, "by", "", "group by, comma-separated: cluster node gpu model job")
 	f.DurationVar(&step, "step", time.Minute, "bucket width (whole seconds)")
 	f.Var(&filters, "filter", "keep rows where dim is one of values: dim=v1|v2 (repeatable)")

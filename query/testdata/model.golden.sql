@@ -1,18 +1,18 @@
 -- fleet p99 utilisation (reads fleet_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(gpu_util_q)[4] AS value FROM (SELECT t AS rt, gpu_util_sum, gpu_util_n, gpu_util_min, gpu_util_max, gpu_util_q FROM gpufleet.fleet_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND gpu_util_n > 0) GROUP BY t ORDER BY t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, CAST(quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(gpu_util_q)[4] AS Nullable(Float64)) AS value FROM (SELECT t AS rt, gpu_util_sum, gpu_util_n, gpu_util_min, gpu_util_max, gpu_util_q FROM gpufleet.fleet_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND gpu_util_n > 0) GROUP BY t ORDER BY t;
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
 
 -- avg temperature by cluster and model, filtered (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, cluster, model, sum(temp_gpu_c_sum) / sum(temp_gpu_c_n) AS value FROM (SELECT t AS rt, cluster, model, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND node IN {f0:Array(String)} AND temp_gpu_c_n > 0) GROUP BY t, cluster, model ORDER BY cluster, model, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, cluster, model, CAST(sum(temp_gpu_c_sum) / sum(temp_gpu_c_n) AS Nullable(Float64)) AS value FROM (SELECT t AS rt, cluster, model, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND node IN {f0:Array(String)} AND temp_gpu_c_n > 0) GROUP BY t, cluster, model ORDER BY cluster, model, t;
 -- param f0 = ['node-1','it\'s']
 -- param from = 1714521600000
 -- param step = 300
 -- param to = 1714525200000
 
 -- max power per GPU, gaps filled (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, max(power_w_max) AS value FROM (SELECT t AS rt, uuid, power_w_sum, power_w_n, power_w_min, power_w_max FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND power_w_n > 0) GROUP BY t, uuid ORDER BY uuid, t WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC') STEP toIntervalSecond({step:UInt32});
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(max(power_w_max) AS Nullable(Float64)) AS value, toUInt8(1) AS present FROM (SELECT t AS rt, uuid, power_w_sum, power_w_n, power_w_min, power_w_max FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND power_w_n > 0) GROUP BY t, uuid ORDER BY uuid, t WITH FILL FROM toDateTime({fill_from:Int64}, 'UTC') TO toDateTime({fill_to:Int64}, 'UTC') STEP toIntervalSecond({step:UInt32});
 -- param fill_from = 1714521600
 -- param fill_to = 1714525200
 -- param from = 1714521600000
@@ -20,68 +20,86 @@ SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, max(po
 -- param to = 1714525200000
 
 -- energy increase by job (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, sum(d) AS value FROM (SELECT rt, job_id, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, job_id, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, job_id, argMinMerge(energy_mj_first) AS first, argMaxMerge(energy_mj_last) AS last, max(energy_mj_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid, job_id) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, job_id ORDER BY job_id, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, CAST(sum(d) AS Nullable(Float64)) AS value FROM (SELECT rt, job_id, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, job_id, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, job_id, argMinMerge(energy_mj_first) AS first, argMaxMerge(energy_mj_last) AS last, max(energy_mj_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid, job_id) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, job_id ORDER BY job_id, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
 -- PCIe replay rate per GPU (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(pcie_replays_first) AS first, argMaxMerge(pcie_replays_last) AS last, max(pcie_replays_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(sum(d) * 1000 / (least(toInt64(toUnixTimestamp(t)) * 1000 + toInt64({step:UInt32}) * 1000, {to:Int64}) - greatest(toInt64(toUnixTimestamp(t)) * 1000, {from:Int64})) AS Nullable(Float64)) AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(pcie_replays_first) AS first, argMaxMerge(pcie_replays_last) AS last, max(pcie_replays_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
 
 -- fleet p99 utilisation, raw forced (reads gpu_samples)
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, quantileTDigest(0.99)(v) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, CAST(quantileTDigest(0.99)(v) AS Nullable(Float64)) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
 
 -- energy increase by job, raw forced (reads gpu_samples)
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, job_id, sum(d) AS value FROM (SELECT time, uuid, job_id, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM (SELECT time, uuid, job_id, energy_mj AS v, lagInFrame(energy_mj) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND energy_mj IS NOT NULL) WHERE n > 1) GROUP BY t, job_id ORDER BY job_id, t;
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, job_id, CAST(sum(d) AS Nullable(Float64)) AS value FROM (SELECT time, uuid, job_id, if(v >= prev, toInt64(v - prev), toInt64(v)) AS d FROM (SELECT time, uuid, job_id, energy_mj AS v, lagInFrame(energy_mj) OVER (PARTITION BY uuid ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY time) AS n FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND energy_mj IS NOT NULL) WHERE n > 1) GROUP BY t, job_id ORDER BY job_id, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
 -- last temperature per GPU per hour (gpu_1h keeps last readings) (reads gpu_1h)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, argMaxMerge(temp_gpu_c_last) AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_last FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(argMaxMerge(temp_gpu_c_last) AS Nullable(Float64)) AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_last FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
 -- whole window: one mean per cluster (stat panels, alerts) (reads gpu_1h)
-SELECT toDateTime(intDiv({from:Int64}, 1000), 'UTC') AS t, cluster, sum(gpu_util_sum) / sum(gpu_util_n) AS value FROM (SELECT t AS rt, cluster, gpu_util_sum, gpu_util_n, gpu_util_min, gpu_util_max FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND gpu_util_n > 0) GROUP BY t, cluster ORDER BY cluster, t;
+SELECT toDateTime(intDiv({from:Int64}, 1000), 'UTC') AS t, cluster, CAST(sum(gpu_util_sum) / sum(gpu_util_n) AS Nullable(Float64)) AS value FROM (SELECT t AS rt, cluster, gpu_util_sum, gpu_util_n, gpu_util_min, gpu_util_max FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND gpu_util_n > 0) GROUP BY t, cluster ORDER BY cluster, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
 -- misaligned window reads raw (reads gpu_samples)
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, avg(v) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, CAST(avg(v) AS Nullable(Float64)) AS value FROM (SELECT time, gpu_util AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND gpu_util IS NOT NULL) GROUP BY t ORDER BY t;
 -- param from = 1714521630000
 -- param step = 60
 -- param to = 1714525200000
 
 -- p99 temperature per GPU per hour (gpu_1h keeps digests since 0015) (reads gpu_1h)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(temp_gpu_c_q)[4] AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_q FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(temp_gpu_c_q)[4] AS Nullable(Float64)) AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_q FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
 -- p99 temperature per GPU per minute reads raw (gpu_1m keeps no digests) (reads gpu_samples)
-SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, quantileTDigest(0.99)(v) AS value FROM (SELECT time, uuid, temp_gpu_c AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND temp_gpu_c IS NOT NULL) GROUP BY t, uuid ORDER BY uuid, t;
+SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(quantileTDigest(0.99)(v) AS Nullable(Float64)) AS value FROM (SELECT time, uuid, temp_gpu_c AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND temp_gpu_c IS NOT NULL) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 60
 -- param to = 1714525200000
 
 -- p95 SM activity by job per hour (a GPM metric, in the rollups since 0014) (reads gpu_1h)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(sm_active_q)[3] AS value FROM (SELECT t AS rt, job_id, sm_active_sum, sm_active_n, sm_active_min, sm_active_max, sm_active_q FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND sm_active_n > 0) GROUP BY t, job_id ORDER BY job_id, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, job_id, CAST(quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(sm_active_q)[3] AS Nullable(Float64)) AS value FROM (SELECT t AS rt, job_id, sm_active_sum, sm_active_n, sm_active_min, sm_active_max, sm_active_q FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND sm_active_n > 0) GROUP BY t, job_id ORDER BY job_id, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
 
 -- NVLink rate per GPU (a metric 0008 added to the rollups) (reads gpu_1m)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, sum(d) / {step:UInt32} AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(nvlink_tx_kib_first) AS first, argMaxMerge(nvlink_tx_kib_last) AS last, max(nvlink_tx_kib_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(sum(d) * 1000 / (least(toInt64(toUnixTimestamp(t)) * 1000 + toInt64({step:UInt32}) * 1000, {to:Int64}) - greatest(toInt64(toUnixTimestamp(t)) * 1000, {from:Int64})) AS Nullable(Float64)) AS value FROM (SELECT rt, uuid, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, argMinMerge(nvlink_tx_kib_first) AS first, argMaxMerge(nvlink_tx_kib_last) AS last, max(nvlink_tx_kib_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 60
+-- param to = 1714525200000
+
+-- fleet power by cluster: each GPU's mean, summed (gpu_1m: fleet_1m keeps no uuid) (reads gpu_1m)
+SELECT t, cluster, CAST(sum(gv) AS Nullable(Float64)) AS value FROM (SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, cluster, sum(power_w_sum) / sum(power_w_n) AS gv FROM (SELECT t AS rt, uuid, cluster, power_w_sum, power_w_n FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND power_w_n > 0) GROUP BY t, uuid, cluster) GROUP BY t, cluster ORDER BY cluster, t;
+-- param from = 1714521600000
+-- param step = 60
+-- param to = 1714525200000
+
+-- fleet power by cluster, raw forced (reads gpu_samples)
+SELECT t, cluster, CAST(sum(gv) AS Nullable(Float64)) AS value FROM (SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, uuid, cluster, avg(v) AS gv FROM (SELECT time, uuid, cluster, power_w AS v FROM gpufleet.gpu_samples WHERE time >= fromUnixTimestamp64Milli({from:Int64}) AND time < fromUnixTimestamp64Milli({to:Int64}) AND power_w IS NOT NULL) GROUP BY t, uuid, cluster) GROUP BY t, cluster ORDER BY cluster, t;
+-- param from = 1714521600000
+-- param step = 60
+-- param to = 1714525200000
+
+-- whole window: energy rate per job over the window (reads gpu_1m)
+SELECT toDateTime(intDiv({from:Int64}, 1000), 'UTC') AS t, job_id, CAST(sum(d) * 1000 / ({to:Int64} - {from:Int64}) AS Nullable(Float64)) AS value FROM (SELECT rt, job_id, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM (SELECT rt, uuid, job_id, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM (SELECT t AS rt, uuid, job_id, argMinMerge(energy_mj_first) AS first, argMaxMerge(energy_mj_last) AS last, max(energy_mj_max) AS peak FROM gpufleet.gpu_1m WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') GROUP BY rt, uuid, job_id) WHERE first IS NOT NULL AND last IS NOT NULL)) GROUP BY t, job_id ORDER BY job_id, t;
+-- param from = 1714521600000
+-- param step = 3600
 -- param to = 1714525200000
 
