@@ -127,7 +127,9 @@ const MaxPoints = 100_000
 type Compiled struct {
 	SQL    string
 	Params store.Params
-	// Columns of the result: "t" (DateTime, bucket start), the GroupBy dims, then "value".
+	// Columns of the result: "t" (DateTime, bucket start), the GroupBy dims, "value"
+	// (Nullable(Float64)), then, when filled, "present" (1 on the rows the data made, 0 on those
+	// WITH FILL made).
 	Columns []string
 	// Table is what the query reads: gpu_samples or a rollup.
 	Table string
