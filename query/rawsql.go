@@ -165,7 +165,7 @@ func RunSQL(ctx context.Context, s store.Store, sql string, w Window) (*store.Re
 	}
 	r, err := s.QueryWith(ctx, canonical, p)
 	if err != nil {
-		return nil, fmt.Errorf("sql: %w", err)
+		return nil, tooLarge(ctx, s, "sql", err)
 	}
 	return r, nil
 }

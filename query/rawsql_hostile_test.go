@@ -74,3 +74,18 @@ func FuzzRunSQL(f *testing.F) {
 		}
 	})
 }
+
+// A raw statement whose answer is over the reader's max_result_rows is a bad request saying to ask
+// for less, not a ClickHouse failure.
+func TestRunSQLOverTheRowLimit(t *testing.T) {
+	w := testenv.CHDB(t)
+	rd, err := chdb.OpenReader(testenv.DataDir(t), w.Database(), testenv.LibCHDB(t), store.Limits{MaxResultRows: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	_, err = query.RunSQL(context.Background(), rd, "SELECT number FROM numbers(100)", query.Window{From: time.Now().Add(-time.Hour), To: time.Now()})
+	if !errors.Is(err, query.ErrInvalid) || !strings.Contains(err.Error(), "more than 10 points") {
+		t.Fatalf("100 rows over a limit of 10: %v", err)
+	}
+}
