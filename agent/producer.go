@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/kafkaconn"
 )
 
 // Producer sends agent messages to Kafka with kafka-go.
@@ -15,10 +17,14 @@ type Producer struct {
 
 // NewProducer returns a producer for brokers. Messages carry their topic; the key (node id) picks
 // the partition, so each node's stream stays ordered.
-func NewProducer(brokers []string) *Producer {
+func NewProducer(brokers []string) *Producer { return NewProducerConn(brokers, nil) }
+
+// NewProducerConn is NewProducer connecting with conn's TLS and SASL settings (nil: plaintext).
+func NewProducerConn(brokers []string, conn *kafkaconn.Conn) *Producer {
 	return &Producer{w: &kafka.Writer{
-		Addr:     kafka.TCP(brokers...),
-		Balancer: &kafka.Hash{},
+		Addr:      kafka.TCP(brokers...),
+		Transport: conn.Transport(),
+		Balancer:  &kafka.Hash{},
 		// kafka-go's default BatchTimeout (1 s) would add a second to every synchronous send of one
 		// interval's messages; the whole cycle is handed over at once, so linger only briefly.
 		BatchTimeout: 5 * time.Millisecond,

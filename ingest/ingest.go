@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/kafkaconn"
 	"github.com/gpufleet/gpufleet/store"
 	"github.com/gpufleet/gpufleet/wire"
 	"github.com/gpufleet/gpufleet/wire/wirepb"
@@ -27,7 +28,9 @@ import (
 // Config configures an Ingester; zero values take the documented defaults.
 type Config struct {
 	Brokers []string
-	Store   store.Store
+	// Kafka is how every connection to the brokers is made (TLS, SASL); nil is plaintext.
+	Kafka *kafkaconn.Conn
+	Store store.Store
 	// GroupID is the Kafka consumer group; default "gpufleet-ingest".
 	GroupID string
 	// SamplesTopic, EventsTopic, DLQTopic default to gpu.samples, gpu.events, gpu.dlq.
@@ -225,7 +228,7 @@ func New(cfg Config) (*Ingester, error) {
 		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default
 	// 1 MiB BatchBytes refused them client-side and uncompressed they exceed the broker's limit.
-	in.dlq = &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Balancer: &kafka.Hash{},
+	in.dlq = &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.Kafka.Transport(), Topic: cfg.DLQTopic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, Compression: kafka.Zstd,
 		BatchBytes: int64(cfg.DLQMaxBytes)}
 	if r := cfg.Registerer; r != nil {
@@ -267,6 +270,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                     in.cfg.GroupID,
 		Brokers:                in.cfg.Brokers,
+		Dialer:                 in.cfg.Kafka.Dialer(),
 		Topics:                 []string{in.cfg.SamplesTopic, in.cfg.EventsTopic},
 		StartOffset:            kafka.FirstOffset,
 		HeartbeatInterval:      in.cfg.SessionTimeout / 10,
@@ -397,6 +401,7 @@ func (in *Ingester) fetchFrom(ctx context.Context, topic string, partition int, 
 	msgs chan<- kafka.Message) (bool, error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   in.cfg.Brokers,
+		Dialer:    in.cfg.Kafka.Dialer(),
 		Topic:     topic,
 		Partition: partition,
 		MinBytes:  1,
@@ -478,10 +483,11 @@ func (in *Ingester) retry(ctx context.Context, what string, do func(context.Cont
 func (in *Ingester) checkDLQLimit(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	dlq, err := kafkaadmin.MaxMessageBytes(ctx, in.cfg.Brokers, in.cfg.DLQTopic)
+	admin := kafkaadmin.New(in.cfg.Brokers, in.cfg.Kafka)
+	dlq, err := admin.MaxMessageBytes(ctx, in.cfg.DLQTopic)
 	if err == nil {
 		var src int
-		if src, err = kafkaadmin.MaxMessageBytes(ctx, in.cfg.Brokers, in.cfg.SamplesTopic); err == nil && dlq < src {
+		if src, err = admin.MaxMessageBytes(ctx, in.cfg.SamplesTopic); err == nil && dlq < src {
 			in.log.Warn("the dead-letter topic takes smaller messages than the samples topic: larger dead letters are sent truncated; raise its max.message.bytes",
 				slog.String("dlq_topic", in.cfg.DLQTopic), slog.Int("dlq_max_message_bytes", dlq),
 				slog.String("samples_topic", in.cfg.SamplesTopic), slog.Int("samples_max_message_bytes", src))

@@ -1,18 +1,24 @@
-// Package kafkaadmin holds the broker chores agents, ingest and demo share: waiting for a broker
-// to answer and creating the topics the pipeline uses.
+// Package kafkaadmin holds the broker chores agents, ingest, demo and the topic set-up share:
+// waiting for a broker to answer, creating the pipeline's topics (an admin step: `gpufleet
+// topics`) and checking that they exist before producing or consuming.
 package kafkaadmin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/kafkaconn"
 )
 
 // Default topic names (see DESIGN.md).
@@ -28,13 +34,24 @@ const (
 // It bounds the compressed record batch, so 16 MiB holds messages far larger uncompressed.
 const DefaultDLQMaxMessageBytes = 16 << 20
 
-// Topic is a topic to create if missing.
+// Topic is a topic to create if missing. Zero settings take the broker's defaults.
 type Topic struct {
 	Name       string
 	Partitions int
+	// ReplicationFactor is the copies of each partition; 0 takes the broker's
+	// default.replication.factor.
+	ReplicationFactor int
+	// MinInsyncReplicas sets min.insync.replicas: a write with acks=all (the agent's) fails unless
+	// this many copies took it, so that a broker lost right after an ack loses nothing. 0 leaves
+	// the broker's default (1 unless changed).
+	MinInsyncReplicas int
 	// MaxMessageBytes sets the topic's max.message.bytes, the largest (compressed) record batch the
 	// broker accepts on it; 0 leaves the broker's message.max.bytes (1 MiB unless changed).
 	MaxMessageBytes int
+	// Retention sets retention.ms, how long messages stay on the topic; 0 leaves the broker's
+	// default (7 days unless changed), a negative value keeps them forever. Ingest must catch up
+	// within it, or unread messages are deleted.
+	Retention time.Duration
 }
 
 // PipelineTopics are the pipeline's topics under their default names: samples and events with
@@ -48,16 +65,114 @@ func PipelineTopics(partitions, dlqMaxMessageBytes int) []Topic {
 		{Name: DLQTopic, Partitions: 1, MaxMessageBytes: dlqMaxMessageBytes}}
 }
 
+func (t Topic) validate() error {
+	switch {
+	case t.Name == "":
+		return errors.New("topic: Name is empty")
+	case t.Partitions < 1:
+		return fmt.Errorf("topic %s: Partitions %d must be at least 1", t.Name, t.Partitions)
+	case t.ReplicationFactor < 0 || t.ReplicationFactor > 32767:
+		return fmt.Errorf("topic %s: ReplicationFactor %d must be 0 (the broker's default) to 32767", t.Name, t.ReplicationFactor)
+	case t.MinInsyncReplicas < 0:
+		return fmt.Errorf("topic %s: MinInsyncReplicas %d is negative", t.Name, t.MinInsyncReplicas)
+	case t.ReplicationFactor > 0 && t.MinInsyncReplicas > t.ReplicationFactor:
+		return fmt.Errorf("topic %s: MinInsyncReplicas %d is above ReplicationFactor %d: no write could ever succeed",
+			t.Name, t.MinInsyncReplicas, t.ReplicationFactor)
+	case t.MaxMessageBytes < 0:
+		return fmt.Errorf("topic %s: MaxMessageBytes %d is negative", t.Name, t.MaxMessageBytes)
+	}
+	return nil
+}
+
+// configs are the topic-level settings t sets, by Kafka name.
+func (t Topic) configs() map[string]string {
+	c := map[string]string{}
+	if t.MinInsyncReplicas > 0 {
+		c["min.insync.replicas"] = strconv.Itoa(t.MinInsyncReplicas)
+	}
+	if t.MaxMessageBytes > 0 {
+		c["max.message.bytes"] = strconv.Itoa(t.MaxMessageBytes)
+	}
+	switch {
+	case t.Retention < 0:
+		c["retention.ms"] = "-1"
+	case t.Retention > 0:
+		c["retention.ms"] = strconv.FormatInt(t.Retention.Milliseconds(), 10)
+	}
+	return c
+}
+
+// managedConfigs are the topic configs TopicStatus reports.
+var managedConfigs = []string{"min.insync.replicas", "max.message.bytes", "retention.ms"}
+
+// TopicStatus is what EnsureTopics found or made of one topic.
+type TopicStatus struct {
+	Name              string
+	Created           bool
+	Partitions        int
+	ReplicationFactor int
+	// Configs are the topic's effective min.insync.replicas, max.message.bytes and retention.ms.
+	Configs map[string]string
+	// Updated are the configs EnsureTopics changed on an existing topic, "name old → new".
+	Updated []string
+	// Differs are settings of an existing topic that differ from the wanted ones and that the
+	// set-up leaves alone: more partitions would move keys to other partitions (a node's batches
+	// out of order), a replication factor change is a reassignment.
+	Differs []string
+}
+
+// String is one line for the operator, e.g. "gpu.samples: created, 8 partitions, replication
+// factor 3, min.insync.replicas=2 max.message.bytes=1048588 retention.ms=604800000".
+func (s TopicStatus) String() string {
+	state := "exists"
+	if s.Created {
+		state = "created"
+	}
+	var cfg []string
+	for _, k := range managedConfigs {
+		if v, ok := s.Configs[k]; ok {
+			cfg = append(cfg, k+"="+v)
+		}
+	}
+	line := fmt.Sprintf("%s: %s, %d partitions, replication factor %d, %s", s.Name, state, s.Partitions, s.ReplicationFactor, strings.Join(cfg, " "))
+	if len(s.Updated) > 0 {
+		line += "; updated " + strings.Join(s.Updated, ", ")
+	}
+	if len(s.Differs) > 0 {
+		line += "; differs from the wanted " + strings.Join(s.Differs, ", ") + " (left as is)"
+	}
+	return line
+}
+
+// Admin runs the admin calls against one cluster.
+type Admin struct {
+	brokers []string
+	conn    *kafkaconn.Conn
+	client  *kafka.Client
+}
+
+// New returns an Admin for brokers, connecting with conn (nil: plaintext).
+func New(brokers []string, conn *kafkaconn.Conn) *Admin {
+	return &Admin{brokers: brokers, conn: conn,
+		client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: conn.Transport(), Timeout: 10 * time.Second}}
+}
+
 // WaitReachable dials the brokers until one answers a metadata request, backing off up to 2 s
-// between tries, and gives up after timeout with an error that says what to check.
-func WaitReachable(ctx context.Context, brokers []string, timeout time.Duration, log *slog.Logger) error {
+// between tries, and gives up after timeout with an error that says what to check. A broker that
+// refuses the connection's settings (a wrong password, an untrusted certificate) ends the wait at
+// once with a *kafkaconn.SettingError: retrying would only repeat the refusal.
+func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	dialer := a.conn.Dialer()
+	if dialer == nil {
+		dialer = kafka.DefaultDialer
+	}
 	backoff := 100 * time.Millisecond
 	var last error
 	for attempt := 1; ; attempt++ {
-		for _, b := range brokers {
-			c, err := kafka.DialContext(ctx, "tcp", b)
+		for _, b := range a.brokers {
+			c, err := dialer.DialContext(ctx, "tcp", b)
 			if err == nil {
 				_, err = c.Brokers()
 				c.Close()
@@ -65,57 +180,131 @@ func WaitReachable(ctx context.Context, brokers []string, timeout time.Duration,
 					return nil
 				}
 			}
+			if serr := a.conn.Explain(err); errors.As(serr, new(*kafkaconn.SettingError)) {
+				return fmt.Errorf("connect to Kafka at %s: %w", b, serr)
+			}
 			last = err
 		}
 		if log != nil && attempt%5 == 0 {
-			log.Warn("kafka not reachable yet, retrying", slog.String("brokers", strings.Join(brokers, ",")), slog.Any("err", last))
+			log.Warn("kafka not reachable yet, retrying", slog.String("brokers", strings.Join(a.brokers, ",")), slog.Any("err", last))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cannot reach Kafka at %s after %s (%v): check --brokers and that the broker is running",
-				strings.Join(brokers, ","), timeout, last)
+			hint := ""
+			if !a.conn.Config().Enabled() && closedAtOnce(last) {
+				hint = "; a broker that closes plaintext connections at once may want TLS or SASL"
+			}
+			return fmt.Errorf("cannot reach Kafka at %s after %s (%v): check --brokers and that the broker is running%s",
+				strings.Join(a.brokers, ","), timeout, last, hint)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
-// EnsureTopics creates the topics that do not exist yet; existing ones are left as they are.
-func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+// closedAtOnce is a connection that was accepted and then closed: what a TLS or SASL listener does
+// to a plaintext client.
+func closedAtOnce(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// Brokers returns how many brokers the cluster has.
+func (a *Admin) Brokers(ctx context.Context) (int, error) {
+	md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
+	if err != nil {
+		return 0, fmt.Errorf("list brokers: %w", a.conn.Explain(err))
+	}
+	return len(md.Brokers), nil
+}
+
+// EnsureTopics creates the topics that do not exist yet. On existing ones it sets the configs a
+// Topic names (MinInsyncReplicas, MaxMessageBytes, Retention) where they differ, and reports but
+// leaves partitions and replication factor. Running it again changes nothing.
+func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus, error) {
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
-		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1}
-		if t.MaxMessageBytes < 0 {
-			return fmt.Errorf("create topic %s: MaxMessageBytes %d is negative", t.Name, t.MaxMessageBytes)
+		if err := t.validate(); err != nil {
+			return nil, err
 		}
-		if t.MaxMessageBytes > 0 {
-			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "max.message.bytes",
-				ConfigValue: strconv.Itoa(t.MaxMessageBytes)})
+		rf := t.ReplicationFactor
+		if rf == 0 {
+			rf = -1 // the broker's default.replication.factor
+		}
+		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: rf}
+		for k, v := range t.configs() {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
 		}
 		req.Topics = append(req.Topics, tc)
 	}
-	res, err := client.CreateTopics(ctx, req)
+	res, err := a.client.CreateTopics(ctx, req)
 	if err != nil {
-		return fmt.Errorf("create topics: %w", err)
+		return nil, fmt.Errorf("create topics: %w", a.conn.Explain(err))
 	}
-	for name, err := range res.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", name, err)
+	out := make([]TopicStatus, len(topics))
+	for i, t := range topics {
+		out[i].Name = t.Name
+		switch err := res.Errors[t.Name]; {
+		case err == nil:
+			out[i].Created = true
+		case errors.Is(err, kafka.TopicAlreadyExists):
+		case errors.Is(err, kafka.InvalidReplicationFactor):
+			n, _ := a.Brokers(ctx)
+			return nil, fmt.Errorf("create topic %s: replication factor %d but the cluster has %d brokers: %w", t.Name, t.ReplicationFactor, n, err)
+		case errors.Is(err, kafka.TopicAuthorizationFailed), errors.Is(err, kafka.ClusterAuthorizationFailed):
+			return nil, fmt.Errorf("create topic %s as %s: %w: topics are created by an admin user", t.Name, a.conn.Config().Describe(), err)
+		default:
+			return nil, fmt.Errorf("create topic %s: %w", t.Name, err)
 		}
 	}
 	// Metadata reaches every listener shortly after creation; wait so the first produce does not fail.
-	for _, t := range topics {
-		if err := waitTopic(ctx, client, t.Name); err != nil {
-			return err
+	for i, t := range topics {
+		md, err := a.waitTopic(ctx, t.Name)
+		if err != nil {
+			return nil, err
 		}
+		out[i].Partitions = len(md.Partitions)
+		out[i].ReplicationFactor = len(md.Partitions[0].Replicas)
+		if !out[i].Created {
+			if t.Partitions != out[i].Partitions {
+				out[i].Differs = append(out[i].Differs, fmt.Sprintf("partitions %d (has %d)", t.Partitions, out[i].Partitions))
+			}
+			if t.ReplicationFactor > 0 && t.ReplicationFactor != out[i].ReplicationFactor {
+				out[i].Differs = append(out[i].Differs, fmt.Sprintf("replication factor %d (has %d)", t.ReplicationFactor, out[i].ReplicationFactor))
+			}
+		}
+		have, err := a.topicConfigs(ctx, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		var alter []kafka.IncrementalAlterConfigsRequestConfig
+		for k, v := range t.configs() {
+			if have[k] != v {
+				alter = append(alter, kafka.IncrementalAlterConfigsRequestConfig{Name: k, Value: v, ConfigOperation: kafka.ConfigOperationSet})
+				out[i].Updated = append(out[i].Updated, fmt.Sprintf("%s %s → %s", k, have[k], v))
+				have[k] = v
+			}
+		}
+		slices.Sort(out[i].Updated)
+		if len(alter) > 0 {
+			ares, err := a.client.IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{Resources: []kafka.IncrementalAlterConfigsRequestResource{{
+				ResourceType: kafka.ResourceTypeTopic, ResourceName: t.Name, Configs: alter}}})
+			if err != nil {
+				return nil, fmt.Errorf("set configs of topic %s: %w", t.Name, a.conn.Explain(err))
+			}
+			for _, r := range ares.Resources {
+				if r.Error != nil {
+					return nil, fmt.Errorf("set configs of topic %s: %w", t.Name, r.Error)
+				}
+			}
+		}
+		out[i].Configs = have
 	}
-	return nil
+	return out, nil
 }
 
-func waitTopic(ctx context.Context, client *kafka.Client, topic string) error {
+func (a *Admin) waitTopic(ctx context.Context, topic string) (kafka.Topic, error) {
 	for {
-		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
 			ready := true
 			for _, p := range md.Topics[0].Partitions {
@@ -124,15 +313,108 @@ func waitTopic(ctx context.Context, client *kafka.Client, topic string) error {
 				}
 			}
 			if ready {
-				return nil
+				return md.Topics[0], nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("topic %s not ready: %w", topic, ctx.Err())
+			return kafka.Topic{}, fmt.Errorf("topic %s not ready: %w", topic, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// topicConfigs returns the managed configs of topic, its own or the broker's defaults.
+func (a *Admin) topicConfigs(ctx context.Context, topic string) (map[string]string, error) {
+	res, err := a.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: managedConfigs}}})
+	if err != nil {
+		return nil, fmt.Errorf("describe topic %s: %w", topic, a.conn.Explain(err))
+	}
+	out := map[string]string{}
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			return nil, fmt.Errorf("describe topic %s: %w", topic, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			out[e.ConfigName] = e.ConfigValue
+		}
+	}
+	return out, nil
+}
+
+// MissingTopicsError is CheckTopics finding topics that do not exist.
+type MissingTopicsError struct{ Topics []string }
+
+func (e *MissingTopicsError) Error() string {
+	if len(e.Topics) == 1 {
+		return fmt.Sprintf("topic %s does not exist", e.Topics[0])
+	}
+	return fmt.Sprintf("topics %s do not exist", strings.Join(e.Topics, ", "))
+}
+
+// CheckTopics returns nil when every topic exists with a leader for each partition, a
+// *MissingTopicsError naming those that do not exist, or why it could not tell. It never creates
+// a topic, whatever the broker's auto.create.topics.enable.
+func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
+	md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("look up topics %s: %w", strings.Join(topics, ", "), a.conn.Explain(err))
+	}
+	found := map[string]kafka.Topic{}
+	for _, t := range md.Topics {
+		found[t.Name] = t
+	}
+	var missing []string
+	for _, name := range topics {
+		t, ok := found[name]
+		switch {
+		case !ok, errors.Is(t.Error, kafka.UnknownTopicOrPartition):
+			missing = append(missing, name)
+		case errors.Is(t.Error, kafka.TopicAuthorizationFailed):
+			return fmt.Errorf("look up topic %s as %s: %w", name, a.conn.Config().Describe(), t.Error)
+		case t.Error != nil:
+			return fmt.Errorf("look up topic %s: %w", name, t.Error)
+		}
+	}
+	if len(missing) > 0 {
+		return &MissingTopicsError{Topics: missing}
+	}
+	return nil
+}
+
+// MaxMessageBytes returns a topic's effective max.message.bytes (its own setting or the broker's
+// default), so that a writer can tell in advance what the broker will refuse.
+func (a *Admin) MaxMessageBytes(ctx context.Context, topic string) (int, error) {
+	cfg, err := a.topicConfigs(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := cfg["max.message.bytes"]
+	if !ok {
+		return 0, fmt.Errorf("describe topic %s: no max.message.bytes in the answer", topic)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: max.message.bytes %q: %w", topic, v, err)
+	}
+	return n, nil
+}
+
+// WaitReachable is Admin.WaitReachable on a plaintext connection.
+func WaitReachable(ctx context.Context, brokers []string, timeout time.Duration, log *slog.Logger) error {
+	return New(brokers, nil).WaitReachable(ctx, timeout, log)
+}
+
+// EnsureTopics is Admin.EnsureTopics on a plaintext connection, for tests and the demo.
+func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
+	_, err := New(brokers, nil).EnsureTopics(ctx, topics)
+	return err
+}
+
+// MaxMessageBytes is Admin.MaxMessageBytes on a plaintext connection.
+func MaxMessageBytes(ctx context.Context, brokers []string, topic string) (int, error) {
+	return New(brokers, nil).MaxMessageBytes(ctx, topic)
 }
 
 // ParseBrokers splits a comma-separated broker list and checks each is host:port.
@@ -156,30 +438,4 @@ func ParseBrokers(s string) ([]string, error) {
 		return nil, errors.New("no broker given")
 	}
 	return out, nil
-}
-
-// MaxMessageBytes returns a topic's effective max.message.bytes (its own setting or the broker's
-// default), so that a writer can tell in advance what the broker will refuse.
-func MaxMessageBytes(ctx context.Context, brokers []string, topic string) (int, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	res, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"max.message.bytes"}}}})
-	if err != nil {
-		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
-	}
-	for _, r := range res.Resources {
-		if r.Error != nil {
-			return 0, fmt.Errorf("describe topic %s: %w", topic, r.Error)
-		}
-		for _, e := range r.ConfigEntries {
-			if e.ConfigName == "max.message.bytes" {
-				n, err := strconv.Atoi(e.ConfigValue)
-				if err != nil {
-					return 0, fmt.Errorf("describe topic %s: max.message.bytes %q: %w", topic, e.ConfigValue, err)
-				}
-				return n, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("describe topic %s: no max.message.bytes in the answer", topic)
 }

@@ -5,6 +5,7 @@
 #   deploy/dev/kafka.sh start DIR [PORT]        format DIR and start a broker on 127.0.0.1:PORT (default 19092)
 #   deploy/dev/kafka.sh stop DIR                stop the broker started in DIR
 #   deploy/dev/kafka.sh resume DIR              start a stopped broker again, keeping its data
+#   deploy/dev/kafka.sh start-secure DIR [PORT] like start, with one SASL_SSL listener (see start_secure)
 #
 # The jars are cached under $GPUFLEET_CACHE (default: <repo>/.cache), so only the first run downloads.
 # Needs java (17+) and mvn on PATH.
@@ -83,11 +84,78 @@ launch() {
   die "broker did not listen on 127.0.0.1:$port within 60s: see $dir/broker.log"
 }
 
+# start_secure starts a broker whose only client listener is SASL_SSL, with PLAIN, SCRAM-SHA-256
+# and SCRAM-SHA-512 enabled and client certificates required. The caller writes DIR/secure first:
+#   ca.pem      the CA that signed server.pem and the clients' certificates (the broker's truststore)
+#   server.pem  the broker's private key (unencrypted PKCS#8) followed by its certificate chain;
+#               the certificate must name 127.0.0.1 and be valid for client auth too (the broker
+#               connects to itself as a client on its inter-broker listener)
+#   users       one "name password" per line; the first is the broker's own inter-broker user. Each
+#               user gets PLAIN and both SCRAM credentials (seeded at format time, the KRaft way).
+start_secure() {
+  local dir=${1:?usage: kafka.sh start-secure DIR [PORT]} port=${2:-19094}
+  local cport=$((port + 1))
+  install
+  dir=$(cd "$dir" && pwd)
+  local sec=$dir/secure
+  for f in ca.pem server.pem users; do [ -s "$sec/$f" ] || die "$sec/$f missing: see start_secure in $0"; done
+  if [ -f "$dir/broker.pid" ] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
+    echo "127.0.0.1:$port"; return 0
+  fi
+  free_port "$port" || die "port $port is in use: pick another with 'kafka.sh start-secure DIR PORT'"
+  free_port "$cport" || die "controller port $cport is in use: pick another broker port"
+  local admin="" admin_pw="" plain_users="" scram=() name pw
+  while read -r name pw; do
+    [ -n "$name" ] || continue
+    [[ "$name$pw" =~ ^[A-Za-z0-9_.-]+$ ]] || die "$sec/users: names and passwords are [A-Za-z0-9_.-] only"
+    [ -n "$admin" ] || { admin=$name; admin_pw=$pw; }
+    plain_users+=" user_$name=\"$pw\""
+    scram+=(--add-scram "SCRAM-SHA-256=[name=$name,password=$pw]" --add-scram "SCRAM-SHA-512=[name=$name,password=$pw]")
+  done < "$sec/users"
+  [ -n "$admin" ] || die "$sec/users holds no user"
+  rm -rf "$dir/data"
+  umask 077 # the properties hold the users' passwords
+  cat > "$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_SSL://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$admin" password="$admin_pw"$plain_users;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$admin" password="$admin_pw";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$admin" password="$admin_pw";
+ssl.keystore.type=PEM
+ssl.keystore.location=$sec/server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$sec/ca.pem
+# A SASL_SSL listener ignores ssl.client.auth unless it carries the listener prefix.
+listener.name.sasl_ssl.ssl.client.auth=required
+log.dirs=$dir/data
+num.partitions=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+PROPS
+  java "${java_opts[@]}" kafka.tools.StorageTool format -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+    -c "$dir/server.properties" "${scram[@]}" > "$dir/format.log" 2>&1 || die "formatting the log dir failed: see $dir/format.log"
+  launch "$dir" "$port"
+}
+
 resume() {
   local dir=${1:?usage: kafka.sh resume DIR}
   dir=$(cd "$dir" && pwd)
   [ -f "$dir/server.properties" ] || die "$dir holds no broker: use start"
-  local port; port=$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1://p' "$dir/server.properties")
+  local port; port=$(sed -n 's/^advertised.listeners=[A-Z_]*:\/\/127.0.0.1://p' "$dir/server.properties")
   if [ -f "$dir/broker.pid" ] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
     echo "127.0.0.1:$port"; return 0
   fi
@@ -112,5 +180,6 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   resume) shift; resume "$@" ;;
-  *) die "usage: kafka.sh install | start DIR [PORT] | stop DIR | resume DIR" ;;
+  start-secure) shift; start_secure "$@" ;;
+  *) die "usage: kafka.sh install | start DIR [PORT] | start-secure DIR [PORT] | stop DIR | resume DIR" ;;
 esac

@@ -18,65 +18,7 @@ import (
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
-
-// kafkaFlags are the Kafka settings agent, simulate and ingest share.
-type kafkaFlags struct {
-	brokers        string
-	partitions     int
-	connectTimeout time.Duration
-}
-
-func (k *kafkaFlags) register(f *flags) {
-	f.StringVar(&k.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated host:port")
-	f.IntVar(&k.partitions, "partitions", 8, "partitions for topics this command creates when they are missing")
-	f.DurationVar(&k.connectTimeout, "connect-timeout", 30*time.Second, "how long to retry an unreachable broker at start-up")
-}
-
-// connect checks the brokers and creates the topics; it returns the parsed broker list.
-// connectOrSpool is connect for an agent: with a spool it does not wait for Kafka (sampling
-// starts at once and batches wait on disk), only checking the broker list.
-func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *spool.Spool) ([]string, error) {
-	if sp == nil {
-		return k.connect(ctx, log)
-	}
-	brokers, err := kafkaadmin.ParseBrokers(k.brokers)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--brokers: %w", err)}
-	}
-	// Topics are still created once Kafka answers; until then the spool holds the batches.
-	go func() {
-		for ctx.Err() == nil {
-			if _, err := k.connect(ctx, log); err == nil {
-				return
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(10 * time.Second):
-			}
-		}
-	}()
-	return brokers, nil
-}
-
-func (k *kafkaFlags) connect(ctx context.Context, log *slog.Logger) ([]string, error) {
-	brokers, err := kafkaadmin.ParseBrokers(k.brokers)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--brokers: %w", err)}
-	}
-	if k.partitions < 1 {
-		return nil, usageError{fmt.Errorf("--partitions %d: must be at least 1", k.partitions)}
-	}
-	if err := kafkaadmin.WaitReachable(ctx, brokers, k.connectTimeout, log); err != nil {
-		return nil, err
-	}
-	topics := []kafkaadmin.Topic{{Name: kafkaadmin.SamplesTopic, Partitions: k.partitions}, {Name: kafkaadmin.EventsTopic, Partitions: k.partitions}, {Name: kafkaadmin.DLQTopic, Partitions: 1}}
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, topics); err != nil {
-		return nil, err
-	}
-	return brokers, nil
-}
 
 // simFlags describe a simulated fleet.
 type simFlags struct {
@@ -247,7 +189,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
 		return err
 	}
-	prod := agent.NewProducer(brokers)
+	prod := agent.NewProducerConn(brokers, k.conn)
 	defer prod.Close()
 	cfg := agent.Config{Sources: []agent.Source{src}, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp,
 		Rack: s.rack, Pool: s.pool}
@@ -370,7 +312,7 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
 		return err
 	}
-	prod := agent.NewProducer(brokers)
+	prod := agent.NewProducerConn(brokers, k.conn)
 	defer prod.Close()
 	a, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg, Spool: sp,
 		Rack: s.rack, Pool: s.pool})

@@ -32,6 +32,7 @@ func commands() []command {
 	return append([]command{
 		{"agent", "sample this node's GPUs and stream them to Kafka", runAgent},
 		{"simulate", "stream a simulated fleet of GPUs to Kafka (load and demos)", runSimulate},
+		{"topics", "create the pipeline's Kafka topics (an admin step, before agents and ingest)", runTopics},
 		{"nvml-probe", "read this node's GPUs for a while and report NVML call latency and the metrics each GPU answers", runNVMLProbe},
 	}, serverCommands()...)
 }

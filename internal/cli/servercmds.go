@@ -150,7 +150,7 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	ins := make([]*ingest.Ingester, workers)
 	for i := range ins {
 		r := prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg)
-		ins[i], err = ingest.New(ingest.Config{Brokers: brokers, Store: st, GroupID: group, BatchRows: rows,
+		ins[i], err = ingest.New(ingest.Config{Brokers: brokers, Kafka: k.conn, Store: st, GroupID: group, BatchRows: rows,
 			BatchBytes: batchMiB << 20, BatchAge: age, SessionTimeout: session,
 			Logger: log.With(slog.Int("worker", i)), Registerer: r})
 		if err != nil {

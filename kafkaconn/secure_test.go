@@ -1,0 +1,211 @@
+package kafkaconn_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/kafkaconn"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// secure is a client config for b as user with mech, the password in a file.
+func secure(t *testing.T, b *testenv.SecureBroker, mech, user, password string) kafkaconn.Config {
+	t.Helper()
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pw, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kafkaconn.Config{
+		TLS:  kafkaconn.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
+		SASL: kafkaconn.SASL{Mechanism: mech, Username: user, PasswordFile: pw},
+	}
+}
+
+func build(t *testing.T, c kafkaconn.Config) *kafkaconn.Conn {
+	t.Helper()
+	conn, err := c.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// Agents produce and ingest consumes over SASL_SSL with each mechanism, through the same Conn the
+// CLI builds: every sample the agent took is stored once, and the topic set-up ran as the admin.
+func TestSecureProduceConsume(t *testing.T) {
+	b := testenv.NewSecureKafka(t)
+	brokers := []string{b.Addr}
+	st := testenv.CHDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	adminConn := build(t, secure(t, b, kafkaconn.ScramSHA512, b.AdminUser, b.Users[b.AdminUser]))
+	admin := kafkaadmin.New(brokers, adminConn)
+	if err := admin.WaitReachable(ctx, time.Minute, nil); err != nil {
+		t.Fatal(err)
+	}
+	var stored uint64
+	for i, mech := range []string{kafkaconn.Plain, kafkaconn.ScramSHA256, kafkaconn.ScramSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			prefix := strings.ToLower(mech) + "."
+			samples, events, dlq := prefix+"samples", prefix+"events", prefix+"dlq"
+			if _, err := admin.EnsureTopics(ctx, []kafkaadmin.Topic{{Name: samples, Partitions: 2}, {Name: events, Partitions: 2},
+				{Name: dlq, Partitions: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			conn := build(t, secure(t, b, mech, "alice", b.Users["alice"]))
+			if err := kafkaadmin.New(brokers, conn).CheckTopics(ctx, samples, events, dlq); err != nil {
+				t.Fatal(err)
+			}
+			prod := agent.NewProducerConn(brokers, conn)
+			defer prod.Close()
+			ag, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(3, "secure", i, 4)}, Sender: prod,
+				Interval: 50 * time.Millisecond, SamplesTopic: samples, EventsTopic: events})
+			if err != nil {
+				t.Fatal(err)
+			}
+			agentCtx, stopAgent := context.WithTimeout(ctx, time.Second)
+			defer stopAgent()
+			if err := ag.Run(agentCtx); err != nil {
+				t.Fatalf("agent: %v", err)
+			}
+			want := ag.Stats().Samples
+			if want == 0 {
+				t.Fatal("the agent took no samples")
+			}
+			// Garbage, for ingest's dead-letter writer to send over the same connection settings.
+			if err := prod.Send(ctx, []kafka.Message{{Topic: samples, Key: []byte("bad"), Value: []byte("not protobuf \xff")}}); err != nil {
+				t.Fatal(err)
+			}
+			in, err := ingest.New(ingest.Config{Brokers: brokers, Kafka: conn, Store: st, GroupID: prefix + "group",
+				SamplesTopic: samples, EventsTopic: events, DLQTopic: dlq, BatchAge: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ingestCtx, stopIngest := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- in.Run(ingestCtx) }()
+			for (in.Stats().Samples < want || in.Stats().DLQ < 1) && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+			stopIngest()
+			if err := <-done; err != nil {
+				t.Fatalf("ingest: %v", err)
+			}
+			stored += want
+			r, err := st.Query(ctx, "SELECT count() FROM "+store.Table(st.Database(), "gpu_samples"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Rows[0][0].(uint64); got != stored {
+				t.Errorf("gpu_samples has %d rows, the agents took %d", got, stored)
+			}
+			if got := in.Stats().DLQ; got != 1 {
+				t.Errorf("%d dead letters, want the one garbage message", got)
+			}
+		})
+	}
+}
+
+// A refused setting is one error naming it, returned at once rather than retried until the
+// connect timeout (an hour here: reaching it would fail the test by its own deadline).
+func TestSecureRefusals(t *testing.T) {
+	b := testenv.NewSecureKafka(t)
+	brokers := []string{b.Addr}
+	good := func(t *testing.T) kafkaconn.Config {
+		return secure(t, b, kafkaconn.ScramSHA512, "alice", b.Users["alice"])
+	}
+	tests := []struct {
+		name    string
+		edit    func(*kafkaconn.Config)
+		setting string
+		want    string
+	}{
+		{name: "wrong password scram-sha-512", edit: func(c *kafkaconn.Config) { c.SASL.PasswordFile, c.SASL.Password = "", "not-the-password" },
+			setting: "SASL.Password", want: `the broker refused user "alice" with SCRAM-SHA-512: wrong user name or password`},
+		{name: "wrong password scram-sha-256", edit: func(c *kafkaconn.Config) {
+			c.SASL.Mechanism, c.SASL.PasswordFile, c.SASL.Password = kafkaconn.ScramSHA256, "", "nope"
+		}, setting: "SASL.Password", want: "wrong user name or password"},
+		{name: "wrong password plain", edit: func(c *kafkaconn.Config) {
+			c.SASL.Mechanism, c.SASL.PasswordFile, c.SASL.Password = kafkaconn.Plain, "", "nope"
+		}, setting: "SASL.Password", want: "wrong user name or password"},
+		{name: "unknown user", edit: func(c *kafkaconn.Config) { c.SASL.Username = "mallory" },
+			setting: "SASL.Password", want: `refused user "mallory"`},
+		{name: "untrusted CA", edit: func(c *kafkaconn.Config) { c.TLS.CAFile = b.OtherCAFile },
+			setting: "TLS.CAFile", want: "is not signed by a CA in " + b.OtherCAFile},
+		{name: "system roots", edit: func(c *kafkaconn.Config) { c.TLS.CAFile = "" },
+			setting: "TLS.CAFile", want: "not signed by a CA in the system's CAs"},
+		{name: "wrong server name", edit: func(c *kafkaconn.Config) { c.TLS.ServerName = "kafka.elsewhere.test" },
+			setting: "TLS.ServerName", want: `not valid for "kafka.elsewhere.test"`},
+		{name: "no client certificate", edit: func(c *kafkaconn.Config) { c.TLS.CertFile, c.TLS.KeyFile = "", "" },
+			setting: "TLS.CertFile", want: "it may require a client certificate"},
+		{name: "client certificate of another CA", edit: func(c *kafkaconn.Config) { c.TLS.CertFile, c.TLS.KeyFile = b.OtherCertFile, b.OtherKeyFile },
+			setting: "TLS.CertFile", want: "signed by a CA the broker trusts"},
+		{name: "plaintext client", edit: func(c *kafkaconn.Config) { *c = kafkaconn.Config{} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good(t)
+			tt.edit(&c)
+			conn := build(t, c)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if tt.setting == "" {
+				// Plaintext on a TLS listener looks like a broker that hangs up: retried, then
+				// explained with a hint. The short timeout keeps the test short.
+				err := kafkaadmin.New(brokers, conn).WaitReachable(ctx, 2*time.Second, nil)
+				if err == nil || !strings.Contains(err.Error(), "may want TLS or SASL") {
+					t.Fatalf("plaintext on SASL_SSL: %v", err)
+				}
+				return
+			}
+			err := kafkaadmin.New(brokers, conn).WaitReachable(ctx, time.Hour, nil)
+			var serr *kafkaconn.SettingError
+			if !errors.As(err, &serr) {
+				t.Fatalf("got %v, want a SettingError on %s", err, tt.setting)
+			}
+			if serr.Setting != tt.setting || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %q on %s, want %s: ...%s...", err, serr.Setting, tt.setting, tt.want)
+			}
+			if strings.Contains(err.Error(), b.Users["alice"]) || strings.Contains(err.Error(), "not-the-password") {
+				t.Errorf("the error shows a password: %v", err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("not one line: %q", err)
+			}
+		})
+	}
+	// The same refusal reaches a writer (the agent's producer, ingest's dead letters) and is
+	// explained the same way.
+	t.Run("writer", func(t *testing.T) {
+		c := good(t)
+		c.SASL.PasswordFile, c.SASL.Password = "", "wrong"
+		conn := build(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		w := &kafka.Writer{Addr: kafka.TCP(b.Addr), Transport: conn.Transport(), Topic: "x", MaxAttempts: 1}
+		defer w.Close()
+		err := w.WriteMessages(ctx, kafka.Message{Value: []byte("v")})
+		var serr *kafkaconn.SettingError
+		if !errors.As(conn.Explain(err), &serr) || serr.Setting != "SASL.Password" {
+			t.Errorf("writer with a wrong password: %v, explained %v", err, conn.Explain(err))
+		}
+	})
+}
