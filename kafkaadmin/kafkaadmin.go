@@ -164,26 +164,12 @@ func New(brokers []string, conn *kafkaconn.Conn) *Admin {
 func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	dialer := a.conn.Dialer()
-	if dialer == nil {
-		dialer = kafka.DefaultDialer
-	}
 	backoff := 100 * time.Millisecond
 	var last error
 	for attempt := 1; ; attempt++ {
-		for _, b := range a.brokers {
-			c, err := dialer.DialContext(ctx, "tcp", b)
-			if err == nil {
-				_, err = c.Brokers()
-				c.Close()
-				if err == nil {
-					return nil
-				}
-			}
-			if serr := a.conn.Explain(err); errors.As(serr, new(*kafkaconn.SettingError)) {
-				return fmt.Errorf("connect to Kafka at %s: %w", b, serr)
-			}
-			last = err
+		last = a.Ping(ctx)
+		if last == nil || errors.As(last, new(*kafkaconn.SettingError)) {
+			return last
 		}
 		if log != nil && attempt%5 == 0 {
 			log.Warn("kafka not reachable yet, retrying", slog.String("brokers", strings.Join(a.brokers, ",")), slog.Any("err", last))
@@ -200,6 +186,32 @@ func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *s
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Ping dials each broker once until one answers a metadata request. It returns nil then, a
+// *kafkaconn.SettingError when a broker refused the connection's settings, or else the last
+// broker's error.
+func (a *Admin) Ping(ctx context.Context) error {
+	dialer := a.conn.Dialer()
+	if dialer == nil {
+		dialer = kafka.DefaultDialer
+	}
+	var last error
+	for _, b := range a.brokers {
+		c, err := dialer.DialContext(ctx, "tcp", b)
+		if err == nil {
+			_, err = c.Brokers()
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		if serr := a.conn.Explain(err); errors.As(serr, new(*kafkaconn.SettingError)) {
+			return fmt.Errorf("connect to Kafka at %s: %w", b, serr)
+		}
+		last = err
+	}
+	return last
 }
 
 // closedAtOnce is a connection that was accepted and then closed: what a TLS or SASL listener does

@@ -91,7 +91,11 @@ func (k *kafkaFlags) setup(log *slog.Logger) ([]string, error) {
 		k.sec.SASL.Password = k.e.getenv(passwordEnv)
 	}
 	if err := k.sec.Validate(); err != nil {
-		return nil, usageError{k.explain(err)}
+		var serr *kafkaconn.SettingError
+		if errors.As(err, &serr) {
+			err = fmt.Errorf("%s: %s", settingReplacer.Replace(serr.Setting), settingReplacer.Replace(serr.Err.Error()))
+		}
+		return nil, usageError{err}
 	}
 	conn, err := k.sec.Build()
 	if err != nil {
@@ -101,8 +105,12 @@ func (k *kafkaFlags) setup(log *slog.Logger) ([]string, error) {
 	if t.InsecureSkipVerify {
 		log.Warn("--kafka-tls-insecure-skip-verify: the brokers' certificates are not checked; anyone on the path can pose as them")
 	}
-	log.Info("kafka", slog.String("brokers", strings.Join(brokers, ",")), slog.String("security", conn.Config().Describe()))
 	return brokers, nil
+}
+
+// connected logs how the brokers were reached, once they were: an error alone is one line.
+func (k *kafkaFlags) connected(log *slog.Logger, brokers []string) {
+	log.Info("kafka reachable", slog.String("brokers", strings.Join(brokers, ",")), slog.String("security", k.conn.Config().Describe()))
 }
 
 // Topics each kind of client needs: an agent writes samples and events, ingest reads them and
@@ -125,6 +133,7 @@ func (k *kafkaFlags) connectTopics(ctx context.Context, log *slog.Logger, topics
 	if err := k.check(ctx, log, brokers, topics, k.connectTimeout); err != nil {
 		return nil, err
 	}
+	k.connected(log, brokers)
 	return brokers, nil
 }
 
@@ -156,11 +165,11 @@ func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *s
 	if err != nil {
 		return nil, err
 	}
-	// One short try: long enough for a broker that is up to answer, short enough not to hold
-	// sampling back when it is not.
+	// One try: a broker that is down refuses it at once, so sampling is not held back.
 	err = k.rawCheck(ctx, brokers, min(k.connectTimeout, 3*time.Second))
 	switch {
 	case err == nil:
+		k.connected(log, brokers)
 		return brokers, nil
 	case fatal(err):
 		return nil, k.explain(err)
@@ -176,7 +185,7 @@ func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *s
 			}
 			err := k.rawCheck(ctx, brokers, 10*time.Second)
 			if err == nil {
-				log.Info("kafka reachable", slog.String("brokers", strings.Join(brokers, ",")))
+				k.connected(log, brokers)
 				return
 			}
 			if fatal(err) {
@@ -189,13 +198,14 @@ func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *s
 	return brokers, nil
 }
 
-// rawCheck is check without rewording, so that fatal can tell the error's kind.
+// rawCheck tries each broker once (bounded by timeout) and checks the agent's topics, without
+// rewording the error, so that fatal can tell its kind.
 func (k *kafkaFlags) rawCheck(ctx context.Context, brokers []string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	admin := kafkaadmin.New(brokers, k.conn)
-	if err := admin.WaitReachable(ctx, timeout, nil); err != nil {
+	if err := admin.Ping(ctx); err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return admin.CheckTopics(cctx, agentTopics...)
+	return admin.CheckTopics(ctx, agentTopics...)
 }

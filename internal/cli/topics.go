@@ -66,6 +66,7 @@ func runTopics(ctx context.Context, e *env, args []string) error {
 	if err := admin.WaitReachable(ctx, k.connectTimeout, log); err != nil {
 		return k.explain(err)
 	}
+	k.connected(log, brokers)
 	if rf == 0 {
 		n, err := admin.Brokers(ctx)
 		if err != nil {
