@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -112,13 +113,27 @@ loop:
 	if ctx.Err() == nil {
 		limit = in.cfg.SessionTimeout * 8 / 10
 	}
-	timer := time.AfterFunc(limit, icancel)
+	var abandoned atomic.Bool
+	timer := time.AfterFunc(limit, func() { abandoned.Store(true); icancel() })
 	defer timer.Stop()
 	if runErr == nil {
 		runErr = send(in.cutDue(true))
 	}
 	close(cuts)
-	if err := <-inserted; err != nil && (runErr == nil || errors.Is(err, errCrashed)) {
+	err := <-inserted
+	if err != nil && abandoned.Load() && !errors.Is(err, errCrashed) {
+		// Out of time: what was not committed is read again by the partition's next owner, and
+		// what was inserted is dropped then by its token. Lost work, not lost data: not an error
+		// of the worker's.
+		in.m.commitsLost.Inc()
+		in.log.Warn("flush abandoned: it did not finish in time; the next owner replays the uncommitted range",
+			slog.Duration("limit", limit), slog.Any("err", err))
+		err = nil
+		if errors.Is(runErr, context.Canceled) {
+			runErr = nil
+		}
+	}
+	if err != nil && (runErr == nil || errors.Is(err, errCrashed)) {
 		runErr = err
 	}
 	return runErr
@@ -446,6 +461,13 @@ func (in *Ingester) cutParts(ps []*partBatch) *cut {
 	return c
 }
 
+// groupMovedOn says a commit was refused because this member's generation is over (a rebalance,
+// or the member evicted while it stopped).
+func groupMovedOn(err error) bool {
+	return errors.Is(err, kafka.UnknownMemberId) || errors.Is(err, kafka.IllegalGeneration) ||
+		errors.Is(err, kafka.RebalanceInProgress) || errors.Is(err, kafka.FencedInstanceID)
+}
+
 // inserter inserts and commits cuts in order until cuts is closed or an insert fails for good.
 func (in *Ingester) inserter(ctx context.Context, cuts <-chan *cut, commit committer) error {
 	for c := range cuts {
@@ -511,7 +533,17 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 		}
 	}
 	if err := in.retry(ctx, "commit offsets", func(ctx context.Context) error {
-		return commit(ctx, offsets)
+		err := commit(ctx, offsets)
+		if groupMovedOn(err) {
+			// The rows are stored under their range's token: the partition's next owner (this
+			// worker again, or another) reads the range again and the insert is dropped. A commit
+			// that cannot be made is lost work, not lost data, and retrying it cannot succeed.
+			in.m.commitsLost.Inc()
+			in.log.Warn("offset commit refused: the consumer group moved on; the next owner replays the range, which its token makes a no-op",
+				slog.Any("err", err))
+			return nil
+		}
+		return err
 	}); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}

@@ -15,6 +15,7 @@ type metrics struct {
 	nulled        *prometheus.CounterVec
 	clockSkew     prometheus.Histogram
 	dlqLost       prometheus.Counter
+	commitsLost   prometheus.Counter
 }
 
 func newMetrics() metrics {
@@ -39,6 +40,8 @@ func newMetrics() metrics {
 			Buckets: prometheus.ExponentialBuckets(5, 2, 11)}), // 5 s to 1.4 h: up to MaxClockAhead
 		dlqLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_ingest_dlq_dropped_total",
 			Help: "Dead letters the dead-letter topic refused even truncated to their headers, logged and dropped."}),
+		commitsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_ingest_commits_lost_total",
+			Help: "Cuts not committed because the group had moved on (a refused commit) or the flush ran out of time at a rebalance or shutdown; nothing is lost: the next owner replays the range and the insert's token drops what was stored."}),
 	}
 }
 
@@ -46,7 +49,7 @@ func (m metrics) register(r prometheus.Registerer, in *Ingester) {
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
-	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag, m.nulled, m.clockSkew, m.dlqLost,
+	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag, m.nulled, m.clockSkew, m.dlqLost, m.commitsLost,
 		counter("gpufleet_ingest_sample_rows_total", "Sample rows inserted.", in.nSamples.Load),
 		counter("gpufleet_ingest_event_rows_total", "Event rows inserted.", in.nEvents.Load),
 		counter("gpufleet_ingest_dlq_total", "Messages sent to the dead-letter topic.", in.nDLQ.Load),
