@@ -62,7 +62,7 @@ func env(svc types.ServiceConfig, key string) (string, bool) {
 
 func TestComposeServicesExist(t *testing.T) {
 	p := loadProject(t)
-	for _, name := range []string{"kafka", "clickhouse", "migrate", "ingest", "simulate", "api", "grafana"} {
+	for _, name := range []string{"kafka", "clickhouse", "topics", "migrate", "ingest", "simulate", "api", "grafana"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("service %q missing (have %v)", name, p.ServiceNames())
 		}
@@ -91,11 +91,20 @@ func TestComposeGpufleetServices(t *testing.T) {
 			wantEnv:    []string{"GPUFLEET_CLICKHOUSE"},
 		},
 		{
+			// Agents and ingest only check that the topics exist: this one-shot creates them.
+			service:    "topics",
+			subcommand: "topics",
+			restart:    types.RestartPolicyNo,
+			dependsOn:  map[string]string{"kafka": types.ServiceConditionHealthy},
+			wantEnv:    []string{"GPUFLEET_BROKERS"},
+		},
+		{
 			service:    "ingest",
 			subcommand: "ingest",
 			restart:    types.RestartPolicyUnlessStopped,
 			dependsOn: map[string]string{
 				"kafka":   types.ServiceConditionHealthy,
+				"topics":  types.ServiceConditionCompletedSuccessfully,
 				"migrate": types.ServiceConditionCompletedSuccessfully,
 			},
 			wantEnv: []string{"GPUFLEET_BROKERS", "GPUFLEET_CLICKHOUSE", "GPUFLEET_METRICS_ADDR"},
@@ -111,8 +120,11 @@ func TestComposeGpufleetServices(t *testing.T) {
 			service:    "simulate",
 			subcommand: "simulate",
 			restart:    types.RestartPolicyUnlessStopped,
-			dependsOn:  map[string]string{"kafka": types.ServiceConditionHealthy},
-			wantEnv:    []string{"GPUFLEET_BROKERS", "GPUFLEET_GPUS", "GPUFLEET_INTERVAL", "GPUFLEET_METRICS_ADDR"},
+			dependsOn: map[string]string{
+				"kafka":  types.ServiceConditionHealthy,
+				"topics": types.ServiceConditionCompletedSuccessfully,
+			},
+			wantEnv: []string{"GPUFLEET_BROKERS", "GPUFLEET_GPUS", "GPUFLEET_INTERVAL", "GPUFLEET_METRICS_ADDR"},
 		},
 	}
 	for _, tc := range tests {
