@@ -72,6 +72,9 @@ type Stats struct {
 	Samples uint64 // GPU readings taken (rows)
 	Batches uint64 // sample messages delivered
 	Events  uint64 // events delivered
+	// MissedTicks are intervals in which no sample was taken because the previous cycle (an NVML
+	// read, or a send without a spool) took longer than the interval.
+	MissedTicks uint64
 }
 
 // Agent runs the sampling loop.
@@ -85,9 +88,12 @@ type Agent struct {
 	pendingEv [][]*wirepb.Event
 	held      int
 
-	samples, batches, events atomic.Uint64
-	sendErrors               prometheus.Counter
-	sendSeconds              prometheus.Histogram
+	samples, batches, events, missed atomic.Uint64
+	sendErrors                       prometheus.Counter
+	sendSeconds                      prometheus.Histogram
+	// Missed ticks not yet logged, and when the last line about them was.
+	missedUnlogged uint64
+	missedLogged   time.Time
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -134,13 +140,20 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if r := cfg.Registerer; r != nil {
 		if sp := cfg.Spool; sp != nil {
+			const dropped = "gpufleet_agent_spool_dropped_samples_total"
 			r.MustRegister(
-				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_agent_spool_batches", Help: "Batches in the on-disk spool, not yet acknowledged by Kafka."}, func() float64 { return float64(sp.Stats().Batches) }),
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_agent_spool_batches", Help: "Batches in the spool (on disk, and in memory while the disk refuses writes), not yet acknowledged by Kafka."}, func() float64 { return float64(sp.Stats().Batches) }),
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_agent_spool_memory_batches", Help: "Batches the disk refused, held in memory (bounded) until it takes them or Kafka does."}, func() float64 { return float64(sp.Stats().MemoryBatches) }),
 				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_agent_spool_bytes", Help: "Bytes in the on-disk spool."}, func() float64 { return float64(sp.Stats().Bytes) }),
-				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_spool_dropped_samples_total", Help: "Samples dropped because the spool reached its size cap."}, func() float64 { return float64(sp.Stats().DroppedRows) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: dropped, Help: "Samples dropped: reason cap, the spool reached its size cap; reason disk, the disk refused them and the memory queue was full.",
+					ConstLabels: prometheus.Labels{"reason": "cap"}}, func() float64 { return float64(sp.Stats().DroppedRows) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: dropped, Help: "Samples dropped: reason cap, the spool reached its size cap; reason disk, the disk refused them and the memory queue was full.",
+					ConstLabels: prometheus.Labels{"reason": "disk"}}, func() float64 { return float64(sp.Stats().UnspooledRows) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_spool_write_errors_total", Help: "Spool writes and fsyncs the disk refused (full or failing); the batch waits in memory."}, func() float64 { return float64(sp.Stats().WriteErrors) }),
 			)
 		}
 		r.MustRegister(a.sendErrors, a.sendSeconds,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_missed_ticks_total", Help: "Sampling intervals skipped because a cycle took longer than the interval."}, func() float64 { return float64(a.missed.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_samples_total", Help: "GPU readings taken."}, func() float64 { return float64(a.samples.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_batches_sent_total", Help: "Sample batches delivered to Kafka."}, func() float64 { return float64(a.batches.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gpufleet_agent_events_sent_total", Help: "GPU events delivered to Kafka."}, func() float64 { return float64(a.events.Load()) }),
@@ -151,7 +164,7 @@ func New(cfg Config) (*Agent, error) {
 
 // Stats returns what has been sampled and delivered so far.
 func (a *Agent) Stats() Stats {
-	return Stats{Samples: a.samples.Load(), Batches: a.batches.Load(), Events: a.events.Load()}
+	return Stats{Samples: a.samples.Load(), Batches: a.batches.Load(), Events: a.events.Load(), MissedTicks: a.missed.Load()}
 }
 
 // Run samples every interval until ctx is done, sending every SendEvery samples. The samples held
@@ -162,6 +175,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		if err := a.cycle(ctx, time.Now()); err != nil {
 			return err
@@ -169,15 +183,41 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return a.send(ctx)
-		case <-t.C:
+		case tick := <-t.C:
+			a.countMissed(last, tick)
+			last = tick
 		}
 	}
 }
 
+// missedLogEvery spaces the log lines about missed ticks: a host that is too slow for its interval
+// is slow every cycle.
+const missedLogEvery = time.Minute
+
+// countMissed counts the ticks the ticker dropped between two it delivered, prev and now: it
+// delivers the time each tick was due, so the gap is a whole number of intervals.
+func (a *Agent) countMissed(prev, now time.Time) {
+	n := (now.Sub(prev) + a.cfg.Interval/2) / a.cfg.Interval
+	if n <= 1 {
+		return
+	}
+	a.missed.Add(uint64(n - 1))
+	a.missedUnlogged += uint64(n - 1)
+	if !a.missedLogged.IsZero() && now.Sub(a.missedLogged) < missedLogEvery {
+		return
+	}
+	a.log.Warn("sampling fell behind: a cycle took longer than the interval, ticks skipped",
+		slog.Uint64("skipped", a.missedUnlogged), slog.Duration("interval", a.cfg.Interval),
+		slog.Duration("last_cycle", now.Sub(prev)), slog.Uint64("skipped_total", a.missed.Load()))
+	a.missedUnlogged, a.missedLogged = 0, now
+}
+
 // runSpooled samples into the spool while a second goroutine sends from it, so a Kafka outage
-// never stops sampling. On shutdown the sender gets flushTimeout to empty the spool; what remains
-// is sent by the next run.
+// never stops sampling. On shutdown the sender gets drainGrace to send what it can; what is left
+// on disk is sent by the next run, so with Kafka down the agent exits at once and with status 0.
+// Only batches the disk refused (held in memory) are worth waiting for, up to flushTimeout.
 func (a *Agent) runSpooled(ctx context.Context) error {
+	sp := a.cfg.Spool
 	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSend()
 	sent := make(chan error, 1)
@@ -185,6 +225,7 @@ func (a *Agent) runSpooled(ctx context.Context) error {
 	go func() { sent <- a.sendFromSpool(sendCtx, drain) }()
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
+	last := time.Now()
 	var err error
 loop:
 	for {
@@ -195,33 +236,55 @@ loop:
 		case <-ctx.Done():
 			err = a.send(ctx)
 			break loop
-		case <-t.C:
+		case tick := <-t.C:
+			a.countMissed(last, tick)
+			last = tick
 		case serr := <-sent:
 			return serr
 		}
 	}
 	close(drain)
+	grace := time.AfterFunc(drainGrace, func() {
+		if sp.Durable() {
+			stopSend()
+		}
+	})
+	defer grace.Stop()
 	timer := time.AfterFunc(flushTimeout, stopSend)
 	defer timer.Stop()
-	if serr := <-sent; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
+	serr := <-sent
+	if err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr
+	}
+	lostBatches, lostRows := sp.Persist()
+	if st := sp.Stats(); st.Batches > 0 {
+		a.log.Info("batches left in the spool for the next run", slog.Uint64("batches", st.Batches-lostBatches), slog.Uint64("bytes", st.Bytes))
+	}
+	if err == nil && lostBatches > 0 {
+		err = fmt.Errorf("agent: %d batches (%d samples) the disk refused were not delivered before shutdown: lost", lostBatches, lostRows)
 	}
 	return err
 }
 
 // sendFromSpool delivers spooled batches in order, each retried until acknowledged. Once drain is
-// closed it returns when the spool is empty.
+// closed it returns when the spool is empty, or at the first failed send while everything unsent
+// is on disk.
 func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error {
 	sp := a.cfg.Spool
+	draining := false
+	backoff := minBackoff
 	for {
 		b, ok, err := sp.Peek()
 		if err != nil {
 			return err
 		}
 		if !ok {
+			if draining {
+				return nil
+			}
 			select {
 			case <-drain:
-				return nil
+				draining, drain = true, nil
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-sp.Ready():
@@ -233,16 +296,45 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		for i, m := range b.Msgs {
 			msgs[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
 		}
-		if err := a.deliverMsgs(ctx, msgs); err != nil {
-			return err
+		start := time.Now()
+		err = a.cfg.Sender.Send(ctx, msgs)
+		if err == nil {
+			a.sendSeconds.Observe(time.Since(start).Seconds())
+			sp.Ack()
+			a.batches.Add(uint64(len(a.cfg.Sources)))
+			a.events.Add(b.Events)
+			backoff = minBackoff
+			continue
 		}
-		if err := sp.Ack(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		a.batches.Add(uint64(len(a.cfg.Sources)))
-		a.events.Add(b.Events)
+		a.sendErrors.Inc()
+		sp.SendFailed()
+		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
+		for wait := time.After(backoff); ; {
+			if draining && sp.Durable() {
+				return nil
+			}
+			select {
+			case <-drain:
+				draining, drain = true, nil
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-wait:
+			}
+			break
+		}
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
+
+// drainGrace bounds the sends at shutdown while everything unsent is on disk: the next run sends
+// the rest, and a systemd or kubelet stop timeout is not spent waiting for Kafka.
+const drainGrace = 5 * time.Second
+
+const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 
 const flushTimeout = 30 * time.Second
 
@@ -322,9 +414,7 @@ func (a *Agent) send(ctx context.Context) error {
 		for _, m := range a.msgs {
 			b.Msgs = append(b.Msgs, spool.Message{Topic: m.Topic, Key: m.Key, Value: m.Value})
 		}
-		if err := sp.Append(b, seq); err != nil {
-			return err
-		}
+		sp.Append(b, seq)
 	} else {
 		if err := a.deliverMsgs(ctx, a.msgs); err != nil {
 			return err
@@ -349,7 +439,7 @@ func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafka.Message) error {
 		time.AfterFunc(flushTimeout, cancel)
 	})
 	defer stop()
-	backoff := 100 * time.Millisecond
+	backoff := minBackoff
 	for {
 		start := time.Now()
 		err := a.cfg.Sender.Send(sendCtx, msgs)
@@ -364,6 +454,6 @@ func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafka.Message) error {
 			return fmt.Errorf("deliver %d messages: gave up: %w", len(msgs), err)
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, maxBackoff)
 	}
 }

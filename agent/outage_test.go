@@ -33,7 +33,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 		{Name: "outage.events", Partitions: 1}, {Name: "outage.dlq", Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	sp, err := spool.Open(t.TempDir(), 64<<20)
+	sp, err := spool.Open(t.TempDir(), spool.Options{MaxBytes: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,17 +2,23 @@
 // here before it is sent, sent from here in order, and removed only after the brokers acknowledged
 // it. While Kafka is unreachable the agent keeps sampling into the spool; after a restart it sends
 // what the previous run left. When the spool reaches its size cap the oldest batches are dropped —
-// the only way a sample taken is lost — and counted.
+// the only way a sample taken is lost while the disk takes writes — and counted. When the disk
+// refuses a write (full, or failing) the batch is held in memory, behind what is on disk, and sent
+// from there; only what overflows that bounded memory is dropped, and counted apart.
 package spool
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,27 +42,69 @@ type Batch struct {
 
 // Stats counts what the spool holds and has dropped.
 type Stats struct {
-	Batches, Bytes              uint64 // held, not yet acknowledged
-	DroppedBatches, DroppedRows uint64 // dropped at the cap since Open
+	Batches uint64 // held (on disk and in memory), not yet acknowledged
+	Bytes   uint64 // held on disk
+	// MemoryBatches of Batches are held in memory because the disk refused them.
+	MemoryBatches uint64
+	// DroppedBatches and DroppedRows were dropped at the size cap since Open.
+	DroppedBatches, DroppedRows uint64
+	// UnspooledBatches and UnspooledRows were refused by the disk and dropped from the full memory
+	// queue since Open.
+	UnspooledBatches, UnspooledRows uint64
+	// WriteErrors counts failed writes and fsyncs (segments and state) since Open.
+	WriteErrors uint64
 }
 
-// Spool is safe for one appender and one sender at a time.
+// Options configures a spool.
+type Options struct {
+	// MaxBytes caps what the spool keeps on disk; at least 1 MiB.
+	MaxBytes int64
+	// MemoryBytes caps the batches held in memory while the disk refuses writes; default 8 MiB.
+	MemoryBytes int64
+	// Logger gets one line when the disk starts refusing writes and one when it takes them again;
+	// default discards.
+	Logger *slog.Logger
+}
+
+// DefaultMemoryBytes is Options.MemoryBytes when it is zero: about an hour of one 8-GPU node at
+// 1 s, while the disk is full and Kafka down.
+const DefaultMemoryBytes = 8 << 20
+
+// Spool is safe for one appender and one sender at a time; a lock file keeps a second process out
+// of the same directory.
 type Spool struct {
-	dir      string
-	maxBytes int64
-	segBytes int64
+	dir                           string
+	maxBytes, softBytes, segBytes int64
+	memCap                        int64
+	log                           *slog.Logger
+	ops                           durability
+	lock                          *os.File
 
 	mu       sync.Mutex
 	notEmpty chan struct{} // signalled (non-blocking) on every append
 	segs     []int64       // segment numbers on disk, oldest first
 	sizes    map[int64]int64
-	head     position // next batch to send
-	peeked   int64    // size of the record Peek last returned, 0 after Ack
-	tail     *os.File // the segment being appended to
+	head     position // next batch to send from disk
+	peeked   int64    // size of the disk record Peek last returned, 0 after Ack
+	tail     *os.File // the segment being appended to; nil until the first append or after a failed cut
 	tailSeg  int64
-	held     uint64
-	state    State
-	dropped  Stats
+	held     uint64 // records on disk from head
+	// mem holds, in order, batches the disk refused; they are newer than everything on disk, for
+	// while mem holds any, new batches join it and only a flush of all of it, oldest first, goes to
+	// disk. memPinned: Peek returned mem[0] and it is being sent, so it stays where it is.
+	mem       []memBatch
+	memBytes  int64
+	memPinned bool
+	failing   bool // the last send failed: Kafka is not taking batches, so the cap is softBytes
+	diskDown  bool // the last segment write failed
+	stateDown bool // the last state save failed
+	state     State
+	st        Stats // the counters; Batches, Bytes and MemoryBatches are filled in by Stats
+}
+
+type memBatch struct {
+	rec  []byte
+	rows uint64
 }
 
 type position struct {
@@ -71,31 +119,80 @@ type State struct {
 	Seq  map[string]uint64 `json:"seq"`
 }
 
-// Open opens or creates the spool in dir, capped at maxBytes (at least 1 MiB).
-func Open(dir string, maxBytes int64) (*Spool, error) {
-	if maxBytes < 1<<20 {
-		return nil, fmt.Errorf("spool: size cap %d bytes is under 1 MiB", maxBytes)
+const stateFile = "state.json"
+
+// parseState reads state.json. Anything it refuses leaves Open to start from the oldest segment.
+func parseState(b []byte) (State, error) {
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return State{}, fmt.Errorf("spool: %s: %w", stateFile, err)
+	}
+	if st.Head.Seg < 0 || st.Head.Off < 0 {
+		return State{}, fmt.Errorf("spool: %s: head %d:%d is negative", stateFile, st.Head.Seg, st.Head.Off)
+	}
+	if st.Seq == nil {
+		st.Seq = map[string]uint64{}
+	}
+	return st, nil
+}
+
+// Open opens or creates the spool in dir.
+func Open(dir string, opts Options) (*Spool, error) {
+	if opts.MaxBytes < 1<<20 {
+		return nil, fmt.Errorf("spool: size cap %d bytes is under 1 MiB", opts.MaxBytes)
+	}
+	if opts.MemoryBytes < 0 {
+		return nil, fmt.Errorf("spool: memory cap %d bytes is negative", opts.MemoryBytes)
+	}
+	if opts.MemoryBytes == 0 {
+		opts.MemoryBytes = DefaultMemoryBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &Spool{dir: dir, maxBytes: maxBytes, segBytes: min(maxBytes/8, 16<<20), notEmpty: make(chan struct{}, 1),
-		sizes: map[int64]int64{}, state: State{Seq: map[string]uint64{}}}
-	if b, err := os.ReadFile(filepath.Join(dir, "state.json")); err == nil {
-		if err := json.Unmarshal(b, &s.state); err != nil {
-			return nil, fmt.Errorf("spool: state.json: %w", err)
-		}
-		if s.state.Seq == nil {
-			s.state.Seq = map[string]uint64{}
-		}
-	}
-	entries, err := os.ReadDir(dir)
+	lock, err := lockDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, fmt.Errorf("spool: %s: %w", dir, err)
+	}
+	segBytes := min(opts.MaxBytes/8, 16<<20)
+	s := &Spool{dir: dir, maxBytes: opts.MaxBytes, softBytes: opts.MaxBytes - segBytes, segBytes: segBytes,
+		memCap: opts.MemoryBytes, log: opts.Logger, ops: osDurability{}, lock: lock,
+		notEmpty: make(chan struct{}, 1), sizes: map[int64]int64{}, state: State{Seq: map[string]uint64{}}}
+	if err := s.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Spool) load() error {
+	os.Remove(filepath.Join(s.dir, stateFile+".tmp")) // a save cut short; the state before it stands
+	b, err := os.ReadFile(filepath.Join(s.dir, stateFile))
+	switch {
+	case err == nil:
+		st, perr := parseState(b)
+		if perr != nil {
+			// Refusing to start would crash-loop the agent over a file it can do without: the
+			// batches are resent from the oldest segment (ingest drops the repeats).
+			s.log.Warn("spool state unreadable; sending every batch on disk again, sequence numbers restart",
+				slog.String("dir", s.dir), slog.Any("err", perr))
+			os.Rename(filepath.Join(s.dir, stateFile), filepath.Join(s.dir, stateFile+".corrupt"))
+		} else {
+			s.state = st
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("spool: %w", err)
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
 	}
 	for _, e := range entries {
 		if n, ok := strings.CutSuffix(e.Name(), ".seg"); ok {
-			if seg, err := strconv.ParseInt(n, 10, 64); err == nil {
+			if seg, err := strconv.ParseInt(n, 10, 64); err == nil && seg >= 0 {
 				s.segs = append(s.segs, seg)
 			}
 		}
@@ -107,22 +204,6 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 		os.Remove(s.segPath(s.segs[0]))
 		s.segs = s.segs[1:]
 	}
-	// Count what is held, and cut a torn record off the end of the last segment.
-	for _, seg := range s.segs {
-		from := int64(0)
-		if seg == s.head.Seg {
-			from = s.head.Off
-		}
-		n, _, end, err := s.scan(seg, from)
-		if err != nil {
-			return nil, err
-		}
-		s.held += n
-		s.sizes[seg] = end
-		if err := os.Truncate(s.segPath(seg), end); err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
-		}
-	}
 	if len(s.segs) == 0 || s.head.Seg < s.segs[0] {
 		next := s.head.Seg
 		if len(s.segs) > 0 {
@@ -130,7 +211,26 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 		}
 		s.head = position{Seg: next}
 	}
-	return s, nil
+	// Count what is held, and cut a torn record off the end of each segment.
+	for _, seg := range s.segs {
+		from := int64(0)
+		if seg == s.head.Seg {
+			if fi, err := os.Stat(s.segPath(seg)); err == nil && s.head.Off > fi.Size() {
+				s.head.Off = fi.Size()
+			}
+			from = s.head.Off
+		}
+		n, _, end, err := s.scan(seg, from)
+		if err != nil {
+			return err
+		}
+		s.held += n
+		s.sizes[seg] = end
+		if err := os.Truncate(s.segPath(seg), end); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s *Spool) segPath(seg int64) string { return filepath.Join(s.dir, fmt.Sprintf("%012d.seg", seg)) }
@@ -138,6 +238,8 @@ func (s *Spool) segPath(seg int64) string { return filepath.Join(s.dir, fmt.Spri
 // record: u32 length of payload, u32 CRC-32C of payload, payload = u64 rows, u64 events, u32 message count,
 // then per message u16 topic length, topic, u32 key length, key, u32 value length, value.
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+const maxRecord = 256 << 20
 
 func encode(b Batch) []byte {
 	p := binary.LittleEndian.AppendUint64(nil, b.Rows)
@@ -158,6 +260,8 @@ func encode(b Batch) []byte {
 
 var errTorn = errors.New("torn record")
 
+// readRecord reads one record from r: the batch and the record's size. io.EOF at a clean end;
+// any other error is a record torn by a crash or damaged on disk.
 func readRecord(r io.Reader) (Batch, int64, error) {
 	var hdr [8]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -167,11 +271,13 @@ func readRecord(r io.Reader) (Batch, int64, error) {
 		return Batch{}, 0, errTorn
 	}
 	n := binary.LittleEndian.Uint32(hdr[:4])
-	if n > 256<<20 {
+	if n > maxRecord {
 		return Batch{}, 0, errTorn
 	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(r, p); err != nil || crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
+	// Read through a limit rather than allocating n up front: a damaged length must not cost
+	// 256 MiB of memory before the CRC refuses it.
+	p, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil || len(p) != int(n) || crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
 		return Batch{}, 0, errTorn
 	}
 	b, err := decode(p)
@@ -189,14 +295,19 @@ func decode(p []byte) (Batch, error) {
 	b := Batch{Rows: binary.LittleEndian.Uint64(p), Events: binary.LittleEndian.Uint64(p[8:])}
 	count := binary.LittleEndian.Uint32(p[16:])
 	p = p[20:]
+	// Each message takes at least 10 bytes: a count beyond that is damage, not a reason to loop.
+	if uint64(count)*10 > uint64(len(p)) {
+		return Batch{}, bad
+	}
 	take := func(n int) ([]byte, bool) {
-		if len(p) < n {
+		if n < 0 || len(p) < n {
 			return nil, false
 		}
 		v := p[:n:n]
 		p = p[n:]
 		return v, true
 	}
+	b.Msgs = make([]Message, 0, count)
 	for range count {
 		var m Message
 		l, ok := take(2)
@@ -247,69 +358,149 @@ func (s *Spool) scan(seg, from int64) (n, rows uint64, end int64, err error) {
 }
 
 // Append writes b durably (fsync) behind everything held, dropping the oldest batches first if the
-// cap would be exceeded. seq is saved with it.
-func (s *Spool) Append(b Batch, seq map[string]uint64) error {
+// cap would be exceeded; seq is saved with it. When the disk refuses the write, b is held in memory
+// and sent from there; the disk is tried again with the next append.
+func (s *Spool) Append(b Batch, seq map[string]uint64) {
 	rec := encode(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	maps.Copy(s.state.Seq, seq)
+	if s.flushMemLocked() {
+		if err := s.writeLocked(rec); err != nil {
+			s.diskFailedLocked(err)
+			s.pushMemLocked(memBatch{rec: rec, rows: b.Rows})
+		}
+	} else {
+		s.pushMemLocked(memBatch{rec: rec, rows: b.Rows})
+	}
+	s.enforceCapLocked()
+	s.saveLocked()
+	select {
+	case s.notEmpty <- struct{}{}:
+	default:
+	}
+}
+
+// flushMemLocked writes the batches held in memory to disk, oldest first, and reports whether
+// none is left, so that a new batch may go to disk behind them. Not while the oldest is being
+// sent: a batch behind it on disk would be sent before it.
+func (s *Spool) flushMemLocked() bool {
+	if s.memPinned {
+		return len(s.mem) == 0
+	}
+	for len(s.mem) > 0 {
+		m := s.mem[0]
+		if err := s.writeLocked(m.rec); err != nil {
+			s.diskFailedLocked(err)
+			return false
+		}
+		s.memBytes -= int64(len(m.rec))
+		s.mem = slices.Delete(s.mem, 0, 1)
+	}
+	return true
+}
+
+// writeLocked appends one record to the tail segment and fsyncs it. On failure the segment is cut
+// back to its last whole record, so that the next write lands right behind it.
+func (s *Spool) writeLocked(rec []byte) error {
 	if s.tail == nil || s.sizes[s.tailSeg] >= s.segBytes {
 		if err := s.rollLocked(); err != nil {
 			return err
 		}
 	}
-	if _, err := s.tail.Write(rec); err != nil {
-		return fmt.Errorf("spool: write: %w", err)
+	_, err := s.tail.Write(rec)
+	if err == nil {
+		err = s.ops.Sync(s.tail)
 	}
-	if err := s.tail.Sync(); err != nil {
-		return fmt.Errorf("spool: sync: %w", err)
+	if err != nil {
+		if terr := s.tail.Truncate(s.sizes[s.tailSeg]); terr != nil {
+			// The partial record stays; readers stop at it, and the next write starts a new segment.
+			s.tail.Close()
+			s.tail = nil
+		}
+		return fmt.Errorf("spool: write %s: %w", s.segPath(s.tailSeg), err)
 	}
 	s.sizes[s.tailSeg] += int64(len(rec))
 	s.held++
-	for k, v := range seq {
-		s.state.Seq[k] = v
-	}
-	s.enforceCapLocked()
-	if err := s.saveLocked(); err != nil {
-		return err
-	}
-	select {
-	case s.notEmpty <- struct{}{}:
-	default:
+	if s.diskDown {
+		s.diskDown = false
+		s.log.Info("spool: the disk takes writes again", slog.String("dir", s.dir))
 	}
 	return nil
+}
+
+func (s *Spool) diskFailedLocked(err error) {
+	s.st.WriteErrors++
+	if !s.diskDown {
+		s.diskDown = true
+		s.log.Warn("spool: the disk refused a write; batches wait in memory (bounded) until it takes them again",
+			slog.String("dir", s.dir), slog.Int64("memory_cap_bytes", s.memCap), slog.Any("err", err))
+	}
+}
+
+// pushMemLocked queues m in memory; past the memory cap the oldest queued batch not being sent is
+// dropped and counted.
+func (s *Spool) pushMemLocked(m memBatch) {
+	s.mem = append(s.mem, m)
+	s.memBytes += int64(len(m.rec))
+	first := 0
+	if s.memPinned {
+		first = 1
+	}
+	for s.memBytes > s.memCap && len(s.mem) > first+1 {
+		d := s.mem[first]
+		s.st.UnspooledBatches++
+		s.st.UnspooledRows += d.rows
+		s.memBytes -= int64(len(d.rec))
+		s.mem = slices.Delete(s.mem, first, first+1)
+	}
 }
 
 func (s *Spool) rollLocked() error {
 	if s.tail != nil {
 		s.tail.Close()
+		s.tail = nil
 	}
 	next := s.head.Seg
 	if len(s.segs) > 0 {
 		next = s.segs[len(s.segs)-1] + 1
 	}
-	f, err := os.OpenFile(s.segPath(next), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// next is no segment held, so anything under its name is left over and may go.
+	f, err := os.OpenFile(s.segPath(next), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	if len(s.segs) == 0 || s.segs[len(s.segs)-1] != next {
-		s.segs = append(s.segs, next)
+	// The new name must be on disk before records in it are counted on.
+	if err := s.ops.SyncDir(s.dir); err != nil {
+		f.Close()
+		os.Remove(s.segPath(next))
+		return fmt.Errorf("spool: sync %s: %w", s.dir, err)
 	}
+	s.segs = append(s.segs, next)
+	s.sizes[next] = 0
 	s.tail, s.tailSeg = f, next
 	return nil
 }
 
-// enforceCapLocked drops whole segments from the front, never the one being appended to.
+// enforceCapLocked drops whole segments from the front, never the one being appended to. While
+// sends fail the spool is held a segment under its cap, so that a restart (or Kafka's return)
+// finds room for new batches before the first send has freed any: at the cap itself a batch is
+// dropped only when Kafka cannot keep up.
 func (s *Spool) enforceCapLocked() {
-	for s.totalLocked() > s.maxBytes && len(s.segs) > 1 {
+	limit := s.maxBytes
+	if s.failing {
+		limit = s.softBytes
+	}
+	for s.totalLocked() > limit && len(s.segs) > 1 {
 		seg := s.segs[0]
 		from := int64(0)
 		if seg == s.head.Seg {
 			from = s.head.Off
 		}
 		n, rows, _, _ := s.scan(seg, from) // an unreadable segment is dropped all the same
-		s.dropped.DroppedBatches += n
-		s.dropped.DroppedRows += rows
-		s.held -= n
+		s.st.DroppedBatches += n
+		s.st.DroppedRows += rows
+		s.held -= min(n, s.held)
 		os.Remove(s.segPath(seg))
 		delete(s.sizes, seg)
 		s.segs = s.segs[1:]
@@ -328,17 +519,51 @@ func (s *Spool) totalLocked() int64 {
 	return t - s.head.Off
 }
 
-func (s *Spool) saveLocked() error {
+// saveLocked writes state.json atomically and durably: a temporary file, fsynced, renamed over the
+// old one, then the directory fsynced, so that after a power loss the file is the old state or
+// the new one, never empty, and never older than the segments it names. A failure is counted and
+// retried with the next save; the state in memory stays right.
+func (s *Spool) saveLocked() {
 	s.state.Head = s.head
 	b, err := json.Marshal(s.state)
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.writeState(b)
 	}
-	tmp := filepath.Join(s.dir, "state.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err != nil {
+		s.st.WriteErrors++
+		if !s.stateDown {
+			s.stateDown = true
+			s.log.Warn("spool: cannot save its state; retrying with every batch", slog.String("dir", s.dir), slog.Any("err", err))
+		}
+		return
+	}
+	if s.stateDown {
+		s.stateDown = false
+		s.log.Info("spool: state saved again", slog.String("dir", s.dir))
+	}
+}
+
+func (s *Spool) writeState(b []byte) error {
+	tmp := filepath.Join(s.dir, stateFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
 		return fmt.Errorf("spool: save state: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "state.json")); err != nil {
+	_, err = f.Write(b)
+	if err == nil {
+		err = s.ops.Sync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.ops.Rename(tmp, filepath.Join(s.dir, stateFile))
+	}
+	if err == nil {
+		err = s.ops.SyncDir(s.dir)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("spool: save state: %w", err)
 	}
 	return nil
@@ -348,24 +573,27 @@ func (s *Spool) saveLocked() error {
 func (s *Spool) Seq() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]uint64, len(s.state.Seq))
-	for k, v := range s.state.Seq {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.state.Seq)
 }
 
-// Peek returns the oldest batch not yet acknowledged, or ok=false when the spool is empty.
+// Peek returns the oldest batch not yet acknowledged, or ok=false when the spool is empty. Until
+// Ack it returns the same batch.
 func (s *Spool) Peek() (b Batch, ok bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.memPinned {
+		return s.memBatchLocked()
+	}
 	for s.held > 0 {
 		f, err := os.Open(s.segPath(s.head.Seg))
 		if err != nil {
 			return Batch{}, false, fmt.Errorf("spool: %w", err)
 		}
-		f.Seek(s.head.Off, io.SeekStart)
-		b, size, err := readRecord(bufio.NewReader(f))
+		var b Batch
+		var size int64
+		if _, err = f.Seek(s.head.Off, io.SeekStart); err == nil {
+			b, size, err = readRecord(bufio.NewReader(f))
+		}
 		f.Close()
 		if err == nil {
 			s.peeked = size
@@ -373,29 +601,64 @@ func (s *Spool) Peek() (b Batch, ok bool, err error) {
 		}
 		// The head segment is used up: move to the next one.
 		if len(s.segs) < 2 || s.segs[0] != s.head.Seg {
-			return Batch{}, false, nil
+			break
 		}
-		if s.head.Seg != s.tailSeg {
-			os.Remove(s.segPath(s.head.Seg))
-			delete(s.sizes, s.head.Seg)
-		}
+		os.Remove(s.segPath(s.head.Seg))
+		delete(s.sizes, s.head.Seg)
 		s.segs = s.segs[1:]
 		s.head = position{Seg: s.segs[0]}
+	}
+	if len(s.mem) > 0 {
+		s.memPinned = true
+		return s.memBatchLocked()
 	}
 	return Batch{}, false, nil
 }
 
-// Ack removes the batch Peek returned, after the brokers acknowledged it.
-func (s *Spool) Ack() error {
+func (s *Spool) memBatchLocked() (Batch, bool, error) {
+	b, _, err := readRecord(bytes.NewReader(s.mem[0].rec))
+	if err != nil {
+		return Batch{}, false, fmt.Errorf("spool: batch in memory: %w", err) // encode wrote it: cannot happen
+	}
+	return b, true, nil
+}
+
+// Ack removes the batch Peek returned, after the brokers acknowledged it. The new head is saved
+// with the next append (or Close): a crash before then sends the batches since the last save
+// again, which ingest recognises as repeats.
+func (s *Spool) Ack() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.failing = false
+	if s.memPinned {
+		s.memBytes -= int64(len(s.mem[0].rec))
+		s.mem = slices.Delete(s.mem, 0, 1)
+		s.memPinned = false
+		return
+	}
 	if s.peeked == 0 {
-		return nil // the batch's segment was dropped at the cap while it was being sent
+		return // the batch's segment was dropped at the cap while it was being sent
 	}
 	s.head.Off += s.peeked
 	s.peeked = 0
 	s.held--
-	return s.saveLocked()
+}
+
+// SendFailed tells the spool that the send of the batch Peek returned did not get through: until
+// the next Ack the spool keeps room for a restart (see enforceCapLocked), and a batch from memory
+// is let go, so that it can go to disk while Kafka is away; the next Peek returns it again.
+func (s *Spool) SendFailed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = true
+	s.memPinned = false
+}
+
+// Durable reports whether every batch held is on disk, none only in memory.
+func (s *Spool) Durable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mem) == 0
 }
 
 // Ready is signalled when a batch is appended.
@@ -405,17 +668,73 @@ func (s *Spool) Ready() <-chan struct{} { return s.notEmpty }
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.dropped
-	st.Batches, st.Bytes = s.held, uint64(max(s.totalLocked(), 0))
+	st := s.st
+	st.MemoryBatches = uint64(len(s.mem))
+	st.Batches, st.Bytes = s.held+st.MemoryBatches, uint64(max(s.totalLocked(), 0))
 	return st
 }
 
-// Close closes the segment being appended to.
-func (s *Spool) Close() error {
+// Persist writes what memory holds to disk if the disk now takes it, and saves the state. It
+// returns the batches and rows still only in memory, which a process exiting now loses. Call it
+// when no send is in flight.
+func (s *Spool) Persist() (batches, rows uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.memPinned = false
+	s.flushMemLocked()
+	s.saveLocked()
+	for _, m := range s.mem {
+		rows += m.rows
+	}
+	return uint64(len(s.mem)), rows
+}
+
+// Close persists what it can (see Persist), closes the segment being appended to and releases
+// the directory. Batches still only in memory are lost and counted as unspooled.
+func (s *Spool) Close() error {
+	batches, rows := s.Persist()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.UnspooledBatches += batches
+	s.st.UnspooledRows += rows
+	s.mem, s.memBytes = nil, 0
+	var err error
 	if s.tail != nil {
-		return s.tail.Close()
+		err = s.tail.Close()
+		s.tail = nil
+	}
+	if s.lock != nil {
+		if lerr := s.lock.Close(); err == nil {
+			err = lerr
+		}
+		s.lock = nil
+	}
+	if err != nil {
+		return fmt.Errorf("spool: close: %w", err)
 	}
 	return nil
+}
+
+// durability is the file-system calls the spool's crash safety rests on; tests wrap it to check
+// their order.
+type durability interface {
+	Sync(f *os.File) error
+	Rename(from, to string) error
+	SyncDir(dir string) error
+}
+
+type osDurability struct{}
+
+func (osDurability) Sync(f *os.File) error        { return f.Sync() }
+func (osDurability) Rename(from, to string) error { return os.Rename(from, to) }
+func (osDurability) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -18,6 +18,7 @@ import (
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 // simFlags describe a simulated fleet.
@@ -32,6 +33,7 @@ type simFlags struct {
 	nodeOffset  int
 	spoolDir    string
 	spoolMiB    int
+	state       agentState // the agent's alone (registerState)
 }
 
 func (s *simFlags) register(f *flags, gpus int) {
@@ -47,7 +49,8 @@ func (s *simFlags) register(f *flags, gpus int) {
 	f.IntVar(&s.sendEvery, "send-every", 1, "samples per Kafka message: the send interval is this times --interval\n"+
 		"(at --interval 100ms, 10 keeps one request per node per second)")
 	f.StringVar(&s.spoolDir, "spool-dir", "", "directory of the on-disk spool: batches wait there while Kafka is unreachable and\n"+
-		"survive a restart (recommended in production); empty keeps them in memory, one interval at a time")
+		"survive a restart. agent: default <--state-dir>/spool; simulate: none unless given (batches wait in memory,\n"+
+		"one interval at a time)")
 	f.IntVar(&s.spoolMiB, "spool-mib", 1024, "size cap of the spool; past it the oldest batches are dropped and counted")
 	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
 }
@@ -66,25 +69,6 @@ func (s *simFlags) spoolAndBrokers(ctx context.Context, log *slog.Logger, k *kaf
 		return nil, nil, err
 	}
 	return sp, brokers, nil
-}
-
-// openSpool opens --spool-dir, or returns nil when it is not set.
-func (s *simFlags) openSpool(log *slog.Logger) (*spool.Spool, error) {
-	if s.spoolDir == "" {
-		log.Warn("no --spool-dir: while Kafka is unreachable sampling waits for it instead of spooling to disk")
-		return nil, nil
-	}
-	if s.spoolMiB < 1 {
-		return nil, usageError{fmt.Errorf("--spool-mib %d: must be at least 1", s.spoolMiB)}
-	}
-	sp, err := spool.Open(s.spoolDir, int64(s.spoolMiB)<<20)
-	if err != nil {
-		return nil, fmt.Errorf("--spool-dir %s: %w", s.spoolDir, err)
-	}
-	if st := sp.Stats(); st.Batches > 0 {
-		log.Info("spool holds batches from the last run; sending them first", slog.Uint64("batches", st.Batches))
-	}
-	return sp, nil
 }
 
 func (s *simFlags) sources() ([]agent.Source, error) {
@@ -109,8 +93,9 @@ func (s *simFlags) sources() ([]agent.Source, error) {
 
 func runAgent(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "agent", "Samples this node's GPUs every --interval and streams them to Kafka (gpu.samples,\n"+
-		"key = node) with GPU events (XID, ECC, throttle, fell off the bus) on gpu.events. SIGTERM\n"+
-		"delivers the cycle in flight, then exits.\n"+
+		"key = node) with GPU events (XID, ECC, throttle, fell off the bus) on gpu.events. Every batch\n"+
+		"goes through an on-disk spool in --state-dir first, so a Kafka outage or a restart loses nothing;\n"+
+		"SIGTERM spools the cycle in flight and exits, leaving what Kafka has not taken to the next run.\n"+
 		"Sources: nvml reads this host's NVIDIA GPUs through libnvidia-ml.so.1 (labels: --cluster, --node);\n"+
 		"sim streams simulated GPUs (--gpus, --gpus-per-node, --seed) and needs no GPU.")
 	var k kafkaFlags
@@ -120,7 +105,9 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	var forDur time.Duration
 	k.register(f)
 	s.register(f, 8)
-	f.StringVar(&source, "source", "sim", "GPU source: nvml (this host's GPUs) or sim (simulated)")
+	s.registerState(f)
+	f.StringVar(&source, "source", "nvml", "GPU source: nvml (this host's GPUs) or sim (simulated GPUs, for tests; `gpufleet simulate`\n"+
+		"streams a fake fleet)")
 	f.StringVar(&jobDir, "job-mapping-dir", "", "directory of per-GPU job files (dcgm-exporter's --hpc-job-mapping-dir convention,\n"+
 		"written by Slurm prolog/epilog): a file per busy GPU index holding its job id")
 	f.BoolVar(&slurmCgroups, "slurm-cgroups", false, "attribute each GPU to the Slurm jobs of the processes NVML sees on it, read from\n"+
@@ -133,6 +120,14 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 		"lets Prometheus on other hosts scrape it; empty disables")
 	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	// A mistyped flag is a usage error even on a host without NVML, and is said before any
+	// directory is made.
+	if _, err := kafkaadmin.ParseBrokers(k.brokers); err != nil {
+		return usageError{fmt.Errorf("--brokers: %w", err)}
+	}
+	if err := s.checkSpool(); err != nil {
 		return err
 	}
 	switch source {
