@@ -65,8 +65,9 @@ func (r *rig) produce(t *testing.T, nodes, first, perNode int) uint64 {
 }
 
 func (r *rig) send(nodes, first, perNode int) (uint64, error) {
+	// Retries long enough for a partition's leader to be re-elected after a broker dies.
 	w := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Topic: r.samples, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, MaxAttempts: 40}
 	defer w.Close()
 	now := time.Now().Add(-time.Duration(first+perNode) * time.Second)
 	var msgs []kafka.Message
@@ -84,7 +85,7 @@ func (r *rig) send(nodes, first, perNode int) (uint64, error) {
 			rows += uint64(len(b.TimeUnixMs))
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		return 0, fmt.Errorf("produce: %w", err)

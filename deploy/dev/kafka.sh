@@ -6,6 +6,11 @@
 #   deploy/dev/kafka.sh stop DIR                stop the broker started in DIR
 #   deploy/dev/kafka.sh resume DIR              start a stopped broker again, keeping its data
 #   deploy/dev/kafka.sh start-secure DIR [PORT] like start, with one SASL_SSL listener (see start_secure)
+#   deploy/dev/kafka.sh start-cluster DIR PORT  three KRaft nodes (broker+controller) in DIR/n1..n3 on
+#                                               PORT, PORT+2, PORT+4 (controllers one above each);
+#                                               prints the three addresses, comma-separated
+#   deploy/dev/kafka.sh kill9 DIR               kill -9 the broker started in DIR (a node: DIR/n2);
+#                                               resume DIR starts it again with its data
 #
 # The jars are cached under $GPUFLEET_CACHE (default: <repo>/.cache), so only the first run downloads.
 # Needs java (17+) and mvn on PATH.
@@ -163,6 +168,75 @@ resume() {
   launch "$dir" "$port"
 }
 
+# start_cluster starts three nodes that are brokers and controllers at once, with a quorum of the
+# three, internal topics replicated three times and min.insync.replicas 2: what a leader kill
+# needs to lose nothing.
+start_cluster() {
+  local dir=${1:?usage: kafka.sh start-cluster DIR PORT} port=${2:?usage: kafka.sh start-cluster DIR PORT}
+  install
+  mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  local voters="" addrs="" i
+  for i in 1 2 3; do
+    local p=$((port + 2 * (i - 1)))
+    free_port "$p" || die "port $p is in use"
+    free_port "$((p + 1))" || die "port $((p + 1)) is in use"
+    voters+="${voters:+,}$i@127.0.0.1:$((p + 1))"
+    addrs+="${addrs:+,}127.0.0.1:$p"
+  done
+  local id; id=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)
+  for i in 1 2 3; do
+    local p=$((port + 2 * (i - 1))) n=$dir/n$i
+    rm -rf "$n"; mkdir -p "$n"
+    cat > "$n/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$p,CONTROLLER://127.0.0.1:$((p + 1))
+advertised.listeners=PLAINTEXT://127.0.0.1:$p
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$n/data
+num.partitions=4
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+unclean.leader.election.enable=false
+PROPS
+    java "${java_opts[@]}" kafka.tools.StorageTool format -t "$id" -c "$n/server.properties" > "$n/format.log" 2>&1 \
+      || die "formatting $n failed: see $n/format.log"
+  done
+  # All three at once: a node's broker listener opens only once the controller quorum has formed.
+  for i in 1 2 3; do
+    nohup java "${java_opts[@]}" kafka.Kafka "$dir/n$i/server.properties" >> "$dir/n$i/broker.log" 2>&1 &
+    echo $! > "$dir/n$i/broker.pid"
+  done
+  for _ in $(seq 1 240); do
+    local up=0
+    for i in 1 2 3; do
+      kill -0 "$(cat "$dir/n$i/broker.pid")" 2>/dev/null || die "node $i exited during start-up: see $dir/n$i/broker.log"
+      free_port "$((port + 2 * (i - 1)))" || up=$((up + 1))
+    done
+    if [ "$up" = 3 ]; then echo "$addrs"; return 0; fi
+    sleep 0.5
+  done
+  die "the cluster did not listen within 120s: see $dir/n*/broker.log"
+}
+
+kill9() {
+  local dir=${1:?usage: kafka.sh kill9 DIR}
+  [ -f "$dir/broker.pid" ] || return 0
+  kill -9 "$(cat "$dir/broker.pid")" 2>/dev/null || true
+  rm -f "$dir/broker.pid"
+}
+
 stop() {
   local dir=${1:?usage: kafka.sh stop DIR}
   [ -f "$dir/broker.pid" ] || return 0
@@ -181,5 +255,7 @@ case "${1:-}" in
   stop) shift; stop "$@" ;;
   resume) shift; resume "$@" ;;
   start-secure) shift; start_secure "$@" ;;
-  *) die "usage: kafka.sh install | start DIR [PORT] | start-secure DIR [PORT] | stop DIR | resume DIR" ;;
+  start-cluster) shift; start_cluster "$@" ;;
+  kill9) shift; kill9 "$@" ;;
+  *) die "usage: kafka.sh install | start DIR [PORT] | start-secure DIR [PORT] | start-cluster DIR PORT | stop DIR | kill9 DIR | resume DIR" ;;
 esac

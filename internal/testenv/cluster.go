@@ -1,0 +1,81 @@
+package testenv
+
+import (
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Cluster is three real Kafka brokers (KRaft, each also a controller) of one test's own, on
+// loopback, from deploy/dev/kafka.sh start-cluster: internal topics with three replicas and
+// min.insync.replicas 2. Stopped when the test ends.
+type Cluster struct {
+	Addrs []string // node i+1 listens on Addrs[i]
+	dir   string
+}
+
+// NewKafkaCluster starts a three-broker cluster.
+func NewKafkaCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c := &Cluster{dir: t.TempDir()}
+	port, err := freePortRun(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := kafkaScript("start-cluster", c.dir, strconv.Itoa(port))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("start kafka cluster: %v (logs: %s/n*/broker.log)", err, c.dir)
+	}
+	c.Addrs = strings.Split(strings.TrimSpace(string(out)), ",")
+	t.Cleanup(func() {
+		for i := range c.Addrs {
+			_ = kafkaScript("stop", c.node(i)).Run()
+		}
+	})
+	return c
+}
+
+func (c *Cluster) node(i int) string { return filepath.Join(c.dir, fmt.Sprintf("n%d", i+1)) }
+
+// Kill9 kills the broker at Addrs[i] as a crash would: no shutdown, no leadership handover.
+func (c *Cluster) Kill9(t testing.TB, i int) {
+	t.Helper()
+	if err := kafkaScript("kill9", c.node(i)).Run(); err != nil {
+		t.Fatalf("kill -9 node %d: %v", i+1, err)
+	}
+}
+
+// Resume starts the killed broker at Addrs[i] again with its data.
+func (c *Cluster) Resume(t testing.TB, i int) {
+	t.Helper()
+	cmd := kafkaScript("resume", c.node(i))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("resume node %d: %v (log: %s/broker.log)", i+1, err, c.node(i))
+	}
+}
+
+// freePortRun finds p with p … p+n-1 free on loopback.
+func freePortRun(n int) (int, error) {
+	for range 50 {
+		r, err := rand.Int(rand.Reader, big.NewInt(20000))
+		if err != nil {
+			return 0, err
+		}
+		p, ok := 30000+int(r.Int64()), true
+		for i := range n {
+			ok = ok && portFree(p+i)
+		}
+		if ok {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d free ports in a row on 127.0.0.1", n)
+}
