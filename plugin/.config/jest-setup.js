@@ -53,3 +53,33 @@ console.info = (...args) => {
   }
   consoleInfo(...args);
 };
+
+// CSS is not under test, and jsdom has no layout to apply it to; yet its getComputedStyle matches
+// every stylesheet rule against the element and each of its ancestors, and userEvent (the
+// pointer-events check), floating-ui (menu placement) and role queries (visibility) call it for
+// element after element. With @grafana/ui's emotion rules in the document, opening one Combobox
+// cost seconds on a loaded machine. Emotion still generates its class names; the rules just never
+// reach the document. Both copies of @emotion/css: ours and the one @grafana/ui resolves.
+const path = require('path');
+for (const from of [__dirname, path.dirname(require.resolve('@grafana/ui/package.json'))]) {
+  const { cache } = require(require.resolve('@emotion/css', { paths: [from] }));
+  cache.sheet.insert = () => {};
+}
+
+// Menu and tooltip placement is not under test either, and floating-ui computes it by reading the
+// computed style of every ancestor, on every render of an open menu, for each candidate placement.
+// Menus open at 0,0 and stay there.
+jest.mock('@floating-ui/dom', () => ({
+  ...jest.requireActual('@floating-ui/dom'),
+  computePosition: async (_reference, _floating, options = {}) => ({
+    x: 0,
+    y: 0,
+    placement: options.placement ?? 'bottom',
+    strategy: options.strategy ?? 'absolute',
+    middlewareData: {},
+  }),
+  autoUpdate: (_reference, _floating, update) => {
+    update();
+    return () => {};
+  },
+}));

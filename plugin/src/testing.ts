@@ -1,5 +1,16 @@
 import { ScopedVars, TypedVariableModel } from '@grafana/data';
 import { TemplateSrv } from '@grafana/runtime';
+import userEvent, { PointerEventsCheckLevel } from '@testing-library/user-event';
+
+/**
+ * user is userEvent for tests where the speed of a person is irrelevant: no delay between key
+ * strokes (a timer per key, which a loaded machine stretches), and no pointer-events check, which
+ * reads the computed style of the target and every ancestor at each pointer action and means
+ * nothing here, where no stylesheet reaches the document (.config/jest-setup.js).
+ */
+export function user() {
+  return userEvent.setup({ delay: null, pointerEventsCheck: PointerEventsCheckLevel.Never });
+}
 
 /** A variable as the tests set it: its current value, "$__all" for All, and every value it could take. */
 export interface TestVariable {

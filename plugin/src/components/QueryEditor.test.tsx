@@ -1,7 +1,7 @@
-import { fireEvent, render, screen, waitFor } from '@testing-library/react';
-import userEvent from '@testing-library/user-event';
+import { act, fireEvent, render, screen } from '@testing-library/react';
 
 import { DataSource } from '../datasource';
+import { user } from '../testing';
 import { GpuQuery, MetricInfo } from '../types';
 import { QueryEditor } from './QueryEditor';
 
@@ -26,101 +26,133 @@ function fakeDS() {
   };
 }
 
-function setup(query: GpuQuery, ds = fakeDS()) {
+/**
+ * setup renders the editor and lets the metric catalogue's promise settle, so that what follows
+ * sees the loaded editor without polling for it.
+ */
+async function setup(query: GpuQuery, ds = fakeDS()) {
   const onChange = jest.fn();
   const onRunQuery = jest.fn();
   const utils = render(
     <QueryEditor query={query} onChange={onChange} onRunQuery={onRunQuery} datasource={ds as unknown as DataSource} />
   );
-  return { ...utils, onChange, onRunQuery, ds };
+  await act(async () => {});
+  return { ...utils, onChange, onRunQuery, ds, user: user() };
 }
 
-async function pick(inputId: string, option: string) {
-  await userEvent.click(document.getElementById(inputId)!);
-  await userEvent.click(await screen.findByText(option, { selector: '[role="option"] *, [role="option"]' }));
+/** option is an open menu's option by its text: a text match, cheaper than a role query's accessible names. */
+function option(text: string | RegExp): HTMLElement {
+  return screen.getByText(text, { selector: '[role="option"] *, [role="option"]' });
+}
+
+async function pick(u: ReturnType<typeof user>, inputId: string, text: string) {
+  await u.click(document.getElementById(inputId)!);
+  await u.click(option(text));
 }
 
 describe('QueryEditor', () => {
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
   it('picks a metric from the catalogue and an aggregation that applies to it', async () => {
-    const { onChange, onRunQuery } = setup({ refId: 'A', queryType: 'series', metric: 'gpu_util', agg: 'p99' });
-    await waitFor(() => expect(screen.getByDisplayValue('gpu_util')).toBeInTheDocument());
-    await pick('gpufleet-metric', 'energy_mj');
+    const { onChange, onRunQuery, user } = await setup({
+      refId: 'A',
+      queryType: 'series',
+      metric: 'gpu_util',
+      agg: 'p99',
+    });
+    expect(screen.getByDisplayValue('gpu_util')).toBeInTheDocument();
+    await pick(user, 'gpufleet-metric', 'energy_mj');
     // A counter takes increase or rate: p99 gives way to the first that applies.
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ metric: 'energy_mj', agg: 'increase' }));
     expect(onRunQuery).toHaveBeenCalled();
   });
 
   it('offers only the aggregations of the chosen metric', async () => {
-    setup({ refId: 'A', queryType: 'series', metric: 'energy_mj', agg: 'increase' });
-    await waitFor(() => expect(screen.getByDisplayValue('energy_mj')).toBeInTheDocument());
-    await userEvent.click(document.getElementById('gpufleet-agg')!);
-    expect(await screen.findByText('rate')).toBeInTheDocument();
+    const { user } = await setup({ refId: 'A', queryType: 'series', metric: 'energy_mj', agg: 'increase' });
+    await user.click(document.getElementById('gpufleet-agg')!);
+    expect(option('rate')).toBeInTheDocument();
     expect(screen.queryByText('p99')).not.toBeInTheDocument();
   });
 
   it('offers every aggregation for a metric the catalogue does not know, such as a variable', async () => {
-    setup({ refId: 'A', queryType: 'series', metric: '$metric', agg: 'avg' });
-    await waitFor(() => expect(screen.getByDisplayValue('$metric')).toBeInTheDocument());
-    await userEvent.click(document.getElementById('gpufleet-agg')!);
-    expect(await screen.findByText('p99')).toBeInTheDocument();
-    expect(screen.getByText('rate')).toBeInTheDocument();
+    const { user } = await setup({ refId: 'A', queryType: 'series', metric: '$metric', agg: 'avg' });
+    expect(screen.getByDisplayValue('$metric')).toBeInTheDocument();
+    await user.click(document.getElementById('gpufleet-agg')!);
+    expect(option('p99')).toBeInTheDocument();
+    expect(option('rate')).toBeInTheDocument();
   });
 
   it('ranks only gauges in top mode', async () => {
-    setup({ refId: 'A', queryType: 'top', metric: 'gpu_util', agg: 'avg' });
-    await waitFor(() => expect(screen.getByDisplayValue('gpu_util')).toBeInTheDocument());
-    await userEvent.click(document.getElementById('gpufleet-metric')!);
-    await userEvent.clear(document.getElementById('gpufleet-metric')!);
-    expect(await screen.findByRole('option', { name: /gpu_util/ })).toBeInTheDocument();
-    expect(screen.queryByRole('option', { name: /energy_mj/ })).not.toBeInTheDocument();
+    const { user } = await setup({ refId: 'A', queryType: 'top', metric: 'gpu_util', agg: 'avg' });
+    await user.click(document.getElementById('gpufleet-metric')!);
+    await user.clear(document.getElementById('gpufleet-metric')!);
+    expect(option('gpu_util')).toBeInTheDocument();
+    expect(screen.queryByText('energy_mj')).not.toBeInTheDocument();
   });
 
   it('groups by dimensions', async () => {
-    const { onChange } = setup({
+    const { onChange, user } = await setup({
       refId: 'A',
       queryType: 'series',
       metric: 'gpu_util',
       agg: 'avg',
       groupBy: ['cluster'],
     });
-    await pick('gpufleet-group-by', 'pool');
+    await pick(user, 'gpufleet-group-by', 'pool');
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ groupBy: ['cluster', 'pool'] }));
   });
 
-  it('adds a filter and offers the dimension’s known values', async () => {
-    const { onChange, rerender, ds } = setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
-    await userEvent.click(screen.getByLabelText('add filter'));
+  it('adds a filter', async () => {
+    const { onChange, user } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
+    await user.click(screen.getByLabelText('add filter'));
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ filters: [{ dim: 'cluster', values: [] }] }));
-    const q = onChange.mock.lastCall[0] as GpuQuery;
-    rerender(
-      <QueryEditor query={q} onChange={onChange} onRunQuery={jest.fn()} datasource={ds as unknown as DataSource} />
-    );
-    await waitFor(() => expect(ds.labels).toHaveBeenCalledWith('cluster'));
-    await pick('gpufleet-filter-values-0', 'west');
+  });
+
+  it('offers a filter dimension’s known values', async () => {
+    const { onChange, ds, user } = await setup({
+      refId: 'A',
+      metric: 'gpu_util',
+      agg: 'avg',
+      filters: [{ dim: 'cluster', values: [] }],
+    });
+    expect(ds.labels).toHaveBeenCalledWith('cluster');
+    await pick(user, 'gpufleet-filter-values-0', 'west');
     expect(onChange).toHaveBeenLastCalledWith(
       expect.objectContaining({ filters: [{ dim: 'cluster', values: ['west'] }] })
     );
   });
 
   it('takes a template variable as a filter value', async () => {
-    const { onChange } = setup({
+    const { onChange, user } = await setup({
       refId: 'A',
       metric: 'gpu_util',
       agg: 'avg',
       filters: [{ dim: 'node', values: ['node-1'] }],
     });
-    await userEvent.type(document.getElementById('gpufleet-filter-values-0')!, '$nodes');
+    const input = document.getElementById('gpufleet-filter-values-0')!;
+    await user.click(input);
+    // What the value is typed as does not matter here: the input takes it in one change.
+    fireEvent.change(input, { target: { value: '$nodes' } });
     // What was typed is offered first, as a custom value.
-    await userEvent.click(await screen.findByRole('option', { name: /\$nodes/ }));
+    await user.click(option(/\$nodes/));
     expect(onChange).toHaveBeenLastCalledWith(
       expect.objectContaining({ filters: [{ dim: 'node', values: ['node-1', '$nodes'] }] })
     );
   });
 
   it('shows the SQL the backend compiled, and its error when it refuses', async () => {
+    jest.useFakeTimers();
     const ds = fakeDS();
-    const { rerender } = setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' }, ds);
-    expect(await screen.findByLabelText('generated SQL', {}, { timeout: 2000 })).toHaveTextContent(
+    const { rerender } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' }, ds);
+    // Asked a moment after the last change, not at each keystroke.
+    expect(ds.compile).not.toHaveBeenCalled();
+    await act(async () => {
+      jest.advanceTimersByTime(300);
+    });
+    expect(ds.compile).toHaveBeenCalledTimes(1);
+    expect(screen.getByLabelText('generated SQL')).toHaveTextContent(
       'SELECT t, value FROM gpufleet.fleet_1m -- reads fleet_1m'
     );
     ds.compile.mockRejectedValueOnce({ data: { error: 'invalid query: metric: "nope" is not a gpu_samples metric' } });
@@ -132,15 +164,18 @@ describe('QueryEditor', () => {
         datasource={ds as unknown as DataSource}
       />
     );
-    expect(await screen.findByRole('alert', {}, { timeout: 2000 })).toHaveTextContent(
-      '"nope" is not a gpu_samples metric'
-    );
+    // The SQL of the previous query is not shown for this one.
+    expect(screen.queryByLabelText('generated SQL')).not.toBeInTheDocument();
+    await act(async () => {
+      jest.advanceTimersByTime(300);
+    });
+    expect(screen.getByRole('alert')).toHaveTextContent('"nope" is not a gpu_samples metric');
   });
 
   it('ranks GPUs in top mode with an order and a count', async () => {
-    const { onChange, onRunQuery } = setup({ refId: 'A', queryType: 'top', metric: 'gpu_util', agg: 'avg' });
+    const { onChange, onRunQuery, user } = await setup({ refId: 'A', queryType: 'top', metric: 'gpu_util', agg: 'avg' });
     expect(screen.queryByText('Group by')).not.toBeInTheDocument();
-    await userEvent.click(screen.getByText('Lowest'));
+    await user.click(screen.getByText('Lowest'));
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ order: 'asc' }));
     fireEvent.change(document.getElementById('gpufleet-limit')!, { target: { value: '25' } });
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ limit: 25 }));
@@ -148,15 +183,14 @@ describe('QueryEditor', () => {
     expect(onRunQuery).toHaveBeenCalled();
   });
 
-  it('switches to raw SQL and runs what was typed', async () => {
-    const { onChange, rerender, ds } = setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
-    await userEvent.click(screen.getByRole('radio', { name: 'SQL' }));
-    const q = onChange.mock.lastCall[0] as GpuQuery;
-    expect(q.queryType).toBe('sql');
-    const onRunQuery = jest.fn();
-    rerender(
-      <QueryEditor query={q} onChange={onChange} onRunQuery={onRunQuery} datasource={ds as unknown as DataSource} />
-    );
+  it('switches to raw SQL', async () => {
+    const { onChange, user } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
+    await user.click(screen.getByLabelText('SQL'));
+    expect(onChange.mock.lastCall[0]).toEqual(expect.objectContaining({ queryType: 'sql' }));
+  });
+
+  it('runs the raw SQL that was typed', async () => {
+    const { onChange, onRunQuery } = await setup({ refId: 'A', queryType: 'sql', rawSql: '' });
     expect(screen.getByText(/\$__timeFilter\(col\)/)).toBeInTheDocument();
     const editor = screen.getByLabelText('SQL editor');
     fireEvent.blur(editor, { target: { value: 'SELECT count() FROM gpufleet.gpu_samples WHERE $__timeFilter(time)' } });
