@@ -213,9 +213,10 @@ func (a *Agent) countMissed(prev, now time.Time) {
 }
 
 // runSpooled samples into the spool while a second goroutine sends from it, so a Kafka outage
-// never stops sampling. On shutdown the sender gets drainGrace to send what it can; what is left
-// on disk is sent by the next run, so with Kafka down the agent exits at once and with status 0.
-// Only batches the disk refused (held in memory) are worth waiting for, up to flushTimeout.
+// never stops sampling. On shutdown the sender goes on while Kafka takes batches (up to
+// flushTimeout) and stops at the first failed send, or after drainGrace without a successful one:
+// what is left on disk is sent by the next run, so with Kafka down the agent exits at once and
+// with status 0. Only batches the disk refused (held in memory) are worth waiting for.
 func (a *Agent) runSpooled(ctx context.Context) error {
 	sp := a.cfg.Spool
 	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
@@ -243,10 +244,11 @@ loop:
 			return serr
 		}
 	}
+	drained := a.batches.Load()
 	close(drain)
 	grace := time.AfterFunc(drainGrace, func() {
-		if sp.Durable() {
-			stopSend()
+		if sp.Durable() && a.batches.Load() == drained {
+			stopSend() // a send hanging on an unreachable broker
 		}
 	})
 	defer grace.Stop()
@@ -330,8 +332,8 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 	}
 }
 
-// drainGrace bounds the sends at shutdown while everything unsent is on disk: the next run sends
-// the rest, and a systemd or kubelet stop timeout is not spent waiting for Kafka.
+// drainGrace bounds the wait at shutdown for a first successful send while everything unsent is on
+// disk: the next run sends the rest, and a stop timeout is not spent waiting for Kafka.
 const drainGrace = 5 * time.Second
 
 const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second

@@ -56,7 +56,10 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	during := a.Stats().Samples - before
 	held := sp.Stats().Batches
 	broker.Resume(t)
-	time.Sleep(3 * time.Second)
+	// The spool drains while the agent runs; shutdown does not wait for a backlog.
+	for deadline := time.Now().Add(time.Minute); sp.Stats().Batches > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	stopAgent()
 	if err := <-done; err != nil {
 		t.Fatalf("agent: %v", err)
