@@ -6,7 +6,7 @@ BIN       := bin/gpufleet
 DEMO_ARGS ?= --for 30s
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build agent plugin-test plugin-backend demo test test-race vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
+.PHONY: all build agent plugin-test plugin-backend demo test test-race fuzz vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
 
 all: vet build test
 
@@ -40,6 +40,36 @@ plugin-test:
 
 test-race: libchdb
 	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -race -count=1 -timeout 30m ./...
+
+# Every fuzz target for FUZZTIME each, one after the other (`go test -fuzz` takes one target per
+# run). Their seed corpora (f.Add and testdata/fuzz/) already run in `make test`; a crasher the
+# fuzzer finds is written to the package's testdata/fuzz/<Name>/ and becomes a seed once committed.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	./wire:FuzzDecodeSamples \
+	./wire:FuzzDecodeEvents \
+	./wire:FuzzSampleDecoderMatchesProto \
+	./ingest:FuzzBuildSamples \
+	./ingest:FuzzBuildEvents \
+	./agent/spool:FuzzReadRecord \
+	./agent/spool:FuzzParseState \
+	./agent/attribution:FuzzSlurmJobFromCgroup \
+	./agent/attribution:FuzzMappingDir \
+	./agent/attribution:FuzzPodResourcesDecode \
+	./agent/attribution:FuzzPodResourcesResponse \
+	./store/backend/redact:FuzzDSN \
+	./query:FuzzParseFilter \
+	./query:FuzzParseDims \
+	./query:FuzzRunSQL \
+	./query/guard:FuzzCheckTree \
+	./query/httpapi:FuzzQueryString \
+	./plugin/pkg/plugin:FuzzQueryJSON
+fuzz: libchdb
+	@set -e; export GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install); \
+	for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}/; \
+	done
 
 vet:
 	$(GO) vet ./...

@@ -104,10 +104,16 @@ func (p *PodResources) list(ctx context.Context) (map[string]string, error) {
 		return nil, fmt.Errorf("pod resources: list: HTTP %d, grpc-status %q: %s", resp.StatusCode, status,
 			resp.Trailer.Get("Grpc-Message")+resp.Header.Get("Grpc-Message"))
 	}
+	return p.decodeResponse(body)
+}
+
+// decodeResponse reads a List response body: one uncompressed gRPC message (a zero flag byte, the
+// big-endian length, the ListPodResourcesResponse), at most maxPodResourcesBytes in all.
+func (p *PodResources) decodeResponse(body []byte) (map[string]string, error) {
 	if len(body) > maxPodResourcesBytes {
 		return nil, fmt.Errorf("pod resources: response over %d bytes", maxPodResourcesBytes)
 	}
-	if len(body) < 5 || body[0] != 0 || int(binary.BigEndian.Uint32(body[1:5])) != len(body)-5 {
+	if len(body) < 5 || body[0] != 0 || uint64(binary.BigEndian.Uint32(body[1:5])) != uint64(len(body)-5) {
 		return nil, errors.New("pod resources: response is not one uncompressed gRPC message")
 	}
 	return p.decodeList(body[5:])
