@@ -1,6 +1,6 @@
 import { DataSourceInstanceSettings } from '@grafana/data';
 
-import { DataSource, parseVariableQuery } from './datasource';
+import { DataSource, parseVariableQuery, queryText } from './datasource';
 import { fakeTemplateSrv } from './testing';
 import { GpuOptions } from './types';
 
@@ -16,8 +16,19 @@ const settings = {
 } as unknown as DataSourceInstanceSettings<GpuOptions>;
 
 function newDS() {
-  const ds = new DataSource(settings, fakeTemplateSrv({ cluster: { current: 'east', options: ['east', 'west'] } }));
-  const getResource = jest.spyOn(ds, 'getResource').mockResolvedValue(['node-1', 'node-2']);
+  const ds = new DataSource(
+    settings,
+    fakeTemplateSrv({
+      cluster: { current: 'east', options: ['east', 'west'] },
+      clusters: { current: ['east', 'west'], options: ['east', 'west', 'north'] },
+      anyCluster: { current: '$__all', options: ['east', 'west'] },
+      noCluster: { current: '', options: [] },
+      nodes: { current: '$__all', options: ['node-1', 'node-2'] },
+    })
+  );
+  const getResource = jest
+    .spyOn(ds, 'getResource')
+    .mockResolvedValue({ values: ['node-1', 'node-2'], truncated: false });
   const postResource = jest.spyOn(ds, 'postResource').mockResolvedValue({ sql: 'SELECT 1' });
   return { ds, getResource, postResource };
 }
@@ -29,9 +40,90 @@ describe('DataSource', () => {
       { text: 'node-1' },
       { text: 'node-2' },
     ]);
-    expect(getResource).toHaveBeenCalledWith('labels', { dim: 'node', cluster: 'east' });
+    expect(getResource).toHaveBeenCalledWith('labels', { dim: 'node', cluster: ['east'] });
     await ds.metricFindQuery('pool');
     expect(getResource).toHaveBeenLastCalledWith('labels', { dim: 'pool' });
+  });
+
+  it('narrows a variable query to each of a multi-value cluster’s clusters, and All to none', async () => {
+    const { ds, getResource } = newDS();
+    await ds.metricFindQuery({ dim: 'node', cluster: '$clusters' });
+    expect(getResource).toHaveBeenLastCalledWith('labels', { dim: 'node', cluster: ['east', 'west'] });
+    await ds.metricFindQuery('node?cluster=$anyCluster');
+    expect(getResource).toHaveBeenLastCalledWith('labels', { dim: 'node' });
+    // In a cluster variable with no options: no values, and nothing asked.
+    getResource.mockClear();
+    await expect(ds.metricFindQuery({ dim: 'node', cluster: '$noCluster' })).resolves.toEqual([]);
+    expect(getResource).not.toHaveBeenCalled();
+  });
+
+  it('reads the labels resource’s truncation flag, and the bare list of an older backend', async () => {
+    const { ds, getResource } = newDS();
+    getResource.mockResolvedValueOnce({ values: ['a'], truncated: true });
+    await expect(ds.labels('gpu')).resolves.toEqual({ values: ['a'], truncated: true });
+    getResource.mockResolvedValueOnce(['a', 'b']);
+    await expect(ds.labels('gpu')).resolves.toEqual({ values: ['a', 'b'], truncated: false });
+  });
+
+  it('interpolates the queries Explore and new alert rules take from a dashboard, as a panel would', () => {
+    const { ds } = newDS();
+    const [q] = ds.interpolateVariablesInQueries(
+      [
+        {
+          refId: 'A',
+          metric: 'gpu_util',
+          filters: [
+            { dim: 'cluster', values: ['$cluster'] },
+            { dim: 'node', values: ['$nodes'] },
+          ],
+        },
+      ],
+      {},
+      [{ key: 'rack', operator: '=', value: 'r7' }]
+    );
+    expect(q.filters).toEqual([
+      { dim: 'cluster', values: ['east'] },
+      { dim: 'rack', values: ['r7'] },
+    ]);
+    expect(q.datasource).toEqual({ type: 'gpufleet-fleet-datasource', uid: 'gpufleet' });
+  });
+
+  it('offers the dimensions as ad-hoc filter keys and their values, in the clusters already chosen', async () => {
+    const { ds, getResource } = newDS();
+    await expect(ds.getTagKeys()).resolves.toContainEqual({ text: 'node' });
+    await expect(
+      ds.getTagValues({ key: 'node', filters: [{ key: 'cluster', operator: '=', value: 'west' }] })
+    ).resolves.toEqual([{ text: 'node-1' }, { text: 'node-2' }]);
+    expect(getResource).toHaveBeenLastCalledWith('labels', { dim: 'node', cluster: ['west'] });
+  });
+
+  it('says in one line what a query asks, for query history', () => {
+    const { ds } = newDS();
+    expect(
+      ds.getQueryDisplayText({
+        refId: 'A',
+        metric: 'gpu_util',
+        agg: 'p99',
+        groupBy: ['cluster'],
+        filters: [
+          { dim: 'node', values: ['a', 'b'] },
+          { dim: 'pool', values: ['train'] },
+        ],
+      })
+    ).toBe('p99 gpu_util by cluster where node in (a, b) and pool = train');
+    expect(queryText({ refId: 'A', queryType: 'stat', metric: 'power_w', agg: 'sum' })).toBe('sum power_w over the range');
+    expect(queryText({ refId: 'A', queryType: 'top', metric: 'temp_gpu_c', agg: 'max', limit: 5 })).toBe(
+      'top 5 GPUs by max temp_gpu_c'
+    );
+    expect(queryText({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1\n  FROM t' })).toBe('SELECT 1 FROM t');
+    expect(queryText({ refId: 'A', queryType: 'annotations', kinds: ['xid'] })).toBe('events xid');
+  });
+
+  it('runs annotation queries as GPU events', () => {
+    const { ds } = newDS();
+    const a = ds.annotations!.prepareAnnotation!({ name: 'events', enable: true, iconColor: 'red' } as never);
+    expect(a.target).toEqual(expect.objectContaining({ queryType: 'annotations' }));
+    expect(ds.filterQuery({ refId: 'A', queryType: 'annotations' })).toBe(true);
   });
 
   it('reads the text form of a variable query', () => {
@@ -90,7 +182,7 @@ describe('GpuVariableSupport', () => {
         scopedVars: {},
       })
     );
-    expect(getResource).toHaveBeenCalledWith('labels', { dim: 'rack', cluster: 'east' });
+    expect(getResource).toHaveBeenCalledWith('labels', { dim: 'rack', cluster: ['east'] });
     expect(resp.data).toEqual([{ text: 'node-1' }, { text: 'node-2' }]);
   });
 });

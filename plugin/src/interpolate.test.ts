@@ -1,4 +1,4 @@
-import { bareNumbers, conditionalAll, interpolate, sqlString } from './interpolate';
+import { adHocFilters, bareNumbers, conditionalAll, interpolate, sqlString, unglob } from './interpolate';
 import { fakeTemplateSrv } from './testing';
 
 const srv = fakeTemplateSrv({
@@ -10,6 +10,8 @@ const srv = fakeTemplateSrv({
   metric: { current: 'temp_gpu_c', options: [] },
   racks: { current: ['$__all'], options: ['r1', 'r2'], allValue: '.*' },
   by: { current: ['cluster', 'pool'], options: [] },
+  empty: { current: '$__all', options: [] },
+  none: { current: '', options: [] },
 });
 
 describe('interpolate', () => {
@@ -30,10 +32,10 @@ describe('interpolate', () => {
     );
     expect(q.metric).toBe('temp_gpu_c');
     expect(q.groupBy).toEqual(['cluster', 'pool', 'node']);
+    // $pools is All: its filter keeps every row, so it is not sent at all.
     expect(q.filters).toEqual([
       { dim: 'cluster', values: ['east'] },
       { dim: 'node', values: ['node-1', 'node-2', 'node-9'] },
-      { dim: 'pool', values: ['train', 'infer'] },
     ]);
   });
 
@@ -50,9 +52,80 @@ describe('interpolate', () => {
     expect(q.rawSql).toBe("SELECT 1 WHERE node IN ('node-1','node-2')");
   });
 
-  it('expands All to every option in a filter even when the variable has a custom All value', () => {
-    const q = interpolate({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'rack', values: ['$racks'] }] }, srv);
-    expect(q.filters).toEqual([{ dim: 'rack', values: ['r1', 'r2'] }]);
+  it('drops a filter on a variable set to All, with a custom All value or not, however many options it has', () => {
+    const fleet = fakeTemplateSrv({
+      gpus: { current: '$__all', options: Array.from({ length: 600000 }, (_, i) => `GPU-${i}`) },
+    });
+    for (const [ref, s] of [
+      ['$racks', srv],
+      ['$pools', srv],
+      ['${gpus}', fleet],
+      ['[[gpus]]', fleet],
+    ] as const) {
+      const q = interpolate(
+        { refId: 'A', metric: 'gpu_util', filters: [{ dim: 'rack', values: ['r9', ref] }, { dim: 'node', values: ['n1'] }] },
+        s
+      );
+      expect(q.filters).toEqual([{ dim: 'node', values: ['n1'] }]);
+    }
+    // A repeated panel's scoped All too.
+    const scoped = { nodes: { text: 'All', value: '$__all' } };
+    expect(interpolate({ refId: 'A', metric: 'm', filters: [{ dim: 'node', values: ['$nodes'] }] }, srv, scoped).filters).toEqual(
+      []
+    );
+  });
+
+  it('sends a filter on a variable with no options as one with no values (no data, not an error)', () => {
+    for (const ref of ['$empty', '$none']) {
+      const q = interpolate({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'node', values: [ref] }] }, srv);
+      expect(q.filters).toEqual([{ dim: 'node', values: [] }]);
+    }
+  });
+
+  it("splits multi-value variables in Grafana's glob form", () => {
+    const q = interpolate(
+      {
+        refId: 'A',
+        metric: 'gpu_util',
+        filters: [
+          { dim: 'node', values: ['${nodes:glob}'] },
+          { dim: 'rack', values: ['{r1,r2}', '{single}'] },
+        ],
+      },
+      srv
+    );
+    expect(q.filters).toEqual([
+      { dim: 'node', values: ['node-1', 'node-2'] },
+      { dim: 'rack', values: ['r1', 'r2', '{single}'] },
+    ]);
+    expect(unglob('{a,b,c}')).toEqual(['a', 'b', 'c']);
+    expect(unglob('plain')).toEqual(['plain']);
+  });
+
+  it('adds ad-hoc filters on dimensions to builder queries, not to raw SQL', () => {
+    const adHoc = [
+      { key: 'cluster', operator: '=', value: 'east' },
+      { key: 'node', operator: '=|', value: 'n1', values: ['n1', 'n2'] },
+      { key: 'rack', operator: '!=', value: 'r1' },
+      { key: 'datacenter', operator: '=', value: 'x' },
+    ];
+    expect(adHocFilters(adHoc)).toEqual([
+      { dim: 'cluster', values: ['east'] },
+      { dim: 'node', values: ['n1', 'n2'] },
+    ]);
+    const q = interpolate({ refId: 'A', metric: 'gpu_util', filters: [{ dim: 'pool', values: ['p'] }] }, srv, {}, adHoc);
+    expect(q.filters).toEqual([
+      { dim: 'pool', values: ['p'] },
+      { dim: 'cluster', values: ['east'] },
+      { dim: 'node', values: ['n1', 'n2'] },
+    ]);
+    expect(interpolate({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1' }, srv, {}, adHoc).filters).toBeUndefined();
+  });
+
+  it('fills variables into the legend', () => {
+    expect(interpolate({ refId: 'A', metric: 'gpu_util', alias: '{{node}} in $cluster' }, srv).alias).toBe(
+      '{{node}} in east'
+    );
   });
 
   it('keeps an injection attempt in a filter a value, and passes a filter value through unquoted', () => {

@@ -1,7 +1,7 @@
-import { ScopedVars } from '@grafana/data';
+import { AdHocVariableFilter, ScopedVars } from '@grafana/data';
 import { TemplateSrv } from '@grafana/runtime';
 
-import { GpuQuery } from './types';
+import { DIMS, Filter, GpuQuery } from './types';
 
 // A separator no label value contains, to carry a multi-value variable through replace().
 const SEP = '\u001f';
@@ -20,6 +20,16 @@ function listFormat(value: string | string[]): string {
   return Array.isArray(value) ? value.join(SEP) : value;
 }
 
+// Grafana's glob form of several values, {a,b}: what replace() gives for a multi-value variable
+// without a format function, and for ${var:glob}.
+const GLOB = /^\{([^{}]*,[^{}]*)\}$/;
+
+/** unglob splits a value in Grafana's glob form, {a,b}, into its values; anything else is one value. */
+export function unglob(v: string): string[] {
+  const m = GLOB.exec(v);
+  return m ? m[1].split(',') : [v];
+}
+
 /** values interpolates one user value that may hold a multi-value variable into the values it stands for. */
 export function values(srv: TemplateSrv, v: string, scopedVars?: ScopedVars): string[] {
   const all = customAllOptions(srv, v, scopedVars);
@@ -29,7 +39,65 @@ export function values(srv: TemplateSrv, v: string, scopedVars?: ScopedVars): st
   return srv
     .replace(v, scopedVars, listFormat)
     .split(SEP)
+    .flatMap(unglob)
     .filter((s) => s !== '');
+}
+
+/**
+ * selectsAll reports whether a filter value names a variable set to All that has options: a
+ * filter holding it keeps every row, so it is dropped rather than sent as every option (at
+ * 600,000 GPUs a list the engine refuses, and one the labels resource caps at 10,000 anyway). A
+ * variable with no options at all stands for no values, and its filter for no rows.
+ */
+function selectsAll(srv: TemplateSrv, ref: string, scopedVars?: ScopedVars): boolean {
+  const name = refName(ref);
+  if (!name) {
+    return false;
+  }
+  const isAllValue = (v: unknown) => v === '$__all' || (Array.isArray(v) && v.includes('$__all'));
+  if (scopedVars?.[name]) {
+    return isAllValue(scopedVars[name]?.value);
+  }
+  const variable = srv.getVariables().find((x) => x.name === name) as
+    | { current?: { value?: unknown }; options?: Array<{ value: string | string[] }> }
+    | undefined;
+  if (!variable || !isAllValue(variable.current?.value)) {
+    return false;
+  }
+  // Where the options are not known, All is taken to have some.
+  return !Array.isArray(variable.options) || variable.options.some((o) => !isAllValue(o.value) && o.value !== '');
+}
+
+/**
+ * filterValues interpolates a filter: undefined when it keeps every row (a value is a variable set
+ * to All), otherwise its values, none when its variables have none (which the backend answers with
+ * no data).
+ */
+export function filterValues(srv: TemplateSrv, f: Filter, scopedVars?: ScopedVars): Filter | undefined {
+  if (f.values.some((v) => selectsAll(srv, v, scopedVars))) {
+    return undefined;
+  }
+  return { dim: srv.replace(f.dim, scopedVars), values: f.values.flatMap((v) => values(srv, v, scopedVars)) };
+}
+
+/**
+ * adHocFilters are a dashboard's ad-hoc filters on dimensions as builder filters: "=" keeps one
+ * value, "=|" several. Other operators, and keys that are not dimensions, are not applied (the
+ * query layer filters by inclusion only).
+ */
+export function adHocFilters(filters: AdHocVariableFilter[] | undefined): Filter[] {
+  return (filters ?? []).flatMap((f) => {
+    if (!DIMS.includes(f.key)) {
+      return [];
+    }
+    if (f.operator === '=') {
+      return [{ dim: f.key, values: [f.value] }];
+    }
+    if (f.operator === '=|') {
+      return [{ dim: f.key, values: f.values ?? unglob(f.value) }];
+    }
+    return [];
+  });
 }
 
 /** refName is the variable a whole-value reference ($name, ${name}, ${name:fmt}, [[name]]) names. */
@@ -146,18 +214,30 @@ export function bareNumbers(sql: string, srv: TemplateSrv, scopedVars?: ScopedVa
   });
 }
 
-/** interpolate fills template variables into every user-controlled field of a query. */
-export function interpolate(q: GpuQuery, srv: TemplateSrv, scopedVars?: ScopedVars): GpuQuery {
+/**
+ * interpolate fills template variables into every user-controlled field of a query, and adds the
+ * dashboard's ad-hoc filters to a builder query.
+ */
+export function interpolate(
+  q: GpuQuery,
+  srv: TemplateSrv,
+  scopedVars?: ScopedVars,
+  adHoc?: AdHocVariableFilter[]
+): GpuQuery {
   const one = (v?: string) => (v === undefined ? v : srv.replace(v, scopedVars));
+  let filters = q.filters?.flatMap((f) => filterValues(srv, f, scopedVars) ?? []);
+  // Ad-hoc filters narrow panel queries; raw SQL is the user's own, and events carry fewer dimensions.
+  const extra = q.queryType === 'sql' || q.queryType === 'annotations' ? [] : adHocFilters(adHoc);
+  if (extra.length > 0) {
+    filters = [...(filters ?? []), ...extra];
+  }
   return {
     ...q,
     metric: one(q.metric),
     agg: one(q.agg),
+    alias: one(q.alias),
     groupBy: q.groupBy?.flatMap((g) => values(srv, g, scopedVars)),
-    filters: q.filters?.map((f) => ({
-      dim: srv.replace(f.dim, scopedVars),
-      values: f.values.flatMap((v) => values(srv, v, scopedVars)),
-    })),
+    filters,
     rawSql:
       q.rawSql === undefined
         ? undefined

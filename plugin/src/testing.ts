@@ -23,7 +23,8 @@ export interface TestVariable {
 /**
  * fakeTemplateSrv interpolates $name, ${name} and ${name:format} the way Grafana's TemplateSrv does
  * for what the datasource uses: a format function gets the value (an array for several values, and
- * for All every option), otherwise several values join with commas.
+ * for All every option); without one, or with ${name:glob}, several values take Grafana's default
+ * glob form {a,b}, and ${name:csv} joins them with commas.
  */
 export function fakeTemplateSrv(vars: Record<string, TestVariable>): TemplateSrv {
   const valueOf = (name: string, scoped?: ScopedVars): string | string[] | { custom: string } | undefined => {
@@ -40,9 +41,11 @@ export function fakeTemplateSrv(vars: Record<string, TestVariable>): TemplateSrv
     }
     return cur;
   };
+  // Built once: the variables do not change, and one may have 600,000 options.
+  let models: TypedVariableModel[] | undefined;
   return {
     getVariables: () =>
-      Object.entries(vars).map(
+      (models ??= Object.entries(vars).map(
         ([name, v]) =>
           ({
             name,
@@ -51,9 +54,9 @@ export function fakeTemplateSrv(vars: Record<string, TestVariable>): TemplateSrv
             options: [{ value: '$__all', text: 'All' }, ...v.options.map((o) => ({ value: o, text: o }))],
             allValue: v.allValue,
           }) as unknown as TypedVariableModel
-      ),
+      )),
     replace: (target?: string, scopedVars?: ScopedVars, format?: string | Function) =>
-      (target ?? '').replace(/\$\{(\w+)(?::\w+)?\}|\$(\w+)/g, (m, a, b) => {
+      (target ?? '').replace(/\$\{(\w+)(?::(\w+))?\}|\$(\w+)/g, (m, a, explicit, b) => {
         const value = valueOf(a ?? b, scopedVars);
         if (value === undefined) {
           return m;
@@ -61,10 +64,14 @@ export function fakeTemplateSrv(vars: Record<string, TestVariable>): TemplateSrv
         if (typeof value === 'object' && 'custom' in value) {
           return value.custom;
         }
-        if (typeof format === 'function') {
+        // As in Grafana, a format the reference names wins over the caller's.
+        if (explicit === 'csv') {
+          return Array.isArray(value) ? value.join(',') : value;
+        }
+        if (typeof format === 'function' && !explicit) {
           return format(value);
         }
-        return Array.isArray(value) ? value.join(',') : value;
+        return Array.isArray(value) && value.length > 1 ? `{${value.join(',')}}` : String(value);
       }),
     containsTemplate: (t?: string) => /\$\w+|\$\{\w+/.test(t ?? ''),
     updateTimeRange: () => {},

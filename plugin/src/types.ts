@@ -1,8 +1,11 @@
 import { DataSourceJsonData } from '@grafana/data';
 import { DataQuery } from '@grafana/schema';
 
-/** What a panel query asks: a time series per group, one number per group, the top GPUs, or raw SQL. */
-export type QueryType = 'series' | 'stat' | 'top' | 'sql';
+/**
+ * What a panel query asks: a time series per group, one number per group, the top GPUs, raw SQL,
+ * or (as an annotation query) the GPU events of the range.
+ */
+export type QueryType = 'series' | 'stat' | 'top' | 'sql' | 'annotations';
 
 /** Keeps rows whose dimension is one of the values. */
 export interface Filter {
@@ -21,6 +24,13 @@ export interface GpuQuery extends DataQuery {
   order?: 'asc' | 'desc';
   limit?: number;
   rawSql?: string;
+  /**
+   * The series' display name (legend), {{label}} replaced by each series' label, {{metric}} by
+   * the metric; applied by the backend.
+   */
+  alias?: string;
+  /** annotations: the event kinds shown (EVENT_KINDS); none means all. */
+  kinds?: string[];
 }
 
 export const DEFAULT_QUERY: Partial<GpuQuery> = {
@@ -75,6 +85,18 @@ export interface VariableQuery extends DataQuery {
 
 /** Dimensions a query groups and filters by (query.DimByName on the backend). */
 export const DIMS = ['cluster', 'pool', 'rack', 'node', 'gpu', 'model', 'job'];
+
+/** Dimensions GPU events carry (gpu_events): filters of an annotation query take these. */
+export const EVENT_DIMS = ['cluster', 'pool', 'rack', 'node', 'gpu'];
+
+/** Kinds of GPU event (gpu_events.kind). */
+export const EVENT_KINDS = ['xid', 'ecc_sbe', 'ecc_dbe', 'throttle', 'fell_off_bus'];
+
+/** The labels resource's answer: at most 10,000 values, and whether there were more. */
+export interface Labels {
+  values: string[];
+  truncated: boolean;
+}
 
 /** Aggregations a top-K ranking takes (percentiles from the per-GPU minute digests). */
 export const TOP_AGGS = ['avg', 'max', 'min', 'p50', 'p90', 'p95', 'p99'];

@@ -276,7 +276,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 
 // Query is the JSON of one panel query.
 type Query struct {
-	QueryType string   `json:"queryType"` // "series" (default), "stat", "top" or "sql"
+	QueryType string   `json:"queryType"` // "series" (default), "stat", "top", "sql" or "annotations"
 	Metric    string   `json:"metric"`
 	Agg       string   `json:"agg"`
 	GroupBy   []string `json:"groupBy"`
@@ -291,6 +291,10 @@ type Query struct {
 	// Format of a raw SQL result: "table" (default) or "time_series" (a long result made wide,
 	// one series per label set).
 	Format string `json:"format"`
+	// Alias is a series' display name, {{label}} standing for its labels (see applyAlias).
+	Alias string `json:"alias"`
+	// Kinds are the gpu_events kinds an annotations query shows; none means all.
+	Kinds []string `json:"kinds"`
 }
 
 // QueryData answers each query on its own; one failing query does not fail the others.
@@ -325,6 +329,8 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 		frames, err = d.top(ctx, q, from, to)
 	case "sql":
 		frames, err = d.sql(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
+	case "annotations":
+		frames, err = d.annotations(ctx, q, from, to)
 	default:
 		err = badType(q.QueryType)
 	}
@@ -343,7 +349,7 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 }
 
 func badType(t string) error {
-	return fmt.Errorf("%w: queryType %q: series, stat, top or sql", query.ErrInvalid, t)
+	return fmt.Errorf("%w: queryType %q: series, stat, top, sql or annotations", query.ErrInvalid, t)
 }
 
 // Compiled is what a panel query will run: the SQL with {name:Type} placeholders, the values bound
@@ -390,6 +396,12 @@ func (d *Datasource) compile(ctx context.Context, q Query, from, to time.Time, i
 			return nil, err
 		}
 		return &Compiled{SQL: sql, Params: p}, nil
+	case "annotations":
+		sql, p, err := eventsSQL(d.st.Database(), q, from, to)
+		if err != nil {
+			return nil, err
+		}
+		return &Compiled{SQL: sql, Params: p, Table: "gpu_events"}, nil
 	}
 	return nil, badType(q.QueryType)
 }
@@ -448,18 +460,49 @@ func (q Query) filters() ([]query.Filter, error) {
 }
 
 func (d *Datasource) series(ctx context.Context, q Query, from, to time.Time, step time.Duration) ([]*data.Frame, error) {
-	qq, err := builder(q, from, to, step)
+	empty := q.matchesNothing()
+	qq, err := builder(q.withoutEmptyFilters(), from, to, step)
 	if err != nil {
 		return nil, err
 	}
-	series, err := query.Run(ctx, d.st, qq)
-	if err != nil {
+	var series []query.Series
+	if empty {
+		// Not run, but still checked: a mistake beside the empty filter is not hidden as no data.
+		if _, err := qq.Compile(d.st.Database()); err != nil {
+			return nil, err
+		}
+	} else if series, err = query.Run(ctx, d.st, qq); err != nil {
 		return nil, err
 	}
+	f := wideFrame(q.Metric, series)
 	if qq.Whole {
-		return []*data.Frame{setUnit(numericFrame(q.Metric, series), unit(q.Metric, qq.Agg))}, nil
+		f = numericFrame(q.Metric, series)
 	}
-	return []*data.Frame{setUnit(wideFrame(q.Metric, series), unit(q.Metric, qq.Agg))}, nil
+	return []*data.Frame{applyAlias(setUnit(f, unit(q.Metric, qq.Agg)), q.Alias, q.Metric)}, nil
+}
+
+// matchesNothing: a filter with no values keeps no row. That is what a filter on a template
+// variable with no options becomes; the panel shows no data rather than the query layer's
+// refusal of an empty IN.
+func (q Query) matchesNothing() bool {
+	for _, f := range q.RawFilter {
+		if len(f.Values) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutEmptyFilters is q less its filters with no values.
+func (q Query) withoutEmptyFilters() Query {
+	kept := q.RawFilter[:0:0]
+	for _, f := range q.RawFilter {
+		if len(f.Values) > 0 {
+			kept = append(kept, f)
+		}
+	}
+	q.RawFilter = kept
+	return q
 }
 
 // topArgs applies the top-K defaults and checks the order.
@@ -482,12 +525,17 @@ func (d *Datasource) top(ctx context.Context, q Query, from, to time.Time) ([]*d
 	if err != nil {
 		return nil, err
 	}
-	filters, err := q.filters()
+	empty := q.matchesNothing()
+	filters, err := q.withoutEmptyFilters().filters()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := query.TopGPUs(ctx, d.st, q.Metric, agg, q.Order == "asc", k, from, to, filters...)
-	if err != nil {
+	var rows []query.GPURank
+	if empty {
+		if _, _, err := query.TopGPUsSQL(d.st.Database(), q.Metric, agg, q.Order == "asc", k, filters...); err != nil {
+			return nil, err
+		}
+	} else if rows, err = query.TopGPUs(ctx, d.st, q.Metric, agg, q.Order == "asc", k, from, to, filters...); err != nil {
 		return nil, err
 	}
 	return []*data.Frame{setUnit(topFrame(q.Metric, rows), unit(q.Metric, query.Agg(agg)))}, nil

@@ -238,13 +238,13 @@ func TestCallResource(t *testing.T) {
 		}
 		return got.Status, string(got.Body)
 	}
-	if code, body := call("labels?dim=cluster"); code != 200 || strings.TrimSpace(body) != `["east","west"]` {
+	if code, body := call("labels?dim=cluster"); code != 200 || strings.TrimSpace(body) != `{"values":["east","west"],"truncated":false}` {
 		t.Errorf("clusters: %d %s", code, body)
 	}
-	if code, body := call("labels?dim=node&cluster=west"); code != 200 || strings.TrimSpace(body) != `["node-00001","node-00003"]` {
+	if code, body := call("labels?dim=node&cluster=west"); code != 200 || strings.TrimSpace(body) != `{"values":["node-00001","node-00003"],"truncated":false}` {
 		t.Errorf("west nodes: %d %s", code, body)
 	}
-	if code, body := call("labels?dim=node&cluster=" + "x'%20OR%20'1'='1"); code != 200 || strings.TrimSpace(body) != `[]` {
+	if code, body := call("labels?dim=node&cluster=" + "x'%20OR%20'1'='1"); code != 200 || strings.TrimSpace(body) != `{"values":[],"truncated":false}` {
 		t.Errorf("hostile cluster value: %d %s", code, body)
 	}
 	if code, _ := call("labels?dim=datacenter"); code != 400 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 //
 //	GET metrics              every metric: column, kind, unit, help, aggregations that apply
 //	GET labels?dim=node      distinct values of a label seen in the last 7 days (cluster, node,
-//	                         gpu, model, job), optionally narrowed by cluster=…
+//	                         gpu, model, job), optionally narrowed by cluster=… (repeatable);
+//	                         → {values, truncated}: the first 10,000, and whether there were more
 //	POST compile             the SQL a panel query will run: the query's JSON plus from and to
 //	                         (epoch ms), intervalMs and maxDataPoints; → {sql, params, table}
 func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResourceRequest, sender backend.CallResourceResponseSender) error {
@@ -59,6 +61,16 @@ func (d *Datasource) metrics(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// labelsMax is how many values the labels resource answers; it says when there were more.
+const labelsMax = 10000
+
+// Labels is the labels resource's answer: at most labelsMax values, in order, and whether the
+// dimension had more (one more is fetched to know).
+type Labels struct {
+	Values    []string `json:"values"`
+	Truncated bool     `json:"truncated"`
+}
+
 func (d *Datasource) labels(w http.ResponseWriter, r *http.Request) {
 	dim, ok := query.DimByName(r.URL.Query().Get("dim"))
 	if !ok {
@@ -68,20 +80,24 @@ func (d *Datasource) labels(w http.ResponseWriter, r *http.Request) {
 	sql := "SELECT DISTINCT " + string(dim) + " AS v FROM " + store.Table(d.st.Database(), "gpu_1h") +
 		" WHERE t >= toDateTime({since:Int64}, 'UTC') AND v != ''"
 	p := store.Params{"since": strconv.FormatInt(d.now().Add(-7*24*time.Hour).Unix(), 10)}
-	if c := r.URL.Query().Get("cluster"); c != "" {
-		sql += " AND cluster = {cluster:String}"
-		p["cluster"] = store.StringParam(c)
+	// cluster may repeat: a template variable's query in a multi-value cluster.
+	if cs := slices.DeleteFunc(r.URL.Query()["cluster"], func(c string) bool { return c == "" }); len(cs) > 0 {
+		sql += " AND cluster IN {clusters:Array(String)}"
+		p["clusters"] = store.FormatArray(cs)
 	}
-	res, err := d.st.QueryWith(r.Context(), sql+" ORDER BY v LIMIT 10000", p)
+	res, err := d.st.QueryWith(r.Context(), sql+" ORDER BY v LIMIT "+strconv.Itoa(labelsMax+1), p)
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
 	}
-	out := []string{}
+	out := Labels{Values: []string{}}
 	for _, row := range res.Rows {
 		if s, ok := row[0].(string); ok {
-			out = append(out, s)
+			out.Values = append(out.Values, s)
 		}
+	}
+	if len(out.Values) > labelsMax {
+		out.Values, out.Truncated = out.Values[:labelsMax], true
 	}
 	writeJSON(w, http.StatusOK, out)
 }

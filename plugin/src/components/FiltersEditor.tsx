@@ -1,13 +1,17 @@
 import { useEffect, useState } from 'react';
 import { Combobox, ComboboxOption, IconButton, InlineField, MultiCombobox, Stack } from '@grafana/ui';
 
-import { DIMS, Filter } from '../types';
+import { DIMS, Filter, Labels } from '../types';
+
+type LabelsFn = (dim: string) => Promise<Labels>;
 
 interface Props {
   filters: Filter[];
   onChange: (filters: Filter[]) => void;
   /** labels lists a dimension's known values for the value picker. */
-  labels: (dim: string) => Promise<string[]>;
+  labels: LabelsFn;
+  /** dims are the dimensions a filter may take (DIMS unless told). */
+  dims?: string[];
 }
 
 function FilterRow({
@@ -16,24 +20,26 @@ function FilterRow({
   onRemove,
   labels,
   index,
+  dims,
 }: {
   filter: Filter;
   onChange: (f: Filter) => void;
   onRemove: () => void;
-  labels: (dim: string) => Promise<string[]>;
+  labels: LabelsFn;
   index: number;
+  dims: string[];
 }) {
-  const [known, setKnown] = useState<string[]>([]);
+  const [known, setKnown] = useState<Labels>({ values: [], truncated: false });
   useEffect(() => {
     let live = true;
     labels(filter.dim)
       .then((v) => live && setKnown(v))
-      .catch(() => live && setKnown([]));
+      .catch(() => live && setKnown({ values: [], truncated: false }));
     return () => {
       live = false;
     };
   }, [filter.dim, labels]);
-  const options: Array<ComboboxOption<string>> = [...new Set([...known, ...filter.values])].map((v) => ({
+  const options: Array<ComboboxOption<string>> = [...new Set([...known.values, ...filter.values])].map((v) => ({
     label: v,
     value: v,
   }));
@@ -42,7 +48,7 @@ function FilterRow({
       <Combobox
         id={`gpufleet-filter-dim-${index}`}
         width={16}
-        options={DIMS.map((d) => ({ label: d, value: d }))}
+        options={dims.map((d) => ({ label: d, value: d }))}
         value={filter.dim}
         onChange={(v) => onChange({ dim: v.value, values: [] })}
       />
@@ -59,12 +65,17 @@ function FilterRow({
         onChange={(vs) => onChange({ ...filter, values: vs.map((v) => v.value).filter(Boolean) })}
       />
       <IconButton name="trash-alt" aria-label={`remove filter ${index + 1}`} onClick={onRemove} />
+      {known.truncated && (
+        <span role="note">
+          the first {known.values.length.toLocaleString('en')} {filter.dim} values; type one not listed
+        </span>
+      )}
     </Stack>
   );
 }
 
 /** FiltersEditor edits the dimension filters of a builder query. */
-export function FiltersEditor({ filters, onChange, labels }: Props) {
+export function FiltersEditor({ filters, onChange, labels, dims = DIMS }: Props) {
   return (
     <InlineField label="Filters" labelWidth={14} tooltip="keep rows whose dimension is one of the values">
       <Stack direction="column" gap={1}>
@@ -74,6 +85,7 @@ export function FiltersEditor({ filters, onChange, labels }: Props) {
             index={i}
             filter={f}
             labels={labels}
+            dims={dims}
             onChange={(nf) => onChange(filters.map((x, j) => (j === i ? nf : x)))}
             onRemove={() => onChange(filters.filter((_, j) => j !== i))}
           />
@@ -81,7 +93,7 @@ export function FiltersEditor({ filters, onChange, labels }: Props) {
         <IconButton
           name="plus"
           aria-label="add filter"
-          onClick={() => onChange([...filters, { dim: 'cluster', values: [] }])}
+          onClick={() => onChange([...filters, { dim: dims[0], values: [] }])}
         />
       </Stack>
     </InlineField>

@@ -21,7 +21,7 @@ const metrics: MetricInfo[] = [
 function fakeDS() {
   return {
     metrics: jest.fn().mockResolvedValue(metrics),
-    labels: jest.fn().mockResolvedValue(['east', 'west']),
+    labels: jest.fn().mockResolvedValue({ values: ['east', 'west'], truncated: false }),
     compile: jest.fn().mockResolvedValue({ sql: 'SELECT t, value FROM gpufleet.fleet_1m', table: 'fleet_1m' }),
   };
 }
@@ -122,6 +122,41 @@ describe('QueryEditor', () => {
     expect(onChange).toHaveBeenLastCalledWith(
       expect.objectContaining({ filters: [{ dim: 'cluster', values: ['west'] }] })
     );
+  });
+
+  it('says when a dimension has more values than the picker lists', async () => {
+    const ds = fakeDS();
+    ds.labels.mockResolvedValue({ values: ['GPU-1', 'GPU-2'], truncated: true });
+    await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg', filters: [{ dim: 'gpu', values: [] }] }, ds);
+    expect(screen.getByRole('note')).toHaveTextContent('the first 2 gpu values; type one not listed');
+  });
+
+  it('names series by a legend template, run when the field is left', async () => {
+    const { onChange, onRunQuery } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
+    const legend = document.getElementById('gpufleet-alias')!;
+    fireEvent.change(legend, { target: { value: '{{cluster}}' } });
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ alias: '{{cluster}}' }));
+    expect(onRunQuery).not.toHaveBeenCalled();
+    fireEvent.blur(legend);
+    expect(onRunQuery).toHaveBeenCalled();
+  });
+
+  it('edits an annotation query: the event kinds', async () => {
+    const { onChange, user } = await setup({ refId: 'Anno', queryType: 'annotations' });
+    // No panel modes, metric or legend here.
+    expect(document.getElementById('gpufleet-alias')).toBeNull();
+    expect(screen.queryByLabelText('SQL')).not.toBeInTheDocument();
+    expect(document.getElementById('gpufleet-metric')).toBeNull();
+    await pick(user, 'gpufleet-event-kinds', 'fell_off_bus');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ kinds: ['fell_off_bus'] }));
+  });
+
+  it('filters an annotation query by the dimensions events carry only', async () => {
+    const { user } = await setup({ refId: 'Anno', queryType: 'annotations', filters: [{ dim: 'cluster', values: [] }] });
+    await user.click(document.getElementById('gpufleet-filter-dim-0')!);
+    expect(option('node')).toBeInTheDocument();
+    expect(screen.queryByText('model')).not.toBeInTheDocument();
+    expect(screen.queryByText('job')).not.toBeInTheDocument();
   });
 
   it('takes a template variable as a filter value', async () => {

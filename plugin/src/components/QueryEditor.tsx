@@ -15,7 +15,18 @@ import {
 } from '@grafana/ui';
 
 import { DataSource } from '../datasource';
-import { Compiled, DIMS, Filter, GpuOptions, GpuQuery, MetricInfo, QueryType, TOP_AGGS } from '../types';
+import {
+  Compiled,
+  DIMS,
+  EVENT_DIMS,
+  EVENT_KINDS,
+  Filter,
+  GpuOptions,
+  GpuQuery,
+  MetricInfo,
+  QueryType,
+  TOP_AGGS,
+} from '../types';
 import { FiltersEditor } from './FiltersEditor';
 
 type Props = QueryEditorProps<DataSource, GpuQuery, GpuOptions>;
@@ -91,8 +102,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
   // The SQL the builder query runs, asked of the backend a moment after the last change.
   const intervalMs = data?.request?.intervalMs;
   const maxDataPoints = data?.request?.maxDataPoints;
-  const compileKey =
-    mode === 'sql' || !query.metric ? '' : JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]);
+  const compiles = mode === 'annotations' || (mode !== 'sql' && Boolean(query.metric));
+  const compileKey = compiles ? JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]) : '';
   useEffect(() => {
     if (!compileKey) {
       return;
@@ -138,6 +149,56 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
     const agg = query.agg && allowed.includes(query.agg) ? query.agg : allowed[0];
     change({ queryType: m, agg }, m !== 'sql' || Boolean(query.rawSql));
   };
+
+  const filtersEditor = (dims: string[]) => (
+    <FiltersEditor
+      filters={query.filters ?? []}
+      dims={dims}
+      labels={(dim) => datasource.labels(dim)}
+      onChange={(filters: Filter[]) =>
+        change(
+          { filters },
+          filters.every((f) => f.values.length > 0)
+        )
+      }
+    />
+  );
+  const compiledSQL = (
+    <>
+      {shown?.error && (
+        <div className={styles.error} role="alert">
+          {shown.error}
+        </div>
+      )}
+      {shown?.sql && (
+        <pre className={styles.sql} aria-label="generated SQL">
+          {shown.sql.sql}
+          {shown.sql.table ? `\n-- reads ${shown.sql.table}` : ''}
+        </pre>
+      )}
+    </>
+  );
+
+  if (mode === 'annotations') {
+    // An annotation query (prepareAnnotation sets the type): GPU events as marks on time series.
+    return (
+      <Stack direction="column" gap={1}>
+        <InlineField label="Events" labelWidth={14} tooltip="the kinds of GPU event shown; none: every kind">
+          <MultiCombobox
+            id="gpufleet-event-kinds"
+            width="auto"
+            minWidth={30}
+            options={EVENT_KINDS.map((k) => ({ label: k, value: k }))}
+            value={query.kinds ?? []}
+            placeholder="every kind"
+            onChange={(vs) => change({ kinds: vs.map((v) => v.value).filter(Boolean) })}
+          />
+        </InlineField>
+        {filtersEditor(EVENT_DIMS)}
+        {compiledSQL}
+      </Stack>
+    );
+  }
 
   return (
     <Stack direction="column" gap={1}>
@@ -196,16 +257,23 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
               />
             </InlineField>
           )}
-          <FiltersEditor
-            filters={query.filters ?? []}
-            labels={(dim) => datasource.labels(dim)}
-            onChange={(filters: Filter[]) =>
-              change(
-                { filters },
-                filters.every((f) => f.values.length > 0)
-              )
-            }
-          />
+          {filtersEditor(DIMS)}
+          {mode !== 'top' && (
+            <InlineField
+              label="Legend"
+              labelWidth={14}
+              tooltip="each series' name: {{label}} stands for its label, such as {{cluster}} or {{node}}; {{metric}} for the metric"
+            >
+              <Input
+                id="gpufleet-alias"
+                width={40}
+                placeholder="from the labels"
+                value={query.alias ?? ''}
+                onChange={(e) => change({ alias: e.currentTarget.value || undefined }, false)}
+                onBlur={() => onRunQuery()}
+              />
+            </InlineField>
+          )}
           {mode === 'series' && (
             <InlineField
               label="Fill gaps"
@@ -241,17 +309,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
               </InlineField>
             </Stack>
           )}
-          {shown?.error && (
-            <div className={styles.error} role="alert">
-              {shown.error}
-            </div>
-          )}
-          {shown?.sql && (
-            <pre className={styles.sql} aria-label="generated SQL">
-              {shown.sql.sql}
-              {shown.sql.table ? `\n-- reads ${shown.sql.table}` : ''}
-            </pre>
-          )}
+          {compiledSQL}
         </>
       )}
     </Stack>
