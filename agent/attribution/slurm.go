@@ -3,9 +3,9 @@
 package attribution
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,6 +24,10 @@ type MappingDir struct {
 
 // maxJobLen keeps a runaway file from becoming a label ingest would reject (labels ≤ 256 bytes).
 const maxJobLen = 200
+
+// maxMappingBytes is how much of a mapping file is read: job ids are short, and a file that is not
+// one (or grows without bound) must not be read whole on every sample.
+const maxMappingBytes = 64 << 10
 
 // boundJob makes a job name safe to send: valid UTF-8 (a proto string must be) and at most
 // maxJobLen bytes, cut at a character boundary.
@@ -55,14 +59,16 @@ func (m MappingDir) Jobs() (map[uint32]string, error) {
 		if err != nil {
 			continue // removed by an epilog between ReadDir and Open
 		}
+		// Read whole (bounded), not by bufio.Scanner: a line over the scanner's 64 KiB stopped it
+		// silently, and the lines after it, or the whole file, were lost.
+		b, _ := io.ReadAll(io.LimitReader(f, maxMappingBytes))
+		f.Close()
 		var jobs []string
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if j := strings.TrimSpace(sc.Text()); j != "" {
+		for _, l := range strings.Split(string(b), "\n") {
+			if j := strings.TrimSpace(l); j != "" {
 				jobs = append(jobs, j)
 			}
 		}
-		f.Close()
 		if job := boundJob(strings.Join(jobs, ",")); job != "" {
 			out[uint32(idx)] = job
 		}
