@@ -1,0 +1,131 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+
+	"github.com/gpufleet/gpufleet/internal/seed"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
+	"github.com/gpufleet/gpufleet/store"
+)
+
+// BenchmarkDashboardPanels runs every panel query of the shipped dashboard, warm, through the
+// backend over 24 h of a 1,024-GPU fleet (128 nodes × 8 in 4 clusters; samples every
+// GPUFLEET_BENCH_STEP, default 30s), the variables at All, and reports per panel the whole
+// QueryData time, the ClickHouse time of the SQL it compiles to (the compile resource's answer,
+// run alone) and the cells answered:
+//
+//	go test -run '^$' -bench DashboardPanels -benchtime 3x ./deploy/
+func BenchmarkDashboardPanels(b *testing.B) {
+	step := 30 * time.Second
+	if v := os.Getenv("GPUFLEET_BENCH_STEP"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		step = d
+	}
+	st := testenv.CHDB(b)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		b.Fatal(err)
+	}
+	end := time.Now().UTC().Truncate(time.Minute)
+	if _, err := (seed.Fleet{Seed: 4, Nodes: 128, GPUsPerNode: 8, Clusters: []string{"cl-0", "cl-1", "cl-2", "cl-3"},
+		From: end.Add(-24 * time.Hour), To: end, Step: step}).Write(ctx, st); err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range []string{"gpu_samples", "fleet_1m", "gpu_1m", "gpu_1h"} {
+		if err := st.Exec(ctx, "OPTIMIZE TABLE "+store.Table(st.Database(), t)+" FINAL"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ds := plugin.New(st, func() time.Time { return end })
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []map[string]any
+		}
+	}
+	raw, err := os.ReadFile("grafana/dashboards/gpu-fleet.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		b.Fatal(err)
+	}
+	from := end.Add(-24 * time.Hour)
+	for _, p := range dash.Panels {
+		q := p.Targets[0]
+		delete(q, "filters") // variables at All: no filter
+		if sql, ok := q["rawSql"].(string); ok {
+			sql = strings.NewReplacer("$cluster", "$__all", "$node", "$__all").Replace(sql)
+			q["rawSql"] = strings.ReplaceAll(sql, "gpufleet.", st.Database()+".")
+		}
+		body, _ := json.Marshal(q)
+		dq := backend.DataQuery{RefID: "A", JSON: body, TimeRange: backend.TimeRange{From: from, To: end},
+			Interval: 2 * time.Minute, MaxDataPoints: 1000}
+		b.Run(strings.ReplaceAll(p.Title, " ", "_"), func(b *testing.B) {
+			compiled := compile(b, ds, q, from, end)
+			var chTime, total time.Duration
+			var cells int
+			for range b.N {
+				t0 := time.Now()
+				if _, err := st.QueryWith(ctx, compiled.SQL, compiled.Params); err != nil {
+					b.Fatalf("%s: %v", compiled.SQL, err)
+				}
+				chTime += time.Since(t0)
+				t0 = time.Now()
+				resp, err := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{dq}})
+				total += time.Since(t0)
+				if err != nil || resp.Responses["A"].Error != nil {
+					b.Fatal(err, resp.Responses["A"].Error)
+				}
+				cells = 0
+				for _, f := range resp.Responses["A"].Frames {
+					cells += f.Rows() * len(f.Fields)
+				}
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "backend_ms")
+			b.ReportMetric(float64(chTime.Microseconds())/1000/float64(b.N), "clickhouse_ms")
+			b.ReportMetric(float64(cells), "cells")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+type compiled struct {
+	SQL    string       `json:"sql"`
+	Params store.Params `json:"params"`
+}
+
+// compile asks the backend's compile resource for the SQL a panel query runs.
+func compile(b *testing.B, ds *plugin.Datasource, q map[string]any, from, to time.Time) compiled {
+	b.Helper()
+	req := map[string]any{}
+	for k, v := range q {
+		req[k] = v
+	}
+	req["from"], req["to"], req["intervalMs"], req["maxDataPoints"] = from.UnixMilli(), to.UnixMilli(), 120000, 1000
+	body, _ := json.Marshal(req)
+	var c compiled
+	err := ds.CallResource(context.Background(), &backend.CallResourceRequest{Method: "POST", Path: "compile",
+		URL: "/compile", Body: body}, backend.CallResourceResponseSenderFunc(func(r *backend.CallResourceResponse) error {
+		if r.Status != 200 {
+			b.Fatalf("compile: %d %s", r.Status, r.Body)
+		}
+		return json.Unmarshal(r.Body, &c)
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
