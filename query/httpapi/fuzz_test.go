@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"testing"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query/httpapi"
 )
+
+// namesField is how a 400's error starts: the parameter (or query field) that is wrong.
+var namesField = regexp.MustCompile(`^(invalid query: )?[a-z_]+: `)
 
 var fuzzEndpoints = []string{"summary", "series", "top", "silent", "stragglers", "events", "jobs", "sql"}
 
@@ -65,6 +69,12 @@ func FuzzQueryString(f *testing.F) {
 		}
 		if !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("%s?%s: %d with a body that is not JSON: %s", path, rawQuery, w.Code, w.Body)
+		}
+		if w.Code == http.StatusBadRequest {
+			var e struct{ Error string }
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || !namesField.MatchString(e.Error) {
+				t.Fatalf("%s?%s: 400 %s does not name the parameter", path, rawQuery, w.Body)
+			}
 		}
 	})
 }
