@@ -113,11 +113,14 @@ func labels(t *testing.T, ds *plugin.Datasource, dim string) []string {
 	})); err != nil || got.Status != 200 {
 		t.Fatalf("labels %s: %v %v", dim, err, got)
 	}
-	var out []string
-	if err := json.Unmarshal(got.Body, &out); err != nil || len(out) == 0 {
+	var out struct {
+		Values    []string
+		Truncated bool
+	}
+	if err := json.Unmarshal(got.Body, &out); err != nil || len(out.Values) == 0 || out.Truncated {
 		t.Fatalf("labels %s: %s", dim, got.Body)
 	}
-	return out
+	return out.Values
 }
 
 // Every panel of the provisioned dashboard, with its variables at All as Grafana's frontend would
