@@ -96,6 +96,36 @@ type Parser interface {
 	ParseSelect(ctx context.Context, sql string, params Params) (canonical, tree string, err error)
 }
 
+// ParseSelectWith implements Parser for a transport: query runs one statement with bound
+// parameters on a session that may EXPLAIN and must not write. Both transports send the same two
+// statements through it.
+func ParseSelectWith(ctx context.Context, sql string, params Params,
+	query func(ctx context.Context, sql string, params Params) (*Result, error)) (canonical, tree string, err error) {
+	r, err := query(ctx, FormatQuerySQL, Params{"gf_statement": StringParam(sql)})
+	if err != nil {
+		return "", "", fmt.Errorf("parse: %w", err)
+	}
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
+		return "", "", errors.New("parse: formatQuery gave no single value")
+	}
+	canonical, _ = r.Rows[0][0].(string)
+	explain, err := ExplainASTSQL(canonical)
+	if err != nil {
+		return "", "", err
+	}
+	if r, err = query(ctx, explain, params); err != nil {
+		return "", "", fmt.Errorf("parse: %w", err)
+	}
+	lines := make([]string, 0, len(r.Rows))
+	for _, row := range r.Rows {
+		if len(row) == 1 {
+			line, _ := row[0].(string)
+			lines = append(lines, line)
+		}
+	}
+	return canonical, strings.Join(lines, "\n"), nil
+}
+
 // FormatQuerySQL is the statement that returns a user's statement, bound as the parameter
 // gf_statement, in the engine's canonical form: the text never becomes SQL, so it cannot run.
 const FormatQuerySQL = "SELECT formatQuery({gf_statement:String})"

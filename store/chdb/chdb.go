@@ -426,15 +426,21 @@ func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
 func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
+	return queryWith(ctx, sql, params, s.rawLocked)
+}
+
+// queryWith sets params in the session, then runs sql, each through run (one statement on a
+// connection whose lock the caller holds).
+func queryWith(ctx context.Context, sql string, params store.Params, run func(context.Context, []byte, string) ([]byte, error)) (*store.Result, error) {
 	for _, name := range params.Names() {
 		if err := store.CheckIdent("query parameter", name); err != nil {
 			return nil, err
 		}
-		if _, err := s.rawLocked(ctx, []byte("SET param_"+name+" = "+store.QuoteString(params[name])), "TabSeparated"); err != nil {
+		if _, err := run(ctx, []byte("SET param_"+name+" = "+store.QuoteString(params[name])), "TabSeparated"); err != nil {
 			return nil, fmt.Errorf("set query parameter %s: %w", name, err)
 		}
 	}
-	out, err := s.rawLocked(ctx, []byte(sql), "JSONCompact")
+	out, err := run(ctx, []byte(sql), "JSONCompact")
 	if err != nil {
 		return nil, err
 	}
@@ -515,43 +521,8 @@ func (s *Store) ParseSelect(ctx context.Context, sql string, params store.Params
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	query := func(q string, p store.Params) (*store.Result, error) {
-		for _, name := range p.Names() {
-			if err := store.CheckIdent("query parameter", name); err != nil {
-				return nil, err
-			}
-			if _, err := c.run(ctx, s.e, []byte("SET param_"+name+" = "+store.QuoteString(p[name])), "TabSeparated"); err != nil {
-				return nil, fmt.Errorf("set query parameter %s: %w", name, err)
-			}
-		}
-		out, err := c.run(ctx, s.e, []byte(q), "JSONCompact")
-		if err != nil {
-			return nil, err
-		}
-		return store.ParseJSONCompact(out)
-	}
-	r, err := query(store.FormatQuerySQL, store.Params{"gf_statement": store.StringParam(sql)})
-	if err != nil {
-		return "", "", fmt.Errorf("parse: %w", err)
-	}
-	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
-		return "", "", errors.New("parse: formatQuery gave no single value")
-	}
-	canonical, _ = r.Rows[0][0].(string)
-	explain, err := store.ExplainASTSQL(canonical)
-	if err != nil {
-		return "", "", err
-	}
-	r, err = query(explain, params)
-	if err != nil {
-		return "", "", fmt.Errorf("parse: %w", err)
-	}
-	lines := make([]string, 0, len(r.Rows))
-	for _, row := range r.Rows {
-		if len(row) == 1 {
-			line, _ := row[0].(string)
-			lines = append(lines, line)
-		}
-	}
-	return canonical, strings.Join(lines, "\n"), nil
+	run := func(ctx context.Context, q []byte, format string) ([]byte, error) { return c.run(ctx, s.e, q, format) }
+	return store.ParseSelectWith(ctx, sql, params, func(ctx context.Context, q string, p store.Params) (*store.Result, error) {
+		return queryWith(ctx, q, p, run)
+	})
 }

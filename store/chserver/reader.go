@@ -58,34 +58,12 @@ func OpenReader(ctx context.Context, dsn string, tlsConfig *tls.Config, lim stor
 	return s, nil
 }
 
-// ParseSelect implements store.Parser with the same two statements as chDB: formatQuery of the
-// statement as a bound parameter, then EXPLAIN AST of the canonical text as a subquery.
+// ParseSelect implements store.Parser with the same two statements as chDB (store.ParseSelectWith).
 func (s *Store) ParseSelect(ctx context.Context, sql string, params store.Params) (canonical, tree string, err error) {
-	pctx := ctx
 	if s.reader != nil && len(s.reader.explain) > 0 {
-		pctx = clickhouse.Context(ctx, clickhouse.WithSettings(s.reader.explain))
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(s.reader.explain))
 	}
-	r, err := s.query(pctx, store.FormatQuerySQL, store.Params{"gf_statement": store.StringParam(sql)}, false)
-	if err != nil {
-		return "", "", err
-	}
-	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
-		return "", "", errors.New("parse: formatQuery gave no single value")
-	}
-	canonical, _ = r.Rows[0][0].(string)
-	explain, err := store.ExplainASTSQL(canonical)
-	if err != nil {
-		return "", "", err
-	}
-	if r, err = s.query(pctx, explain, params, false); err != nil {
-		return "", "", err
-	}
-	lines := make([]string, 0, len(r.Rows))
-	for _, row := range r.Rows {
-		if len(row) == 1 {
-			line, _ := row[0].(string)
-			lines = append(lines, line)
-		}
-	}
-	return canonical, strings.Join(lines, "\n"), nil
+	return store.ParseSelectWith(ctx, sql, params, func(ctx context.Context, q string, p store.Params) (*store.Result, error) {
+		return s.query(ctx, q, p, false)
+	})
 }
