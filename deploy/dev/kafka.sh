@@ -37,6 +37,23 @@ install() {
 
 free_port() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# storage_props LOG_DIR REPLICAS MIN_ISR AUTO_CREATE: what every broker here shares but for how many
+# copies the internal topics keep and whether topics appear on first use.
+storage_props() {
+  cat <<PROPS
+log.dirs=$1
+num.partitions=4
+offsets.topic.replication.factor=$2
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=$2
+transaction.state.log.min.isr=$3
+share.coordinator.state.topic.replication.factor=$2
+share.coordinator.state.topic.min.isr=$3
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=$4
+PROPS
+}
+
 start() {
   local dir=${1:?usage: kafka.sh start DIR [PORT]} port=${2:-19092}
   local cport=$((port + 1))
@@ -57,16 +74,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$dir/data
-num.partitions=4
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
+$(storage_props "$dir/data" 1 1 true)
 PROPS
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
     -c "$dir/server.properties" > "$dir/format.log" 2>&1 || die "formatting the log dir failed: see $dir/format.log"
@@ -140,16 +148,7 @@ ssl.truststore.type=PEM
 ssl.truststore.location=$sec/ca.pem
 # A SASL_SSL listener ignores ssl.client.auth unless it carries the listener prefix.
 listener.name.sasl_ssl.ssl.client.auth=required
-log.dirs=$dir/data
-num.partitions=4
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
+$(storage_props "$dir/data" 1 1 false)
 PROPS
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
     -c "$dir/server.properties" "${scram[@]}" > "$dir/format.log" 2>&1 || die "formatting the log dir failed: see $dir/format.log"
@@ -196,18 +195,9 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$p
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$n/data
-num.partitions=4
+$(storage_props "$n/data" 3 2 false)
 default.replication.factor=3
 min.insync.replicas=2
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
 unclean.leader.election.enable=false
 PROPS
     java "${java_opts[@]}" kafka.tools.StorageTool format -t "$id" -c "$n/server.properties" > "$n/format.log" 2>&1 \
