@@ -164,6 +164,16 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"zero workers", nil, []string{"ingest", "--workers", "0"}, 2, "--workers 0: must be between 1 and 256"},
 		{"short session", []string{"GPUFLEET_SESSION_TIMEOUT=10ms"}, []string{"ingest"}, 2, "--session-timeout 10ms: must be at least 1s"},
 		{"zero batch bytes", nil, []string{"ingest", "--batch-mib", "0"}, 2, "--batch-mib 0: must be at least 1"},
+		{"zero dead-letter size", nil, []string{"ingest", "--dlq-max-mib", "0"}, 2, "--dlq-max-mib 0 (DLQMaxBytes): must be 1..1024"},
+		{"huge dead-letter size", []string{"GPUFLEET_DLQ_MAX_MIB=4096"}, []string{"ingest"}, 2, "--dlq-max-mib 4096 (DLQMaxBytes): must be 1..1024"},
+		{"zero clock ahead", nil, []string{"ingest", "--max-clock-ahead", "0s"}, 2, "--max-clock-ahead 0s (MaxClockAhead): must be at least 1s"},
+		{"negative skew tolerance", nil, []string{"ingest", "--clock-skew-tolerance", "-5s"}, 2, "--clock-skew-tolerance -5s (ClockSkewTolerance): must be positive"},
+		{"skew tolerance past the limit", []string{"GPUFLEET_CLOCK_SKEW_TOLERANCE=2h"}, []string{"ingest"}, 2,
+			"--clock-skew-tolerance 2h0m0s (ClockSkewTolerance): must not exceed --max-clock-ahead 1h0m0s"},
+		{"zero skew log interval", nil, []string{"ingest", "--skew-log-interval", "0s"}, 2, "--skew-log-interval 0s (SkewLogInterval): must be positive"},
+		{"zero agent state", nil, []string{"ingest", "--agent-state-max", "0"}, 2, "--agent-state-max 0 (AgentStateMax): must be at least 1"},
+		{"bad agent state env", []string{"GPUFLEET_AGENT_STATE_MAX=many"}, []string{"ingest"}, 2, "GPUFLEET_AGENT_STATE_MAX (--agent-state-max)"},
+		{"short agent idle", nil, []string{"ingest", "--agent-state-idle", "10ms"}, 2, "--agent-state-idle 10ms (AgentStateIdle): must be at least 1s"},
 		{"series unknown metric", nil, []string{"query", "--metric", "nope"}, 2, "metric: \"nope\" is not a gpu_samples metric"},
 		{"series wrong agg", nil, []string{"query", "--metric", "energy_mj", "--agg", "avg"}, 2, "agg: \"avg\" does not apply to counter"},
 		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "datacenter"}, 2, `"datacenter" is not one of`},
@@ -216,6 +226,27 @@ func TestHelpListsEveryCommandAndEnv(t *testing.T) {
 		sub := run(t, nil, c, "--help")
 		if sub.code != 0 || !strings.Contains(sub.stdout, "Usage: gpufleet "+c) || !strings.Contains(sub.stdout, "[GPUFLEET_LOG_LEVEL]") {
 			t.Errorf("%s --help: exit %d, stdout:\n%s", c, sub.code, sub.stdout)
+		}
+	}
+}
+
+// The ingest settings that bound bad input and per-agent memory are flags with their defaults
+// shown (before they were ingest.Config fields only).
+func TestIngestHelpShowsTuning(t *testing.T) {
+	r := run(t, nil, "ingest", "--help")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"--dlq-max-mib  [GPUFLEET_DLQ_MAX_MIB]", "(DLQMaxBytes; 1..1024) (default 64)",
+		"--max-clock-ahead  [GPUFLEET_MAX_CLOCK_AHEAD]", "(default 1h0m0s)",
+		"--clock-skew-tolerance  [GPUFLEET_CLOCK_SKEW_TOLERANCE]", "(default 5s)",
+		"--skew-log-interval  [GPUFLEET_SKEW_LOG_INTERVAL]", "(default 1m0s)",
+		"--agent-state-max  [GPUFLEET_AGENT_STATE_MAX]", "(default 50000)",
+		"--agent-state-idle  [GPUFLEET_AGENT_STATE_IDLE]",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("ingest --help lacks %q:\n%s", want, r.stdout)
 		}
 	}
 }

@@ -83,8 +83,10 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	var rows, batchMiB, workers, memLimitMiB int
 	var age, session time.Duration
 	var doMigrate bool
+	var tune ingestTuning
 	k.register(f)
 	sf.register(f)
+	tune.register(f)
 	f.StringVar(&group, "group", "gpufleet-ingest", "Kafka consumer group; workers with the same group share partitions")
 	f.IntVar(&workers, "workers", 1, "consumer group members in this process, each decoding on its own core")
 	f.IntVar(&rows, "batch-rows", 100_000, "flush a partition's batch at this many sample rows")
@@ -116,6 +118,9 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	}
 	if memLimitMiB < 0 {
 		return usageError{fmt.Errorf("--memory-limit-mib %d: must not be negative", memLimitMiB)}
+	}
+	if err := tune.validate(); err != nil {
+		return usageError{err}
 	}
 	log, err := f.logger()
 	if err != nil {
@@ -150,9 +155,11 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	ins := make([]*ingest.Ingester, workers)
 	for i := range ins {
 		r := prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg)
-		ins[i], err = ingest.New(ingest.Config{Brokers: brokers, Kafka: k.conn, Store: st, GroupID: group, BatchRows: rows,
+		cfg := ingest.Config{Brokers: brokers, Kafka: k.conn, Store: st, GroupID: group, BatchRows: rows,
 			BatchBytes: batchMiB << 20, BatchAge: age, SessionTimeout: session,
-			Logger: log.With(slog.Int("worker", i)), Registerer: r})
+			Logger: log.With(slog.Int("worker", i)), Registerer: r}
+		tune.apply(&cfg)
+		ins[i], err = ingest.New(cfg)
 		if err != nil {
 			return err
 		}
@@ -177,6 +184,65 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	log.Info("stopped", slog.Uint64("samples", total.Samples), slog.Uint64("events", total.Events),
 		slog.Uint64("dlq", total.DLQ), slog.Uint64("sequence_gaps", total.Gaps))
 	return runErr
+}
+
+// ingestTuning are the ingest.Config settings that bound bad input and per-agent memory. The
+// defaults written here are ingest.New's own, so that --help shows what an unset flag means.
+type ingestTuning struct {
+	dlqMaxMiB              int
+	maxClockAhead, skewTol time.Duration
+	skewLogEvery           time.Duration
+	agentStateMax          int
+	agentStateIdle         time.Duration
+}
+
+// maxDLQMiB bounds --dlq-max-mib: a dead letter is held whole in memory while it is written, and
+// no broker takes a record near a GiB.
+const maxDLQMiB = 1024
+
+func (t *ingestTuning) register(f *flags) {
+	f.IntVar(&t.dlqMaxMiB, "dlq-max-mib", 64, "largest dead letter (the bad message, uncompressed) sent to gpu.dlq whole; a larger one, or one\n"+
+		"the broker refuses, is sent truncated to 16 KiB with its original size (DLQMaxBytes; 1.."+strconv.Itoa(maxDLQMiB)+")")
+	f.DurationVar(&t.maxClockAhead, "max-clock-ahead", time.Hour, "dead-letter a message with a timestamp further than this ahead of ingest's clock (a broken\n"+
+		"agent clock; MaxClockAhead); lower it (e.g. 5m) to refuse skewed agents sooner")
+	f.DurationVar(&t.skewTol, "clock-skew-tolerance", 5*time.Second, "a message whose newest timestamp is further ahead than this is counted as clock skew\n"+
+		"(gpufleet_ingest_clock_skew_seconds) and its agent logged, but stored (ClockSkewTolerance;\n"+
+		"at most --max-clock-ahead)")
+	f.DurationVar(&t.skewLogEvery, "skew-log-interval", time.Minute, "log one agent's clock skew at most this often (SkewLogInterval)")
+	f.IntVar(&t.agentStateMax, "agent-state-max", 50_000, "most agents whose last sequence number and latest batches each worker keeps, about\n"+
+		"1.3 KiB each, counted in the memory bound (AgentStateMax); a forgotten agent's next batch is looked up\n"+
+		"in gpu_samples as a possible repeat and not checked for a gap")
+	f.DurationVar(&t.agentStateIdle, "agent-state-idle", time.Hour, "forget an agent not seen for this long, at the latest twice as long (AgentStateIdle);\n"+
+		"keep it above the agents' longest send interval (--send-every × --interval)")
+}
+
+// validate refuses what ingest.New would silently replace by its default (zero, negative) or what
+// contradicts another setting, naming the flag and the field it sets.
+func (t *ingestTuning) validate() error {
+	switch {
+	case t.dlqMaxMiB < 1 || t.dlqMaxMiB > maxDLQMiB:
+		return fmt.Errorf("--dlq-max-mib %d (DLQMaxBytes): must be 1..%d", t.dlqMaxMiB, maxDLQMiB)
+	case t.maxClockAhead < time.Second:
+		return fmt.Errorf("--max-clock-ahead %s (MaxClockAhead): must be at least 1s", t.maxClockAhead)
+	case t.skewTol <= 0:
+		return fmt.Errorf("--clock-skew-tolerance %s (ClockSkewTolerance): must be positive", t.skewTol)
+	case t.skewTol > t.maxClockAhead:
+		return fmt.Errorf("--clock-skew-tolerance %s (ClockSkewTolerance): must not exceed --max-clock-ahead %s, beyond which messages are dead-lettered",
+			t.skewTol, t.maxClockAhead)
+	case t.skewLogEvery <= 0:
+		return fmt.Errorf("--skew-log-interval %s (SkewLogInterval): must be positive", t.skewLogEvery)
+	case t.agentStateMax < 1:
+		return fmt.Errorf("--agent-state-max %d (AgentStateMax): must be at least 1", t.agentStateMax)
+	case t.agentStateIdle < time.Second:
+		return fmt.Errorf("--agent-state-idle %s (AgentStateIdle): must be at least 1s", t.agentStateIdle)
+	}
+	return nil
+}
+
+func (t *ingestTuning) apply(cfg *ingest.Config) {
+	cfg.DLQMaxBytes = t.dlqMaxMiB << 20
+	cfg.MaxClockAhead, cfg.ClockSkewTolerance, cfg.SkewLogInterval = t.maxClockAhead, t.skewTol, t.skewLogEvery
+	cfg.AgentStateMax, cfg.AgentStateIdle = t.agentStateMax, t.agentStateIdle
 }
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
