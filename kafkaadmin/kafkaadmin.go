@@ -262,8 +262,9 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 		case errors.Is(err, kafka.InvalidReplicationFactor):
 			n, _ := a.Brokers(ctx)
 			return nil, fmt.Errorf("create topic %s: replication factor %d but the cluster has %d brokers: %w", t.Name, t.ReplicationFactor, n, err)
-		case errors.Is(err, kafka.TopicAuthorizationFailed), errors.Is(err, kafka.ClusterAuthorizationFailed):
-			return nil, fmt.Errorf("create topic %s as %s: %w: topics are created by an admin user", t.Name, a.conn.Config().Describe(), err)
+		case kafkaconn.IsAuthorization(err):
+			return nil, fmt.Errorf("create topic %s: %w", t.Name, a.conn.Denied("Create", "topic "+t.Name,
+				"topics are created by an admin user: run `gpufleet topics` as one (deploy/kafka/acls.sh grants it Create)", err))
 		default:
 			return nil, fmt.Errorf("create topic %s: %w", t.Name, err)
 		}
@@ -305,7 +306,7 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 			}
 			for _, r := range ares.Resources {
 				if r.Error != nil {
-					return nil, fmt.Errorf("set configs of topic %s: %w", t.Name, r.Error)
+					return nil, fmt.Errorf("set configs of topic %s: %w", t.Name, a.conn.Denied("AlterConfigs", "topic "+t.Name, "", r.Error))
 				}
 			}
 		}
@@ -316,7 +317,10 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 
 func (a *Admin) waitTopic(ctx context.Context, topic string) (kafka.Topic, error) {
 	for {
-		md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		md, err := a.topicMetadata(ctx, topic)
+		if err == nil && len(md.Topics) == 1 && kafkaconn.IsAuthorization(md.Topics[0].Error) {
+			return kafka.Topic{}, fmt.Errorf("look up topic %s: %w", topic, a.conn.Denied("Describe", "topic "+topic, "", md.Topics[0].Error))
+		}
 		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
 			ready := true
 			for _, p := range md.Topics[0].Partitions {
@@ -336,6 +340,16 @@ func (a *Admin) waitTopic(ctx context.Context, topic string) (kafka.Topic, error
 	}
 }
 
+// topicMetadata asks the brokers about topics by name, over a transport of its own: the shared
+// one answers from its cache of every topic the user may Describe, where a topic the user may
+// not Describe is missing rather than refused (see kafkaconn.Conn.MetadataTransport).
+func (a *Admin) topicMetadata(ctx context.Context, topics ...string) (*kafka.MetadataResponse, error) {
+	t := a.conn.MetadataTransport(topics)
+	defer t.CloseIdleConnections()
+	c := &kafka.Client{Addr: a.client.Addr, Transport: t, Timeout: a.client.Timeout}
+	return c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+}
+
 // topicConfigs returns the managed configs of topic, its own or the broker's defaults.
 func (a *Admin) topicConfigs(ctx context.Context, topic string) (map[string]string, error) {
 	res, err := a.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
@@ -346,7 +360,7 @@ func (a *Admin) topicConfigs(ctx context.Context, topic string) (map[string]stri
 	out := map[string]string{}
 	for _, r := range res.Resources {
 		if r.Error != nil {
-			return nil, fmt.Errorf("describe topic %s: %w", topic, r.Error)
+			return nil, fmt.Errorf("describe topic %s: %w", topic, a.conn.Denied("DescribeConfigs", "topic "+topic, "", r.Error))
 		}
 		for _, e := range r.ConfigEntries {
 			out[e.ConfigName] = e.ConfigValue
@@ -369,7 +383,7 @@ func (e *MissingTopicsError) Error() string {
 // *MissingTopicsError naming those that do not exist, or why it could not tell. It never creates
 // a topic, whatever the broker's auto.create.topics.enable.
 func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
-	md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	md, err := a.topicMetadata(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("look up topics %s: %w", strings.Join(topics, ", "), a.conn.Explain(err))
 	}
@@ -383,8 +397,8 @@ func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
 		switch {
 		case !ok, errors.Is(t.Error, kafka.UnknownTopicOrPartition):
 			missing = append(missing, name)
-		case errors.Is(t.Error, kafka.TopicAuthorizationFailed):
-			return fmt.Errorf("look up topic %s as %s: %w", name, a.conn.Config().Describe(), t.Error)
+		case kafkaconn.IsAuthorization(t.Error):
+			return fmt.Errorf("look up topic %s: %w", name, a.conn.Denied("Describe", "topic "+name, "", t.Error))
 		case t.Error != nil:
 			return fmt.Errorf("look up topic %s: %w", name, t.Error)
 		}

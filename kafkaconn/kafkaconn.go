@@ -102,6 +102,76 @@ func settingErr(setting, format string, args ...any) error {
 	return &SettingError{Setting: setting, Err: fmt.Errorf(format, args...)}
 }
 
+// AuthorizationError is a request the broker refused because no ACL allows the connection's
+// principal the operation on the resource. Retrying cannot help: an admin must grant it (see
+// deploy/kafka/acls.sh), or the client must connect as another user.
+type AuthorizationError struct {
+	// Principal names who asked, e.g. `user "agent"`; never a password.
+	Principal string
+	// Operation is the Kafka ACL operation refused: Create, Describe, Read, Write, AlterConfigs...
+	Operation string
+	// Resource is what it was refused on, e.g. "topic gpu.samples" or "group gpufleet-ingest".
+	Resource string
+	// Hint, when set, replaces the general advice at the end of the message.
+	Hint string
+	// Err is the broker's error code (kafka.TopicAuthorizationFailed and the like).
+	Err error
+}
+
+func (e *AuthorizationError) Error() string {
+	hint := e.Hint
+	if hint == "" {
+		hint = "an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"
+	}
+	reason := e.Err.Error()
+	var kerr kafka.Error
+	if errors.As(e.Err, &kerr) {
+		reason = kerr.Title()
+	}
+	return fmt.Sprintf("%s may not %s %s (%s): %s", e.Principal, e.Operation, e.Resource, reason, hint)
+}
+
+func (e *AuthorizationError) Unwrap() error { return e.Err }
+
+// IsAuthorization reports whether err is a broker's refusal for want of an ACL.
+func IsAuthorization(err error) bool {
+	return errors.Is(err, kafka.TopicAuthorizationFailed) || errors.Is(err, kafka.GroupAuthorizationFailed) ||
+		errors.Is(err, kafka.ClusterAuthorizationFailed) || errors.Is(err, kafka.TransactionalIDAuthorizationFailed) ||
+		errors.Is(err, kafka.DelegationTokenAuthorizationFailed)
+}
+
+// Denied returns err as a *SettingError holding an *AuthorizationError when the broker refused the
+// request for want of an ACL (operation on resource, as Kafka's ACLs name them), and err itself
+// otherwise. The setting is the one that chose the principal (SASL.Username, or TLS.CertFile for a
+// certificate's principal): it is what to change if the user is the wrong one.
+func (c *Conn) Denied(operation, resource, hint string, err error) error {
+	if err == nil || !IsAuthorization(err) || errors.As(err, new(*AuthorizationError)) {
+		return err
+	}
+	cfg := c.Config()
+	setting, principal := "SASL.Mechanism", "an anonymous client (no SASL user, no client certificate)"
+	switch {
+	case cfg.SASL.Mechanism != "":
+		setting, principal = "SASL.Username", fmt.Sprintf("user %q", cfg.SASL.Username)
+	case cfg.TLS.CertFile != "":
+		setting, principal = "TLS.CertFile", "the client certificate's principal"
+	}
+	return &SettingError{Setting: setting, Err: &AuthorizationError{Principal: principal, Operation: operation, Resource: resource,
+		Hint: hint, Err: err}}
+}
+
+// MetadataTransport returns a transport of its own whose metadata requests name topics, for
+// checking them: the shared transport asks for every topic, and the broker leaves out of that
+// answer the topics the user may not Describe, so that they look missing; named, they answer
+// Topic Authorization Failed. Release it with CloseIdleConnections.
+func (c *Conn) MetadataTransport(topics []string) *kafka.Transport {
+	t := &kafka.Transport{DialTimeout: 5 * time.Second, MetadataTopics: topics}
+	if c != nil {
+		t.TLS, t.SASL = c.tls, c.mech
+	}
+	return t
+}
+
 // Validate checks the settings without reading any file.
 func (c Config) Validate() error {
 	t := c.TLS

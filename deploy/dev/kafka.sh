@@ -6,6 +6,9 @@
 #   deploy/dev/kafka.sh stop DIR                stop the broker started in DIR
 #   deploy/dev/kafka.sh resume DIR              start a stopped broker again, keeping its data
 #   deploy/dev/kafka.sh start-secure DIR [PORT] like start, with one SASL_SSL listener (see start_secure)
+#   deploy/dev/kafka.sh start-acl DIR [PORT]    start-secure with the KRaft authorizer: nobody but the
+#                                               super user may do anything until ACLs grant it (see start_acl)
+#   deploy/dev/kafka.sh acls ARGS...            kafka-acls.sh from the same jars (org.apache.kafka.tools.AclCommand)
 #   deploy/dev/kafka.sh start-cluster DIR PORT  three KRaft nodes (broker+controller) in DIR/n1..n3 on
 #                                               PORT, PORT+2, PORT+4 (controllers one above each);
 #                                               prints the three addresses, comma-separated
@@ -150,9 +153,45 @@ ssl.truststore.location=$sec/ca.pem
 listener.name.sasl_ssl.ssl.client.auth=required
 $(storage_props "$dir/data" 1 1 false)
 PROPS
+  [ -z "${extra_props:-}" ] || printf '%s\n' "$extra_props" >> "$dir/server.properties"
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
     -c "$dir/server.properties" "${scram[@]}" > "$dir/format.log" 2>&1 || die "formatting the log dir failed: see $dir/format.log"
   launch "$dir" "$port"
+}
+
+# start_acl is start_secure with KRaft's StandardAuthorizer and allow.everyone.if.no.acl.found=false:
+# a request no ACL allows is refused, so a test sees exactly what the granted ACLs permit. The
+# first user in DIR/secure/users (the broker's own, inter-broker user) is the one super user of the
+# client listener, the one that grants ACLs (deploy/kafka/acls.sh); the other users can do nothing
+# until granted. User:ANONYMOUS is a super user too: it is how the broker reaches its own controller
+# on the loopback PLAINTEXT controller listener (registration, heartbeats). No client can be
+# ANONYMOUS, as the only client listener requires SASL. A production cluster secures the
+# controller listener instead.
+start_acl() {
+  local dir=${1:?usage: kafka.sh start-acl DIR [PORT]}
+  local first; first=$(awk 'NF { print $1; exit }' "$dir/secure/users" 2>/dev/null) || true
+  [ -n "$first" ] || die "$dir/secure/users missing or empty: see start_secure in $0"
+  extra_props="# The authorizer: nothing is allowed that no ACL allows.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:$first;User:ANONYMOUS" start_secure "$@"
+}
+
+# acl_command runs Kafka's ACL tool (what kafka-acls.sh runs) from the broker's jars plus
+# kafka-tools, which the broker does not need and install does not fetch: it is fetched here once,
+# without its dependencies (the ACL tool uses none of them that the broker lacks).
+acl_command() {
+  install
+  local tools=$cache/kafka-$version/tools
+  if [ ! -f "$tools/.complete" ]; then
+    echo "kafka.sh: fetching org.apache.kafka:kafka-tools:$version into $tools" >&2
+    rm -rf "$tools"; mkdir -p "$tools"
+    (cd "$here/kafka" && mvn -q -B dependency:copy -Dartifact="org.apache.kafka:kafka-tools:$version" -DoutputDirectory="$tools") >&2 \
+      || die "mvn could not fetch org.apache.kafka:kafka-tools:$version (is Maven Central reachable?)"
+    touch "$tools/.complete"
+  fi
+  java -Xmx256m -Djava.awt.headless=true "-Dlog4j2.configurationFile=$here/kafka/log4j2.properties" \
+    -cp "$libs/*:$tools/*" org.apache.kafka.tools.AclCommand "$@"
 }
 
 resume() {
@@ -245,7 +284,9 @@ case "${1:-}" in
   stop) shift; stop "$@" ;;
   resume) shift; resume "$@" ;;
   start-secure) shift; start_secure "$@" ;;
+  start-acl) shift; start_acl "$@" ;;
+  acls) shift; acl_command "$@" ;;
   start-cluster) shift; start_cluster "$@" ;;
   kill9) shift; kill9 "$@" ;;
-  *) die "usage: kafka.sh install | start DIR [PORT] | start-secure DIR [PORT] | start-cluster DIR PORT | stop DIR | kill9 DIR | resume DIR" ;;
+  *) die "usage: kafka.sh install | start DIR [PORT] | start-secure DIR [PORT] | start-acl DIR [PORT] | acls ARGS... | start-cluster DIR PORT | stop DIR | kill9 DIR | resume DIR" ;;
 esac
