@@ -303,7 +303,8 @@ func (q *Query) counterValue() string {
 
 // rollupSQL reads level l. Gauges merge the stored aggregates; counters rebuild each GPU's
 // reset-aware increase from its first, last and highest reading per bucket (bucketIncreases),
-// which is exact only for short buckets: only per-minute levels keep counters.
+// which is exact only for short buckets: only per-minute levels keep counters (and, since 0018,
+// their readings and each row's first sample time, which bucketIncreases needs).
 func (q *Query) rollupSQL(db string, l *rollup.Level, groups, filters []string) body {
 	where := append([]string{"t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC')", "t < toDateTime(intDiv({to:Int64}, 1000), 'UTC')"}, filters...)
 	table := store.Table(db, l.Table)
@@ -348,20 +349,52 @@ func (q *Query) rollupSQL(db string, l *rollup.Level, groups, filters []string) 
 		prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))}
 }
 
-// bucketIncreases is SQL for each GPU's reset-aware increase of counter metric per bucket of a
-// rollup table with counters: rows (rt, keep…, d). Inside a bucket the increase is last − first, or,
-// when it went down, peak − first before the reset plus last after it; across buckets it adds
-// first − the previous bucket's last, or first after a reset. That equals the raw answer unless a
-// counter resets twice in one bucket, or resets and then climbs past where the bucket started.
+// bucketIncreases is SQL for each GPU's reset-aware increase of counter metric per row of a rollup
+// table with counters: rows (rt, keep…, d). A row is a GPU-minute of one job (of one set of labels):
+// inside it the increase is last − first, or, when it went down, peak − first before the reset plus
+// last after it; it adds first − the previous row's last, or first after a reset. That equals the
+// raw answer unless a counter resets twice in one minute, or resets and then climbs past where the
+// minute started. A GPU whose job changes within a minute has a row per job there, ordered by its
+// first sample (rollup.FirstSample), so the step across the change is the new job's, as in the raw
+// rows; a job that comes back within the same minute (A, B, A) is one row that overlaps the other.
+// A GPU's first row in the window with its only reading (N = 1) adds nothing and makes no point,
+// as its first raw reading, which has nothing before it in the window.
+//
+// FINAL merges the rows of one key as the table's sort order streams, and each GPU's rows go into
+// one array, sorted and paired there: a GROUP BY over every GPU-minute and a window sorting them
+// all took 9.4 s for 24 h of 1,024 GPUs where this takes about 1 s on the same loaded machine.
 func bucketIncreases(table, metric string, keep []string, where string) string {
-	inner := prefixed(uniq(append([]string{"uuid"}, keep...)))
-	return fmt.Sprintf("SELECT rt%s, if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last)) + "+
-		"if(n > 1, if(first >= prev, toInt64(first - prev), toInt64(first)), 0) AS d FROM ("+
-		"SELECT rt%s, first, last, peak, lagInFrame(last) OVER (PARTITION BY uuid ORDER BY rt ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, "+
-		"row_number() OVER (PARTITION BY uuid ORDER BY rt) AS n FROM ("+
-		"SELECT t AS rt%s, argMinMerge(%s) AS first, argMaxMerge(%s) AS last, max(%s) AS peak FROM %s WHERE %s GROUP BY rt%s) "+
-		"WHERE first IS NOT NULL AND last IS NOT NULL)",
-		prefixed(keep), inner, inner, rollup.FirstCol(metric), rollup.LastCol(metric), rollup.MaxCol(metric), table, where, inner)
+	var others []string
+	for _, k := range uniq(keep) {
+		if k != string(GPU) {
+			others = append(others, k)
+		}
+	}
+	// Elements of each GPU's array: 1 rt, 2 first sample's time, 3 first, 4 last, 5 peak, 6
+	// readings, then the other labels kept.
+	var carried, out []string
+	for i, k := range others {
+		carried = append(carried, "c."+strconv.Itoa(7+i))
+		out = append(out, fmt.Sprintf("e.%d AS %s", 4+i, k))
+	}
+	outUUID := ""
+	if slices.Contains(keep, string(GPU)) {
+		outUUID = ", uuid"
+	}
+	const (
+		within = "if(c.4 >= c.3, toInt64(c.4 - c.3), toInt64(c.5 - c.3) + toInt64(c.4))"
+		across = "if(i > 1, if(c.3 >= p.4, toInt64(c.3 - p.4), toInt64(c.3)), 0)"
+		// Pre-0018 rows have 0 readings recorded: kept, as before. A recorded 1 with first ≠ last
+		// is a minute partly written before 0018.
+		counts = "i > 1 OR c.6 != 1 OR c.3 != c.4"
+	)
+	return fmt.Sprintf("SELECT e.1 AS rt%s%s, e.3 AS d FROM ("+
+		"SELECT uuid, arrayJoin(arrayFilter(x -> x.2, arrayMap((c, p, i) -> (c.1, %s, %s + %s%s), s, arrayPushFront(arrayPopBack(s), s[1]), arrayEnumerate(s)))) AS e FROM ("+
+		"SELECT uuid, arraySort(groupArray((rt, at, assumeNotNull(first), assumeNotNull(last), assumeNotNull(peak), n%s))) AS s FROM ("+
+		"SELECT t AS rt, %s AS at, finalizeAggregation(%s) AS first, finalizeAggregation(%s) AS last, %s AS peak, %s AS n, uuid%s FROM %s FINAL WHERE %s) "+
+		"WHERE first IS NOT NULL AND last IS NOT NULL GROUP BY uuid))",
+		outUUID, prefixed(out), counts, within, across, prefixed(carried), prefixed(others),
+		rollup.FirstSample, rollup.FirstCol(metric), rollup.LastCol(metric), rollup.MaxCol(metric), rollup.N(metric), prefixed(others), table, where)
 }
 
 var quantileOf = map[Agg]float64{P50: 0.5, P90: 0.9, P95: 0.95, P99: 0.99}

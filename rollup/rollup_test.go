@@ -32,6 +32,8 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 		// that the on-cluster form (replicated_deduplication_window) reaches clusters made before.
 		{"0017_dedup_windows.sql", rollup.DedupSQL(rollup.Historic(17), []string{"jobs", "gpu_samples", "gpu_events", "ingest_gaps"},
 			"0017", "deduplication windows on the rollups and jobs, so an insert replayed with its token counts in no table twice")},
+		{"0018_rollup_counter_readings.sql", rollup.ColumnsSQL(rollup.Historic(17), rollup.Historic(18), all[:36],
+			"0018", "per GPU-minute each counter's readings and the first sample's time, so a counter's increase by job reads gpu_1m exactly when the job changes within a minute")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("..", "deploy", "migrations", c.file)
