@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/segmentio/kafka-go"
 )
 
 func TestValidate(t *testing.T) {
@@ -125,5 +127,60 @@ func TestNoSecretShown(t *testing.T) {
 	}
 	if got := c.Describe(); got != "SASL_SSL SCRAM-SHA-256 user alice" {
 		t.Errorf("Describe = %q", got)
+	}
+}
+
+// An ACL refusal becomes one line naming who, what and on which resource, as a SettingError on the
+// setting that chose the principal (so callers stop rather than retry); other errors pass as they
+// are, and the password never shows.
+func TestDenied(t *testing.T) {
+	const secret = "s3cr3t-value"
+	sasl := &Conn{cfg: Config{TLS: TLS{Enable: true}, SASL: SASL{Mechanism: ScramSHA512, Username: "agent", Password: secret}}}
+	cert := &Conn{cfg: Config{TLS: TLS{Enable: true, CertFile: "client.pem", KeyFile: "client.key"}}}
+	tests := []struct {
+		name              string
+		conn              *Conn
+		op, resource, hnt string
+		err               error
+		setting, want     string
+	}{
+		{"sasl user, topic", sasl, "Describe", "topic gpu.samples", "", kafka.TopicAuthorizationFailed, "SASL.Username",
+			`user "agent" may not Describe topic gpu.samples (Topic Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)`},
+		{"sasl user, wrapped, with a hint", sasl, "Create", "topic gpu.dlq", "run it as the admin", fmt.Errorf("create: %w", kafka.ClusterAuthorizationFailed),
+			"SASL.Username", `user "agent" may not Create topic gpu.dlq (Cluster Authorization Failed): run it as the admin`},
+		{"group", sasl, "Read", "group g", "", kafka.GroupAuthorizationFailed, "SASL.Username",
+			`user "agent" may not Read group g (Group Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)`},
+		{"client certificate", cert, "Write", "topic gpu.events", "", kafka.TopicAuthorizationFailed, "TLS.CertFile",
+			"the client certificate's principal may not Write topic gpu.events (Topic Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"},
+		{"anonymous", nil, "Describe", "topic gpu.samples", "", kafka.TopicAuthorizationFailed, "SASL.Mechanism",
+			"an anonymous client (no SASL user, no client certificate) may not Describe topic gpu.samples (Topic Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"},
+		{"not an ACL refusal", sasl, "Describe", "topic gpu.samples", "", kafka.LeaderNotAvailable, "", ""},
+		{"nil", sasl, "Describe", "topic gpu.samples", "", nil, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.conn.Denied(tt.op, tt.resource, tt.hnt, tt.err)
+			if tt.setting == "" {
+				if err != tt.err {
+					t.Fatalf("Denied = %v, want %v unchanged", err, tt.err)
+				}
+				return
+			}
+			var serr *SettingError
+			var aerr *AuthorizationError
+			if !errors.As(err, &serr) || serr.Setting != tt.setting || !errors.As(err, &aerr) || !errors.Is(err, tt.err) {
+				t.Fatalf("Denied = %#v, want a SettingError on %s wrapping an AuthorizationError and %v", err, tt.setting, tt.err)
+			}
+			if got := serr.Err.Error(); got != tt.want {
+				t.Errorf("message\n%q\nwant\n%q", got, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the password shows: %v", err)
+			}
+			// Denied twice says it once.
+			if again := tt.conn.Denied("Write", "topic x", "", err); again != err {
+				t.Errorf("Denied of a Denied error = %v", again)
+			}
+		})
 	}
 }

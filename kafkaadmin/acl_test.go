@@ -1,0 +1,98 @@
+package kafkaadmin_test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/kafkaconn"
+)
+
+// On a broker with an authorizer and deploy/kafka/acls.sh applied, each user's admin calls get
+// what its ACLs allow and a *kafkaconn.AuthorizationError naming the operation for the rest. A
+// topic the user may not Describe is refused, not reported missing: the broker leaves such topics
+// out of an all-topics answer (what kafka-go's transport caches), so before, CheckTopics said
+// "topics gpu.samples, gpu.events do not exist" to a user without ACLs and told them to create them.
+func TestAdminCallsUnderACLs(t *testing.T) {
+	b := testenv.NewACLKafka(t)
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("bash", filepath.Join(root, "deploy/kafka/acls.sh"), "--bootstrap-server", b.Addr,
+		"--command-config", b.SuperConfig).CombinedOutput(); err != nil {
+		t.Fatalf("deploy/kafka/acls.sh: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin := func(user string) *kafkaadmin.Admin {
+		conn, err := kafkaconn.Config{TLS: kafkaconn.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
+			SASL: kafkaconn.SASL{Mechanism: kafkaconn.ScramSHA512, Username: user, Password: b.Users[user]}}.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafkaadmin.New([]string{b.Addr}, conn)
+	}
+	topics := kafkaadmin.PipelineTopics(2, 0)
+	names := []string{kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic, kafkaadmin.DLQTopic}
+	// denied checks err is an ACL refusal of op on resource, as a SettingError callers stop on.
+	denied := func(what string, err error, op, resource string) {
+		t.Helper()
+		var aerr *kafkaconn.AuthorizationError
+		if !errors.As(err, &aerr) || aerr.Operation != op || aerr.Resource != resource || !errors.As(err, new(*kafkaconn.SettingError)) {
+			t.Errorf("%s: %v; want %s on %s refused", what, err, op, resource)
+		}
+	}
+
+	// Before the topics exist: who may Describe them learns they are missing, who may not is refused.
+	var missing *kafkaadmin.MissingTopicsError
+	if err := admin("agent").CheckTopics(ctx, kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic); !errors.As(err, &missing) || len(missing.Topics) != 2 {
+		t.Errorf("agent, before the topics exist: %v; want both missing", err)
+	}
+	denied("nobody, before the topics exist", admin("nobody").CheckTopics(ctx, kafkaadmin.SamplesTopic), "Describe", "topic gpu.samples")
+	_, err = admin("agent").EnsureTopics(ctx, topics)
+	denied("agent creating the topics", err, "Create", "topic gpu.samples")
+	if err == nil || !strings.Contains(err.Error(), "run `gpufleet topics` as one") {
+		t.Errorf("agent creating the topics: %v; want the advice to run gpufleet topics as an admin", err)
+	}
+
+	st, err := admin("admin").EnsureTopics(ctx, topics)
+	if err != nil {
+		t.Fatalf("admin creating the topics: %v", err)
+	}
+	for _, s := range st {
+		if !s.Created {
+			t.Errorf("admin: %s not created", s)
+		}
+	}
+	// Changing a config on existing topics takes AlterConfigs, which the admin has.
+	for i := range topics {
+		topics[i].Retention = 48 * time.Hour
+	}
+	if _, err := admin("admin").EnsureTopics(ctx, topics); err != nil {
+		t.Errorf("admin setting retention: %v", err)
+	}
+
+	if err := admin("agent").CheckTopics(ctx, kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic); err != nil {
+		t.Errorf("agent checking its topics: %v", err)
+	}
+	if err := admin("ingest").CheckTopics(ctx, names...); err != nil {
+		t.Errorf("ingest checking its topics: %v", err)
+	}
+	denied("agent checking the DLQ", admin("agent").CheckTopics(ctx, names...), "Describe", "topic gpu.dlq")
+	denied("nobody checking the topics", admin("nobody").CheckTopics(ctx, names...), "Describe", "topic gpu.samples")
+	if n, err := admin("ingest").MaxMessageBytes(ctx, kafkaadmin.DLQTopic); err != nil || n != kafkaadmin.DefaultDLQMaxMessageBytes {
+		t.Errorf("ingest reading the DLQ's max.message.bytes: %d, %v", n, err)
+	}
+	_, err = admin("agent").MaxMessageBytes(ctx, kafkaadmin.SamplesTopic)
+	denied("agent reading max.message.bytes", err, "DescribeConfigs", "topic gpu.samples")
+	// The ingest user may describe the configs but not create or change topics.
+	_, err = admin("ingest").EnsureTopics(ctx, topics)
+	denied("ingest running the topic set-up", err, "Create", "topic gpu.samples")
+}
