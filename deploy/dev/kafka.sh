@@ -153,7 +153,7 @@ ssl.truststore.location=$sec/ca.pem
 listener.name.sasl_ssl.ssl.client.auth=required
 $(storage_props "$dir/data" 1 1 false)
 PROPS
-  [ -z "${extra_props:-}" ] || printf '%s\n' "$extra_props" >> "$dir/server.properties"
+  [ -z "${__start_acl_props:-}" ] || printf '%s\n' "$__start_acl_props" >> "$dir/server.properties"
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
     -c "$dir/server.properties" "${scram[@]}" > "$dir/format.log" 2>&1 || die "formatting the log dir failed: see $dir/format.log"
   launch "$dir" "$port"
@@ -171,7 +171,7 @@ start_acl() {
   local dir=${1:?usage: kafka.sh start-acl DIR [PORT]}
   local first; first=$(awk 'NF { print $1; exit }' "$dir/secure/users" 2>/dev/null) || true
   [ -n "$first" ] || die "$dir/secure/users missing or empty: see start_secure in $0"
-  extra_props="# The authorizer: nothing is allowed that no ACL allows.
+  __start_acl_props="# The authorizer: nothing is allowed that no ACL allows.
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
 super.users=User:$first;User:ANONYMOUS" start_secure "$@"

@@ -81,7 +81,9 @@ func TestLeastPrivilegeACLs(t *testing.T) {
 		want       string
 	}) {
 		t.Helper()
+		start := time.Now()
 		r := run(t, as(c.user), c.args...)
+		t.Logf("%s: exit %d after %s", c.name, r.code, time.Since(start).Round(time.Millisecond))
 		line := lastLine(r.stderr)
 		if r.code != 1 || !strings.HasPrefix(line, c.want) {
 			t.Errorf("%s: exit %d, last line\n%q\nwant 1 and\n%q\n%s", c.name, r.code, line, c.want, r.stderr)
