@@ -62,6 +62,43 @@ func (c *Cluster) Resume(t testing.TB, i int) {
 	}
 }
 
+// StopAll stops every broker at once (one at a time, the last would wait for a controller quorum
+// that is already gone).
+func (c *Cluster) StopAll(t testing.TB) {
+	t.Helper()
+	c.each(t, "stop")
+}
+
+// ResumeAll starts every stopped broker again at once: after the whole cluster stopped, a node's
+// client listener opens only once a quorum of controllers is back, so one at a time would wait
+// forever for the second.
+func (c *Cluster) ResumeAll(t testing.TB) {
+	t.Helper()
+	c.each(t, "resume")
+}
+
+// each runs kafka.sh verb on every node at once.
+func (c *Cluster) each(t testing.TB, verb string) {
+	t.Helper()
+	errs := make(chan error, len(c.Addrs))
+	for i := range c.Addrs {
+		go func() {
+			cmd := kafkaScript(verb, c.node(i))
+			cmd.Stderr = os.Stderr
+			if err := cmd.Run(); err != nil {
+				errs <- fmt.Errorf("%s node %d: %w (log: %s/broker.log)", verb, i+1, err, c.node(i))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range c.Addrs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // freePortRun finds p with p … p+n-1 free on loopback.
 func freePortRun(n int) (int, error) {
 	for range 50 {
