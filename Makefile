@@ -6,7 +6,7 @@ BIN       := bin/gpufleet
 DEMO_ARGS ?= --for 30s
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build agent plugin-test plugin-backend demo test test-race fuzz vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
+.PHONY: all build agent plugin-test plugin-backend demo test chaos test-race fuzz vet fmt fmt-check generate tidy-check bench libchdb kafka-up kafka-down ci
 
 all: vet build test
 
@@ -37,6 +37,16 @@ test: libchdb plugin-test
 plugin-test:
 	cd plugin && npm ci --no-audit --no-fund && npm run typecheck && npm run lint && npm test && npm run build
 	deploy/dev/check-plugin-dist.sh plugin/dist
+
+# The fault matrix (internal/chaos): every fault of docs/chaos.md against real brokers (one, and a
+# three-broker cluster) and chDB, each bounded in time with fixed seeds; prints one table and
+# fails on any sample or event lost or duplicated, in gpu_samples, gpu_events or any rollup.
+# Mounting the spool's tmpfs needs root. CHAOS_REPORT names a file the table is also written to.
+CHAOS_REPORT ?=
+chaos: libchdb
+	deploy/dev/kafka.sh install
+	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) GPUFLEET_CHAOS_REPORT=$(CHAOS_REPORT) \
+		$(GO) test -tags chaos -count=1 -timeout 30m -run TestFaultMatrix -v ./internal/chaos/
 
 test-race: libchdb
 	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -race -count=1 -timeout 30m ./...
@@ -75,6 +85,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags agentonly ./internal/cli/ ./cmd/gpufleet/
 	$(GO) vet -tags nochdb ./store/backend/ ./plugin/pkg/...
+	$(GO) vet -tags chaos ./internal/chaos/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
