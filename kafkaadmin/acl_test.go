@@ -92,6 +92,12 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 	}
 	_, err = admin("agent").MaxMessageBytes(ctx, kafkaadmin.SamplesTopic)
 	denied("agent reading max.message.bytes", err, "DescribeConfigs", "topic gpu.samples")
+	// Ingest may use its consumer group and no other.
+	if err := admin("ingest").CheckGroup(ctx, "gpufleet-ingest"); err != nil {
+		t.Errorf("ingest checking its group: %v", err)
+	}
+	denied("ingest checking another group", admin("ingest").CheckGroup(ctx, "other"), "Describe", "group other")
+	denied("agent checking ingest's group", admin("agent").CheckGroup(ctx, "gpufleet-ingest"), "Describe", "group gpufleet-ingest")
 	// The ingest user may describe the configs but not create or change topics.
 	_, err = admin("ingest").EnsureTopics(ctx, topics)
 	denied("ingest running the topic set-up", err, "Create", "topic gpu.samples")

@@ -409,6 +409,24 @@ func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
 	return nil
 }
 
+// CheckGroup returns an error naming the refusal when the connection's user may not Describe
+// consumer group (implied by Read, which joining the group needs), so that ingest can stop at
+// start-up with one line rather than retry joining forever. Any other answer, a coordinator not
+// ready yet included, is nil: joining will tell, and that is worth retrying.
+func (a *Admin) CheckGroup(ctx context.Context, group string) error {
+	res, err := a.client.FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
+	if err != nil {
+		if serr := a.conn.Explain(err); errors.As(serr, new(*kafkaconn.SettingError)) {
+			return fmt.Errorf("find the coordinator of group %s: %w", group, serr)
+		}
+		return nil
+	}
+	if kafkaconn.IsAuthorization(res.Error) {
+		return fmt.Errorf("find the coordinator of group %s: %w", group, a.conn.Denied("Describe", "group "+group, "", res.Error))
+	}
+	return nil
+}
+
 // MaxMessageBytes returns a topic's effective max.message.bytes (its own setting or the broker's
 // default), so that a writer can tell in advance what the broker will refuse.
 func (a *Admin) MaxMessageBytes(ctx context.Context, topic string) (int, error) {
