@@ -60,7 +60,23 @@ type Config struct {
 	// Spool, when set, receives every batch before it is sent, and batches are sent from it in
 	// order: sampling goes on while Kafka is unreachable, and a restart sends what was left.
 	Spool *spool.Spool
+	// MaxSendRecords bounds how many spooled batches (one cycle's messages each) one Send carries
+	// while the spool holds a backlog; default 256, and no more than keeps a request within the
+	// producer's batch size (ProducerBatchMessages, at two messages per source). 1 sends one batch
+	// per request, which after an outage could not catch up with sampling at 10–20 ms.
+	MaxSendRecords int
+	// MaxSendBytes bounds the spooled bytes of one Send (its first batch goes whatever its size);
+	// default 512 KiB, so that one partition's batch stays under the broker's default
+	// max.message.bytes (1 MiB) even if it did not compress. At most ProducerBatchBytes.
+	MaxSendBytes int
 }
+
+// DefaultMaxSendRecords and DefaultMaxSendBytes are Config.MaxSendRecords and MaxSendBytes when
+// zero.
+const (
+	DefaultMaxSendRecords = 256
+	DefaultMaxSendBytes   = 512 << 10
+)
 
 // Placer is a Source that knows its node's rack and pool (the simulator does; NVML does not).
 type Placer interface {
@@ -124,6 +140,22 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxSendRecords == 0 {
+		cfg.MaxSendRecords = DefaultMaxSendRecords
+	}
+	if cfg.MaxSendRecords < 1 {
+		return nil, fmt.Errorf("agent: MaxSendRecords %d: must be at least 1", cfg.MaxSendRecords)
+	}
+	// A request's messages for one partition must fit one producer batch: kafka-go writes the
+	// batches of a partition one after another, and if the first failed and a second succeeded,
+	// the resend would put a node's batches out of order.
+	cfg.MaxSendRecords = min(cfg.MaxSendRecords, max(1, ProducerBatchMessages/(2*len(cfg.Sources))))
+	if cfg.MaxSendBytes == 0 {
+		cfg.MaxSendBytes = DefaultMaxSendBytes
+	}
+	if cfg.MaxSendBytes < 1 || cfg.MaxSendBytes > ProducerBatchBytes {
+		return nil, fmt.Errorf("agent: MaxSendBytes %d: must be 1..%d (the producer's batch limit)", cfg.MaxSendBytes, ProducerBatchBytes)
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)),
 		pending: make([]*wirepb.SampleBatch, len(cfg.Sources)), pendingEv: make([][]*wirepb.Event, len(cfg.Sources)),
@@ -268,19 +300,22 @@ loop:
 	return err
 }
 
-// sendFromSpool delivers spooled batches in order, each retried until acknowledged. Once drain is
-// closed it returns when the spool is empty, or at the first failed send while everything unsent
-// is on disk.
+// sendFromSpool delivers spooled batches in order, many per request (MaxSendRecords,
+// MaxSendBytes), each retried until acknowledged; the spool's head moves past a batch only once
+// Kafka acknowledged all of its messages. Once drain is closed it returns when the spool is empty,
+// or at the first failed send while everything unsent is on disk.
 func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error {
 	sp := a.cfg.Spool
 	draining := false
 	backoff := minBackoff
+	limit := a.cfg.MaxSendRecords
+	var msgs []kafka.Message
 	for {
-		b, ok, err := sp.Peek()
+		bs, err := sp.PeekN(limit, int64(a.cfg.MaxSendBytes))
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if len(bs) == 0 {
 			if draining {
 				return nil
 			}
@@ -294,26 +329,38 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 			}
 			continue
 		}
-		msgs := make([]kafka.Message, len(b.Msgs))
-		for i, m := range b.Msgs {
-			msgs[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
+		msgs = msgs[:0]
+		for _, b := range bs {
+			for _, m := range b.Msgs {
+				msgs = append(msgs, kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value})
+			}
 		}
 		start := time.Now()
 		err = a.cfg.Sender.Send(ctx, msgs)
 		if err == nil {
 			a.sendSeconds.Observe(time.Since(start).Seconds())
-			sp.Ack()
-			a.batches.Add(uint64(len(a.cfg.Sources)))
-			a.events.Add(b.Events)
+			a.acked(bs, len(bs))
 			backoff = minBackoff
 			continue
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		// kafka-go reports per message: the batches before the first with a failed message are
+		// in Kafka and are not sent again.
+		ok, tooLarge := ackedPrefix(err, bs)
+		a.acked(bs, ok)
+		if tooLarge && limit > 1 {
+			// A topic whose max.message.bytes is below what this request compressed to: smaller
+			// requests, for the rest of the run, rather than the same refusal forever.
+			limit = max(1, (len(bs)-ok)/2)
+			a.log.Warn("kafka refused a request as too large; sending fewer batches per request",
+				slog.Int("batches_per_request", limit), slog.Int("max_send_bytes", a.cfg.MaxSendBytes))
+		}
 		a.sendErrors.Inc()
 		sp.SendFailed()
-		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
+		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff),
+			slog.Int("batches", len(bs)-ok))
 		for wait := time.After(backoff); ; {
 			if draining && sp.Durable() {
 				return nil
@@ -330,6 +377,45 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// acked removes the first n of the batches sent from the spool and counts them as delivered.
+func (a *Agent) acked(bs []spool.Batch, n int) {
+	if n == 0 {
+		return
+	}
+	a.cfg.Spool.AckN(n)
+	var events uint64
+	for _, b := range bs[:n] {
+		events += b.Events
+	}
+	a.batches.Add(uint64(n * len(a.cfg.Sources)))
+	a.events.Add(events)
+}
+
+// ackedPrefix reads a failed send's error: how many of bs, from the first, had every message
+// acknowledged (kafka.WriteErrors names each message's outcome; any other error, none), and
+// whether a message was refused as too large.
+func ackedPrefix(err error, bs []spool.Batch) (n int, tooLarge bool) {
+	var werrs kafka.WriteErrors
+	if !errors.As(err, &werrs) {
+		return 0, errors.Is(err, kafka.MessageSizeTooLarge)
+	}
+	for _, e := range werrs {
+		if errors.Is(e, kafka.MessageSizeTooLarge) {
+			tooLarge = true
+		}
+	}
+	i := 0
+	for n = 0; n < len(bs); n++ {
+		for range bs[n].Msgs {
+			if i >= len(werrs) || werrs[i] != nil {
+				return n, tooLarge
+			}
+			i++
+		}
+	}
+	return n, tooLarge
 }
 
 // drainGrace bounds the wait at shutdown for a first successful send while everything unsent is on

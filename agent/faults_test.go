@@ -67,7 +67,7 @@ func kafkaRows(t *testing.T, ctx context.Context, brokers []string, topic string
 	return gaps
 }
 
-func makeTopics(t *testing.T, ctx context.Context, brokers []string, names ...string) {
+func makeTopics(t testing.TB, ctx context.Context, brokers []string, names ...string) {
 	t.Helper()
 	var topics []kafkaadmin.Topic
 	for _, n := range names {
@@ -208,7 +208,7 @@ func TestRestartWithFullSpool(t *testing.T) {
 		defer sp.Close()
 		prod := agent.NewProducer(brokers)
 		defer prod.Close()
-		// Four nodes fill the 1 MiB spool in seconds; at 50 ms the sender, one batch a request,
+		// Four nodes fill the 1 MiB spool in seconds; at 50 ms the sender, many batches a request,
 		// sends faster than the agent samples, as it must to catch up after an outage.
 		var nodes []agent.Source
 		for i := range 4 {

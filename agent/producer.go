@@ -10,6 +10,14 @@ import (
 	"github.com/gpufleet/gpufleet/kafkaconn"
 )
 
+// ProducerBatchMessages and ProducerBatchBytes are the Producer's batch limits (kafka-go's
+// BatchSize and BatchBytes, per partition): the spooled sender keeps each request within them, so
+// that a partition's share of a request is one produce request that succeeds or fails whole.
+const (
+	ProducerBatchMessages = 10000
+	ProducerBatchBytes    = 16 << 20
+)
+
 // Producer sends agent messages to Kafka with kafka-go.
 type Producer struct {
 	w *kafka.Writer
@@ -28,8 +36,8 @@ func NewProducerConn(brokers []string, conn *kafkaconn.Conn) *Producer {
 		// kafka-go's default BatchTimeout (1 s) would add a second to every synchronous send of one
 		// interval's messages; the whole cycle is handed over at once, so linger only briefly.
 		BatchTimeout: 5 * time.Millisecond,
-		BatchSize:    10000,
-		BatchBytes:   16 << 20,
+		BatchSize:    ProducerBatchMessages,
+		BatchBytes:   ProducerBatchBytes,
 		RequiredAcks: kafka.RequireAll,
 		Compression:  kafka.Zstd,
 		MaxAttempts:  3,

@@ -84,22 +84,29 @@ type Spool struct {
 	notEmpty chan struct{} // signalled (non-blocking) on every append
 	segs     []int64       // segment numbers on disk, oldest first
 	sizes    map[int64]int64
-	head     position // next batch to send from disk
-	peeked   int64    // size of the disk record Peek last returned, 0 after Ack
-	tail     *os.File // the segment being appended to; nil until the first append or after a failed cut
+	head     position       // next batch to send from disk
+	peeked   []peekedRecord // the disk records PeekN last returned, in order; nil after AckN
+	tail     *os.File       // the segment being appended to; nil until the first append or after a failed cut
 	tailSeg  int64
 	held     uint64 // records on disk from head
 	// mem holds, in order, batches the disk refused; they are newer than everything on disk, for
 	// while mem holds any, new batches join it and only a flush of all of it, oldest first, goes to
-	// disk. memPinned: Peek returned mem[0] and it is being sent, so it stays where it is.
+	// disk. memPinned: PeekN returned mem[:memPinned] and they are being sent, so they stay where
+	// they are.
 	mem       []memBatch
 	memBytes  int64
-	memPinned bool
+	memPinned int
 	failing   bool // the last send failed: Kafka is not taking batches, so the cap is softBytes
 	diskDown  bool // the last segment write failed
 	stateDown bool // the last state save failed
 	state     State
 	st        Stats // the counters; Batches, Bytes and MemoryBatches are filled in by Stats
+}
+
+// peekedRecord is where a record PeekN returned lies, so that AckN can tell whether it is still
+// the head's (the size cap may drop its segment while it is being sent).
+type peekedRecord struct {
+	seg, off, size int64
 }
 
 type memBatch struct {
@@ -262,7 +269,13 @@ var errTorn = errors.New("torn record")
 
 // readRecord reads one record from r: the batch and the record's size. io.EOF at a clean end;
 // any other error is a record torn by a crash or damaged on disk.
-func readRecord(r io.Reader) (Batch, int64, error) {
+func readRecord(r io.Reader) (Batch, int64, error) { return readRecordWithin(r, -1) }
+
+// readRecordWithin is readRecord where at most avail bytes can be left (the rest of a segment;
+// -1: unknown). Within a known bound the payload is read in one allocation of its size: growing a
+// buffer record after record made a 512 KiB request's read cost milliseconds under the lock
+// appends wait for.
+func readRecordWithin(r io.Reader, avail int64) (Batch, int64, error) {
 	var hdr [8]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if err == io.EOF {
@@ -271,12 +284,19 @@ func readRecord(r io.Reader) (Batch, int64, error) {
 		return Batch{}, 0, errTorn
 	}
 	n := binary.LittleEndian.Uint32(hdr[:4])
-	if n > maxRecord {
+	if n > maxRecord || (avail >= 0 && int64(n)+8 > avail) {
 		return Batch{}, 0, errTorn
 	}
-	// Read through a limit rather than allocating n up front: a damaged length must not cost
-	// 256 MiB of memory before the CRC refuses it.
-	p, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	var p []byte
+	var err error
+	if avail >= 0 {
+		p = make([]byte, n)
+		_, err = io.ReadFull(r, p)
+	} else {
+		// Read through a limit rather than allocating n up front: a damaged length must not cost
+		// 256 MiB of memory before the CRC refuses it.
+		p, err = io.ReadAll(io.LimitReader(r, int64(n)))
+	}
 	if err != nil || len(p) != int(n) || crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
 		return Batch{}, 0, errTorn
 	}
@@ -385,7 +405,7 @@ func (s *Spool) Append(b Batch, seq map[string]uint64) {
 // none is left, so that a new batch may go to disk behind them. Not while the oldest is being
 // sent: a batch behind it on disk would be sent before it.
 func (s *Spool) flushMemLocked() bool {
-	if s.memPinned {
+	if s.memPinned > 0 {
 		return len(s.mem) == 0
 	}
 	for len(s.mem) > 0 {
@@ -443,10 +463,7 @@ func (s *Spool) diskFailedLocked(err error) {
 func (s *Spool) pushMemLocked(m memBatch) {
 	s.mem = append(s.mem, m)
 	s.memBytes += int64(len(m.rec))
-	first := 0
-	if s.memPinned {
-		first = 1
-	}
+	first := s.memPinned
 	for s.memBytes > s.memCap && len(s.mem) > first+1 {
 		d := s.mem[first]
 		s.st.UnspooledBatches++
@@ -504,9 +521,6 @@ func (s *Spool) enforceCapLocked() {
 		os.Remove(s.segPath(seg))
 		delete(s.sizes, seg)
 		s.segs = s.segs[1:]
-		if seg == s.head.Seg {
-			s.peeked = 0
-		}
 		s.head = position{Seg: s.segs[0]}
 	}
 }
@@ -579,79 +593,158 @@ func (s *Spool) Seq() map[string]uint64 {
 // Peek returns the oldest batch not yet acknowledged, or ok=false when the spool is empty. Until
 // Ack it returns the same batch.
 func (s *Spool) Peek() (b Batch, ok bool, err error) {
+	bs, err := s.PeekN(1, 0)
+	if err != nil || len(bs) == 0 {
+		return Batch{}, false, err
+	}
+	return bs[0], true, nil
+}
+
+// PeekN returns the oldest batches not yet acknowledged, in order: at most maxBatches, and, after
+// the first (which comes whatever its size), no more than maxBytes of spooled records in all. It
+// returns none when the spool is empty. Until AckN or SendFailed the same batches stay pinned: a
+// batch in memory is not moved to disk or dropped while it is being sent. Catching up after an
+// outage one batch per Kafka request was too slow to overtake sampling at short intervals.
+func (s *Spool) PeekN(maxBatches int, maxBytes int64) ([]Batch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.memPinned {
-		return s.memBatchLocked()
+	maxBatches = max(maxBatches, 1)
+	s.peeked, s.memPinned = s.peeked[:0], 0
+	var out []Batch
+	var total int64
+	full := func(size int64) bool {
+		return len(out) >= maxBatches || (len(out) > 0 && total+size > maxBytes)
 	}
-	for s.held > 0 {
-		f, err := os.Open(s.segPath(s.head.Seg))
+	more, err := s.peekDiskLocked(&out, &total, full)
+	if err != nil || more {
+		return out, err
+	}
+	// What memory holds is newer than everything on disk, so it may follow in the same request.
+	for _, m := range s.mem {
+		if full(int64(len(m.rec))) {
+			break
+		}
+		b, _, err := readRecord(bytes.NewReader(m.rec))
 		if err != nil {
-			return Batch{}, false, fmt.Errorf("spool: %w", err)
+			return nil, fmt.Errorf("spool: batch in memory: %w", err) // encode wrote it: cannot happen
+		}
+		out = append(out, b)
+		total += int64(len(m.rec))
+		s.memPinned++
+	}
+	return out, nil
+}
+
+// peekDiskLocked appends to out the disk records from the head on, while full says there is room,
+// and notes where each lies in s.peeked; more reports that it stopped at a record there was no
+// room for. A head segment found used up is removed on the way.
+func (s *Spool) peekDiskLocked(out *[]Batch, total *int64, full func(size int64) bool) (more bool, err error) {
+	left := s.held
+	pos := s.head
+	var f *os.File
+	var r *bufio.Reader
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	for left > 0 {
+		if f == nil {
+			if f, err = os.Open(s.segPath(pos.Seg)); err != nil {
+				return false, fmt.Errorf("spool: %w", err)
+			}
+			if _, err := f.Seek(pos.Off, io.SeekStart); err != nil {
+				return false, fmt.Errorf("spool: %w", err)
+			}
+			r = bufio.NewReaderSize(f, 64<<10)
 		}
 		var b Batch
 		var size int64
-		if _, err = f.Seek(s.head.Off, io.SeekStart); err == nil {
-			b, size, err = readRecord(bufio.NewReader(f))
+		rerr := io.EOF
+		if pos.Off < s.sizes[pos.Seg] {
+			b, size, rerr = readRecordWithin(r, s.sizes[pos.Seg]-pos.Off)
 		}
-		f.Close()
-		if err == nil {
-			s.peeked = size
-			return b, true, nil
+		if rerr != nil {
+			// This segment is used up: go on in the next one.
+			i, found := slices.BinarySearch(s.segs, pos.Seg)
+			if !found || i+1 >= len(s.segs) {
+				return false, nil
+			}
+			if pos == s.head && len(*out) == 0 && i == 0 {
+				os.Remove(s.segPath(pos.Seg))
+				delete(s.sizes, pos.Seg)
+				s.segs = s.segs[1:]
+				s.head = position{Seg: s.segs[0]}
+				i = -1
+			}
+			pos = position{Seg: s.segs[i+1]}
+			f.Close()
+			f = nil
+			continue
 		}
-		// The head segment is used up: move to the next one.
-		if len(s.segs) < 2 || s.segs[0] != s.head.Seg {
-			break
+		if full(size) {
+			return true, nil
 		}
-		os.Remove(s.segPath(s.head.Seg))
-		delete(s.sizes, s.head.Seg)
-		s.segs = s.segs[1:]
-		s.head = position{Seg: s.segs[0]}
+		*out = append(*out, b)
+		*total += size
+		s.peeked = append(s.peeked, peekedRecord{seg: pos.Seg, off: pos.Off, size: size})
+		pos.Off += size
+		left--
 	}
-	if len(s.mem) > 0 {
-		s.memPinned = true
-		return s.memBatchLocked()
-	}
-	return Batch{}, false, nil
+	return false, nil
 }
 
-func (s *Spool) memBatchLocked() (Batch, bool, error) {
-	b, _, err := readRecord(bytes.NewReader(s.mem[0].rec))
-	if err != nil {
-		return Batch{}, false, fmt.Errorf("spool: batch in memory: %w", err) // encode wrote it: cannot happen
-	}
-	return b, true, nil
-}
+// Ack removes the batch Peek returned, after the brokers acknowledged it (see AckN).
+func (s *Spool) Ack() { s.AckN(1) }
 
-// Ack removes the batch Peek returned, after the brokers acknowledged it. The new head is saved
-// with the next append (or Close): a crash before then sends the batches since the last save
-// again, which ingest recognises as repeats.
-func (s *Spool) Ack() {
+// AckN removes the first n batches the last PeekN returned, after the brokers acknowledged them;
+// the rest are returned again by the next PeekN. The new head is saved with the next append (or
+// Close): a crash before then sends the batches since the last save again, which ingest
+// recognises as repeats.
+func (s *Spool) AckN(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failing = false
-	if s.memPinned {
-		s.memBytes -= int64(len(s.mem[0].rec))
-		s.mem = slices.Delete(s.mem, 0, 1)
-		s.memPinned = false
-		return
+	disk := min(n, len(s.peeked))
+	for _, r := range s.peeked[:disk] {
+		if r.seg < s.head.Seg {
+			continue // its segment was dropped at the cap while it was being sent, and counted
+		}
+		if r.seg > s.head.Seg && r.off == 0 {
+			// Every record before it was acknowledged: the segments before its are used up.
+			for len(s.segs) > 0 && s.segs[0] < r.seg {
+				os.Remove(s.segPath(s.segs[0]))
+				delete(s.sizes, s.segs[0])
+				s.segs = s.segs[1:]
+			}
+			s.head = position{Seg: r.seg}
+		}
+		if r.seg != s.head.Seg || r.off != s.head.Off {
+			continue // not the head's any more (a cap drop moved it): nothing of it to remove
+		}
+		s.head.Off += r.size
+		s.held--
 	}
-	if s.peeked == 0 {
-		return // the batch's segment was dropped at the cap while it was being sent
+	s.peeked = s.peeked[:0]
+	if m := min(n-disk, s.memPinned); m > 0 {
+		for _, b := range s.mem[:m] {
+			s.memBytes -= int64(len(b.rec))
+		}
+		s.mem = slices.Delete(s.mem, 0, m)
 	}
-	s.head.Off += s.peeked
-	s.peeked = 0
-	s.held--
+	s.memPinned = 0
 }
 
-// SendFailed tells the spool that the send of the batch Peek returned did not get through: until
-// the next Ack the spool keeps room for a restart (see enforceCapLocked), and a batch from memory
-// is let go, so that it can go to disk while Kafka is away; the next Peek returns it again.
+// SendFailed tells the spool that the send of the batches PeekN returned did not get through:
+// until the next AckN the spool keeps room for a restart (see enforceCapLocked), and batches from
+// memory are let go, so that they can go to disk while Kafka is away; the next PeekN returns them
+// again.
 func (s *Spool) SendFailed() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failing = true
-	s.memPinned = false
+	s.peeked = s.peeked[:0]
+	s.memPinned = 0
 }
 
 // Durable reports whether every batch held is on disk, none only in memory.
@@ -680,7 +773,8 @@ func (s *Spool) Stats() Stats {
 func (s *Spool) Persist() (batches, rows uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.memPinned = false
+	s.memPinned = 0
+	s.peeked = s.peeked[:0]
 	s.flushMemLocked()
 	s.saveLocked()
 	for _, m := range s.mem {
