@@ -160,7 +160,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)),
 		pending: make([]*wirepb.SampleBatch, len(cfg.Sources)), pendingEv: make([][]*wirepb.Event, len(cfg.Sources)),
 		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),
-		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_agent_send_seconds", Help: "Time to deliver one interval's messages.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_agent_send_seconds", Help: "Time of one acknowledged send to Kafka: one interval's messages, or, from a spool holding a backlog, up to MaxSendRecords intervals'.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if sp := cfg.Spool; sp != nil {
 		// Sequence numbers continue from the last run's, so ingest does not read a restart as a gap.
