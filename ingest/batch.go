@@ -169,11 +169,11 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 		if m.Offset != p.next {
 			// First message of this partition in this generation: an earlier owner may have
 			// inserted a range it did not commit; cut the same range again.
-			t, err := in.intentCovering(ctx, k, m.Offset)
+			t, replay, err := in.intentCovering(ctx, k, m.Offset)
 			if err != nil {
 				return nil, err
 			}
-			p.target = t
+			p.target, p.replay = t, replay
 		}
 		p.first, p.started = m.Offset, time.Now()
 	}
@@ -196,9 +196,11 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 			err = fmt.Errorf("%w: an event batch (%d events) on the samples topic", wire.ErrMalformed, len(in.eb.Events))
 		}
 		if err == nil {
-			if err = p.samples.check(sb, now); err == nil && !in.duplicate(sb) {
+			if err = p.samples.check(sb, now); err == nil && in.duplicate(sb) {
+				p.repeats = append(p.repeats, m.Offset)
+			} else if err == nil {
 				p.samples.appendBatch(sb)
-				in.noteLookup(p.samples, sb)
+				in.noteLookup(p.samples, sb, m.Offset, p.replay != nil)
 				if len(sb.TimeUnixMs) > 0 && !in.skewed(sb.AgentID, slices.Max(sb.TimeUnixMs), now) {
 					// A skewed clock's times say nothing about delay (it would go negative).
 					p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
@@ -213,7 +215,11 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 			err = fmt.Errorf("%w: a sample batch (%d rows) on the events topic", wire.ErrMalformed, len(sb.TimeUnixMs))
 		} else if err = wire.DecodeEvents(m.Value, &in.eb); err == nil {
 			if err = p.events.check(&in.eb, now); err == nil {
+				before := len(p.events.msgs)
 				p.events.appendBatch(&in.eb)
+				if len(p.events.msgs) > before {
+					p.events.msgs[before].offset = m.Offset
+				}
 				newest := int64(math.MinInt64)
 				for _, e := range in.eb.Events {
 					newest = max(newest, e.TimeUnixMs)
@@ -455,6 +461,7 @@ func (in *Ingester) cutParts(ps []*partBatch) *cut {
 		moved := *p
 		c.parts = append(c.parts, &moved)
 		p.samples, p.events, p.dead, p.sampleTimes, p.gaps = nil, nil, nil, nil, gapColumns{}
+		p.repeats, p.replay = nil, nil
 		in.building -= p.bytes
 		p.n, p.bytes, p.target = 0, 0, -1
 	}
@@ -488,6 +495,13 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 			fresh = append(fresh, p)
 		}
 	}
+	// What a batch leaves out as repeats is part of its record: a replay leaves out the same.
+	seenEvents := map[msgKey]bool{}
+	for _, p := range c.parts {
+		if err := in.dropRepeats(ctx, p, seenEvents); err != nil {
+			return fmt.Errorf("flush %s: %w", p.token(), err)
+		}
+	}
 	if err := in.retry(ctx, "record batch ranges", func(ctx context.Context) error {
 		return in.recordIntents(ctx, fresh)
 	}); err != nil {
@@ -495,11 +509,7 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 	}
 	offsets := map[string]map[int]int64{}
 	var dead []kafka.Message
-	seenEvents := map[msgKey]bool{}
 	for _, p := range c.parts {
-		if err := in.dropRepeats(ctx, p, seenEvents); err != nil {
-			return fmt.Errorf("flush %s: %w", p.token(), err)
-		}
 		table, block := p.table()
 		token := p.token()
 		if err := in.retry(ctx, "insert "+table, func(ctx context.Context) error {

@@ -138,6 +138,13 @@ type partBatch struct {
 	next        int64  // offset expected next; another value means a restart or a new generation
 	run         uint64 // the run of offsets (partRun) this batch's messages belong to
 	target      int64  // last offset of a range an earlier run recorded, or -1
+	// repeats are the offsets of messages left out as repeats (in memory as they were decoded, or
+	// found stored before the insert); they are recorded with the range, so that a replay leaves
+	// out exactly these (see intents.go).
+	repeats []int64
+	// replay, while cutting a recorded range again, is what that range left out; nil when there
+	// is no such range, or it was recorded before ingest kept its repeats (then stored copies decide).
+	replay      map[int64]bool
 	started     time.Time
 	samples     *sampleColumns
 	events      *eventColumns

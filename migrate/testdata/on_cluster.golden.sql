@@ -2560,3 +2560,8 @@ SELECT
 FROM gpufleet.gpu_samples
 GROUP BY t, cluster, node, uuid, model, job_id, rack, pool
 ;
+-- 0019_intent_repeats
+ALTER TABLE gpufleet.ingest_intents ON CLUSTER 'fleet'
+    ADD COLUMN IF NOT EXISTS repeats_known UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS repeats String DEFAULT '' CODEC(ZSTD(1))
+;
