@@ -361,8 +361,8 @@ func (q *Query) rollupSQL(db string, l *rollup.Level, groups, filters []string) 
 // as its first raw reading, which has nothing before it in the window.
 //
 // FINAL merges the rows of one key as the table's sort order streams, and each GPU's rows go into
-// one array, sorted and paired there: a GROUP BY over every GPU-minute and a window sorting them
-// all took 9.4 s for 24 h of 1,024 GPUs where this takes about 1 s on the same loaded machine.
+// arrays, sorted by time and paired there: a GROUP BY over every GPU-minute and a window sorting
+// them all was most of the 5.6 s BenchmarkDashboardPanels measured for "Energy by job".
 func bucketIncreases(table, metric string, keep []string, where string) string {
 	var others []string
 	for _, k := range uniq(keep) {
@@ -370,31 +370,42 @@ func bucketIncreases(table, metric string, keep []string, where string) string {
 			others = append(others, k)
 		}
 	}
-	// Elements of each GPU's array: 1 rt, 2 first sample's time, 3 first, 4 last, 5 peak, 6
-	// readings, then the other labels kept.
-	var carried, out []string
-	for i, k := range others {
-		carried = append(carried, "c."+strconv.Itoa(7+i))
-		out = append(out, fmt.Sprintf("e.%d AS %s", 4+i, k))
+	var sorted, arrays, joined []string
+	for _, k := range others {
+		sorted = append(sorted, fmt.Sprintf("arraySort((x, y) -> y, groupArray(%s), ks) AS a_%s", k, k))
+		arrays = append(arrays, "a_"+k)
+		joined = append(joined, fmt.Sprintf("a_%s AS %s", k, k))
 	}
 	outUUID := ""
 	if slices.Contains(keep, string(GPU)) {
 		outUUID = ", uuid"
 	}
 	const (
-		within = "if(c.4 >= c.3, toInt64(c.4 - c.3), toInt64(c.5 - c.3) + toInt64(c.4))"
-		across = "if(i > 1, if(c.3 >= p.4, toInt64(c.3 - p.4), toInt64(c.3)), 0)"
-		// Pre-0018 rows have 0 readings recorded: kept, as before. A recorded 1 with first ≠ last
-		// is a minute partly written before 0018.
-		counts = "i > 1 OR c.6 != 1 OR c.3 != c.4"
+		// Rows of one minute in the order of their first samples; rows written before 0018 (first
+		// sample 1970) by the minute alone.
+		order  = "greatest(toUnixTimestamp64Milli(%s), toInt64(toUnixTimestamp(t)) * 1000)"
+		within = "if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last))"
+		across = "arrayMap((f, pl, w, i) -> w + if(i > 1, if(f >= pl, toInt64(f - pl), toInt64(f)), 0), fs, arrayPushFront(arrayPopBack(ls), 0), ws, arrayEnumerate(fs))"
+		// Rows written before 0018 have 0 readings recorded: kept, as before. A recorded 1 with
+		// first ≠ last is a minute partly written before 0018.
+		counts = "arrayMap((i, n, f, l) -> i > 1 OR n != 1 OR f != l, arrayEnumerate(fs), ns, fs, ls)"
 	)
-	return fmt.Sprintf("SELECT e.1 AS rt%s%s, e.3 AS d FROM ("+
-		"SELECT uuid, arrayJoin(arrayFilter(x -> x.2, arrayMap((c, p, i) -> (c.1, %s, %s + %s%s), s, arrayPushFront(arrayPopBack(s), s[1]), arrayEnumerate(s)))) AS e FROM ("+
-		"SELECT uuid, arraySort(groupArray((rt, at, assumeNotNull(first), assumeNotNull(last), assumeNotNull(peak), n%s))) AS s FROM ("+
-		"SELECT t AS rt, %s AS at, finalizeAggregation(%s) AS first, finalizeAggregation(%s) AS last, %s AS peak, %s AS n, uuid%s FROM %s FINAL WHERE %s) "+
-		"WHERE first IS NOT NULL AND last IS NOT NULL GROUP BY uuid))",
-		outUUID, prefixed(out), counts, within, across, prefixed(carried), prefixed(others),
-		rollup.FirstSample, rollup.FirstCol(metric), rollup.LastCol(metric), rollup.MaxCol(metric), rollup.N(metric), prefixed(others), table, where)
+	sortBy := func(col, as string) string {
+		return fmt.Sprintf("arraySort((x, y) -> y, groupArray(%s), ks) AS %s", col, as)
+	}
+	return fmt.Sprintf("SELECT rt%s%s, d FROM ("+
+		"SELECT uuid, rts%s, %s AS ds, %s AS keeps FROM ("+
+		"SELECT uuid, groupArray(k) AS ks, %s, %s, %s, %s, %s%s FROM ("+
+		"SELECT rt, k, assumeNotNull(f0) AS first, assumeNotNull(l0) AS last, assumeNotNull(p0) AS peak, %s AS w, n, uuid%s FROM ("+
+		"SELECT t AS rt, "+order+" AS k, finalizeAggregation(%s) AS f0, finalizeAggregation(%s) AS l0, %s AS p0, %s AS n, uuid%s "+
+		"FROM %s FINAL WHERE %s) WHERE f0 IS NOT NULL AND l0 IS NOT NULL) GROUP BY uuid)) "+
+		"ARRAY JOIN rts AS rt%s, ds AS d, keeps AS keep WHERE keep",
+		outUUID, prefixed(others),
+		prefixed(arrays), across, counts,
+		sortBy("rt", "rts"), sortBy("first", "fs"), sortBy("last", "ls"), sortBy("w", "ws"), sortBy("n", "ns"), prefixed(sorted),
+		within, prefixed(others),
+		rollup.FirstSample, rollup.FirstCol(metric), rollup.LastCol(metric), rollup.MaxCol(metric), rollup.N(metric), prefixed(others),
+		table, where, prefixed(joined))
 }
 
 var quantileOf = map[Agg]float64{P50: 0.5, P90: 0.9, P95: 0.95, P99: 0.99}
