@@ -17,6 +17,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/kafkaconn"
 	"github.com/gpufleet/gpufleet/wire"
 	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
@@ -346,6 +347,10 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if refused(err) {
+			sp.SendFailed()
+			return fmt.Errorf("agent send: %w", err)
+		}
 		// kafka-go reports per message: the batches before the first with a failed message are
 		// in Kafka and are not sent again.
 		ok, tooLarge := ackedPrefix(err, bs)
@@ -518,6 +523,10 @@ func (a *Agent) send(ctx context.Context) error {
 	return nil
 }
 
+// refused reports a send the brokers refused for the agent's settings (an ACL, a password): the
+// same on every retry, so the agent stops with it, as it does at start-up.
+func refused(err error) bool { return errors.As(err, new(*kafkaconn.SettingError)) }
+
 // deliverMsgs sends msgs, retrying with capped backoff. Once ctx ends it keeps trying for
 // flushTimeout so the last cycle is not thrown away on shutdown.
 func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafka.Message) error {
@@ -536,6 +545,9 @@ func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafka.Message) error {
 			return nil
 		}
 		a.sendErrors.Inc()
+		if refused(err) {
+			return fmt.Errorf("deliver %d messages: %w", len(msgs), err)
+		}
 		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
 		select {
 		case <-sendCtx.Done():

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,7 +21,8 @@ const (
 
 // Producer sends agent messages to Kafka with kafka-go.
 type Producer struct {
-	w *kafka.Writer
+	w    *kafka.Writer
+	conn *kafkaconn.Conn
 }
 
 // NewProducer returns a producer for brokers. Messages carry their topic; the key (node id) picks
@@ -29,7 +31,7 @@ func NewProducer(brokers []string) *Producer { return NewProducerConn(brokers, n
 
 // NewProducerConn is NewProducer connecting with conn's TLS and SASL settings (nil: plaintext).
 func NewProducerConn(brokers []string, conn *kafkaconn.Conn) *Producer {
-	return &Producer{w: &kafka.Writer{
+	return &Producer{conn: conn, w: &kafka.Writer{
 		Addr:      kafka.TCP(brokers...),
 		Transport: conn.Transport(),
 		Balancer:  &kafka.Hash{},
@@ -45,12 +47,32 @@ func NewProducerConn(brokers []string, conn *kafkaconn.Conn) *Producer {
 	}}
 }
 
-// Send writes msgs and returns once the brokers acknowledged all of them.
+// Send writes msgs and returns once the brokers acknowledged all of them. A write the brokers
+// refuse for want of an ACL comes back as a *kafkaconn.SettingError naming the user: retrying
+// cannot cure it.
 func (p *Producer) Send(ctx context.Context, msgs []kafka.Message) error {
 	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("produce %d messages: %w", len(msgs), err)
+		return fmt.Errorf("produce %d messages: %w", len(msgs), p.denied(msgs, err))
 	}
 	return nil
+}
+
+// denied returns err as the connection's refusal when a message was refused for want of an ACL.
+func (p *Producer) denied(msgs []kafka.Message, err error) error {
+	const hint = "an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"
+	var per kafka.WriteErrors
+	if errors.As(err, &per) {
+		for i, e := range per {
+			if e != nil && kafkaconn.IsAuthorization(e) && i < len(msgs) {
+				return p.conn.Denied("Write", "topic "+msgs[i].Topic, hint, e)
+			}
+		}
+		return err
+	}
+	if kafkaconn.IsAuthorization(err) && len(msgs) > 0 {
+		return p.conn.Denied("Write", "topic "+msgs[0].Topic, hint, err)
+	}
+	return err
 }
 
 // Close flushes and closes the writer.

@@ -218,7 +218,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	err = a.Run(runCtx)
 	st := a.Stats()
 	log.Info("stopped", slog.Uint64("samples", st.Samples), slog.Uint64("batches", st.Batches), slog.Uint64("events", st.Events))
-	return err
+	return k.explain(err)
 }
 
 func runNVMLProbe(ctx context.Context, e *env, args []string) error {
@@ -320,5 +320,5 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	err = a.Run(runCtx)
 	st := a.Stats()
 	log.Info("stopped", slog.Uint64("samples", st.Samples), slog.Uint64("batches", st.Batches), slog.Uint64("events", st.Events))
-	return err
+	return k.explain(err)
 }

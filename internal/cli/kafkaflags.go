@@ -148,6 +148,14 @@ func (k *kafkaFlags) check(ctx context.Context, log *slog.Logger, brokers, topic
 	return k.explain(admin.CheckTopics(cctx, topics...))
 }
 
+// checkGroup stops ingest at start-up when its user may not use the consumer group: joining would
+// be refused, and retried, forever.
+func (k *kafkaFlags) checkGroup(ctx context.Context, brokers []string, group string) error {
+	cctx, cancel := context.WithTimeout(ctx, k.connectTimeout)
+	defer cancel()
+	return k.explain(kafkaadmin.New(brokers, k.conn).CheckGroup(cctx, group))
+}
+
 // fatal errors are the ones retrying cannot cure: a refused setting, missing topics.
 func fatal(err error) bool {
 	return errors.As(err, new(*kafkaconn.SettingError)) || errors.As(err, new(*kafkaadmin.MissingTopicsError)) ||

@@ -145,6 +145,9 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := k.checkGroup(ctx, brokers, group); err != nil {
+		return err
+	}
 	reg := newRegistry()
 	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
 		return err
