@@ -364,7 +364,7 @@ func faultRestartFullSpool(t *testing.T, e *env) outcome {
 		}
 		return !full.IsZero() && time.Since(full) > 500*time.Millisecond
 	})
-	sp1 := ag.finish(t)
+	sp1 := ag.halt(t)
 	e.private.Resume(t)
 	ag = r.agent(t, agentOpts{sources: sources, spoolDir: dir, spoolMax: 1 << 20, interval: 50 * time.Millisecond})
 	time.Sleep(3 * time.Second)
