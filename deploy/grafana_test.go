@@ -16,7 +16,9 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 	"go.yaml.in/yaml/v4"
 
+	"github.com/gpufleet/gpufleet/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/seed"
+	"github.com/gpufleet/gpufleet/internal/ssetest"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
@@ -197,125 +199,165 @@ func TestProvisionedDashboardQueries(t *testing.T) {
 	}
 }
 
-// Every provisioned alert rule is well formed (its condition is one of its queries, its threshold
-// reads a query), and its datasource query runs in the backend alone and answers numbers labelled
-// the way the annotations expect — or nothing, which the rules map to OK.
+// Every provisioned alert rule, evaluated as Grafana evaluates it — each query through the datasource
+// Grafana's instance factory makes, over the rule's relative time range, the frames read by SSE's own
+// conversion rules (internal/ssetest) and the rule's expression chain run on them — is Normal or
+// NoData on a healthy seeded fleet, and Alerting on exactly the GPUs of its fault once the faults are
+// in the data: a GPU at 95 °C, a GPU counting uncorrectable ECC errors, XID 79 on a GPU, a GPU that
+// stopped reporting 20 minutes ago.
 func TestProvisionedAlertRules(t *testing.T) {
-	ds, st, end := fleet(t)
-	var rules struct {
-		Groups []struct {
-			Name  string
-			Rules []struct {
-				UID, Title, Condition string
-				NoDataState           string `yaml:"noDataState"`
-				Annotations           map[string]string
-				Data                  []struct {
-					RefID             string                 `yaml:"refId"`
-					DatasourceUID     string                 `yaml:"datasourceUid"`
-					RelativeTimeRange struct{ From, To int } `yaml:"relativeTimeRange"`
-					Model             map[string]any
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Evaluations fall on the rule group's 1 m ticks.
+	at := time.Now().UTC().Truncate(time.Minute)
+	from, step := at.Add(-30*time.Minute), 10*time.Second
+	const nodes, gpus = 4, 4
+	healthy := seed.Fleet{Seed: coolSeed(t, nodes, gpus, from, at, step, 85), Nodes: nodes, GPUsPerNode: gpus,
+		Clusters: []string{"east", "west"}, From: from, To: at, Step: step}
+	if _, err := healthy.Write(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	// An XID that does not stop jobs (13, graphics engine exception) is part of a healthy fleet's day.
+	insertXID(t, st, at.Add(-2*time.Minute), "west", "node-00001", 0, "GPU-y", 13)
+	ds := factoryDatasource(t, st)
+	rules := provisionedRules(t)
+	if len(rules) < 4 {
+		t.Fatalf("%d alert rules, want the 4 GPU health rules", len(rules))
+	}
+	// Instances per rule on the healthy fleet: one per GPU, or a single NoData for the XID rule
+	// (its query answers only GPUs with job-stopping XIDs).
+	want := map[string]int{"gpufleet-hot-gpu": nodes * gpus, "gpufleet-ecc-uncorrectable": nodes * gpus,
+		"gpufleet-xid": 1, "gpufleet-silent-gpu": nodes * gpus}
+	for _, r := range rules {
+		t.Run("healthy/"+r.Title, func(t *testing.T) {
+			checkRuleShape(t, r)
+			in := evalRule(ds, st.Database(), r, at)
+			for _, i := range in {
+				if i.State != ssetest.Normal && i.State != ssetest.StateNoData {
+					t.Errorf("%v: %s (%v), want Normal or NoData on a healthy fleet", i.Labels, i.State, i.Err)
 				}
 			}
+			if len(in) != want[r.UID] {
+				t.Errorf("%d instances, want %d", len(in), want[r.UID])
+			}
+		})
+	}
+
+	// The faults, each on a node of its own beside the healthy fleet (the others read a cool 60 °C so
+	// that a fault trips its own rule only).
+	cool := func(t time.Time, g int, m gpumetric.ID, v *float64, c *uint64) {
+		if m == gpumetric.TempGPU && v != nil {
+			*v = 60
 		}
 	}
-	readYAML(t, "grafana/provisioning/alerting/gpufleet.yaml", &rules)
-	// How many series each rule's query answers on the seeded fleet (8 nodes × 4 GPUs, two XID 79 on
-	// one GPU and an XID 13, which does not stop jobs); the simulator's uncorrectable counts stay 0.
-	series := map[string]int{"gpufleet-hot-gpu": 32, "gpufleet-ecc-uncorrectable": 32, "gpufleet-xid": 1, "gpufleet-silent-gpu": 32}
-	var n int
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			n++
-			t.Run(r.Title, func(t *testing.T) {
-				refs := map[string]bool{}
-				for _, d := range r.Data {
-					refs[d.RefID] = true
-				}
-				if !refs[r.Condition] {
-					t.Fatalf("condition %s is not among the rule's queries %v", r.Condition, refs)
-				}
-				if r.NoDataState != "OK" {
-					t.Errorf("noDataState %q: a healthy fleet answers no rows, which must not page", r.NoDataState)
-				}
-				for _, d := range r.Data {
-					if d.DatasourceUID == "__expr__" {
-						if e, _ := d.Model["expression"].(string); !refs[e] {
-							t.Errorf("expression %s reads %q, not a query of the rule", d.RefID, e)
-						}
-						continue
-					}
-					if d.DatasourceUID != "gpufleet" {
-						t.Fatalf("query %s reads datasource %q", d.RefID, d.DatasourceUID)
-					}
-					q := d.Model
-					if sql, ok := q["rawSql"].(string); ok {
-						q["rawSql"] = strings.ReplaceAll(sql, "gpufleet.", st.Database()+".")
-					}
-					raw, _ := json.Marshal(q)
-					resp, err := ds.QueryData(context.Background(), &backend.QueryDataRequest{
-						Headers: map[string]string{"FromAlert": "true"},
-						Queries: []backend.DataQuery{{RefID: d.RefID, JSON: raw, TimeRange: backend.TimeRange{
-							From: end.Add(-time.Duration(d.RelativeTimeRange.From) * time.Second),
-							To:   end.Add(-time.Duration(d.RelativeTimeRange.To) * time.Second)}, Interval: time.Minute, MaxDataPoints: 100}}})
-					if err != nil {
-						t.Fatal(err)
-					}
-					res := resp.Responses[d.RefID]
-					if res.Error != nil || len(res.Frames) != 1 {
-						t.Fatalf("%s: %v %v", raw, res.Error, res.Frames)
-					}
-					if got := checkAlertFrame(t, res.Frames[0], r.Annotations["summary"]); got != series[r.UID] {
-						t.Errorf("%d series, want %d", got, series[r.UID])
-					}
-				}
-			})
+	hot := node{seed: 7, cluster: "east", idx: 90, gpus: 2, fault: func(t time.Time, g int, m gpumetric.ID, v *float64, c *uint64) {
+		if m == gpumetric.TempGPU && v != nil {
+			*v = 60
+			if g == 1 && t.After(at.Add(-8*time.Minute)) {
+				*v = 95
+			}
+		}
+	}}
+	ecc := node{seed: 7, cluster: "west", idx: 91, gpus: 2, fault: func(t time.Time, g int, m gpumetric.ID, v *float64, c *uint64) {
+		cool(t, g, m, v, c)
+		if m == gpumetric.ECCDoubleVolatile && c != nil && g == 0 && t.After(at.Add(-5*time.Minute)) {
+			*c = 2
+		}
+	}}
+	silent := node{seed: 7, cluster: "east", idx: 92, gpus: 2, fault: cool}
+	for _, w := range []struct {
+		n        node
+		from, to time.Time
+	}{{hot, from, at}, {ecc, from, at}, {silent, from, at.Add(-20 * time.Minute)}} {
+		if err := w.n.write(ctx, st, w.from, w.to, step); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if n < 4 {
-		t.Errorf("%d alert rules, want the 4 GPU health rules", n)
+	insertXID(t, st, at.Add(-3*time.Minute), "east", "node-00000", 1, "GPU-x", 79)
+	insertXID(t, st, at.Add(-2*time.Minute), "east", "node-00000", 1, "GPU-x", 79)
+	// The node each rule must alert on, and how many instances it then has.
+	faults := map[string]struct {
+		node                string
+		alerting, instances int
+	}{
+		"gpufleet-hot-gpu":           {hot.name(), 1, nodes*gpus + 4},
+		"gpufleet-ecc-uncorrectable": {ecc.name(), 1, nodes*gpus + 4},
+		"gpufleet-xid":               {"node-00000", 1, 1},
+		"gpufleet-silent-gpu":        {silent.name(), 2, nodes*gpus + 6},
+	}
+	for _, r := range rules {
+		t.Run("fault/"+r.Title, func(t *testing.T) {
+			f, ok := faults[r.UID]
+			if !ok {
+				t.Fatalf("rule %s has no fault in this test", r.UID)
+			}
+			in := evalRule(ds, st.Database(), r, at)
+			alerting := 0
+			for _, i := range in {
+				switch {
+				case i.State == ssetest.Alerting && i.Labels["node"] == f.node:
+					alerting++
+					checkSummaryLabels(t, r, i.Labels)
+				case i.State == ssetest.Normal: // the other GPUs, the faulty node's healthy one among them
+				default:
+					t.Errorf("%v: %s (%v) with the fault on %s", i.Labels, i.State, i.Err, f.node)
+				}
+			}
+			if alerting != f.alerting {
+				t.Errorf("%d instances alerting on %s, want %d", alerting, f.node, f.alerting)
+			}
+			if len(in) != f.instances {
+				t.Errorf("%d instances, want %d", len(in), f.instances)
+			}
+		})
+	}
+}
+
+func insertXID(t *testing.T, st store.Store, at time.Time, cluster, node string, gpu int, uuid string, code int) {
+	t.Helper()
+	if err := st.Exec(context.Background(), fmt.Sprintf("INSERT INTO %s (time, cluster, node, gpu, uuid, kind, code) VALUES "+
+		"(fromUnixTimestamp64Milli(%d), '%s', '%s', %d, '%s', 'xid', %d)",
+		store.Table(st.Database(), "gpu_events"), at.UnixMilli(), cluster, node, gpu, uuid, code)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkRuleShape: the rule's condition is one of its entries, each expression reads an entry of the
+// rule, and a healthy fleet's "no rows" maps to OK, not to a page.
+func checkRuleShape(t *testing.T, r ssetest.Rule) {
+	t.Helper()
+	refs := map[string]bool{}
+	for _, d := range r.Data {
+		refs[d.RefID] = true
+	}
+	if !refs[r.Condition] {
+		t.Fatalf("condition %s is not among the rule's queries %v", r.Condition, refs)
+	}
+	if r.NoDataState != "OK" {
+		t.Errorf("noDataState %q: a healthy fleet answers no rows, which must not page", r.NoDataState)
+	}
+	for _, d := range r.Data {
+		if d.DatasourceUID != ssetest.ExprUID {
+			continue
+		}
+		if e, _ := d.Model["expression"].(string); !refs[strings.TrimPrefix(e, "$")] && d.Model["type"] != "math" {
+			t.Errorf("expression %s reads %q, not a query of the rule", d.RefID, e)
+		}
 	}
 }
 
 // templateLabel finds the labels an annotation template reads.
 var templateLabel = regexp.MustCompile(`\$labels\.([A-Za-z_][A-Za-z0-9_]*)`)
 
-// checkAlertFrame accepts what Grafana's alerting reads as one number per series: numeric wide
-// (a labelled field per series) or numeric long (string columns label each row's number), or no
-// numbers at all (no data). Every label the summary names must be there. It returns the series.
-func checkAlertFrame(t *testing.T, f *data.Frame, summary string) int {
+// checkSummaryLabels: every label the rule's summary names is on its alerting instance.
+func checkSummaryLabels(t *testing.T, r ssetest.Rule, l data.Labels) {
 	t.Helper()
-	var labelKeys []string
-	n := 0
-	switch {
-	case f.Rows() == 0 || len(f.Fields) == 0:
-		return 0
-	case f.Meta != nil && f.Meta.Type == data.FrameTypeNumericWide:
-		n = len(f.Fields)
-		for _, fl := range f.Fields {
-			if !fl.Type().Numeric() {
-				t.Fatalf("numeric wide frame with a %s field", fl.Type())
-			}
-			if _, ok := fl.ConcreteAt(0); !ok {
-				t.Errorf("series %v has no value", fl.Labels)
-			}
-		}
-		for k := range f.Fields[0].Labels {
-			labelKeys = append(labelKeys, k)
-		}
-	case f.Meta != nil && f.Meta.Type == data.FrameTypeNumericLong:
-		n = f.Rows()
-		for _, fl := range f.Fields {
-			if !fl.Type().Numeric() {
-				labelKeys = append(labelKeys, fl.Name)
-			}
-		}
-	default:
-		t.Fatalf("frame type %v is not a numeric frame alerting reads", f.Meta)
-	}
-	for _, m := range templateLabel.FindAllStringSubmatch(summary, -1) {
-		if !slices.Contains(labelKeys, m[1]) {
-			t.Errorf("summary uses $labels.%s; the numbers carry labels %v", m[1], labelKeys)
+	for _, m := range templateLabel.FindAllStringSubmatch(r.Annotations["summary"], -1) {
+		if _, ok := l[m[1]]; !ok {
+			t.Errorf("summary uses $labels.%s; the instance has labels %v", m[1], l)
 		}
 	}
-	return n
 }

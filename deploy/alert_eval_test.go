@@ -1,0 +1,173 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/data"
+
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/ssetest"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
+	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/wire/wirepb"
+)
+
+// provisionedRules are the alert rules of deploy/grafana/provisioning/alerting.
+func provisionedRules(t *testing.T) []ssetest.Rule {
+	t.Helper()
+	var file struct {
+		Groups []struct {
+			Name  string
+			Rules []ssetest.Rule
+		}
+	}
+	readYAML(t, "grafana/provisioning/alerting/gpufleet.yaml", &file)
+	var out []ssetest.Rule
+	for _, g := range file.Groups {
+		out = append(out, g.Rules...)
+	}
+	return out
+}
+
+// factoryDatasource is the datasource as Grafana makes it: its instance factory on jsonData naming the
+// chDB directory and the test's database (a read-only session, as in production).
+func factoryDatasource(t *testing.T, st store.Store) *plugin.Datasource {
+	t.Helper()
+	jsonData, _ := json.Marshal(map[string]any{"chdbPath": testenv.DataDir(t), "database": st.Database()})
+	inst, err := plugin.NewDatasource(context.Background(), backend.DataSourceInstanceSettings{UID: "gpufleet", JSONData: jsonData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := inst.(*plugin.Datasource)
+	t.Cleanup(ds.Dispose)
+	return ds
+}
+
+// evalRule evaluates a rule at the instant at as Grafana's scheduler does: each datasource query
+// over its relative time range, with alerting's headers and its defaults (intervalMs 1000,
+// maxDataPoints 43200), the frames through SSE's conversion and the rule's expressions.
+func evalRule(ds *plugin.Datasource, db string, r ssetest.Rule, at time.Time) []ssetest.Instance {
+	return ssetest.Evaluate(r, func(q ssetest.Query) (data.Frames, error) {
+		if q.DatasourceUID != "gpufleet" {
+			return nil, fmt.Errorf("query %s reads datasource %q", q.RefID, q.DatasourceUID)
+		}
+		m := map[string]any{}
+		for k, v := range q.Model {
+			m[k] = v
+		}
+		if sql, ok := m["rawSql"].(string); ok { // the provisioned SQL names the production database
+			m["rawSql"] = strings.ReplaceAll(sql, "gpufleet.", db+".")
+		}
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := ds.QueryData(context.Background(), &backend.QueryDataRequest{
+			Headers: map[string]string{"FromAlert": "true"},
+			Queries: []backend.DataQuery{{RefID: q.RefID, JSON: raw, Interval: time.Second, MaxDataPoints: 43200,
+				TimeRange: backend.TimeRange{From: at.Add(-time.Duration(q.RelativeTimeRange.From) * time.Second),
+					To: at.Add(-time.Duration(q.RelativeTimeRange.To) * time.Second)}}}})
+		if err != nil {
+			return nil, err
+		}
+		res, ok := resp.Responses[q.RefID]
+		if !ok {
+			return nil, fmt.Errorf("no response for %s", q.RefID)
+		}
+		if res.Error != nil {
+			return nil, res.Error
+		}
+		return res.Frames, nil
+	})
+}
+
+// node is one simulated host written through ingest's column builder, each reading open to change
+// (a fault) before it is encoded.
+type node struct {
+	seed    uint64
+	cluster string
+	idx     int
+	gpus    int
+	// fault changes GPU g's reading of metric m at t: a gauge in *v, a counter in *c.
+	fault func(t time.Time, g int, m gpumetric.ID, v *float64, c *uint64)
+}
+
+func (n node) name() string { return fmt.Sprintf("node-%05d", n.idx) }
+
+// write inserts one sample of every GPU of the node at from, from+step, … before to.
+func (n node) write(ctx context.Context, st store.Store, from, to time.Time, step time.Duration) error {
+	sn := sim.NewNode(n.seed, n.cluster, n.idx, n.gpus)
+	b := ingest.NewSampleBuilder()
+	var dec wire.SampleDecoder
+	for t, s := from, uint64(1); t.Before(to); t, s = t.Add(step), s+1 {
+		batch := &wirepb.SampleBatch{AgentId: sn.Name, Seq: s, Cluster: sn.Cluster, Node: sn.Name}
+		batch.Rack, batch.Pool = sn.Placement()
+		sn.Sample(t, batch, nil)
+		if n.fault != nil {
+			for _, c := range batch.Metrics {
+				for g := range n.gpus {
+					var v *float64
+					var cnt *uint64
+					if len(c.Values) > g {
+						v = &c.Values[g]
+					}
+					if len(c.Counts) > g {
+						cnt = &c.Counts[g]
+					}
+					n.fault(t, g, gpumetric.ID(c.Metric), v, cnt)
+				}
+			}
+		}
+		enc, err := wire.EncodeSamples(batch)
+		if err != nil {
+			return err
+		}
+		sb, err := dec.Decode(enc)
+		if err != nil {
+			return err
+		}
+		if err := b.Add(sb, time.Now()); err != nil {
+			return err
+		}
+	}
+	return st.Insert(ctx, "gpu_samples", b.Block(), "")
+}
+
+// coolSeed is the first simulator seed from 1 whose fleet of nodes×gpus never reads above maxC on any
+// GPU between from and to: the simulator runs a GPU at full load with the highest offset at 85–86 °C,
+// over the hot-GPU rule's threshold, and a healthy fleet is one no rule alerts on.
+func coolSeed(t *testing.T, nodes, gpus int, from, to time.Time, step time.Duration, maxC float64) uint64 {
+	t.Helper()
+	for seed := uint64(1); seed <= 500; seed++ {
+		hot := false
+		for i := 0; i < nodes && !hot; i++ {
+			sn := sim.NewNode(seed, "", i, gpus)
+			for ts := from; ts.Before(to) && !hot; ts = ts.Add(step) {
+				batch := &wirepb.SampleBatch{}
+				sn.Sample(ts, batch, nil)
+				for _, c := range batch.Metrics {
+					if gpumetric.ID(c.Metric) == gpumetric.TempGPU {
+						for _, v := range c.Values {
+							hot = hot || v > maxC
+						}
+					}
+				}
+			}
+		}
+		if !hot {
+			return seed
+		}
+	}
+	t.Fatalf("no seed in 1..500 keeps %d×%d simulated GPUs at or below %v °C", nodes, gpus, maxC)
+	return 0
+}
