@@ -66,8 +66,9 @@ func InsertSQL(db, table string, b *Block, source string, settings []InsertSetti
 	return sb.String()
 }
 
-// ParseJSONCompact turns ClickHouse's JSONCompact output into a Result.
-func ParseJSONCompact(data []byte) (*Result, error) {
+// parseJSONCompactStd is ParseJSONCompact by encoding/json alone: what the scanner falls back to
+// for anything it does not take itself, so that such input gets the same Result or error as ever.
+func parseJSONCompactStd(data []byte) (*Result, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &Result{}, nil
 	}

@@ -179,10 +179,14 @@ func (a *api) series(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	series, err := query.Run(r.Context(), a.s, q)
+	if err != nil {
+		a.reply(w, nil, err)
+		return
+	}
 	if series == nil {
 		series = []query.Series{}
 	}
-	a.reply(w, series, err)
+	a.replySeries(w, series)
 }
 
 func (a *api) top(w http.ResponseWriter, r *http.Request) {

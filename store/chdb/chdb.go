@@ -314,15 +314,22 @@ func (s *Store) Database() string { return s.db }
 func (s *Store) raw(ctx context.Context, query []byte, format string) ([]byte, error) {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	return s.rawLocked(ctx, query, format)
+	var out []byte
+	err := s.rawInto(ctx, query, format, func(b []byte) error {
+		out = copyOut(b)
+		return nil
+	})
+	return out, err
 }
 
-func (s *Store) rawLocked(ctx context.Context, query []byte, format string) ([]byte, error) {
+// rawInto runs one statement on the store's connection and hands the engine's output to use
+// while it is still the engine's buffer; the caller holds s.c.mu.
+func (s *Store) rawInto(ctx context.Context, query []byte, format string, use func([]byte) error) error {
 	if s.closed {
-		return nil, errors.New("chdb: store is closed")
+		return errors.New("chdb: store is closed")
 	}
 	if !s.reader || ctx.Done() == nil {
-		return s.c.run(ctx, s.e, query, format)
+		return s.c.runInto(ctx, s.e, query, format, use)
 	}
 	// A reader's statement is tagged so that a cancelled request can kill it from the control
 	// connection: the engine would otherwise run it to the end (or to max_execution_time).
@@ -338,11 +345,11 @@ func (s *Store) rawLocked(ctx context.Context, query []byte, format string) ([]b
 			s.e.kill(tag)
 		}
 	}()
-	out, err := s.c.run(ctx, s.e, append([]byte(tag), query...), format)
+	err := s.c.runInto(ctx, s.e, append([]byte(tag), query...), format, use)
 	if err != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
-	return out, err
+	return err
 }
 
 // drain runs a statement whose output is thrown away: libchdb 26.5 keeps what a failed statement
@@ -368,31 +375,50 @@ func (e *engine) kill(tag string) {
 	_, _ = c.run(context.Background(), e, []byte("KILL QUERY WHERE startsWith(query, '"+tag+"') ASYNC"), "TabSeparated")
 }
 
-// run sends one statement on c; the caller holds c.mu.
+// run sends one statement on c and returns a copy of its output; the caller holds c.mu.
 func (c *conn) run(ctx context.Context, e *engine, query []byte, format string) ([]byte, error) {
+	var out []byte
+	err := c.runInto(ctx, e, query, format, func(b []byte) error {
+		out = copyOut(b)
+		return nil
+	})
+	return out, err
+}
+
+func copyOut(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+// runInto sends one statement on c and hands its output to use, which must not keep it: it is
+// the engine's buffer, freed when runInto returns. Decoding a large answer from there spares the
+// Go heap a copy of the engine's whole output. The caller holds c.mu.
+func (c *conn) runInto(ctx context.Context, e *engine, query []byte, format string, use func([]byte) error) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	if len(query) == 0 {
-		return nil, errors.New("chdb: empty query")
+		return errors.New("chdb: empty query")
 	}
 	f := []byte(format + "\x00")
 	res := e.lib.queryN(*c.ptr, &query[0], uintptr(len(query)), &f[0], uintptr(len(format)))
 	if res == nil {
-		return nil, errors.New("chdb: query returned no result")
+		return errors.New("chdb: query returned no result")
 	}
 	defer e.lib.destroyResult(res)
 	if p := e.lib.resultError(res); p != nil {
 		if msg := cString(p); msg != "" {
 			c.drain(e)
-			return nil, fmt.Errorf("chdb: %s", strings.TrimSpace(msg))
+			return fmt.Errorf("chdb: %s", strings.TrimSpace(msg))
 		}
 	}
 	n := e.lib.resultLength(res)
 	if n == 0 {
-		return nil, nil
+		return use(nil)
 	}
-	return append([]byte(nil), unsafe.Slice(e.lib.resultBuffer(res), n)...), nil
+	return use(unsafe.Slice(e.lib.resultBuffer(res), n))
 }
 
 func cString(p *byte) string {
@@ -414,11 +440,23 @@ func (s *Store) Exec(ctx context.Context, sql string) error {
 
 // Query implements store.Store.
 func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
-	out, err := s.raw(ctx, []byte(sql), "JSONCompact")
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return decodeInto(ctx, []byte(sql), s.rawInto)
+}
+
+// decodeInto runs sql through run and decodes its JSONCompact output from the engine's buffer.
+func decodeInto(ctx context.Context, sql []byte, run func(context.Context, []byte, string, func([]byte) error) error) (*store.Result, error) {
+	var r *store.Result
+	err := run(ctx, sql, "JSONCompact", func(b []byte) error {
+		var err error
+		r, err = store.ParseJSONCompact(b)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return store.ParseJSONCompact(out)
+	return r, nil
 }
 
 // QueryWith implements store.Store: each parameter is set in the session (as a quoted literal the
@@ -426,25 +464,21 @@ func (s *Store) Query(ctx context.Context, sql string) (*store.Result, error) {
 func (s *Store) QueryWith(ctx context.Context, sql string, params store.Params) (*store.Result, error) {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	return queryWith(ctx, sql, params, s.rawLocked)
+	return queryWith(ctx, sql, params, s.rawInto)
 }
 
 // queryWith sets params in the session, then runs sql, each through run (one statement on a
 // connection whose lock the caller holds).
-func queryWith(ctx context.Context, sql string, params store.Params, run func(context.Context, []byte, string) ([]byte, error)) (*store.Result, error) {
+func queryWith(ctx context.Context, sql string, params store.Params, run func(context.Context, []byte, string, func([]byte) error) error) (*store.Result, error) {
 	for _, name := range params.Names() {
 		if err := store.CheckIdent("query parameter", name); err != nil {
 			return nil, err
 		}
-		if _, err := run(ctx, []byte("SET param_"+name+" = "+store.QuoteString(params[name])), "TabSeparated"); err != nil {
+		if err := run(ctx, []byte("SET param_"+name+" = "+store.QuoteString(params[name])), "TabSeparated", func([]byte) error { return nil }); err != nil {
 			return nil, fmt.Errorf("set query parameter %s: %w", name, err)
 		}
 	}
-	out, err := run(ctx, []byte(sql), "JSONCompact")
-	if err != nil {
-		return nil, err
-	}
-	return store.ParseJSONCompact(out)
+	return decodeInto(ctx, []byte(sql), run)
 }
 
 // Insert implements store.Store: the block travels as Native data inline in the INSERT.
@@ -521,7 +555,9 @@ func (s *Store) ParseSelect(ctx context.Context, sql string, params store.Params
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	run := func(ctx context.Context, q []byte, format string) ([]byte, error) { return c.run(ctx, s.e, q, format) }
+	run := func(ctx context.Context, q []byte, format string, use func([]byte) error) error {
+		return c.runInto(ctx, s.e, q, format, use)
+	}
 	return store.ParseSelectWith(ctx, sql, params, func(ctx context.Context, q string, p store.Params) (*store.Result, error) {
 		return queryWith(ctx, q, p, run)
 	})
