@@ -230,3 +230,56 @@ func BenchmarkLargestAnswer(b *testing.B) {
 		report(b, cells, total, worst)
 	})
 }
+
+// What one legal answer may cost the Go heap, per cell of the cap and in all. The bound is on the
+// bytes the call allocates, which no peak of its heap can exceed (what it holds at any moment it
+// allocated during the call): a sampled peak errs low by whatever the sampler missed, and is
+// only logged. An answer needs about 100 B a cell decoded (four boxed values and the row holding
+// them), 40 B as a series point (up to twice that while its slice grows), 16 B in a frame, and
+// the parsing of its bucket time: measured 290 B a cell through the plugin and 380 B through the
+// API, whose points also pass through the encoder's buffer. Before the in-place decoding and the
+// streamed API answer they took 870 B and 1,120 B. The constant is the part of a call that does
+// not grow with the answer: compiling the query, the engine's parameters, the SDK's response,
+// the API's 64 KiB write buffer and the decoder's shared strings (at most 4,096 a column before
+// it shares only repeats), well under 1 MiB, taken four times over.
+const (
+	allocPerCell = 480
+	allocFixed   = 4 << 20
+)
+
+// The largest answer a reader capped at 100,000 cells gives (128 GPUs × 780 buckets of 4 s) costs
+// at most allocPerCell × cap + allocFixed bytes, and so holds at most that at its peak, through
+// the plugin and through the HTTP API; and the API's answer is the same bytes run after run.
+func TestLargestAnswerPeakHeap(t *testing.T) {
+	const cellCap = 100_000
+	f := largest(t, 16, 780, 4*time.Second, cellCap)
+	bound := uint64(allocPerCell*cellCap + allocFixed)
+	plugin, api := f.pluginCall(t), f.apiCall(t)
+	var sums []string
+	apiRun := func() int {
+		n, sum := api()
+		sums = append(sums, sum)
+		return n
+	}
+	for _, c := range []struct {
+		name string
+		call func() int
+	}{{"plugin", plugin}, {"httpapi", apiRun}, {"httpapi again", apiRun}} {
+		t.Run(c.name, func(t *testing.T) {
+			cells := 0
+			got := measure(func() { cells = c.call() })
+			t.Logf("%d cells: %.0f B allocated a cell, %.1f MiB in all; sampled peak %.1f MiB", cells,
+				float64(got.alloc)/float64(cells), float64(got.alloc)/(1<<20), float64(got.peak)/(1<<20))
+			if cells != f.cells {
+				t.Fatalf("%d cells, want %d", cells, f.cells)
+			}
+			if got.alloc > bound || got.peak > bound {
+				t.Errorf("allocated %d B, sampled peak %d B: over the bound %d B (%d B a cell of the cap %d + %d B)",
+					got.alloc, got.peak, bound, allocPerCell, cellCap, allocFixed)
+			}
+		})
+	}
+	if len(sums) == 2 && sums[0] != sums[1] {
+		t.Errorf("the API answered %s, then %s", sums[0], sums[1])
+	}
+}
