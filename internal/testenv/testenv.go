@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gpufleet/gpufleet/store/chdb"
 )
@@ -230,14 +231,33 @@ func startBroker(t testing.TB, dir string) string {
 // Stop stops the broker, keeping its data.
 func (b *Broker) Stop(t testing.TB) { b.script(t, "stop") }
 
-// Resume starts the stopped broker again with its data.
-func (b *Broker) Resume(t testing.TB) { b.script(t, "resume") }
+// Resume starts the stopped broker again with its data. A start that fails is tried once more (a
+// broker killed after a stop timed out may still hold its port or lock for a moment); the second
+// failure fails t with the end of the broker's log, as the test's temporary directory goes with it.
+func (b *Broker) Resume(t testing.TB) {
+	t.Helper()
+	if err := kafkaScript("resume", b.dir).Run(); err == nil {
+		return
+	}
+	time.Sleep(2 * time.Second)
+	b.script(t, "resume")
+}
 
 func (b *Broker) script(t testing.TB, verb string) {
 	t.Helper()
 	cmd := kafkaScript(verb, b.dir)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kafka.sh %s: %v (log: %s/broker.log)", verb, err, b.dir)
+		t.Fatalf("kafka.sh %s: %v; end of %s/broker.log:\n%s", verb, err, b.dir, logTail(filepath.Join(b.dir, "broker.log"), 40))
 	}
+}
+
+// logTail returns the last n lines of the file at path, or why it cannot.
+func logTail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
