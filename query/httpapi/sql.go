@@ -58,5 +58,5 @@ func (a *api) sql(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, nil, err)
 		return
 	}
-	a.reply(w, map[string]any{"columns": res.Columns, "rows": res.Rows, "rows_read": res.RowsRead}, nil)
+	a.replyRows(w, res)
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store"
 )
 
 // replySeries writes series as json.Encoder would, byte for byte, but point by point through a
@@ -110,4 +111,94 @@ func appendFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
+}
+
+// replyRows writes a raw SQL answer as json.Encoder would write
+// {"columns": …, "rows": …, "rows_read": …}, byte for byte, a row at a time.
+func (a *api) replyRows(w http.ResponseWriter, res *store.Result) {
+	if !rowsStreamable(res.Rows) {
+		a.reply(w, map[string]any{"columns": res.Columns, "rows": res.Rows, "rows_read": res.RowsRead}, nil)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if writeRows(bw, res) == nil {
+		_ = bw.Flush()
+	}
+}
+
+// rowsStreamable is whether every value is of a type Result documents and one the encoder
+// writes (it refuses NaN and ±Inf, and then writes nothing at all).
+func rowsStreamable(rows [][]any) bool {
+	for _, row := range rows {
+		for _, v := range row {
+			switch v := v.(type) {
+			case nil, string, int64, uint64:
+			case float64:
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func writeRows(w *bufio.Writer, res *store.Result) error {
+	cols, err := json.Marshal(res.Columns)
+	if err != nil {
+		return err
+	}
+	w.WriteString(`{"columns":`)
+	w.Write(cols)
+	w.WriteString(`,"rows":`)
+	var buf []byte
+	if res.Rows == nil {
+		w.WriteString("null")
+	} else {
+		w.WriteByte('[')
+		for i, row := range res.Rows {
+			buf = buf[:0]
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			if row == nil {
+				buf = append(buf, "null"...)
+			} else {
+				buf = append(buf, '[')
+				for j, v := range row {
+					if j > 0 {
+						buf = append(buf, ',')
+					}
+					switch v := v.(type) {
+					case nil:
+						buf = append(buf, "null"...)
+					case int64:
+						buf = strconv.AppendInt(buf, v, 10)
+					case uint64:
+						buf = strconv.AppendUint(buf, v, 10)
+					case float64:
+						buf = appendFloat(buf, v)
+					default: // a string: the encoder's escaping, HTML and invalid UTF-8 included
+						s, err := json.Marshal(v)
+						if err != nil {
+							return err
+						}
+						buf = append(buf, s...)
+					}
+				}
+				buf = append(buf, ']')
+			}
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+		w.WriteByte(']')
+	}
+	w.WriteString(`,"rows_read":`)
+	w.Write(strconv.AppendUint(buf[:0], res.RowsRead, 10))
+	_, err = w.WriteString("}\n")
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/query"
+	"github.com/gpufleet/gpufleet/store"
 )
 
 func fp(f float64) *float64 { return &f }
@@ -47,6 +48,32 @@ func TestReplySeriesAsEncoder(t *testing.T) {
 			}
 			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q", ct)
+			}
+		})
+	}
+}
+
+// The streamed raw SQL answer is the encoder's, byte for byte, whatever the values.
+func TestReplyRowsAsEncoder(t *testing.T) {
+	cases := map[string]*store.Result{
+		"empty":   {},
+		"no rows": {Columns: []string{"a"}, Rows: [][]any{}},
+		"values": {Columns: []string{"n", "<s>", "é"}, RowsRead: 12, Rows: [][]any{
+			{int64(-3), uint64(math.MaxUint64), 1.5}, {nil, "<a&b>\u2028\x01\"\\é", "\xff\xfe"}, {}, nil,
+			{math.Copysign(0, -1), 1e21, 1e-7}, {"", int64(math.MinInt64), 123456789.125}}},
+		"NaN falls back": {Columns: []string{"f"}, Rows: [][]any{{math.NaN()}}},
+		"Inf falls back": {Columns: []string{"f"}, Rows: [][]any{{math.Inf(1)}}},
+		"other type":     {Columns: []string{"b"}, Rows: [][]any{{true}, {[]int{1}}}},
+	}
+	a := &api{}
+	for name, res := range cases {
+		t.Run(name, func(t *testing.T) {
+			var want bytes.Buffer
+			_ = json.NewEncoder(&want).Encode(map[string]any{"columns": res.Columns, "rows": res.Rows, "rows_read": res.RowsRead})
+			w := httptest.NewRecorder()
+			a.replyRows(w, res)
+			if got := w.Body.String(); got != want.String() {
+				t.Fatalf("streamed\n%q\nencoder\n%q", got, want.String())
 			}
 		})
 	}
