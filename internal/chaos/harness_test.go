@@ -514,6 +514,10 @@ func table(rows []outcome) string {
 	b.WriteString("| fault | injected | expected | stored (raw) | stored (rollups) | lost | duplicated | peak RSS |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, o := range rows {
+		if o.rollups == nil {
+			fmt.Fprintf(&b, "| %s | %s | — | — | — | — | — | — |\n", o.fault, o.injected)
+			continue
+		}
 		exp := fmt.Sprintf("%d samples, %d events", o.expSamples, o.expEvents)
 		if o.dropped > 0 {
 			exp += fmt.Sprintf(" (%d counted dropped)", o.dropped)
