@@ -67,6 +67,7 @@ FUZZ_TARGETS := \
 	./agent/attribution:FuzzMappingDir \
 	./agent/attribution:FuzzPodResourcesDecode \
 	./agent/attribution:FuzzPodResourcesResponse \
+	./store:FuzzParseJSONCompact \
 	./store/backend/redact:FuzzDSN \
 	./query:FuzzParseFilter \
 	./query:FuzzParseDims \
