@@ -2,11 +2,8 @@ package ingest_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/testenv"
@@ -61,7 +58,7 @@ func TestLeaderKillNoLossNoDuplicates(t *testing.T) {
 		send(round)
 	}
 	waitFor(t, 2*time.Minute, "the first rounds stored", func() bool { n, _ := r.stored(t); return n > 0 })
-	leader := leaderOf(t, c.Addrs, r.samples, 0)
+	leader := c.LeaderOf(t, r.samples, 0)
 	t.Logf("kill -9 node %d (%s), the leader of %s/0", leader+1, c.Addrs[leader], r.samples)
 	c.Kill9(t, leader)
 	for round := 3; round < 8; round++ {
@@ -79,30 +76,4 @@ func TestLeaderKillNoLossNoDuplicates(t *testing.T) {
 	}
 	r.checkRollups(t)
 	t.Logf("%d rows exact through the leader's kill -9; ingest stats %+v", rows, in.Stats())
-}
-
-// leaderOf returns the index in addrs of the broker leading topic's partition.
-func leaderOf(t *testing.T, addrs []string, topic string, partition int) int {
-	t.Helper()
-	conn, err := kafka.Dial("tcp", addrs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	parts, err := conn.ReadPartitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range parts {
-		if p.ID != partition {
-			continue
-		}
-		for i, a := range addrs {
-			if a == p.Leader.Host+":"+strconv.Itoa(p.Leader.Port) {
-				return i
-			}
-		}
-	}
-	t.Fatalf("no leader among %v for %s/%d", addrs, topic, partition)
-	return -1
 }

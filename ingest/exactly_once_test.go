@@ -175,6 +175,13 @@ func TestKillBetweenInsertAndCommit(t *testing.T) {
 	}
 	t.Logf("worker A committed %d rows, inserted %d, then stopped before committing", committedA, rowsA)
 
+	r.replayRest(t, ctx, a, 60, want)
+}
+
+// replayRest runs worker B, with other batch settings than the crashed worker a, until the two have
+// committed all msgs messages, and fails t unless gpu_samples and every rollup hold want rows once.
+func (r *rig) replayRest(t *testing.T, ctx context.Context, a *ingest.Ingester, msgs, want uint64) {
+	t.Helper()
 	cfgB := r.config("g")
 	cfgB.BatchRows, cfgB.BatchAge = 100_000, 100*time.Millisecond
 	b, err := ingest.New(cfgB)
@@ -185,7 +192,7 @@ func TestKillBetweenInsertAndCommit(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(bctx) }()
 	// Messages, not rows: rows B finds stored already (A's uncommitted insert) are not inserted again.
-	waitFor(t, time.Minute, "worker B to commit the rest", func() bool { return a.Stats().Messages+b.Stats().Messages >= 60 })
+	waitFor(t, time.Minute, "worker B to commit the rest", func() bool { return a.Stats().Messages+b.Stats().Messages >= msgs })
 	stopB()
 	if err := <-done; err != nil {
 		t.Fatalf("worker B: %v", err)
@@ -487,23 +494,5 @@ func TestKillBetweenRawInsertAndViews(t *testing.T) {
 		t.Fatalf("worker A: %v, want the crash hook's error", err)
 	}
 
-	cfgB := r.config("g")
-	cfgB.BatchRows, cfgB.BatchAge = 100_000, 100*time.Millisecond
-	b, err := ingest.New(cfgB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bctx, stopB := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- b.Run(bctx) }()
-	waitFor(t, time.Minute, "worker B to commit the rest", func() bool { return a.Stats().Messages+b.Stats().Messages >= 60 })
-	stopB()
-	if err := <-done; err != nil {
-		t.Fatalf("worker B: %v", err)
-	}
-	rows, distinct := r.stored(t)
-	if rows != want || distinct != want {
-		t.Fatalf("gpu_samples holds %d rows (%d distinct), want exactly %d", rows, distinct, want)
-	}
-	r.checkRollups(t)
+	r.replayRest(t, ctx, a, 60, want)
 }

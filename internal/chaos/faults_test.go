@@ -194,7 +194,7 @@ func faultLeaderKill(t *testing.T, e *env) outcome {
 	in := startIngest(t, r.ingestConfig())
 	ag := r.agent(t, agentOpts{})
 	time.Sleep(3 * time.Second)
-	leader := leaderOf(t, e.cluster.Addrs, r.tp.samples, 0)
+	leader := e.cluster.LeaderOf(t, r.tp.samples, 0)
 	e.cluster.Kill9(t, leader)
 	time.Sleep(8 * time.Second)
 	sp := ag.finish(t)
@@ -552,30 +552,4 @@ func deadLetterReasons(t *testing.T, brokers []string, topic string, n int) []st
 		}
 	}
 	return out
-}
-
-// leaderOf returns the index in addrs of the broker leading topic's partition.
-func leaderOf(t *testing.T, addrs []string, topic string, partition int) int {
-	t.Helper()
-	conn, err := kafka.Dial("tcp", addrs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	parts, err := conn.ReadPartitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range parts {
-		if p.ID != partition {
-			continue
-		}
-		for i, a := range addrs {
-			if a == p.Leader.Host+":"+strconv.Itoa(p.Leader.Port) {
-				return i
-			}
-		}
-	}
-	t.Fatalf("no leader among %v for %s/%d", addrs, topic, partition)
-	return -1
 }

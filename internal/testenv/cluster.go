@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // Cluster is three real Kafka brokers (KRaft, each also a controller) of one test's own, on
@@ -97,6 +99,32 @@ func (c *Cluster) each(t testing.TB, verb string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// LeaderOf returns the index in Addrs of the broker leading topic's partition.
+func (c *Cluster) LeaderOf(t testing.TB, topic string, partition int) int {
+	t.Helper()
+	conn, err := kafka.Dial("tcp", c.Addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		if p.ID != partition {
+			continue
+		}
+		for i, a := range c.Addrs {
+			if a == p.Leader.Host+":"+strconv.Itoa(p.Leader.Port) {
+				return i
+			}
+		}
+	}
+	t.Fatalf("no leader among %v for %s/%d", c.Addrs, topic, partition)
+	return -1
 }
 
 // freePortRun finds p with p … p+n-1 free on loopback.
