@@ -250,13 +250,21 @@ PROPS
   for _ in $(seq 1 240); do
     local up=0
     for i in 1 2 3; do
-      kill -0 "$(cat "$dir/n$i/broker.pid")" 2>/dev/null || die "node $i exited during start-up: see $dir/n$i/broker.log"
+      kill -0 "$(cat "$dir/n$i/broker.pid")" 2>/dev/null || cluster_die "$dir" "node $i exited during start-up: see $dir/n$i/broker.log"
       free_port "$((port + 2 * (i - 1)))" || up=$((up + 1))
     done
     if [ "$up" = 3 ]; then echo "$addrs"; return 0; fi
     sleep 0.5
   done
-  die "the cluster did not listen within 120s: see $dir/n*/broker.log"
+  cluster_die "$dir" "the cluster did not listen within 120s: see $dir/n*/broker.log"
+}
+
+# cluster_die stops the nodes of the cluster in DIR that did start, so a failed start leaves no
+# broker holding ports or waiting for a quorum, then dies with the message.
+cluster_die() {
+  local dir=$1 i; shift
+  for i in 1 2 3; do kill9 "$dir/n$i"; done
+  die "$@"
 }
 
 kill9() {

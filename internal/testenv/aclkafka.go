@@ -90,17 +90,13 @@ func NewACLKafka(t testing.TB) *ACLBroker {
 			t.Fatal(err)
 		}
 	}
-	port, err := freePortPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := kafkaScript("start-acl", dir, strconv.Itoa(port))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("start kafka broker with ACLs: %v (log: %s/broker.log, %s/format.log)", err, dir, dir)
-	}
-	b.Addr = strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = kafkaScript("stop", dir).Run() })
+	addr, lease := startOnFreePorts(t, "kafka broker with ACLs", 2, func(port int) (string, error) {
+		return runScript(kafkaScript("start-acl", dir, strconv.Itoa(port)), filepath.Join(dir, "broker.log"), filepath.Join(dir, "format.log"))
+	}, func() { _ = kafkaScript("stop", dir).Run() })
+	b.Addr = addr
+	t.Cleanup(func() {
+		_ = kafkaScript("stop", dir).Run()
+		lease.release()
+	})
 	return b
 }

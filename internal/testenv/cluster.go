@@ -1,9 +1,7 @@
 package testenv
 
 import (
-	"crypto/rand"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,21 +23,19 @@ type Cluster struct {
 func NewKafkaCluster(t testing.TB) *Cluster {
 	t.Helper()
 	c := &Cluster{dir: t.TempDir()}
-	port, err := freePortRun(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := kafkaScript("start-cluster", c.dir, strconv.Itoa(port))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("start kafka cluster: %v (logs: %s/n*/broker.log)", err, c.dir)
-	}
-	c.Addrs = strings.Split(strings.TrimSpace(string(out)), ",")
-	t.Cleanup(func() {
-		for i := range c.Addrs {
+	stopAll := func() {
+		for i := range 3 {
 			_ = kafkaScript("stop", c.node(i)).Run()
 		}
+	}
+	logs := []string{c.node(0) + "/broker.log", c.node(1) + "/broker.log", c.node(2) + "/broker.log"}
+	out, lease := startOnFreePorts(t, "kafka cluster", 6, func(port int) (string, error) {
+		return runScript(kafkaScript("start-cluster", c.dir, strconv.Itoa(port)), logs...)
+	}, stopAll)
+	c.Addrs = strings.Split(out, ",")
+	t.Cleanup(func() {
+		stopAll()
+		lease.release()
 	})
 	return c
 }
@@ -125,22 +121,4 @@ func (c *Cluster) LeaderOf(t testing.TB, topic string, partition int) int {
 	}
 	t.Fatalf("no leader among %v for %s/%d", c.Addrs, topic, partition)
 	return -1
-}
-
-// freePortRun finds p with p … p+n-1 free on loopback.
-func freePortRun(n int) (int, error) {
-	for range 50 {
-		r, err := rand.Int(rand.Reader, big.NewInt(20000))
-		if err != nil {
-			return 0, err
-		}
-		p, ok := 30000+int(r.Int64()), true
-		for i := range n {
-			ok = ok && portFree(p+i)
-		}
-		if ok {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("no %d free ports in a row on 127.0.0.1", n)
 }

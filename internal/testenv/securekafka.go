@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -96,18 +95,14 @@ func NewSecureKafka(t testing.TB) *SecureBroker {
 			t.Fatal(err)
 		}
 	}
-	port, err := freePortPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := kafkaScript("start-secure", dir, strconv.Itoa(port))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("start secure kafka broker: %v (log: %s/broker.log, %s/format.log)", err, dir, dir)
-	}
-	b.Addr = strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = kafkaScript("stop", dir).Run() })
+	addr, lease := startOnFreePorts(t, "secure kafka broker", 2, func(port int) (string, error) {
+		return runScript(kafkaScript("start-secure", dir, strconv.Itoa(port)), filepath.Join(dir, "broker.log"), filepath.Join(dir, "format.log"))
+	}, func() { _ = kafkaScript("stop", dir).Run() })
+	b.Addr = addr
+	t.Cleanup(func() {
+		_ = kafkaScript("stop", dir).Run()
+		lease.release()
+	})
 	return b
 }
 

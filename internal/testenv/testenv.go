@@ -8,8 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +34,7 @@ var (
 	kafkaMu      sync.Mutex
 	kafkaBrokers []string
 	kafkaDir     string
+	kafkaLease   *portLease
 )
 
 // RepoRoot finds the module root by walking up to go.mod.
@@ -138,7 +137,8 @@ func Kafka(t testing.TB) []string {
 		t.Fatal(err)
 	}
 	kafkaDir = dir
-	kafkaBrokers = []string{startBroker(t, dir)}
+	addr, lease := startBroker(t, dir)
+	kafkaBrokers, kafkaLease = []string{addr}, lease
 	return kafkaBrokers
 }
 
@@ -150,6 +150,7 @@ func StopKafka() {
 		return
 	}
 	_ = kafkaScript("stop", kafkaDir).Run()
+	kafkaLease.release()
 	os.RemoveAll(kafkaDir)
 	kafkaDir, kafkaBrokers = "", nil
 }
@@ -164,30 +165,6 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// freePortPair finds p with p and p+1 free on loopback (broker and controller listeners).
-func freePortPair() (int, error) {
-	for range 50 {
-		n, err := rand.Int(rand.Reader, big.NewInt(20000))
-		if err != nil {
-			return 0, err
-		}
-		p := 30000 + int(n.Int64())
-		if portFree(p) && portFree(p+1) {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port pair found on 127.0.0.1")
-}
-
-func portFree(p int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
-
 // Broker is a Kafka broker of one test's own, which the test may stop and resume (outages).
 type Broker struct {
 	Addr string
@@ -198,8 +175,12 @@ type Broker struct {
 func NewKafka(t testing.TB) *Broker {
 	t.Helper()
 	b := &Broker{dir: t.TempDir()}
-	b.Addr = startBroker(t, b.dir)
-	t.Cleanup(func() { _ = kafkaScript("stop", b.dir).Run() })
+	addr, lease := startBroker(t, b.dir)
+	b.Addr = addr
+	t.Cleanup(func() {
+		_ = kafkaScript("stop", b.dir).Run()
+		lease.release()
+	})
 	return b
 }
 
@@ -212,20 +193,12 @@ func kafkaScript(args ...string) *exec.Cmd {
 	return exec.Command("bash", append([]string{filepath.Join(root, "deploy/dev/kafka.sh")}, args...)...)
 }
 
-// startBroker starts a broker in dir on a free port and returns its address.
-func startBroker(t testing.TB, dir string) string {
+// startBroker starts a broker in dir on free ports and returns its address and the ports' lease.
+func startBroker(t testing.TB, dir string) (string, *portLease) {
 	t.Helper()
-	port, err := freePortPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := kafkaScript("start", dir, strconv.Itoa(port))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("start kafka broker: %v (log: %s/broker.log)", err, dir)
-	}
-	return strings.TrimSpace(string(out))
+	return startOnFreePorts(t, "kafka broker", 2, func(port int) (string, error) {
+		return runScript(kafkaScript("start", dir, strconv.Itoa(port)), filepath.Join(dir, "broker.log"), filepath.Join(dir, "format.log"))
+	}, func() { _ = kafkaScript("stop", dir).Run() })
 }
 
 // Stop stops the broker, keeping its data.
