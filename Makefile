@@ -56,9 +56,9 @@ test-race: libchdb
 # fuzzer finds is written to the package's testdata/fuzz/<Name>/ and becomes a seed once committed.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
-	./wire:FuzzDecodeSamples \
-	./wire:FuzzDecodeEvents \
-	./wire:FuzzSampleDecoderMatchesProto \
+	./internal/wire:FuzzDecodeSamples \
+	./internal/wire:FuzzDecodeEvents \
+	./internal/wire:FuzzSampleDecoderMatchesProto \
 	./ingest:FuzzBuildSamples \
 	./ingest:FuzzBuildEvents \
 	./agent/spool:FuzzReadRecord \
@@ -67,8 +67,8 @@ FUZZ_TARGETS := \
 	./agent/attribution:FuzzMappingDir \
 	./agent/attribution:FuzzPodResourcesDecode \
 	./agent/attribution:FuzzPodResourcesResponse \
-	./store:FuzzParseJSONCompact \
-	./store/backend/redact:FuzzDSN \
+	./internal/store:FuzzParseJSONCompact \
+	./internal/store/backend/redact:FuzzDSN \
 	./query:FuzzParseFilter \
 	./query:FuzzParseDims \
 	./query:FuzzRunSQL \
@@ -85,7 +85,7 @@ fuzz: libchdb
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags agentonly ./internal/cli/ ./cmd/gpufleet/
-	$(GO) vet -tags nochdb ./store/backend/ ./plugin/pkg/...
+	$(GO) vet -tags nochdb ./internal/store/backend/ ./plugin/pkg/...
 	$(GO) vet -tags chaos ./internal/chaos/
 
 fmt:
@@ -94,10 +94,10 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
-# Regenerates wire/wirepb from wire/gpufleet.proto (needs protoc: apt-get install protobuf-compiler).
+# Regenerates internal/wire/wirepb from internal/wire/gpufleet.proto (needs protoc: apt-get install protobuf-compiler).
 generate:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
-	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./wire/...
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./internal/wire/...
 
 tidy-check:
 	$(GO) mod tidy -diff
@@ -118,7 +118,7 @@ ci: fmt-check vet test
 # gpx_<id>_<os>_<arch>. plugin/dist's plugin.json and module.js come from the frontend build
 # (`cd plugin && npm run build`, which ends by calling this).
 PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64
-# nochdb: release binaries without the embedded engine are static (see store/backend/nochdb.go);
+# nochdb: release binaries without the embedded engine are static (see internal/store/backend/nochdb.go);
 # PLUGIN_TAGS= builds them with chDB mode for glibc Grafana images.
 PLUGIN_TAGS ?= nochdb
 plugin-backend:

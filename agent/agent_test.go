@@ -12,8 +12,8 @@ import (
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/wire"
 )
 
 // With SendEvery 5, each node's message carries five sample instants, sequence numbers run 1, 2, 3

@@ -16,8 +16,8 @@ import (
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/wire"
 )
 
 // countingSender is the real Producer with every request counted and, for the samples topic,

@@ -17,9 +17,9 @@ import (
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 // waitFor polls cond (a test against a real broker and disk cannot be told when something

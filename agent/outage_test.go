@@ -12,9 +12,9 @@ import (
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
-	"github.com/gpufleet/gpufleet/wire"
 )
 
 // The broker is stopped for 30 s while the agent samples, then restarted. Sampling never pauses

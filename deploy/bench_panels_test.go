@@ -11,10 +11,10 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
 	"github.com/gpufleet/gpufleet/internal/seed"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // BenchmarkDashboardPanels runs every panel query of the shipped dashboard, warm, through the

@@ -16,13 +16,13 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 	"go.yaml.in/yaml/v4"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/ssetest"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

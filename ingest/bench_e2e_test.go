@@ -15,13 +15,13 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/chdb"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 // cpuSeconds is the CPU time this process has used, user and system; chDB runs in-process, so it

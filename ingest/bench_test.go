@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/agent/sim"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // BenchmarkDecodeBuild measures ingest's CPU hot path: decode a node's message, validate it and

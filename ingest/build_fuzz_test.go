@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // fuzzNow is the ingest clock of the build fuzz targets: fixed, so that a failing input fails again,
@@ -53,7 +53,7 @@ func checkBlock(t *testing.T, b *store.Block, rows int) {
 // its rows to every column, each row's gpu being its GPU's index. A message is appended twice, the
 // second time through the reused decoder, as ingest reuses both.
 func FuzzBuildSamples(f *testing.F) {
-	if data, err := os.ReadFile("../wire/testdata/samples_v1.bin"); err == nil {
+	if data, err := os.ReadFile("../internal/wire/testdata/samples_v1.bin"); err == nil {
 		f.Add(data)
 	}
 	ms := fuzzNow.UnixMilli()
@@ -125,7 +125,7 @@ func FuzzBuildSamples(f *testing.F) {
 // FuzzBuildEvents is FuzzBuildSamples for the events topic, including ingest's refusal of a sample
 // batch sent there (it decodes as an event batch too).
 func FuzzBuildEvents(f *testing.F) {
-	if data, err := os.ReadFile("../wire/testdata/events_v1.bin"); err == nil {
+	if data, err := os.ReadFile("../internal/wire/testdata/events_v1.bin"); err == nil {
 		f.Add(data)
 	}
 	ms := fuzzNow.UnixMilli()

@@ -3,8 +3,8 @@ package ingest
 import (
 	"time"
 
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // SampleBuilder builds gpu_samples blocks from decoded messages exactly as ingest does, for tools

@@ -6,10 +6,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // Timestamps further than this from the ingest clock are rejected as absurd (a broken agent clock),

@@ -12,11 +12,11 @@ import (
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

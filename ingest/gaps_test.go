@@ -13,9 +13,9 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // sendPinned writes sample batches of agent gap-<agent> numbered seqs to partition agent of the

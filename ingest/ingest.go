@@ -18,11 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/kafkaconn"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
 )
 
 // Config configures an Ingester; zero values take the documented defaults.

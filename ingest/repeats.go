@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/wire"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // Messages delivered twice. The offset-range token (intents.go) makes a replayed cut harmless,

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/seed"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // BenchmarkBytesPerValue writes a simulated 1,024-GPU fleet sampled every second into the schema

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 // On a ClickHouse cluster the schema is created once, ON CLUSTER, with Replicated engines so that

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/gpufleet/gpufleet/deploy/migrations"
-	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 // Migration is one numbered SQL file.

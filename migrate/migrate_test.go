@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

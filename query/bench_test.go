@@ -8,10 +8,10 @@ import (
 	"time"
 
 	fleetseed "github.com/gpufleet/gpufleet/internal/seed"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // BenchmarkFleetP99Trend seeds a simulated 1,024-GPU fleet (4 clusters, 3 GPU models) sampled

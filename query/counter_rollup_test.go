@@ -10,10 +10,10 @@ import (
 	"time"
 
 	fleetseed "github.com/gpufleet/gpufleet/internal/seed"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // counterFrom is the start of the counter test's readings: whole hours, inside gpu_1m's TTL.

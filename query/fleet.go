@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/rollup"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // The fleet reports below read gpu_1m (one row per GPU per minute) rather than raw samples: at

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // The fleet reports, on the seeded fleet, against answers computed from the readings.

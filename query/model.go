@@ -14,9 +14,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/rollup"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // Agg is how a metric's readings in one step and group become one value.
@@ -139,7 +139,7 @@ type Compiled struct {
 func (q *Query) Validate() error {
 	i := gpumetric.IndexOfColumn(q.Metric)
 	if i < 0 {
-		return invalid("metric", "%q is not a gpu_samples metric (see gpumetric/registry.go)", q.Metric)
+		return invalid("metric", "%q is not a gpu_samples metric (see docs/schema.md)", q.Metric)
 	}
 	kind := gpumetric.All()[i].Kind
 	switch {

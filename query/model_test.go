@@ -17,11 +17,11 @@ import (
 	"time"
 
 	fleetseed "github.com/gpufleet/gpufleet/internal/seed"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
 var modelFrom = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)

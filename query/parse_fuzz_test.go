@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // A filter comes from a URL, a CLI flag or a dashboard variable. What ParseFilter accepts is a

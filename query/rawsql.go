@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/query/guard"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // Raw SQL for analytics (the Grafana plugin's SQL mode, query --sql, the API's /sql): one SELECT
@@ -156,7 +156,7 @@ func PrepareSQL(ctx context.Context, s store.Store, sql string, w Window) (strin
 }
 
 // RunSQL runs a user's statement as PrepareSQL checked it. s must be a reader store
-// (store/backend.OpenReader): a session at readonly = 1 with limits, so that even a gap in the policy
+// (internal/store/backend.OpenReader): a session at readonly = 1 with limits, so that even a gap in the policy
 // cannot write.
 func RunSQL(ctx context.Context, s store.Store, sql string, w Window) (*store.Result, error) {
 	canonical, p, err := PrepareSQL(ctx, s, sql, w)

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
 // reader opens a migrated database and a read-only store on it, as the read paths do.

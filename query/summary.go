@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 // Summary is the fleet at a glance over a time window.

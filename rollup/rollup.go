@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
 )
 
 // Level is one rollup table.

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/rollup"
 )
 

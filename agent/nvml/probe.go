@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // CallStats records how long each NVML question took, by operation name. It is what a probe of a

@@ -13,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // Options configures a Source. The zero value works.

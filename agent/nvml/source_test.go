@@ -23,9 +23,9 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/attribution"
-	"github.com/gpufleet/gpufleet/gpumetric"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 var _ agent.Source = (*Source)(nil)

@@ -7,9 +7,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
-	"github.com/gpufleet/gpufleet/wire"
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // start is a fixed instant so every run of these tests sees the same readings.

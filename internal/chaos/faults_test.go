@@ -20,10 +20,10 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

@@ -16,8 +16,8 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/wire"
 )
 
 // The agent's flags: NVML unless told otherwise (the simulator is for fake fleets), and spool

@@ -10,9 +10,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 func runAPI(ctx context.Context, e *env, args []string) error {

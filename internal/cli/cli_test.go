@@ -264,7 +264,7 @@ func TestAgentOnlyBuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, deps)
 	}
-	for _, heavy := range []string{"github.com/gpufleet/gpufleet/store", "github.com/ClickHouse/clickhouse-go/v2",
+	for _, heavy := range []string{"github.com/gpufleet/gpufleet/internal/store", "github.com/ClickHouse/clickhouse-go/v2",
 		"github.com/ebitengine/purego", "github.com/twmb/franz-go/pkg/kfake", "github.com/gpufleet/gpufleet/ingest"} {
 		if regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(heavy) + `$`).Match(deps) {
 			t.Errorf("the agent-only build links %s", heavy)

@@ -15,12 +15,12 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
 func runDemo(ctx context.Context, e *env, args []string) error {

@@ -18,10 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/backend"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/backend"
 )
 
 func serverCommands() []command {

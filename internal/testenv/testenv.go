@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/store/chdb"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 )
 
 // Test-binary-wide services, started on first use: chDB holds one data directory per process, and

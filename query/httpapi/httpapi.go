@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 // Handler returns the API's routes over s; now is the clock windows end at (time.Now in production).

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gpufleet/gpufleet/store/backend/redact"
+	"github.com/gpufleet/gpufleet/internal/store/backend/redact"
 )
 
 // ServeOptions configure Middleware. The zero value logs nothing and asks for no token.

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query/httpapi"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
 // The hostile statements through /api/v1/sql, by GET, POST text and POST JSON: each refused one is

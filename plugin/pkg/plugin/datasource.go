@@ -24,10 +24,10 @@ import (
 	backendlog "github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"github.com/gpufleet/gpufleet/internal/store"
+	storebackend "github.com/gpufleet/gpufleet/internal/store/backend"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
-	"github.com/gpufleet/gpufleet/store"
-	storebackend "github.com/gpufleet/gpufleet/store/backend"
 )
 
 // ID is the plugin id, in Grafana's org-name-type form.

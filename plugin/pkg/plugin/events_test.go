@@ -12,8 +12,8 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 func resource(t *testing.T, ds *plugin.Datasource, method, path, body string) (int, []byte) {

@@ -3,7 +3,7 @@ package plugin
 import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
-	"github.com/gpufleet/gpufleet/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/query"
 )
 

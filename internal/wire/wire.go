@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gpufleet/gpufleet/wire/wirepb"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // SchemaVersion is the version this build writes.

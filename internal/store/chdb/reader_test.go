@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/chdb"
 )
 
 func openReader(t *testing.T, db string, lim store.Limits) *chdb.Store {

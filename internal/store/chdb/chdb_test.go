@@ -6,8 +6,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/store"
 )
 
 func TestInsertNativeAndQuery(t *testing.T) {

@@ -3,8 +3,8 @@
 package backend
 
 import (
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/chdb"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
 )
 
 // HasCHDB says whether this build can open chdb:// DSNs.

@@ -5,7 +5,7 @@ package backend
 import (
 	"errors"
 
-	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 // HasCHDB says whether this build can open chdb:// DSNs. Builds tagged nochdb (the Grafana

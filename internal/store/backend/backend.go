@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/backend/redact"
-	"github.com/gpufleet/gpufleet/store/chserver"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/backend/redact"
+	"github.com/gpufleet/gpufleet/internal/store/chserver"
 )
 
 // DefaultDatabase is used when the DSN names none.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 func f32(v float32) *float32 { return &v }

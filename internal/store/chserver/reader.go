@@ -9,7 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
-	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 // readerSettings are sent with every query of a reader store.

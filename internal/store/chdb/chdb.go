@@ -21,7 +21,7 @@ import (
 
 	"github.com/ebitengine/purego"
 
-	"github.com/gpufleet/gpufleet/store"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 // LibEnv names the environment variable that points at libchdb.so.

@@ -15,8 +15,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/gpufleet/gpufleet/store"
-	"github.com/gpufleet/gpufleet/store/backend/redact"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/backend/redact"
 )
 
 // Store is a store.Store on a ClickHouse server.

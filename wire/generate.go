@@ -1,3 +1,0 @@
-package wire
-
-//go:generate protoc --go_out=. --go_opt=module=github.com/gpufleet/gpufleet/wire gpufleet.proto
