@@ -12,14 +12,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/kafkaconn"
 )
 
 // Source is one node's GPUs: the simulator (agent/sim) or NVML.
@@ -32,7 +32,7 @@ type Source interface {
 
 // Sender delivers encoded messages; Producer is the Kafka one.
 type Sender interface {
-	Send(ctx context.Context, msgs []kafka.Message) error
+	Send(ctx context.Context, msgs []kafkago.Message) error
 }
 
 // Config configures an Agent. The zero value of every field but Sources and Sender works.
@@ -99,7 +99,7 @@ type Agent struct {
 	cfg  Config
 	log  *slog.Logger
 	seq  []uint64
-	msgs []kafka.Message
+	msgs []kafkago.Message
 	// Samples and events taken since the last send, per source, and how many cycles they hold.
 	pending   []*wirepb.SampleBatch
 	pendingEv [][]*wirepb.Event
@@ -310,7 +310,7 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 	draining := false
 	backoff := minBackoff
 	limit := a.cfg.MaxSendRecords
-	var msgs []kafka.Message
+	var msgs []kafkago.Message
 	for {
 		bs, err := sp.PeekN(limit, int64(a.cfg.MaxSendBytes))
 		if err != nil {
@@ -333,7 +333,7 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		msgs = msgs[:0]
 		for _, b := range bs {
 			for _, m := range b.Msgs {
-				msgs = append(msgs, kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value})
+				msgs = append(msgs, kafkago.Message{Topic: m.Topic, Key: m.Key, Value: m.Value})
 			}
 		}
 		start := time.Now()
@@ -399,15 +399,15 @@ func (a *Agent) acked(bs []spool.Batch, n int) {
 }
 
 // ackedPrefix reads a failed send's error: how many of bs, from the first, had every message
-// acknowledged (kafka.WriteErrors names each message's outcome; any other error, none), and
+// acknowledged (kafkago.WriteErrors names each message's outcome; any other error, none), and
 // whether a message was refused as too large.
 func ackedPrefix(err error, bs []spool.Batch) (n int, tooLarge bool) {
-	var werrs kafka.WriteErrors
+	var werrs kafkago.WriteErrors
 	if !errors.As(err, &werrs) {
-		return 0, errors.Is(err, kafka.MessageSizeTooLarge)
+		return 0, errors.Is(err, kafkago.MessageSizeTooLarge)
 	}
 	for _, e := range werrs {
-		if errors.Is(e, kafka.MessageSizeTooLarge) {
+		if errors.Is(e, kafkago.MessageSizeTooLarge) {
 			tooLarge = true
 		}
 	}
@@ -486,7 +486,7 @@ func (a *Agent) send(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("agent send: %w", err)
 		}
-		a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.SamplesTopic, Key: []byte(b.Node), Value: val})
+		a.msgs = append(a.msgs, kafkago.Message{Topic: a.cfg.SamplesTopic, Key: []byte(b.Node), Value: val})
 		if ev := a.pendingEv[i]; len(ev) > 0 {
 			eb := &wirepb.EventBatch{AgentId: b.AgentId, Seq: a.seq[i], Cluster: b.Cluster, Node: b.Node, Rack: b.Rack, Pool: b.Pool, Events: ev}
 			val, err := wire.EncodeEvents(eb)
@@ -494,7 +494,7 @@ func (a *Agent) send(ctx context.Context) error {
 				return fmt.Errorf("agent send: %w", err)
 			}
 			nev += uint64(len(ev))
-			a.msgs = append(a.msgs, kafka.Message{Topic: a.cfg.EventsTopic, Key: []byte(b.Node), Value: val})
+			a.msgs = append(a.msgs, kafkago.Message{Topic: a.cfg.EventsTopic, Key: []byte(b.Node), Value: val})
 		}
 	}
 	if sp := a.cfg.Spool; sp != nil {
@@ -525,11 +525,11 @@ func (a *Agent) send(ctx context.Context) error {
 
 // refused reports a send the brokers refused for the agent's settings (an ACL, a password): the
 // same on every retry, so the agent stops with it, as it does at start-up.
-func refused(err error) bool { return errors.As(err, new(*kafkaconn.SettingError)) }
+func refused(err error) bool { return errors.As(err, new(*kafka.SettingError)) }
 
 // deliverMsgs sends msgs, retrying with capped backoff. Once ctx ends it keeps trying for
 // flushTimeout so the last cycle is not thrown away on shutdown.
-func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafka.Message) error {
+func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafkago.Message) error {
 	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {

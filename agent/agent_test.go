@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 // With SendEvery 5, each node's message carries five sample instants, sequence numbers run 1, 2, 3
@@ -25,7 +25,7 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 	topic := fmt.Sprintf("agent.sendevery.%d", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: 1}, {Name: topic + ".ev", Partitions: 1}}); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1}, {Name: topic + ".ev", Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	prod := agent.NewProducer(brokers)
@@ -47,7 +47,7 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 	}
 	st := a.Stats()
 
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	var dec wire.SampleDecoder
 	var rows, msgs uint64

@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 // countingSender is the real Producer with every request counted and, for the samples topic,
@@ -40,7 +40,7 @@ type sentRequest struct {
 	err         error
 }
 
-func (c *countingSender) Send(ctx context.Context, msgs []kafka.Message) error {
+func (c *countingSender) Send(ctx context.Context, msgs []kafkago.Message) error {
 	r := sentRequest{first: map[string]uint64{}, last: map[string]uint64{}}
 	var dec wire.SampleDecoder
 	for _, m := range msgs {
@@ -119,7 +119,7 @@ func prefill(t testing.TB, dir, topic string, nodes, batches int) uint64 {
 // sequence numbers in the order Kafka holds them.
 func kafkaSeqs(t *testing.T, ctx context.Context, brokers []string, topic string) map[string][]uint64 {
 	t.Helper()
-	conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, 0)
+	conn, err := kafkago.DialLeader(ctx, "tcp", brokers[0], topic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func kafkaSeqs(t *testing.T, ctx context.Context, brokers []string, topic string
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	var dec wire.SampleDecoder
 	seqs := map[string][]uint64{}
@@ -272,7 +272,7 @@ func TestTooLargeRequestIsSplit(t *testing.T) {
 	const nodes = 2
 	topic := fmt.Sprintf("agent.toolarge.%d", time.Now().UnixNano())
 	// A batch's two messages take about 1 KB compressed; a full request (90 batches) far more.
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: 1, MaxMessageBytes: 16 << 10},
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1, MaxMessageBytes: 16 << 10},
 		{Name: topic + ".ev", Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}

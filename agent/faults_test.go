@@ -11,15 +11,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 // waitFor polls cond (a test against a real broker and disk cannot be told when something
@@ -41,7 +41,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool, s
 // batches and returns how many batches each node is missing below its last.
 func kafkaRows(t *testing.T, ctx context.Context, brokers []string, topic string, want uint64) (gaps uint64) {
 	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	var dec wire.SampleDecoder
 	seq := map[string]uint64{}
@@ -69,11 +69,11 @@ func kafkaRows(t *testing.T, ctx context.Context, brokers []string, topic string
 
 func makeTopics(t testing.TB, ctx context.Context, brokers []string, names ...string) {
 	t.Helper()
-	var topics []kafkaadmin.Topic
+	var topics []kafka.Topic
 	for _, n := range names {
-		topics = append(topics, kafkaadmin.Topic{Name: n, Partitions: 1})
+		topics = append(topics, kafka.Topic{Name: n, Partitions: 1})
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, topics); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, topics); err != nil {
 		t.Fatal(err)
 	}
 }

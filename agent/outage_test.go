@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 )
 
@@ -29,7 +29,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const topic = "outage.samples"
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: 1},
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1},
 		{Name: "outage.events", Partitions: 1}, {Name: "outage.dlq", Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 
 	// In Kafka: every batch, in order per node, no gap. A write whose acknowledgement the outage
 	// swallowed is retried, so a batch may be there twice; ingest drops the repeat (below).
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	var dec wire.SampleDecoder
 	var rows, dups uint64

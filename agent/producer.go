@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/gpufleet/gpufleet/kafkaconn"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 )
 
 // ProducerBatchMessages and ProducerBatchBytes are the Producer's batch limits (kafka-go's
@@ -21,8 +21,8 @@ const (
 
 // Producer sends agent messages to Kafka with kafka-go.
 type Producer struct {
-	w    *kafka.Writer
-	conn *kafkaconn.Conn
+	w    *kafkago.Writer
+	conn *kafka.Conn
 }
 
 // NewProducer returns a producer for brokers. Messages carry their topic; the key (node id) picks
@@ -30,27 +30,27 @@ type Producer struct {
 func NewProducer(brokers []string) *Producer { return NewProducerConn(brokers, nil) }
 
 // NewProducerConn is NewProducer connecting with conn's TLS and SASL settings (nil: plaintext).
-func NewProducerConn(brokers []string, conn *kafkaconn.Conn) *Producer {
-	return &Producer{conn: conn, w: &kafka.Writer{
-		Addr:      kafka.TCP(brokers...),
+func NewProducerConn(brokers []string, conn *kafka.Conn) *Producer {
+	return &Producer{conn: conn, w: &kafkago.Writer{
+		Addr:      kafkago.TCP(brokers...),
 		Transport: conn.Transport(),
-		Balancer:  &kafka.Hash{},
+		Balancer:  &kafkago.Hash{},
 		// kafka-go's default BatchTimeout (1 s) would add a second to every synchronous send of one
 		// interval's messages; the whole cycle is handed over at once, so linger only briefly.
 		BatchTimeout: 5 * time.Millisecond,
 		BatchSize:    ProducerBatchMessages,
 		BatchBytes:   ProducerBatchBytes,
-		RequiredAcks: kafka.RequireAll,
-		Compression:  kafka.Zstd,
+		RequiredAcks: kafkago.RequireAll,
+		Compression:  kafkago.Zstd,
 		MaxAttempts:  3,
 		WriteTimeout: 10 * time.Second,
 	}}
 }
 
 // Send writes msgs and returns once the brokers acknowledged all of them. A write the brokers
-// refuse for want of an ACL comes back as a *kafkaconn.SettingError naming the user: retrying
+// refuse for want of an ACL comes back as a *kafka.SettingError naming the user: retrying
 // cannot cure it.
-func (p *Producer) Send(ctx context.Context, msgs []kafka.Message) error {
+func (p *Producer) Send(ctx context.Context, msgs []kafkago.Message) error {
 	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("produce %d messages: %w", len(msgs), p.denied(msgs, err))
 	}
@@ -58,18 +58,18 @@ func (p *Producer) Send(ctx context.Context, msgs []kafka.Message) error {
 }
 
 // denied returns err as the connection's refusal when a message was refused for want of an ACL.
-func (p *Producer) denied(msgs []kafka.Message, err error) error {
+func (p *Producer) denied(msgs []kafkago.Message, err error) error {
 	const hint = "an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"
-	var per kafka.WriteErrors
+	var per kafkago.WriteErrors
 	if errors.As(err, &per) {
 		for i, e := range per {
-			if e != nil && kafkaconn.IsAuthorization(e) && i < len(msgs) {
+			if e != nil && kafka.IsAuthorization(e) && i < len(msgs) {
 				return p.conn.Denied("Write", "topic "+msgs[i].Topic, hint, e)
 			}
 		}
 		return err
 	}
-	if kafkaconn.IsAuthorization(err) && len(msgs) > 0 {
+	if kafka.IsAuthorization(err) && len(msgs) > 0 {
 		return p.conn.Denied("Write", "topic "+msgs[0].Topic, hint, err)
 	}
 	return err

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -24,24 +24,24 @@ func BenchmarkSendCycle(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	topic := "bench.send." + time.Now().Format("150405.000000")
 	ctx := context.Background()
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: 1}}); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1}}); err != nil {
 		b.Fatal(err)
 	}
-	msg := kafka.Message{Topic: topic, Key: []byte("node-1"), Value: make([]byte, 1500)}
+	msg := kafkago.Message{Topic: topic, Key: []byte("node-1"), Value: make([]byte, 1500)}
 	send := func(b *testing.B, s agent.Sender) {
-		if err := s.Send(ctx, []kafka.Message{msg}); err != nil { // first send dials and fetches metadata
+		if err := s.Send(ctx, []kafkago.Message{msg}); err != nil { // first send dials and fetches metadata
 			b.Fatal(err)
 		}
 		b.ResetTimer()
 		for range b.N {
-			if err := s.Send(ctx, []kafka.Message{msg}); err != nil {
+			if err := s.Send(ctx, []kafkago.Message{msg}); err != nil {
 				b.Fatal(err)
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/send")
 	}
 	b.Run("kafka-go_default_BatchTimeout_1s", func(b *testing.B) {
-		w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
+		w := &kafkago.Writer{Addr: kafkago.TCP(brokers...), Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll}
 		defer w.Close()
 		send(b, writerSender{w})
 	})
@@ -52,8 +52,8 @@ func BenchmarkSendCycle(b *testing.B) {
 	})
 }
 
-type writerSender struct{ w *kafka.Writer }
+type writerSender struct{ w *kafkago.Writer }
 
-func (s writerSender) Send(ctx context.Context, msgs []kafka.Message) error {
+func (s writerSender) Send(ctx context.Context, msgs []kafkago.Message) error {
 	return s.w.WriteMessages(ctx, msgs...)
 }

@@ -13,15 +13,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 )
 
@@ -39,7 +39,7 @@ func newBadRig(t *testing.T, dlqMaxBytes int) *rig {
 		t.Fatal(err)
 	}
 	r.samples, r.events, r.dlq = st.Database()+".samples", st.Database()+".events", st.Database()+".dlq"
-	if err := kafkaadmin.EnsureTopics(ctx, r.brokers, []kafkaadmin.Topic{
+	if err := kafka.EnsureTopics(ctx, r.brokers, []kafka.Topic{
 		{Name: r.samples, Partitions: 1, MaxMessageBytes: 10_000_000}, {Name: r.events, Partitions: 1},
 		{Name: r.dlq, Partitions: 1, MaxMessageBytes: dlqMaxBytes}}); err != nil {
 		t.Fatal(err)
@@ -48,10 +48,10 @@ func newBadRig(t *testing.T, dlqMaxBytes int) *rig {
 }
 
 // write produces msgs as kcat -z zstd -X message.max.bytes=10000000 would.
-func (r *rig) write(t *testing.T, msgs ...kafka.Message) {
+func (r *rig) write(t *testing.T, msgs ...kafkago.Message) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond, Compression: kafka.Zstd, BatchBytes: 10_000_000}
+	w := &kafkago.Writer{Addr: kafkago.TCP(r.brokers...), Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll,
+		BatchTimeout: time.Millisecond, Compression: kafkago.Zstd, BatchBytes: 10_000_000}
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -84,14 +84,14 @@ func run(t *testing.T, cfg ingest.Config) (*ingest.Ingester, func()) {
 }
 
 // deadLetters reads n dead letters from the rig's dead-letter topic.
-func (r *rig) deadLetters(t *testing.T, n int) []kafka.Message {
+func (r *rig) deadLetters(t *testing.T, n int) []kafkago.Message {
 	t.Helper()
-	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: r.brokers, Topic: r.dlq, Partition: 0, MaxWait: 100 * time.Millisecond,
+	rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: r.brokers, Topic: r.dlq, Partition: 0, MaxWait: 100 * time.Millisecond,
 		MaxBytes: 32 << 20})
 	defer rd.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var out []kafka.Message
+	var out []kafkago.Message
 	for len(out) < n {
 		m, err := rd.ReadMessage(ctx)
 		if err != nil {
@@ -102,7 +102,7 @@ func (r *rig) deadLetters(t *testing.T, n int) []kafka.Message {
 	return out
 }
 
-func headers(m kafka.Message) map[string]string {
+func headers(m kafkago.Message) map[string]string {
 	h := map[string]string{}
 	for _, x := range m.Headers {
 		h[x.Key] = string(x.Value)
@@ -127,7 +127,7 @@ func TestOversizedDeadLetter(t *testing.T) {
 		truncated   bool
 	}{
 		// 2 MB of zeros compress to almost nothing: the broker takes it whole on any topic.
-		{name: "2 MB of zeros, delivered whole", dlqMaxBytes: kafkaadmin.PipelineTopics(1, 0)[2].MaxMessageBytes,
+		{name: "2 MB of zeros, delivered whole", dlqMaxBytes: kafka.PipelineTopics(1, 0)[2].MaxMessageBytes,
 			value: make([]byte, 2<<20)},
 		{name: "2 MB that does not compress, dead-letter topic of 256 KiB: truncated", dlqMaxBytes: 256 << 10,
 			value: random, truncated: true},
@@ -135,7 +135,7 @@ func TestOversizedDeadLetter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newBadRig(t, tt.dlqMaxBytes)
-			r.write(t, kafka.Message{Topic: r.samples, Key: []byte("big"), Value: tt.value})
+			r.write(t, kafkago.Message{Topic: r.samples, Key: []byte("big"), Value: tt.value})
 			rows, err := r.send(4, 1, 5) // 20 messages after it
 			if err != nil {
 				t.Fatal(err)
@@ -191,7 +191,7 @@ func TestDeadLetterRefusedEvenAsHeaders(t *testing.T) {
 	if _, err := rand.Read(big); err != nil {
 		t.Fatal(err)
 	}
-	r.write(t, kafka.Message{Topic: r.samples, Key: []byte("big"), Value: big})
+	r.write(t, kafkago.Message{Topic: r.samples, Key: []byte("big"), Value: big})
 	rows, err := r.send(2, 1, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -253,13 +253,13 @@ func TestWrongTopicDeadLettered(t *testing.T) {
 		{r.samples, "events-on-samples", events, "an event batch (1 events) on the samples topic"},
 		{r.events, "no-events", noEvents, "event batch carries no events"},
 	}
-	var msgs []kafka.Message
+	var msgs []kafkago.Message
 	for _, b := range bad {
-		msgs = append(msgs, kafka.Message{Topic: b.topic, Key: []byte(b.key), Value: b.value})
+		msgs = append(msgs, kafkago.Message{Topic: b.topic, Key: []byte(b.key), Value: b.value})
 	}
 	// The good ones: the same bytes on the right topics.
-	msgs = append(msgs, kafka.Message{Topic: r.samples, Key: []byte("good"), Value: samples},
-		kafka.Message{Topic: r.events, Key: []byte("good"), Value: events})
+	msgs = append(msgs, kafkago.Message{Topic: r.samples, Key: []byte("good"), Value: samples},
+		kafkago.Message{Topic: r.events, Key: []byte("good"), Value: events})
 	r.write(t, msgs...)
 	in, stop := run(t, r.config("wrong"))
 	waitFor(t, 60*time.Second, "every message to be committed", func() bool { return in.Stats().Messages >= uint64(len(msgs)) })
@@ -285,7 +285,7 @@ func TestWrongTopicDeadLettered(t *testing.T) {
 func TestImplausibleCounterAndClockSkew(t *testing.T) {
 	r := newBadRig(t, 0)
 	now := time.Now()
-	msg := func(agent string, seq uint64, at time.Time, energy ...uint64) kafka.Message {
+	msg := func(agent string, seq uint64, at time.Time, energy ...uint64) kafkago.Message {
 		ms := at.UnixMilli()
 		b := &wirepb.SampleBatch{AgentId: agent, Seq: seq, Cluster: "c", Node: agent,
 			Gpus: []*wirepb.GPU{{Index: 0, Uuid: agent + "-0"}, {Index: 1, Uuid: agent + "-1"}}, TimeUnixMs: []int64{ms, ms}, Gpu: []uint32{0, 1},
@@ -294,7 +294,7 @@ func TestImplausibleCounterAndClockSkew(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return kafka.Message{Topic: r.samples, Key: []byte(agent), Value: data}
+		return kafkago.Message{Topic: r.samples, Key: []byte(agent), Value: data}
 	}
 	r.write(t,
 		msg("minus-five", 1, now.Add(-time.Second), 18446744073709551611, 5000),

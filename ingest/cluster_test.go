@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 )
 
@@ -23,11 +23,11 @@ func TestLeaderKillNoLossNoDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.samples, r.events, r.dlq = r.st.Database()+".samples", r.st.Database()+".events", r.st.Database()+".dlq"
-	var topics []kafkaadmin.Topic
+	var topics []kafka.Topic
 	for name, parts := range map[string]int{r.samples: 4, r.events: 4, r.dlq: 1} {
-		topics = append(topics, kafkaadmin.Topic{Name: name, Partitions: parts, ReplicationFactor: 3, MinInsyncReplicas: 2})
+		topics = append(topics, kafka.Topic{Name: name, Partitions: parts, ReplicationFactor: 3, MinInsyncReplicas: 2})
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, r.brokers, topics); err != nil {
+	if err := kafka.EnsureTopics(ctx, r.brokers, topics); err != nil {
 		t.Fatal(err)
 	}
 	in, err := ingest.New(r.config("g"))

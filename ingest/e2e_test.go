@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
 )
@@ -34,7 +34,7 @@ func TestEndToEndCountExact(t *testing.T) {
 	}
 	// Topics named after the test database keep tests on a shared broker apart.
 	samples, events, dlq := st.Database()+".samples", st.Database()+".events", st.Database()+".dlq"
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{
 		{Name: samples, Partitions: 4}, {Name: events, Partitions: 4}, {Name: dlq, Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestEndToEndCountExact(t *testing.T) {
 	go func() { agentDone <- ag.Run(agentCtx) }()
 
 	// Poison interleaved with the agents' messages: garbage, an unsupported version, a time in 2001.
-	poison := []kafka.Message{
+	poison := []kafkago.Message{
 		{Topic: samples, Key: []byte("bad-1"), Value: []byte("not protobuf at all \xff\xff")},
 		{Topic: samples, Key: []byte("bad-2"), Value: []byte{0x08, 0x09}}, // schema_version = 9
 		{Topic: events, Key: []byte("bad-3"), Value: []byte{0x08, 0x01}},  // version 1 but no agent id
@@ -122,7 +122,7 @@ func TestEndToEndCountExact(t *testing.T) {
 	}
 
 	// Every poison message is in the dead-letter topic with its reason and origin.
-	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: dlq, Partition: 0, MaxWait: 100 * time.Millisecond})
+	rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: dlq, Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer rd.Close()
 	got := map[string]map[string]string{}
 	readCtx, cancelRead := context.WithTimeout(ctx, 20*time.Second)

@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 )
 
@@ -41,7 +41,7 @@ func newRig(t *testing.T, partitions int) *rig {
 		t.Fatal(err)
 	}
 	r.samples, r.events, r.dlq = st.Database()+".samples", st.Database()+".events", st.Database()+".dlq"
-	if err := kafkaadmin.EnsureTopics(ctx, r.brokers, []kafkaadmin.Topic{
+	if err := kafka.EnsureTopics(ctx, r.brokers, []kafka.Topic{
 		{Name: r.samples, Partitions: partitions}, {Name: r.events, Partitions: partitions}, {Name: r.dlq, Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +66,11 @@ func (r *rig) produce(t *testing.T, nodes, first, perNode int) uint64 {
 
 func (r *rig) send(nodes, first, perNode int) (uint64, error) {
 	// Retries long enough for a partition's leader to be re-elected after a broker dies.
-	w := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Topic: r.samples, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, MaxAttempts: 40}
+	w := &kafkago.Writer{Addr: kafkago.TCP(r.brokers...), Topic: r.samples, Balancer: &kafkago.Hash{},
+		RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond, MaxAttempts: 40}
 	defer w.Close()
 	now := time.Now().Add(-time.Duration(first+perNode) * time.Second)
-	var msgs []kafka.Message
+	var msgs []kafkago.Message
 	var rows uint64
 	for n := range nodes {
 		node := sim.NewNode(3, "eo", n, r.gpusPerNode)
@@ -81,7 +81,7 @@ func (r *rig) send(nodes, first, perNode int) (uint64, error) {
 			if err != nil {
 				return 0, err
 			}
-			msgs = append(msgs, kafka.Message{Key: []byte(node.Name), Value: data})
+			msgs = append(msgs, kafkago.Message{Key: []byte(node.Name), Value: data})
 			rows += uint64(len(b.TimeUnixMs))
 		}
 	}
@@ -396,7 +396,7 @@ func TestDuplicateBatchesDropped(t *testing.T) {
 	r := newRig(t, 1)
 	node := sim.NewNode(8, "dup", 0, 8)
 	now := time.Now().Add(-time.Minute)
-	var msgs []kafka.Message
+	var msgs []kafkago.Message
 	for s := range 3 {
 		b := &wirepb.SampleBatch{AgentId: node.Name, Seq: uint64(s + 1), Cluster: "dup", Node: node.Name}
 		node.Sample(now.Add(time.Duration(s)*time.Second), b, nil)
@@ -404,7 +404,7 @@ func TestDuplicateBatchesDropped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs = append(msgs, kafka.Message{Key: []byte(node.Name), Value: data})
+		msgs = append(msgs, kafkago.Message{Key: []byte(node.Name), Value: data})
 	}
 	restarted := &wirepb.SampleBatch{AgentId: node.Name, Seq: 2, Cluster: "dup", Node: node.Name}
 	node.Sample(now.Add(10*time.Second), restarted, nil)
@@ -413,8 +413,8 @@ func TestDuplicateBatchesDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 1, 2, 3, then 2 and 3 again (retried), then a restarted agent's seq 2 at a later time.
-	send := append(msgs, msgs[1], msgs[2], kafka.Message{Key: []byte(node.Name), Value: again})
-	w := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Topic: r.samples, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	send := append(msgs, msgs[1], msgs[2], kafkago.Message{Key: []byte(node.Name), Value: again})
+	w := &kafkago.Writer{Addr: kafkago.TCP(r.brokers...), Topic: r.samples, RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

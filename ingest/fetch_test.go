@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 // A partition's fetcher outlives a broker outage: the failed fetch is counted and retried with
@@ -22,16 +22,16 @@ func TestFetchRetriedAfterBrokerOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const topic = "fetch-outage"
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: topic, Partitions: 1}}); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	produce := func(from, n int) {
 		t.Helper()
-		w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+		w := &kafkago.Writer{Addr: kafkago.TCP(brokers...), Topic: topic, RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond}
 		defer w.Close()
-		var msgs []kafka.Message
+		var msgs []kafkago.Message
 		for i := from; i < from+n; i++ {
-			msgs = append(msgs, kafka.Message{Value: []byte(fmt.Sprint(i))})
+			msgs = append(msgs, kafkago.Message{Value: []byte(fmt.Sprint(i))})
 		}
 		// Just after a restart the broker may still be electing the partition's leader.
 		for {
@@ -49,12 +49,12 @@ func TestFetchRetriedAfterBrokerOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := make(chan kafka.Message, 100)
+	msgs := make(chan kafkago.Message, 100)
 	returned := make(chan struct{})
 	fctx, stop := context.WithCancel(ctx)
 	go func() {
 		defer close(returned)
-		in.fetch(fctx, fctx, topic, kafka.PartitionAssignment{ID: 0, Offset: kafka.FirstOffset}, msgs)
+		in.fetch(fctx, fctx, topic, kafkago.PartitionAssignment{ID: 0, Offset: kafkago.FirstOffset}, msgs)
 	}()
 	receive := func(from, n int) {
 		t.Helper()

@@ -16,20 +16,19 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/kafkaconn"
 )
 
 // Config configures an Ingester; zero values take the documented defaults.
 type Config struct {
 	Brokers []string
 	// Kafka is how every connection to the brokers is made (TLS, SASL); nil is plaintext.
-	Kafka *kafkaconn.Conn
+	Kafka *kafka.Conn
 	Store store.Store
 	// GroupID is the Kafka consumer group; default "gpufleet-ingest".
 	GroupID string
@@ -99,7 +98,7 @@ type Stats struct {
 type Ingester struct {
 	cfg Config
 	log *slog.Logger
-	dlq *kafka.Writer
+	dlq *kafkago.Writer
 
 	// Batcher state, owned by the goroutine running the current generation's batcher.
 	parts    map[partKey]*partBatch
@@ -148,7 +147,7 @@ type partBatch struct {
 	started     time.Time
 	samples     *sampleColumns
 	events      *eventColumns
-	dead        []kafka.Message
+	dead        []kafkago.Message
 	gaps        gapColumns
 	sampleTimes []int64 // per message, the first row's time: the end-to-end delay histogram
 	n, bytes    int
@@ -180,13 +179,13 @@ func New(cfg Config) (*Ingester, error) {
 		cfg.GroupID = "gpufleet-ingest"
 	}
 	if cfg.SamplesTopic == "" {
-		cfg.SamplesTopic = kafkaadmin.SamplesTopic
+		cfg.SamplesTopic = kafka.SamplesTopic
 	}
 	if cfg.EventsTopic == "" {
-		cfg.EventsTopic = kafkaadmin.EventsTopic
+		cfg.EventsTopic = kafka.EventsTopic
 	}
 	if cfg.DLQTopic == "" {
-		cfg.DLQTopic = kafkaadmin.DLQTopic
+		cfg.DLQTopic = kafka.DLQTopic
 	}
 	if cfg.BatchRows <= 0 {
 		cfg.BatchRows = 100_000
@@ -235,8 +234,8 @@ func New(cfg Config) (*Ingester, error) {
 		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default
 	// 1 MiB BatchBytes refused them client-side and uncompressed they exceed the broker's limit.
-	in.dlq = &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.Kafka.Transport(), Topic: cfg.DLQTopic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, Compression: kafka.Zstd,
+	in.dlq = &kafkago.Writer{Addr: kafkago.TCP(cfg.Brokers...), Transport: cfg.Kafka.Transport(), Topic: cfg.DLQTopic, Balancer: &kafkago.Hash{},
+		RequiredAcks: kafkago.RequireAll, BatchTimeout: 5 * time.Millisecond, Compression: kafkago.Zstd,
 		BatchBytes: int64(cfg.DLQMaxBytes)}
 	if r := cfg.Registerer; r != nil {
 		in.m.register(r, in)
@@ -274,19 +273,19 @@ var errCrashed = errors.New("ingest: stopped between insert and commit (test hoo
 // generation ends (a worker joined or left), the batcher inserts and commits what it holds before
 // the group rebalances, so the partition's next owner starts exactly where this one stopped.
 func (in *Ingester) Run(ctx context.Context) error {
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	group, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
 		ID:                     in.cfg.GroupID,
 		Brokers:                in.cfg.Brokers,
 		Dialer:                 in.cfg.Kafka.Dialer(),
 		Topics:                 []string{in.cfg.SamplesTopic, in.cfg.EventsTopic},
-		StartOffset:            kafka.FirstOffset,
+		StartOffset:            kafkago.FirstOffset,
 		HeartbeatInterval:      in.cfg.SessionTimeout / 10,
 		SessionTimeout:         in.cfg.SessionTimeout,
 		RebalanceTimeout:       in.cfg.SessionTimeout,
 		JoinGroupBackoff:       500 * time.Millisecond,
 		WatchPartitionChanges:  true,
 		PartitionWatchInterval: 5 * time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) {
 			in.log.Debug("kafka consumer group", slog.String("msg", fmt.Sprintf(msg, args...)))
 		}),
 	})
@@ -305,7 +304,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			if errors.Is(err, kafka.ErrGroupClosed) {
+			if errors.Is(err, kafkago.ErrGroupClosed) {
 				return fmt.Errorf("ingest: consumer group closed: %w", err)
 			}
 			in.log.Warn("joining consumer group", slog.String("group", in.cfg.GroupID), slog.Any("err", err),
@@ -341,7 +340,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 }
 
 // runGeneration consumes the partitions gen assigned until the generation or ctx ends.
-func (in *Ingester) runGeneration(ctx context.Context, gen *kafka.Generation) error {
+func (in *Ingester) runGeneration(ctx context.Context, gen *kafkago.Generation) error {
 	var owned []string
 	for topic, as := range gen.Assignments {
 		for _, a := range as {
@@ -351,7 +350,7 @@ func (in *Ingester) runGeneration(ctx context.Context, gen *kafka.Generation) er
 	sort.Strings(owned)
 	in.log.Info("consumer group generation", slog.Int("generation", int(gen.ID)), slog.Any("partitions", owned))
 
-	msgs := make(chan kafka.Message, in.cfg.QueueMessages)
+	msgs := make(chan kafkago.Message, in.cfg.QueueMessages)
 	var fetchers sync.WaitGroup
 	done := make(chan error, 1)
 	for topic, as := range gen.Assignments {
@@ -373,7 +372,7 @@ func (in *Ingester) runGeneration(ctx context.Context, gen *kafka.Generation) er
 // failed fetch is reported and retried with backoff from the offset after the last message
 // passed on: returning would end the whole generation (kafka-go ends it when any of its
 // goroutines returns), and a partition must not sit idle waiting for someone to rebalance.
-func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafka.PartitionAssignment, msgs chan<- kafka.Message) {
+func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafkago.PartitionAssignment, msgs chan<- kafkago.Message) {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(gctx, cancel)
@@ -405,8 +404,8 @@ func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafka.Parti
 // fetchFrom reads the partition from *next on, passing messages to msgs and advancing *next,
 // until a fetch fails or ctx ends. It reports whether it passed any message on.
 func (in *Ingester) fetchFrom(ctx context.Context, topic string, partition int, next *int64, counted *atomic.Int64,
-	msgs chan<- kafka.Message) (bool, error) {
-	r := kafka.NewReader(kafka.ReaderConfig{
+	msgs chan<- kafkago.Message) (bool, error) {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:   in.cfg.Brokers,
 		Dialer:    in.cfg.Kafka.Dialer(),
 		Topic:     topic,
@@ -414,7 +413,7 @@ func (in *Ingester) fetchFrom(ctx context.Context, topic string, partition int, 
 		MinBytes:  1,
 		MaxBytes:  in.cfg.MaxMessageBytes,
 		MaxWait:   250 * time.Millisecond,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) {
 			text := fmt.Sprintf(msg, args...)
 			// kafka-go reports a long poll on an idle partition that outlived its read deadline as an
 			// error and simply fetches again: worth a debug line, not a warning.
@@ -490,7 +489,7 @@ func (in *Ingester) retry(ctx context.Context, what string, do func(context.Cont
 func (in *Ingester) checkDLQLimit(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	admin := kafkaadmin.New(in.cfg.Brokers, in.cfg.Kafka)
+	admin := kafka.NewAdmin(in.cfg.Brokers, in.cfg.Kafka)
 	dlq, err := admin.MaxMessageBytes(ctx, in.cfg.DLQTopic)
 	if err == nil {
 		var src int

@@ -16,13 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 )
 
@@ -116,7 +116,7 @@ type run struct {
 	group   string
 }
 
-func newRun(t *testing.T, brokers []string, parts int, topic func(*kafkaadmin.Topic)) *run {
+func newRun(t *testing.T, brokers []string, parts int, topic func(*kafka.Topic)) *run {
 	t.Helper()
 	st := testenv.CHDB(t)
 	r := &run{brokers: brokers, st: st, tp: topicsFor(st.Database()), parts: parts, truth: newTruth(), group: st.Database() + ".ingest"}
@@ -125,20 +125,20 @@ func newRun(t *testing.T, brokers []string, parts int, topic func(*kafkaadmin.To
 	if _, err := migrate.Apply(ctx, st, nil); err != nil {
 		t.Fatal(err)
 	}
-	ts := []kafkaadmin.Topic{{Name: r.tp.samples, Partitions: parts}, {Name: r.tp.events, Partitions: parts},
-		{Name: r.tp.dlq, Partitions: 1, MaxMessageBytes: kafkaadmin.DefaultDLQMaxMessageBytes}}
+	ts := []kafka.Topic{{Name: r.tp.samples, Partitions: parts}, {Name: r.tp.events, Partitions: parts},
+		{Name: r.tp.dlq, Partitions: 1, MaxMessageBytes: kafka.DefaultDLQMaxMessageBytes}}
 	for i := range ts {
 		if topic != nil {
 			topic(&ts[i])
 		}
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, ts); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, ts); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func replicated(tp *kafkaadmin.Topic) { tp.ReplicationFactor, tp.MinInsyncReplicas = 3, 2 }
+func replicated(tp *kafka.Topic) { tp.ReplicationFactor, tp.MinInsyncReplicas = 3, 2 }
 
 func (r *run) ingestConfig() ingest.Config {
 	return ingest.Config{Brokers: r.brokers, Store: r.st, GroupID: r.group, SamplesTopic: r.tp.samples,
@@ -248,7 +248,7 @@ func faultIngestKill9(t *testing.T, e *env) outcome {
 	gf("topics", "--brokers", brokers[0], "--partitions", "4", "--replication-factor", "1", "--min-insync-replicas", "1")
 	gf("migrate", "--clickhouse", dsn)
 	tr := newTruth()
-	tp := topics{samples: kafkaadmin.SamplesTopic, events: kafkaadmin.EventsTopic, dlq: kafkaadmin.DLQTopic}
+	tp := topics{samples: kafka.SamplesTopic, events: kafka.EventsTopic, dlq: kafka.DLQTopic}
 	ag := startAgent(t, agentOpts{brokers: brokers, topics: tp, sources: newSources(tr, 11, "chaos", 4, 8),
 		spoolDir: t.TempDir(), spoolMax: 64 << 20, interval: 100 * time.Millisecond})
 	var peak uint64
@@ -447,8 +447,8 @@ func faultClockSkew(t *testing.T, e *env) outcome {
 // twice delivers every message two times in a row, as a producer retry after a lost ack does.
 type twice struct{ agent.Sender }
 
-func (s twice) Send(ctx context.Context, msgs []kafka.Message) error {
-	doubled := make([]kafka.Message, 0, 2*len(msgs))
+func (s twice) Send(ctx context.Context, msgs []kafkago.Message) error {
+	doubled := make([]kafkago.Message, 0, 2*len(msgs))
 	for _, m := range msgs {
 		doubled = append(doubled, m, m)
 	}
@@ -494,7 +494,7 @@ func faultWorkersJoinLeave(t *testing.T, e *env) outcome {
 // A 2 MB message (zstd, as kcat -z zstd sends it) and malformed bytes on the samples topic, and
 // malformed bytes on the events topic, in the middle of the agents' traffic.
 func faultBadMessages(t *testing.T, e *env) outcome {
-	r := newRun(t, e.shared, 2, func(tp *kafkaadmin.Topic) {
+	r := newRun(t, e.shared, 2, func(tp *kafka.Topic) {
 		if tp.Partitions > 1 {
 			tp.MaxMessageBytes = 10_000_000
 		}
@@ -502,13 +502,13 @@ func faultBadMessages(t *testing.T, e *env) outcome {
 	in := startIngest(t, r.ingestConfig())
 	ag := r.agent(t, agentOpts{})
 	time.Sleep(2 * time.Second)
-	w := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond, Compression: kafka.Zstd, BatchBytes: 10_000_000}
+	w := &kafkago.Writer{Addr: kafkago.TCP(r.brokers...), Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll,
+		BatchTimeout: time.Millisecond, Compression: kafkago.Zstd, BatchBytes: 10_000_000}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	err := w.WriteMessages(ctx,
-		kafka.Message{Topic: r.tp.samples, Key: []byte("big"), Value: make([]byte, 2<<20)},
-		kafka.Message{Topic: r.tp.samples, Key: []byte("node-00001"), Value: []byte("\xff\xfenot a batch")},
-		kafka.Message{Topic: r.tp.events, Key: []byte("node-00002"), Value: []byte("\x0a\xffbroken")})
+		kafkago.Message{Topic: r.tp.samples, Key: []byte("big"), Value: make([]byte, 2<<20)},
+		kafkago.Message{Topic: r.tp.samples, Key: []byte("node-00001"), Value: []byte("\xff\xfenot a batch")},
+		kafkago.Message{Topic: r.tp.events, Key: []byte("node-00002"), Value: []byte("\x0a\xffbroken")})
 	cancel()
 	w.Close()
 	if err != nil {
@@ -530,7 +530,7 @@ func faultBadMessages(t *testing.T, e *env) outcome {
 // deadLetterReasons reads n dead letters and returns their reason headers.
 func deadLetterReasons(t *testing.T, brokers []string, topic string, n int) []string {
 	t.Helper()
-	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond, MaxBytes: 32 << 20})
+	rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond, MaxBytes: 32 << 20})
 	defer rd.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaconn"
 )
 
 // The pipeline runs with least privilege on a broker that refuses whatever no ACL allows: after
@@ -128,19 +128,19 @@ func TestLeastPrivilegeACLs(t *testing.T) {
 	}
 
 	// The ingest user reads gpu.samples but may not write it.
-	conn, err := kafkaconn.Config{TLS: kafkaconn.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
-		SASL: kafkaconn.SASL{Mechanism: kafkaconn.ScramSHA512, Username: "ingest", Password: b.Users["ingest"]}}.Build()
+	conn, err := kafka.Config{TLS: kafka.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
+		SASL: kafka.SASL{Mechanism: kafka.ScramSHA512, Username: "ingest", Password: b.Users["ingest"]}}.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	w := &kafka.Writer{Addr: kafka.TCP(b.Addr), Transport: conn.Transport(), Topic: "gpu.samples", RequiredAcks: kafka.RequireAll}
-	werr := w.WriteMessages(ctx, kafka.Message{Key: []byte("k"), Value: []byte("v")})
+	w := &kafkago.Writer{Addr: kafkago.TCP(b.Addr), Transport: conn.Transport(), Topic: "gpu.samples", RequiredAcks: kafkago.RequireAll}
+	werr := w.WriteMessages(ctx, kafkago.Message{Key: []byte("k"), Value: []byte("v")})
 	w.Close()
-	var werrs kafka.WriteErrors
-	if !errors.As(werr, &werrs) || len(werrs) != 1 || !errors.Is(werrs[0], kafka.TopicAuthorizationFailed) {
-		t.Errorf("the ingest user writing gpu.samples: %v; want %v", werr, kafka.TopicAuthorizationFailed)
+	var werrs kafkago.WriteErrors
+	if !errors.As(werr, &werrs) || len(werrs) != 1 || !errors.Is(werrs[0], kafkago.TopicAuthorizationFailed) {
+		t.Errorf("the ingest user writing gpu.samples: %v; want %v", werr, kafkago.TopicAuthorizationFailed)
 	}
 
 	// The agent streams with the agent ACLs only.

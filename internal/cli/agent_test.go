@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 // The agent's flags: NVML unless told otherwise (the simulator is for fake fleets), and spool
@@ -82,8 +82,8 @@ func TestAgentSIGTERMWithKafkaDown(t *testing.T) {
 	broker := testenv.NewKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := kafkaadmin.EnsureTopics(ctx, []string{broker.Addr}, []kafkaadmin.Topic{{Name: kafkaadmin.SamplesTopic, Partitions: 1},
-		{Name: kafkaadmin.EventsTopic, Partitions: 1}, {Name: kafkaadmin.DLQTopic, Partitions: 1}}); err != nil {
+	if err := kafka.EnsureTopics(ctx, []string{broker.Addr}, []kafka.Topic{{Name: kafka.SamplesTopic, Partitions: 1},
+		{Name: kafka.EventsTopic, Partitions: 1}, {Name: kafka.DLQTopic, Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	broker.Stop(t)
@@ -126,7 +126,7 @@ func TestAgentSIGTERMWithKafkaDown(t *testing.T) {
 	}
 	second := samplesTaken(t, r.stderr)
 
-	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker.Addr}, Topic: kafkaadmin.SamplesTopic, Partition: 0, MaxWait: 200 * time.Millisecond})
+	rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{broker.Addr}, Topic: kafka.SamplesTopic, Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer rd.Close()
 	var dec wire.SampleDecoder
 	seq := map[string]uint64{}

@@ -18,7 +18,7 @@ import (
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 )
 
 // simFlags describe a simulated fleet.
@@ -124,7 +124,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	}
 	// A mistyped flag is a usage error even on a host without NVML, and is said before any
 	// directory is made.
-	if _, err := kafkaadmin.ParseBrokers(k.brokers); err != nil {
+	if _, err := kafka.ParseBrokers(k.brokers); err != nil {
 		return usageError{fmt.Errorf("--brokers: %w", err)}
 	}
 	if err := s.checkSpool(); err != nil {

@@ -15,9 +15,9 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/chdb"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 	"github.com/gpufleet/gpufleet/migrate"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
@@ -72,8 +72,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	defer rd.Close()
 
-	topics := []string{kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic}
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...), kfake.SeedTopics(1, kafkaadmin.DLQTopic))
+	topics := []string{kafka.SamplesTopic, kafka.EventsTopic}
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...), kfake.SeedTopics(1, kafka.DLQTopic))
 	if err != nil {
 		return fmt.Errorf("start in-process broker: %w", err)
 	}

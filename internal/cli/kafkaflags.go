@@ -12,8 +12,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/agent/spool"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/kafkaconn"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 )
 
 // passwordEnv is the one secret read from the environment without a flag of its own: a flag's
@@ -24,11 +23,11 @@ const passwordEnv = "GPUFLEET_KAFKA_SASL_PASSWORD"
 type kafkaFlags struct {
 	brokers        string
 	connectTimeout time.Duration
-	sec            kafkaconn.Config
+	sec            kafka.Config
 	e              *env
 
 	// conn is the connection built from the flags, set by connect (nil: plaintext).
-	conn *kafkaconn.Conn
+	conn *kafka.Conn
 }
 
 func (k *kafkaFlags) register(f *flags) {
@@ -48,7 +47,7 @@ func (k *kafkaFlags) register(f *flags) {
 		"password flag, as a flag's value shows in ps)")
 }
 
-// settingFlags name, for each kafkaconn setting, what sets it on the command line. Longer names
+// settingFlags name, for each internal/kafka setting, what sets it on the command line. Longer names
 // first: the replacer takes the first match in this order.
 var settingFlags = []string{
 	"TLS.InsecureSkipVerify", "--kafka-tls-insecure-skip-verify",
@@ -67,11 +66,11 @@ var settingReplacer = strings.NewReplacer(settingFlags...)
 
 // explain rewords a refused setting in the flags' names, on one line.
 func (k *kafkaFlags) explain(err error) error {
-	var serr *kafkaconn.SettingError
+	var serr *kafka.SettingError
 	if errors.As(err, &serr) {
 		return fmt.Errorf("%s: %s (Kafka at %s)", settingReplacer.Replace(serr.Setting), settingReplacer.Replace(serr.Err.Error()), k.brokers)
 	}
-	var missing *kafkaadmin.MissingTopicsError
+	var missing *kafka.MissingTopicsError
 	if errors.As(err, &missing) {
 		return fmt.Errorf("%w on Kafka at %s: create them first with `gpufleet topics --brokers %s` (and the same --kafka-* flags), run by a user allowed to create topics",
 			missing, k.brokers, k.brokers)
@@ -81,7 +80,7 @@ func (k *kafkaFlags) explain(err error) error {
 
 // setup parses --brokers and builds the connection from the TLS and SASL flags.
 func (k *kafkaFlags) setup(log *slog.Logger) ([]string, error) {
-	brokers, err := kafkaadmin.ParseBrokers(k.brokers)
+	brokers, err := kafka.ParseBrokers(k.brokers)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--brokers: %w", err)}
 	}
@@ -91,7 +90,7 @@ func (k *kafkaFlags) setup(log *slog.Logger) ([]string, error) {
 		k.sec.SASL.Password = k.e.getenv(passwordEnv)
 	}
 	if err := k.sec.Validate(); err != nil {
-		var serr *kafkaconn.SettingError
+		var serr *kafka.SettingError
 		if errors.As(err, &serr) {
 			err = fmt.Errorf("%s: %s", settingReplacer.Replace(serr.Setting), settingReplacer.Replace(serr.Err.Error()))
 		}
@@ -116,8 +115,8 @@ func (k *kafkaFlags) connected(log *slog.Logger, brokers []string) {
 // Topics each kind of client needs: an agent writes samples and events, ingest reads them and
 // writes dead letters. Each checks only its own, as its user may be allowed no others.
 var (
-	agentTopics  = []string{kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic}
-	ingestTopics = []string{kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic, kafkaadmin.DLQTopic}
+	agentTopics  = []string{kafka.SamplesTopic, kafka.EventsTopic}
+	ingestTopics = []string{kafka.SamplesTopic, kafka.EventsTopic, kafka.DLQTopic}
 )
 
 // connect waits for the brokers, checks ingest's topics exist and returns the broker list.
@@ -139,7 +138,7 @@ func (k *kafkaFlags) connectTopics(ctx context.Context, log *slog.Logger, topics
 
 // check waits up to timeout for a broker to answer, then checks the topics exist.
 func (k *kafkaFlags) check(ctx context.Context, log *slog.Logger, brokers, topics []string, timeout time.Duration) error {
-	admin := kafkaadmin.New(brokers, k.conn)
+	admin := kafka.NewAdmin(brokers, k.conn)
 	if err := admin.WaitReachable(ctx, timeout, log); err != nil {
 		return k.explain(err)
 	}
@@ -153,12 +152,12 @@ func (k *kafkaFlags) check(ctx context.Context, log *slog.Logger, brokers, topic
 func (k *kafkaFlags) checkGroup(ctx context.Context, brokers []string, group string) error {
 	cctx, cancel := context.WithTimeout(ctx, k.connectTimeout)
 	defer cancel()
-	return k.explain(kafkaadmin.New(brokers, k.conn).CheckGroup(cctx, group))
+	return k.explain(kafka.NewAdmin(brokers, k.conn).CheckGroup(cctx, group))
 }
 
 // fatal errors are the ones retrying cannot cure: a refused setting, missing topics.
 func fatal(err error) bool {
-	return errors.As(err, new(*kafkaconn.SettingError)) || errors.As(err, new(*kafkaadmin.MissingTopicsError)) ||
+	return errors.As(err, new(*kafka.SettingError)) || errors.As(err, new(*kafka.MissingTopicsError)) ||
 		errors.As(err, new(usageError))
 }
 
@@ -211,7 +210,7 @@ func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *s
 func (k *kafkaFlags) rawCheck(ctx context.Context, brokers []string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	admin := kafkaadmin.New(brokers, k.conn)
+	admin := kafka.NewAdmin(brokers, k.conn)
 	if err := admin.Ping(ctx); err != nil {
 		return err
 	}

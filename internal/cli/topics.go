@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/gpufleet/gpufleet/kafkaadmin"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 )
 
 // runTopics is the admin step that creates the pipeline's topics; agents and ingest only check
@@ -28,7 +28,7 @@ func runTopics(ctx context.Context, e *env, args []string) error {
 		"acks=all); 0 picks 2 with 3 or more copies, else 1")
 	f.IntVar(&maxBytes, "max-message-bytes", 0, "max.message.bytes of gpu.samples and gpu.events, the largest compressed batch the\n"+
 		"broker takes; 0 keeps the broker's (1 MiB unless changed)")
-	f.IntVar(&dlqMaxBytes, "dlq-max-message-bytes", kafkaadmin.DefaultDLQMaxMessageBytes, "max.message.bytes of gpu.dlq: a dead letter is a whole message plus\n"+
+	f.IntVar(&dlqMaxBytes, "dlq-max-message-bytes", kafka.DefaultDLQMaxMessageBytes, "max.message.bytes of gpu.dlq: a dead letter is a whole message plus\n"+
 		"headers, so keep it at least --max-message-bytes")
 	f.DurationVar(&retention, "retention", 7*24*time.Hour, "how long gpu.samples and gpu.events keep messages: an ingest outage longer than\n"+
 		"this loses data; -1ns keeps them forever")
@@ -62,7 +62,7 @@ func runTopics(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	admin := kafkaadmin.New(brokers, k.conn)
+	admin := kafka.NewAdmin(brokers, k.conn)
 	if err := admin.WaitReachable(ctx, k.connectTimeout, log); err != nil {
 		return k.explain(err)
 	}
@@ -81,10 +81,10 @@ func runTopics(ctx context.Context, e *env, args []string) error {
 	if minISR == 0 {
 		minISR = min(2, max(1, rf-1))
 	}
-	topics := kafkaadmin.PipelineTopics(partitions, dlqMaxBytes)
+	topics := kafka.PipelineTopics(partitions, dlqMaxBytes)
 	for i := range topics {
 		topics[i].ReplicationFactor, topics[i].MinInsyncReplicas, topics[i].Retention = rf, minISR, retention
-		if topics[i].Name == kafkaadmin.DLQTopic {
+		if topics[i].Name == kafka.DLQTopic {
 			topics[i].Retention = dlqRetention
 		} else {
 			topics[i].MaxMessageBytes = maxBytes

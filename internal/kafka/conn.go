@@ -1,8 +1,4 @@
-// Package kafkaconn holds the Kafka connection settings every client of the pipeline shares: TLS
-// (CA, client certificate, server name) and SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Agent,
-// simulate, ingest and the topic set-up build their kafka-go dialers and transports here, so that
-// one setting means the same thing everywhere and a refused connection is explained the same way.
-package kafkaconn
+package kafka
 
 import (
 	"crypto/tls"
@@ -15,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -114,7 +110,7 @@ type AuthorizationError struct {
 	Resource string
 	// Hint, when set, replaces the general advice at the end of the message.
 	Hint string
-	// Err is the broker's error code (kafka.TopicAuthorizationFailed and the like).
+	// Err is the broker's error code (kafkago.TopicAuthorizationFailed and the like).
 	Err error
 }
 
@@ -124,7 +120,7 @@ func (e *AuthorizationError) Error() string {
 		hint = "an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"
 	}
 	reason := e.Err.Error()
-	var kerr kafka.Error
+	var kerr kafkago.Error
 	if errors.As(e.Err, &kerr) {
 		reason = kerr.Title()
 	}
@@ -135,9 +131,9 @@ func (e *AuthorizationError) Unwrap() error { return e.Err }
 
 // IsAuthorization reports whether err is a broker's refusal for want of an ACL.
 func IsAuthorization(err error) bool {
-	return errors.Is(err, kafka.TopicAuthorizationFailed) || errors.Is(err, kafka.GroupAuthorizationFailed) ||
-		errors.Is(err, kafka.ClusterAuthorizationFailed) || errors.Is(err, kafka.TransactionalIDAuthorizationFailed) ||
-		errors.Is(err, kafka.DelegationTokenAuthorizationFailed)
+	return errors.Is(err, kafkago.TopicAuthorizationFailed) || errors.Is(err, kafkago.GroupAuthorizationFailed) ||
+		errors.Is(err, kafkago.ClusterAuthorizationFailed) || errors.Is(err, kafkago.TransactionalIDAuthorizationFailed) ||
+		errors.Is(err, kafkago.DelegationTokenAuthorizationFailed)
 }
 
 // Denied returns err as a *SettingError holding an *AuthorizationError when the broker refused the
@@ -164,8 +160,8 @@ func (c *Conn) Denied(operation, resource, hint string, err error) error {
 // checking them: the shared transport asks for every topic, and the broker leaves out of that
 // answer the topics the user may not Describe, so that they look missing; named, they answer
 // Topic Authorization Failed. Release it with CloseIdleConnections.
-func (c *Conn) MetadataTransport(topics []string) *kafka.Transport {
-	t := &kafka.Transport{DialTimeout: 5 * time.Second, MetadataTopics: topics}
+func (c *Conn) MetadataTransport(topics []string) *kafkago.Transport {
+	t := &kafkago.Transport{DialTimeout: 5 * time.Second, MetadataTopics: topics}
 	if c != nil {
 		t.TLS, t.SASL = c.tls, c.mech
 	}
@@ -230,7 +226,7 @@ type Conn struct {
 	cfg       Config // Password cleared: it lives only in mech
 	tls       *tls.Config
 	mech      sasl.Mechanism
-	transport *kafka.Transport
+	transport *kafkago.Transport
 }
 
 // Build validates c, reads its files (CA, client certificate and key, password) and returns the
@@ -258,7 +254,7 @@ func (c Config) Build() (*Conn, error) {
 		}
 		conn.mech = m
 	}
-	conn.transport = &kafka.Transport{TLS: conn.tls, SASL: conn.mech, DialTimeout: 5 * time.Second}
+	conn.transport = &kafkago.Transport{TLS: conn.tls, SASL: conn.mech, DialTimeout: 5 * time.Second}
 	return conn, nil
 }
 
@@ -325,16 +321,16 @@ func (c *Conn) Config() Config {
 }
 
 // Dialer returns a dialer for kafka-go's Reader and ConsumerGroup (nil: kafka-go's default).
-func (c *Conn) Dialer() *kafka.Dialer {
+func (c *Conn) Dialer() *kafkago.Dialer {
 	if c == nil {
 		return nil
 	}
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: c.tls, SASLMechanism: c.mech}
+	return &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: c.tls, SASLMechanism: c.mech}
 }
 
 // Transport returns the shared transport for kafka-go's Writer and Client (nil: kafka-go's
 // default). It is an interface so that a plaintext Conn leaves the field truly nil.
-func (c *Conn) Transport() kafka.RoundTripper {
+func (c *Conn) Transport() kafkago.RoundTripper {
 	if c == nil {
 		return nil
 	}
@@ -361,14 +357,14 @@ func (c *Conn) Explain(err error) error {
 		trusted = cfg.TLS.CAFile
 	}
 	switch {
-	case errors.Is(err, kafka.SASLAuthenticationFailed):
+	case errors.Is(err, kafkago.SASLAuthenticationFailed):
 		return settingErr("SASL.Password", "the broker refused user %q with %s: wrong user name or password (%w)",
-			cfg.SASL.Username, strings.ToUpper(cfg.SASL.Mechanism), kafka.SASLAuthenticationFailed)
-	case errors.Is(err, kafka.UnsupportedSASLMechanism):
+			cfg.SASL.Username, strings.ToUpper(cfg.SASL.Mechanism), kafkago.SASLAuthenticationFailed)
+	case errors.Is(err, kafkago.UnsupportedSASLMechanism):
 		return settingErr("SASL.Mechanism", "the broker does not offer %s on this listener (%w)", strings.ToUpper(cfg.SASL.Mechanism),
-			kafka.UnsupportedSASLMechanism)
-	case errors.Is(err, kafka.IllegalSASLState) && cfg.SASL.Mechanism != "":
-		return settingErr("SASL.Mechanism", "the broker does not take SASL on this listener (%w)", kafka.IllegalSASLState)
+			kafkago.UnsupportedSASLMechanism)
+	case errors.Is(err, kafkago.IllegalSASLState) && cfg.SASL.Mechanism != "":
+		return settingErr("SASL.Mechanism", "the broker does not take SASL on this listener (%w)", kafkago.IllegalSASLState)
 	case errors.As(err, &unknownCA):
 		return settingErr("TLS.CAFile", "the broker's certificate (%s) is not signed by a CA in %s", certName(unknownCA.Cert), trusted)
 	case errors.As(err, &hostErr):

@@ -1,4 +1,4 @@
-package kafkaconn
+package kafka
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 func TestValidate(t *testing.T) {
@@ -144,17 +144,17 @@ func TestDenied(t *testing.T) {
 		err               error
 		setting, want     string
 	}{
-		{"sasl user, topic", sasl, "Describe", "topic gpu.samples", "", kafka.TopicAuthorizationFailed, "SASL.Username",
+		{"sasl user, topic", sasl, "Describe", "topic gpu.samples", "", kafkago.TopicAuthorizationFailed, "SASL.Username",
 			`user "agent" may not Describe topic gpu.samples (Topic Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)`},
-		{"sasl user, wrapped, with a hint", sasl, "Create", "topic gpu.dlq", "run it as the admin", fmt.Errorf("create: %w", kafka.ClusterAuthorizationFailed),
+		{"sasl user, wrapped, with a hint", sasl, "Create", "topic gpu.dlq", "run it as the admin", fmt.Errorf("create: %w", kafkago.ClusterAuthorizationFailed),
 			"SASL.Username", `user "agent" may not Create topic gpu.dlq (Cluster Authorization Failed): run it as the admin`},
-		{"group", sasl, "Read", "group g", "", kafka.GroupAuthorizationFailed, "SASL.Username",
+		{"group", sasl, "Read", "group g", "", kafkago.GroupAuthorizationFailed, "SASL.Username",
 			`user "agent" may not Read group g (Group Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)`},
-		{"client certificate", cert, "Write", "topic gpu.events", "", kafka.TopicAuthorizationFailed, "TLS.CertFile",
+		{"client certificate", cert, "Write", "topic gpu.events", "", kafkago.TopicAuthorizationFailed, "TLS.CertFile",
 			"the client certificate's principal may not Write topic gpu.events (Topic Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"},
-		{"anonymous", nil, "Describe", "topic gpu.samples", "", kafka.TopicAuthorizationFailed, "SASL.Mechanism",
+		{"anonymous", nil, "Describe", "topic gpu.samples", "", kafkago.TopicAuthorizationFailed, "SASL.Mechanism",
 			"an anonymous client (no SASL user, no client certificate) may not Describe topic gpu.samples (Topic Authorization Failed): an admin grants it with Kafka ACLs (deploy/kafka/acls.sh)"},
-		{"not an ACL refusal", sasl, "Describe", "topic gpu.samples", "", kafka.LeaderNotAvailable, "", ""},
+		{"not an ACL refusal", sasl, "Describe", "topic gpu.samples", "", kafkago.LeaderNotAvailable, "", ""},
 		{"nil", sasl, "Describe", "topic gpu.samples", "", nil, "", ""},
 	}
 	for _, tt := range tests {

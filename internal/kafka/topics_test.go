@@ -1,4 +1,4 @@
-package kafkaadmin_test
+package kafka_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -23,23 +23,23 @@ func TestEnsureTopicsMaxMessageBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	prefix := testenv.Database(t)
-	defaults := kafkaadmin.PipelineTopics(2, 0)
+	defaults := kafka.PipelineTopics(2, 0)
 	tests := []struct {
 		name string
-		in   kafkaadmin.Topic
+		in   kafka.Topic
 		want int
 	}{
-		{name: "pipeline dlq", in: defaults[2], want: kafkaadmin.DefaultDLQMaxMessageBytes},
-		{name: "configured", in: kafkaadmin.PipelineTopics(2, 3<<20)[2], want: 3 << 20},
+		{name: "pipeline dlq", in: defaults[2], want: kafka.DefaultDLQMaxMessageBytes},
+		{name: "configured", in: kafka.PipelineTopics(2, 3<<20)[2], want: 3 << 20},
 		{name: "broker default", in: defaults[0], want: 1048588},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.in.Name = testenv.Database(t) + "." + tt.in.Name
-			if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{tt.in}); err != nil {
+			if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{tt.in}); err != nil {
 				t.Fatal(err)
 			}
-			got, err := kafkaadmin.MaxMessageBytes(ctx, brokers, tt.in.Name)
+			got, err := kafka.MaxMessageBytes(ctx, brokers, tt.in.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +48,7 @@ func TestEnsureTopicsMaxMessageBytes(t *testing.T) {
 			}
 		})
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, brokers, []kafkaadmin.Topic{{Name: prefix + ".neg", Partitions: 1, MaxMessageBytes: -1}}); err == nil {
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: prefix + ".neg", Partitions: 1, MaxMessageBytes: -1}}); err == nil {
 		t.Error("a negative MaxMessageBytes was accepted")
 	}
 }
@@ -60,20 +60,20 @@ func TestEnsureTopicsIdempotent(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin := kafkaadmin.New(brokers, nil)
+	admin := kafka.NewAdmin(brokers, nil)
 	name := testenv.Database(t) + ".samples"
-	want := kafkaadmin.Topic{Name: name, Partitions: 3, ReplicationFactor: 1, MinInsyncReplicas: 1, MaxMessageBytes: 2 << 20,
+	want := kafka.Topic{Name: name, Partitions: 3, ReplicationFactor: 1, MinInsyncReplicas: 1, MaxMessageBytes: 2 << 20,
 		Retention: 36 * time.Hour}
-	if err := admin.CheckTopics(ctx, name); !errors.As(err, new(*kafkaadmin.MissingTopicsError)) {
+	if err := admin.CheckTopics(ctx, name); !errors.As(err, new(*kafka.MissingTopicsError)) {
 		t.Fatalf("CheckTopics before the set-up: %v, want a MissingTopicsError", err)
 	}
 	// CheckTopics must not create it, even on a broker with auto.create.topics.enable.
-	if err := admin.CheckTopics(ctx, name); !errors.As(err, new(*kafkaadmin.MissingTopicsError)) {
+	if err := admin.CheckTopics(ctx, name); !errors.As(err, new(*kafka.MissingTopicsError)) {
 		t.Fatalf("CheckTopics created the topic: %v", err)
 	}
 	wantConfigs := map[string]string{"min.insync.replicas": "1", "max.message.bytes": "2097152", "retention.ms": "129600000"}
 	for i, created := range []bool{true, false} {
-		st, err := admin.EnsureTopics(ctx, []kafkaadmin.Topic{want})
+		st, err := admin.EnsureTopics(ctx, []kafka.Topic{want})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestEnsureTopicsIdempotent(t *testing.T) {
 
 	changed := want
 	changed.Partitions, changed.MaxMessageBytes, changed.Retention = 6, 4<<20, -1
-	st, err := admin.EnsureTopics(ctx, []kafkaadmin.Topic{changed})
+	st, err := admin.EnsureTopics(ctx, []kafka.Topic{changed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,15 +107,15 @@ func TestEnsureTopicsIdempotent(t *testing.T) {
 	}
 
 	bad := []struct {
-		t    kafkaadmin.Topic
+		t    kafka.Topic
 		want string
 	}{
-		{kafkaadmin.Topic{Name: name + ".x", Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 2}, "MinInsyncReplicas 2 is above ReplicationFactor 1"},
-		{kafkaadmin.Topic{Name: name + ".x", Partitions: 0}, "Partitions 0 must be at least 1"},
-		{kafkaadmin.Topic{Name: name + ".x", Partitions: 1, ReplicationFactor: 3}, "replication factor 3 but the cluster has 1 brokers"},
+		{kafka.Topic{Name: name + ".x", Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 2}, "MinInsyncReplicas 2 is above ReplicationFactor 1"},
+		{kafka.Topic{Name: name + ".x", Partitions: 0}, "Partitions 0 must be at least 1"},
+		{kafka.Topic{Name: name + ".x", Partitions: 1, ReplicationFactor: 3}, "replication factor 3 but the cluster has 1 brokers"},
 	}
 	for _, b := range bad {
-		if _, err := admin.EnsureTopics(ctx, []kafkaadmin.Topic{b.t}); err == nil || !strings.Contains(err.Error(), b.want) {
+		if _, err := admin.EnsureTopics(ctx, []kafka.Topic{b.t}); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("EnsureTopics(%+v) = %v, want %q", b.t, err, b.want)
 		}
 	}

@@ -1,7 +1,4 @@
-// Package kafkaadmin holds the broker chores agents, ingest, demo and the topic set-up share:
-// waiting for a broker to answer, creating the pipeline's topics (an admin step: `gpufleet
-// topics`) and checking that they exist before producing or consuming.
-package kafkaadmin
+package kafka
 
 import (
 	"context"
@@ -16,9 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
-	"github.com/gpufleet/gpufleet/kafkaconn"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // Default topic names (see DESIGN.md).
@@ -147,20 +142,20 @@ func (s TopicStatus) String() string {
 // Admin runs the admin calls against one cluster.
 type Admin struct {
 	brokers []string
-	conn    *kafkaconn.Conn
-	client  *kafka.Client
+	conn    *Conn
+	client  *kafkago.Client
 }
 
-// New returns an Admin for brokers, connecting with conn (nil: plaintext).
-func New(brokers []string, conn *kafkaconn.Conn) *Admin {
+// NewAdmin returns an Admin for brokers, connecting with conn (nil: plaintext).
+func NewAdmin(brokers []string, conn *Conn) *Admin {
 	return &Admin{brokers: brokers, conn: conn,
-		client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: conn.Transport(), Timeout: 10 * time.Second}}
+		client: &kafkago.Client{Addr: kafkago.TCP(brokers...), Transport: conn.Transport(), Timeout: 10 * time.Second}}
 }
 
 // WaitReachable dials the brokers until one answers a metadata request, backing off up to 2 s
 // between tries, and gives up after timeout with an error that says what to check. A broker that
 // refuses the connection's settings (a wrong password, an untrusted certificate) ends the wait at
-// once with a *kafkaconn.SettingError: retrying would only repeat the refusal.
+// once with a *SettingError: retrying would only repeat the refusal.
 func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -168,7 +163,7 @@ func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *s
 	var last error
 	for attempt := 1; ; attempt++ {
 		last = a.Ping(ctx)
-		if last == nil || errors.As(last, new(*kafkaconn.SettingError)) {
+		if last == nil || errors.As(last, new(*SettingError)) {
 			return last
 		}
 		if log != nil && attempt%5 == 0 {
@@ -189,12 +184,12 @@ func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *s
 }
 
 // Ping dials each broker once until one answers a metadata request. It returns nil then, a
-// *kafkaconn.SettingError when a broker refused the connection's settings, or else the last
+// *SettingError when a broker refused the connection's settings, or else the last
 // broker's error.
 func (a *Admin) Ping(ctx context.Context) error {
 	dialer := a.conn.Dialer()
 	if dialer == nil {
-		dialer = kafka.DefaultDialer
+		dialer = kafkago.DefaultDialer
 	}
 	var last error
 	for _, b := range a.brokers {
@@ -206,7 +201,7 @@ func (a *Admin) Ping(ctx context.Context) error {
 				return nil
 			}
 		}
-		if serr := a.conn.Explain(err); errors.As(serr, new(*kafkaconn.SettingError)) {
+		if serr := a.conn.Explain(err); errors.As(serr, new(*SettingError)) {
 			return fmt.Errorf("connect to Kafka at %s: %w", b, serr)
 		}
 		last = err
@@ -222,7 +217,7 @@ func closedAtOnce(err error) bool {
 
 // Brokers returns how many brokers the cluster has.
 func (a *Admin) Brokers(ctx context.Context) (int, error) {
-	md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
+	md, err := a.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
 	if err != nil {
 		return 0, fmt.Errorf("list brokers: %w", a.conn.Explain(err))
 	}
@@ -233,7 +228,7 @@ func (a *Admin) Brokers(ctx context.Context) (int, error) {
 // Topic names (MinInsyncReplicas, MaxMessageBytes, Retention) where they differ, and reports but
 // leaves partitions and replication factor. Running it again changes nothing.
 func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus, error) {
-	req := &kafka.CreateTopicsRequest{}
+	req := &kafkago.CreateTopicsRequest{}
 	for _, t := range topics {
 		if err := t.validate(); err != nil {
 			return nil, err
@@ -242,9 +237,9 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 		if rf == 0 {
 			rf = -1 // the broker's default.replication.factor
 		}
-		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: rf}
+		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: rf}
 		for k, v := range t.configs() {
-			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+			tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: k, ConfigValue: v})
 		}
 		req.Topics = append(req.Topics, tc)
 	}
@@ -258,11 +253,11 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 		switch err := res.Errors[t.Name]; {
 		case err == nil:
 			out[i].Created = true
-		case errors.Is(err, kafka.TopicAlreadyExists):
-		case errors.Is(err, kafka.InvalidReplicationFactor):
+		case errors.Is(err, kafkago.TopicAlreadyExists):
+		case errors.Is(err, kafkago.InvalidReplicationFactor):
 			n, _ := a.Brokers(ctx)
 			return nil, fmt.Errorf("create topic %s: replication factor %d but the cluster has %d brokers: %w", t.Name, t.ReplicationFactor, n, err)
-		case kafkaconn.IsAuthorization(err):
+		case IsAuthorization(err):
 			return nil, fmt.Errorf("create topic %s: %w", t.Name, a.conn.Denied("Create", "topic "+t.Name,
 				"topics are created by an admin user: run `gpufleet topics` as one (deploy/kafka/acls.sh grants it Create)", err))
 		default:
@@ -289,18 +284,18 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 		if err != nil {
 			return nil, err
 		}
-		var alter []kafka.IncrementalAlterConfigsRequestConfig
+		var alter []kafkago.IncrementalAlterConfigsRequestConfig
 		for k, v := range t.configs() {
 			if have[k] != v {
-				alter = append(alter, kafka.IncrementalAlterConfigsRequestConfig{Name: k, Value: v, ConfigOperation: kafka.ConfigOperationSet})
+				alter = append(alter, kafkago.IncrementalAlterConfigsRequestConfig{Name: k, Value: v, ConfigOperation: kafkago.ConfigOperationSet})
 				out[i].Updated = append(out[i].Updated, fmt.Sprintf("%s %s → %s", k, have[k], v))
 				have[k] = v
 			}
 		}
 		slices.Sort(out[i].Updated)
 		if len(alter) > 0 {
-			ares, err := a.client.IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{Resources: []kafka.IncrementalAlterConfigsRequestResource{{
-				ResourceType: kafka.ResourceTypeTopic, ResourceName: t.Name, Configs: alter}}})
+			ares, err := a.client.IncrementalAlterConfigs(ctx, &kafkago.IncrementalAlterConfigsRequest{Resources: []kafkago.IncrementalAlterConfigsRequestResource{{
+				ResourceType: kafkago.ResourceTypeTopic, ResourceName: t.Name, Configs: alter}}})
 			if err != nil {
 				return nil, fmt.Errorf("set configs of topic %s: %w", t.Name, a.conn.Explain(err))
 			}
@@ -315,11 +310,11 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 	return out, nil
 }
 
-func (a *Admin) waitTopic(ctx context.Context, topic string) (kafka.Topic, error) {
+func (a *Admin) waitTopic(ctx context.Context, topic string) (kafkago.Topic, error) {
 	for {
 		md, err := a.topicMetadata(ctx, topic)
-		if err == nil && len(md.Topics) == 1 && kafkaconn.IsAuthorization(md.Topics[0].Error) {
-			return kafka.Topic{}, fmt.Errorf("look up topic %s: %w", topic, a.conn.Denied("Describe", "topic "+topic, "", md.Topics[0].Error))
+		if err == nil && len(md.Topics) == 1 && IsAuthorization(md.Topics[0].Error) {
+			return kafkago.Topic{}, fmt.Errorf("look up topic %s: %w", topic, a.conn.Denied("Describe", "topic "+topic, "", md.Topics[0].Error))
 		}
 		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
 			ready := true
@@ -334,7 +329,7 @@ func (a *Admin) waitTopic(ctx context.Context, topic string) (kafka.Topic, error
 		}
 		select {
 		case <-ctx.Done():
-			return kafka.Topic{}, fmt.Errorf("topic %s not ready: %w", topic, ctx.Err())
+			return kafkago.Topic{}, fmt.Errorf("topic %s not ready: %w", topic, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -342,18 +337,18 @@ func (a *Admin) waitTopic(ctx context.Context, topic string) (kafka.Topic, error
 
 // topicMetadata asks the brokers about topics by name, over a transport of its own: the shared
 // one answers from its cache of every topic the user may Describe, where a topic the user may
-// not Describe is missing rather than refused (see kafkaconn.Conn.MetadataTransport).
-func (a *Admin) topicMetadata(ctx context.Context, topics ...string) (*kafka.MetadataResponse, error) {
+// not Describe is missing rather than refused (see Conn.MetadataTransport).
+func (a *Admin) topicMetadata(ctx context.Context, topics ...string) (*kafkago.MetadataResponse, error) {
 	t := a.conn.MetadataTransport(topics)
 	defer t.CloseIdleConnections()
-	c := &kafka.Client{Addr: a.client.Addr, Transport: t, Timeout: a.client.Timeout}
-	return c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	c := &kafkago.Client{Addr: a.client.Addr, Transport: t, Timeout: a.client.Timeout}
+	return c.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
 }
 
 // topicConfigs returns the managed configs of topic, its own or the broker's defaults.
 func (a *Admin) topicConfigs(ctx context.Context, topic string) (map[string]string, error) {
-	res, err := a.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: managedConfigs}}})
+	res, err := a.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: managedConfigs}}})
 	if err != nil {
 		return nil, fmt.Errorf("describe topic %s: %w", topic, a.conn.Explain(err))
 	}
@@ -387,7 +382,7 @@ func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
 	if err != nil {
 		return fmt.Errorf("look up topics %s: %w", strings.Join(topics, ", "), a.conn.Explain(err))
 	}
-	found := map[string]kafka.Topic{}
+	found := map[string]kafkago.Topic{}
 	for _, t := range md.Topics {
 		found[t.Name] = t
 	}
@@ -395,9 +390,9 @@ func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
 	for _, name := range topics {
 		t, ok := found[name]
 		switch {
-		case !ok, errors.Is(t.Error, kafka.UnknownTopicOrPartition):
+		case !ok, errors.Is(t.Error, kafkago.UnknownTopicOrPartition):
 			missing = append(missing, name)
-		case kafkaconn.IsAuthorization(t.Error):
+		case IsAuthorization(t.Error):
 			return fmt.Errorf("look up topic %s: %w", name, a.conn.Denied("Describe", "topic "+name, "", t.Error))
 		case t.Error != nil:
 			return fmt.Errorf("look up topic %s: %w", name, t.Error)
@@ -414,14 +409,14 @@ func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
 // start-up with one line rather than retry joining forever. Any other answer, a coordinator not
 // ready yet included, is nil: joining will tell, and that is worth retrying.
 func (a *Admin) CheckGroup(ctx context.Context, group string) error {
-	res, err := a.client.FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
+	res, err := a.client.FindCoordinator(ctx, &kafkago.FindCoordinatorRequest{Key: group, KeyType: kafkago.CoordinatorKeyTypeConsumer})
 	if err != nil {
-		if serr := a.conn.Explain(err); errors.As(serr, new(*kafkaconn.SettingError)) {
+		if serr := a.conn.Explain(err); errors.As(serr, new(*SettingError)) {
 			return fmt.Errorf("find the coordinator of group %s: %w", group, serr)
 		}
 		return nil
 	}
-	if kafkaconn.IsAuthorization(res.Error) {
+	if IsAuthorization(res.Error) {
 		return fmt.Errorf("find the coordinator of group %s: %w", group, a.conn.Denied("Describe", "group "+group, "", res.Error))
 	}
 	return nil
@@ -447,18 +442,18 @@ func (a *Admin) MaxMessageBytes(ctx context.Context, topic string) (int, error) 
 
 // WaitReachable is Admin.WaitReachable on a plaintext connection.
 func WaitReachable(ctx context.Context, brokers []string, timeout time.Duration, log *slog.Logger) error {
-	return New(brokers, nil).WaitReachable(ctx, timeout, log)
+	return NewAdmin(brokers, nil).WaitReachable(ctx, timeout, log)
 }
 
 // EnsureTopics is Admin.EnsureTopics on a plaintext connection, for tests and the demo.
 func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
-	_, err := New(brokers, nil).EnsureTopics(ctx, topics)
+	_, err := NewAdmin(brokers, nil).EnsureTopics(ctx, topics)
 	return err
 }
 
 // MaxMessageBytes is Admin.MaxMessageBytes on a plaintext connection.
 func MaxMessageBytes(ctx context.Context, brokers []string, topic string) (int, error) {
-	return New(brokers, nil).MaxMessageBytes(ctx, topic)
+	return NewAdmin(brokers, nil).MaxMessageBytes(ctx, topic)
 }
 
 // ParseBrokers splits a comma-separated broker list and checks each is host:port.

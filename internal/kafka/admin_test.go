@@ -1,4 +1,4 @@
-package kafkaadmin
+package kafka
 
 import (
 	"slices"

@@ -1,4 +1,4 @@
-package kafkaadmin_test
+package kafka_test
 
 import (
 	"context"
@@ -9,13 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/kafkaconn"
 )
 
 // On a broker with an authorizer and deploy/kafka/acls.sh applied, each user's admin calls get
-// what its ACLs allow and a *kafkaconn.AuthorizationError naming the operation for the rest. A
+// what its ACLs allow and a *kafka.AuthorizationError naming the operation for the rest. A
 // topic the user may not Describe is refused, not reported missing: the broker leaves such topics
 // out of an all-topics answer (what kafka-go's transport caches), so before, CheckTopics said
 // "topics gpu.samples, gpu.events do not exist" to a user without ACLs and told them to create them.
@@ -31,31 +30,31 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	admin := func(user string) *kafkaadmin.Admin {
-		conn, err := kafkaconn.Config{TLS: kafkaconn.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
-			SASL: kafkaconn.SASL{Mechanism: kafkaconn.ScramSHA512, Username: user, Password: b.Users[user]}}.Build()
+	admin := func(user string) *kafka.Admin {
+		conn, err := kafka.Config{TLS: kafka.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
+			SASL: kafka.SASL{Mechanism: kafka.ScramSHA512, Username: user, Password: b.Users[user]}}.Build()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return kafkaadmin.New([]string{b.Addr}, conn)
+		return kafka.NewAdmin([]string{b.Addr}, conn)
 	}
-	topics := kafkaadmin.PipelineTopics(2, 0)
-	names := []string{kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic, kafkaadmin.DLQTopic}
+	topics := kafka.PipelineTopics(2, 0)
+	names := []string{kafka.SamplesTopic, kafka.EventsTopic, kafka.DLQTopic}
 	// denied checks err is an ACL refusal of op on resource, as a SettingError callers stop on.
 	denied := func(what string, err error, op, resource string) {
 		t.Helper()
-		var aerr *kafkaconn.AuthorizationError
-		if !errors.As(err, &aerr) || aerr.Operation != op || aerr.Resource != resource || !errors.As(err, new(*kafkaconn.SettingError)) {
+		var aerr *kafka.AuthorizationError
+		if !errors.As(err, &aerr) || aerr.Operation != op || aerr.Resource != resource || !errors.As(err, new(*kafka.SettingError)) {
 			t.Errorf("%s: %v; want %s on %s refused", what, err, op, resource)
 		}
 	}
 
 	// Before the topics exist: who may Describe them learns they are missing, who may not is refused.
-	var missing *kafkaadmin.MissingTopicsError
-	if err := admin("agent").CheckTopics(ctx, kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic); !errors.As(err, &missing) || len(missing.Topics) != 2 {
+	var missing *kafka.MissingTopicsError
+	if err := admin("agent").CheckTopics(ctx, kafka.SamplesTopic, kafka.EventsTopic); !errors.As(err, &missing) || len(missing.Topics) != 2 {
 		t.Errorf("agent, before the topics exist: %v; want both missing", err)
 	}
-	denied("nobody, before the topics exist", admin("nobody").CheckTopics(ctx, kafkaadmin.SamplesTopic), "Describe", "topic gpu.samples")
+	denied("nobody, before the topics exist", admin("nobody").CheckTopics(ctx, kafka.SamplesTopic), "Describe", "topic gpu.samples")
 	_, err = admin("agent").EnsureTopics(ctx, topics)
 	denied("agent creating the topics", err, "Create", "topic gpu.samples")
 	if err == nil || !strings.Contains(err.Error(), "run `gpufleet topics` as one") {
@@ -79,7 +78,7 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 		t.Errorf("admin setting retention: %v", err)
 	}
 
-	if err := admin("agent").CheckTopics(ctx, kafkaadmin.SamplesTopic, kafkaadmin.EventsTopic); err != nil {
+	if err := admin("agent").CheckTopics(ctx, kafka.SamplesTopic, kafka.EventsTopic); err != nil {
 		t.Errorf("agent checking its topics: %v", err)
 	}
 	if err := admin("ingest").CheckTopics(ctx, names...); err != nil {
@@ -87,10 +86,10 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 	}
 	denied("agent checking the DLQ", admin("agent").CheckTopics(ctx, names...), "Describe", "topic gpu.dlq")
 	denied("nobody checking the topics", admin("nobody").CheckTopics(ctx, names...), "Describe", "topic gpu.samples")
-	if n, err := admin("ingest").MaxMessageBytes(ctx, kafkaadmin.DLQTopic); err != nil || n != kafkaadmin.DefaultDLQMaxMessageBytes {
+	if n, err := admin("ingest").MaxMessageBytes(ctx, kafka.DLQTopic); err != nil || n != kafka.DefaultDLQMaxMessageBytes {
 		t.Errorf("ingest reading the DLQ's max.message.bytes: %d, %v", n, err)
 	}
-	_, err = admin("agent").MaxMessageBytes(ctx, kafkaadmin.SamplesTopic)
+	_, err = admin("agent").MaxMessageBytes(ctx, kafka.SamplesTopic)
 	denied("agent reading max.message.bytes", err, "DescribeConfigs", "topic gpu.samples")
 	// Ingest may use its consumer group and no other.
 	if err := admin("ingest").CheckGroup(ctx, "gpufleet-ingest"); err != nil {

@@ -1,4 +1,4 @@
-package kafkaconn_test
+package kafka_test
 
 import (
 	"context"
@@ -9,34 +9,33 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/kafkaadmin"
-	"github.com/gpufleet/gpufleet/kafkaconn"
 	"github.com/gpufleet/gpufleet/migrate"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // secure is a client config for b as user with mech, the password in a file.
-func secure(t *testing.T, b *testenv.SecureBroker, mech, user, password string) kafkaconn.Config {
+func secure(t *testing.T, b *testenv.SecureBroker, mech, user, password string) kafka.Config {
 	t.Helper()
 	pw := filepath.Join(t.TempDir(), "password")
 	if err := os.WriteFile(pw, []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return kafkaconn.Config{
-		TLS:  kafkaconn.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
-		SASL: kafkaconn.SASL{Mechanism: mech, Username: user, PasswordFile: pw},
+	return kafka.Config{
+		TLS:  kafka.TLS{Enable: true, CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
+		SASL: kafka.SASL{Mechanism: mech, Username: user, PasswordFile: pw},
 	}
 }
 
-func build(t *testing.T, c kafkaconn.Config) *kafkaconn.Conn {
+func build(t *testing.T, c kafka.Config) *kafka.Conn {
 	t.Helper()
 	conn, err := c.Build()
 	if err != nil {
@@ -56,22 +55,22 @@ func TestSecureProduceConsume(t *testing.T) {
 	if _, err := migrate.Apply(ctx, st, nil); err != nil {
 		t.Fatal(err)
 	}
-	adminConn := build(t, secure(t, b, kafkaconn.ScramSHA512, b.AdminUser, b.Users[b.AdminUser]))
-	admin := kafkaadmin.New(brokers, adminConn)
+	adminConn := build(t, secure(t, b, kafka.ScramSHA512, b.AdminUser, b.Users[b.AdminUser]))
+	admin := kafka.NewAdmin(brokers, adminConn)
 	if err := admin.WaitReachable(ctx, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	var stored uint64
-	for i, mech := range []string{kafkaconn.Plain, kafkaconn.ScramSHA256, kafkaconn.ScramSHA512} {
+	for i, mech := range []string{kafka.Plain, kafka.ScramSHA256, kafka.ScramSHA512} {
 		t.Run(mech, func(t *testing.T) {
 			prefix := strings.ToLower(mech) + "."
 			samples, events, dlq := prefix+"samples", prefix+"events", prefix+"dlq"
-			if _, err := admin.EnsureTopics(ctx, []kafkaadmin.Topic{{Name: samples, Partitions: 2}, {Name: events, Partitions: 2},
+			if _, err := admin.EnsureTopics(ctx, []kafka.Topic{{Name: samples, Partitions: 2}, {Name: events, Partitions: 2},
 				{Name: dlq, Partitions: 1}}); err != nil {
 				t.Fatal(err)
 			}
 			conn := build(t, secure(t, b, mech, "alice", b.Users["alice"]))
-			if err := kafkaadmin.New(brokers, conn).CheckTopics(ctx, samples, events, dlq); err != nil {
+			if err := kafka.NewAdmin(brokers, conn).CheckTopics(ctx, samples, events, dlq); err != nil {
 				t.Fatal(err)
 			}
 			prod := agent.NewProducerConn(brokers, conn)
@@ -91,7 +90,7 @@ func TestSecureProduceConsume(t *testing.T) {
 				t.Fatal("the agent took no samples")
 			}
 			// Garbage, for ingest's dead-letter writer to send over the same connection settings.
-			if err := prod.Send(ctx, []kafka.Message{{Topic: samples, Key: []byte("bad"), Value: []byte("not protobuf \xff")}}); err != nil {
+			if err := prod.Send(ctx, []kafkago.Message{{Topic: samples, Key: []byte("bad"), Value: []byte("not protobuf \xff")}}); err != nil {
 				t.Fatal(err)
 			}
 			in, err := ingest.New(ingest.Config{Brokers: brokers, Kafka: conn, Store: st, GroupID: prefix + "group",
@@ -129,36 +128,36 @@ func TestSecureProduceConsume(t *testing.T) {
 func TestSecureRefusals(t *testing.T) {
 	b := testenv.NewSecureKafka(t)
 	brokers := []string{b.Addr}
-	good := func(t *testing.T) kafkaconn.Config {
-		return secure(t, b, kafkaconn.ScramSHA512, "alice", b.Users["alice"])
+	good := func(t *testing.T) kafka.Config {
+		return secure(t, b, kafka.ScramSHA512, "alice", b.Users["alice"])
 	}
 	tests := []struct {
 		name    string
-		edit    func(*kafkaconn.Config)
+		edit    func(*kafka.Config)
 		setting string
 		want    string
 	}{
-		{name: "wrong password scram-sha-512", edit: func(c *kafkaconn.Config) { c.SASL.PasswordFile, c.SASL.Password = "", "not-the-password" },
+		{name: "wrong password scram-sha-512", edit: func(c *kafka.Config) { c.SASL.PasswordFile, c.SASL.Password = "", "not-the-password" },
 			setting: "SASL.Password", want: `the broker refused user "alice" with SCRAM-SHA-512: wrong user name or password`},
-		{name: "wrong password scram-sha-256", edit: func(c *kafkaconn.Config) {
-			c.SASL.Mechanism, c.SASL.PasswordFile, c.SASL.Password = kafkaconn.ScramSHA256, "", "nope"
+		{name: "wrong password scram-sha-256", edit: func(c *kafka.Config) {
+			c.SASL.Mechanism, c.SASL.PasswordFile, c.SASL.Password = kafka.ScramSHA256, "", "nope"
 		}, setting: "SASL.Password", want: "wrong user name or password"},
-		{name: "wrong password plain", edit: func(c *kafkaconn.Config) {
-			c.SASL.Mechanism, c.SASL.PasswordFile, c.SASL.Password = kafkaconn.Plain, "", "nope"
+		{name: "wrong password plain", edit: func(c *kafka.Config) {
+			c.SASL.Mechanism, c.SASL.PasswordFile, c.SASL.Password = kafka.Plain, "", "nope"
 		}, setting: "SASL.Password", want: "wrong user name or password"},
-		{name: "unknown user", edit: func(c *kafkaconn.Config) { c.SASL.Username = "mallory" },
+		{name: "unknown user", edit: func(c *kafka.Config) { c.SASL.Username = "mallory" },
 			setting: "SASL.Password", want: `refused user "mallory"`},
-		{name: "untrusted CA", edit: func(c *kafkaconn.Config) { c.TLS.CAFile = b.OtherCAFile },
+		{name: "untrusted CA", edit: func(c *kafka.Config) { c.TLS.CAFile = b.OtherCAFile },
 			setting: "TLS.CAFile", want: "is not signed by a CA in " + b.OtherCAFile},
-		{name: "system roots", edit: func(c *kafkaconn.Config) { c.TLS.CAFile = "" },
+		{name: "system roots", edit: func(c *kafka.Config) { c.TLS.CAFile = "" },
 			setting: "TLS.CAFile", want: "not signed by a CA in the system's CAs"},
-		{name: "wrong server name", edit: func(c *kafkaconn.Config) { c.TLS.ServerName = "kafka.elsewhere.test" },
+		{name: "wrong server name", edit: func(c *kafka.Config) { c.TLS.ServerName = "kafka.elsewhere.test" },
 			setting: "TLS.ServerName", want: `not valid for "kafka.elsewhere.test"`},
-		{name: "no client certificate", edit: func(c *kafkaconn.Config) { c.TLS.CertFile, c.TLS.KeyFile = "", "" },
+		{name: "no client certificate", edit: func(c *kafka.Config) { c.TLS.CertFile, c.TLS.KeyFile = "", "" },
 			setting: "TLS.CertFile", want: "it may require a client certificate"},
-		{name: "client certificate of another CA", edit: func(c *kafkaconn.Config) { c.TLS.CertFile, c.TLS.KeyFile = b.OtherCertFile, b.OtherKeyFile },
+		{name: "client certificate of another CA", edit: func(c *kafka.Config) { c.TLS.CertFile, c.TLS.KeyFile = b.OtherCertFile, b.OtherKeyFile },
 			setting: "TLS.CertFile", want: "signed by a CA the broker trusts"},
-		{name: "plaintext client", edit: func(c *kafkaconn.Config) { *c = kafkaconn.Config{} }},
+		{name: "plaintext client", edit: func(c *kafka.Config) { *c = kafka.Config{} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,14 +169,14 @@ func TestSecureRefusals(t *testing.T) {
 			if tt.setting == "" {
 				// Plaintext on a TLS listener looks like a broker that hangs up: retried, then
 				// explained with a hint. The short timeout keeps the test short.
-				err := kafkaadmin.New(brokers, conn).WaitReachable(ctx, 2*time.Second, nil)
+				err := kafka.NewAdmin(brokers, conn).WaitReachable(ctx, 2*time.Second, nil)
 				if err == nil || !strings.Contains(err.Error(), "may want TLS or SASL") {
 					t.Fatalf("plaintext on SASL_SSL: %v", err)
 				}
 				return
 			}
-			err := kafkaadmin.New(brokers, conn).WaitReachable(ctx, time.Hour, nil)
-			var serr *kafkaconn.SettingError
+			err := kafka.NewAdmin(brokers, conn).WaitReachable(ctx, time.Hour, nil)
+			var serr *kafka.SettingError
 			if !errors.As(err, &serr) {
 				t.Fatalf("got %v, want a SettingError on %s", err, tt.setting)
 			}
@@ -200,10 +199,10 @@ func TestSecureRefusals(t *testing.T) {
 		conn := build(t, c)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		w := &kafka.Writer{Addr: kafka.TCP(b.Addr), Transport: conn.Transport(), Topic: "x", MaxAttempts: 1}
+		w := &kafkago.Writer{Addr: kafkago.TCP(b.Addr), Transport: conn.Transport(), Topic: "x", MaxAttempts: 1}
 		defer w.Close()
-		err := w.WriteMessages(ctx, kafka.Message{Value: []byte("v")})
-		var serr *kafkaconn.SettingError
+		err := w.WriteMessages(ctx, kafkago.Message{Value: []byte("v")})
+		var serr *kafka.SettingError
 		if !errors.As(conn.Explain(err), &serr) || serr.Setting != "SASL.Password" {
 			t.Errorf("writer with a wrong password: %v, explained %v", err, conn.Explain(err))
 		}
