@@ -8,7 +8,7 @@ import (
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // On a real three-broker cluster with topics at three replicas and min.insync.replicas 2, the

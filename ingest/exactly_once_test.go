@@ -19,7 +19,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // rig is a migrated per-test database and its own topics on the shared test broker.

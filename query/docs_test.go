@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // Every SQL example in docs/schema.md runs against the schema migrate creates.

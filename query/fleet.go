@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
-	"github.com/gpufleet/gpufleet/rollup"
 )
 
 // The fleet reports below read gpu_1m (one row per GPU per minute) rather than raw samples: at
@@ -48,18 +48,18 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 	if i < 0 || gpumetric.All()[i].Kind != gpumetric.Gauge {
 		return "", nil, invalid("metric", "%q is not a gauge of gpu_samples", metric)
 	}
-	if !rollup.Covers(metric) {
+	if !schema.Covers(metric) {
 		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on gpu_samples", metric)
 	}
 	var value, having string
 	table, window := TopGPUsTable(agg), minuteWhere
 	switch agg {
 	case "avg":
-		value = fmt.Sprintf("sum(%s) / sum(%s)", rollup.Sum(metric), rollup.N(metric))
+		value = fmt.Sprintf("sum(%s) / sum(%s)", schema.Sum(metric), schema.N(metric))
 	case "max":
-		value = fmt.Sprintf("max(%s)", rollup.MaxCol(metric))
+		value = fmt.Sprintf("max(%s)", schema.MaxCol(metric))
 	case "min":
-		value = fmt.Sprintf("min(%s)", rollup.MinCol(metric))
+		value = fmt.Sprintf("min(%s)", schema.MinCol(metric))
 	default:
 		// A percentile ranks a GPU that runs hot in bursts by how often, which its peak cannot tell
 		// and its mean hides. Digests are kept per GPU-hour, so it covers the whole hours the
@@ -68,7 +68,7 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 		if i < 0 {
 			return "", nil, invalid("agg", "%q: rank by avg, max, min, p50, p90, p95 or p99", agg)
 		}
-		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(metric), i+1)
+		value = fmt.Sprintf("%s(%s)[%d]", schema.QuantileFunc("Merge"), schema.Digest(metric), i+1)
 		window = "t >= toStartOfHour(toDateTime({from:Int64}, 'UTC')) AND t < toDateTime({to:Int64}, 'UTC')"
 		having = " HAVING isFinite(value)" // hours from before 0015 hold empty digests
 	}
@@ -86,7 +86,7 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 	where := strings.Join(append([]string{window}, bindFilters(filters, p)...), " AND ")
 	return fmt.Sprintf("SELECT cluster, node, uuid, any(model), anyLast(job_id), %s AS value FROM %s WHERE %s AND %s > 0 "+
 		"GROUP BY cluster, node, uuid%s ORDER BY value %s, node, uuid LIMIT %d",
-		value, store.Table(db, table), where, rollup.N(metric), having, order, k), p, nil
+		value, store.Table(db, table), where, schema.N(metric), having, order, k), p, nil
 }
 
 // TopGPUsTable is the rollup TopGPUsSQL reads for agg: gpu_1h for a percentile (its per-GPU-hour

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
-	"github.com/gpufleet/gpufleet/rollup"
 )
 
 // Agg is how a metric's readings in one step and group become one value.
@@ -305,7 +305,7 @@ func (q *Query) counterValue() string {
 // reset-aware increase from its first, last and highest reading per bucket (bucketIncreases),
 // which is exact only for short buckets: only per-minute levels keep counters (and, since 0018,
 // their readings and each row's first sample time, which bucketIncreases needs).
-func (q *Query) rollupSQL(db string, l *rollup.Level, groups, filters []string) body {
+func (q *Query) rollupSQL(db string, l *schema.Level, groups, filters []string) body {
 	where := append([]string{"t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC')", "t < toDateTime(intDiv({to:Int64}, 1000), 'UTC')"}, filters...)
 	table := store.Table(db, l.Table)
 	bucket := q.bucket("rt")
@@ -313,37 +313,37 @@ func (q *Query) rollupSQL(db string, l *rollup.Level, groups, filters []string) 
 	if q.isCounter() {
 		return body{bucket, q.counterValue(), bucketIncreases(table, m, groups, strings.Join(where, " AND "))}
 	}
-	mean := fmt.Sprintf("sum(%s) / sum(%s)", rollup.Sum(m), rollup.N(m))
+	mean := fmt.Sprintf("sum(%s) / sum(%s)", schema.Sum(m), schema.N(m))
 	var value string
 	switch q.Agg {
 	case Avg:
 		value = mean
 	case Min:
-		value = fmt.Sprintf("min(%s)", rollup.MinCol(m))
+		value = fmt.Sprintf("min(%s)", schema.MinCol(m))
 	case Max:
-		value = fmt.Sprintf("max(%s)", rollup.MaxCol(m))
+		value = fmt.Sprintf("max(%s)", schema.MaxCol(m))
 	case Count:
-		value = fmt.Sprintf("sum(%s)", rollup.N(m))
+		value = fmt.Sprintf("sum(%s)", schema.N(m))
 	case Last:
-		value = fmt.Sprintf("argMaxMerge(%s)", rollup.LastCol(m))
+		value = fmt.Sprintf("argMaxMerge(%s)", schema.LastCol(m))
 	case Sum:
 	default:
-		value = fmt.Sprintf("%s(%s)[%d]", rollup.QuantileFunc("Merge"), rollup.Digest(m), quantileIndex(q.Agg)+1)
+		value = fmt.Sprintf("%s(%s)[%d]", schema.QuantileFunc("Merge"), schema.Digest(m), quantileIndex(q.Agg)+1)
 	}
-	where = append(where, rollup.N(m)+" > 0")
+	where = append(where, schema.N(m)+" > 0")
 	if q.Agg == Sum {
 		// Each GPU's mean over its rows in the bucket (pickLevel keeps uuid), then their sum.
 		gpu := strings.Join(uniq(append([]string{"uuid"}, groups...)), ", ")
 		return body{"t", gaugeAggs[Sum], fmt.Sprintf("SELECT %s, %s, %s AS gv FROM (SELECT t AS rt, %s, %s, %s FROM %s WHERE %s) GROUP BY t, %s",
-			bucket, gpu, mean, gpu, rollup.Sum(m), rollup.N(m), table, strings.Join(where, " AND "), gpu)}
+			bucket, gpu, mean, gpu, schema.Sum(m), schema.N(m), table, strings.Join(where, " AND "), gpu)}
 	}
 	// The states only the aggregation that needs them reads: they are the heavy columns.
-	cols := []string{rollup.Sum(m), rollup.N(m), rollup.MinCol(m), rollup.MaxCol(m)}
+	cols := []string{schema.Sum(m), schema.N(m), schema.MinCol(m), schema.MaxCol(m)}
 	switch {
 	case quantileIndex(q.Agg) >= 0:
-		cols = append(cols, rollup.Digest(m))
+		cols = append(cols, schema.Digest(m))
 	case q.Agg == Last:
-		cols = append(cols, rollup.LastCol(m))
+		cols = append(cols, schema.LastCol(m))
 	}
 	return body{bucket, value, fmt.Sprintf("SELECT t AS rt%s, %s FROM %s WHERE %s",
 		prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))}
@@ -355,7 +355,7 @@ func (q *Query) rollupSQL(db string, l *rollup.Level, groups, filters []string) 
 // last after it; it adds first − the previous row's last, or first after a reset. That equals the
 // raw answer unless a counter resets twice in one minute, or resets and then climbs past where the
 // minute started. A GPU whose job changes within a minute has a row per job there, ordered by its
-// first sample (rollup.FirstSample), so the step across the change is the new job's, as in the raw
+// first sample (schema.FirstSample), so the step across the change is the new job's, as in the raw
 // rows; a job that comes back within the same minute (A, B, A) is one row that overlaps the other.
 // A GPU's first row in the window with its only reading (N = 1) adds nothing and makes no point,
 // as its first raw reading, which has nothing before it in the window.
@@ -404,33 +404,33 @@ func bucketIncreases(table, metric string, keep []string, where string) string {
 		prefixed(arrays), across, counts,
 		sortBy("rt", "rts"), sortBy("first", "fs"), sortBy("last", "ls"), sortBy("w", "ws"), sortBy("n", "ns"), prefixed(sorted),
 		within, prefixed(others),
-		rollup.FirstSample, rollup.FirstCol(metric), rollup.LastCol(metric), rollup.MaxCol(metric), rollup.N(metric), prefixed(others),
+		schema.FirstSample, schema.FirstCol(metric), schema.LastCol(metric), schema.MaxCol(metric), schema.N(metric), prefixed(others),
 		table, where, prefixed(joined))
 }
 
 var quantileOf = map[Agg]float64{P50: 0.5, P90: 0.9, P95: 0.95, P99: 0.99}
 
-// quantileIndex is a's position in rollup.Quantiles, or -1 when a is not a percentile.
+// quantileIndex is a's position in schema.Quantiles, or -1 when a is not a percentile.
 func quantileIndex(a Agg) int {
 	q, ok := quantileOf[a]
 	if !ok {
 		return -1
 	}
-	return slices.Index(rollup.Quantiles, q)
+	return slices.Index(schema.Quantiles, q)
 }
 
 // pickLevel returns the coarsest rollup that answers q exactly, or nil for the raw table. A level
 // qualifies when the query does not force raw, its step divides the query's, the window starts
 // and ends on its step (no partial bucket at the edges), it keeps every label the query groups or
 // filters by, and it keeps what the aggregation needs (digests for percentiles, per-GPU counters,
-// last readings) and the metric itself (rollup.Covers).
-func (q *Query) pickLevel() *rollup.Level {
-	if q.Source == SourceRaw || !rollup.Covers(q.Metric) {
+// last readings) and the metric itself (schema.Covers).
+func (q *Query) pickLevel() *schema.Level {
+	if q.Source == SourceRaw || !schema.Covers(q.Metric) {
 		return nil
 	}
-	var best *rollup.Level
-	for i := range rollup.Levels {
-		l := &rollup.Levels[i]
+	var best *schema.Level
+	for i := range schema.Levels {
+		l := &schema.Levels[i]
 		if q.Step%l.Step != 0 || q.From.UnixMilli()%l.Step.Milliseconds() != 0 || q.To.UnixMilli()%l.Step.Milliseconds() != 0 {
 			continue
 		}

@@ -26,7 +26,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/store"
 	storebackend "github.com/gpufleet/gpufleet/internal/store/backend"
-	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/query"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // BenchmarkBytesPerValue writes a simulated 1,024-GPU fleet sampled every second into the schema
@@ -22,7 +22,7 @@ import (
 // one hour; GPUFLEET_BENCH_HOURS=24 runs the full simulated day. It also reports the bytes per row
 // of the per-GPU rollups, and the part of them their t-digests take:
 //
-//	go test -run '^$' -bench BytesPerValue -benchtime 1x -v ./migrate/
+//	go test -run '^$' -bench BytesPerValue -benchtime 1x -v ./internal/schema/migrate/
 func BenchmarkBytesPerValue(b *testing.B) {
 	hours := 1
 	if h, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_HOURS")); err == nil && h > 0 {

@@ -13,7 +13,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -155,7 +155,7 @@ func TestOnClusterGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (go test ./migrate -run OnCluster -update writes it)", err)
+		t.Fatalf("%v (go test ./internal/schema/migrate -run OnCluster -update writes it)", err)
 	}
 	if got != string(want) {
 		t.Errorf("cluster form differs from %s (rerun with -update if intended)", path)
@@ -182,5 +182,16 @@ func TestSetRetention(t *testing.T) {
 	}
 	if err := migrate.SetRetention(ctx, s, migrate.Retention{EventsDays: -3}, ""); err == nil {
 		t.Error("a negative retention was accepted")
+	}
+}
+
+// Latest reads only the files' names; it must agree with the migrations Load parses.
+func TestLatestIsTheLastLoaded(t *testing.T) {
+	ms, err := migrate.Load("gpufleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) == 0 || migrate.Latest() != ms[len(ms)-1].Version {
+		t.Fatalf("Latest() = %d, Load's last = %+v", migrate.Latest(), ms[len(ms)-1:])
 	}
 }

@@ -1,148 +1,15 @@
-// Package rollup defines gpufleet's pre-aggregated tables: per GPU per minute and per hour, and per
-// cluster × model per minute, each filled from gpu_samples by a materialized view. It generates
-// their migration (deploy/migrations/0005_rollups.sql, pinned by a test) and tells the query layer
-// which columns hold which aggregate, so the two cannot drift apart.
-package rollup
+package schema
+
+// The generators of the rollup migrations: only TestMigrationsMatchGenerators calls them (to write
+// a new migration, or to prove a shipped one is what they make), so they ship in no binary.
 
 import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
 )
-
-// Level is one rollup table.
-type Level struct {
-	Table  string
-	Step   time.Duration
-	bucket string   // ClickHouse function from a DateTime to the bucket start
-	Dims   []string // label columns kept, in ORDER BY order before t
-	TTL    string
-	// Digests: gauges keep a t-digest (percentiles answerable). Counters: counters kept, which
-	// needs uuid among Dims (resets are per GPU). LastGauges: gauges keep their last reading (the
-	// current temperature, the memory in use now), which only means something per GPU.
-	Digests, Counters, LastGauges bool
-	// From is the table the view reads: gpu_samples, or a finer level whose states it merges.
-	From string
-	// Dedup: the table keeps a deduplication window (DedupWindow) of the blocks its view wrote, so
-	// that an insert into From replayed with the same token is not counted again (0017).
-	Dedup bool
-	// CounterReadings (0018, with Counters): each counter keeps how many readings it had (N), and
-	// each row the time of its first sample (FirstSample). A GPU whose job changes within a minute
-	// has a row per job in that minute; the query layer orders them by that time to pair each row's
-	// first reading with the reading before it, as the raw rows would, and leaves out a GPU's lone
-	// first reading in a window as the raw path does (it has nothing to increase from).
-	CounterReadings bool
-}
-
-// FirstSample is the column of a row's earliest sample time, on levels with CounterReadings:
-// SimpleAggregateFunction(min, DateTime64(3, 'UTC')); 1970-01-01 on rows written before 0018.
-const FirstSample = "first_sample"
-
-// DedupWindow is how many inserts' block ids a table remembers: the raw tables' window since 0001,
-// the rollups' since 0017. A replay must come within that many inserts into the table.
-const DedupWindow = 10000
-
-// Levels, as migrations leave them. fleet_1m's t-digests answer the fleet-wide percentile trend
-// Grafana shows most from few rows. gpu_1h keeps a t-digest per GPU-hour (0015), for a GPU's or a
-// job's percentiles over days and GPUs ranked by p99; gpu_1m keeps none, because a digest of a
-// minute's 60 readings costs about 60 % of the bytes of those raw readings (BenchmarkBytesPerValue
-// measured 1,067 bytes per GPU-minute) while an hour's costs 6 %, so per-GPU percentiles by the
-// minute read gpu_samples. gpu_1m keeps counters. gpu_1h is fed from raw rows since 0015, from
-// gpu_1m's inserts before: its digests need the readings.
-var Levels = []Level{
-	{Table: "fleet_1m", Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
-		Digests: true, From: "gpu_samples", Dedup: true},
-	{Table: "gpu_1m", Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
-		Counters: true, LastGauges: true, From: "gpu_samples", Dedup: true, CounterReadings: true},
-	// No counters per hour: first/last/peak per hour cannot tell a reset that climbs back past the
-	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
-	// climbing from zero past its lifetime value within one minute.
-	{Table: "gpu_1h", Step: time.Hour, bucket: "toStartOfHour", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 400 DAY",
-		LastGauges: true, Digests: true, From: "gpu_samples", Dedup: true},
-}
-
-// Historic returns the levels as migration version left them, for the generators of the shipped
-// migrations: 0010 added the placement dims, 0011 the gauges' last readings, 0015 gpu_1h's digests
-// (and fed it from raw rows), 0017 the deduplication windows, 0018 the counters' readings and the
-// first sample's time.
-func Historic(version int) []Level {
-	var drop []string
-	if version < 10 {
-		drop = PlacementDims
-	}
-	out := Without(Levels, drop...) // a copy, so LastGauges below leaves Levels alone
-	for i := range out {
-		if version < 11 {
-			out[i].LastGauges = false
-		}
-		if version < 15 && out[i].Table == "gpu_1h" {
-			out[i].Digests, out[i].From = false, "gpu_1m"
-		}
-		if version < 17 {
-			out[i].Dedup = false
-		}
-		if version < 18 {
-			out[i].CounterReadings = false
-		}
-	}
-	return out
-}
-
-// PlacementDims are the labels migration 0010 added to the levels: the agent's static rack and
-// pool. fleet_1m keeps pool only; racks are too many to multiply its digests by.
-var PlacementDims = []string{"rack", "pool"}
-
-// Without returns copies of levels without the dims named: the levels as they were before a
-// migration added those dims.
-func Without(levels []Level, dims ...string) []Level {
-	out := make([]Level, len(levels))
-	for i, l := range levels {
-		out[i] = l
-		out[i].Dims = nil
-		for _, d := range l.Dims {
-			if !slices.Contains(dims, d) {
-				out[i].Dims = append(out[i].Dims, d)
-			}
-		}
-	}
-	return out
-}
-
-// Covered is how many registry metrics (ids 1…Covered) the rollup tables hold: migration 0005 was
-// generated from the first 22, 0008 added the next 9, 0014 MIG mode and the GPM metrics. A metric
-// added later is answered from gpu_samples until a migration made by UpgradeSQL adds its columns.
-const Covered = 36
-
-// Covers reports whether the rollups hold the metric column.
-func Covers(column string) bool {
-	i := gpumetric.IndexOfColumn(column)
-	return i >= 0 && i < Covered
-}
-
-// Quantiles kept by every gauge's t-digest state, in the order of its result array.
-var Quantiles = []float64{0.5, 0.9, 0.95, 0.99}
-
-// Column names of a metric's aggregates in a rollup table.
-func Sum(metric string) string      { return metric + "_sum" }   // SimpleAggregateFunction(sum, Float64)
-func N(metric string) string        { return metric + "_n" }     // readings, SimpleAggregateFunction(sum, UInt64)
-func MinCol(metric string) string   { return metric + "_min" }   // SimpleAggregateFunction(min, Nullable(…))
-func MaxCol(metric string) string   { return metric + "_max" }   // SimpleAggregateFunction(max, Nullable(…))
-func Digest(metric string) string   { return metric + "_q" }     // quantilesTDigest state
-func FirstCol(metric string) string { return metric + "_first" } // counters: argMin(value, time) state
-func LastCol(metric string) string  { return metric + "_last" }  // argMax(value, time) state
-
-// QuantileFunc is the aggregate the t-digest states were made with, with combinator comb ("" for
-// the column type, "State" to make one, "Merge" to read one): quantilesTDigest<comb>(0.5, …).
-func QuantileFunc(comb string) string {
-	var qs []string
-	for _, q := range Quantiles {
-		qs = append(qs, fmt.Sprint(q))
-	}
-	return "quantilesTDigest" + comb + "(" + strings.Join(qs, ", ") + ")"
-}
 
 // SQL is the migration creating every level's table and view for metrics.
 func SQL(levels []Level, metrics []gpumetric.Metric) string {

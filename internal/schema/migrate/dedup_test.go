@@ -11,7 +11,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/migrate"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // sampleBlock is a few gpu_samples rows of two GPUs within the last hour (inside every table's TTL),

@@ -1,4 +1,4 @@
-package rollup_test
+package schema_test
 
 import (
 	"flag"
@@ -8,35 +8,35 @@ import (
 	"testing"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
-	"github.com/gpufleet/gpufleet/rollup"
+	"github.com/gpufleet/gpufleet/internal/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated migration")
 
 // Each shipped rollup migration is exactly what its generator makes from the registry and the
-// levels as that migration left them (rollup.Historic). Shipped migrations never change: a metric,
+// levels as that migration left them (schema.Historic). Shipped migrations never change: a metric,
 // dim or aggregate added later comes by a new migration, and its row here pins it.
 func TestMigrationsMatchGenerators(t *testing.T) {
 	all := gpumetric.All()
 	for _, c := range []struct{ file, sql string }{
-		{"0005_rollups.sql", rollup.SQL(rollup.Historic(5), all[:22])},
-		{"0008_rollup_agent_metrics.sql", rollup.UpgradeSQL(rollup.Historic(8), all[:22], all[:31], "0008")},
-		{"0010_rollup_placement.sql", rollup.DimsSQL(rollup.Historic(9), rollup.Historic(10), all[:31],
+		{"0005_rollups.sql", schema.SQL(schema.Historic(5), all[:22])},
+		{"0008_rollup_agent_metrics.sql", schema.UpgradeSQL(schema.Historic(8), all[:22], all[:31], "0008")},
+		{"0010_rollup_placement.sql", schema.DimsSQL(schema.Historic(9), schema.Historic(10), all[:31],
 			"0010", "rack and pool labels in the rollups (gpu_samples and gpu_events got them in 0009)")},
-		{"0011_rollup_gauge_last.sql", rollup.ColumnsSQL(rollup.Historic(10), rollup.Historic(11), all[:31],
+		{"0011_rollup_gauge_last.sql", schema.ColumnsSQL(schema.Historic(10), schema.Historic(11), all[:31],
 			"0011", "each gauge's last reading per GPU per minute and hour (the current value panels show)")},
-		{"0014_rollup_mig_gpm.sql", rollup.UpgradeSQL(rollup.Historic(14), all[:31], all[:36], "0014")},
-		{"0015_rollup_gpu_digests.sql", rollup.ColumnsSQL(rollup.Historic(14), rollup.Historic(15), all[:36],
+		{"0014_rollup_mig_gpm.sql", schema.UpgradeSQL(schema.Historic(14), all[:31], all[:36], "0014")},
+		{"0015_rollup_gpu_digests.sql", schema.ColumnsSQL(schema.Historic(14), schema.Historic(15), all[:36],
 			"0015", "a t-digest per GPU-hour (a GPU's or a job's percentiles, GPUs ranked by p99), gpu_1h fed from gpu_samples")},
 		// jobs is the other view target; the raw tables had their windows since 0001, named again so
 		// that the on-cluster form (replicated_deduplication_window) reaches clusters made before.
-		{"0017_dedup_windows.sql", rollup.DedupSQL(rollup.Historic(17), []string{"jobs", "gpu_samples", "gpu_events", "ingest_gaps"},
+		{"0017_dedup_windows.sql", schema.DedupSQL(schema.Historic(17), []string{"jobs", "gpu_samples", "gpu_events", "ingest_gaps"},
 			"0017", "deduplication windows on the rollups and jobs, so an insert replayed with its token counts in no table twice")},
-		{"0018_rollup_counter_readings.sql", rollup.ColumnsSQL(rollup.Historic(17), rollup.Historic(18), all[:36],
+		{"0018_rollup_counter_readings.sql", schema.ColumnsSQL(schema.Historic(17), schema.Historic(18), all[:36],
 			"0018", "per GPU-minute each counter's readings and the first sample's time, so a counter's increase by job reads gpu_1m exactly when the job changes within a minute")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
-			path := filepath.Join("..", "deploy", "migrations", c.file)
+			path := filepath.Join("migrations", c.file)
 			if *update {
 				if err := os.WriteFile(path, []byte(c.sql), 0o644); err != nil {
 					t.Fatal(err)
@@ -44,17 +44,17 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 			}
 			want, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatalf("%v (go test ./rollup -update writes it)", err)
+				t.Fatalf("%v (go test ./internal/schema -update writes it)", err)
 			}
 			if string(want) != c.sql {
-				t.Errorf("%s differs from its generator (go test ./rollup -update if intended)", path)
+				t.Errorf("%s differs from its generator (go test ./internal/schema -update if intended)", path)
 			}
 		})
 	}
 }
 
 func TestHistoricIsCurrent(t *testing.T) {
-	if got := rollup.Historic(99); !reflect.DeepEqual(got, rollup.Levels) {
+	if got := schema.Historic(99); !reflect.DeepEqual(got, schema.Levels) {
 		t.Errorf("Historic(99) = %+v, want the current levels", got)
 	}
 }
