@@ -55,15 +55,15 @@ const DedupWindow = 10000
 // minute read gpu_samples. gpu_1m keeps counters. gpu_1h is fed from raw rows since 0015, from
 // gpu_1m's inserts before: its digests need the readings.
 var Levels = []Level{
-	{Table: "fleet_1m", Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
-		Digests: true, From: "gpu_samples", Dedup: true},
-	{Table: "gpu_1m", Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
-		Counters: true, LastGauges: true, From: "gpu_samples", Dedup: true, CounterReadings: true},
+	{Table: Fleet1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
+		Digests: true, From: GPUSamples, Dedup: true},
+	{Table: GPU1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
+		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true},
 	// No counters per hour: first/last/peak per hour cannot tell a reset that climbs back past the
 	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
 	// climbing from zero past its lifetime value within one minute.
-	{Table: "gpu_1h", Step: time.Hour, bucket: "toStartOfHour", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 400 DAY",
-		LastGauges: true, Digests: true, From: "gpu_samples", Dedup: true},
+	{Table: GPU1h, Step: time.Hour, bucket: "toStartOfHour", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 400 DAY",
+		LastGauges: true, Digests: true, From: GPUSamples, Dedup: true},
 }
 
 // Historic returns the levels as migration version left them, for the generators of the shipped
@@ -80,8 +80,8 @@ func Historic(version int) []Level {
 		if version < 11 {
 			out[i].LastGauges = false
 		}
-		if version < 15 && out[i].Table == "gpu_1h" {
-			out[i].Digests, out[i].From = false, "gpu_1m"
+		if version < 15 && out[i].Table == GPU1h {
+			out[i].Digests, out[i].From = false, GPU1m
 		}
 		if version < 17 {
 			out[i].Dedup = false
