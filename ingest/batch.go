@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire"
 )
@@ -518,8 +519,8 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 			return fmt.Errorf("flush %s: %w", token, err)
 		}
 		if p.gaps.block.Rows() > 0 {
-			if err := in.retry(ctx, "insert ingest_gaps", func(ctx context.Context) error {
-				return in.cfg.Store.Insert(ctx, "ingest_gaps", &p.gaps.block, "gaps/"+token)
+			if err := in.retry(ctx, "insert "+schema.IngestGaps, func(ctx context.Context) error {
+				return in.cfg.Store.Insert(ctx, schema.IngestGaps, &p.gaps.block, "gaps/"+token)
 			}); err != nil {
 				return fmt.Errorf("flush %s: %w", token, err)
 			}

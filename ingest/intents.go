@@ -8,6 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
@@ -31,7 +32,7 @@ func (in *Ingester) intentCovering(ctx context.Context, k partKey, offset int64)
 	// ORDER BY … LIMIT 1 rather than max(): max over no rows is 0, which would read as a range.
 	q := fmt.Sprintf("SELECT last_offset, toInt64(repeats_known), repeats FROM %s WHERE group_id = %s AND topic = %s AND partition = %d "+
 		"AND first_offset <= %d AND last_offset >= %d ORDER BY last_offset DESC LIMIT 1",
-		store.Table(db, "ingest_intents"), store.QuoteString(in.cfg.GroupID), store.QuoteString(k.topic),
+		store.Table(db, schema.IngestIntents), store.QuoteString(in.cfg.GroupID), store.QuoteString(k.topic),
 		k.partition, offset, offset)
 	var last int64 = -1
 	var repeats map[int64]bool
@@ -59,7 +60,7 @@ func (in *Ingester) intentCovering(ctx context.Context, k partKey, offset int64)
 		return nil
 	})
 	if err != nil {
-		return -1, nil, fmt.Errorf("read ingest_intents: %w", err)
+		return -1, nil, fmt.Errorf("read %s: %w", schema.IngestIntents, err)
 	}
 	return last, repeats, nil
 }
@@ -111,7 +112,7 @@ func (in *Ingester) recordIntents(ctx context.Context, ps []*partBatch) error {
 		last.V = append(last.V, p.last)
 	}
 	b := &store.Block{Columns: []store.Column{group, topic, part, first, last, known, repeats}}
-	return in.cfg.Store.Insert(ctx, "ingest_intents", b, "")
+	return in.cfg.Store.Insert(ctx, schema.IngestIntents, b, "")
 }
 
 // gapColumns are ingest_gaps rows found in one partition batch; they are inserted with a token

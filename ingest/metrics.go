@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/gpufleet/internal/schema"
 )
 
 // metrics are the ingester's Prometheus series; rows/s is rate(gpufleet_ingest_sample_rows_total).
@@ -56,7 +58,7 @@ func (m metrics) register(r prometheus.Registerer, in *Ingester) {
 		counter("gpufleet_ingest_dlq_truncated_total", "Dead letters sent truncated because the dead-letter topic refused them whole.", in.nTruncated.Load),
 		counter("gpufleet_ingest_messages_committed_total", "Kafka messages committed after insert.", in.nMessages.Load),
 		counter("gpufleet_ingest_sequence_gaps_total", "Batches agents numbered that never reached ingest.", in.nGaps.Load),
-		counter("gpufleet_ingest_gaps_recorded_total", "Rows written to ingest_gaps: jumps in an agent's sequence numbers, each spanning one or more missing batches.", in.nGapsRecorded.Load),
+		counter("gpufleet_ingest_gaps_recorded_total", "Rows written to "+schema.IngestGaps+": jumps in an agent's sequence numbers, each spanning one or more missing batches.", in.nGapsRecorded.Load),
 		counter("gpufleet_ingest_fetch_errors_total", "Partition fetches that failed and were retried with backoff.", in.nFetchErrors.Load),
 		counter("gpufleet_ingest_duplicate_batches_total", "Sample and event messages dropped as a repeat of one already taken or stored (producer retries).", in.nDuplicates.Load),
 		counter("gpufleet_ingest_messages_fetched_total", "Messages fetched from Kafka (committed or not yet), each counted once however often it is fetched again.", in.nFetched.Load),

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire"
 )
@@ -71,7 +72,7 @@ func (in *Ingester) dropRepeats(ctx context.Context, p *partBatch, seen map[msgK
 	)
 	switch {
 	case p.events != nil && len(p.events.msgs) > 0:
-		table, block = "gpu_events", &p.events.block
+		table, block = schema.GPUEvents, &p.events.block
 		for i, m := range p.events.msgs {
 			end := block.Rows()
 			if i+1 < len(p.events.msgs) {
@@ -81,7 +82,7 @@ func (in *Ingester) dropRepeats(ctx context.Context, p *partBatch, seen map[msgK
 			offsets = append(offsets, m.offset)
 		}
 	case p.samples != nil && len(p.samples.lookup) > 0:
-		table, block = "gpu_samples", &p.samples.block
+		table, block = schema.GPUSamples, &p.samples.block
 		for _, m := range p.samples.lookup {
 			keys, ranges = append(keys, m.key), append(ranges, [2]int{m.row, m.row + m.n})
 			offsets = append(offsets, m.offset)
@@ -108,12 +109,12 @@ func (in *Ingester) dropRepeats(ctx context.Context, p *partBatch, seen map[msgK
 			dup = p.replay[offsets[i]]
 		} else {
 			// Unnumbered messages (seq 0) are kept: nothing tells their retry from a new message.
-			dup = k.seq != 0 && (stored[k] || table == "gpu_events" && seen[k])
+			dup = k.seq != 0 && (stored[k] || table == schema.GPUEvents && seen[k])
 			if dup {
 				p.repeats = append(p.repeats, offsets[i])
 			}
 		}
-		if table == "gpu_events" {
+		if table == schema.GPUEvents {
 			seen[k] = true
 		}
 		if !dup {

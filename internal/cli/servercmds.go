@@ -18,9 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/schema"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/backend"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/query"
 )
 
@@ -214,7 +215,7 @@ func (t *ingestTuning) register(f *flags) {
 	f.DurationVar(&t.skewLogEvery, "skew-log-interval", time.Minute, "log one agent's clock skew at most this often (SkewLogInterval)")
 	f.IntVar(&t.agentStateMax, "agent-state-max", 50_000, "most agents whose last sequence number and latest batches each worker keeps, about\n"+
 		"1.3 KiB each, counted in the memory bound (AgentStateMax); a forgotten agent's next batch is looked up\n"+
-		"in gpu_samples as a possible repeat and not checked for a gap")
+		"in "+schema.GPUSamples+" as a possible repeat and not checked for a gap")
 	f.DurationVar(&t.agentStateIdle, "agent-state-idle", time.Hour, "forget an agent not seen for this long, at the latest twice as long (AgentStateIdle);\n"+
 		"keep it above the agents' longest send interval (--send-every × --interval)")
 }
@@ -309,7 +310,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&since, "since", 15*time.Minute, "window: from now minus this to now")
 	f.IntVar(&top, "top", 5, "how many hottest GPUs to list (summary)")
 	f.StringVar(&format, "format", "text", "output: text, json, or csv (series only)")
-	f.StringVar(&metric, "metric", "", "gpu_samples metric column for a time series (gpu_util, temp_gpu_c, power_w, energy_mj, ...)")
+	f.StringVar(&metric, "metric", "", schema.GPUSamples+" metric column for a time series (gpu_util, temp_gpu_c, power_w, energy_mj, ...)")
 	f.StringVar(&agg, "agg", "avg", "gauges: avg min max sum count p50 p90 p95 p99 last (sum: each GPU's mean in the step, summed over GPUs, e.g. fleet power in W; count: readings); counters: increase rate (per second)")
 	f.StringVar(&by, "by", "", "group by, comma-separated: cluster node gpu model job")
 	f.DurationVar(&step, "step", time.Minute, "bucket width (whole seconds)")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
@@ -46,7 +47,7 @@ func (f Fleet) Write(ctx context.Context, st store.Store) (uint64, error) {
 	var rows uint64
 	now := time.Now()
 	flush := func() error {
-		if err := st.Insert(ctx, "gpu_samples", b.Block(), ""); err != nil {
+		if err := st.Insert(ctx, schema.GPUSamples, b.Block(), ""); err != nil {
 			return fmt.Errorf("seed: %w", err)
 		}
 		rows += uint64(b.Block().Rows())

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrations"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
@@ -123,9 +124,9 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 	if err := s.Exec(ctx, createDB); err != nil {
 		return nil, fmt.Errorf("migrate: create database %s: %w", db, err)
 	}
-	if err := s.Exec(ctx, rewrite("CREATE TABLE IF NOT EXISTS "+store.Table(db, "schema_migrations")+
+	if err := s.Exec(ctx, rewrite("CREATE TABLE IF NOT EXISTS "+store.Table(db, schema.SchemaMigrations)+
 		" (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")); err != nil {
-		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
+		return nil, fmt.Errorf("migrate: create %s: %w", schema.SchemaMigrations, err)
 	}
 	done, err := Applied(ctx, s)
 	if err != nil {
@@ -145,7 +146,7 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 			}
 		}
 		if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s (version, name) VALUES (%d, %s)",
-			store.Table(db, "schema_migrations"), m.Version, store.QuoteString(m.Name))); err != nil {
+			store.Table(db, schema.SchemaMigrations), m.Version, store.QuoteString(m.Name))); err != nil {
 			return applied, fmt.Errorf("migrate: record %04d: %w", m.Version, err)
 		}
 		log.Info("applied migration", slog.Int("version", m.Version), slog.String("name", m.Name))
@@ -156,9 +157,9 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 
 // Applied returns the versions recorded in schema_migrations (empty when the table is missing).
 func Applied(ctx context.Context, s store.Store) (map[int]bool, error) {
-	r, err := s.Query(ctx, "SELECT DISTINCT version FROM "+store.Table(s.Database(), "schema_migrations"))
+	r, err := s.Query(ctx, "SELECT DISTINCT version FROM "+store.Table(s.Database(), schema.SchemaMigrations))
 	if err != nil {
-		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+		return nil, fmt.Errorf("migrate: read %s: %w", schema.SchemaMigrations, err)
 	}
 	done := map[int]bool{}
 	for _, row := range r.Rows {
@@ -207,7 +208,7 @@ func SetRetention(ctx context.Context, s store.Store, r Retention, cluster strin
 	for _, t := range []struct {
 		table string
 		days  int
-	}{{"gpu_samples", r.SamplesDays}, {"gpu_events", r.EventsDays}} {
+	}{{schema.GPUSamples, r.SamplesDays}, {schema.GPUEvents, r.EventsDays}} {
 		if t.days == 0 {
 			continue
 		}

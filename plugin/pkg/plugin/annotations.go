@@ -10,6 +10,7 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/query"
 )
@@ -55,7 +56,7 @@ func eventsSQL(db string, q Query, from, to time.Time) (string, store.Params, er
 		p[name] = store.FormatArray(f.Values)
 	}
 	return "SELECT toUnixTimestamp64Milli(time), kind, code, cluster, node, uuid, pid, message FROM " +
-		store.Table(db, "gpu_events") + " WHERE " + strings.Join(where, " AND ") +
+		store.Table(db, schema.GPUEvents) + " WHERE " + strings.Join(where, " AND ") +
 		" ORDER BY time LIMIT " + strconv.Itoa(eventsMax), p, nil
 }
 

@@ -24,9 +24,10 @@ import (
 	backendlog "github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	storebackend "github.com/gpufleet/gpufleet/internal/store/backend"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/query"
 )
 
@@ -256,7 +257,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 	case have < want:
 		return fail("database %s is at schema version %d, this plugin needs %d: run `gpufleet migrate`", st.Database(), have, want)
 	}
-	r, err := st.Query(ctx, "SELECT count(), max(t) FROM "+store.Table(st.Database(), "gpu_1m")+" WHERE t >= now() - INTERVAL 1 DAY")
+	r, err := st.Query(ctx, "SELECT count(), max(t) FROM "+store.Table(st.Database(), schema.GPU1m)+" WHERE t >= now() - INTERVAL 1 DAY")
 	if err != nil || len(r.Rows) != 1 || len(r.Rows[0]) != 2 {
 		return fail("schema present but unreadable: %v", err)
 	}
@@ -401,7 +402,7 @@ func (d *Datasource) compile(ctx context.Context, q Query, from, to time.Time, i
 		if err != nil {
 			return nil, err
 		}
-		return &Compiled{SQL: sql, Params: p, Table: "gpu_events"}, nil
+		return &Compiled{SQL: sql, Params: p, Table: schema.GPUEvents}, nil
 	}
 	return nil, badType(q.QueryType)
 }

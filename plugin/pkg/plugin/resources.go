@@ -12,6 +12,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend/resource/httpadapter"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/query"
 )
@@ -77,7 +78,7 @@ func (d *Datasource) labels(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "dim: one of " + query.DimNames})
 		return
 	}
-	sql := "SELECT DISTINCT " + string(dim) + " AS v FROM " + store.Table(d.st.Database(), "gpu_1h") +
+	sql := "SELECT DISTINCT " + string(dim) + " AS v FROM " + store.Table(d.st.Database(), schema.GPU1h) +
 		" WHERE t >= toDateTime({since:Int64}, 'UTC') AND v != ''"
 	p := store.Params{"since": strconv.FormatInt(d.now().Add(-7*24*time.Hour).Unix(), 10)}
 	// cluster may repeat: a template variable's query in a multi-value cluster.
