@@ -14,22 +14,19 @@ var update = flag.Bool("update", false, "rewrite the generated part of docs/sche
 func metricsTable() string {
 	var b strings.Builder
 	b.WriteString("| column | kind | type | unit | NVML source | plausible | meaning |\n|---|---|---|---|---|---|---|\n")
-	for i, m := range All() {
-		kind, typ, rng := "gauge", "Nullable(Float32)", ""
-		if m.Kind == Counter {
-			kind, typ = "counter", "Nullable(UInt64)"
+	for _, m := range All() {
+		rng := ""
+		if m.Kind == Gauge {
+			rng = fmt.Sprintf("%g … %g", m.Plausible.Lo, m.Plausible.Hi)
 		}
-		if lo, hi, ok := Plausible(i); ok {
-			rng = fmt.Sprintf("%g … %g", lo, hi)
-		}
-		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | `%s` | %s | %s |\n", m.Column, kind, typ, m.Unit, m.Source, rng, m.Help)
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | `%s` | %s | %s |\n", m.Column, m.Kind, m.Kind.ColumnType(), m.Unit, m.Source, rng, m.Help)
 	}
 	return b.String()
 }
 
 // docs/schema.md documents every metric column exactly as the registry defines it.
 func TestSchemaDocListsEveryMetric(t *testing.T) {
-	const path = "../docs/schema.md"
+	const path = "../../docs/schema.md"
 	const begin, end = "<!-- metrics:begin -->\n", "<!-- metrics:end -->"
 	doc, err := os.ReadFile(path)
 	if err != nil {
@@ -48,6 +45,6 @@ func TestSchemaDocListsEveryMetric(t *testing.T) {
 		return
 	}
 	if s != want {
-		t.Errorf("%s's metric table is out of date with the registry: go test ./gpumetric -run SchemaDoc -update", path)
+		t.Errorf("%s's metric table is out of date with the registry: go test ./internal/gpumetric -run SchemaDoc -update", path)
 	}
 }
