@@ -14,6 +14,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/gpufleet/gpufleet/internal/retry"
 )
 
 // Default topic names (see DESIGN.md).
@@ -152,35 +154,35 @@ func NewAdmin(brokers []string, conn *Conn) *Admin {
 		client: &kafkago.Client{Addr: kafkago.TCP(brokers...), Transport: conn.Transport(), Timeout: 10 * time.Second}}
 }
 
-// WaitReachable dials the brokers until one answers a metadata request, backing off up to 2 s
-// between tries, and gives up after timeout with an error that says what to check. A broker that
-// refuses the connection's settings (a wrong password, an untrusted certificate) ends the wait at
-// once with a *SettingError: retrying would only repeat the refusal.
+// WaitReachable dials the brokers until one answers a metadata request, backing off (jittered)
+// up to 2 s between tries, and gives up after timeout with an error that says what to check. A
+// broker that refuses the connection's settings (a wrong password, an untrusted certificate) ends
+// the wait at once with a *SettingError: retrying would only repeat the refusal.
 func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	backoff := 100 * time.Millisecond
 	var last error
-	for attempt := 1; ; attempt++ {
+	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}, func(ctx context.Context) error {
 		last = a.Ping(ctx)
-		if last == nil || errors.As(last, new(*SettingError)) {
-			return last
+		if errors.As(last, new(*SettingError)) {
+			return retry.Permanent(last)
 		}
-		if log != nil && attempt%5 == 0 {
-			log.Warn("kafka not reachable yet, retrying", slog.String("brokers", strings.Join(a.brokers, ",")), slog.Any("err", last))
+		return last
+	}, retry.OnRetry(func(try int, err error, _ time.Duration) {
+		if log != nil && try%5 == 0 {
+			log.Warn("kafka not reachable yet, retrying", slog.String("brokers", strings.Join(a.brokers, ",")), slog.Any("err", err))
 		}
-		select {
-		case <-ctx.Done():
-			hint := ""
-			if !a.conn.Config().Enabled() && closedAtOnce(last) {
-				hint = "; a broker that closes plaintext connections at once may want TLS or SASL"
-			}
-			return fmt.Errorf("cannot reach Kafka at %s after %s (%v): check --brokers and that the broker is running%s",
-				strings.Join(a.brokers, ","), timeout, last, hint)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
+	}))
+	if err == nil || errors.As(err, new(*SettingError)) {
+		return err // a Permanent error comes back as Ping returned it
 	}
+	// Without MaxTries, Do gives up only once ctx ends.
+	hint := ""
+	if !a.conn.Config().Enabled() && closedAtOnce(last) {
+		hint = "; a broker that closes plaintext connections at once may want TLS or SASL"
+	}
+	return fmt.Errorf("cannot reach Kafka at %s after %s (%v): check --brokers and that the broker is running%s",
+		strings.Join(a.brokers, ","), timeout, last, hint)
 }
 
 // Ping dials each broker once until one answers a metadata request. It returns nil then, a
