@@ -121,30 +121,30 @@ func newNode(t testing.TB, srv *server.Server) *node {
 				var u uint64
 				ret := gonvml.SUCCESS
 				switch v.FieldId {
-				case fiMemoryTemp:
+				case gonvml.FI_DEV_MEMORY_TEMP:
 					u = uint64(50 + i)
-				case fiTotalEnergy:
+				case gonvml.FI_DEV_TOTAL_ENERGY_CONSUMPTION:
 					u = 1_000_000 * uint64(1+i)
-				case fiPCIeReplayCounter:
+				case gonvml.FI_DEV_PCIE_REPLAY_COUNTER:
 					u = uint64(i)
-				case fiECCSbeVolTotal:
+				case gonvml.FI_DEV_ECC_SBE_VOL_TOTAL:
 					u = n.sbe[i].Load()
-				case fiECCDbeVolTotal:
+				case gonvml.FI_DEV_ECC_DBE_VOL_TOTAL:
 					u = n.dbe[i].Load()
-				case fiECCSbeAggTotal:
+				case gonvml.FI_DEV_ECC_SBE_AGG_TOTAL:
 					u = 100 + n.sbe[i].Load()
-				case fiECCDbeAggTotal:
+				case gonvml.FI_DEV_ECC_DBE_AGG_TOTAL:
 					u = n.dbe[i].Load()
-				case fiRemappedCor:
+				case gonvml.FI_DEV_REMAPPED_COR:
 					u = uint64(i)
-				case fiRemappedUnc:
+				case gonvml.FI_DEV_REMAPPED_UNC:
 					u = 1
-				case fiNVLinkThroughputDataT, fiNVLinkThroughputDataR:
+				case gonvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, gonvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
 					if v.ScopeId != AllLinks {
 						ret = gonvml.ERROR_INVALID_ARGUMENT
 					}
 					u = 1 << 30
-				case fiNVLinkCRCFlitTotal, fiNVLinkReplayTotal, fiNVLinkRecoveryTotal:
+				case gonvml.FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, gonvml.FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, gonvml.FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL:
 					u = 0
 				default: // Hopper remaps rows rather than retiring pages
 					ret = gonvml.ERROR_NOT_SUPPORTED

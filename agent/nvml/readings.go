@@ -2,161 +2,115 @@ package nvml
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
 )
 
-// reading is one value the source reads from a GPU each tick. Readings are matched to registry
-// metrics by column name when the source is built, so a registry without a reading's column simply
-// does not carry it, and a registry metric without a reading is sent as absent on every row.
-type reading int
+// The source's readings are keyed by catalogue metric id: what each is, its kind and its NVML
+// source come from gpumetric's rows, and the field-value and GPM requests below are built from
+// those rows. The metrics NVML answers by a call of their own are read in gpuReading.read, one call
+// per catalogue Call; catalogue_test.go fails when a metric has no reading or a call is not the
+// one its row names.
 
-const (
-	rGPUUtil reading = iota
-	rMemUtil
-	rFBUsed
-	rFBFree
-	rFBTotal
-	rPower
-	rEnergy
-	rTempGPU
-	rTempMem
-	rClockSM
-	rClockMem
-	rThrottle
-	rPCIeTx
-	rPCIeRx
-	rPCIeReplays
-	rECCSbeVol
-	rECCDbeVol
-	rECCSbeAgg
-	rECCDbeAgg
-	rRetired
-	rFan
-	rPState
-	rEncUtil
-	rDecUtil
-	rNVLinkTx
-	rNVLinkRx
-	rRemapCor
-	rRemapUnc
-	rNVLinkCRC
-	rNVLinkReplay
-	rNVLinkRecovery
-	rMIGMode
-	rSMActive
-	rSMOccupancy
-	rTensorActive
-	rDRAMActive
-	nReadings
-)
-
-// readings names each reading's gpu_samples column, kind and NVML source.
-var readings = [nReadings]struct {
-	column  string
-	counter bool
-	source  string
-}{
-	rGPUUtil:        {"gpu_util", false, "nvmlDeviceGetUtilizationRates.gpu"},
-	rMemUtil:        {"mem_util", false, "nvmlDeviceGetUtilizationRates.memory"},
-	rFBUsed:         {"fb_used_mib", false, "nvmlDeviceGetMemoryInfo.used / 2^20"},
-	rFBFree:         {"fb_free_mib", false, "nvmlDeviceGetMemoryInfo.free / 2^20"},
-	rFBTotal:        {"fb_total_mib", false, "nvmlDeviceGetMemoryInfo.total / 2^20"},
-	rPower:          {"power_w", false, "nvmlDeviceGetPowerUsage / 1000"},
-	rEnergy:         {"energy_mj", true, "NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION"},
-	rTempGPU:        {"temp_gpu_c", false, "nvmlDeviceGetTemperature(GPU)"},
-	rTempMem:        {"temp_mem_c", false, "NVML_FI_DEV_MEMORY_TEMP"},
-	rClockSM:        {"clock_sm_mhz", false, "nvmlDeviceGetClockInfo(SM)"},
-	rClockMem:       {"clock_mem_mhz", false, "nvmlDeviceGetClockInfo(MEM)"},
-	rThrottle:       {"throttle_reasons", true, "nvmlDeviceGetCurrentClocksEventReasons"},
-	rPCIeTx:         {"pcie_tx_kibs", false, "nvmlDeviceGetPcieThroughput(TX)"},
-	rPCIeRx:         {"pcie_rx_kibs", false, "nvmlDeviceGetPcieThroughput(RX)"},
-	rPCIeReplays:    {"pcie_replays", true, "NVML_FI_DEV_PCIE_REPLAY_COUNTER"},
-	rECCSbeVol:      {"ecc_sbe_volatile", true, "NVML_FI_DEV_ECC_SBE_VOL_TOTAL"},
-	rECCDbeVol:      {"ecc_dbe_volatile", true, "NVML_FI_DEV_ECC_DBE_VOL_TOTAL"},
-	rECCSbeAgg:      {"ecc_sbe_aggregate", true, "NVML_FI_DEV_ECC_SBE_AGG_TOTAL"},
-	rECCDbeAgg:      {"ecc_dbe_aggregate", true, "NVML_FI_DEV_ECC_DBE_AGG_TOTAL"},
-	rRetired:        {"retired_pages", true, "NVML_FI_DEV_RETIRED_SBE + _DBE, else NVML_FI_DEV_REMAPPED_COR + _UNC"},
-	rFan:            {"fan_pct", false, "nvmlDeviceGetFanSpeed"},
-	rPState:         {"pstate", false, "nvmlDeviceGetPerformanceState"},
-	rEncUtil:        {"enc_util", false, "nvmlDeviceGetEncoderUtilization"},
-	rDecUtil:        {"dec_util", false, "nvmlDeviceGetDecoderUtilization"},
-	rNVLinkTx:       {"nvlink_tx_kib", true, "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, all links"},
-	rNVLinkRx:       {"nvlink_rx_kib", true, "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, all links"},
-	rRemapCor:       {"remapped_rows_cor", true, "NVML_FI_DEV_REMAPPED_COR"},
-	rRemapUnc:       {"remapped_rows_unc", true, "NVML_FI_DEV_REMAPPED_UNC"},
-	rNVLinkCRC:      {"nvlink_crc_flit_errors", true, "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"},
-	rNVLinkReplay:   {"nvlink_replay_errors", true, "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"},
-	rNVLinkRecovery: {"nvlink_recovery_errors", true, "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"},
-	rMIGMode:        {"mig_mode", false, "nvmlDeviceGetMigMode (current)"},
-	rSMActive:       {"sm_active", false, "GPM_METRIC_SM_UTIL"},
-	rSMOccupancy:    {"sm_occupancy", false, "GPM_METRIC_SM_OCCUPANCY"},
-	rTensorActive:   {"tensor_active", false, "GPM_METRIC_ANY_TENSOR_UTIL"},
-	rDRAMActive:     {"dram_active", false, "GPM_METRIC_DRAM_BW_UTIL"},
+// fieldReader is where a metric's field values sit in the request: the metric is the sum of its
+// Fields, or of its Else fields when not every one of Fields could be read.
+type fieldReader struct {
+	id             gpumetric.ID
+	fields, orElse []int // indexes into fieldRequest
 }
 
-// gpmIDs are the GPM metrics read each tick (nvml.h NVML_GPM_METRIC_*), and gpmReading where
-// each answer goes.
+// fieldRequest is the one nvmlDeviceGetFieldValues request per GPU per tick: every field a
+// catalogue row names, once, in catalogue order; fieldReaders say which metric each answers.
+// gpmIDs are the GPM metrics read each tick, and gpmMetric where each answer goes.
 var (
-	gpmIDs     = [...]uint32{2, 3, 5, 10} // SM_UTIL, SM_OCCUPANCY, ANY_TENSOR_UTIL, DRAM_BW_UTIL
-	gpmReading = [len(gpmIDs)]reading{rSMActive, rSMOccupancy, rTensorActive, rDRAMActive}
+	fieldRequest, fieldReaders = fieldsFromCatalogue()
+	gpmIDs, gpmMetric          = gpmFromCatalogue()
 )
 
-// NVML field ids (nvml.h NVML_FI_DEV_*), read in one nvmlDeviceGetFieldValues call per GPU per
-// tick instead of a dozen separate calls.
-const (
-	fiECCSbeVolTotal        = 3
-	fiECCDbeVolTotal        = 4
-	fiECCSbeAggTotal        = 5
-	fiECCDbeAggTotal        = 6
-	fiRetiredSBE            = 29
-	fiRetiredDBE            = 30
-	fiNVLinkCRCFlitTotal    = 38
-	fiNVLinkReplayTotal     = 52
-	fiNVLinkRecoveryTotal   = 59
-	fiMemoryTemp            = 82
-	fiTotalEnergy           = 83
-	fiPCIeReplayCounter     = 94
-	fiNVLinkThroughputDataT = 138
-	fiNVLinkThroughputDataR = 139
-	fiRemappedCor           = 142
-	fiRemappedUnc           = 143
-)
-
-// fields is the field-value request, and fieldReading where each answer goes (-1: combined below).
-var fields = [...]Field{
-	{ID: fiMemoryTemp}, {ID: fiTotalEnergy}, {ID: fiPCIeReplayCounter},
-	{ID: fiECCSbeVolTotal}, {ID: fiECCDbeVolTotal}, {ID: fiECCSbeAggTotal}, {ID: fiECCDbeAggTotal},
-	{ID: fiRetiredSBE}, {ID: fiRetiredDBE}, {ID: fiRemappedCor}, {ID: fiRemappedUnc},
-	{ID: fiNVLinkThroughputDataT, Scope: AllLinks}, {ID: fiNVLinkThroughputDataR, Scope: AllLinks},
-	{ID: fiNVLinkCRCFlitTotal}, {ID: fiNVLinkReplayTotal}, {ID: fiNVLinkRecoveryTotal},
+func fieldsFromCatalogue() ([]Field, []fieldReader) {
+	var req []Field
+	var out []fieldReader
+	at := func(f gpumetric.Field, links bool) int {
+		want := Field{ID: uint32(f)}
+		if links {
+			want.Scope = AllLinks
+		}
+		if i := slices.Index(req, want); i >= 0 {
+			return i
+		}
+		req = append(req, want)
+		return len(req) - 1
+	}
+	for _, m := range gpumetric.All() {
+		s := m.Source
+		if len(s.Fields) == 0 {
+			continue
+		}
+		fr := fieldReader{id: m.ID}
+		for _, f := range s.Fields {
+			fr.fields = append(fr.fields, at(f, s.AllLinks))
+		}
+		for _, f := range s.Else {
+			fr.orElse = append(fr.orElse, at(f, s.AllLinks))
+		}
+		out = append(out, fr)
+	}
+	return req, out
 }
 
-const (
-	fRetiredSBE = 7
-	fRetiredDBE = 8
-)
+// maxGPM bounds the GPM metrics read per tick, so a tick's answers fit in an array on the stack.
+const maxGPM = 16
 
-var fieldReading = [len(fields)]reading{
-	rTempMem, rEnergy, rPCIeReplays,
-	rECCSbeVol, rECCDbeVol, rECCSbeAgg, rECCDbeAgg,
-	-1, -1, rRemapCor, rRemapUnc,
-	rNVLinkTx, rNVLinkRx,
-	rNVLinkCRC, rNVLinkReplay, rNVLinkRecovery,
+func gpmFromCatalogue() ([]uint32, []gpumetric.ID) {
+	var ids []uint32
+	var to []gpumetric.ID
+	for _, m := range gpumetric.All() {
+		if g := m.Source.GPM; g != 0 {
+			ids, to = append(ids, uint32(g)), append(to, m.ID)
+		}
+	}
+	if len(ids) > maxGPM {
+		panic(fmt.Sprintf("nvml: the catalogue names %d GPM metrics, more than maxGPM (%d)", len(ids), maxGPM))
+	}
+	return ids, to
 }
 
-// gpuReading is one GPU's readings at one instant: u for counters, f for gauges, ok when read.
+// gpuReading is one GPU's readings at one instant, by metric id (slot 0 is no metric): u for
+// integer kinds, f for gauges, ok when read.
 type gpuReading struct {
-	u   [nReadings]uint64
-	f   [nReadings]float64
-	ok  [nReadings]bool
-	err [nReadings]error
+	u   [gpumetric.Count + 1]uint64
+	f   [gpumetric.Count + 1]float64
+	ok  [gpumetric.Count + 1]bool
+	err [gpumetric.Count + 1]error
 }
 
-func (r *gpuReading) setF(k reading, v float64, err error) {
-	r.f[k], r.ok[k], r.err[k] = v, err == nil, err
+func (r *gpuReading) setF(id gpumetric.ID, v float64, err error) {
+	r.f[id], r.ok[id], r.err[id] = v, err == nil, err
 }
 
-func (r *gpuReading) setU(k reading, v uint64, err error) {
-	r.u[k], r.f[k], r.ok[k], r.err[k] = v, float64(v), err == nil, err
+func (r *gpuReading) setU(id gpumetric.ID, v uint64, err error) {
+	r.u[id], r.f[id], r.ok[id], r.err[id] = v, float64(v), err == nil, err
+}
+
+// setFields sets a metric from its field values: the only field's value as NVML typed it (a
+// gauge keeps its fraction), or the sum of several.
+func (r *gpuReading) setFields(id gpumetric.ID, buf []FieldValue, at []int) {
+	if len(at) == 1 {
+		v := buf[at[0]]
+		r.u[id], r.f[id], r.ok[id], r.err[id] = v.Uint, v.Float, v.Err == nil, v.Err
+		return
+	}
+	var sum uint64
+	for _, i := range at {
+		if err := buf[i].Err; err != nil {
+			r.setU(id, 0, err)
+			return
+		}
+		sum += buf[i].Uint
+	}
+	r.setU(id, sum, nil)
 }
 
 // lostErr returns the first error that says the GPU fell off the bus, or nil.
@@ -171,7 +125,6 @@ func (r *gpuReading) lostErr() error {
 
 var errPStateUnknown = &Error{Op: "nvmlDeviceGetPerformanceState", Code: 0, Name: "P-state unknown (32)", Kind: ErrNotSupported}
 
-// read asks d for every reading; buf is scratch for the field values (len(fields)).
 // readMIG reads what NVML answers per MIG instance: its memory and its GPM metrics. The rest
 // (utilisation, power, clocks, temperatures, errors) is the whole GPU's, on the GPU's row, and is
 // absent on the instance's without a call.
@@ -184,81 +137,72 @@ func (r *gpuReading) readMIG(d Device) {
 func (r *gpuReading) readMemory(d Device) {
 	const mib = 1 << 20
 	total, free, used, err := d.Memory()
-	r.setF(rFBTotal, float64(total/mib), err)
-	r.setF(rFBFree, float64(free/mib), err)
-	r.setF(rFBUsed, float64(used/mib), err)
+	r.setF(gpumetric.FBTotal, float64(total/mib), err)
+	r.setF(gpumetric.FBFree, float64(free/mib), err)
+	r.setF(gpumetric.FBUsed, float64(used/mib), err)
 }
 
 func (r *gpuReading) readGPM(d Device) {
-	var gpm [len(gpmIDs)]FieldValue
-	_ = d.GPM(gpmIDs[:], gpm[:]) // per-metric errors are in gpm[i].Err
-	for i, k := range gpmReading {
-		r.setF(k, gpm[i].Float, gpm[i].Err)
+	var buf [maxGPM]FieldValue
+	gpm := buf[:len(gpmIDs)]
+	_ = d.GPM(gpmIDs, gpm) // per-metric errors are in gpm[i].Err
+	for i, id := range gpmMetric {
+		r.setF(id, gpm[i].Float, gpm[i].Err)
 	}
 }
 
+// read asks d for every reading: one call per catalogue Call, then the field values and GPM metrics
+// the catalogue names; buf is scratch for the field values (len(fieldRequest)).
 func (r *gpuReading) read(d Device, buf []FieldValue) {
 	gpu, mem, err := d.Utilization()
-	r.setF(rGPUUtil, float64(gpu), err)
-	r.setF(rMemUtil, float64(mem), err)
+	r.setF(gpumetric.GPUUtil, float64(gpu), err)
+	r.setF(gpumetric.MemUtil, float64(mem), err)
 	if err != nil && errors.Is(err, ErrGPULost) {
 		return // every other call would fail the same way, each after NVML's own timeout
 	}
 	r.readMemory(d)
 	mw, err := d.Power()
-	r.setF(rPower, float64(mw)/1000, err)
+	r.setF(gpumetric.Power, float64(mw)/1000, err)
 	v, err := d.Temperature()
-	r.setF(rTempGPU, float64(v), err)
+	r.setF(gpumetric.TempGPU, float64(v), err)
 	v, err = d.SMClock()
-	r.setF(rClockSM, float64(v), err)
+	r.setF(gpumetric.ClockSM, float64(v), err)
 	v, err = d.MemClock()
-	r.setF(rClockMem, float64(v), err)
+	r.setF(gpumetric.ClockMem, float64(v), err)
 	reasons, err := d.ClockEventReasons()
-	r.setU(rThrottle, reasons, err)
+	r.setU(gpumetric.ThrottleReasons, reasons, err)
 	v, err = d.PCIeTx()
-	r.setF(rPCIeTx, float64(v), err)
+	r.setF(gpumetric.PCIeTx, float64(v), err)
 	v, err = d.PCIeRx()
-	r.setF(rPCIeRx, float64(v), err)
+	r.setF(gpumetric.PCIeRx, float64(v), err)
 	v, err = d.FanSpeed()
-	r.setF(rFan, float64(v), err)
+	r.setF(gpumetric.FanSpeed, float64(v), err)
 	v, err = d.PerformanceState()
 	if err == nil && v > 15 {
 		err = errPStateUnknown
 	}
-	r.setF(rPState, float64(v), err)
+	r.setF(gpumetric.PState, float64(v), err)
 	v, err = d.EncoderUtilization()
-	r.setF(rEncUtil, float64(v), err)
+	r.setF(gpumetric.EncUtil, float64(v), err)
 	v, err = d.DecoderUtilization()
-	r.setF(rDecUtil, float64(v), err)
+	r.setF(gpumetric.DecUtil, float64(v), err)
 	v, err = d.MIGMode()
-	r.setF(rMIGMode, float64(v), err)
+	r.setF(gpumetric.MIGMode, float64(v), err)
 
-	buf = buf[:len(fields)]
-	if err := d.FieldValues(fields[:], buf); err != nil {
+	buf = buf[:len(fieldRequest)]
+	if err := d.FieldValues(fieldRequest, buf); err != nil {
 		for i := range buf {
 			buf[i] = FieldValue{Err: err}
 		}
 	}
-	for i, k := range fieldReading {
-		if k >= 0 {
-			r.setU(k, buf[i].Uint, buf[i].Err)
-			if k == rTempMem { // a gauge: keep the exact float (setU stored the integer part)
-				r.f[k] = buf[i].Float
+	for _, fr := range fieldReaders {
+		r.setFields(fr.id, buf, fr.fields)
+		if !r.ok[fr.id] && len(fr.orElse) > 0 {
+			first := r.err[fr.id]
+			if r.setFields(fr.id, buf, fr.orElse); !r.ok[fr.id] {
+				r.setU(fr.id, 0, first) // the error worth reporting is the one Fields gave
 			}
 		}
 	}
 	r.readGPM(d)
-	// Retired pages: pre-Ampere GPUs retire pages; Ampere and later remap rows instead and
-	// answer not supported, so the column then carries the remapped rows (as the registry says).
-	sbe, dbe := buf[fRetiredSBE], buf[fRetiredDBE]
-	switch {
-	case sbe.Err == nil && dbe.Err == nil:
-		r.setU(rRetired, sbe.Uint+dbe.Uint, nil)
-	case r.ok[rRemapCor] && r.ok[rRemapUnc]:
-		r.setU(rRetired, r.u[rRemapCor]+r.u[rRemapUnc], nil)
-	case sbe.Err != nil:
-		r.setU(rRetired, 0, sbe.Err)
-	default:
-		r.setU(rRetired, 0, dbe.Err)
-	}
 }

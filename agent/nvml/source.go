@@ -44,13 +44,12 @@ type Source struct {
 	lostAtStart   []lostGPU
 	// lost counts GPUs lost since start, for the /metrics gauge: a scrape reads it from another
 	// goroutine, and lostAtStart is emptied once its events are sent.
-	lost  atomic.Int64
-	xid   XIDWatch
-	byPos []int // registry position -> reading, or -1 when NVML has none for it
+	lost atomic.Int64
+	xid  XIDWatch
 
 	rd       []gpuReading // scratch: this tick's readings, one per row appended
-	fieldBuf [len(fields)]FieldValue
-	present  []bool // scratch
+	fieldBuf []FieldValue // scratch: len(fieldRequest)
+	present  []bool       // scratch
 
 	errs    *prometheus.CounterVec
 	seconds prometheus.Histogram
@@ -71,7 +70,7 @@ const maxMIGParents, maxMIGSlots = 16, 8
 // gpuState is what the source remembers about one GPU between ticks.
 type gpuState struct {
 	lost        bool
-	logged      [nReadings]bool // the reading's failure was logged (once per GPU and metric)
+	logged      [gpumetric.Count + 1]bool // by metric id: its failure was logged (once per GPU and metric)
 	haveReasons bool
 	reasons     uint64
 	haveECC     bool
@@ -143,19 +142,7 @@ func New(lib Lib, opts Options) (*Source, error) {
 			s.xid = w
 		}
 	}
-	all := gpumetric.All()
-	s.byPos = make([]int, len(all))
-	for i, m := range all {
-		s.byPos[i] = -1
-		for r := range nReadings {
-			if readings[r].column == m.Column {
-				s.byPos[i] = int(r)
-			}
-		}
-		if s.byPos[i] >= 0 && readings[s.byPos[i]].counter != (m.Kind == gpumetric.Counter) {
-			return nil, fmt.Errorf("nvml source: metric %s is a %v in the registry but read as the other kind", m.Column, m.Kind)
-		}
-	}
+	s.fieldBuf = make([]FieldValue, len(fieldRequest))
 	s.errs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_nvml_errors_total",
 		Help: "NVML readings that failed other than as not supported, by metric."}, []string{"metric"})
 	s.seconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_nvml_sample_seconds",
@@ -373,23 +360,20 @@ func lostCode(err error) uint64 {
 func (s *Source) fill(b *wirepb.SampleBatch, oldRows int) {
 	rows := len(b.TimeUnixMs)
 	for _, c := range b.Metrics {
-		pos := gpumetric.Index(gpumetric.ID(c.Metric))
-		rd := -1
-		counter := false
-		if pos >= 0 {
-			rd = s.byPos[pos]
-			counter = gpumetric.All()[pos].Kind == gpumetric.Counter
-		}
+		// A metric this build does not know has no reading: absent on every row.
+		id := gpumetric.ID(c.Metric)
+		m, known := gpumetric.Lookup(id)
+		integer := known && m.Kind.Integer()
 		s.present = s.present[:0]
 		allPresent := true
 		for i := range s.rd {
-			ok := rd >= 0 && s.rd[i].ok[rd]
+			ok := known && s.rd[i].ok[id]
 			var u uint64
 			var f float64
 			if ok {
-				u, f = s.rd[i].u[rd], s.rd[i].f[rd]
+				u, f = s.rd[i].u[id], s.rd[i].f[id]
 			}
-			if counter {
+			if integer {
 				c.Counts = append(c.Counts, u)
 			} else {
 				c.Values = append(c.Values, f)
@@ -413,25 +397,27 @@ func (s *Source) fill(b *wirepb.SampleBatch, oldRows int) {
 // noteErrors logs each failed reading once per GPU and metric and counts the real errors.
 func (s *Source) noteErrors(g int, r *gpuReading) {
 	st := &s.state[g]
-	for k := range nReadings {
-		err := r.err[k]
+	all := gpumetric.All()
+	for i := range all {
+		m := &all[i]
+		err := r.err[m.ID]
 		if err == nil || errors.Is(err, errNoInterval) {
 			continue
 		}
 		unsupported := errors.Is(err, ErrNotSupported)
 		if !unsupported {
-			s.errs.WithLabelValues(readings[k].column).Inc()
+			s.errs.WithLabelValues(m.Column).Inc()
 		}
-		if st.logged[k] {
+		if st.logged[m.ID] {
 			continue
 		}
-		st.logged[k] = true
+		st.logged[m.ID] = true
 		msg, lvl := "GPU metric unavailable; reported as absent", slog.LevelWarn
 		if unsupported {
 			msg, lvl = "GPU does not support metric; reported as absent", slog.LevelInfo
 		}
 		s.log.LogAttrs(context.Background(), lvl, msg, slog.Int("gpu", int(s.gpus[g].Index)),
-			slog.String("metric", readings[k].column), slog.Any("err", err))
+			slog.String("metric", m.Column), slog.Any("err", err))
 	}
 }
 
@@ -457,17 +443,17 @@ var reasonNames = []struct {
 func (s *Source) events(ms int64, g int, r *gpuReading, ev []*wirepb.Event) []*wirepb.Event {
 	st := &s.state[g]
 	gpu := s.gpus[g]
-	if r.ok[rThrottle] {
-		now := r.u[rThrottle] & throttleReasonsMask
+	if r.ok[gpumetric.ThrottleReasons] {
+		now := r.u[gpumetric.ThrottleReasons] & throttleReasonsMask
 		// The first reading raises an event only when the GPU is already throttled: that is news.
 		if (st.haveReasons && now != st.reasons&throttleReasonsMask) || (!st.haveReasons && now != 0) {
 			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid,
-				Kind: wirepb.EventKind_EVENT_KIND_THROTTLE, Code: r.u[rThrottle], Message: throttleMessage(now)})
+				Kind: wirepb.EventKind_EVENT_KIND_THROTTLE, Code: r.u[gpumetric.ThrottleReasons], Message: throttleMessage(now)})
 		}
-		st.haveReasons, st.reasons = true, r.u[rThrottle]
+		st.haveReasons, st.reasons = true, r.u[gpumetric.ThrottleReasons]
 	}
-	if r.ok[rECCSbeVol] && r.ok[rECCDbeVol] {
-		sbe, dbe := r.u[rECCSbeVol], r.u[rECCDbeVol]
+	if r.ok[gpumetric.ECCSingleVolatile] && r.ok[gpumetric.ECCDoubleVolatile] {
+		sbe, dbe := r.u[gpumetric.ECCSingleVolatile], r.u[gpumetric.ECCDoubleVolatile]
 		// A total that went down is a driver reload resetting volatile counters: a new baseline.
 		if st.haveECC && sbe > st.sbe {
 			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid,
