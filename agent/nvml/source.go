@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
@@ -188,7 +189,7 @@ func (s *Source) addMIGInstances() {
 		}
 		for _, in := range insts {
 			if parent.Index >= maxMIGParents || in.Index >= maxMIGSlots {
-				s.log.Warn("MIG instance beyond the indexes gpu_samples.gpu holds; not sampled",
+				s.log.Warn("MIG instance beyond the indexes "+schema.GPUSamples+".gpu holds; not sampled",
 					slog.Int("gpu", int(parent.Index)), slog.Int("mig", in.Index))
 				continue
 			}

@@ -28,7 +28,9 @@ func SQL(levels []Level, metrics []gpumetric.Metric) string {
 
 // columnDefs are the rollup columns of metric m at level l, as "name type" definitions.
 func columnDefs(l Level, m gpumetric.Metric) []string {
-	if m.Kind == gpumetric.Gauge {
+	// A bitmask keeps a counter's columns: throttle_reasons was typed a counter when they were made
+	// (0005), and the shipped migrations stay as they are.
+	if !m.Kind.Integer() {
 		defs := []string{
 			Sum(m.Column) + " SimpleAggregateFunction(sum, Float64)",
 			N(m.Column) + " SimpleAggregateFunction(sum, UInt64)",
@@ -212,7 +214,7 @@ func writeView(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 	for _, m := range metrics {
 		c := m.Column
 		switch {
-		case m.Kind == gpumetric.Gauge && raw:
+		case !m.Kind.Integer() && raw:
 			fmt.Fprintf(b, ",\n    toFloat64(ifNull(sum(%s), 0)) AS %s", c, Sum(c))
 			fmt.Fprintf(b, ",\n    count(%s) AS %s", c, N(c))
 			fmt.Fprintf(b, ",\n    min(%s) AS %s", c, MinCol(c))
@@ -223,7 +225,7 @@ func writeView(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 			if l.Digests {
 				fmt.Fprintf(b, ",\n    %s(%s) AS %s", QuantileFunc("State"), c, Digest(c))
 			}
-		case m.Kind == gpumetric.Gauge:
+		case !m.Kind.Integer():
 			fmt.Fprintf(b, ",\n    sum(%s) AS %s", Sum(c), Sum(c))
 			fmt.Fprintf(b, ",\n    sum(%s) AS %s", N(c), N(c))
 			fmt.Fprintf(b, ",\n    min(%s) AS %s", MinCol(c), MinCol(c))
