@@ -18,6 +18,7 @@ import (
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/retry"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
@@ -308,7 +309,8 @@ loop:
 func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error {
 	sp := a.cfg.Spool
 	draining := false
-	backoff := minBackoff
+	// Not retry.Do: a wait also ends when drain closes, and a failed send may have delivered part.
+	backoff := sendPolicy.Backoff()
 	limit := a.cfg.MaxSendRecords
 	var msgs []kafkago.Message
 	for {
@@ -341,7 +343,7 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		if err == nil {
 			a.sendSeconds.Observe(time.Since(start).Seconds())
 			a.acked(bs, len(bs))
-			backoff = minBackoff
+			backoff.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -364,9 +366,10 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		}
 		a.sendErrors.Inc()
 		sp.SendFailed()
-		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff),
+		d := backoff.Next()
+		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", d),
 			slog.Int("batches", len(bs)-ok))
-		for wait := time.After(backoff); ; {
+		for wait := time.After(d); ; {
 			if draining && sp.Durable() {
 				return nil
 			}
@@ -380,7 +383,6 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 			}
 			break
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -427,7 +429,10 @@ func ackedPrefix(err error, bs []spool.Batch) (n int, tooLarge bool) {
 // disk: the next run sends the rest, and a stop timeout is not spent waiting for Kafka.
 const drainGrace = 5 * time.Second
 
-const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+// sendPolicy spaces the retries of a send from 100 ms to 5 s. Decorrelated jitter keeps each wait
+// at 100 ms or more while the agents of a fleet, which all lose the same broker at once, spread
+// their retries rather than returning together.
+var sendPolicy = retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: retry.Decorrelated}
 
 const flushTimeout = 30 * time.Second
 
@@ -536,24 +541,28 @@ func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafkago.Message) error {
 		time.AfterFunc(flushTimeout, cancel)
 	})
 	defer stop()
-	backoff := minBackoff
-	for {
+	var last error
+	err := retry.Do(sendCtx, sendPolicy, func(ctx context.Context) error {
 		start := time.Now()
-		err := a.cfg.Sender.Send(sendCtx, msgs)
-		if err == nil {
+		last = a.cfg.Sender.Send(ctx, msgs)
+		if last == nil {
 			a.sendSeconds.Observe(time.Since(start).Seconds())
 			return nil
 		}
 		a.sendErrors.Inc()
-		if refused(err) {
-			return fmt.Errorf("deliver %d messages: %w", len(msgs), err)
+		if refused(last) {
+			return retry.Permanent(last)
 		}
-		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
-		select {
-		case <-sendCtx.Done():
-			return fmt.Errorf("deliver %d messages: gave up: %w", len(msgs), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
+		return last
+	}, retry.OnRetry(func(_ int, err error, wait time.Duration) {
+		a.log.Warn("send to kafka failed, retrying", slog.Any("err", err), slog.Duration("backoff", wait))
+	}))
+	switch {
+	case err == nil:
+		return nil
+	case refused(err):
+		return fmt.Errorf("deliver %d messages: %w", len(msgs), err)
 	}
+	// Without MaxTries, Do gives up only once sendCtx ends.
+	return fmt.Errorf("deliver %d messages: gave up: %w", len(msgs), last)
 }

@@ -19,6 +19,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/retry"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
@@ -297,26 +298,24 @@ func (in *Ingester) Run(ctx context.Context) error {
 	defer in.forgetPartitions(nil)
 	// In the background: a broker that is down at start-up must not delay joining the group.
 	go in.checkDLQLimit(ctx)
-	backoff := 100 * time.Millisecond
 	for {
-		gen, err := group.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
+		// Each join starts its backoff afresh: the last one succeeded.
+		gen, err := retry.DoValue(ctx, retryPolicy, func(ctx context.Context) (*kafkago.Generation, error) {
+			gen, err := group.Next(ctx)
 			if errors.Is(err, kafkago.ErrGroupClosed) {
-				return fmt.Errorf("ingest: consumer group closed: %w", err)
+				return nil, retry.Permanent(err)
 			}
+			return gen, err
+		}, retry.OnRetry(func(_ int, err error, wait time.Duration) {
 			in.log.Warn("joining consumer group", slog.String("group", in.cfg.GroupID), slog.Any("err", err),
-				slog.Duration("backoff", backoff))
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 10*time.Second)
-			continue
+				slog.Duration("backoff", wait))
+		}))
+		if ctx.Err() != nil {
+			break
 		}
-		backoff = 100 * time.Millisecond
+		if err != nil {
+			return fmt.Errorf("ingest: consumer group closed: %w", err)
+		}
 		in.nRebalances.Add(1)
 		err = in.runGeneration(ctx, gen)
 		if errors.Is(err, errCrashed) {
@@ -379,25 +378,24 @@ func (in *Ingester) fetch(ctx, gctx context.Context, topic string, a kafkago.Par
 	defer stop()
 	counted := in.fetchMark(partKey{topic, a.ID})
 	next := a.Offset
-	backoff := 100 * time.Millisecond
+	// Not retry.Do: a fetch that passed messages on before failing starts the backoff again.
+	backoff := retryPolicy.Backoff()
 	for {
 		progressed, err := in.fetchFrom(fctx, topic, a.ID, &next, counted, msgs)
 		if fctx.Err() != nil {
 			return
 		}
 		if progressed {
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 		}
+		wait := backoff.Next()
 		in.nFetchErrors.Add(1)
 		in.m.retries.WithLabelValues("fetch").Inc()
 		in.log.Warn("fetch partition failed; retrying", slog.String("topic", topic), slog.Int("partition", a.ID),
-			slog.Int64("offset", next), slog.Any("err", err), slog.Duration("backoff", backoff))
-		select {
-		case <-fctx.Done():
+			slog.Int64("offset", next), slog.Any("err", err), slog.Duration("backoff", wait))
+		if retry.Sleep(fctx, wait) != nil {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
@@ -462,26 +460,26 @@ func (in *Ingester) fetchMark(k partKey) *atomic.Int64 {
 	return c
 }
 
-// retry runs do until it succeeds or ctx ends, backing off from 100 ms to 10 s between tries.
+// retryPolicy backs off from 100 ms to 10 s between tries. Decorrelated jitter keeps each wait
+// at 100 ms or more while the workers of a group, which all fail together when a broker or the
+// store does, spread their retries.
+var retryPolicy = retry.Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: retry.Decorrelated}
+
+// retry runs do until it succeeds or ctx ends (then returning do's last error), backing off per
+// retryPolicy between tries.
 func (in *Ingester) retry(ctx context.Context, what string, do func(context.Context) error) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := do(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
+	var last error
+	err := retry.Do(ctx, retryPolicy, func(ctx context.Context) error {
+		last = do(ctx)
+		return last
+	}, retry.OnRetry(func(_ int, err error, wait time.Duration) {
 		in.m.retries.WithLabelValues(what).Inc()
-		in.log.Warn("retrying", slog.String("step", what), slog.Any("err", err), slog.Duration("backoff", backoff))
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+		in.log.Warn("retrying", slog.String("step", what), slog.Any("err", err), slog.Duration("backoff", wait))
+	}))
+	if err != nil {
+		return last // callers wrap it; ctx's end is theirs to see
 	}
+	return nil
 }
 
 // checkDLQLimit warns when the dead-letter topic takes smaller messages than the samples topic: a
