@@ -143,6 +143,21 @@ loop:
 // add decodes one message into its partition's batch, or queues it for the dead-letter topic. It
 // returns a cut when a batch is full or reaches the range an earlier run recorded.
 func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
+	p, err := in.track(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if err := in.decodeInto(p, m, in.cfg.Now()); err != nil {
+		in.deadLetter(p, m, err)
+	}
+	return in.cutFor(p, m.Offset), nil
+}
+
+// track finds the message's partition batch (making it, its columns and its lag series on the
+// partition's first message) and counts the message in it. On a batch's first message at an offset
+// this batcher did not expect it looks up the range an earlier owner may have recorded there; an
+// error of that lookup leaves the message uncounted, to be read again.
+func (in *Ingester) track(ctx context.Context, m kafka.Message) (*partBatch, error) {
 	k := partKey{m.Topic, m.Partition}
 	p := in.parts[k]
 	if p == nil {
@@ -185,78 +200,124 @@ func (in *Ingester) add(ctx context.Context, m kafka.Message) (*cut, error) {
 	p.n++
 	p.bytes += len(m.Value)
 	in.building += len(m.Value)
-	var err error
-	now := in.cfg.Now()
+	return p, nil
+}
+
+// decodeInto decodes and validates the message for its topic and adds what it carries to p. The
+// error says why the message is refused (it goes to the dead-letter topic); p is unchanged then.
+func (in *Ingester) decodeInto(p *partBatch, m kafka.Message, now time.Time) error {
 	switch {
 	case p.samples != nil && m.Topic == in.cfg.SamplesTopic:
-		var sb *wire.Samples
-		sb, err = in.sd.Decode(m.Value)
-		if (err != nil || len(sb.TimeUnixMs) == 0) && in.isEventBatch(m.Value) {
-			// It would decode as a sample batch without rows and be dropped unseen, or fail with a
-			// reason that hides what it is.
-			err = fmt.Errorf("%w: an event batch (%d events) on the samples topic", wire.ErrMalformed, len(in.eb.Events))
+		sb, err := in.decodeSamples(m.Value, p.samples, now)
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			if err = p.samples.check(sb, now); err == nil && in.duplicate(sb) {
-				p.repeats = append(p.repeats, m.Offset)
-			} else if err == nil {
-				p.samples.appendBatch(sb)
-				in.noteLookup(p.samples, sb, m.Offset, p.replay != nil)
-				if len(sb.TimeUnixMs) > 0 && !in.skewed(sb.AgentID, slices.Max(sb.TimeUnixMs), now) {
-					// A skewed clock's times say nothing about delay (it would go negative).
-					p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
-				}
-				in.checkSeq(p, m, sb.AgentID, sb.Seq)
-			}
-		}
+		in.takeSamples(p, m, sb, now)
+		return nil
 	case p.events != nil && m.Topic == in.cfg.EventsTopic:
-		// A sample batch decodes as an event batch (without events, or with garbage ones from its
-		// driver_version); an event batch never has the rows a sample batch has.
-		if sb, serr := in.sd.Decode(m.Value); serr == nil && len(sb.TimeUnixMs) > 0 {
-			err = fmt.Errorf("%w: a sample batch (%d rows) on the events topic", wire.ErrMalformed, len(sb.TimeUnixMs))
-		} else if err = wire.DecodeEvents(m.Value, &in.eb); err == nil {
-			if err = p.events.check(&in.eb, now); err == nil {
-				before := len(p.events.msgs)
-				p.events.appendBatch(&in.eb)
-				if len(p.events.msgs) > before {
-					p.events.msgs[before].offset = m.Offset
-				}
-				newest := int64(math.MinInt64)
-				for _, e := range in.eb.Events {
-					newest = max(newest, e.TimeUnixMs)
-				}
-				in.skewed(in.eb.AgentId, newest, now)
-			}
+		if err := in.decodeEvents(m.Value, p.events, now); err != nil {
+			return err
 		}
-	default:
-		err = fmt.Errorf("%w: unexpected topic %q", wire.ErrMalformed, m.Topic)
+		in.takeEvents(p, m.Offset, now)
+		return nil
+	}
+	return fmt.Errorf("%w: unexpected topic %q", wire.ErrMalformed, m.Topic)
+}
+
+// decodeSamples decodes a sample batch and checks it against cols' limits.
+func (in *Ingester) decodeSamples(data []byte, cols *sampleColumns, now time.Time) (*wire.Samples, error) {
+	sb, err := in.sd.Decode(data)
+	if (err != nil || len(sb.TimeUnixMs) == 0) && in.isEventBatch(data) {
+		// It would decode as a sample batch without rows and be dropped unseen, or fail with a
+		// reason that hides what it is.
+		return nil, fmt.Errorf("%w: an event batch (%d events) on the samples topic", wire.ErrMalformed, len(in.eb.Events))
 	}
 	if err != nil {
-		in.log.Warn("dead-lettering message", slog.String("topic", m.Topic), slog.Int("partition", m.Partition),
-			slog.Int64("offset", m.Offset), slog.Any("reason", err))
-		p.dead = append(p.dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-			{Key: "reason", Value: []byte(err.Error())},
-			{Key: "source_topic", Value: []byte(m.Topic)},
-			{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
-			{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-		}})
+		return nil, err
 	}
+	if err := cols.check(sb, now); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// takeSamples adds a decoded sample batch to p unless it repeats one this worker took (then only
+// its offset is kept, as a repeat), and does the agent's bookkeeping: the lookup of repeats in
+// ClickHouse, the delay's sample times and the sequence gaps.
+func (in *Ingester) takeSamples(p *partBatch, m kafka.Message, sb *wire.Samples, now time.Time) {
+	if in.duplicate(sb) {
+		p.repeats = append(p.repeats, m.Offset)
+		return
+	}
+	p.samples.appendBatch(sb)
+	in.noteLookup(p.samples, sb, m.Offset, p.replay != nil)
+	if len(sb.TimeUnixMs) > 0 && !in.skewed(sb.AgentID, slices.Max(sb.TimeUnixMs), now) {
+		// A skewed clock's times say nothing about delay (it would go negative).
+		p.sampleTimes = append(p.sampleTimes, sb.TimeUnixMs[0])
+	}
+	in.checkSeq(p, m, sb.AgentID, sb.Seq)
+}
+
+// decodeEvents decodes an event batch into in.eb and checks it against cols' limits.
+func (in *Ingester) decodeEvents(data []byte, cols *eventColumns, now time.Time) error {
+	// A sample batch decodes as an event batch (without events, or with garbage ones from its
+	// driver_version); an event batch never has the rows a sample batch has.
+	if sb, err := in.sd.Decode(data); err == nil && len(sb.TimeUnixMs) > 0 {
+		return fmt.Errorf("%w: a sample batch (%d rows) on the events topic", wire.ErrMalformed, len(sb.TimeUnixMs))
+	}
+	if err := wire.DecodeEvents(data, &in.eb); err != nil {
+		return err
+	}
+	return cols.check(&in.eb, now)
+}
+
+// takeEvents adds the event batch decoded into in.eb to p, marking where its message begins for
+// the lookup of repeats, and counts a skewed clock.
+func (in *Ingester) takeEvents(p *partBatch, offset int64, now time.Time) {
+	before := len(p.events.msgs)
+	p.events.appendBatch(&in.eb)
+	if len(p.events.msgs) > before {
+		p.events.msgs[before].offset = offset
+	}
+	newest := int64(math.MinInt64)
+	for _, e := range in.eb.Events {
+		newest = max(newest, e.TimeUnixMs)
+	}
+	in.skewed(in.eb.AgentId, newest, now)
+}
+
+// deadLetter queues m for the dead-letter topic with why it was refused and where it came from.
+func (in *Ingester) deadLetter(p *partBatch, m kafka.Message, reason error) {
+	in.log.Warn("dead-lettering message", slog.String("topic", m.Topic), slog.Int("partition", m.Partition),
+		slog.Int64("offset", m.Offset), slog.Any("reason", reason))
+	p.dead = append(p.dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+		{Key: "reason", Value: []byte(reason.Error())},
+		{Key: "source_topic", Value: []byte(m.Topic)},
+		{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
+		{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+	}})
+}
+
+// cutFor is the cut policy after p took the message at offset: a batch replaying a recorded range
+// is cut at the range's end and only there; any other is cut at BatchRows, and when the batcher
+// holds BatchBytes the largest batch is cut.
+func (in *Ingester) cutFor(p *partBatch, offset int64) *cut {
 	if p.target >= 0 {
-		if m.Offset >= p.target {
-			return in.cutParts([]*partBatch{p}), nil
+		if offset >= p.target {
+			return in.cutParts([]*partBatch{p})
 		}
-		return nil, nil // replaying a recorded range: its end, not size or age, closes the batch
+		return nil // replaying a recorded range: its end, not size or age, closes the batch
 	}
 	if p.rows() >= in.cfg.BatchRows {
-		return in.cutParts([]*partBatch{p}), nil
+		return in.cutParts([]*partBatch{p})
 	}
 	if in.building >= in.cfg.BatchBytes {
 		// Cut the largest batch, not all of them: the others keep growing towards BatchRows, so a
 		// worker with many partitions still makes large inserts, which is what ClickHouse is fast at
 		// (a 50k-row block costs twice the CPU per row of a 100k-row one on chDB, merges included).
-		return in.cutParts(in.largest()), nil
+		return in.cutParts(in.largest())
 	}
-	return nil, nil
+	return nil
 }
 
 // isEventBatch reports whether data is an event batch with events (decoded into in.eb).
