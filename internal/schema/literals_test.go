@@ -18,8 +18,8 @@ import (
 	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
-// TestNoTableLiterals keeps the table and view names in one home: shipped Go code outside
-// internal/schema names them by schema's constants, so that renaming a table is an edit to
+// TestNoTableLiterals keeps the table and view names in one home: shipped Go code outside package
+// schema (its subpackages, migrate among them, included) names them by schema's constants, so that renaming a table is an edit to
 // names.go and a migration, and the compiler finds every use. It fails on a string literal that
 // spells a name out, by these rules:
 //
@@ -115,6 +115,7 @@ func TestTableLiteralRules(t *testing.T) {
 		{`"gpu_1m_lag"`, false},
 		{`f("jobs")`, false},
 	} {
+		// Every source has a struct tag naming gpu_samples: tags are JSON or YAML keys, not tables.
 		src := "package p\n\nvar _ = " + c.expr + "\n\ntype T struct {\n\tX int `json:\"gpu_samples\"`\n}\n"
 		lits, err := tableLiterals("p.go", []byte(src))
 		if err != nil {
