@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Mask replaces every secret.
+// Mask replaces every secret: the mask url.URL.Redacted puts in place of a password.
 const Mask = "xxxxx"
 
 // Unparsable is what DSN returns for input that has no recognisable scheme.
@@ -89,34 +89,37 @@ func splitScheme(dsn string) (scheme, rest string, ok bool) {
 	return dsn[:i], dsn[i+3:], true
 }
 
-// structured rebuilds a parsable hierarchical URL from its parts with the secrets masked; a query
-// value equal to one of secrets is masked whatever its name.
+// structured is url.URL.Redacted, which masks the user-info password, with the secret-like query
+// parameters and the fragment masked as well; a query value equal to one of secrets is masked
+// whatever its name. It serves only a DSN whose parse is unambiguous: DSN has masked or cut away
+// the user info of the others first.
 func structured(dsn string, secrets []string) (string, bool) {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" || u.Opaque != "" {
 		return "", false
 	}
-	var b strings.Builder
-	b.WriteString(u.Scheme + "://")
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			b.WriteString(url.UserPassword(u.User.Username(), Mask).String())
-		} else {
-			b.WriteString(u.User.String())
-		}
-		b.WriteByte('@')
-	}
-	b.WriteString(u.Host)
-	b.WriteString(u.EscapedPath())
-	if u.RawQuery != "" || u.ForceQuery {
-		b.WriteString("?" + query(u.RawQuery, secrets))
+	if u.RawQuery != "" {
+		u.RawQuery = query(u.RawQuery, secrets)
 	}
 	if u.Fragment != "" || u.RawFragment != "" {
 		// A fragment has no meaning in a DSN; it is most likely the tail of a password with an
 		// unescaped '#'.
-		b.WriteString("#" + Mask)
+		u.Fragment, u.RawFragment = Mask, ""
 	}
-	return b.String(), true
+	// The host goes in as parsed: String would percent-encode a non-ASCII one, and the output
+	// could then spell a password such as "%C3%A9" that the input held only in its user info.
+	host := u.Host
+	u.Host = ""
+	// What is left is scheme ":" ["//" [user info "@"]] path query fragment; String leaves out
+	// the "//" when there is neither user info nor path ("clickhouse://?x=1").
+	rest := strings.TrimPrefix(strings.TrimPrefix(u.Redacted(), u.Scheme+":"), "//")
+	head := u.Scheme + "://"
+	if u.User != nil {
+		// The user info is escaped: its first '@' is the one that ends it.
+		at := strings.Index(rest, "@")
+		head, rest = head+rest[:at+1], rest[at+1:]
+	}
+	return head + host + rest, true
 }
 
 // Query masks the values of a raw query string's secret-like parameters and the passwords of
