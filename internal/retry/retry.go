@@ -3,9 +3,10 @@
 //
 // It is written here rather than on github.com/cenkalti/backoff/v5 (in go.sum through a
 // dependency): v5's Retry stops after 15 minutes by default, where every loop here retries until
-// its context ends, and its ExponentialBackOff jitters around the doubled delay, so a wait can fall
-// below the initial delay; the agent's spool loop also needs the delays alone, to wait on its own
-// channels. What is left to write is some forty lines.
+// its context ends; its ExponentialBackOff jitters by ±50 % around the delay, so a wait falls
+// below Initial and above Max; and the agent's spool loop and ingest's partition fetch need the
+// delays alone, to wait on channels of their own or reset on progress. What that leaves is a few
+// dozen lines.
 package retry
 
 import (
