@@ -144,11 +144,12 @@ func TestLeastPrivilegeACLs(t *testing.T) {
 	}
 
 	// The agent streams with the agent ACLs only.
-	// The simulator's events (XIDs, throttling) follow its clock, so a short run may raise none:
-	// run again, on the same nodes, until one did.
+	// The simulator's events follow its clock: an XID comes on average once per 2,000 GPU-ticks and
+	// throttling only in the hot phase of a minutes-long cycle, so 16 GPUs for 3 s raised none in five
+	// runs once (P ≈ 0.3). 128 GPUs make ~2 XIDs a run (P(none in five) ≈ 1e-4); run again until one did.
 	var samples, events int
 	for try := 0; try < 5 && (samples == 0 || events == 0); try++ {
-		r = run(t, as("agent"), "simulate", "--gpus", "16", "--interval", "100ms", "--for", "3s", "--seed", "7")
+		r = run(t, as("agent"), "simulate", "--gpus", "128", "--interval", "100ms", "--for", "3s", "--seed", "7")
 		if r.code != 0 {
 			t.Fatalf("simulate as agent: exit %d %s", r.code, r.stderr)
 		}
