@@ -70,7 +70,7 @@ func newSampleColumns() *sampleColumns {
 	c.byMetric = make([]*wire.Metric, len(all))
 	c.lo, c.hi, c.nulled = make([]float64, len(all)), make([]float64, len(all)), make([]uint64, len(all))
 	for i, m := range all {
-		if m.Kind == gpumetric.Gauge {
+		if !m.Kind.Integer() {
 			c.lo[i], c.hi[i], _ = gpumetric.Plausible(i)
 			c.gauges[i] = &store.ColNullFloat32{ColName: m.Column}
 			c.block.Columns = append(c.block.Columns, c.gauges[i])
@@ -104,8 +104,9 @@ func (c *sampleColumns) check(b *wire.Samples, now time.Time) error {
 		if i < 0 {
 			continue // a newer agent's metric: dropped, the rest of the batch is kept
 		}
-		kind := all[i].Kind
-		if kind == gpumetric.Gauge && len(m.Counts) > 0 || kind == gpumetric.Counter && len(m.Values) > 0 {
+		// Counters and bitmasks travel as counts, gauges as values (gpumetric.Kind.Integer).
+		integer := all[i].Kind.Integer()
+		if !integer && len(m.Counts) > 0 || integer && len(m.Values) > 0 {
 			return fmt.Errorf("%w: metric %s carries the wrong value type", wire.ErrMalformed, all[i].Column)
 		}
 	}
