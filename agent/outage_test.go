@@ -12,9 +12,9 @@ import (
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // The broker is stopped for 30 s while the agent samples, then restarted. Sampling never pauses

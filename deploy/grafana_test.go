@@ -17,11 +17,11 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/ssetest"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
 )
 

@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/ssetest"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // "GPU stopped reporting", evaluated as Grafana does (ssetest): Alerting for a GPU silent 3 h, longer

@@ -10,10 +10,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // agentFeeder drives the batcher of an ingester (a real chDB store, no broker: add is fed

@@ -18,11 +18,11 @@ import (
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // newBadRig is newRig with one partition per topic, a samples topic that takes messages of up to

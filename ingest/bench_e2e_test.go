@@ -16,12 +16,12 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // cpuSeconds is the CPU time this process has used, user and system; chDB runs in-process, so it

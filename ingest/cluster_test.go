@@ -7,8 +7,8 @@ import (
 
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
-	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
 // On a real three-broker cluster with topics at three replicas and min.insync.replicas 2, the

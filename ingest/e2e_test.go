@@ -13,9 +13,9 @@ import (
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/query"
 )
 

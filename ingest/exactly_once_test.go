@@ -15,11 +15,11 @@ import (
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // rig is a migrated per-test database and its own topics on the shared test broker.

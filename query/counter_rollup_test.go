@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	fleetseed "github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/query"
 )
 

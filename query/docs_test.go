@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
 // Every SQL example in docs/schema.md runs against the schema migrate creates.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
 var binary string

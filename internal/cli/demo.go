@@ -16,9 +16,9 @@ import (
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/chdb"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
 )

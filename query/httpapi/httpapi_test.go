@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/query/httpapi"
 )
 

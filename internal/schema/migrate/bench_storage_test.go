@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // BenchmarkBytesPerValue writes a simulated 1,024-GPU fleet sampled every second into the schema

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 // sampleBlock is a few gpu_samples rows of two GPUs within the last hour (inside every table's TTL),

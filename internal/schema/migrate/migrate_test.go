@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
-	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
