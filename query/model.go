@@ -361,8 +361,13 @@ func (q *Query) rollupSQL(db string, l *schema.Level, groups, filters []string) 
 // as its first raw reading, which has nothing before it in the window.
 //
 // FINAL merges the rows of one key as the table's sort order streams, and each GPU's rows go into
-// arrays, sorted by time and paired there: a GROUP BY over every GPU-minute and a window sorting
-// them all was most of the 5.6 s BenchmarkDashboardPanels measured for "Energy by job".
+// one array of tuples, sorted by time and paired there: a GROUP BY over every GPU-minute and a
+// window sorting them all was most of the 5.6 s BenchmarkDashboardPanels measured for "Energy by
+// job". The readings are the plain first and last values (schema.FirstReading, 0020): finalizing
+// the argMin/argMax states per row cost more than the rest of the scan, and one sort of tuples
+// replaces a sort per array. FINAL reads the whole tuples, and .value is taken outside it: a
+// subcolumn read under FINAL (col.value) is merged alone — max of the values, not the value of
+// the latest reading — which TestCounterRollupEqualsRaw's minute split across two parts catches.
 func bucketIncreases(table, metric string, keep []string, where string) string {
 	var others []string
 	for _, k := range uniq(keep) {
@@ -370,10 +375,11 @@ func bucketIncreases(table, metric string, keep []string, where string) string {
 			others = append(others, k)
 		}
 	}
-	var sorted, arrays, joined []string
-	for _, k := range others {
-		sorted = append(sorted, fmt.Sprintf("arraySort((x, y) -> y, groupArray(%s), ks) AS a_%s", k, k))
-		arrays = append(arrays, "a_"+k)
+	// Each GPU's rows as tuples (k, rt, first, last, w, n, others…), sorted by k, then read apart:
+	// s.2 is the array of the rows' rt.
+	var arrays, joined []string
+	for i, k := range others {
+		arrays = append(arrays, fmt.Sprintf("s.%d AS a_%s", 7+i, k))
 		joined = append(joined, fmt.Sprintf("a_%s AS %s", k, k))
 	}
 	outUUID := ""
@@ -385,26 +391,23 @@ func bucketIncreases(table, metric string, keep []string, where string) string {
 		// sample 1970) by the minute alone.
 		order  = "greatest(toUnixTimestamp64Milli(%s), toInt64(toUnixTimestamp(t)) * 1000)"
 		within = "if(last >= first, toInt64(last - first), toInt64(peak - first) + toInt64(last))"
-		across = "arrayMap((f, pl, w, i) -> w + if(i > 1, if(f >= pl, toInt64(f - pl), toInt64(f)), 0), fs, arrayPushFront(arrayPopBack(ls), 0), ws, arrayEnumerate(fs))"
+		across = "arrayMap((f, pl, w, i) -> w + if(i > 1, if(f >= pl, toInt64(f - pl), toInt64(f)), 0), fs, arrayPushFront(arrayPopBack(ls), 0), s.5, arrayEnumerate(fs))"
 		// Rows written before 0018 have 0 readings recorded: kept, as before. A recorded 1 with
 		// first ≠ last is a minute partly written before 0018.
-		counts = "arrayMap((i, n, f, l) -> i > 1 OR n != 1 OR f != l, arrayEnumerate(fs), ns, fs, ls)"
+		counts = "arrayMap((i, n, f, l) -> i > 1 OR n != 1 OR f != l, arrayEnumerate(fs), s.6, fs, ls)"
 	)
-	sortBy := func(col, as string) string {
-		return fmt.Sprintf("arraySort((x, y) -> y, groupArray(%s), ks) AS %s", col, as)
-	}
 	return fmt.Sprintf("SELECT rt%s%s, d FROM ("+
-		"SELECT uuid, rts%s, %s AS ds, %s AS keeps FROM ("+
-		"SELECT uuid, groupArray(k) AS ks, %s, %s, %s, %s, %s%s FROM ("+
-		"SELECT rt, k, assumeNotNull(f0) AS first, assumeNotNull(l0) AS last, assumeNotNull(p0) AS peak, %s AS w, n, uuid%s FROM ("+
-		"SELECT t AS rt, "+order+" AS k, finalizeAggregation(%s) AS f0, finalizeAggregation(%s) AS l0, %s AS p0, %s AS n, uuid%s "+
-		"FROM %s FINAL WHERE %s) WHERE f0 IS NOT NULL AND l0 IS NOT NULL) GROUP BY uuid)) "+
+		"SELECT uuid, s.2 AS rts, s.3 AS fs, s.4 AS ls%s, %s AS ds, %s AS keeps FROM ("+
+		"SELECT uuid, arraySort(groupArray((k, rt, first, last, w, n%s))) AS s FROM ("+
+		"SELECT rt, k, assumeNotNull(fr.value) AS first, assumeNotNull(lr.value) AS last, assumeNotNull(p0) AS peak, %s AS w, n, uuid%s FROM ("+
+		"SELECT t AS rt, "+order+" AS k, %s AS fr, %s AS lr, %s AS p0, %s AS n, uuid%s "+
+		"FROM %s FINAL WHERE %s) WHERE fr.value IS NOT NULL AND lr.value IS NOT NULL) GROUP BY uuid)) "+
 		"ARRAY JOIN rts AS rt%s, ds AS d, keeps AS keep WHERE keep",
 		outUUID, prefixed(others),
 		prefixed(arrays), across, counts,
-		sortBy("rt", "rts"), sortBy("first", "fs"), sortBy("last", "ls"), sortBy("w", "ws"), sortBy("n", "ns"), prefixed(sorted),
+		prefixed(others),
 		within, prefixed(others),
-		schema.FirstSample, schema.FirstCol(metric), schema.LastCol(metric), schema.MaxCol(metric), schema.N(metric), prefixed(others),
+		schema.FirstSample, schema.FirstReading(metric), schema.LastReading(metric), schema.MaxCol(metric), schema.N(metric), prefixed(others),
 		table, where, prefixed(joined))
 }
 

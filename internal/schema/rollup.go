@@ -37,6 +37,10 @@ type Level struct {
 	// first reading with the reading before it, as the raw rows would, and leaves out a GPU's lone
 	// first reading in a window as the raw path does (it has nothing to increase from).
 	CounterReadings bool
+	// CounterValues (0020, with CounterReadings): each counter keeps its first and last reading as
+	// plain values (FirstReading, LastReading) besides the argMin/argMax states, which reading per
+	// row costs: finalizing the two states was most of the scan of "Energy by job" over 24 h.
+	CounterValues bool
 }
 
 // FirstSample is the column of a row's earliest sample time, on levels with CounterReadings:
@@ -58,7 +62,7 @@ var Levels = []Level{
 	{Table: Fleet1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
 		Digests: true, From: GPUSamples, Dedup: true},
 	{Table: GPU1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
-		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true},
+		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true},
 	// No counters per hour: first/last/peak per hour cannot tell a reset that climbs back past the
 	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
 	// climbing from zero past its lifetime value within one minute.
@@ -69,7 +73,7 @@ var Levels = []Level{
 // Historic returns the levels as migration version left them, for the generators of the shipped
 // migrations: 0010 added the placement dims, 0011 the gauges' last readings, 0015 gpu_1h's digests
 // (and fed it from raw rows), 0017 the deduplication windows, 0018 the counters' readings and the
-// first sample's time.
+// first sample's time, 0020 the counters' first and last readings as plain values.
 func Historic(version int) []Level {
 	var drop []string
 	if version < 10 {
@@ -88,6 +92,9 @@ func Historic(version int) []Level {
 		}
 		if version < 18 {
 			out[i].CounterReadings = false
+		}
+		if version < 20 {
+			out[i].CounterValues = false
 		}
 	}
 	return out
@@ -135,6 +142,18 @@ func MaxCol(metric string) string   { return metric + "_max" }   // SimpleAggreg
 func Digest(metric string) string   { return metric + "_q" }     // quantilesTDigest state
 func FirstCol(metric string) string { return metric + "_first" } // counters: argMin(value, time) state
 func LastCol(metric string) string  { return metric + "_last" }  // argMax(value, time) state
+
+// FirstReading and LastReading are a counter's first and last reading of a row as plain values,
+// on levels with CounterValues: SimpleAggregateFunction(min, readingTuple) and (max, readingTuple);
+// the query layer reads the reading as <column>.value. A tuple compares element by element, so min
+// over (flag: NULL, time, value) is the earliest non-NULL reading and max over (flag: not NULL,
+// time, value) the latest: argMin and argMax, merged as plain columns and read without finalizing
+// a state per row.
+func FirstReading(metric string) string { return metric + "_first_reading" }
+func LastReading(metric string) string  { return metric + "_last_reading" }
+
+// readingTuple is the type inside FirstReading and LastReading.
+const readingTuple = "Tuple(flag UInt8, time DateTime64(3, 'UTC'), value Nullable(UInt64))"
 
 // QuantileFunc is the aggregate the t-digest states were made with, with combinator comb ("" for
 // the column type, "State" to make one, "Merge" to read one): quantilesTDigest<comb>(0.5, …).

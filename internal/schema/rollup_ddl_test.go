@@ -57,6 +57,15 @@ func columnDefs(l Level, m gpumetric.Metric) []string {
 	if l.CounterReadings {
 		defs = append(defs, N(m.Column)+" SimpleAggregateFunction(sum, UInt64)")
 	}
+	if l.CounterValues {
+		// Parts written before the columns compute them from the states on read (and keep them
+		// when merged). Their last reading's time is not kept: a part's first sample stands in,
+		// which orders it before the rows written since, as it was read before them.
+		first, last := "finalizeAggregation("+FirstCol(m.Column)+")", "finalizeAggregation("+LastCol(m.Column)+")"
+		defs = append(defs,
+			fmt.Sprintf("%s SimpleAggregateFunction(min, %s) DEFAULT (toUInt8(isNull(%s)), %s, %s)", FirstReading(m.Column), readingTuple, first, FirstSample, first),
+			fmt.Sprintf("%s SimpleAggregateFunction(max, %s) DEFAULT (toUInt8(isNotNull(%s)), %s, %s)", LastReading(m.Column), readingTuple, last, FirstSample, last))
+	}
 	return defs
 }
 
@@ -245,6 +254,10 @@ func writeView(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 			if l.CounterReadings {
 				fmt.Fprintf(b, ",\n    count(%s) AS %s", c, N(c))
 			}
+			if l.CounterValues {
+				fmt.Fprintf(b, ",\n    min((isNull(%s), time, %s)) AS %s", c, c, FirstReading(c))
+				fmt.Fprintf(b, ",\n    max((isNotNull(%s), time, %s)) AS %s", c, c, LastReading(c))
+			}
 		default:
 			fmt.Fprintf(b, ",\n    min(%s) AS %s", MinCol(c), MinCol(c))
 			fmt.Fprintf(b, ",\n    max(%s) AS %s", MaxCol(c), MaxCol(c))
@@ -252,6 +265,10 @@ func writeView(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 			fmt.Fprintf(b, ",\n    argMaxMergeState(%s) AS %s", LastCol(c), LastCol(c))
 			if l.CounterReadings {
 				fmt.Fprintf(b, ",\n    sum(%s) AS %s", N(c), N(c))
+			}
+			if l.CounterValues {
+				fmt.Fprintf(b, ",\n    min(%s) AS %s", FirstReading(c), FirstReading(c))
+				fmt.Fprintf(b, ",\n    max(%s) AS %s", LastReading(c), LastReading(c))
 			}
 		}
 	}

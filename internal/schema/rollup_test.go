@@ -34,6 +34,8 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 			"0017", "deduplication windows on the rollups and jobs, so an insert replayed with its token counts in no table twice")},
 		{"0018_rollup_counter_readings.sql", schema.ColumnsSQL(schema.Historic(17), schema.Historic(18), all[:36],
 			"0018", "per GPU-minute each counter's readings and the first sample's time, so a counter's increase by job reads gpu_1m exactly when the job changes within a minute")},
+		{"0020_rollup_counter_values.sql", schema.ColumnsSQL(schema.Historic(19), schema.Historic(20), all[:36],
+			"0020", "each counter's first and last reading per GPU-minute as plain values, so a counter's increase reads gpu_1m without finalizing two states per row")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("migrations", c.file)
