@@ -310,10 +310,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 			in.log.Warn("joining consumer group", slog.String("group", in.cfg.GroupID), slog.Any("err", err),
 				slog.Duration("backoff", wait))
 		}))
-		if ctx.Err() != nil {
-			break
-		}
 		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
 			return fmt.Errorf("ingest: consumer group closed: %w", err)
 		}
 		in.nRebalances.Add(1)
