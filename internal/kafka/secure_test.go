@@ -20,8 +20,6 @@ import (
 	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
-
 // secure is a client config for b as user with mech, the password in a file.
 func secure(t *testing.T, b *testenv.SecureBroker, mech, user, password string) kafka.Config {
 	t.Helper()
