@@ -13,6 +13,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/retry"
 )
 
 // passwordEnv is the one secret read from the environment without a flag of its own: a flag's
@@ -183,13 +184,12 @@ func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *s
 	}
 	log.Warn("kafka not reachable yet; batches wait in the spool", slog.Any("err", err))
 	go func() {
-		backoff := 10 * time.Second
-		for ctx.Err() == nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
+		// Not retry.Do: only a refusal lengthens the wait (it is logged, less and less often); an
+		// unreachable broker is tried again at the same pace. Nothing ends the loop but success
+		// or ctx.
+		backoff := retry.Policy{Initial: 20 * time.Second, Max: 10 * time.Minute}.Backoff()
+		wait := 10 * time.Second
+		for retry.Sleep(ctx, wait) == nil {
 			err := k.rawCheck(ctx, brokers, 10*time.Second)
 			if err == nil {
 				k.connected(log, brokers)
@@ -198,7 +198,7 @@ func (k *kafkaFlags) connectOrSpool(ctx context.Context, log *slog.Logger, sp *s
 			if fatal(err) {
 				// Sending fails for the same reason; say why, less and less often.
 				log.Error("kafka refuses this agent; batches wait in the spool", slog.Any("err", k.explain(err)))
-				backoff = min(2*backoff, 10*time.Minute)
+				wait = backoff.Next()
 			}
 		}
 	}()
