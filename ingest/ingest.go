@@ -20,6 +20,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/retry"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
@@ -157,9 +158,9 @@ type partBatch struct {
 
 func (p *partBatch) table() (string, *store.Block) {
 	if p.samples != nil {
-		return "gpu_samples", &p.samples.block
+		return schema.GPUSamples, &p.samples.block
 	}
-	return "gpu_events", &p.events.block
+	return schema.GPUEvents, &p.events.block
 }
 
 func (p *partBatch) rows() int {
