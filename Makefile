@@ -84,7 +84,7 @@ fuzz: libchdb
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags agentonly ./internal/cli/ ./cmd/gpufleet/
+	$(GO) vet -tags agentonly ./cmd/gpufleet/
 	$(GO) vet -tags nochdb ./internal/store/backend/ ./plugin/pkg/...
 	$(GO) vet -tags chaos ./internal/chaos/
 

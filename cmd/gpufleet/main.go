@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/gpufleet/gpufleet/internal/cli"
 )
 
 func main() {
@@ -19,5 +17,5 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	os.Exit(cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(Run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -1,6 +1,7 @@
-// Package cli implements gpufleet's subcommands: flag parsing (every flag also settable as a
-// GPUFLEET_* environment variable), logging and wiring of the pipeline packages.
-package cli
+package main
+
+// The subcommands' dispatch, flag parsing (every flag also settable as a GPUFLEET_* environment
+// variable), logging and the /metrics server they share.
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 //go:build !agentonly
 
-package cli
+package main
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package cli_test
+package main_test
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "gpufleet")
-	out, err := exec.Command("go", "build", "-o", binary, "../../cmd/gpufleet").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build gpufleet: %v\n%s", err, out)
 		os.Exit(1)
@@ -260,7 +260,7 @@ func TestIngestHelpShowsTuning(t *testing.T) {
 // The agent-only build (make agent) has the node commands and links nothing of ClickHouse, the
 // embedded engine or the in-process broker: that is what keeps the agent under 30 MB resident.
 func TestAgentOnlyBuild(t *testing.T) {
-	deps, err := exec.Command("go", "list", "-deps", "-tags", "agentonly", "../../cmd/gpufleet").CombinedOutput()
+	deps, err := exec.Command("go", "list", "-deps", "-tags", "agentonly", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, deps)
 	}
@@ -271,7 +271,7 @@ func TestAgentOnlyBuild(t *testing.T) {
 		}
 	}
 	bin := filepath.Join(t.TempDir(), "gpufleet-agent")
-	if out, err := exec.Command("go", "build", "-tags", "agentonly", "-o", bin, "../../cmd/gpufleet").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", "agentonly", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build -tags agentonly: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "help").CombinedOutput()

@@ -1,6 +1,6 @@
 //go:build !agentonly
 
-package cli
+package main
 
 // The commands that run beside ClickHouse: ingest, migrate and query.
 

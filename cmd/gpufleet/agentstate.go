@@ -1,4 +1,4 @@
-package cli
+package main
 
 // Where the agent keeps its state (the spool, with the sequence numbers): a directory found
 // without configuration, so that `gpufleet agent` loses nothing to a Kafka outage out of the box.

@@ -1,4 +1,4 @@
-package cli
+package main
 
 // The Kafka settings every command that talks to the brokers shares (agent, simulate, ingest,
 // topics): where the brokers are, and how to connect to them (TLS, SASL).

@@ -1,4 +1,4 @@
-package cli
+package main
 
 // The commands that run on GPU nodes (agent, simulate) and the flags they share; they link no
 // ClickHouse code, so that the agent-only build (-tags agentonly) stays small.
