@@ -17,6 +17,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/config"
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/retry"
 	"github.com/gpufleet/gpufleet/internal/wire"
@@ -80,6 +81,74 @@ const (
 	DefaultMaxSendBytes   = 512 << 10
 )
 
+// limit is one bounded setting of Config: its range and what New makes of a zero.
+type limit struct {
+	field    string
+	min, max int64             // max 0: no upper bound
+	def      int64             // New's value for zero
+	ptr      func(*Config) any // *int or *time.Duration
+}
+
+// limits are Config's bounded settings, the one table Validate checks and New takes defaults from.
+var limits = []limit{
+	{"Interval", int64(10 * time.Millisecond), 0, int64(time.Second), func(c *Config) any { return &c.Interval }},
+	{"SendEvery", 1, 600, 1, func(c *Config) any { return &c.SendEvery }},
+	{"MaxSendRecords", 1, 0, DefaultMaxSendRecords, func(c *Config) any { return &c.MaxSendRecords }},
+	// The producer's batch limit: a larger Send could not go out as one request.
+	{"MaxSendBytes", 1, ProducerBatchBytes, DefaultMaxSendBytes, func(c *Config) any { return &c.MaxSendBytes }},
+}
+
+func (l limit) get(c *Config) int64 {
+	switch p := l.ptr(c).(type) {
+	case *int:
+		return int64(*p)
+	case *time.Duration:
+		return int64(*p)
+	}
+	panic("agent: limit " + l.field + " is neither int nor time.Duration")
+}
+
+func (l limit) set(c *Config, v int64) {
+	switch p := l.ptr(c).(type) {
+	case *int:
+		*p = int(v)
+	case *time.Duration:
+		*p = time.Duration(v)
+	}
+}
+
+// show writes v as the field's type does (10ms, not 10000000).
+func (l limit) show(c *Config, v int64) any {
+	if _, ok := l.ptr(c).(*time.Duration); ok {
+		return time.Duration(v)
+	}
+	return v
+}
+
+func (l limit) check(c *Config) error {
+	v := l.get(c)
+	if v >= l.min && (l.max == 0 || v <= l.max) {
+		return nil
+	}
+	problem := fmt.Sprintf("must be at least %v", l.show(c, l.min))
+	if l.max != 0 {
+		problem = fmt.Sprintf("must be %v..%v", l.show(c, l.min), l.show(c, l.max))
+	}
+	return &config.FieldError{Field: l.field, Value: l.show(c, v), Problem: problem}
+}
+
+// Validate checks every bounded setting as it stands, zeros included (New fills those with the
+// defaults first). It leaves out Sources and Sender, so that a caller can check the settings
+// before opening anything. The error is a *config.FieldError.
+func (c Config) Validate() error {
+	for _, l := range limits {
+		if err := l.check(&c); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
+	return nil
+}
+
 // Placer is a Source that knows its node's rack and pool (the simulator does; NVML does not).
 type Placer interface {
 	Placement() (rack, pool string)
@@ -117,22 +186,10 @@ type Agent struct {
 // New checks cfg and returns an agent ready to Run.
 func New(cfg Config) (*Agent, error) {
 	if len(cfg.Sources) == 0 {
-		return nil, fmt.Errorf("agent: no GPU source")
+		return nil, fmt.Errorf("agent: no GPU source (Sources)")
 	}
 	if cfg.Sender == nil {
-		return nil, fmt.Errorf("agent: no sender")
-	}
-	if cfg.Interval == 0 {
-		cfg.Interval = time.Second
-	}
-	if cfg.Interval < 10*time.Millisecond {
-		return nil, fmt.Errorf("agent: interval %s is below the 10ms floor", cfg.Interval)
-	}
-	if cfg.SendEvery == 0 {
-		cfg.SendEvery = 1
-	}
-	if cfg.SendEvery < 1 || cfg.SendEvery > 600 {
-		return nil, fmt.Errorf("agent: send-every %d: must be 1..600 samples per message", cfg.SendEvery)
+		return nil, fmt.Errorf("agent: no Sender")
 	}
 	if cfg.SamplesTopic == "" {
 		cfg.SamplesTopic = "gpu.samples"
@@ -143,22 +200,19 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxSendRecords == 0 {
-		cfg.MaxSendRecords = DefaultMaxSendRecords
+	// Zero is the default; anything else out of range is refused, not replaced.
+	for _, l := range limits {
+		if l.get(&cfg) == 0 {
+			l.set(&cfg, l.def)
+		}
 	}
-	if cfg.MaxSendRecords < 1 {
-		return nil, fmt.Errorf("agent: MaxSendRecords %d: must be at least 1", cfg.MaxSendRecords)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	// A request's messages for one partition must fit one producer batch: kafka-go writes the
 	// batches of a partition one after another, and if the first failed and a second succeeded,
 	// the resend would put a node's batches out of order.
 	cfg.MaxSendRecords = min(cfg.MaxSendRecords, max(1, ProducerBatchMessages/(2*len(cfg.Sources))))
-	if cfg.MaxSendBytes == 0 {
-		cfg.MaxSendBytes = DefaultMaxSendBytes
-	}
-	if cfg.MaxSendBytes < 1 || cfg.MaxSendBytes > ProducerBatchBytes {
-		return nil, fmt.Errorf("agent: MaxSendBytes %d: must be 1..%d (the producer's batch limit)", cfg.MaxSendBytes, ProducerBatchBytes)
-	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)),
 		pending: make([]*wirepb.SampleBatch, len(cfg.Sources)), pendingEv: make([][]*wirepb.Event, len(cfg.Sources)),
 		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),

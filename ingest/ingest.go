@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/gpufleet/gpufleet/internal/config"
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/retry"
 	"github.com/gpufleet/gpufleet/internal/schema"
@@ -26,7 +27,8 @@ import (
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
-// Config configures an Ingester; zero values take the documented defaults.
+// Config configures an Ingester; zero values take the documented defaults, and a value out of
+// range (see Validate) is refused.
 type Config struct {
 	Brokers []string
 	// Kafka is how every connection to the brokers is made (TLS, SASL); nil is plaintext.
@@ -78,6 +80,118 @@ type Config struct {
 	// AgentStateIdle forgets an agent not seen for this long (at the latest twice as long);
 	// default 1 h, above the longest send interval agents are run with (10 min).
 	AgentStateIdle time.Duration
+}
+
+// MaxDLQBytes bounds DLQMaxBytes: a dead letter is held whole in memory while it is written, and
+// no broker takes a record near a GiB.
+const MaxDLQBytes = 1 << 30
+
+// limit is one bounded setting of Config: its range, and what New makes of a zero.
+type limit struct {
+	field    string
+	min, max int64 // max 0: no upper bound
+	def      int64 // New's value for zero
+	unit     unit
+	ptr      func(*Config) any // *int or *time.Duration
+}
+
+type unit int
+
+const (
+	unitCount unit = iota
+	unitBytes
+	unitDuration
+)
+
+// limits are Config's bounded settings, the one table Validate checks and New takes defaults from.
+var limits = []limit{
+	{"BatchRows", 1, 0, 100_000, unitCount, func(c *Config) any { return &c.BatchRows }},
+	{"BatchBytes", 1, 0, 128 << 20, unitBytes, func(c *Config) any { return &c.BatchBytes }},
+	{"BatchAge", 1, 0, int64(time.Second), unitDuration, func(c *Config) any { return &c.BatchAge }},
+	{"QueueMessages", 1, 0, 1024, unitCount, func(c *Config) any { return &c.QueueMessages }},
+	{"MaxMessageBytes", 1, 0, 4 << 20, unitBytes, func(c *Config) any { return &c.MaxMessageBytes }},
+	// Below a second a worker is thrown out of the group at every pause; brokers refuse under 6 s
+	// by default (group.min.session.timeout.ms).
+	{"SessionTimeout", int64(time.Second), 0, int64(10 * time.Second), unitDuration, func(c *Config) any { return &c.SessionTimeout }},
+	{"DLQMaxBytes", 1, MaxDLQBytes, 64 << 20, unitBytes, func(c *Config) any { return &c.DLQMaxBytes }},
+	{"MaxClockAhead", int64(time.Second), 0, int64(defaultMaxAhead), unitDuration, func(c *Config) any { return &c.MaxClockAhead }},
+	{"ClockSkewTolerance", 1, 0, int64(5 * time.Second), unitDuration, func(c *Config) any { return &c.ClockSkewTolerance }},
+	{"SkewLogInterval", 1, 0, int64(time.Minute), unitDuration, func(c *Config) any { return &c.SkewLogInterval }},
+	{"AgentStateMax", 1, 0, 50_000, unitCount, func(c *Config) any { return &c.AgentStateMax }},
+	{"AgentStateIdle", int64(time.Second), 0, int64(time.Hour), unitDuration, func(c *Config) any { return &c.AgentStateIdle }},
+}
+
+func (l limit) get(c *Config) int64 {
+	switch p := l.ptr(c).(type) {
+	case *int:
+		return int64(*p)
+	case *time.Duration:
+		return int64(*p)
+	}
+	panic("ingest: limit " + l.field + " is neither int nor time.Duration")
+}
+
+func (l limit) set(c *Config, v int64) {
+	switch p := l.ptr(c).(type) {
+	case *int:
+		*p = int(v)
+	case *time.Duration:
+		*p = time.Duration(v)
+	}
+}
+
+func (l limit) format(v int64) string {
+	switch l.unit {
+	case unitDuration:
+		return time.Duration(v).String()
+	case unitBytes:
+		for _, u := range []struct {
+			shift int
+			name  string
+		}{{30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+			if v != 0 && v%(1<<u.shift) == 0 {
+				return fmt.Sprintf("%d %s", v>>u.shift, u.name)
+			}
+		}
+		return fmt.Sprintf("%d B", v)
+	}
+	return fmt.Sprint(v)
+}
+
+func (l limit) check(c *Config) error {
+	v := l.get(c)
+	if v >= l.min && (l.max == 0 || v <= l.max) {
+		return nil
+	}
+	problem := "must be at least " + l.format(l.min)
+	switch {
+	case l.max != 0:
+		problem = fmt.Sprintf("must be %s..%s", l.format(l.min), l.format(l.max))
+	case l.unit == unitDuration && l.min == 1:
+		problem = "must be positive"
+	}
+	var val any = v
+	if l.unit == unitDuration {
+		val = time.Duration(v)
+	}
+	return &config.FieldError{Field: l.field, Value: val, Problem: problem}
+}
+
+// Validate checks every bounded setting as it stands, zeros included (New fills those with the
+// defaults first), and that ClockSkewTolerance does not exceed MaxClockAhead. It leaves out the
+// connections (Brokers, Store), so that a caller can check the settings before opening anything.
+// The error is a *config.FieldError.
+func (c Config) Validate() error {
+	for _, l := range limits {
+		if err := l.check(&c); err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+	}
+	if c.ClockSkewTolerance > c.MaxClockAhead {
+		return fmt.Errorf("ingest: %w", &config.FieldError{Field: "ClockSkewTolerance", Value: c.ClockSkewTolerance,
+			Problem: fmt.Sprintf("must not exceed MaxClockAhead %s, beyond which messages are dead-lettered", c.MaxClockAhead)})
+	}
+	return nil
 }
 
 // Stats counts what the ingester has done.
@@ -175,7 +289,7 @@ func (p *partBatch) token() string {
 // New returns an ingester; Run starts consuming.
 func New(cfg Config) (*Ingester, error) {
 	if len(cfg.Brokers) == 0 || cfg.Store == nil {
-		return nil, errors.New("ingest: brokers and store are required")
+		return nil, errors.New("ingest: Brokers and Store are required")
 	}
 	if cfg.GroupID == "" {
 		cfg.GroupID = "gpufleet-ingest"
@@ -189,47 +303,20 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.DLQTopic == "" {
 		cfg.DLQTopic = kafka.DLQTopic
 	}
-	if cfg.BatchRows <= 0 {
-		cfg.BatchRows = 100_000
-	}
-	if cfg.BatchBytes <= 0 {
-		cfg.BatchBytes = 128 << 20
-	}
-	if cfg.BatchAge <= 0 {
-		cfg.BatchAge = time.Second
-	}
-	if cfg.QueueMessages <= 0 {
-		cfg.QueueMessages = 1024
-	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 4 << 20
-	}
-	if cfg.SessionTimeout <= 0 {
-		cfg.SessionTimeout = 10 * time.Second
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.DLQMaxBytes <= 0 {
-		cfg.DLQMaxBytes = 64 << 20
+	// Zero is the default; anything else out of range is refused, not replaced.
+	for _, l := range limits {
+		if l.get(&cfg) == 0 {
+			l.set(&cfg, l.def)
+		}
 	}
-	if cfg.MaxClockAhead <= 0 {
-		cfg.MaxClockAhead = defaultMaxAhead
-	}
-	if cfg.ClockSkewTolerance <= 0 {
-		cfg.ClockSkewTolerance = 5 * time.Second
-	}
-	if cfg.SkewLogInterval <= 0 {
-		cfg.SkewLogInterval = time.Minute
-	}
-	if cfg.AgentStateMax <= 0 {
-		cfg.AgentStateMax = 50_000
-	}
-	if cfg.AgentStateIdle <= 0 {
-		cfg.AgentStateIdle = time.Hour
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{},
 		agents: newAgentTable(cfg.AgentStateMax, cfg.AgentStateIdle, time.Now()), runs: map[partKey]partRun{}, lags: map[partKey]prometheus.Gauge{},
