@@ -137,6 +137,17 @@ func (l limit) check(c *Config) error {
 	return &config.FieldError{Field: l.field, Value: l.show(c, v), Problem: problem}
 }
 
+// DefaultConfig returns a Config with every bounded setting at its default (what New makes of a
+// zero), for a caller that sets each one and validates the lot, as the CLI does: its flags'
+// defaults come from here.
+func DefaultConfig() Config {
+	var c Config
+	for _, l := range limits {
+		l.set(&c, l.def)
+	}
+	return c
+}
+
 // Validate checks every bounded setting as it stands, zeros included (New fills those with the
 // defaults first). It leaves out Sources and Sender, so that a caller can check the settings
 // before opening anything. The error is a *config.FieldError.

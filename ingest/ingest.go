@@ -177,6 +177,18 @@ func (l limit) check(c *Config) error {
 	return &config.FieldError{Field: l.field, Value: val, Problem: problem}
 }
 
+// DefaultConfig returns a Config with every bounded setting at its default (what New makes of a
+// zero), for a caller that sets each one and validates the lot, as the CLI does: its flags'
+// defaults come from here.
+func DefaultConfig() Config {
+	var c Config
+	for _, l := range limits {
+		l.set(&c, l.def)
+	}
+	c.GroupID = "gpufleet-ingest"
+	return c
+}
+
 // Validate checks every bounded setting as it stands, zeros included (New fills those with the
 // defaults first), and that ClockSkewTolerance does not exceed MaxClockAhead. It leaves out the
 // connections (Brokers, Store), so that a caller can check the settings before opening anything.

@@ -4,14 +4,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/gpufleet/gpufleet/internal/store"
-	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
 )
 
@@ -59,51 +55,4 @@ func runAPI(ctx context.Context, e *env, args []string) error {
 	log.Info("serving the query API", slog.String("addr", bound.String()), slog.Bool("token", token != ""), slog.String("clickhouse", redact(sf.dsn)))
 	<-ctx.Done()
 	return nil
-}
-
-// runRawSQL prints a read-only statement's rows as JSON (query.RunSQL: macros, readonly = 1).
-func runRawSQL(ctx context.Context, e *env, st store.Store, sql string, since time.Duration) error {
-	now := time.Now()
-	r, err := query.RunSQL(ctx, st, sql, query.Window{From: now.Add(-since), To: now, Interval: time.Minute})
-	if err != nil {
-		if errors.Is(err, query.ErrInvalid) {
-			return usageError{err}
-		}
-		return explainMissingSchema(err)
-	}
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"columns": r.Columns, "rows": r.Rows, "rows_read": r.RowsRead})
-}
-
-// reports are the names --report takes.
-var reports = []string{"hottest", "idle", "silent", "stragglers", "events", "jobs"}
-
-// runReport prints one of the fleet reports as JSON.
-func runReport(ctx context.Context, e *env, st store.Store, report string, since time.Duration, top int) error {
-	now := time.Now()
-	var v any
-	var err error
-	switch report {
-	case "hottest":
-		v, err = query.TopGPUs(ctx, st, "temp_gpu_c", "max", false, top, now.Add(-since), now)
-	case "idle":
-		v, err = query.TopGPUs(ctx, st, "gpu_util", "avg", true, top, now.Add(-since), now)
-	case "silent":
-		v, err = query.StoppedReporting(ctx, st, now, max(since, 3*time.Minute), 2*time.Minute)
-	case "stragglers":
-		v, err = query.Stragglers(ctx, st, now.Add(-since), now, 0.5)
-	case "events":
-		v, err = query.EventCounts(ctx, st, "model", now.Add(-since), now)
-	case "jobs":
-		v, err = query.JobUsages(ctx, st, now.Add(-since), now)
-	default:
-		return usageError{fmt.Errorf("--report %q: one of hottest, idle, silent, stragglers, events, jobs", report)}
-	}
-	if err != nil {
-		return explainMissingSchema(err)
-	}
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

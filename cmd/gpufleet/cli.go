@@ -118,6 +118,7 @@ type flags struct {
 	e        *env
 	logLevel string
 	logJSON  bool
+	given    map[string]bool // set on the command line or by the environment (parse)
 }
 
 func newFlags(e *env, name, synopsis string) *flags {
@@ -160,14 +161,15 @@ func (f *flags) parse(args []string) error {
 	if f.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", f.Arg(0))}
 	}
-	set := map[string]bool{}
-	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	f.given = map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { f.given[fl.Name] = true })
 	var err error
 	f.VisitAll(func(fl *flag.Flag) {
-		if set[fl.Name] || err != nil {
+		if f.given[fl.Name] || err != nil {
 			return
 		}
 		if v := f.e.getenv(envName(fl.Name)); v != "" {
+			f.given[fl.Name] = true
 			if serr := fl.Value.Set(v); serr != nil {
 				err = usageError{fmt.Errorf("invalid value %q for %s (--%s): %v", v, envName(fl.Name), fl.Name, serr)}
 			}
@@ -175,6 +177,9 @@ func (f *flags) parse(args []string) error {
 	})
 	return err
 }
+
+// isGiven reports whether the flag was set, on the command line or by its environment variable.
+func (f *flags) isGiven(name string) bool { return f.given[name] }
 
 func (f *flags) logger() (*slog.Logger, error) {
 	var lvl slog.Level

@@ -51,7 +51,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	srcs, err := s.sources()
+	srcs, err := s.sources(f)
 	if err != nil {
 		return err
 	}
@@ -91,8 +91,9 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	ag, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: s.interval, SendEvery: s.sendEvery, Logger: log, Registerer: reg,
-		Rack: s.rack, Pool: s.pool})
+	acfg := s.agentConfig()
+	acfg.Sources, acfg.Sender, acfg.Logger, acfg.Registerer = srcs, prod, log, reg
+	ag, err := agent.New(acfg)
 	if err != nil {
 		return err
 	}

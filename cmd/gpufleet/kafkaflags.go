@@ -71,6 +71,11 @@ func (k *kafkaFlags) explain(err error) error {
 	if errors.As(err, &serr) {
 		return fmt.Errorf("%s: %s (Kafka at %s)", settingReplacer.Replace(serr.Setting), settingReplacer.Replace(serr.Err.Error()), k.brokers)
 	}
+	var unreachable *kafka.UnreachableError
+	if errors.As(err, &unreachable) {
+		return fmt.Errorf("cannot reach Kafka at %s after %s (%v): check --brokers and that the broker is running%s",
+			strings.Join(unreachable.Brokers, ","), unreachable.Wait, unreachable.Last, unreachable.Hint)
+	}
 	var missing *kafka.MissingTopicsError
 	if errors.As(err, &missing) {
 		return fmt.Errorf("%w on Kafka at %s: create them first with `gpufleet topics --brokers %s` (and the same --kafka-* flags), run by a user allowed to create topics",

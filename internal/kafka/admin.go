@@ -155,7 +155,7 @@ func NewAdmin(brokers []string, conn *Conn) *Admin {
 }
 
 // WaitReachable dials the brokers until one answers a metadata request, backing off (jittered)
-// up to 2 s between tries, and gives up after timeout with an error that says what to check. A
+// up to 2 s between tries, and gives up after timeout with an *UnreachableError. A
 // broker that refuses the connection's settings (a wrong password, an untrusted certificate) ends
 // the wait at once with a *SettingError: retrying would only repeat the refusal.
 func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *slog.Logger) error {
@@ -181,8 +181,21 @@ func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *s
 	if !a.conn.Config().Enabled() && closedAtOnce(last) {
 		hint = "; a broker that closes plaintext connections at once may want TLS or SASL"
 	}
-	return fmt.Errorf("cannot reach Kafka at %s after %s (%v): check --brokers and that the broker is running%s",
-		strings.Join(a.brokers, ","), timeout, last, hint)
+	return &UnreachableError{Brokers: a.brokers, Wait: timeout, Last: last, Hint: hint}
+}
+
+// UnreachableError is WaitReachable giving up: no broker answered within the wait. It names the
+// broker addresses, not the setting that gave them, which is the caller's to name.
+type UnreachableError struct {
+	Brokers []string
+	Wait    time.Duration
+	Last    error  // the last try's error, shown but not wrapped: what to check is the addresses
+	Hint    string // "; ..." when the failure suggests a cause, else empty
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach Kafka at %s after %s (%v): check the broker addresses and that the broker is running%s",
+		strings.Join(e.Brokers, ","), e.Wait, e.Last, e.Hint)
 }
 
 // Ping dials each broker once until one answers a metadata request. It returns nil then, a

@@ -1,0 +1,180 @@
+//go:build !agentonly
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/schema"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+// ingestCmd is `gpufleet ingest`: its flags set an ingest.Config (defaults from
+// ingest.DefaultConfig, so that --help shows what an unset flag means), which
+// ingest.Config.Validate checks.
+type ingestCmd struct {
+	k           kafkaFlags
+	sf          storeFlags
+	cfg         ingest.Config // the fields whose flag has the field's unit
+	batchMiB    int           // BatchBytes
+	dlqMaxMiB   int           // DLQMaxBytes
+	workers     int
+	memLimitMiB int
+	doMigrate   bool
+	metricsAddr string
+}
+
+func runIngest(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "ingest", "Consumes gpu.samples and gpu.events as consumer group --group, inserts columnar batches\n"+
+		"into ClickHouse and commits offsets only after the insert is acknowledged. Malformed messages\n"+
+		"go to gpu.dlq with a reason. SIGTERM flushes the current batch and commits.")
+	c := ingestCmd{cfg: ingest.DefaultConfig()}
+	c.register(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := c.validate(f); err != nil {
+		return err
+	}
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	st, err := c.sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := c.schema(ctx, st, log); err != nil {
+		return err
+	}
+	brokers, err := c.k.connect(ctx, log)
+	if err != nil {
+		return err
+	}
+	if err := c.k.checkGroup(ctx, brokers, c.cfg.GroupID); err != nil {
+		return err
+	}
+	reg := newRegistry()
+	if err := serveHTTP(ctx, c.metricsAddr, reg, log, nil); err != nil {
+		return err
+	}
+	if c.memLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(c.memLimitMiB) << 20)
+	}
+	c.cfg.Brokers, c.cfg.Kafka, c.cfg.Store = brokers, c.k.conn, st
+	return c.run(ctx, log, reg)
+}
+
+func (c *ingestCmd) register(f *flags) {
+	c.k.register(f)
+	c.sf.register(f)
+	d := &c.cfg
+	f.StringVar(&d.GroupID, "group", d.GroupID, "Kafka consumer group; workers with the same group share partitions")
+	f.IntVar(&c.workers, "workers", 1, "consumer group members in this process, each decoding on its own core")
+	f.IntVar(&d.BatchRows, "batch-rows", d.BatchRows, "flush a partition's batch at this many sample rows")
+	f.IntVar(&c.batchMiB, "batch-mib", d.BatchBytes>>20, "when the batches' messages add up to this many MiB, flush the largest; a worker holds\n"+
+		"at most about 6x this (batches being built, waiting and being inserted, and their columns)")
+	f.DurationVar(&d.BatchAge, "batch-age", d.BatchAge, "flush a batch this long after its first message")
+	f.DurationVar(&d.SessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent worker before moving its partitions")
+	f.IntVar(&c.memLimitMiB, "memory-limit-mib", 0, "soft memory limit for the Go runtime (GOMEMLIMIT); 0 leaves it unset")
+	f.BoolVar(&c.doMigrate, "migrate", false, "apply schema migrations before consuming")
+	f.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9401", "address for Prometheus /metrics: loopback only by default; :9401 (every interface)\n"+
+		"lets Prometheus on other hosts scrape it; empty disables")
+	// The settings that bound bad input and per-agent memory.
+	f.IntVar(&c.dlqMaxMiB, "dlq-max-mib", d.DLQMaxBytes>>20, "largest dead letter (the bad message, uncompressed) sent to gpu.dlq whole; a larger one, or one\n"+
+		"the broker refuses, is sent truncated to 16 KiB with its original size (DLQMaxBytes; 1.."+strconv.Itoa(ingest.MaxDLQBytes>>20)+")")
+	f.DurationVar(&d.MaxClockAhead, "max-clock-ahead", d.MaxClockAhead, "dead-letter a message with a timestamp further than this ahead of ingest's clock (a broken\n"+
+		"agent clock; MaxClockAhead); lower it (e.g. 5m) to refuse skewed agents sooner")
+	f.DurationVar(&d.ClockSkewTolerance, "clock-skew-tolerance", d.ClockSkewTolerance, "a message whose newest timestamp is further ahead than this is counted as clock skew\n"+
+		"(gpufleet_ingest_clock_skew_seconds) and its agent logged, but stored (ClockSkewTolerance;\n"+
+		"at most --max-clock-ahead)")
+	f.DurationVar(&d.SkewLogInterval, "skew-log-interval", d.SkewLogInterval, "log one agent's clock skew at most this often (SkewLogInterval)")
+	f.IntVar(&d.AgentStateMax, "agent-state-max", d.AgentStateMax, "most agents whose last sequence number and latest batches each worker keeps, about\n"+
+		"1.3 KiB each, counted in the memory bound (AgentStateMax); a forgotten agent's next batch is looked up\n"+
+		"in "+schema.GPUSamples+" as a possible repeat and not checked for a gap")
+	f.DurationVar(&d.AgentStateIdle, "agent-state-idle", d.AgentStateIdle, "forget an agent not seen for this long, at the latest twice as long (AgentStateIdle);\n"+
+		"keep it above the agents' longest send interval (--send-every × --interval)")
+}
+
+// validate checks the flags this command alone reads, then the ingest.Config they set, whose
+// limits are ingest's.
+func (c *ingestCmd) validate(f *flags) error {
+	if c.workers < 1 || c.workers > 256 {
+		return usageError{fmt.Errorf("--workers %d: must be between 1 and 256", c.workers)}
+	}
+	if c.memLimitMiB < 0 {
+		return usageError{fmt.Errorf("--memory-limit-mib %d: must not be negative", c.memLimitMiB)}
+	}
+	c.cfg.BatchBytes, c.cfg.DLQMaxBytes = mib(c.batchMiB), mib(c.dlqMaxMiB)
+	return ingestFields.explain(f, c.cfg.Validate())
+}
+
+// mib is n MiB in bytes, saturated rather than wrapped past MaxInt so that a huge flag is refused
+// as too large, not taken as a small or negative size.
+func mib(n int) int {
+	if n > math.MaxInt>>20 {
+		return math.MaxInt
+	}
+	return n << 20
+}
+
+// schema migrates, with --migrate, or stops when the schema lacks migrations this ingest writes
+// for: inserts would fail on columns the tables lack, and be retried until someone looked.
+func (c *ingestCmd) schema(ctx context.Context, st store.Store, log *slog.Logger) error {
+	if c.doMigrate {
+		_, err := migrate.Apply(ctx, st, log)
+		return err
+	}
+	pending, err := migrate.Pending(ctx, st)
+	if err != nil {
+		return fmt.Errorf("check the schema: %w (run gpufleet migrate first, or pass --migrate)", err)
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("the schema lacks migrations %v that this ingest writes for: run gpufleet migrate first, or pass --migrate", pending)
+	}
+	return nil
+}
+
+// run runs --workers ingesters on c.cfg until ctx ends and logs what they did.
+func (c *ingestCmd) run(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) error {
+	ins := make([]*ingest.Ingester, c.workers)
+	for i := range ins {
+		cfg := c.cfg
+		cfg.Logger = log.With(slog.Int("worker", i))
+		cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"worker": strconv.Itoa(i)}, reg)
+		var err error
+		if ins[i], err = ingest.New(cfg); err != nil {
+			return err
+		}
+	}
+	log.Info("ingesting", slog.String("group", c.cfg.GroupID), slog.Int("workers", c.workers), slog.String("clickhouse", redact(c.sf.dsn)),
+		slog.String("memory_bound_per_worker", fmt.Sprintf("%d MiB + 4 MiB per partition", ins[0].MemoryBound(0)>>20)))
+	errs := make(chan error, c.workers)
+	for _, in := range ins {
+		go func() { errs <- in.Run(ctx) }()
+	}
+	var runErr error
+	for range ins {
+		if err := <-errs; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	var total ingest.Stats
+	for _, in := range ins {
+		s := in.Stats()
+		total.Samples, total.Events, total.DLQ, total.Gaps = total.Samples+s.Samples, total.Events+s.Events, total.DLQ+s.DLQ, total.Gaps+s.Gaps
+	}
+	log.Info("stopped", slog.Uint64("samples", total.Samples), slog.Uint64("events", total.Events),
+		slog.Uint64("dlq", total.DLQ), slog.Uint64("sequence_gaps", total.Gaps))
+	return runErr
+}

@@ -1,0 +1,60 @@
+//go:build !agentonly
+
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+// migrateCmd is `gpufleet migrate`.
+type migrateCmd struct {
+	sf      storeFlags
+	cluster string
+	ret     migrate.Retention
+	to      int
+}
+
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "migrate", "Creates or upgrades the gpufleet schema in ClickHouse. Safe to run any number of times.\n"+
+		"With --on-cluster, everything is created ON CLUSTER with Replicated engines.")
+	var c migrateCmd
+	c.sf.register(f)
+	f.IntVar(&c.to, "to", 0, "stop after this migration version (an upgrade in steps); 0 applies all")
+	f.IntVar(&c.ret.SamplesDays, "samples-days", 0, "keep raw samples this many days (0 leaves the TTL as it is; new schemas keep 30)")
+	f.IntVar(&c.ret.EventsDays, "events-days", 0, "keep GPU events this many days (0 leaves the TTL as it is; new schemas keep 180)")
+	f.StringVar(&c.cluster, "on-cluster", "", "ClickHouse cluster (remote_servers) to create the schema on, with Replicated engines")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if c.cluster != "" {
+		if err := store.CheckIdent("--on-cluster", c.cluster); err != nil {
+			return usageError{err}
+		}
+	}
+	if c.to < 0 || c.to > migrate.Latest() {
+		return usageError{fmt.Errorf("--to %d: must be 1..%d, or 0 for all", c.to, migrate.Latest())}
+	}
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	st, err := c.sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := migrate.ApplyWith(ctx, st, log, migrate.Options{Cluster: c.cluster, Until: c.to})
+	if err != nil {
+		return err
+	}
+	if err := migrate.SetRetention(ctx, st, c.ret, c.cluster); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "schema at version %d (applied now: %v)\n", cmp.Or(c.to, migrate.Latest()), applied)
+	return nil
+}

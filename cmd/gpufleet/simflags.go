@@ -1,0 +1,100 @@
+package main
+
+// The flags of a simulated fleet (simulate, demo, agent --source sim) and the agent.Config
+// settings every streaming command shares.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/agent/spool"
+)
+
+// simFlags describe a simulated fleet.
+type simFlags struct {
+	cluster     string
+	rack, pool  string
+	gpus        int
+	gpusPerNode int
+	seed        uint64
+	interval    time.Duration
+	sendEvery   int
+	nodeOffset  int
+	spoolDir    string
+	spoolMiB    int
+	state       agentState // the agent's alone (registerState)
+}
+
+func (s *simFlags) register(f *flags, gpus int) {
+	def := agent.DefaultConfig()
+	f.StringVar(&s.cluster, "cluster", "sim", "cluster label of the samples (the simulator's default is sim; --source nvml uses \"default\" unless set)")
+	f.StringVar(&s.rack, "rack", "", "rack label of every sample and event; empty leaves it to the source (the simulator puts\n"+
+		"8 nodes in a rack; NVML knows none)")
+	f.StringVar(&s.pool, "pool", "", "pool label (node pool, Slurm partition) of every sample and event; empty leaves it to the\n"+
+		"source (the simulator puts every fourth rack in pool infer, the rest in train)")
+	f.IntVar(&s.gpus, "gpus", gpus, "simulated GPUs in all")
+	f.IntVar(&s.gpusPerNode, "gpus-per-node", 8, "GPUs per simulated node")
+	f.Uint64Var(&s.seed, "seed", 1, "seed of the simulated readings: the same seed gives the same fleet")
+	f.DurationVar(&s.interval, "interval", def.Interval, "sample interval")
+	f.IntVar(&s.sendEvery, "send-every", def.SendEvery, "samples per Kafka message: the send interval is this times --interval\n"+
+		"(at --interval 100ms, 10 keeps one request per node per second)")
+	f.StringVar(&s.spoolDir, "spool-dir", "", "directory of the on-disk spool: batches wait there while Kafka is unreachable and\n"+
+		"survive a restart. agent: default <--state-dir>/spool; simulate: none unless given (batches wait in memory,\n"+
+		"one interval at a time)")
+	f.IntVar(&s.spoolMiB, "spool-mib", 1024, "size cap of the spool; past it the oldest batches are dropped and counted")
+	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
+}
+
+// agentConfig is the agent.Config the flags set; Sources, Sender, Spool and the rest are the
+// caller's.
+func (s *simFlags) agentConfig() agent.Config {
+	cfg := agent.DefaultConfig()
+	cfg.Interval, cfg.SendEvery, cfg.Rack, cfg.Pool = s.interval, s.sendEvery, s.rack, s.pool
+	return cfg
+}
+
+// validate checks the agent.Config settings, where agent.Config.Validate says, before anything is
+// opened.
+func (s *simFlags) validate(f *flags) error {
+	return agentFields.explain(f, s.agentConfig().Validate())
+}
+
+// spoolAndBrokers opens the spool, then reaches Kafka (or, with a spool, only checks --brokers).
+func (s *simFlags) spoolAndBrokers(ctx context.Context, log *slog.Logger, k *kafkaFlags) (*spool.Spool, []string, error) {
+	sp, err := s.openSpool(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	brokers, err := k.connectOrSpool(ctx, log, sp)
+	if err != nil {
+		if sp != nil {
+			sp.Close()
+		}
+		return nil, nil, err
+	}
+	return sp, brokers, nil
+}
+
+// sources builds the simulated nodes, after checking the fleet's shape and the agent settings.
+func (s *simFlags) sources(f *flags) ([]agent.Source, error) {
+	switch {
+	case s.gpus < 1:
+		return nil, usageError{fmt.Errorf("--gpus %d: must be at least 1", s.gpus)}
+	case s.gpusPerNode < 1 || s.gpusPerNode > 64:
+		return nil, usageError{fmt.Errorf("--gpus-per-node %d: must be 1..64", s.gpusPerNode)}
+	}
+	if err := s.validate(f); err != nil {
+		return nil, err
+	}
+	var out []agent.Source
+	for left, i := s.gpus, 0; left > 0; i++ {
+		n := min(left, s.gpusPerNode)
+		out = append(out, sim.NewNode(s.seed, s.cluster, s.nodeOffset+i, n))
+		left -= n
+	}
+	return out, nil
+}
