@@ -23,23 +23,28 @@ import (
 	"github.com/gpufleet/gpufleet/query/httpapi"
 )
 
+// demoCmd is `gpufleet demo`: the whole pipeline in one process.
+type demoCmd struct {
+	s                          simFlags
+	auth                       apiAuthFlags
+	dataDir, libchdb, httpAddr string
+	forDur                     time.Duration
+}
+
 func runDemo(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "demo", "Runs the whole pipeline in one process on embedded defaults: a simulated fleet streams to an\n"+
 		"in-process Kafka-protocol broker, ingest inserts into the embedded ClickHouse engine (chDB) in\n"+
 		"--data-dir, a progress line prints every second, and a fleet summary prints at the end.\n"+
 		"While it runs, /metrics and the query API (/api/v1/summary, /api/v1/series?metric=gpu_util&agg=p99, ...)\n"+
 		"are served on --http.")
-	var s simFlags
-	var auth apiAuthFlags
-	var dataDir, libchdb, httpAddr string
-	var forDur time.Duration
-	s.register(f, 64)
-	f.StringVar(&dataDir, "data-dir", "gpufleet-demo-data", "chDB data directory (kept between runs)")
-	f.StringVar(&libchdb, "libchdb", "", "path of libchdb.so (default: search $GPUFLEET_LIBCHDB, next to the binary, /usr/local/lib)")
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "address for /metrics, /healthz and the /api/v1/ query API (loopback only by default;\n"+
+	var c demoCmd
+	c.s.register(f, 64)
+	f.StringVar(&c.dataDir, "data-dir", "gpufleet-demo-data", "chDB data directory (kept between runs)")
+	f.StringVar(&c.libchdb, "libchdb", "", "path of libchdb.so (default: search $GPUFLEET_LIBCHDB, next to the binary, /usr/local/lib)")
+	f.StringVar(&c.httpAddr, "http", "127.0.0.1:8080", "address for /metrics, /healthz and the /api/v1/ query API (loopback only by default;\n"+
 		"0.0.0.0:8080 serves other hosts); empty disables")
-	auth.register(f)
-	f.DurationVar(&forDur, "for", 0, "stop after this long (0 runs until Ctrl-C)")
+	c.auth.register(f)
+	f.DurationVar(&c.forDur, "for", 0, "stop after this long (0 runs until Ctrl-C)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -47,17 +52,20 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	token, err := auth.resolve()
+	token, err := c.auth.resolve()
 	if err != nil {
 		return err
 	}
-	srcs, err := s.sources(f)
+	srcs, err := c.s.sources(f)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
+	return c.run(ctx, e, log, token, srcs)
+}
 
-	st, err := chdb.Open(dataDir, "gpufleet", libchdb)
+func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token string, srcs []agent.Source) error {
+	start := time.Now()
+	st, err := chdb.Open(c.dataDir, "gpufleet", c.libchdb)
 	if err != nil {
 		return err
 	}
@@ -66,7 +74,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// The API reads on a connection of its own that cannot write, as `gpufleet api` does.
-	rd, err := chdb.OpenReader(dataDir, "gpufleet", libchdb, store.DefaultLimits())
+	rd, err := chdb.OpenReader(c.dataDir, "gpufleet", c.libchdb, store.DefaultLimits())
 	if err != nil {
 		return err
 	}
@@ -81,8 +89,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	brokers := broker.ListenAddrs()
 
 	reg := newRegistry()
-	if httpAddr != "" {
-		bound, err := serveAPI(ctx, "--http", httpAddr, reg, log, httpapi.Handler(rd, time.Now), token)
+	if c.httpAddr != "" {
+		bound, err := serveAPI(ctx, "--http", c.httpAddr, reg, log, httpapi.Handler(rd, time.Now), token)
 		if err != nil {
 			return err
 		}
@@ -91,7 +99,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 
 	prod := agent.NewProducer(brokers)
 	defer prod.Close()
-	acfg := s.agentConfig()
+	acfg := c.s.agentConfig()
 	acfg.Sources, acfg.Sender, acfg.Logger, acfg.Registerer = srcs, prod, log, reg
 	ag, err := agent.New(acfg)
 	if err != nil {
@@ -101,8 +109,21 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(e.stderr, "demo: %d GPUs on %d nodes every %s; data in %s; Ctrl-C stops\n", c.s.gpus, len(srcs), c.s.interval, absPath(c.dataDir))
+	if err := c.stream(ctx, e, log, start, ag, in); err != nil {
+		return err
+	}
+	sum, err := query.FleetSummary(context.WithoutCancel(ctx), st, start.Add(-time.Second), time.Now().Add(time.Second), 5)
+	if err != nil {
+		return err
+	}
+	return sum.WriteText(e.stdout)
+}
 
-	agentCtx, stopAgent := withDeadline(ctx, forDur)
+// stream runs the agent until --for or Ctrl-C, printing progress, then lets ingest catch up with
+// every sample taken before stopping it.
+func (c *demoCmd) stream(ctx context.Context, e *env, log *slog.Logger, start time.Time, ag *agent.Agent, in *ingest.Ingester) error {
+	agentCtx, stopAgent := withDeadline(ctx, c.forDur)
 	defer stopAgent()
 	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopIngest()
@@ -111,7 +132,6 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	go func() { agentDone <- ag.Run(agentCtx) }()
 	go func() { ingestDone <- in.Run(ingestCtx) }()
 
-	fmt.Fprintf(e.stderr, "demo: %d GPUs on %d nodes every %s; data in %s; Ctrl-C stops\n", s.gpus, len(srcs), s.interval, absPath(dataDir))
 	progress := time.NewTicker(time.Second)
 	defer progress.Stop()
 	// On a terminal the progress line rewrites itself; in a log it is one line per second.
@@ -139,7 +159,6 @@ wait:
 			line(false)
 		}
 	}
-	// Let ingest catch up with every sample taken before stopping it.
 	deadline := time.Now().Add(30 * time.Second)
 	for in.Stats().Samples < ag.Stats().Samples && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -156,11 +175,7 @@ wait:
 	if in.Stats().Samples != ag.Stats().Samples {
 		log.Warn("ingest did not catch up before stopping", slog.Uint64("sampled", ag.Stats().Samples), slog.Uint64("ingested", in.Stats().Samples))
 	}
-	sum, err := query.FleetSummary(context.WithoutCancel(ctx), st, start.Add(-time.Second), time.Now().Add(time.Second), 5)
-	if err != nil {
-		return err
-	}
-	return sum.WriteText(e.stdout)
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {
