@@ -162,14 +162,19 @@ func (a *Admin) WaitReachable(ctx context.Context, timeout time.Duration, log *s
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
+	// The warning goes by time, not by tries: with jittered waits a count of tries can come within
+	// a short --connect-timeout, and a wait that ends in an error within seconds needs no warning
+	// before it (first after 3 s, then every 10 s, as the doubling waits used to give).
+	nextWarn := time.Now().Add(3 * time.Second)
 	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}, func(ctx context.Context) error {
 		last = a.Ping(ctx)
 		if errors.As(last, new(*SettingError)) {
 			return retry.Permanent(last)
 		}
 		return last
-	}, retry.OnRetry(func(try int, err error, _ time.Duration) {
-		if log != nil && try%5 == 0 {
+	}, retry.OnRetry(func(_ int, err error, _ time.Duration) {
+		if now := time.Now(); log != nil && now.After(nextWarn) {
+			nextWarn = now.Add(10 * time.Second)
 			log.Warn("kafka not reachable yet, retrying", slog.String("brokers", strings.Join(a.brokers, ",")), slog.Any("err", err))
 		}
 	}))
