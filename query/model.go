@@ -365,9 +365,7 @@ func (q *Query) rollupSQL(db string, l *schema.Level, groups, filters []string) 
 // window sorting them all was most of the 5.6 s BenchmarkDashboardPanels measured for "Energy by
 // job". The readings are the plain first and last values (schema.FirstReading, 0020): finalizing
 // the argMin/argMax states per row cost more than the rest of the scan, and one sort of tuples
-// replaces a sort per array. FINAL reads the whole tuples, and .value is taken outside it: a
-// subcolumn read under FINAL (col.value) is merged alone — max of the values, not the value of
-// the latest reading — which TestCounterRollupEqualsRaw's minute split across two parts catches.
+// replaces a sort per array.
 func bucketIncreases(table, metric string, keep []string, where string) string {
 	var others []string
 	for _, k := range uniq(keep) {
@@ -399,15 +397,15 @@ func bucketIncreases(table, metric string, keep []string, where string) string {
 	return fmt.Sprintf("SELECT rt%s%s, d FROM ("+
 		"SELECT uuid, s.2 AS rts, s.3 AS fs, s.4 AS ls%s, %s AS ds, %s AS keeps FROM ("+
 		"SELECT uuid, arraySort(groupArray((k, rt, first, last, w, n%s))) AS s FROM ("+
-		"SELECT rt, k, assumeNotNull(fr.value) AS first, assumeNotNull(lr.value) AS last, assumeNotNull(p0) AS peak, %s AS w, n, uuid%s FROM ("+
-		"SELECT t AS rt, "+order+" AS k, %s AS fr, %s AS lr, %s AS p0, %s AS n, uuid%s "+
-		"FROM %s FINAL WHERE %s) WHERE fr.value IS NOT NULL AND lr.value IS NOT NULL) GROUP BY uuid)) "+
+		"SELECT rt, k, assumeNotNull(f0) AS first, assumeNotNull(l0) AS last, assumeNotNull(p0) AS peak, %s AS w, n, uuid%s FROM ("+
+		"SELECT t AS rt, "+order+" AS k, %s AS f0, %s AS l0, %s AS p0, %s AS n, uuid%s "+
+		"FROM %s FINAL WHERE %s) WHERE f0 IS NOT NULL AND l0 IS NOT NULL) GROUP BY uuid)) "+
 		"ARRAY JOIN rts AS rt%s, ds AS d, keeps AS keep WHERE keep",
 		outUUID, prefixed(others),
 		prefixed(arrays), across, counts,
 		prefixed(others),
 		within, prefixed(others),
-		schema.FirstSample, schema.FirstReading(metric), schema.LastReading(metric), schema.MaxCol(metric), schema.N(metric), prefixed(others),
+		schema.FirstSample, schema.ReadingValue(true, schema.FirstReading(metric)), schema.ReadingValue(false, schema.LastReading(metric)), schema.MaxCol(metric), schema.N(metric), prefixed(others),
 		table, where, prefixed(joined))
 }
 

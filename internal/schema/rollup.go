@@ -144,16 +144,34 @@ func FirstCol(metric string) string { return metric + "_first" } // counters: ar
 func LastCol(metric string) string  { return metric + "_last" }  // argMax(value, time) state
 
 // FirstReading and LastReading are a counter's first and last reading of a row as plain values,
-// on levels with CounterValues: SimpleAggregateFunction(min, readingTuple) and (max, readingTuple);
-// the query layer reads the reading as <column>.value. A tuple compares element by element, so min
-// over (flag: NULL, time, value) is the earliest non-NULL reading and max over (flag: not NULL,
-// time, value) the latest: argMin and argMax, merged as plain columns and read without finalizing
-// a state per row.
+// on levels with CounterValues: SimpleAggregateFunction(min, UInt128) and (max, UInt128) of
+// Reading, so min is the earliest non-NULL reading and max the latest: argMin and argMax, merged
+// as plain numbers and read without finalizing a state per row. (A tuple (flag, time, value) would
+// say the same, but min and max of tuples compare generically: seeding BenchmarkDashboardPanels
+// took twice as long with them.)
 func FirstReading(metric string) string { return metric + "_first_reading" }
 func LastReading(metric string) string  { return metric + "_last_reading" }
 
-// readingTuple is the type inside FirstReading and LastReading.
-const readingTuple = "Tuple(flag UInt8, time DateTime64(3, 'UTC'), value Nullable(UInt64))"
+// Reading is the SQL packing a reading into FirstReading's (first) or LastReading's UInt128: bit
+// 127 set where it is NULL (first) or present (last), so that min prefers and max finds a present
+// one; bits 64–126 the time in Unix ms; bits 0–63 the value (0 when NULL).
+func Reading(first bool, value, timeMs string) string {
+	flag := "isNotNull"
+	if first {
+		flag = "isNull"
+	}
+	return fmt.Sprintf("bitOr(bitOr(bitShiftLeft(toUInt128(%s(%s)), 127), bitShiftLeft(toUInt128(%s), 64)), toUInt128(ifNull(%s, 0)))",
+		flag, value, timeMs, value)
+}
+
+// ReadingValue is the SQL of the reading packed in col (Reading), NULL where there is none.
+func ReadingValue(first bool, col string) string {
+	present := "= 1"
+	if first {
+		present = "= 0"
+	}
+	return fmt.Sprintf("if(bitShiftRight(%s, 127) %s, toUInt64(bitAnd(%s, toUInt128(18446744073709551615))), NULL)", col, present, col)
+}
 
 // QuantileFunc is the aggregate the t-digest states were made with, with combinator comb ("" for
 // the column type, "State" to make one, "Merge" to read one): quantilesTDigest<comb>(0.5, …).

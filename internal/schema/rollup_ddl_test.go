@@ -62,9 +62,10 @@ func columnDefs(l Level, m gpumetric.Metric) []string {
 		// when merged). Their last reading's time is not kept: a part's first sample stands in,
 		// which orders it before the rows written since, as it was read before them.
 		first, last := "finalizeAggregation("+FirstCol(m.Column)+")", "finalizeAggregation("+LastCol(m.Column)+")"
+		at := "toUnixTimestamp64Milli(" + FirstSample + ")"
 		defs = append(defs,
-			fmt.Sprintf("%s SimpleAggregateFunction(min, %s) DEFAULT (toUInt8(isNull(%s)), %s, %s)", FirstReading(m.Column), readingTuple, first, FirstSample, first),
-			fmt.Sprintf("%s SimpleAggregateFunction(max, %s) DEFAULT (toUInt8(isNotNull(%s)), %s, %s)", LastReading(m.Column), readingTuple, last, FirstSample, last))
+			fmt.Sprintf("%s SimpleAggregateFunction(min, UInt128) DEFAULT %s", FirstReading(m.Column), Reading(true, first, at)),
+			fmt.Sprintf("%s SimpleAggregateFunction(max, UInt128) DEFAULT %s", LastReading(m.Column), Reading(false, last, at)))
 	}
 	return defs
 }
@@ -255,8 +256,9 @@ func writeView(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 				fmt.Fprintf(b, ",\n    count(%s) AS %s", c, N(c))
 			}
 			if l.CounterValues {
-				fmt.Fprintf(b, ",\n    min((isNull(%s), time, %s)) AS %s", c, c, FirstReading(c))
-				fmt.Fprintf(b, ",\n    max((isNotNull(%s), time, %s)) AS %s", c, c, LastReading(c))
+				at := "toUnixTimestamp64Milli(time)"
+				fmt.Fprintf(b, ",\n    min(%s) AS %s", Reading(true, c, at), FirstReading(c))
+				fmt.Fprintf(b, ",\n    max(%s) AS %s", Reading(false, c, at), LastReading(c))
 			}
 		default:
 			fmt.Fprintf(b, ",\n    min(%s) AS %s", MinCol(c), MinCol(c))
