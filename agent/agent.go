@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gpufleet/gpufleet/agent/attribution"
@@ -32,9 +31,12 @@ type Source interface {
 	Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []*wirepb.Event
 }
 
-// Sender delivers encoded messages; Producer is the Kafka one.
+// Sender delivers encoded messages and returns once all of them are acknowledged; internal/kafka's
+// Producer is the Kafka one. A failure that delivered some of msgs is a *kafka.ProduceError naming
+// how many, from the first, arrived (the spooled sender does not send those again); a refusal for
+// the agent's settings (an ACL, a password) is a *kafka.SettingError, and stops the agent.
 type Sender interface {
-	Send(ctx context.Context, msgs []kafkago.Message) error
+	Send(ctx context.Context, msgs []wire.Message) error
 }
 
 // Config configures an Agent. The zero value of every field but Sources and Sender works.
@@ -47,7 +49,7 @@ type Config struct {
 	// Default 1. At 100 ms sampling, 10 keeps the Kafka request rate at one per node per second and
 	// lets ingest decode ten instants per message (4.4 M samples/s per core instead of 1.8 M).
 	SendEvery int
-	// SamplesTopic and EventsTopic default to gpu.samples and gpu.events.
+	// SamplesTopic and EventsTopic default to wire.SamplesTopic and wire.EventsTopic.
 	SamplesTopic, EventsTopic string
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -65,12 +67,12 @@ type Config struct {
 	Spool *spool.Spool
 	// MaxSendRecords bounds how many spooled batches (one cycle's messages each) one Send carries
 	// while the spool holds a backlog; default 256, and no more than keeps a request within the
-	// producer's batch size (ProducerBatchMessages, at two messages per source). 1 sends one batch
+	// producer's batch size (kafka.ProducerBatchMessages, at two messages per source). 1 sends one batch
 	// per request, which after an outage could not catch up with sampling at 10–20 ms.
 	MaxSendRecords int
 	// MaxSendBytes bounds the spooled bytes of one Send (its first batch goes whatever its size);
 	// default 512 KiB, so that one partition's batch stays under the broker's default
-	// max.message.bytes (1 MiB) even if it did not compress. At most ProducerBatchBytes.
+	// max.message.bytes (1 MiB) even if it did not compress. At most kafka.ProducerBatchBytes.
 	MaxSendBytes int
 }
 
@@ -95,7 +97,7 @@ var limits = []limit{
 	{"SendEvery", 1, 600, 1, func(c *Config) any { return &c.SendEvery }},
 	{"MaxSendRecords", 1, 0, DefaultMaxSendRecords, func(c *Config) any { return &c.MaxSendRecords }},
 	// The producer's batch limit: a larger Send could not go out as one request.
-	{"MaxSendBytes", 1, ProducerBatchBytes, DefaultMaxSendBytes, func(c *Config) any { return &c.MaxSendBytes }},
+	{"MaxSendBytes", 1, kafka.ProducerBatchBytes, DefaultMaxSendBytes, func(c *Config) any { return &c.MaxSendBytes }},
 }
 
 func (l limit) get(c *Config) int64 {
@@ -180,7 +182,7 @@ type Agent struct {
 	cfg  Config
 	log  *slog.Logger
 	seq  []uint64
-	msgs []kafkago.Message
+	msgs []wire.Message
 	// Samples and events taken since the last send, per source, and how many cycles they hold.
 	pending   []*wirepb.SampleBatch
 	pendingEv [][]*wirepb.Event
@@ -203,10 +205,10 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: no Sender")
 	}
 	if cfg.SamplesTopic == "" {
-		cfg.SamplesTopic = "gpu.samples"
+		cfg.SamplesTopic = wire.SamplesTopic
 	}
 	if cfg.EventsTopic == "" {
-		cfg.EventsTopic = "gpu.events"
+		cfg.EventsTopic = wire.EventsTopic
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -223,7 +225,7 @@ func New(cfg Config) (*Agent, error) {
 	// A request's messages for one partition must fit one producer batch: kafka-go writes the
 	// batches of a partition one after another, and if the first failed and a second succeeded,
 	// the resend would put a node's batches out of order.
-	cfg.MaxSendRecords = min(cfg.MaxSendRecords, max(1, ProducerBatchMessages/(2*len(cfg.Sources))))
+	cfg.MaxSendRecords = min(cfg.MaxSendRecords, max(1, kafka.ProducerBatchMessages/(2*len(cfg.Sources))))
 	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)),
 		pending: make([]*wirepb.SampleBatch, len(cfg.Sources)), pendingEv: make([][]*wirepb.Event, len(cfg.Sources)),
 		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),
@@ -377,7 +379,7 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 	// Not retry.Do: a wait also ends when drain closes, and a failed send may have delivered part.
 	backoff := sendPolicy.Backoff()
 	limit := a.cfg.MaxSendRecords
-	var msgs []kafkago.Message
+	var msgs []wire.Message
 	for {
 		bs, err := sp.PeekN(limit, int64(a.cfg.MaxSendBytes))
 		if err != nil {
@@ -399,9 +401,7 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 		}
 		msgs = msgs[:0]
 		for _, b := range bs {
-			for _, m := range b.Msgs {
-				msgs = append(msgs, kafkago.Message{Topic: m.Topic, Key: m.Key, Value: m.Value})
-			}
+			msgs = append(msgs, b.Msgs...)
 		}
 		start := time.Now()
 		err = a.cfg.Sender.Send(ctx, msgs)
@@ -418,8 +418,8 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 			sp.SendFailed()
 			return fmt.Errorf("agent send: %w", err)
 		}
-		// kafka-go reports per message: the batches before the first with a failed message are
-		// in Kafka and are not sent again.
+		// The producer reports per message: the batches before the first with a failed message
+		// are in Kafka and are not sent again.
 		ok, tooLarge := ackedPrefix(err, bs)
 		a.acked(bs, ok)
 		if tooLarge && limit > 1 {
@@ -466,28 +466,18 @@ func (a *Agent) acked(bs []spool.Batch, n int) {
 }
 
 // ackedPrefix reads a failed send's error: how many of bs, from the first, had every message
-// acknowledged (kafkago.WriteErrors names each message's outcome; any other error, none), and
-// whether a message was refused as too large.
+// acknowledged (a *kafka.ProduceError counts them; any other error, none), and whether a message
+// was refused as too large.
 func ackedPrefix(err error, bs []spool.Batch) (n int, tooLarge bool) {
-	var werrs kafkago.WriteErrors
-	if !errors.As(err, &werrs) {
-		return 0, errors.Is(err, kafkago.MessageSizeTooLarge)
+	var pe *kafka.ProduceError
+	if !errors.As(err, &pe) {
+		return 0, false
 	}
-	for _, e := range werrs {
-		if errors.Is(e, kafkago.MessageSizeTooLarge) {
-			tooLarge = true
-		}
+	acked := pe.Acked
+	for n = 0; n < len(bs) && len(bs[n].Msgs) <= acked; n++ {
+		acked -= len(bs[n].Msgs)
 	}
-	i := 0
-	for n = 0; n < len(bs); n++ {
-		for range bs[n].Msgs {
-			if i >= len(werrs) || werrs[i] != nil {
-				return n, tooLarge
-			}
-			i++
-		}
-	}
-	return n, tooLarge
+	return n, pe.TooLarge
 }
 
 // drainGrace bounds the wait at shutdown for a first successful send while everything unsent is on
@@ -556,7 +546,7 @@ func (a *Agent) send(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("agent send: %w", err)
 		}
-		a.msgs = append(a.msgs, kafkago.Message{Topic: a.cfg.SamplesTopic, Key: []byte(b.Node), Value: val})
+		a.msgs = append(a.msgs, wire.Message{Topic: a.cfg.SamplesTopic, Key: []byte(b.Node), Value: val})
 		if ev := a.pendingEv[i]; len(ev) > 0 {
 			eb := &wirepb.EventBatch{AgentId: b.AgentId, Seq: a.seq[i], Cluster: b.Cluster, Node: b.Node, Rack: b.Rack, Pool: b.Pool, Events: ev}
 			val, err := wire.EncodeEvents(eb)
@@ -564,7 +554,7 @@ func (a *Agent) send(ctx context.Context) error {
 				return fmt.Errorf("agent send: %w", err)
 			}
 			nev += uint64(len(ev))
-			a.msgs = append(a.msgs, kafkago.Message{Topic: a.cfg.EventsTopic, Key: []byte(b.Node), Value: val})
+			a.msgs = append(a.msgs, wire.Message{Topic: a.cfg.EventsTopic, Key: []byte(b.Node), Value: val})
 		}
 	}
 	if sp := a.cfg.Spool; sp != nil {
@@ -574,9 +564,7 @@ func (a *Agent) send(ctx context.Context) error {
 			b.Rows += uint64(len(p.TimeUnixMs))
 			seq[p.Node] = a.seq[i]
 		}
-		for _, m := range a.msgs {
-			b.Msgs = append(b.Msgs, spool.Message{Topic: m.Topic, Key: m.Key, Value: m.Value})
-		}
+		b.Msgs = append(b.Msgs, a.msgs...)
 		sp.Append(b, seq)
 	} else {
 		if err := a.deliverMsgs(ctx, a.msgs); err != nil {
@@ -599,7 +587,7 @@ func refused(err error) bool { return errors.As(err, new(*kafka.SettingError)) }
 
 // deliverMsgs sends msgs, retrying with capped backoff. Once ctx ends it keeps trying for
 // flushTimeout so the last cycle is not thrown away on shutdown.
-func (a *Agent) deliverMsgs(ctx context.Context, msgs []kafkago.Message) error {
+func (a *Agent) deliverMsgs(ctx context.Context, msgs []wire.Message) error {
 	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {

@@ -28,7 +28,7 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1}, {Name: topic + ".ev", Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	prod := agent.NewProducer(brokers)
+	prod := kafka.NewProducer(brokers)
 	defer prod.Close()
 	n0, n1 := sim.NewNode(1, "c", 0, 8), sim.NewNode(1, "c", 1, 8)
 	podGPU := n1.GPUs()[1].Uuid // the kubelet names GPUs by UUID

@@ -8,13 +8,14 @@ import (
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/internal/config"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 )
 
 // New takes a zero as the default and refuses a value out of range with a FieldError naming the
 // Config field (before: free text, "send-every" in the flag's spelling), the same check Validate
 // makes for a caller that sets every field, as the CLI does.
 func TestNewRefusesOutOfRange(t *testing.T) {
-	prod := agent.NewProducer([]string{"127.0.0.1:1"})
+	prod := kafka.NewProducer([]string{"127.0.0.1:1"})
 	defer prod.Close()
 	base := agent.Config{Sources: []agent.Source{sim.NewNode(1, "c", 0, 1)}, Sender: prod}
 	cases := []struct {
@@ -26,7 +27,7 @@ func TestNewRefusesOutOfRange(t *testing.T) {
 		{"SendEvery", func(c *agent.Config) { c.SendEvery = 601 }},
 		{"SendEvery", func(c *agent.Config) { c.SendEvery = -1 }},
 		{"MaxSendRecords", func(c *agent.Config) { c.MaxSendRecords = -1 }},
-		{"MaxSendBytes", func(c *agent.Config) { c.MaxSendBytes = agent.ProducerBatchBytes + 1 }},
+		{"MaxSendBytes", func(c *agent.Config) { c.MaxSendBytes = kafka.ProducerBatchBytes + 1 }},
 	}
 	for _, c := range cases {
 		t.Run(c.field, func(t *testing.T) {

@@ -40,7 +40,7 @@ type sentRequest struct {
 	err         error
 }
 
-func (c *countingSender) Send(ctx context.Context, msgs []kafkago.Message) error {
+func (c *countingSender) Send(ctx context.Context, msgs []wire.Message) error {
 	r := sentRequest{first: map[string]uint64{}, last: map[string]uint64{}}
 	var dec wire.SampleDecoder
 	for _, m := range msgs {
@@ -93,7 +93,7 @@ func prefill(t testing.TB, dir, topic string, nodes, batches int) uint64 {
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	down := agent.NewProducer([]string{"127.0.0.1:1"})
+	down := kafka.NewProducer([]string{"127.0.0.1:1"})
 	defer down.Close()
 	a, err := agent.New(agent.Config{Sources: drainNodes(nodes), Sender: down, Interval: 10 * time.Millisecond,
 		SamplesTopic: topic, EventsTopic: topic + ".ev", Spool: sp})
@@ -240,8 +240,8 @@ func TestSpoolBacklogDrainsInFewRequests(t *testing.T) {
 			}
 			spooled := sp.Seq()
 			sp.Close()
-			cs := &countingSender{Sender: agent.NewProducer(brokers), topic: topic}
-			defer cs.Sender.(*agent.Producer).Close()
+			cs := &countingSender{Sender: kafka.NewProducer(brokers), topic: topic}
+			defer cs.Sender.(*kafka.Producer).Close()
 			last := drainUntilEmpty(t, dir, topic, nodes, cs, c.maxRecords)
 			reqs := cs.requests()
 			n := drainedAt(reqs, spooled)
@@ -278,8 +278,8 @@ func TestTooLargeRequestIsSplit(t *testing.T) {
 	}
 	dir := t.TempDir()
 	held := prefill(t, dir, topic, nodes, 200)
-	cs := &countingSender{Sender: agent.NewProducer(brokers), topic: topic}
-	defer cs.Sender.(*agent.Producer).Close()
+	cs := &countingSender{Sender: kafka.NewProducer(brokers), topic: topic}
+	defer cs.Sender.(*kafka.Producer).Close()
 	last := drainUntilEmpty(t, dir, topic, nodes, cs, 0)
 	reqs := cs.requests()
 	var refused int
@@ -313,8 +313,8 @@ func TestFailedRequestResendsFromUnacknowledged(t *testing.T) {
 	held := prefill(t, dir, topic, nodes, 300)
 	var once sync.Once
 	stopped := make(chan struct{})
-	cs := &countingSender{Sender: agent.NewProducer(brokers), topic: topic}
-	defer cs.Sender.(*agent.Producer).Close()
+	cs := &countingSender{Sender: kafka.NewProducer(brokers), topic: topic}
+	defer cs.Sender.(*kafka.Producer).Close()
 	// After the second acknowledged request the broker goes away; the test brings it back once a
 	// request has failed.
 	failed := make(chan struct{}, 1)
@@ -417,7 +417,7 @@ func BenchmarkSpoolDrain(b *testing.B) {
 	}{{"one_per_request", 1, false}, {"default_256", 0, false}, {"no_backlog", 0, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
-			prod := agent.NewProducer(brokers)
+			prod := kafka.NewProducer(brokers)
 			defer prod.Close()
 			var records, missed, left float64
 			var elapsed time.Duration

@@ -102,7 +102,7 @@ func TestFullDiskKeepsSampling(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sp.Close()
-			prod := agent.NewProducer(brokers)
+			prod := kafka.NewProducer(brokers)
 			defer prod.Close()
 			reg := prometheus.NewRegistry()
 			a, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(5, "d", 0, 8), sim.NewNode(5, "d", 1, 8)},
@@ -206,7 +206,7 @@ func TestRestartWithFullSpool(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sp.Close()
-		prod := agent.NewProducer(brokers)
+		prod := kafka.NewProducer(brokers)
 		defer prod.Close()
 		// Four nodes fill the 1 MiB spool in seconds; at 50 ms the sender, many batches a request,
 		// sends faster than the agent samples, as it must to catch up after an outage.
@@ -296,7 +296,7 @@ func TestSlowCycleCountsMissedTicks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	prod := agent.NewProducer(brokers)
+	prod := kafka.NewProducer(brokers)
 	defer prod.Close()
 	var logs lockedBuffer
 	reg := prometheus.NewRegistry()

@@ -38,7 +38,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	prod := agent.NewProducer(brokers)
+	prod := kafka.NewProducer(brokers)
 	defer prod.Close()
 	a, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(4, "o", 0, 8), sim.NewNode(4, "o", 1, 8)},
 		Sender: prod, Interval: 100 * time.Millisecond, SamplesTopic: topic, EventsTopic: "outage.events", Spool: sp})

@@ -16,6 +16,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/query"
 )
 
@@ -43,7 +44,7 @@ func TestEndToEndCountExact(t *testing.T) {
 	for i := range 5 {
 		srcs = append(srcs, sim.NewNode(7, "e2e", i, 8))
 	}
-	prod := agent.NewProducer(brokers)
+	prod := kafka.NewProducer(brokers)
 	defer prod.Close()
 	ag, err := agent.New(agent.Config{Sources: srcs, Sender: prod, Interval: 50 * time.Millisecond,
 		SamplesTopic: samples, EventsTopic: events})
@@ -56,7 +57,7 @@ func TestEndToEndCountExact(t *testing.T) {
 	go func() { agentDone <- ag.Run(agentCtx) }()
 
 	// Poison interleaved with the agents' messages: garbage, an unsupported version, a time in 2001.
-	poison := []kafkago.Message{
+	poison := []wire.Message{
 		{Topic: samples, Key: []byte("bad-1"), Value: []byte("not protobuf at all \xff\xff")},
 		{Topic: samples, Key: []byte("bad-2"), Value: []byte{0x08, 0x09}}, // schema_version = 9
 		{Topic: events, Key: []byte("bad-3"), Value: []byte{0x08, 0x01}},  // version 1 but no agent id

@@ -36,7 +36,7 @@ type Config struct {
 	Store store.Store
 	// GroupID is the Kafka consumer group; default "gpufleet-ingest".
 	GroupID string
-	// SamplesTopic, EventsTopic, DLQTopic default to gpu.samples, gpu.events, gpu.dlq.
+	// SamplesTopic, EventsTopic, DLQTopic default to wire.SamplesTopic, wire.EventsTopic and wire.DLQTopic.
 	SamplesTopic, EventsTopic, DLQTopic string
 	// BatchRows flushes a partition's batch once it holds this many rows; default 100,000.
 	BatchRows int
@@ -307,13 +307,13 @@ func New(cfg Config) (*Ingester, error) {
 		cfg.GroupID = "gpufleet-ingest"
 	}
 	if cfg.SamplesTopic == "" {
-		cfg.SamplesTopic = kafka.SamplesTopic
+		cfg.SamplesTopic = wire.SamplesTopic
 	}
 	if cfg.EventsTopic == "" {
-		cfg.EventsTopic = kafka.EventsTopic
+		cfg.EventsTopic = wire.EventsTopic
 	}
 	if cfg.DLQTopic == "" {
-		cfg.DLQTopic = kafka.DLQTopic
+		cfg.DLQTopic = wire.DLQTopic
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -8,13 +8,15 @@ import (
 	"io"
 	"reflect"
 	"testing"
+
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // The record decoder reads whatever a crash or a damaged disk left in a segment: it never panics
 // or allocates by a damaged length, and what it accepts encodes back to a record it reads the same.
 func FuzzReadRecord(f *testing.F) {
-	whole := encode(Batch{Rows: 8, Events: 1, Msgs: []Message{{Topic: "gpu.samples", Key: []byte("node-1"), Value: []byte("v")},
-		{Topic: "gpu.events", Key: []byte("node-1"), Value: bytes.Repeat([]byte{7}, 300)}}})
+	whole := encode(Batch{Rows: 8, Events: 1, Msgs: []wire.Message{{Topic: wire.SamplesTopic, Key: []byte("node-1"), Value: []byte("v")},
+		{Topic: wire.EventsTopic, Key: []byte("node-1"), Value: bytes.Repeat([]byte{7}, 300)}}})
 	f.Add(whole)
 	f.Add(whole[:len(whole)-3])                       // torn mid-record
 	f.Add(append(whole, encode(Batch{Rows: 1})...))   // two records

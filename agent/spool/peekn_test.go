@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // numbered is a batch whose value starts with i, so that order is checked past 256 batches.
 func numbered(i, size int) spool.Batch {
 	v := make([]byte, max(size, 4))
 	binary.LittleEndian.PutUint32(v, uint32(i))
-	return spool.Batch{Rows: 8, Events: 1, Msgs: []spool.Message{{Topic: "gpu.samples", Key: []byte("node-0"), Value: v}}}
+	return spool.Batch{Rows: 8, Events: 1, Msgs: []wire.Message{{Topic: wire.SamplesTopic, Key: []byte("node-0"), Value: v}}}
 }
 
 func ids(bs []spool.Batch) []int {
@@ -52,7 +53,7 @@ func segments(t *testing.T, dir string) int {
 // was not acknowledged comes again, also after a restart.
 func TestPeekNBoundsAndOrder(t *testing.T) {
 	const size = 5000 // a 1 MiB spool has 128 KiB segments: 26 batches each
-	rec := int64(size + 8 + 20 + 2 + len("gpu.samples") + 4 + len("node-0") + 4)
+	rec := int64(size + 8 + 20 + 2 + len(wire.SamplesTopic) + 4 + len("node-0") + 4)
 	cases := []struct {
 		name       string
 		maxBatches int

@@ -25,19 +25,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-)
 
-// Message is one Kafka message of a batch.
-type Message struct {
-	Topic string
-	Key   []byte
-	Value []byte
-}
+	"github.com/gpufleet/gpufleet/internal/wire"
+)
 
 // Batch is what one send delivers: one cycle's messages and the sample rows they carry.
 type Batch struct {
 	Rows, Events uint64
-	Msgs         []Message
+	Msgs         []wire.Message
 }
 
 // Stats counts what the spool holds and has dropped.
@@ -327,9 +322,9 @@ func decode(p []byte) (Batch, error) {
 		p = p[n:]
 		return v, true
 	}
-	b.Msgs = make([]Message, 0, count)
+	b.Msgs = make([]wire.Message, 0, count)
 	for range count {
-		var m Message
+		var m wire.Message
 		l, ok := take(2)
 		if !ok {
 			return Batch{}, bad

@@ -10,11 +10,12 @@ import (
 	"testing"
 
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 func batch(i int, size int) spool.Batch {
-	return spool.Batch{Rows: uint64(8), Events: uint64(i % 2), Msgs: []spool.Message{
-		{Topic: "gpu.samples", Key: []byte(fmt.Sprintf("node-%d", i%3)), Value: bytes.Repeat([]byte{byte(i)}, size)},
+	return spool.Batch{Rows: uint64(8), Events: uint64(i % 2), Msgs: []wire.Message{
+		{Topic: wire.SamplesTopic, Key: []byte(fmt.Sprintf("node-%d", i%3)), Value: bytes.Repeat([]byte{byte(i)}, size)},
 	}}
 }
 

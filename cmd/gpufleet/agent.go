@@ -119,7 +119,7 @@ func (c *agentCmd) runNVML(ctx context.Context, f *flags) error {
 	if err := serveHTTP(ctx, c.metricsAddr, reg, log, nil); err != nil {
 		return err
 	}
-	prod := agent.NewProducerConn(brokers, c.k.conn)
+	prod := kafka.NewProducerConn(brokers, c.k.conn)
 	defer prod.Close()
 	cfg := c.s.agentConfig()
 	cfg.Sources, cfg.Sender, cfg.Logger, cfg.Registerer, cfg.Spool = []agent.Source{src}, prod, log, reg, sp

@@ -82,8 +82,8 @@ func TestAgentSIGTERMWithKafkaDown(t *testing.T) {
 	broker := testenv.NewKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := kafka.EnsureTopics(ctx, []string{broker.Addr}, []kafka.Topic{{Name: kafka.SamplesTopic, Partitions: 1},
-		{Name: kafka.EventsTopic, Partitions: 1}, {Name: kafka.DLQTopic, Partitions: 1}}); err != nil {
+	if err := kafka.EnsureTopics(ctx, []string{broker.Addr}, []kafka.Topic{{Name: wire.SamplesTopic, Partitions: 1},
+		{Name: wire.EventsTopic, Partitions: 1}, {Name: wire.DLQTopic, Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	broker.Stop(t)
@@ -126,7 +126,7 @@ func TestAgentSIGTERMWithKafkaDown(t *testing.T) {
 	}
 	second := samplesTaken(t, r.stderr)
 
-	rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{broker.Addr}, Topic: kafka.SamplesTopic, Partition: 0, MaxWait: 200 * time.Millisecond})
+	rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{broker.Addr}, Topic: wire.SamplesTopic, Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer rd.Close()
 	var dec wire.SampleDecoder
 	seq := map[string]uint64{}

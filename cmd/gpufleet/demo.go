@@ -19,6 +19,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/chdb"
+	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
 )
@@ -80,8 +81,8 @@ func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token strin
 	}
 	defer rd.Close()
 
-	topics := []string{kafka.SamplesTopic, kafka.EventsTopic}
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...), kfake.SeedTopics(1, kafka.DLQTopic))
+	topics := []string{wire.SamplesTopic, wire.EventsTopic}
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...), kfake.SeedTopics(1, wire.DLQTopic))
 	if err != nil {
 		return fmt.Errorf("start in-process broker: %w", err)
 	}
@@ -97,7 +98,7 @@ func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token strin
 		log.Info("serving the query API", slog.String("addr", bound.String()), slog.Bool("token", token != ""))
 	}
 
-	prod := agent.NewProducer(brokers)
+	prod := kafka.NewProducer(brokers)
 	defer prod.Close()
 	acfg := c.s.agentConfig()
 	acfg.Sources, acfg.Sender, acfg.Logger, acfg.Registerer = srcs, prod, log, reg

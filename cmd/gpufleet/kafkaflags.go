@@ -14,6 +14,7 @@ import (
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/retry"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // passwordEnv is the one secret read from the environment without a flag of its own: a flag's
@@ -121,8 +122,8 @@ func (k *kafkaFlags) connected(log *slog.Logger, brokers []string) {
 // Topics each kind of client needs: an agent writes samples and events, ingest reads them and
 // writes dead letters. Each checks only its own, as its user may be allowed no others.
 var (
-	agentTopics  = []string{kafka.SamplesTopic, kafka.EventsTopic}
-	ingestTopics = []string{kafka.SamplesTopic, kafka.EventsTopic, kafka.DLQTopic}
+	agentTopics  = []string{wire.SamplesTopic, wire.EventsTopic}
+	ingestTopics = []string{wire.SamplesTopic, wire.EventsTopic, wire.DLQTopic}
 )
 
 // connect waits for the brokers, checks ingest's topics exist and returns the broker list.

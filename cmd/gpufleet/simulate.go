@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 )
 
 // simulateCmd is `gpufleet simulate`: a simulated fleet streamed to Kafka as its agents would.
@@ -52,7 +53,7 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	if err := serveHTTP(ctx, metricsAddr, reg, log, nil); err != nil {
 		return err
 	}
-	prod := agent.NewProducerConn(brokers, k.conn)
+	prod := kafka.NewProducerConn(brokers, k.conn)
 	defer prod.Close()
 	cfg := s.agentConfig()
 	cfg.Sources, cfg.Sender, cfg.Logger, cfg.Registerer, cfg.Spool = srcs, prod, log, reg, sp

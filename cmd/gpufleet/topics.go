@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // topicsCmd is `gpufleet topics`, the admin step that creates the pipeline's topics; agents and
@@ -105,7 +106,7 @@ func (c *topicsCmd) run(ctx context.Context, e *env, log *slog.Logger) error {
 	topics := kafka.PipelineTopics(c.partitions, c.dlqMaxBytes)
 	for i := range topics {
 		topics[i].ReplicationFactor, topics[i].MinInsyncReplicas, topics[i].Retention = rf, minISR, c.retention
-		if topics[i].Name == kafka.DLQTopic {
+		if topics[i].Name == wire.DLQTopic {
 			topics[i].Retention = c.dlqRetention
 		} else {
 			topics[i].MaxMessageBytes = c.maxBytes

@@ -24,6 +24,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -248,7 +249,7 @@ func faultIngestKill9(t *testing.T, e *env) outcome {
 	gf("topics", "--brokers", brokers[0], "--partitions", "4", "--replication-factor", "1", "--min-insync-replicas", "1")
 	gf("migrate", "--clickhouse", dsn)
 	tr := newTruth()
-	tp := topics{samples: kafka.SamplesTopic, events: kafka.EventsTopic, dlq: kafka.DLQTopic}
+	tp := topics{samples: wire.SamplesTopic, events: wire.EventsTopic, dlq: wire.DLQTopic}
 	ag := startAgent(t, agentOpts{brokers: brokers, topics: tp, sources: newSources(tr, 11, "chaos", 4, 8),
 		spoolDir: t.TempDir(), spoolMax: 64 << 20, interval: 100 * time.Millisecond})
 	var peak uint64
@@ -447,8 +448,8 @@ func faultClockSkew(t *testing.T, e *env) outcome {
 // twice delivers every message two times in a row, as a producer retry after a lost ack does.
 type twice struct{ agent.Sender }
 
-func (s twice) Send(ctx context.Context, msgs []kafkago.Message) error {
-	doubled := make([]kafkago.Message, 0, 2*len(msgs))
+func (s twice) Send(ctx context.Context, msgs []wire.Message) error {
+	doubled := make([]wire.Message, 0, 2*len(msgs))
 	for _, m := range msgs {
 		doubled = append(doubled, m, m)
 	}

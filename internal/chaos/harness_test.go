@@ -18,13 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
@@ -126,7 +127,7 @@ func topicsFor(prefix string) topics {
 type agentRun struct {
 	a    *agent.Agent
 	sp   *spool.Spool
-	prod *agent.Producer
+	prod *kafka.Producer
 	stop context.CancelFunc
 	done chan error
 }
@@ -148,7 +149,7 @@ func startAgent(t *testing.T, o agentOpts) *agentRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod := agent.NewProducer(o.brokers)
+	prod := kafka.NewProducer(o.brokers)
 	var send agent.Sender = prod
 	if o.sender != nil {
 		send = o.sender(prod)
@@ -233,13 +234,13 @@ func warnings(who string) *slog.Logger {
 // caughtUp reports whether group has committed every message of topics (name → partitions): ingest
 // commits only what ClickHouse acknowledged, so then everything sent is stored.
 func caughtUp(ctx context.Context, brokers []string, group string, topics map[string]int) (bool, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	req := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
-	lreq := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	c := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
+	lreq := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
 	for name, n := range topics {
 		for p := range n {
 			req.Topics[name] = append(req.Topics[name], p)
-			lreq.Topics[name] = append(lreq.Topics[name], kafka.LastOffsetOf(p))
+			lreq.Topics[name] = append(lreq.Topics[name], kafkago.LastOffsetOf(p))
 		}
 	}
 	committed, err := c.OffsetFetch(ctx, req)

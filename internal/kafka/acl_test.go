@@ -11,6 +11,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // On a broker with an authorizer and deploy/kafka/acls.sh applied, each user's admin calls get
@@ -39,7 +40,7 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 		return kafka.NewAdmin([]string{b.Addr}, conn)
 	}
 	topics := kafka.PipelineTopics(2, 0)
-	names := []string{kafka.SamplesTopic, kafka.EventsTopic, kafka.DLQTopic}
+	names := []string{wire.SamplesTopic, wire.EventsTopic, wire.DLQTopic}
 	// denied checks err is an ACL refusal of op on resource, as a SettingError callers stop on.
 	denied := func(what string, err error, op, resource string) {
 		t.Helper()
@@ -51,10 +52,10 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 
 	// Before the topics exist: who may Describe them learns they are missing, who may not is refused.
 	var missing *kafka.MissingTopicsError
-	if err := admin("agent").CheckTopics(ctx, kafka.SamplesTopic, kafka.EventsTopic); !errors.As(err, &missing) || len(missing.Topics) != 2 {
+	if err := admin("agent").CheckTopics(ctx, wire.SamplesTopic, wire.EventsTopic); !errors.As(err, &missing) || len(missing.Topics) != 2 {
 		t.Errorf("agent, before the topics exist: %v; want both missing", err)
 	}
-	denied("nobody, before the topics exist", admin("nobody").CheckTopics(ctx, kafka.SamplesTopic), "Describe", "topic gpu.samples")
+	denied("nobody, before the topics exist", admin("nobody").CheckTopics(ctx, wire.SamplesTopic), "Describe", "topic gpu.samples")
 	_, err = admin("agent").EnsureTopics(ctx, topics)
 	denied("agent creating the topics", err, "Create", "topic gpu.samples")
 	if err == nil || !strings.Contains(err.Error(), "run `gpufleet topics` as one") {
@@ -78,7 +79,7 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 		t.Errorf("admin setting retention: %v", err)
 	}
 
-	if err := admin("agent").CheckTopics(ctx, kafka.SamplesTopic, kafka.EventsTopic); err != nil {
+	if err := admin("agent").CheckTopics(ctx, wire.SamplesTopic, wire.EventsTopic); err != nil {
 		t.Errorf("agent checking its topics: %v", err)
 	}
 	if err := admin("ingest").CheckTopics(ctx, names...); err != nil {
@@ -86,10 +87,10 @@ func TestAdminCallsUnderACLs(t *testing.T) {
 	}
 	denied("agent checking the DLQ", admin("agent").CheckTopics(ctx, names...), "Describe", "topic gpu.dlq")
 	denied("nobody checking the topics", admin("nobody").CheckTopics(ctx, names...), "Describe", "topic gpu.samples")
-	if n, err := admin("ingest").MaxMessageBytes(ctx, kafka.DLQTopic); err != nil || n != kafka.DefaultDLQMaxMessageBytes {
+	if n, err := admin("ingest").MaxMessageBytes(ctx, wire.DLQTopic); err != nil || n != kafka.DefaultDLQMaxMessageBytes {
 		t.Errorf("ingest reading the DLQ's max.message.bytes: %d, %v", n, err)
 	}
-	_, err = admin("agent").MaxMessageBytes(ctx, kafka.SamplesTopic)
+	_, err = admin("agent").MaxMessageBytes(ctx, wire.SamplesTopic)
 	denied("agent reading max.message.bytes", err, "DescribeConfigs", "topic gpu.samples")
 	// Ingest may use its consumer group and no other.
 	if err := admin("ingest").CheckGroup(ctx, "gpufleet-ingest"); err != nil {

@@ -16,13 +16,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/gpufleet/gpufleet/internal/retry"
-)
-
-// Default topic names (see DESIGN.md).
-const (
-	SamplesTopic = "gpu.samples"
-	EventsTopic  = "gpu.events"
-	DLQTopic     = "gpu.dlq"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // DefaultDLQMaxMessageBytes is the max.message.bytes PipelineTopics gives the dead-letter topic: a
@@ -58,8 +52,8 @@ func PipelineTopics(partitions, dlqMaxMessageBytes int) []Topic {
 	if dlqMaxMessageBytes <= 0 {
 		dlqMaxMessageBytes = DefaultDLQMaxMessageBytes
 	}
-	return []Topic{{Name: SamplesTopic, Partitions: partitions}, {Name: EventsTopic, Partitions: partitions},
-		{Name: DLQTopic, Partitions: 1, MaxMessageBytes: dlqMaxMessageBytes}}
+	return []Topic{{Name: wire.SamplesTopic, Partitions: partitions}, {Name: wire.EventsTopic, Partitions: partitions},
+		{Name: wire.DLQTopic, Partitions: 1, MaxMessageBytes: dlqMaxMessageBytes}}
 }
 
 func (t Topic) validate() error {

@@ -18,6 +18,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // secure is a client config for b as user with mech, the password in a file.
@@ -71,7 +72,7 @@ func TestSecureProduceConsume(t *testing.T) {
 			if err := kafka.NewAdmin(brokers, conn).CheckTopics(ctx, samples, events, dlq); err != nil {
 				t.Fatal(err)
 			}
-			prod := agent.NewProducerConn(brokers, conn)
+			prod := kafka.NewProducerConn(brokers, conn)
 			defer prod.Close()
 			ag, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(3, "secure", i, 4)}, Sender: prod,
 				Interval: 50 * time.Millisecond, SamplesTopic: samples, EventsTopic: events})
@@ -88,7 +89,7 @@ func TestSecureProduceConsume(t *testing.T) {
 				t.Fatal("the agent took no samples")
 			}
 			// Garbage, for ingest's dead-letter writer to send over the same connection settings.
-			if err := prod.Send(ctx, []kafkago.Message{{Topic: samples, Key: []byte("bad"), Value: []byte("not protobuf \xff")}}); err != nil {
+			if err := prod.Send(ctx, []wire.Message{{Topic: samples, Key: []byte("bad"), Value: []byte("not protobuf \xff")}}); err != nil {
 				t.Fatal(err)
 			}
 			in, err := ingest.New(ingest.Config{Brokers: brokers, Kafka: conn, Store: st, GroupID: prefix + "group",

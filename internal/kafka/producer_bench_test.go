@@ -1,8 +1,7 @@
-package agent_test
+package kafka_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -11,15 +10,14 @@ import (
 	"github.com/gpufleet/gpufleet/agent"
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
-
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // BenchmarkSendCycle measures what one agent cycle's synchronous send costs against the real
 // broker: one node's message, acks=all. kafka-go's default Writer BatchTimeout (1 s) holds every
 // send for a batch that never fills; the agent's producer lingers 5 ms. Run:
 //
-//	go test -run '^$' -bench SendCycle -benchtime 5x ./agent/
+//	go test -run '^$' -bench SendCycle -benchtime 5x ./internal/kafka/
 func BenchmarkSendCycle(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	topic := "bench.send." + time.Now().Format("150405.000000")
@@ -27,14 +25,14 @@ func BenchmarkSendCycle(b *testing.B) {
 	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1}}); err != nil {
 		b.Fatal(err)
 	}
-	msg := kafkago.Message{Topic: topic, Key: []byte("node-1"), Value: make([]byte, 1500)}
+	msg := wire.Message{Topic: topic, Key: []byte("node-1"), Value: make([]byte, 1500)}
 	send := func(b *testing.B, s agent.Sender) {
-		if err := s.Send(ctx, []kafkago.Message{msg}); err != nil { // first send dials and fetches metadata
+		if err := s.Send(ctx, []wire.Message{msg}); err != nil { // first send dials and fetches metadata
 			b.Fatal(err)
 		}
 		b.ResetTimer()
 		for range b.N {
-			if err := s.Send(ctx, []kafkago.Message{msg}); err != nil {
+			if err := s.Send(ctx, []wire.Message{msg}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -46,7 +44,7 @@ func BenchmarkSendCycle(b *testing.B) {
 		send(b, writerSender{w})
 	})
 	b.Run("agent_producer_5ms", func(b *testing.B) {
-		p := agent.NewProducer(brokers)
+		p := kafka.NewProducer(brokers)
 		defer p.Close()
 		send(b, p)
 	})
@@ -54,6 +52,10 @@ func BenchmarkSendCycle(b *testing.B) {
 
 type writerSender struct{ w *kafkago.Writer }
 
-func (s writerSender) Send(ctx context.Context, msgs []kafkago.Message) error {
-	return s.w.WriteMessages(ctx, msgs...)
+func (s writerSender) Send(ctx context.Context, msgs []wire.Message) error {
+	kmsgs := make([]kafkago.Message, len(msgs))
+	for i, m := range msgs {
+		kmsgs[i] = kafkago.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
+	}
+	return s.w.WriteMessages(ctx, kmsgs...)
 }
