@@ -318,6 +318,9 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics []Topic) ([]TopicStatus
 					return nil, fmt.Errorf("set configs of topic %s: %w", t.Name, a.conn.Denied("AlterConfigs", "topic "+t.Name, "", r.Error))
 				}
 			}
+			if err := a.waitConfigs(ctx, t.Name, t.configs()); err != nil {
+				return nil, err
+			}
 		}
 		out[i].Configs = have
 	}
@@ -344,6 +347,33 @@ func (a *Admin) waitTopic(ctx context.Context, topic string) (kafkago.Topic, err
 		select {
 		case <-ctx.Done():
 			return kafkago.Topic{}, fmt.Errorf("topic %s not ready: %w", topic, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitConfigs waits until the brokers describe topic with want. The controller takes a change at
+// once, but a broker applies it from the metadata log a moment later and until then describes (and
+// enforces) the old value: a reader right after the set-up, such as ingest comparing the
+// dead-letter topic's max.message.bytes with the samples topic's, would see the old one.
+func (a *Admin) waitConfigs(ctx context.Context, topic string, want map[string]string) error {
+	for {
+		have, err := a.topicConfigs(ctx, topic)
+		if err != nil {
+			return err
+		}
+		applied := true
+		for k, v := range want {
+			if have[k] != v {
+				applied = false
+			}
+		}
+		if applied {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("configs of topic %s not applied: %w", topic, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
