@@ -32,6 +32,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
 
@@ -402,8 +403,8 @@ clickhouse:
   readerURL: clickhouse://reader:secret@clickhouse:9000/gpufleet
 api: {token: s3cret}
 `,
-		attribution:  "slurmCgroups",
-		agentUID:     65532,
+		attribution: "slurmCgroups",
+		agentUID:    65532,
 		// Helm merges maps: the default label stays (set it to null to drop it).
 		nodeSelector: map[string]string{"nvidia.com/gpu.present": "true", "nvidia.com/mig.capable": "true"},
 		hostPathPool: true,
@@ -488,8 +489,8 @@ func checkAgent(t *testing.T, tc helmCase, objs []object, flush time.Duration) {
 	if p.HostNetwork || p.HostIPC {
 		t.Errorf("agent hostNetwork %v, hostIPC %v: it needs neither", p.HostNetwork, p.HostIPC)
 	}
-	if p.TerminationGracePeriodSeconds == nil || time.Duration(*p.TerminationGracePeriodSeconds)*time.Second <= flush {
-		t.Errorf("agent terminationGracePeriodSeconds %v, want above the agent's flush time %v", p.TerminationGracePeriodSeconds, flush)
+	if g := p.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= flush {
+		t.Errorf("agent terminationGracePeriodSeconds %s, want above the agent's flush time %v", ptrString(g), flush)
 	}
 	if len(p.Containers) != 1 {
 		t.Fatalf("agent pod has %d containers, want 1", len(p.Containers))
@@ -810,7 +811,7 @@ func checkScaling(t *testing.T, tc helmCase, objs []object) {
 			}
 		}
 		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-		if err != nil || !sel.Matches(labelSet(pod)) {
+		if err != nil || !sel.Matches(k8slabels.Set(pod)) {
 			t.Errorf("PDB %s selector %v does not select the Deployment's pods %v", name, pdb.Spec.Selector, pod)
 		}
 	}
@@ -877,13 +878,13 @@ func checkMonitoring(t *testing.T, tc helmCase, objs []object) {
 			if o.name != name || (o.kind != "DaemonSet" && o.kind != "Deployment") {
 				continue
 			}
-			var labels map[string]string
+			var podLabels map[string]string
 			if ds, ok := o.obj.(*appsv1.DaemonSet); ok {
-				labels = ds.Spec.Template.Labels
+				podLabels = ds.Spec.Template.Labels
 			} else {
-				labels = o.obj.(*appsv1.Deployment).Spec.Template.Labels
+				podLabels = o.obj.(*appsv1.Deployment).Spec.Template.Labels
 			}
-			if want := name != "gpufleet-api"; sel.Matches(labelSet(labels)) != want {
+			if want := name != "gpufleet-api"; sel.Matches(k8slabels.Set(podLabels)) != want {
 				t.Errorf("PodMonitor selects %s: %v, want %v", name, !want, want)
 			}
 		}
@@ -923,20 +924,20 @@ func checkServedPorts(t *testing.T, objs []object) {
 			continue
 		}
 		var pod *corev1.PodSpec
-		var labels map[string]string
+		var podLabels map[string]string
 		for _, w := range objs {
 			if p, ok := podOf(w); ok && w.name == o.name {
 				pod = p
 				switch v := w.obj.(type) {
 				case *appsv1.DaemonSet:
-					labels = v.Spec.Template.Labels
+					podLabels = v.Spec.Template.Labels
 				case *appsv1.Deployment:
-					labels = v.Spec.Template.Labels
+					podLabels = v.Spec.Template.Labels
 				}
 			}
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
-		if pod == nil || err != nil || !sel.Matches(labelSet(labels)) {
+		if pod == nil || err != nil || !sel.Matches(k8slabels.Set(podLabels)) {
 			t.Errorf("NetworkPolicy %s selects no workload of its name", o.name)
 			continue
 		}
@@ -1026,11 +1027,12 @@ func TestHelmKubernetesManifests(t *testing.T) {
 	}
 }
 
-type labelSet map[string]string
-
-func (l labelSet) Has(k string) bool              { _, ok := l[k]; return ok }
-func (l labelSet) Get(k string) string            { return l[k] }
-func (l labelSet) Lookup(k string) (string, bool) { v, ok := l[k]; return v, ok }
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
+}
 
 func equalMaps(a, b map[string]string) bool {
 	if len(a) != len(b) {
