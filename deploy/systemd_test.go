@@ -202,9 +202,10 @@ func TestSystemdUnitSettings(t *testing.T) {
 
 			devices := u["Service"]["DeviceAllow"]
 			if spec.gpu {
-				// NVML opens /dev/nvidiactl and /dev/nvidia<N>, which share the nvidia-frontend
-				// major; with DeviceAllow set the policy must be closed to keep /dev/null and co.
-				for _, want := range []string{"char-nvidia-frontend rw", "char-nvidia-uvm rw", "char-nvidia-caps r"} {
+				// NVML opens /dev/nvidiactl and /dev/nvidia<N>, major 195, named "nvidia" and
+				// "nvidiactl" in /proc/devices by current drivers and "nvidia-frontend" by older
+				// ones; with DeviceAllow set the policy must be closed to keep /dev/null and co.
+				for _, want := range []string{"char-nvidia rw", "char-nvidiactl rw", "char-nvidia-frontend rw", "char-nvidia-uvm rw", "char-nvidia-caps r"} {
 					if !slices.Contains(devices, want) {
 						t.Errorf("DeviceAllow %q lacks %q", devices, want)
 					}
