@@ -528,3 +528,15 @@ func TestSlurmScriptsNeverFail(t *testing.T) {
 		t.Errorf("the file in place of the mapping dir: %v", err)
 	}
 }
+
+// TestSlurmScriptsShellcheck lints the prolog and epilog, which run as root on every GPU node.
+func TestSlurmScriptsShellcheck(t *testing.T) {
+	sc, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Skip("shellcheck is not installed (apt-get install shellcheck): the Slurm scripts are not linted")
+	}
+	cmd := exec.Command(sc, "--shell=bash", filepath.Join("slurm", "prolog.sh"), filepath.Join("slurm", "epilog.sh"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}
