@@ -25,6 +25,8 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -948,6 +950,24 @@ func checkServedPorts(t *testing.T, objs []object) {
 		if len(np.Spec.Egress) == 0 {
 			t.Errorf("NetworkPolicy %s allows no egress: no DNS, Kafka or ClickHouse", o.name)
 		}
+	}
+}
+
+// TestHelmChartLint runs Helm's own linter (`helm lint --strict`: warnings count) on the chart
+// with each value set of helmCases.
+func TestHelmChartLint(t *testing.T) {
+	for _, tc := range helmCases {
+		t.Run(tc.name, func(t *testing.T) {
+			vals, err := chartutil.ReadValues([]byte(tc.values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range lint.All(helmChartDir, vals, helmNamespace, false).Messages {
+				if m.Severity >= support.WarningSev {
+					t.Errorf("helm lint: %v", m)
+				}
+			}
+		})
 	}
 }
 
