@@ -147,6 +147,8 @@ func (q *Query) Validate() error {
 		return invalid("agg", "%q does not apply to gauge %s; use avg, min, max, sum, count, p50, p90, p95, p99 or last", q.Agg, q.Metric)
 	case kind == gpumetric.Counter && q.Agg != Increase && q.Agg != Rate:
 		return invalid("agg", "%q does not apply to counter %s; use increase or rate", q.Agg, q.Metric)
+	case kind == gpumetric.Bitmask && q.Agg != Last && q.Agg != Count:
+		return invalid("agg", "%q does not apply to bitmask %s; use last or count", q.Agg, q.Metric)
 	}
 	for _, d := range q.GroupBy {
 		if !slices.Contains(dims, d) {
@@ -263,6 +265,13 @@ func (q *Query) bucket(col string) string {
 
 func (q *Query) isCounter() bool { return q.Agg == Increase || q.Agg == Rate }
 
+// isBitmask reports whether the metric is a bitmask, which the rollups keep in a counter's
+// columns: its last reading per minute in gpu_1m, nothing a gauge's aggregations read.
+func (q *Query) isBitmask() bool {
+	i := gpumetric.IndexOfColumn(q.Metric)
+	return i >= 0 && gpumetric.All()[i].Kind == gpumetric.Bitmask
+}
+
 func (q *Query) rawSQL(db string, groups, filters []string) body {
 	where := append([]string{"time >= fromUnixTimestamp64Milli({from:Int64})", "time < fromUnixTimestamp64Milli({to:Int64})"}, filters...)
 	where = append(where, q.Metric+" IS NOT NULL")
@@ -312,6 +321,10 @@ func (q *Query) rollupSQL(db string, l *schema.Level, groups, filters []string) 
 	m := q.Metric
 	if q.isCounter() {
 		return body{bucket, q.counterValue(), bucketIncreases(table, m, groups, strings.Join(where, " AND "))}
+	}
+	if q.isBitmask() { // Last only (pickLevel)
+		return body{bucket, fmt.Sprintf("argMaxMerge(%s)", schema.LastCol(m)), fmt.Sprintf("SELECT t AS rt%s, %s FROM %s WHERE %s",
+			prefixed(groups), schema.LastCol(m), table, strings.Join(where, " AND "))}
 	}
 	mean := fmt.Sprintf("sum(%s) / sum(%s)", schema.Sum(m), schema.N(m))
 	var value string
@@ -433,6 +446,11 @@ func (q *Query) pickLevel() *schema.Level {
 	for i := range schema.Levels {
 		l := &schema.Levels[i]
 		if q.Step%l.Step != 0 || q.From.UnixMilli()%l.Step.Milliseconds() != 0 || q.To.UnixMilli()%l.Step.Milliseconds() != 0 {
+			continue
+		}
+		// A bitmask's last reading is in the levels that keep counters; its count of readings is
+		// read raw, since gpu_1m rows written before 0018 count none.
+		if q.isBitmask() && (q.Agg != Last || !l.Counters) {
 			continue
 		}
 		if q.isCounter() && !l.Counters || quantileIndex(q.Agg) >= 0 && !l.Digests || q.Agg == Last && !l.LastGauges ||

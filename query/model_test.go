@@ -108,15 +108,17 @@ func TestModelValidate(t *testing.T) {
 		mutate func(q *query.Query)
 		field  string
 	}{
-		"unknown metric":     {func(q *query.Query) { q.Metric = "gpu_util; DROP TABLE x" }, "metric"},
-		"rate of a gauge":    {func(q *query.Query) { q.Agg = query.Rate }, "agg"},
-		"avg of a counter":   {func(q *query.Query) { q.Metric, q.Agg = "energy_mj", query.Avg }, "agg"},
-		"unknown dimension":  {func(q *query.Query) { q.GroupBy = []query.Dim{"hostname"} }, "group_by"},
-		"filter no values":   {func(q *query.Query) { q.Filters = []query.Filter{{Dim: query.Node}} }, "filters"},
-		"filter unknown dim": {func(q *query.Query) { q.Filters = []query.Filter{{Dim: "x", Values: []string{"a"}}} }, "filters"},
-		"empty range":        {func(q *query.Query) { q.To = q.From }, "to"},
-		"sub-second step":    {func(q *query.Query) { q.Step = 500 * time.Millisecond }, "step"},
-		"too many points":    {func(q *query.Query) { q.To, q.Step = q.From.Add(400*24*time.Hour), time.Second }, "step"},
+		"unknown metric":        {func(q *query.Query) { q.Metric = "gpu_util; DROP TABLE x" }, "metric"},
+		"rate of a gauge":       {func(q *query.Query) { q.Agg = query.Rate }, "agg"},
+		"avg of a counter":      {func(q *query.Query) { q.Metric, q.Agg = "energy_mj", query.Avg }, "agg"},
+		"avg of a bitmask":      {func(q *query.Query) { q.Metric, q.Agg = "throttle_reasons", query.Avg }, "agg"},
+		"increase of a bitmask": {func(q *query.Query) { q.Metric, q.Agg = "throttle_reasons", query.Increase }, "agg"},
+		"unknown dimension":     {func(q *query.Query) { q.GroupBy = []query.Dim{"hostname"} }, "group_by"},
+		"filter no values":      {func(q *query.Query) { q.Filters = []query.Filter{{Dim: query.Node}} }, "filters"},
+		"filter unknown dim":    {func(q *query.Query) { q.Filters = []query.Filter{{Dim: "x", Values: []string{"a"}}} }, "filters"},
+		"empty range":           {func(q *query.Query) { q.To = q.From }, "to"},
+		"sub-second step":       {func(q *query.Query) { q.Step = 500 * time.Millisecond }, "step"},
+		"too many points":       {func(q *query.Query) { q.To, q.Step = q.From.Add(400*24*time.Hour), time.Second }, "step"},
 	}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid query rejected: %v", err)
@@ -1177,5 +1179,60 @@ func TestAnswerCapBuildsNothing(t *testing.T) {
 	t.Logf("allocated %d bytes for the whole answer, %d for the refusal", whole, refused)
 	if refused > whole/20 || refused > 1<<20 {
 		t.Errorf("the refusal allocated %d bytes, the whole answer %d: the answer was built before it was refused", refused, whole)
+	}
+}
+
+// A bitmask answers its last reading, from gpu_1m (its counter-shaped columns) as from the raw
+// rows, and its count of readings from the raw rows; gauges' and counters' aggregations are
+// refused (TestModelValidate).
+func TestBitmaskLastAndCount(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	// One GPU, six readings a minute for three minutes; the flags change within each minute.
+	var rows []string
+	for i := range 18 {
+		ts := seedFrom.Add(time.Duration(i) * 10 * time.Second)
+		rows = append(rows, fmt.Sprintf("(fromUnixTimestamp64Milli(%d), 'a', 'a-0', 'GPU-a', 'H100', %d)", ts.UnixMilli(), 1<<(i%6)))
+	}
+	if err := st.Exec(ctx, "INSERT INTO "+store.Table(st.Database(), "gpu_samples")+
+		" (time, cluster, node, uuid, model, throttle_reasons) VALUES "+strings.Join(rows, ", ")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		agg   query.Agg
+		src   query.Source
+		table string
+		want  float64
+	}{
+		{query.Last, query.SourceAuto, "gpu_1m", 32},
+		{query.Last, query.SourceRaw, "gpu_samples", 32},
+		{query.Count, query.SourceAuto, "gpu_samples", 6},
+	} {
+		t.Run(fmt.Sprintf("%s %s", c.agg, c.table), func(t *testing.T) {
+			q := &query.Query{Metric: "throttle_reasons", Agg: c.agg, GroupBy: []query.Dim{query.GPU}, From: seedFrom,
+				To: seedFrom.Add(3 * time.Minute), Step: time.Minute, Source: c.src}
+			comp, err := q.Compile(st.Database())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if comp.Table != c.table {
+				t.Errorf("reads %s, want %s", comp.Table, c.table)
+			}
+			got, err := query.Run(ctx, st, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || len(got[0].Points) != 3 {
+				t.Fatalf("%+v: want one series of 3 points", got)
+			}
+			for _, p := range got[0].Points {
+				if p.Value == nil || *p.Value != c.want {
+					t.Errorf("%s: %v, want %v", p.T, p.Value, c.want)
+				}
+			}
+		})
 	}
 }

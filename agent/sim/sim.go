@@ -189,7 +189,7 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 			case gpumetric.RemappedCor, gpumetric.RemappedUnc, gpumetric.NVLinkCRCFlit, gpumetric.NVLinkReplay, gpumetric.NVLinkRecovery:
 				c.Counts = append(c.Counts, 0)
 			default: // a metric the simulator does not model: a placeholder, marked absent below
-				if i := gpumetric.Index(gpumetric.ID(c.Metric)); i >= 0 && gpumetric.All()[i].Kind == gpumetric.Counter {
+				if i := gpumetric.Index(gpumetric.ID(c.Metric)); i >= 0 && gpumetric.All()[i].Kind.Integer() {
 					c.Counts = append(c.Counts, 0)
 				} else {
 					c.Values = append(c.Values, 0)

@@ -155,8 +155,8 @@ func TestBatchShapeAndRanges(t *testing.T) {
 			for _, m := range gpumetric.All() {
 				c := column(t, b, m.ID)
 				switch {
-				case m.Kind == gpumetric.Gauge && (len(c.Values) != rows || len(c.Counts) != 0),
-					m.Kind == gpumetric.Counter && (len(c.Counts) != rows || len(c.Values) != 0):
+				case !m.Kind.Integer() && (len(c.Values) != rows || len(c.Counts) != 0),
+					m.Kind.Integer() && (len(c.Counts) != rows || len(c.Values) != 0):
 					t.Errorf("%s: %d values and %d counts for %d rows", m.Column, len(c.Values), len(c.Counts), rows)
 				}
 			}
@@ -232,7 +232,7 @@ func TestCountersMonotonicAcrossBatches(t *testing.T) {
 		b, _ := sampleRun(n, start.Add(time.Duration(batch)*time.Minute), 10*time.Second, 6)
 		cur := map[gpumetric.ID][]uint64{}
 		for _, m := range gpumetric.All() {
-			if m.Kind != gpumetric.Counter || m.ID == gpumetric.ThrottleReasons { // a bitmask, not a count
+			if m.Kind != gpumetric.Counter {
 				continue
 			}
 			counts := column(t, b, m.ID).Counts

@@ -19,7 +19,8 @@ const (
 	Counter
 	// Bitmask is a set of flags read at the sample instant (the active throttle reasons): neither
 	// a level to average nor a count to difference. Carried as uint64, and stored in the rollups
-	// with a counter's columns (first, last, min, max), which is what it was typed as before.
+	// with a counter's columns (first, last, min, max): throttle_reasons was typed a counter when
+	// they were made.
 	Bitmask
 )
 
@@ -124,7 +125,7 @@ var all = []Metric{
 	{TempMem, "temp_mem_c", Gauge, "°C", Range{-40, 200}, fields(FieldMemoryTemp), "HBM temperature."},
 	{ClockSM, "clock_sm_mhz", Gauge, "MHz", Range{0, 20_000}, call("nvmlDeviceGetClockInfo(SM)", ""), "SM clock."},
 	{ClockMem, "clock_mem_mhz", Gauge, "MHz", Range{0, 50_000}, call("nvmlDeviceGetClockInfo(MEM)", ""), "Memory clock."},
-	{ThrottleReasons, "throttle_reasons", Counter, "bitmask", Range{}, call("nvmlDeviceGetCurrentClocksEventReasons", ""), "Active clock-event (throttle) reasons, NVML bitmask; not a counter, carried as uint64."},
+	{ThrottleReasons, "throttle_reasons", Bitmask, "bitmask", Range{}, call("nvmlDeviceGetCurrentClocksEventReasons", ""), "Active clock-event (throttle) reasons, the nvmlClocksEventReason* bits."},
 	{PCIeTx, "pcie_tx_kibs", Gauge, "KiB/s", Range{0, 1 << 30}, call("nvmlDeviceGetPcieThroughput(TX)", ""), "PCIe transmit throughput."}, // 1 TiB/s
 	{PCIeRx, "pcie_rx_kibs", Gauge, "KiB/s", Range{0, 1 << 30}, call("nvmlDeviceGetPcieThroughput(RX)", ""), "PCIe receive throughput."},
 	{PCIeReplays, "pcie_replays", Counter, "count", Range{}, fields(FieldPCIeReplayCounter), "PCIe replay counter."},

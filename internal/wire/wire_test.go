@@ -70,11 +70,10 @@ func fullBatch() *wirepb.SampleBatch {
 	for _, m := range gpumetric.All()[:goldenMetrics] {
 		c := &wirepb.MetricColumn{Metric: uint32(m.ID)}
 		for i := 0; i < rows; i++ {
-			switch m.Kind {
-			case gpumetric.Gauge:
-				c.Values = append(c.Values, float64(m.ID)*10+float64(i)/4)
-			case gpumetric.Counter:
+			if m.Kind.Integer() {
 				c.Counts = append(c.Counts, uint64(m.ID)*1000+uint64(i)*7)
+			} else {
+				c.Values = append(c.Values, float64(m.ID)*10+float64(i)/4)
 			}
 		}
 		switch m.ID {

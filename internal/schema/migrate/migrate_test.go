@@ -56,7 +56,7 @@ func TestSchemaMatchesRegistry(t *testing.T) {
 		types[row[0].(string)] = row[1].(string)
 	}
 	for _, m := range gpumetric.All() {
-		want := map[gpumetric.Kind]string{gpumetric.Gauge: "Nullable(Float32)", gpumetric.Counter: "Nullable(UInt64)"}[m.Kind]
+		want := m.Kind.ColumnType()
 		if got := types[m.Column]; got != want {
 			t.Errorf("column %s: type %q, want %q", m.Column, got, want)
 		}

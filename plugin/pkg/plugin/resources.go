@@ -54,8 +54,11 @@ func (d *Datasource) metrics(w http.ResponseWriter, _ *http.Request) {
 	for _, m := range gpumetric.All() {
 		mi := MetricInfo{Column: m.Column, Kind: "gauge", Unit: m.Unit, Help: m.Help,
 			Aggs: []string{"avg", "min", "max", "sum", "count", "p50", "p90", "p95", "p99", "last"}}
-		if m.Kind == gpumetric.Counter {
+		switch m.Kind {
+		case gpumetric.Counter:
 			mi.Kind, mi.Aggs = "counter", []string{"increase", "rate"}
+		case gpumetric.Bitmask:
+			mi.Kind, mi.Aggs = "bitmask", []string{"last", "count"}
 		}
 		out = append(out, mi)
 	}
