@@ -244,28 +244,26 @@ func find[T any](t *testing.T, objs []object, name string) *T {
 	return nil
 }
 
-// agentFlushTimeout reads flushTimeout from agent/agent.go: how long the agent goes on sending
-// after SIGTERM, which the DaemonSet's grace period must exceed.
-func agentFlushTimeout(t *testing.T) time.Duration {
+// goDuration reads `const name = N * time.Second` (or Minute) from a Go file of the repository:
+// how long a component goes on flushing after SIGTERM, which its pods' grace period must exceed.
+func goDuration(t *testing.T, file, name string) time.Duration {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(repoRoot, "agent", "agent.go"), nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(repoRoot, file), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d time.Duration
 	ast.Inspect(f, func(n ast.Node) bool {
 		vs, ok := n.(*ast.ValueSpec)
-		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "flushTimeout" || len(vs.Values) != 1 {
+		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != name || len(vs.Values) != 1 {
 			return true
 		}
-		// The form `N * time.Second`.
 		if be, ok := vs.Values[0].(*ast.BinaryExpr); ok && be.Op == token.MUL {
 			lit, _ := be.X.(*ast.BasicLit)
 			sel, _ := be.Y.(*ast.SelectorExpr)
 			units := map[string]time.Duration{"Second": time.Second, "Minute": time.Minute}
 			if lit != nil && sel != nil && units[sel.Sel.Name] != 0 {
-				n, err := strconv.Atoi(lit.Value)
-				if err == nil {
+				if n, err := strconv.Atoi(lit.Value); err == nil {
 					d = time.Duration(n) * units[sel.Sel.Name]
 				}
 			}
@@ -273,7 +271,7 @@ func agentFlushTimeout(t *testing.T) time.Duration {
 		return false
 	})
 	if d == 0 {
-		t.Fatal("agent/agent.go: no `const flushTimeout = N * time.Second` to compare the grace period with")
+		t.Fatalf("%s: no `const %s = N * time.Second` to compare the grace period with", file, name)
 	}
 	return d
 }
@@ -440,7 +438,8 @@ networkPolicy:
 }
 
 func TestHelmChartRenders(t *testing.T) {
-	flush := agentFlushTimeout(t)
+	flush := goDuration(t, "agent/agent.go", "flushTimeout")
+	ingestFlush := goDuration(t, "ingest/ingest.go", "shutdownFlush")
 	flags := commandFlags(t)
 	for _, tc := range helmCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -460,6 +459,11 @@ func TestHelmChartRenders(t *testing.T) {
 			checkSecrets(t, tc, objs)
 			checkKafkaFiles(t, tc, objs)
 			checkScaling(t, tc, objs)
+			if d := find[appsv1.Deployment](t, objs, "gpufleet-ingest"); d != nil {
+				if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= ingestFlush {
+					t.Errorf("ingest terminationGracePeriodSeconds %s, want above ingest's shutdown flush %v", ptrString(g), ingestFlush)
+				}
+			}
 			checkHooks(t, objs)
 			checkMonitoring(t, tc, objs)
 			checkServedPorts(t, objs)
