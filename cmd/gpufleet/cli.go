@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -116,6 +117,7 @@ binary also has ingest, migrate, query, api and demo.
 type flags struct {
 	*flag.FlagSet
 	e        *env
+	usage    func() // the --help text; not fs.Usage, which flag.Parse also calls on every bad flag
 	logLevel string
 	logJSON  bool
 	given    map[string]bool // set on the command line or by the environment (parse)
@@ -127,7 +129,8 @@ func newFlags(e *env, name, synopsis string) *flags {
 	f := &flags{FlagSet: fs, e: e}
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
-	fs.Usage = func() {
+	fs.Usage = func() {}
+	f.usage = func() {
 		out := e.stdout
 		fmt.Fprintf(out, "Usage: gpufleet %s [flags]\n\n%s\n\nFlags (each also settable as the environment variable shown):\n", name, synopsis)
 		var lines []string
@@ -153,10 +156,10 @@ func envName(flagName string) string {
 func (f *flags) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			f.Usage()
+			f.usage()
 			return err
 		}
-		return usageError{err}
+		return usageError{dashDash(err)}
 	}
 	if f.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", f.Arg(0))}
@@ -176,6 +179,19 @@ func (f *flags) parse(args []string) error {
 		}
 	})
 	return err
+}
+
+// flagErr matches how package flag names a flag in its errors: with one dash.
+var flagErr = regexp.MustCompile(`(not defined: |flag )-([A-Za-z0-9][A-Za-z0-9-]*)`)
+
+// dashDash rewrites a parse error of package flag to name the flag as --help and the docs do
+// ("flag provided but not defined: -metrc" → "unknown flag --metrc").
+func dashDash(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Errorf("unknown flag --%s", name)
+	}
+	return errors.New(flagErr.ReplaceAllString(msg, "${1}--${2}"))
 }
 
 // isGiven reports whether the flag was set, on the command line or by its environment variable.

@@ -164,8 +164,11 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		want string // substring of stderr
 	}{
 		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{"unknown flag", nil, []string{"ingest", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
-		{"bad flag value", nil, []string{"simulate", "--gpus", "many"}, 2, `invalid value "many" for flag -gpus`},
+		{"unknown flag", nil, []string{"ingest", "--no-such-flag"}, 2, "unknown flag --no-such-flag"},
+		// Before, a mistyped flag also printed the whole usage to stdout: `query --metrc x --format
+		// csv > out.csv` filled out.csv with help.
+		{"mistyped flag", nil, []string{"query", "--metrc", "x", "--format", "csv"}, 2, "gpufleet query: unknown flag --metrc"},
+		{"bad flag value", nil, []string{"simulate", "--gpus", "many"}, 2, `invalid value "many" for flag --gpus`},
 		{"bad env value", []string{"GPUFLEET_BATCH_ROWS=lots"}, []string{"ingest"}, 2, "GPUFLEET_BATCH_ROWS (--batch-rows)"},
 		{"zero workers", nil, []string{"ingest", "--workers", "0"}, 2, "--workers 0: must be between 1 and 256"},
 		{"short session", []string{"GPUFLEET_SESSION_TIMEOUT=10ms"}, []string{"ingest"}, 2, "--session-timeout 10ms (SessionTimeout): must be at least 1s"},
@@ -231,6 +234,9 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 			if lines := strings.Count(strings.TrimSpace(r.stderr), "\n") + 1; lines > 2 {
 				t.Errorf("error takes %d lines, want one:\n%s", lines, r.stderr)
 			}
+			if c.code == 2 && r.stdout != "" {
+				t.Errorf("a usage error wrote to stdout (where a command's output goes):\n%s", r.stdout)
+			}
 		})
 	}
 }
@@ -245,7 +251,7 @@ func TestHelpListsEveryCommandAndEnv(t *testing.T) {
 			t.Errorf("help lacks %s:\n%s", c, r.stdout)
 		}
 		sub := run(t, nil, c, "--help")
-		if sub.code != 0 || !strings.Contains(sub.stdout, "Usage: gpufleet "+c) || !strings.Contains(sub.stdout, "[GPUFLEET_LOG_LEVEL]") {
+		if sub.code != 0 || strings.Count(sub.stdout, "Usage: gpufleet "+c) != 1 || !strings.Contains(sub.stdout, "[GPUFLEET_LOG_LEVEL]") {
 			t.Errorf("%s --help: exit %d, stdout:\n%s", c, sub.code, sub.stdout)
 		}
 	}
