@@ -46,10 +46,10 @@ const minuteWhere = "t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to
 func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter) (string, store.Params, error) {
 	i := gpumetric.IndexOfColumn(metric)
 	if i < 0 || gpumetric.All()[i].Kind != gpumetric.Gauge {
-		return "", nil, invalid("metric", "%q is not a gauge of gpu_samples", metric)
+		return "", nil, invalid("metric", "%q is not a gauge of "+schema.GPUSamples, metric)
 	}
 	if !schema.Covers(metric) {
-		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on gpu_samples", metric)
+		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on "+schema.GPUSamples, metric)
 	}
 	var value, having string
 	table, window := TopGPUsTable(agg), minuteWhere
@@ -93,9 +93,9 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 // digests), gpu_1m otherwise.
 func TopGPUsTable(agg string) string {
 	if quantileIndex(Agg(agg)) >= 0 {
-		return "gpu_1h"
+		return schema.GPU1h
 	}
-	return "gpu_1m"
+	return schema.GPU1m
 }
 
 // TopGPUs runs TopGPUsSQL over [from, to).
@@ -128,7 +128,7 @@ type SilentGPU struct {
 
 // StoppedReportingSQL finds GPUs with a minute in the window but none since {silent_since}.
 func StoppedReportingSQL(db string) string {
-	return "SELECT cluster, node, uuid, any(model), max(t) AS last_seen FROM " + store.Table(db, "gpu_1m") +
+	return "SELECT cluster, node, uuid, any(model), max(t) AS last_seen FROM " + store.Table(db, schema.GPU1m) +
 		" WHERE " + minuteWhere + " GROUP BY cluster, node, uuid" +
 		" HAVING last_seen < toDateTime({silent_since:Int64}, 'UTC') ORDER BY last_seen, node, uuid"
 }
@@ -169,7 +169,7 @@ type Straggler struct {
 // StragglersSQL compares each GPU's mean utilisation with the median of its job's GPUs and keeps
 // those under {ratio} of it, in jobs of at least two GPUs with a median of at least 10 %.
 func StragglersSQL(db string) string {
-	per := "SELECT job_id, node, uuid, sum(gpu_util_sum) / sum(gpu_util_n) AS u FROM " + store.Table(db, "gpu_1m") +
+	per := "SELECT job_id, node, uuid, sum(gpu_util_sum) / sum(gpu_util_n) AS u FROM " + store.Table(db, schema.GPU1m) +
 		" WHERE " + minuteWhere + " AND job_id != '' AND gpu_util_n > 0 GROUP BY job_id, node, uuid"
 	return "SELECT g.job_id, g.node, g.uuid, g.u, j.med, j.n FROM (" + per + ") AS g INNER JOIN (" +
 		"SELECT job_id, median(u) AS med, count() AS n FROM (" + per + ") GROUP BY job_id HAVING n >= 2 AND med >= 10" +
@@ -206,7 +206,7 @@ type EventCount struct {
 // EventCountsSQL counts gpu_events by kind and node, rack or pool, or by kind and GPU model (events carry the
 // GPU UUID; the model comes from gpu_1h).
 func EventCountsSQL(db, by string) (string, error) {
-	events := store.Table(db, "gpu_events")
+	events := store.Table(db, schema.GPUEvents)
 	where := "time >= fromUnixTimestamp64Milli({from_ms:Int64}) AND time < fromUnixTimestamp64Milli({to_ms:Int64})"
 	switch by {
 	case "node", "rack", "pool": // columns of gpu_events, from this allow-list
@@ -214,7 +214,7 @@ func EventCountsSQL(db, by string) (string, error) {
 			" GROUP BY kind, " + by + " ORDER BY c DESC, kind, " + by, nil
 	case "model":
 		return "SELECT e.kind, ifNull(nullIf(m.model, ''), 'unknown'), uniqExact(e.uuid), count() AS c FROM " + events + " AS e LEFT JOIN " +
-			"(SELECT uuid, any(model) AS model FROM " + store.Table(db, "gpu_1h") +
+			"(SELECT uuid, any(model) AS model FROM " + store.Table(db, schema.GPU1h) +
 			" WHERE t >= toStartOfHour(fromUnixTimestamp64Milli({from_ms:Int64})) - INTERVAL 1 DAY GROUP BY uuid) AS m ON e.uuid = m.uuid WHERE " +
 			"e.time >= fromUnixTimestamp64Milli({from_ms:Int64}) AND e.time < fromUnixTimestamp64Milli({to_ms:Int64})" +
 			" GROUP BY e.kind, m.model ORDER BY c DESC, e.kind", nil
@@ -252,7 +252,7 @@ type JobUsage struct {
 // JobUsageSQL sums per job: distinct GPUs, GPU-hours (GPU-minutes with a sample / 60), mean
 // utilisation weighted by readings, and energy as the reset-aware increase of energy_mj.
 func JobUsageSQL(db string) string {
-	t := store.Table(db, "gpu_1m")
+	t := store.Table(db, schema.GPU1m)
 	return "SELECT u.job_id, u.gpus, u.gpu_minutes / 60, u.mean_util, ifNull(e.mj, 0) / 3.6e9 FROM (" +
 		"SELECT job_id, uniqExact(uuid) AS gpus, count() AS gpu_minutes, sum(gpu_util_sum) / nullIf(sum(gpu_util_n), 0) AS mean_util FROM " + t +
 		" WHERE " + minuteWhere + " AND job_id != '' GROUP BY job_id) AS u LEFT JOIN (" +

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
@@ -29,7 +30,7 @@ const MaxGaps = 10_000
 // {limit}. Columns are cast to the types Gaps reads on both transports.
 func GapsSQL(db string) string {
 	return "SELECT toUnixTimestamp64Milli(detected_at), toString(agent_id), toString(topic), toUInt64(partition), " +
-		"toInt64(`offset`), expected_seq, seen_seq, missing FROM " + store.Table(db, "ingest_gaps") +
+		"toInt64(`offset`), expected_seq, seen_seq, missing FROM " + store.Table(db, schema.IngestGaps) +
 		" WHERE detected_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND detected_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')" +
 		" ORDER BY detected_at DESC, agent_id, expected_seq LIMIT {limit:UInt32}"
 }

@@ -139,7 +139,7 @@ type Compiled struct {
 func (q *Query) Validate() error {
 	i := gpumetric.IndexOfColumn(q.Metric)
 	if i < 0 {
-		return invalid("metric", "%q is not a gpu_samples metric (see docs/schema.md)", q.Metric)
+		return invalid("metric", "%q is not a "+schema.GPUSamples+" metric (see docs/schema.md)", q.Metric)
 	}
 	kind := gpumetric.All()[i].Kind
 	switch {
@@ -188,7 +188,7 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 		groups = append(groups, string(d))
 	}
 	where := bindFilters(q.Filters, p)
-	c := &Compiled{Params: p, Columns: append(append([]string{"t"}, groups...), "value"), Table: "gpu_samples"}
+	c := &Compiled{Params: p, Columns: append(append([]string{"t"}, groups...), "value"), Table: schema.GPUSamples}
 	var b body
 	if l := q.pickLevel(); l != nil {
 		c.Table = l.Table
@@ -275,7 +275,7 @@ func (q *Query) isBitmask() bool {
 func (q *Query) rawSQL(db string, groups, filters []string) body {
 	where := append([]string{"time >= fromUnixTimestamp64Milli({from:Int64})", "time < fromUnixTimestamp64Milli({to:Int64})"}, filters...)
 	where = append(where, q.Metric+" IS NOT NULL")
-	table := store.Table(db, "gpu_samples")
+	table := store.Table(db, schema.GPUSamples)
 	bucket := q.bucket("time")
 	if q.isCounter() {
 		// Per GPU, the increase between consecutive readings, a reset counting from zero; the

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
@@ -49,12 +50,12 @@ func SummarySQL(db string, from, to time.Time, topK int) (overall, hottest, even
 	// A GPU is a physical one: MIG instances have rows of their own but are not counted again.
 	overall = "SELECT count() AS samples, uniqExactIf(uuid, parent_uuid = '') AS gpus, uniqExact(node) AS nodes, " +
 		"ifNotFinite(avg(gpu_util), 0) AS mean_util, ifNotFinite(quantileTDigest(0.99)(gpu_util), 0) AS p99_util " +
-		"FROM " + store.Table(db, "gpu_samples") + " WHERE " + w
+		"FROM " + store.Table(db, schema.GPUSamples) + " WHERE " + w
 	hottest = "SELECT node, gpu, uuid, any(model) AS model, max(temp_gpu_c) AS max_temp, avg(gpu_util) AS mean_util " +
-		"FROM " + store.Table(db, "gpu_samples") + " WHERE " + w + " AND temp_gpu_c IS NOT NULL " +
+		"FROM " + store.Table(db, schema.GPUSamples) + " WHERE " + w + " AND temp_gpu_c IS NOT NULL " +
 		"GROUP BY node, gpu, uuid ORDER BY max_temp DESC, node, gpu LIMIT " + fmt.Sprint(topK)
 	events = "SELECT countIf(kind = 'xid') AS xids, countIf(kind = 'throttle') AS throttles " +
-		"FROM " + store.Table(db, "gpu_events") + " WHERE " + w
+		"FROM " + store.Table(db, schema.GPUEvents) + " WHERE " + w
 	return overall, hottest, events
 }
 
