@@ -49,7 +49,7 @@ func TopGPUsSQL(db, metric, agg string, ascending bool, k int, filters ...Filter
 		return "", nil, invalid("metric", "%q is not a gauge of "+schema.GPUSamples, metric)
 	}
 	if !schema.Covers(metric) {
-		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with --sql on "+schema.GPUSamples, metric)
+		return "", nil, invalid("metric", "%q is not in the minute rollup yet; rank it with a raw SQL query on "+schema.GPUSamples, metric)
 	}
 	var value, having string
 	table, window := TopGPUsTable(agg), minuteWhere
