@@ -57,7 +57,7 @@ func (c *agentCmd) register(f *flags) {
 	f.StringVar(&c.source, "source", "nvml", "GPU source: nvml (this host's GPUs) or sim (simulated GPUs, for tests; `gpufleet simulate`\n"+
 		"streams a fake fleet)")
 	f.StringVar(&c.node, "node", "", "with --source nvml: this host's node label and Kafka key (default: the hostname)")
-	f.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9400", "address for Prometheus /metrics: loopback only by default; :9400 (every interface)\n"+
+	f.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9410", "address for Prometheus /metrics: loopback only by default; :9410 (every interface)\n"+
 		"lets Prometheus on other hosts scrape it; empty disables")
 	f.DurationVar(&c.forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
 }

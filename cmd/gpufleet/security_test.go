@@ -22,7 +22,7 @@ import (
 // other hosts until told to (a container passes 0.0.0.0:PORT).
 func TestListenAddressesDefaultToLoopback(t *testing.T) {
 	cases := []struct{ command, flag, want string }{
-		{"agent", "metrics-addr", "127.0.0.1:9400"},
+		{"agent", "metrics-addr", "127.0.0.1:9410"},
 		{"ingest", "metrics-addr", "127.0.0.1:9401"},
 		{"simulate", "metrics-addr", "127.0.0.1:9402"},
 		{"api", "http", "127.0.0.1:8081"},
