@@ -74,6 +74,11 @@ type Config struct {
 	// default 512 KiB, so that one partition's batch stays under the broker's default
 	// max.message.bytes (1 MiB) even if it did not compress. At most kafka.ProducerBatchBytes.
 	MaxSendBytes int
+	// Observe, when set, is handed each source's batch after every sample, in the sampling loop:
+	// its rows from first on are the new ones, with their jobs attributed, and events are the ones
+	// the sample raised. It must neither keep nor modify b or events, which are sent afterwards
+	// (agent/dcgmcompat copies the readings it serves on /metrics).
+	Observe func(b *wirepb.SampleBatch, first int, events []*wirepb.Event)
 }
 
 // DefaultMaxSendRecords and DefaultMaxSendBytes are Config.MaxSendRecords and MaxSendBytes when
@@ -502,11 +507,14 @@ func (a *Agent) cycle(ctx context.Context, now time.Time) error {
 				a.pending[i].Rack, a.pending[i].Pool = cmp.Or(a.cfg.Rack, rack), cmp.Or(a.cfg.Pool, pool)
 			}
 		}
-		before := len(a.pending[i].TimeUnixMs)
+		before, evBefore := len(a.pending[i].TimeUnixMs), len(a.pendingEv[i])
 		a.pendingEv[i] = src.Sample(now, a.pending[i], a.pendingEv[i])
 		a.samples.Add(uint64(len(a.pending[i].TimeUnixMs) - before))
 		if before == 0 && a.cfg.Jobs != nil {
 			a.attribute(ctx, a.pending[i])
+		}
+		if a.cfg.Observe != nil {
+			a.cfg.Observe(a.pending[i], before, a.pendingEv[i][evBefore:])
 		}
 	}
 	a.held++
