@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/ssetest"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
@@ -22,18 +26,19 @@ import (
 	"github.com/gpufleet/gpufleet/plugin/pkg/plugin"
 )
 
-// provisionedRules are the alert rules of deploy/grafana/provisioning/alerting.
-func provisionedRules(t *testing.T) []ssetest.Rule {
+// provisionedRules are the alert rules of a file of deploy/grafana/provisioning/alerting (gpufleet.yaml:
+// the GPU rules; pipeline.yaml: the pipeline's).
+func provisionedRules(t *testing.T, file string) []ssetest.Rule {
 	t.Helper()
-	var file struct {
+	var rules struct {
 		Groups []struct {
 			Name  string
 			Rules []ssetest.Rule
 		}
 	}
-	readYAML(t, "grafana/provisioning/alerting/gpufleet.yaml", &file)
+	readYAML(t, "grafana/provisioning/alerting/"+file, &rules)
 	var out []ssetest.Rule
-	for _, g := range file.Groups {
+	for _, g := range rules.Groups {
 		out = append(out, g.Rules...)
 	}
 	return out
@@ -170,4 +175,115 @@ func coolSeed(t *testing.T, nodes, gpus int, from, to time.Time, step time.Durat
 	}
 	t.Fatalf("no seed in 1..500 keeps %d×%d simulated GPUs at or below %v °C", nodes, gpus, maxC)
 	return 0
+}
+
+// The pipeline's alert rules (pipeline.yaml). Those on ClickHouse, evaluated as Grafana does, are
+// Normal or NoData on a healthy fleet and Alerting on exactly their fault: an agent silent for 20
+// minutes, an agent with batches missing 5 minutes ago (a gap 40 minutes old is outside the window).
+// Those on Prometheus cannot run here (no Prometheus): each is checked for shape, for the provisioned
+// Prometheus datasource and for naming only metrics gpufleet registers.
+func TestPipelineAlertRules(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Minute)
+	from, step := at.Add(-30*time.Minute), 10*time.Second
+	if _, err := (seed.Fleet{Seed: 3, Nodes: 4, GPUsPerNode: 2, Clusters: []string{"east"}, From: from, To: at, Step: step}).Write(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	gap := func(agent string, ago time.Duration, missing int) {
+		if err := st.Exec(ctx, fmt.Sprintf("INSERT INTO %s (detected_at, agent_id, topic, partition, offset, expected_seq, seen_seq, missing) "+
+			"VALUES (fromUnixTimestamp64Milli(%d), '%s', 'gpufleet.samples', 0, 10, 5, %d, %d)",
+			store.Table(st.Database(), "ingest_gaps"), at.Add(-ago).UnixMilli(), agent, 5+missing, missing)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gap("node-00002", 40*time.Minute, 7) // outside every window: a healthy fleet had a gap once
+	ds := factoryDatasource(t, st)
+	rules := provisionedRules(t, "pipeline.yaml")
+	registered := registeredMetrics(t)
+	promMetric := regexp.MustCompile(`\bgpufleet_[a-z0-9_]+`)
+	onSQL := map[string]bool{}
+	for _, r := range rules {
+		checkRuleShape(t, r)
+		for _, d := range r.Data {
+			switch d.DatasourceUID {
+			case "gpufleet":
+				onSQL[r.UID] = true
+			case "prometheus":
+				expr, _ := d.Model["expr"].(string)
+				names := promMetric.FindAllString(expr, -1)
+				if len(names) == 0 || d.RelativeTimeRange.From == 0 {
+					t.Errorf("%s: query %s %q over %+v reads no gpufleet metric or no range", r.UID, d.RefID, expr, d.RelativeTimeRange)
+				}
+				for _, n := range names {
+					if !registered[histogramBase(n)] {
+						t.Errorf("%s: %s is not a metric gpufleet registers", r.UID, n)
+					}
+				}
+			case ssetest.ExprUID:
+			default:
+				t.Errorf("%s: query %s on datasource %q, not a provisioned one", r.UID, d.RefID, d.DatasourceUID)
+			}
+		}
+	}
+	for _, uid := range []string{"gpufleet-ingest-lag", "gpufleet-dlq-growing", "gpufleet-agent-silent"} {
+		if !slices.ContainsFunc(rules, func(r ssetest.Rule) bool { return r.UID == uid }) {
+			t.Errorf("no rule %s", uid)
+		}
+	}
+	// Instances on the healthy fleet: one per agent, or a single NoData (no gaps in the window).
+	healthy := map[string]int{"gpufleet-agent-silent": 4, "gpufleet-sequence-gaps": 1}
+	faults := map[string]struct {
+		agent               string
+		alerting, instances int
+	}{"gpufleet-agent-silent": {"node-00093", 1, 5}, "gpufleet-sequence-gaps": {"node-00001", 1, 1}}
+	for _, r := range rules {
+		if !onSQL[r.UID] {
+			continue
+		}
+		t.Run("healthy/"+r.Title, func(t *testing.T) {
+			in := evalRule(ds, st.Database(), r, at)
+			for _, i := range in {
+				if i.State != ssetest.Normal && i.State != ssetest.StateNoData {
+					t.Errorf("%v: %s (%v), want Normal or NoData on a healthy pipeline", i.Labels, i.State, i.Err)
+				}
+			}
+			if len(in) != healthy[r.UID] {
+				t.Errorf("%d instances, want %d", len(in), healthy[r.UID])
+			}
+		})
+	}
+	if err := (node{seed: 3, cluster: "east", idx: 93, gpus: 2}).write(ctx, st, from, at.Add(-20*time.Minute), step); err != nil {
+		t.Fatal(err)
+	}
+	gap("node-00001", 5*time.Minute, 3)
+	for _, r := range rules {
+		if !onSQL[r.UID] {
+			continue
+		}
+		t.Run("fault/"+r.Title, func(t *testing.T) {
+			f, ok := faults[r.UID]
+			if !ok {
+				t.Fatalf("rule %s has no fault in this test", r.UID)
+			}
+			in := evalRule(ds, st.Database(), r, at)
+			alerting := 0
+			for _, i := range in {
+				switch {
+				case i.State == ssetest.Alerting && i.Labels["agent_id"] == f.agent:
+					alerting++
+					checkSummaryLabels(t, r, i.Labels)
+				case i.State == ssetest.Normal:
+				default:
+					t.Errorf("%v: %s (%v) with the fault on %s", i.Labels, i.State, i.Err, f.agent)
+				}
+			}
+			if alerting != f.alerting || len(in) != f.instances {
+				t.Errorf("%d instances, %d alerting on %s; want %d, %d", len(in), alerting, f.agent, f.instances, f.alerting)
+			}
+		})
+	}
 }

@@ -67,7 +67,7 @@ func BenchmarkDashboardPanels(b *testing.B) {
 		q := p.Targets[0]
 		delete(q, "filters") // variables at All: no filter
 		if sql, ok := q["rawSql"].(string); ok {
-			sql = strings.NewReplacer("$cluster", "$__all", "$node", "$__all").Replace(sql)
+			sql = strings.NewReplacer("$cluster", "$__all", "$pool", "$__all", "$node", "$__all").Replace(sql)
 			q["rawSql"] = strings.ReplaceAll(sql, "gpufleet.", st.Database()+".")
 		}
 		body, _ := json.Marshal(q)

@@ -78,29 +78,61 @@ func readYAML(t *testing.T, path string, v any) {
 	}
 }
 
-// fleet is a seeded chDB fleet with a few XID events, and the datasource over it, as Grafana would
-// have it 30 minutes into a run ending at end.
-func fleet(t *testing.T) (*plugin.Datasource, store.Store, time.Time) {
+// fleet is a seeded chDB fleet with a few XID events on two of its GPUs, a sequence gap and a batch
+// intent, and the datasource over it, as Grafana would have it 30 minutes into a run ending at end.
+// xidGPU is the UUID of the GPU with the XIDs (node-00000's GPU 1).
+func fleet(t *testing.T) (ds *plugin.Datasource, st store.Store, end time.Time, xidGPU string) {
 	t.Helper()
-	st := testenv.CHDB(t)
+	st = testenv.CHDB(t)
 	ctx := context.Background()
 	if _, err := migrate.Apply(ctx, st, nil); err != nil {
 		t.Fatal(err)
 	}
-	end := time.Now().UTC().Truncate(time.Minute)
+	end = time.Now().UTC().Truncate(time.Minute)
 	if _, err := (seed.Fleet{Seed: 5, Nodes: 8, GPUsPerNode: 4, Clusters: []string{"east", "west"},
 		From: end.Add(-30 * time.Minute), To: end, Step: 10 * time.Second}).Write(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Exec(ctx, fmt.Sprintf("INSERT INTO %s (time, cluster, node, gpu, uuid, kind, code) VALUES "+
-		"(fromUnixTimestamp64Milli(%d), 'east', 'node-00000', 1, 'GPU-x', 'xid', 79), "+
-		"(fromUnixTimestamp64Milli(%d), 'east', 'node-00000', 1, 'GPU-x', 'xid', 79), "+
-		"(fromUnixTimestamp64Milli(%d), 'west', 'node-00001', 0, 'GPU-y', 'xid', 13)",
-		store.Table(st.Database(), "gpu_events"), end.Add(-3*time.Minute).UnixMilli(), end.Add(-2*time.Minute).UnixMilli(),
-		end.Add(-time.Minute).UnixMilli())); err != nil {
-		t.Fatal(err)
+	uuid := func(node string, gpu int) string {
+		r, err := st.Query(ctx, fmt.Sprintf("SELECT any(uuid) FROM %s WHERE node = '%s' AND gpu = %d",
+			store.Table(st.Database(), "gpu_samples"), node, gpu))
+		if err != nil || len(r.Rows) != 1 || r.Rows[0][0] == "" {
+			t.Fatalf("the UUID of %s GPU %d: %v %v", node, gpu, err, r)
+		}
+		return r.Rows[0][0].(string)
 	}
-	return plugin.New(st, func() time.Time { return end }), st, end
+	xidGPU, other := uuid("node-00000", 1), uuid("node-00001", 0)
+	ms := func(d time.Duration) int64 { return end.Add(-d).UnixMilli() }
+	for _, q := range []string{
+		fmt.Sprintf("INSERT INTO %s (time, cluster, node, pool, gpu, uuid, kind, code) VALUES "+
+			"(fromUnixTimestamp64Milli(%d), 'east', 'node-00000', '%s', 1, '%s', 'xid', 79), "+
+			"(fromUnixTimestamp64Milli(%d), 'east', 'node-00000', '%s', 1, '%s', 'xid', 79), "+
+			"(fromUnixTimestamp64Milli(%d), 'west', 'node-00001', '%s', 0, '%s', 'xid', 13)",
+			store.Table(st.Database(), "gpu_events"), ms(3*time.Minute), poolOf(t, st, "node-00000"), xidGPU,
+			ms(2*time.Minute), poolOf(t, st, "node-00000"), xidGPU, ms(time.Minute), poolOf(t, st, "node-00001"), other),
+		fmt.Sprintf("INSERT INTO %s (detected_at, agent_id, topic, partition, offset, expected_seq, seen_seq, missing) VALUES "+
+			"(fromUnixTimestamp64Milli(%d), 'node-00002', 'gpufleet.samples', 3, 1200, 41, 44, 3)",
+			store.Table(st.Database(), "ingest_gaps"), ms(4*time.Minute)),
+		fmt.Sprintf("INSERT INTO %s (group_id, topic, partition, first_offset, last_offset, created_at) VALUES "+
+			"('gpufleet-ingest', 'gpufleet.samples', 3, 1100, 1199, fromUnixTimestamp64Milli(%d))",
+			store.Table(st.Database(), "ingest_intents"), ms(5*time.Minute)),
+	} {
+		if err := st.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return plugin.New(st, func() time.Time { return end }), st, end, xidGPU
+}
+
+// poolOf is the pool a seeded node reports in.
+func poolOf(t *testing.T, st store.Store, node string) string {
+	t.Helper()
+	r, err := st.Query(context.Background(), fmt.Sprintf("SELECT any(pool) FROM %s WHERE node = '%s'",
+		store.Table(st.Database(), "gpu_samples"), node))
+	if err != nil || len(r.Rows) != 1 {
+		t.Fatalf("the pool of %s: %v %v", node, err, r)
+	}
+	return r.Rows[0][0].(string)
 }
 
 // labels lists a dimension's values through the datasource's resource, as a template variable's
@@ -125,77 +157,193 @@ func labels(t *testing.T, ds *plugin.Datasource, dim string) []string {
 	return out.Values
 }
 
-// Every panel of the provisioned dashboard, with its variables at All as Grafana's frontend would
-// interpolate them, runs in the backend and draws something from a seeded fleet.
+// reported says whether any GPU of the seeded fleet reported metric (column) at all.
+func reported(t *testing.T, st store.Store, metric string) bool {
+	t.Helper()
+	r, err := st.Query(context.Background(), fmt.Sprintf("SELECT toUInt64(countIf(%s IS NOT NULL)) FROM %s",
+		metric, store.Table(st.Database(), "gpu_samples")))
+	if err != nil || len(r.Rows) != 1 {
+		t.Fatalf("readings of %s: %v %v", metric, err, r)
+	}
+	return r.Rows[0][0].(uint64) > 0
+}
+
+// dashVar is a dashboard's template variable: a dimension's values through the labels resource,
+// optionally narrowed by another variable (query.cluster).
+type dashVar struct {
+	Name       string
+	IncludeAll bool
+	Query      struct{ Dim, Cluster string }
+}
+
+type panel struct {
+	ID         int
+	Title      string
+	Type       string
+	Datasource struct{ Type, UID string }
+	Targets    []map[string]any
+	Panels     []panel // a collapsed row's
+}
+
+type dashboard struct {
+	file       string
+	UID        string
+	Title      string
+	Schema     int `json:"schemaVersion"`
+	Templating struct{ List []dashVar }
+	Panels     []panel
+	raw        map[string]any
+}
+
+// dashboards are the provisioned dashboard files, by file name.
+func dashboards(t *testing.T) []dashboard {
+	t.Helper()
+	files, err := filepath.Glob("grafana/dashboards/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	var out []dashboard
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := dashboard{file: filepath.Base(f)}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := json.Unmarshal(b, &d.raw); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// allPanels is every panel of d, a collapsed row's included, rows themselves left out.
+func (d dashboard) allPanels() []panel {
+	var out []panel
+	for _, p := range d.Panels {
+		if p.Type == "row" {
+			out = append(out, p.Panels...)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// vars are the variables of a dashboard (by name).
+func (d dashboard) vars() map[string]dashVar {
+	m := map[string]dashVar{}
+	for _, v := range d.Templating.List {
+		m[v.Name] = v
+	}
+	return m
+}
+
+// sqlVar finds $name in raw SQL.
+func sqlVar(name string) *regexp.Regexp { return regexp.MustCompile(`\$` + name + `\b`) }
+
+// interpolate gives a gpufleet panel query its variables as Grafana's frontend would: a variable at
+// All (every variable with includeAll) drops the filter on it — sent here as every option — and is
+// $__all in raw SQL, which $__conditionalAll reads as "all"; a single-value variable is its value, a
+// ClickHouse string literal in raw SQL.
+func interpolate(q map[string]any, vars map[string]dashVar, values map[string][]string, db string) {
+	if fs, ok := q["filters"].([]any); ok {
+		for _, f := range fs {
+			f := f.(map[string]any)
+			var vals []string
+			for _, v := range f["values"].([]any) {
+				if opts, ok := values[strings.TrimPrefix(v.(string), "$")]; ok {
+					vals = append(vals, opts...)
+				} else {
+					vals = append(vals, v.(string))
+				}
+			}
+			f["values"] = vals
+		}
+	}
+	if sql, ok := q["rawSql"].(string); ok {
+		for name, v := range vars {
+			with := "$__all"
+			if !v.IncludeAll {
+				with = "'" + values[name][0] + "'"
+			}
+			sql = sqlVar(name).ReplaceAllLiteralString(sql, with)
+		}
+		q["rawSql"] = strings.ReplaceAll(sql, "gpufleet.", db+".")
+	}
+}
+
+// Every query of every gpufleet panel of every provisioned dashboard, its variables at All or, where
+// a variable takes one value (a node, a GPU), at a value from the seeded fleet, runs in the backend
+// and draws something; time-series panels get time series; an energy panel gets energy, not power.
 func TestProvisionedDashboardQueries(t *testing.T) {
-	ds, st, end := fleet(t)
-	var dash struct {
-		Templating struct {
-			List []struct{ Name string }
+	ds, st, end, xidGPU := fleet(t)
+	// The node and the GPU with the seeded XIDs, so that their event panels have rows.
+	prefer := map[string]string{"node": "node-00000", "gpu": xidGPU}
+	dashes := dashboards(t)
+	if len(dashes) < 5 {
+		t.Fatalf("%d dashboards, want 5 (fleet, node, GPU, jobs, pipeline)", len(dashes))
+	}
+	for _, d := range dashes {
+		vars := d.vars()
+		values := map[string][]string{}
+		for _, v := range d.Templating.List {
+			opts := labels(t, ds, v.Query.Dim)
+			if !v.IncludeAll {
+				pick := opts[0]
+				if slices.Contains(opts, prefer[v.Query.Dim]) {
+					pick = prefer[v.Query.Dim]
+				}
+				opts = []string{pick}
+			}
+			values[v.Name] = opts
 		}
-		Panels []struct {
-			Title   string
-			Type    string
-			Targets []map[string]any
-		}
-	}
-	b, err := os.ReadFile("grafana/dashboards/gpu-fleet.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &dash); err != nil {
-		t.Fatal(err)
-	}
-	all := map[string][]string{}
-	for _, v := range dash.Templating.List {
-		all[v.Name] = labels(t, ds, v.Name)
-	}
-	if len(dash.Panels) < 8 || len(all) != 2 {
-		t.Fatalf("%d panels, variables %v", len(dash.Panels), all)
-	}
-	for _, p := range dash.Panels {
-		t.Run(p.Title, func(t *testing.T) {
-			q := p.Targets[0]
-			// All: a filter on a variable takes every option; conditionalAll drops its condition.
-			if fs, ok := q["filters"].([]any); ok {
-				for _, f := range fs {
-					f := f.(map[string]any)
-					var vals []string
-					for _, v := range f["values"].([]any) {
-						name := strings.TrimPrefix(v.(string), "$")
-						if opts, ok := all[name]; ok {
-							vals = append(vals, opts...)
-						} else {
-							vals = append(vals, v.(string))
+		for _, p := range d.allPanels() {
+			if p.Datasource.UID != "gpufleet" {
+				continue
+			}
+			for _, q := range p.Targets {
+				t.Run(d.file+"/"+p.Title+"/"+q["refId"].(string), func(t *testing.T) {
+					interpolate(q, vars, values, st.Database())
+					raw, _ := json.Marshal(q)
+					resp, err := ds.QueryData(context.Background(), &backend.QueryDataRequest{Queries: []backend.DataQuery{{RefID: "A", JSON: raw,
+						TimeRange: backend.TimeRange{From: end.Add(-30 * time.Minute), To: end}, Interval: 30 * time.Second, MaxDataPoints: 800}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					r := resp.Responses["A"]
+					if r.Error != nil || len(r.Frames) == 0 {
+						t.Fatalf("%s: %v %v", raw, r.Error, r.Frames)
+					}
+					f := r.Frames[0]
+					if m, ok := q["metric"].(string); ok && !reported(t, st, m) {
+						// A metric no seeded GPU reports (a fan on SXM boards) has no data to draw.
+						if f.Rows() != 0 {
+							t.Errorf("%s: %d rows of a metric no GPU reports", raw, f.Rows())
+						}
+						return
+					}
+					if f.Rows() == 0 || len(f.Fields) == 0 {
+						t.Fatalf("%s: an empty frame", raw)
+					}
+					if (p.Type == "timeseries" || p.Type == "state-timeline") &&
+						(f.Meta == nil || f.Meta.Type != data.FrameTypeTimeSeriesWide || len(f.Fields) < 2) {
+						t.Errorf("%s panel gets %v with %d fields", p.Type, f.Meta, len(f.Fields))
+					}
+					if strings.Contains(strings.ToLower(p.Title), "energy") {
+						for _, fl := range f.Fields {
+							if fl.Config != nil && strings.HasSuffix(fl.Config.Unit, "watt") {
+								t.Errorf("an energy panel plots %s (unit %s): power, not energy", fl.Name, fl.Config.Unit)
+								break
+							}
 						}
 					}
-					f["values"] = vals
-				}
+				})
 			}
-			if sql, ok := q["rawSql"].(string); ok {
-				for name := range all {
-					sql = strings.ReplaceAll(sql, "$"+name, "$__all")
-				}
-				q["rawSql"] = strings.ReplaceAll(sql, "gpufleet.", st.Database()+".")
-			}
-			raw, _ := json.Marshal(q)
-			resp, err := ds.QueryData(context.Background(), &backend.QueryDataRequest{Queries: []backend.DataQuery{{RefID: "A", JSON: raw,
-				TimeRange: backend.TimeRange{From: end.Add(-30 * time.Minute), To: end}, Interval: 30 * time.Second, MaxDataPoints: 800}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := resp.Responses["A"]
-			if r.Error != nil || len(r.Frames) == 0 {
-				t.Fatalf("%s: %v %v", raw, r.Error, r.Frames)
-			}
-			f := r.Frames[0]
-			if f.Rows() == 0 || len(f.Fields) == 0 {
-				t.Fatalf("%s: an empty frame", raw)
-			}
-			if p.Type == "timeseries" && (f.Meta == nil || f.Meta.Type != data.FrameTypeTimeSeriesWide || len(f.Fields) < 2) {
-				t.Errorf("timeseries panel gets %v with %d fields", f.Meta, len(f.Fields))
-			}
-		})
+		}
 	}
 }
 
@@ -223,7 +371,7 @@ func TestProvisionedAlertRules(t *testing.T) {
 	// An XID that does not stop jobs (13, graphics engine exception) is part of a healthy fleet's day.
 	insertXID(t, st, at.Add(-2*time.Minute), "west", "node-00001", 0, "GPU-y", 13)
 	ds := factoryDatasource(t, st)
-	rules := provisionedRules(t)
+	rules := provisionedRules(t, "gpufleet.yaml")
 	if len(rules) < 4 {
 		t.Fatalf("%d alert rules, want the 4 GPU health rules", len(rules))
 	}
@@ -360,4 +508,218 @@ func checkSummaryLabels(t *testing.T, r ssetest.Rule, l data.Labels) {
 			t.Errorf("summary uses $labels.%s; the instance has labels %v", m[1], l)
 		}
 	}
+}
+
+// The dashboards are valid provisioning input and hang together: unique uids and panel ids, the
+// schema version of the first, every panel on a provisioned datasource, every gpufleet query honouring
+// each variable of its dashboard (directly, or through a variable the other narrows), data links to
+// dashboards that exist with variables they have, the GPU detail showing every metric of the
+// catalogue, and each Prometheus query naming only metrics gpufleet registers.
+func TestDashboardShape(t *testing.T) {
+	var provisioned []string
+	for _, f := range []string{"gpufleet.yaml", "prometheus.yaml"} {
+		var ds struct{ Datasources []struct{ UID string } }
+		readYAML(t, "grafana/provisioning/datasources/"+f, &ds)
+		for _, d := range ds.Datasources {
+			provisioned = append(provisioned, d.UID)
+		}
+	}
+	dashes := dashboards(t)
+	byUID := map[string]dashboard{}
+	for _, d := range dashes {
+		if d.UID == "" || byUID[d.UID].UID != "" {
+			t.Errorf("%s: uid %q empty or taken", d.file, d.UID)
+		}
+		byUID[d.UID] = d
+		if d.Schema != 39 {
+			t.Errorf("%s: schemaVersion %d, want 39 as the rest", d.file, d.Schema)
+		}
+	}
+	registered := registeredMetrics(t)
+	promMetric := regexp.MustCompile(`\bgpufleet_[a-z0-9_]+`)
+	for _, d := range dashes {
+		vars := d.vars()
+		ids := map[int]bool{}
+		for _, p := range d.Panels {
+			for _, q := range append([]panel{p}, p.Panels...) {
+				if ids[q.ID] || q.ID == 0 {
+					t.Errorf("%s: panel id %d (%s) missing or repeated", d.file, q.ID, q.Title)
+				}
+				ids[q.ID] = true
+			}
+		}
+		for _, v := range vars {
+			if c := strings.TrimPrefix(v.Query.Cluster, "$"); c != "" && vars[c].Name == "" {
+				t.Errorf("%s: variable %s narrows by %s, which the dashboard lacks", d.file, v.Name, v.Query.Cluster)
+			}
+		}
+		for _, p := range d.allPanels() {
+			if !slices.Contains(provisioned, p.Datasource.UID) || len(p.Targets) == 0 {
+				t.Errorf("%s %q: datasource %q (provisioned: %v), %d queries", d.file, p.Title, p.Datasource.UID, provisioned, len(p.Targets))
+			}
+			for _, q := range p.Targets {
+				if qd, _ := q["datasource"].(map[string]any); qd["uid"] != p.Datasource.UID {
+					t.Errorf("%s %q: query %v on datasource %v, the panel on %s", d.file, p.Title, q["refId"], qd["uid"], p.Datasource.UID)
+				}
+				if p.Datasource.UID == "prometheus" {
+					expr, _ := q["expr"].(string)
+					names := promMetric.FindAllString(expr, -1)
+					if len(names) == 0 {
+						t.Errorf("%s %q: %q reads no gpufleet metric", d.file, p.Title, expr)
+					}
+					for _, n := range names {
+						if !registered[histogramBase(n)] {
+							t.Errorf("%s %q: %s is not a metric gpufleet registers", d.file, p.Title, n)
+						}
+					}
+					continue
+				}
+				for name := range vars {
+					if !honours(q, vars, name) {
+						t.Errorf("%s %q: query %v ignores $%s", d.file, p.Title, q["refId"], name)
+					}
+				}
+			}
+		}
+		for _, u := range linkURLs(d.raw) {
+			m := dashLink.FindStringSubmatch(u)
+			if m == nil {
+				t.Errorf("%s: link %q is not /d/<uid>/…?…", d.file, u)
+				continue
+			}
+			to, ok := byUID[m[1]]
+			if !ok {
+				t.Errorf("%s: link %q to dashboard %s, which is not provisioned", d.file, u, m[1])
+				continue
+			}
+			for _, kv := range strings.Split(m[2], "&") {
+				if name, ok := strings.CutPrefix(strings.SplitN(kv, "=", 2)[0], "var-"); ok && to.vars()[name].Name == "" {
+					t.Errorf("%s: link %q sets var-%s, which %s lacks", d.file, u, name, to.file)
+				}
+			}
+		}
+	}
+	// The fleet overview opens a GPU's and a node's dashboard from its tables.
+	var fromFleet []string
+	for _, u := range linkURLs(byUID["gpufleet-fleet"].raw) {
+		if m := dashLink.FindStringSubmatch(u); m != nil {
+			fromFleet = append(fromFleet, m[1])
+		}
+	}
+	for _, want := range []string{"gpufleet-gpu", "gpufleet-node"} {
+		if !slices.Contains(fromFleet, want) {
+			t.Errorf("the fleet overview links to %v, not to %s", fromFleet, want)
+		}
+	}
+	// Every metric of the catalogue on the GPU detail dashboard.
+	shown := map[string]bool{}
+	for _, p := range byUID["gpufleet-gpu"].allPanels() {
+		for _, q := range p.Targets {
+			if m, ok := q["metric"].(string); ok {
+				shown[m] = true
+			}
+			sql, _ := q["rawSql"].(string)
+			for _, m := range gpumetric.All() {
+				shown[m.Column] = shown[m.Column] || regexp.MustCompile(`\b`+m.Column+`\b`).MatchString(sql)
+			}
+		}
+	}
+	for _, m := range gpumetric.All() {
+		if !shown[m.Column] {
+			t.Errorf("the GPU detail dashboard does not show %s", m.Column)
+		}
+	}
+}
+
+// dashLink is a link to a dashboard by uid: /d/<uid>[/<slug>]?<query>.
+var dashLink = regexp.MustCompile(`^/d/([^/?]+)(?:/[^?]*)?\?(.*)$`)
+
+// linkURLs are the urls of every links list in a dashboard's JSON (dashboard, panel and field links).
+func linkURLs(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, c := range v {
+			if k == "links" || k == "value" {
+				if ls, ok := c.([]any); ok {
+					for _, l := range ls {
+						if u, ok := l.(map[string]any)["url"].(string); ok {
+							out = append(out, u)
+						}
+					}
+				}
+			}
+			out = append(out, linkURLs(c)...)
+		}
+	case []any:
+		for _, c := range v {
+			out = append(out, linkURLs(c)...)
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(out)))
+}
+
+// honours says whether a gpufleet query reads variable name: a builder filter on it, $name in raw
+// SQL, or either on a variable whose options name narrows.
+func honours(q map[string]any, vars map[string]dashVar, name string) bool {
+	reads := func(n string) bool {
+		if sql, ok := q["rawSql"].(string); ok {
+			return sqlVar(n).MatchString(sql)
+		}
+		fs, _ := q["filters"].([]any)
+		for _, f := range fs {
+			for _, v := range f.(map[string]any)["values"].([]any) {
+				if v == "$"+n {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if reads(name) {
+		return true
+	}
+	for _, v := range vars {
+		if v.Query.Cluster == "$"+name && reads(v.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// histogramBase is the metric a histogram's series belongs to.
+func histogramBase(series string) string {
+	for _, s := range []string{"_bucket", "_sum", "_count"} {
+		if b, ok := strings.CutSuffix(series, s); ok {
+			return b
+		}
+	}
+	return series
+}
+
+// registeredMetrics are the gpufleet_* names the Go source (tests aside) spells as string literals:
+// the names it registers with Prometheus.
+func registeredMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	lit := regexp.MustCompile(`"(gpufleet_[a-z0-9_]+)"`)
+	out := map[string]bool{}
+	for _, dir := range []string{"agent", "ingest", "internal", "query", "cmd"} {
+		err := filepath.WalkDir(filepath.Join(repoRoot, dir), func(path string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			for _, m := range lit.FindAllSubmatch(b, -1) {
+				out[string(m[1])] = true
+			}
+			return err
+		})
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	if !out["gpufleet_ingest_consumer_lag_messages"] {
+		t.Fatalf("found %d metric names in the source, not the ingester's lag", len(out))
+	}
+	return out
 }

@@ -35,7 +35,7 @@ func TestSilentRuleOutlivesItsWindow(t *testing.T) {
 		}
 	}
 	var rule *ssetest.Rule
-	for _, r := range provisionedRules(t) {
+	for _, r := range provisionedRules(t, "gpufleet.yaml") {
 		if r.UID == "gpufleet-silent-gpu" {
 			rule = &r
 		}
