@@ -53,6 +53,7 @@ func (c *agentCmd) register(f *flags) {
 	c.k.register(f)
 	c.s.register(f, 8)
 	c.s.registerState(f)
+	c.s.registerDCGMCompat(f)
 	c.jobs.register(f)
 	f.StringVar(&c.source, "source", "nvml", "GPU source: nvml (this host's GPUs) or sim (simulated GPUs, for tests; `gpufleet simulate`\n"+
 		"streams a fake fleet)")
@@ -124,6 +125,7 @@ func (c *agentCmd) runNVML(ctx context.Context, f *flags) error {
 	cfg := c.s.agentConfig()
 	cfg.Sources, cfg.Sender, cfg.Logger, cfg.Registerer, cfg.Spool = []agent.Source{src}, prod, log, reg, sp
 	cfg.Jobs = c.jobs.assigner(log, src.Processes)
+	cfg.Observe = c.s.observer(reg)
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err

@@ -9,9 +9,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gpufleet/gpufleet/agent"
+	"github.com/gpufleet/gpufleet/agent/dcgmcompat"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
 // simFlags describe a simulated fleet.
@@ -27,6 +31,7 @@ type simFlags struct {
 	spoolDir    string
 	spoolMiB    int
 	state       agentState // the agent's alone (registerState)
+	dcgmCompat  bool       // agent and simulate (registerDCGMCompat)
 }
 
 func (s *simFlags) register(f *flags, gpus int) {
@@ -47,6 +52,24 @@ func (s *simFlags) register(f *flags, gpus int) {
 		"one interval at a time)")
 	f.IntVar(&s.spoolMiB, "spool-mib", 1024, "size cap of the spool; past it the oldest batches are dropped and counted")
 	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
+}
+
+// registerDCGMCompat adds --dcgm-compat, for the commands that serve an agent's /metrics.
+func (s *simFlags) registerDCGMCompat(f *flags) {
+	f.BoolVar(&s.dcgmCompat, "dcgm-compat", false, "also serve the latest GPU readings on /metrics under dcgm-exporter's metric names and labels\n"+
+		"(DCGM_FI_DEV_GPU_UTIL{gpu,UUID,modelName,Hostname,...}), so dashboards and alerts written for dcgm-exporter\n"+
+		"keep working during a migration; see docs/dcgm-compat.md")
+}
+
+// observer is agent.Config.Observe for --dcgm-compat: a dcgmcompat.Collector registered on reg,
+// fed every sample. nil without the flag.
+func (s *simFlags) observer(reg prometheus.Registerer) func(*wirepb.SampleBatch, int, []*wirepb.Event) {
+	if !s.dcgmCompat {
+		return nil
+	}
+	c := dcgmcompat.New()
+	reg.MustRegister(c)
+	return c.Observe
 }
 
 // agentConfig is the agent.Config the flags set; Sources, Sender, Spool and the rest are the

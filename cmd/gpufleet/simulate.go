@@ -23,6 +23,7 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	var c simulateCmd
 	c.k.register(f)
 	c.s.register(f, 64)
+	c.s.registerDCGMCompat(f)
 	f.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9402", "address for Prometheus /metrics: loopback only by default; :9402 (every interface)\n"+
 		"lets Prometheus on other hosts scrape it; empty disables")
 	f.DurationVar(&c.forDur, "for", 0, "stop after this long (0 runs until SIGTERM)")
@@ -57,6 +58,7 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	defer prod.Close()
 	cfg := s.agentConfig()
 	cfg.Sources, cfg.Sender, cfg.Logger, cfg.Registerer, cfg.Spool = srcs, prod, log, reg, sp
+	cfg.Observe = s.observer(reg)
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
