@@ -10,6 +10,7 @@
 package dcgmcompat
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,19 @@ var Metrics = []Metric{
 	{"DCGM_FI_PROF_SM_OCCUPANCY", gpumetric.SMOccupancy, prometheus.GaugeValue, "%", "ratio", 100},
 	{"DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", gpumetric.TensorActive, prometheus.GaugeValue, "%", "ratio", 100},
 	{"DCGM_FI_PROF_DRAM_ACTIVE", gpumetric.DRAMActive, prometheus.GaugeValue, "%", "ratio", 100},
+	// An approximation, not the same counter: DCGM reads the graphics engine's busy cycles from its
+	// profiling counters, NVML's utilisation is the share of its sample period a kernel ran. Served
+	// because dashboard 12239's "GPU Utilization" panel plots this field and nothing else.
+	{"DCGM_FI_PROF_GR_ENGINE_ACTIVE", gpumetric.GPUUtil, prometheus.GaugeValue, "%", "ratio", 100},
+}
+
+// value is a catalogue reading in DCGM's unit. A ratio is rounded to 1e-9, so that 65.6 % serves
+// as 0.656 rather than the 0.6559999999999999 the division leaves.
+func (m Metric) value(v float64) float64 {
+	if m.Per == 1 {
+		return v
+	}
+	return math.Round(v/m.Per*1e9) / 1e9
 }
 
 // XIDName is the one field not read from the catalogue: the last XID a GPU raised, from the agent's
@@ -105,7 +119,11 @@ func New() *Collector {
 	c := &Collector{nodes: map[string]*node{}, descs: map[string]*prometheus.Desc{}, help: map[string]string{}}
 	for _, m := range Metrics {
 		cm, _ := gpumetric.Lookup(m.ID)
-		c.help[m.Name] = strings.TrimSuffix(cm.Help, ".") + " (gpufleet " + cm.Column + ", in " + m.Unit + ")."
+		from := cm.Column
+		if m.Per != 1 {
+			from += " / " + strconv.FormatFloat(m.Per, 'g', -1, 64)
+		}
+		c.help[m.Name] = strings.TrimSuffix(cm.Help, ".") + " (gpufleet " + from + ", in " + m.Unit + ")."
 	}
 	c.help[XIDName] = "Value of the last XID the GPU raised, 0 if none since the agent started (gpufleet's XID events)."
 	return c
@@ -219,7 +237,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			for i := range c.nodes[h].rows {
 				r := &c.nodes[h].rows[i]
 				if r.has[m.ID] {
-					ch <- prometheus.MustNewConstMetric(c.desc(m.Name, r.names), m.Type, r.val[m.ID]/m.Per, r.values...)
+					ch <- prometheus.MustNewConstMetric(c.desc(m.Name, r.names), m.Type, m.value(r.val[m.ID]), r.values...)
 				}
 			}
 		}
