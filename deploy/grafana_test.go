@@ -80,8 +80,9 @@ func readYAML(t *testing.T, path string, v any) {
 
 // fleet is a seeded chDB fleet with a few XID events on two of its GPUs, a sequence gap and a batch
 // intent, and the datasource over it, as Grafana would have it 30 minutes into a run ending at end.
-// xidGPU is the UUID of the GPU with the XIDs (node-00000's GPU 1).
-func fleet(t *testing.T) (ds *plugin.Datasource, st store.Store, end time.Time, xidGPU string) {
+// prefer is, by dimension, a value with something to show: the node and GPU with the XIDs
+// (node-00000's GPU 1), its cluster, its pool, and the job on most of that node's GPUs.
+func fleet(t *testing.T) (ds *plugin.Datasource, st store.Store, end time.Time, prefer map[string]string) {
 	t.Helper()
 	st = testenv.CHDB(t)
 	ctx := context.Background()
@@ -121,7 +122,14 @@ func fleet(t *testing.T) (ds *plugin.Datasource, st store.Store, end time.Time, 
 			t.Fatal(err)
 		}
 	}
-	return plugin.New(st, func() time.Time { return end }), st, end, xidGPU
+	r, err := st.Query(ctx, fmt.Sprintf("SELECT job_id FROM %s WHERE node = 'node-00000' AND job_id != '' "+
+		"GROUP BY job_id ORDER BY uniqExact(uuid) DESC, job_id LIMIT 1", store.Table(st.Database(), "gpu_samples")))
+	if err != nil || len(r.Rows) != 1 {
+		t.Fatalf("a job on node-00000: %v %v", err, r)
+	}
+	prefer = map[string]string{"node": "node-00000", "gpu": xidGPU, "cluster": "east",
+		"pool": poolOf(t, st, "node-00000"), "job": r.Rows[0][0].(string)}
+	return plugin.New(st, func() time.Time { return end }), st, end, prefer
 }
 
 // poolOf is the pool a seeded node reports in.
@@ -246,10 +254,10 @@ func (d dashboard) vars() map[string]dashVar {
 func sqlVar(name string) *regexp.Regexp { return regexp.MustCompile(`\$` + name + `\b`) }
 
 // interpolate gives a gpufleet panel query its variables as Grafana's frontend would: a variable at
-// All (every variable with includeAll) drops the filter on it — sent here as every option — and is
-// $__all in raw SQL, which $__conditionalAll reads as "all"; a single-value variable is its value, a
-// ClickHouse string literal in raw SQL.
-func interpolate(q map[string]any, vars map[string]dashVar, values map[string][]string, db string) {
+// All (where all is set, every variable with includeAll) drops the filter on it — sent here as every
+// option — and is $__all in raw SQL, which $__conditionalAll reads as "all"; a variable at one value
+// is that value, a ClickHouse string literal in raw SQL.
+func interpolate(q map[string]any, vars map[string]dashVar, values map[string][]string, all bool, db string) {
 	if fs, ok := q["filters"].([]any); ok {
 		for _, f := range fs {
 			f := f.(map[string]any)
@@ -267,7 +275,7 @@ func interpolate(q map[string]any, vars map[string]dashVar, values map[string][]
 	if sql, ok := q["rawSql"].(string); ok {
 		for name, v := range vars {
 			with := "$__all"
-			if !v.IncludeAll {
+			if !v.IncludeAll || !all {
 				with = "'" + values[name][0] + "'"
 			}
 			sql = sqlVar(name).ReplaceAllLiteralString(sql, with)
@@ -276,72 +284,86 @@ func interpolate(q map[string]any, vars map[string]dashVar, values map[string][]
 	}
 }
 
-// Every query of every gpufleet panel of every provisioned dashboard, its variables at All or, where
-// a variable takes one value (a node, a GPU), at a value from the seeded fleet, runs in the backend
-// and draws something; time-series panels get time series; an energy panel gets energy, not power.
+// Every query of every gpufleet panel of every provisioned dashboard runs in the backend and draws
+// something, twice: its variables at All (where a variable takes one value — a node, a GPU — at a
+// value from the seeded fleet), and every variable at one value, so that each filter a variable
+// makes reaches ClickHouse (at All, $__conditionalAll drops it). Time-series panels get time series;
+// an energy panel gets energy, not power.
 func TestProvisionedDashboardQueries(t *testing.T) {
-	ds, st, end, xidGPU := fleet(t)
-	// The node and the GPU with the seeded XIDs, so that their event panels have rows.
-	prefer := map[string]string{"node": "node-00000", "gpu": xidGPU}
+	ds, st, end, prefer := fleet(t)
 	dashes := dashboards(t)
 	if len(dashes) < 5 {
 		t.Fatalf("%d dashboards, want 5 (fleet, node, GPU, jobs, pipeline)", len(dashes))
 	}
 	for _, d := range dashes {
 		vars := d.vars()
-		values := map[string][]string{}
+		everyOpt, oneOpt := map[string][]string{}, map[string][]string{}
 		for _, v := range d.Templating.List {
 			opts := labels(t, ds, v.Query.Dim)
-			if !v.IncludeAll {
-				pick := opts[0]
-				if slices.Contains(opts, prefer[v.Query.Dim]) {
-					pick = prefer[v.Query.Dim]
-				}
-				opts = []string{pick}
+			pick := opts[0]
+			if slices.Contains(opts, prefer[v.Query.Dim]) {
+				pick = prefer[v.Query.Dim]
 			}
-			values[v.Name] = opts
+			everyOpt[v.Name], oneOpt[v.Name] = opts, []string{pick}
+			if !v.IncludeAll {
+				everyOpt[v.Name] = oneOpt[v.Name]
+			}
 		}
 		for _, p := range d.allPanels() {
 			if p.Datasource.UID != "gpufleet" {
 				continue
 			}
-			for _, q := range p.Targets {
-				t.Run(d.file+"/"+p.Title+"/"+q["refId"].(string), func(t *testing.T) {
-					interpolate(q, vars, values, st.Database())
-					raw, _ := json.Marshal(q)
-					resp, err := ds.QueryData(context.Background(), &backend.QueryDataRequest{Queries: []backend.DataQuery{{RefID: "A", JSON: raw,
-						TimeRange: backend.TimeRange{From: end.Add(-30 * time.Minute), To: end}, Interval: 30 * time.Second, MaxDataPoints: 800}}})
-					if err != nil {
+			for _, target := range p.Targets {
+				for _, all := range []bool{true, false} {
+					if !all && len(vars) == 0 {
+						continue
+					}
+					values, mode := everyOpt, "all"
+					if !all {
+						values, mode = oneOpt, "one"
+					}
+					var q map[string]any // a copy: interpolate writes into it
+					b, _ := json.Marshal(target)
+					if err := json.Unmarshal(b, &q); err != nil {
 						t.Fatal(err)
 					}
-					r := resp.Responses["A"]
-					if r.Error != nil || len(r.Frames) == 0 {
-						t.Fatalf("%s: %v %v", raw, r.Error, r.Frames)
-					}
-					f := r.Frames[0]
-					if m, ok := q["metric"].(string); ok && !reported(t, st, m) {
-						// A metric no seeded GPU reports (a fan on SXM boards) has no data to draw.
-						if f.Rows() != 0 {
-							t.Errorf("%s: %d rows of a metric no GPU reports", raw, f.Rows())
+					t.Run(d.file+"/"+p.Title+"/"+q["refId"].(string)+"/"+mode, func(t *testing.T) {
+						interpolate(q, vars, values, all, st.Database())
+						raw, _ := json.Marshal(q)
+						resp, err := ds.QueryData(context.Background(), &backend.QueryDataRequest{Queries: []backend.DataQuery{{RefID: "A", JSON: raw,
+							TimeRange: backend.TimeRange{From: end.Add(-30 * time.Minute), To: end}, Interval: 30 * time.Second, MaxDataPoints: 800}}})
+						if err != nil {
+							t.Fatal(err)
 						}
-						return
-					}
-					if f.Rows() == 0 || len(f.Fields) == 0 {
-						t.Fatalf("%s: an empty frame", raw)
-					}
-					if (p.Type == "timeseries" || p.Type == "state-timeline") &&
-						(f.Meta == nil || f.Meta.Type != data.FrameTypeTimeSeriesWide || len(f.Fields) < 2) {
-						t.Errorf("%s panel gets %v with %d fields", p.Type, f.Meta, len(f.Fields))
-					}
-					if strings.Contains(strings.ToLower(p.Title), "energy") {
-						for _, fl := range f.Fields {
-							if fl.Config != nil && strings.HasSuffix(fl.Config.Unit, "watt") {
-								t.Errorf("an energy panel plots %s (unit %s): power, not energy", fl.Name, fl.Config.Unit)
-								break
+						r := resp.Responses["A"]
+						if r.Error != nil || len(r.Frames) == 0 {
+							t.Fatalf("%s: %v %v", raw, r.Error, r.Frames)
+						}
+						f := r.Frames[0]
+						if m, ok := q["metric"].(string); ok && !reported(t, st, m) {
+							// A metric no seeded GPU reports (a fan on SXM boards) has no data to draw.
+							if f.Rows() != 0 {
+								t.Errorf("%s: %d rows of a metric no GPU reports", raw, f.Rows())
+							}
+							return
+						}
+						if f.Rows() == 0 || len(f.Fields) == 0 {
+							t.Fatalf("%s: an empty frame", raw)
+						}
+						if (p.Type == "timeseries" || p.Type == "state-timeline") &&
+							(f.Meta == nil || f.Meta.Type != data.FrameTypeTimeSeriesWide || len(f.Fields) < 2) {
+							t.Errorf("%s panel gets %v with %d fields", p.Type, f.Meta, len(f.Fields))
+						}
+						if strings.Contains(strings.ToLower(p.Title), "energy") {
+							for _, fl := range f.Fields {
+								if fl.Config != nil && strings.HasSuffix(fl.Config.Unit, "watt") {
+									t.Errorf("an energy panel plots %s (unit %s): power, not energy", fl.Name, fl.Config.Unit)
+									break
+								}
 							}
 						}
-					}
-				})
+					})
+				}
 			}
 		}
 	}
