@@ -145,7 +145,7 @@ func poolOf(t *testing.T, st store.Store, node string) string {
 
 // labels lists a dimension's values through the datasource's resource, as a template variable's
 // options are listed.
-func labels(t *testing.T, ds *plugin.Datasource, dim string) []string {
+func labels(t testing.TB, ds *plugin.Datasource, dim string) []string {
 	t.Helper()
 	var got *backend.CallResourceResponse
 	if err := ds.CallResource(context.Background(), &backend.CallResourceRequest{Method: "GET", Path: "labels",
@@ -204,7 +204,7 @@ type dashboard struct {
 }
 
 // dashboards are the provisioned dashboard files, by file name.
-func dashboards(t *testing.T) []dashboard {
+func dashboards(t testing.TB) []dashboard {
 	t.Helper()
 	files, err := filepath.Glob("grafana/dashboards/*.json")
 	if err != nil || len(files) == 0 {
