@@ -160,3 +160,32 @@ func TestLabels(t *testing.T) {
 		t.Errorf("%d DCGM_FI_DEV_FB_USED series after a sample of one GPU, want 1", n)
 	}
 }
+
+// TestDocsListEveryMetric holds docs/dcgm-compat.md's table to Metrics: a row per DCGM name with
+// its type, its unit and the column it is read from, and no metric row for a name not served.
+func TestDocsListEveryMetric(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "dcgm-compat.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(DCGM_FI_[A-Z0-9_]+)` \\|( (?:gauge|counter) \\|.*)$").FindAllStringSubmatch(string(doc), -1) {
+		rows[m[1]] = m[2]
+	}
+	for _, m := range Metrics {
+		cm, _ := gpumetric.Lookup(m.ID)
+		typ := map[prometheus.ValueType]string{prometheus.GaugeValue: "gauge", prometheus.CounterValue: "counter"}[m.Type]
+		row, ok := rows[m.Name]
+		switch {
+		case !ok:
+			t.Errorf("docs/dcgm-compat.md has no row for %s", m.Name)
+		case !strings.HasPrefix(row, " "+typ+" | "+m.Unit) || !strings.Contains(row, "`"+cm.Column+"`"):
+			t.Errorf("docs/dcgm-compat.md: %s is a %s in %s read from %s, the row says %q", m.Name, typ, m.Unit, cm.Column, row)
+		}
+		delete(rows, m.Name)
+	}
+	delete(rows, XIDName)
+	for name := range rows {
+		t.Errorf("docs/dcgm-compat.md lists %s, which is not served", name)
+	}
+}
