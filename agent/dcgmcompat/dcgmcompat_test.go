@@ -189,3 +189,31 @@ func TestDocsListEveryMetric(t *testing.T) {
 		t.Errorf("docs/dcgm-compat.md lists %s, which is not served", name)
 	}
 }
+
+// BenchmarkCollector is the cost --dcgm-compat adds for an 8-GPU node: observe, per sample (every
+// --interval); collect, per scrape.
+func BenchmarkCollector(b *testing.B) {
+	n := sim.NewNode(1, "sim", 0, 8)
+	batch := &wirepb.SampleBatch{Node: "node-00000"}
+	ev := n.Sample(time.Unix(1_700_000_000, 0), batch, nil)
+	c := New()
+	c.Observe(batch, 0, ev)
+	b.Run("observe", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c.Observe(batch, 0, ev)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/8, "ns/gpu")
+	})
+	b.Run("collect", func(b *testing.B) {
+		ch := make(chan prometheus.Metric, 1024)
+		b.ReportAllocs()
+		for b.Loop() {
+			c.Collect(ch)
+			for len(ch) > 0 {
+				<-ch
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/8, "ns/gpu")
+	})
+}
