@@ -61,8 +61,16 @@ func golden(t *testing.T, name, got string) {
 	if err != nil {
 		t.Fatalf("%v (write it with -update)", err)
 	}
-	if got != string(want) {
-		t.Errorf("exposition differs from %s (rewrite with -update if the change is meant):\n%s", path, got)
+	if got == string(want) {
+		return
+	}
+	g, w := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+	for i := range max(len(g), len(w)) {
+		if i >= len(g) || i >= len(w) || g[i] != w[i] {
+			t.Errorf("exposition differs from %s at line %d (rewrite with -update if the change is meant):\ngot  %q\nwant %q",
+				path, i+1, strings.Join(g[i:min(i+1, len(g))], ""), strings.Join(w[i:min(i+1, len(w))], ""))
+			return
+		}
 	}
 }
 
