@@ -1,7 +1,8 @@
 package main
 
 // The subcommands' dispatch, flag parsing (every flag also settable as a GPUFLEET_* environment
-// variable), logging and the /metrics server they share.
+// variable or a key of the --config file, config.go), logging and the /metrics, /healthz and
+// /readyz server they share.
 
 import (
 	"context"
@@ -15,7 +16,9 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +39,7 @@ func commands() []command {
 		{"simulate", "stream a simulated fleet of GPUs to Kafka (load and demos)", runSimulate},
 		{"topics", "create the pipeline's Kafka topics (an admin step, before agents and ingest)", runTopics},
 		{"nvml-probe", "read this node's GPUs for a while and report NVML call latency and the metrics each GPU answers", runNVMLProbe},
+		{"version", "print the version, commit and Go version this binary was built from", runVersion},
 	}, serverCommands()...)
 }
 
@@ -43,6 +47,13 @@ func commands() []command {
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	environ        func() []string // for the unknown GPUFLEET_* check; nil skips it
+
+	cur *flags // the command's flags once made, so that a usage error can say where a value came from
+
+	// collect, when set, makes parse hand over the flag set and stop: how knownFlags learns every
+	// command's flags without running one.
+	collect func(cmd string, fs *flag.FlagSet)
 }
 
 // usageError is a bad command line; it exits 2 rather than 1.
@@ -53,7 +64,10 @@ func (e usageError) Unwrap() error { return e.err }
 
 // Run executes the command line args and returns the process exit code: 0 ok, 1 failed, 2 usage.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv, environ: os.Environ}
+	if len(args) > 0 && args[0] == "--version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			args = []string{args[1], "--help"}
@@ -71,7 +85,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.As(err, new(usageError)):
-			fmt.Fprintf(stderr, "gpufleet %s: %v (see 'gpufleet %s --help')\n", c.name, err, c.name)
+			msg := err.Error()
+			if e.cur != nil {
+				msg += e.cur.origins(msg)
+			}
+			fmt.Fprintf(stderr, "gpufleet %s: %s (see 'gpufleet %s --help')\n", c.name, msg, c.name)
 			return 2
 		default:
 			fmt.Fprintf(stderr, "gpufleet %s: %v\n", c.name, err)
@@ -102,8 +120,9 @@ Commands:
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Every flag can also be set by environment: --interval is GPUFLEET_INTERVAL.
-Run 'gpufleet <command> --help' for a command's flags.`)
+Every flag can also be set by environment (--interval is GPUFLEET_INTERVAL) or in a YAML file
+given by --config (interval: 5s); a flag beats its variable, which beats the file. --print-config
+shows each setting and where it came from. Run 'gpufleet <command> --help' for a command's flags.`)
 	if len(serverCommands()) == 0 {
 		fmt.Fprint(w, ` This is the agent-only build; the full gpufleet
 binary also has ingest, migrate, query, api and demo.
@@ -113,22 +132,31 @@ binary also has ingest, migrate, query, api and demo.
 	}
 }
 
-// flags is a command's flag set with GPUFLEET_* environment fallback.
+// flags is a command's flag set with GPUFLEET_* environment and --config file fallback.
 type flags struct {
 	*flag.FlagSet
-	e        *env
-	usage    func() // the --help text; not fs.Usage, which flag.Parse also calls on every bad flag
-	logLevel string
-	logJSON  bool
-	given    map[string]bool // set on the command line or by the environment (parse)
+	e           *env
+	name        string // the command's
+	usage       func() // the --help text; not fs.Usage, which flag.Parse also calls on every bad flag
+	logLevel    string
+	logJSON     bool
+	configPath  string
+	printConfig bool
+	given       map[string]bool   // set on the command line, by the environment or by the file (parse)
+	source      map[string]string // where each given flag's value came from: flag, env VAR, file PATH:LINE
 }
 
 func newFlags(e *env, name, synopsis string) *flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	f := &flags{FlagSet: fs, e: e}
+	f := &flags{FlagSet: fs, e: e, name: name}
+	e.cur = f
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
+	fs.StringVar(&f.configPath, "config", "", "YAML file of settings, keys named as the flags (batch-rows: 100000), optionally in a\n"+
+		"section per command (ingest:); a flag or its variable beats the file (docs/config.md)")
+	fs.BoolVar(&f.printConfig, "print-config", false, "print every setting with its value and where it came from (flag, env, file, default),\n"+
+		"secrets redacted, and exit")
 	fs.Usage = func() {}
 	f.usage = func() {
 		out := e.stdout
@@ -152,8 +180,13 @@ func envName(flagName string) string {
 }
 
 // parse reads args, then fills every flag not given on the command line from its environment
-// variable. Errors name the flag or variable.
+// variable, then what is still unset from the --config file. Errors name the flag, the variable or
+// the file's line. With --print-config it prints the result and returns errPrinted.
 func (f *flags) parse(args []string) error {
+	if f.e.collect != nil {
+		f.e.collect(f.name, f.FlagSet)
+		return errCollected
+	}
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			f.usage()
@@ -164,21 +197,36 @@ func (f *flags) parse(args []string) error {
 	if f.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", f.Arg(0))}
 	}
-	f.given = map[string]bool{}
-	f.Visit(func(fl *flag.Flag) { f.given[fl.Name] = true })
+	f.given, f.source = map[string]bool{}, map[string]string{}
+	f.Visit(func(fl *flag.Flag) { f.given[fl.Name], f.source[fl.Name] = true, "flag" })
 	var err error
 	f.VisitAll(func(fl *flag.Flag) {
 		if f.given[fl.Name] || err != nil {
 			return
 		}
 		if v := f.e.getenv(envName(fl.Name)); v != "" {
-			f.given[fl.Name] = true
+			f.given[fl.Name], f.source[fl.Name] = true, "env "+envName(fl.Name)
 			if serr := fl.Value.Set(v); serr != nil {
-				err = usageError{fmt.Errorf("invalid value %q for %s (--%s): %v", v, envName(fl.Name), fl.Name, serr)}
+				shown := strconv.Quote(v)
+				if secretFlag(fl.Name) {
+					shown = "(redacted)"
+				}
+				err = usageError{fmt.Errorf("invalid value %s for %s (--%s): %v", shown, envName(fl.Name), fl.Name, serr)}
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	f.warnUnknownEnv() // before the file, whose errors stop the command
+	if err := f.loadConfig(); err != nil {
+		return err
+	}
+	if f.printConfig {
+		f.writeConfig(f.e.stdout)
+		return errPrinted
+	}
+	return nil
 }
 
 // flagErr matches how package flag names a flag in its errors: with one dash.
@@ -194,7 +242,8 @@ func dashDash(err error) error {
 	return errors.New(flagErr.ReplaceAllString(msg, "${1}--${2}"))
 }
 
-// isGiven reports whether the flag was set, on the command line or by its environment variable.
+// isGiven reports whether the flag was set: on the command line, by its environment variable or in
+// the --config file.
 func (f *flags) isGiven(name string) bool { return f.given[name] }
 
 func (f *flags) logger() (*slog.Logger, error) {
@@ -216,8 +265,9 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// serveHTTP serves /metrics (and extra handlers) on addr until ctx ends. An empty addr serves nothing.
-// The listener is opened before returning so that a taken port is reported at start-up.
+// serveHTTP serves /metrics, /healthz, /readyz (and extra handlers) on addr until ctx ends. An empty
+// addr serves nothing. The listener is opened before returning so that a taken port is reported at
+// start-up.
 func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, extra map[string]http.Handler) error {
 	if addr == "" {
 		return nil
@@ -228,6 +278,8 @@ func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, log *
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", daemonReady.serve)
 	for p, h := range extra {
 		mux.Handle(p, h)
 	}
@@ -240,6 +292,50 @@ func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, log *
 	})
 	log.Info("serving metrics", slog.String("addr", ln.Addr().String()))
 	return nil
+}
+
+// daemonReady is what /readyz answers. It is the process's: a process runs one command.
+var daemonReady readyState
+
+// readyState is a daemon's readiness: not ready ("starting") until the command says how to tell.
+type readyState struct {
+	mu    sync.Mutex
+	set   bool
+	check func() error // nil: ready
+}
+
+// markReady makes /readyz answer 200 from now on: for a daemon whose start-up (what it must reach
+// before doing its job) is over once it calls this. streamFleet calls it after agent.New; the
+// NVML agent (agent.go runNVML) is to call it at the same point.
+func markReady() { setReadyCheck(nil) }
+
+// setReadyCheck makes /readyz answer 503 with check's error while it returns one, 200 when it
+// returns nil. check runs on every request: keep it to reading state the daemon keeps anyway.
+func setReadyCheck(check func() error) {
+	daemonReady.mu.Lock()
+	defer daemonReady.mu.Unlock()
+	daemonReady.set, daemonReady.check = true, check
+}
+
+func (r *readyState) err() error {
+	r.mu.Lock()
+	set, check := r.set, r.check
+	r.mu.Unlock()
+	switch {
+	case !set:
+		return errors.New("starting")
+	case check == nil:
+		return nil
+	}
+	return check()
+}
+
+func (r *readyState) serve(w http.ResponseWriter, _ *http.Request) {
+	if err := r.err(); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
 }
 
 // withDeadline returns ctx limited to d when d > 0 (the --for flag).

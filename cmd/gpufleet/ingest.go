@@ -9,6 +9,7 @@ import (
 	"math"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -159,9 +160,27 @@ func (c *ingestCmd) run(ctx context.Context, log *slog.Logger, reg prometheus.Re
 	}
 	log.Info("ingesting", slog.String("group", c.cfg.GroupID), slog.Int("workers", c.workers), slog.String("clickhouse", redact(c.sf.dsn)),
 		slog.String("memory_bound_per_worker", fmt.Sprintf("%d MiB + 4 MiB per partition", ins[0].MemoryBound(0)>>20)))
+	// ClickHouse answered and the schema is current (checked before this); ready once every worker
+	// has joined the consumer group and while none has stopped.
+	stopped := make([]atomic.Bool, len(ins))
+	setReadyCheck(func() error {
+		for i, in := range ins {
+			if stopped[i].Load() {
+				return fmt.Errorf("worker %d stopped", i)
+			}
+			if in.Stats().Rebalances == 0 {
+				return fmt.Errorf("worker %d has not joined consumer group %q yet", i, c.cfg.GroupID)
+			}
+		}
+		return nil
+	})
 	errs := make(chan error, c.workers)
-	for _, in := range ins {
-		go func() { errs <- in.Run(ctx) }()
+	for i, in := range ins {
+		go func() {
+			err := in.Run(ctx)
+			stopped[i].Store(true)
+			errs <- err
+		}()
 	}
 	var runErr error
 	for range ins {

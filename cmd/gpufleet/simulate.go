@@ -63,6 +63,8 @@ func streamFleet(ctx context.Context, f *flags, k *kafkaFlags, s *simFlags, metr
 	if err != nil {
 		return err
 	}
+	// Past start-up the fleet is streaming: Kafka answered, or batches wait in the spool for it.
+	markReady()
 	runCtx, cancel := withDeadline(ctx, forDur)
 	defer cancel()
 	log.Info("streaming", slog.Int("nodes", len(srcs)), slog.Int("gpus", s.gpus), slog.Duration("interval", s.interval))
