@@ -19,28 +19,42 @@ import (
 const repoRoot = ".."
 
 // loadProject parses the compose file with compose-go's own loader (schema validation,
-// normalization, consistency checks), using an empty environment so the result does not
-// depend on the machine running the test.
+// normalization, consistency checks) as `docker compose --profile '*'` would with .env.example as
+// the .env: every profile's services, and no variable from the machine running the test.
 func loadProject(t *testing.T) *types.Project {
+	t.Helper()
+	p, err := loadCompose(t, filepath.Join(repoRoot, ".env.example"))
+	if err != nil {
+		t.Fatalf("loading docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+// loadCompose loads docker-compose.yml with envFile as its only environment ("" for none).
+func loadCompose(t *testing.T, envFile string) (*types.Project, error) {
 	t.Helper()
 	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, "docker-compose.yml")},
+	opts := []cli.ProjectOptionsFn{
 		cli.WithName("gpufleet-test"),
 		cli.WithWorkingDirectory(root),
 		cli.WithEnv(nil),
-	)
+	}
+	if envFile != "" {
+		abs, err := filepath.Abs(envFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, cli.WithEnvFiles(abs), cli.WithDotEnv)
+	}
+	opts = append(opts, cli.WithProfiles([]string{"*"}))
+	o, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")}, opts...)
 	if err != nil {
 		t.Fatalf("compose options: %v", err)
 	}
-	project, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("loading docker-compose.yml: %v", err)
-	}
-	return project
+	return o.LoadProject(context.Background())
 }
 
 func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
@@ -219,6 +233,8 @@ func TestComposePublishedPortsAreListenedOn(t *testing.T) {
 	}
 }
 
+// Every long-running service has a healthcheck; gpufleet's GET the daemon's own /healthz with the
+// gpufleet binary (the image is distroless: no shell, curl or wget), on the port it listens on.
 func TestComposeHealthchecks(t *testing.T) {
 	p := loadProject(t)
 	tests := []struct {
@@ -227,6 +243,23 @@ func TestComposeHealthchecks(t *testing.T) {
 	}{
 		{"kafka", "kafka-broker-api-versions.sh"},
 		{"clickhouse", "SELECT 1"},
+		{"grafana", "/api/health"},
+		{"ingest", "/gpufleet healthcheck http://127.0.0.1:9401/healthz"},
+		{"simulate", "/gpufleet healthcheck http://127.0.0.1:9402/healthz"},
+		{"api", "/gpufleet healthcheck http://127.0.0.1:8081/healthz"},
+	}
+	want := map[string]string{}
+	for _, tc := range tests {
+		want[tc.service] = tc.wantTest
+	}
+	for _, name := range p.ServiceNames() {
+		svc := service(t, p, name)
+		if svc.Restart == types.RestartPolicyNo {
+			continue // one-shot: done is its health
+		}
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s: long-running (restart %q) but this test has no healthcheck for it", name, svc.Restart)
+		}
 	}
 	for _, tc := range tests {
 		t.Run(tc.service, func(t *testing.T) {
@@ -241,7 +274,271 @@ func TestComposeHealthchecks(t *testing.T) {
 			if joined := strings.Join(hc.Test, " "); !strings.Contains(joined, tc.wantTest) {
 				t.Errorf("%s: healthcheck %q does not run %q", tc.service, hc.Test, tc.wantTest)
 			}
+			if hc.Interval == nil || hc.Timeout == nil || hc.Retries == nil {
+				t.Errorf("%s: healthcheck without interval, timeout and retries: %+v", tc.service, hc)
+			}
+			if svc.Build == nil {
+				return
+			}
+			// The probe must reach the listener the service was told to open.
+			if hc.Test[0] != "CMD" || len(hc.Test) < 2 || hc.Test[1] != "/gpufleet" {
+				t.Errorf("%s: healthcheck %q: in the distroless image only [CMD, /gpufleet, …] can run", tc.service, hc.Test)
+			}
+			u, err := url.Parse(hc.Test[len(hc.Test)-1])
+			if err != nil {
+				t.Fatalf("%s: healthcheck URL: %v", tc.service, err)
+			}
+			var ports []string
+			for _, key := range []string{"GPUFLEET_METRICS_ADDR", "GPUFLEET_HTTP"} {
+				if v, ok := env(svc, key); ok {
+					_, port, _ := net.SplitHostPort(v)
+					ports = append(ports, port)
+				}
+			}
+			if u.Path != "/healthz" || !slices.Contains(ports, u.Port()) {
+				t.Errorf("%s: healthcheck GETs %s, want /healthz on one of its listen ports %v", tc.service, u, ports)
+			}
 		})
+	}
+}
+
+// Every credential comes from the one .env: with no environment the stack refuses to load (no
+// default password to forget), and with .env.example each secret is that file's value.
+func TestComposeCredentialsFromEnvFile(t *testing.T) {
+	if _, err := loadCompose(t, ""); err == nil {
+		t.Error("docker-compose.yml loads with no .env: some credential has a default")
+	}
+	envFile := readEnvFile(t, filepath.Join(repoRoot, ".env.example"))
+	for _, key := range []string{"GPUFLEET_CH_MIGRATE_PASSWORD", "GPUFLEET_CH_INGEST_PASSWORD", "GPUFLEET_CH_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} {
+		v := envFile[key]
+		if v == "" {
+			t.Errorf(".env.example: %s not set", key)
+			continue
+		}
+		// Each variable alone missing must stop the load: every use of it is required.
+		without := filepath.Join(t.TempDir(), "env")
+		var lines []string
+		for k, val := range envFile {
+			if k != key {
+				lines = append(lines, k+"="+val)
+			}
+		}
+		if err := os.WriteFile(without, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadCompose(t, without); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("docker-compose.yml without %s: loads or fails for another reason (%v)", key, err)
+		}
+	}
+
+	p := loadProject(t)
+	grafana := service(t, p, "grafana")
+	if v, _ := env(grafana, "GF_SECURITY_ADMIN_PASSWORD"); v != envFile["GRAFANA_ADMIN_PASSWORD"] {
+		t.Errorf("grafana: GF_SECURITY_ADMIN_PASSWORD %q, want GRAFANA_ADMIN_PASSWORD from .env", v)
+	}
+	// No secret is written in the compose file itself.
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"GPUFLEET_CH_MIGRATE_PASSWORD", "GPUFLEET_CH_INGEST_PASSWORD", "GPUFLEET_CH_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} {
+		if strings.Contains(string(raw), envFile[key]) {
+			t.Errorf("docker-compose.yml contains .env.example's %s value itself", key)
+		}
+	}
+	if strings.Contains(string(raw), "gpufleet:gpufleet@") {
+		t.Error("docker-compose.yml still has the shared gpufleet:gpufleet account")
+	}
+	// .env holds the real secrets: git must not take it.
+	gi, err := os.ReadFile(filepath.Join(repoRoot, ".gitignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(strings.Split(string(gi), "\n"), func(l string) bool { return l == ".env" || l == "/.env" }) {
+		t.Error(".gitignore does not ignore .env")
+	}
+}
+
+// readEnvFile reads KEY=VALUE lines (compose's .env syntax, without quotes or expansion).
+func readEnvFile(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: %q is not KEY=VALUE", path, line)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// ClickHouse's users come from deploy/clickhouse/users.d, one per job, and each gpufleet service
+// logs in as its job's user with that user's password.
+func TestComposeClickHouseUsers(t *testing.T) {
+	p := loadProject(t)
+	ch := service(t, p, "clickhouse")
+	root, _ := filepath.Abs(repoRoot)
+
+	const target = "/etc/clickhouse-server/users.d/gpufleet.xml"
+	mounted := false
+	for _, v := range ch.Volumes {
+		if v.Target == target {
+			mounted = true
+			if filepath.Clean(v.Source) != filepath.Join(root, "deploy", filepath.FromSlash(usersXML)) || !v.ReadOnly {
+				t.Errorf("clickhouse: %s from %q (read-only %v), want deploy/%s read-only", target, v.Source, v.ReadOnly, usersXML)
+			}
+		}
+	}
+	if !mounted {
+		t.Errorf("clickhouse: %s not mounted", target)
+	}
+	// The image's entrypoint would otherwise make an all-powerful user of its own.
+	if v, _ := env(ch, "CLICKHOUSE_SKIP_USER_SETUP"); v != "1" {
+		t.Errorf("clickhouse: CLICKHOUSE_SKIP_USER_SETUP %q, want 1", v)
+	}
+	for _, key := range []string{"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"} {
+		if _, ok := env(ch, key); ok {
+			t.Errorf("clickhouse: %s set: the users are the users.d file's", key)
+		}
+	}
+
+	users := readUsersXML(t)
+	if d, ok := users.Users["default"]; !ok || !d.Removed {
+		t.Error("users.d: the passwordless default user is not removed")
+	}
+	password := map[string]string{} // user -> the password the server gives it
+	for name, u := range users.Users {
+		if u.Removed {
+			continue
+		}
+		v, ok := env(ch, u.PasswordEnv)
+		if u.PasswordEnv == "" || !ok || v == "" {
+			t.Errorf("users.d: %s's password from_env %q is not set on the clickhouse service", name, u.PasswordEnv)
+		}
+		password[name] = v
+	}
+
+	for svcName, user := range map[string]string{"migrate": "gpufleet_migrate", "ingest": "gpufleet_ingest", "api": "gpufleet_reader"} {
+		svc := service(t, p, svcName)
+		dsn, _ := env(svc, "GPUFLEET_CLICKHOUSE")
+		u, err := url.Parse(dsn)
+		if err != nil || u.User == nil {
+			t.Errorf("%s: GPUFLEET_CLICKHOUSE %q has no user (%v)", svcName, dsn, err)
+			continue
+		}
+		pw, _ := u.User.Password()
+		if u.User.Username() != user || pw == "" || pw != password[user] {
+			t.Errorf("%s: logs in as %q with the password of %q, want %s with its users.d password", svcName, u.User.Username(), pw, user)
+		}
+	}
+	// Grafana's datasource reads as the reader, with the reader's password.
+	if v, _ := env(service(t, p, "grafana"), "GPUFLEET_CH_READER_PASSWORD"); v == "" || v != password["gpufleet_reader"] {
+		t.Errorf("grafana: GPUFLEET_CH_READER_PASSWORD %q, want gpufleet_reader's password", v)
+	}
+}
+
+// Images are pinned to a release (x.y.z or longer), never :latest or a bare name; a digest, when
+// given, is a full sha256.
+func TestComposeImagesPinned(t *testing.T) {
+	p := loadProject(t)
+	images := 0
+	for _, name := range p.ServiceNames() {
+		svc := service(t, p, name)
+		if svc.Image == "" {
+			continue
+		}
+		images++
+		ref, digest, hasDigest := strings.Cut(svc.Image, "@")
+		slash := strings.LastIndex(ref, "/")
+		colon := strings.LastIndex(ref, ":")
+		tag := ""
+		if colon > slash {
+			tag = ref[colon+1:]
+		}
+		if parts := strings.Split(strings.SplitN(tag, "-", 2)[0], "."); tag == "latest" || len(parts) < 3 {
+			t.Errorf("%s: image %q is not pinned to a release tag x.y.z", name, svc.Image)
+		}
+		if hasDigest && (!strings.HasPrefix(digest, "sha256:") || len(digest) != len("sha256:")+64) {
+			t.Errorf("%s: image %q: digest is not sha256:<64 hex>", name, svc.Image)
+		}
+	}
+	if images < 3 {
+		t.Errorf("%d services run a pulled image, want kafka, clickhouse and grafana", images)
+	}
+}
+
+// The simulated fleet is opt-in (profile sim); the pipeline itself runs in every profile, and
+// .env.example turns the simulator on for a first run.
+func TestComposeProfiles(t *testing.T) {
+	p := loadProject(t)
+	for _, name := range p.ServiceNames() {
+		svc := service(t, p, name)
+		switch {
+		case name == "simulate":
+			if !slices.Equal(svc.Profiles, []string{"sim"}) {
+				t.Errorf("simulate: profiles %v, want [sim]", svc.Profiles)
+			}
+		case len(svc.Profiles) > 0:
+			t.Errorf("%s: profiles %v: the pipeline's services run without one", name, svc.Profiles)
+		}
+	}
+	if v := readEnvFile(t, filepath.Join(repoRoot, ".env.example"))["COMPOSE_PROFILES"]; !slices.Contains(strings.Split(v, ","), "sim") {
+		t.Errorf(".env.example: COMPOSE_PROFILES %q does not include sim", v)
+	}
+	// Without a profile, compose must still have every dependency of what it starts.
+	root, _ := filepath.Abs(repoRoot)
+	o, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithName("gpufleet-test"), cli.WithWorkingDirectory(root), cli.WithEnv(nil),
+		cli.WithEnvFiles(filepath.Join(root, ".env.example")), cli.WithDotEnv, cli.WithProfiles(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := o.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("loading with no profile: %v", err)
+	}
+	if _, err := bare.GetService("simulate"); err == nil {
+		t.Error("simulate runs with no profile")
+	}
+}
+
+// Every file or directory a service mounts from the repository exists, but for build outputs
+// (which the compose file's header says how to build and git ignores).
+func TestComposeMountedFilesExist(t *testing.T) {
+	p := loadProject(t)
+	root, _ := filepath.Abs(repoRoot)
+	built := map[string]bool{"plugin/dist": true}
+	binds := 0
+	for _, name := range p.ServiceNames() {
+		for _, v := range service(t, p, name).Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			binds++
+			rel, err := filepath.Rel(root, v.Source)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("%s: mounts %q from outside the repository", name, v.Source)
+				continue
+			}
+			if built[filepath.ToSlash(rel)] {
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("%s: mounts %s at %s, which does not exist: %v", name, rel, v.Target, err)
+			}
+		}
+	}
+	if binds < 4 {
+		t.Errorf("%d bind mounts, want at least the users.d file and Grafana's three", binds)
 	}
 }
 
