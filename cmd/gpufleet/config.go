@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.yaml.in/yaml/v4"
 
@@ -124,20 +124,32 @@ func (f *flags) loadConfig() error {
 			if secretFlag(name) {
 				shown = "(redacted)"
 			}
-			return usageError{fmt.Errorf("%s:%d: %s: invalid value %s (--%s): %v", path, v.Line, name, shown, name, unwrapFlagErr(err))}
+			return usageError{fmt.Errorf("%s:%d: %s: invalid value %s (--%s): %s", path, v.Line, name, shown, name, wantFor(f.Lookup(name), err))}
 		}
 		f.given[name], f.source[name] = true, fmt.Sprintf("file %s:%d", path, v.Line)
 	}
 	return nil
 }
 
-// unwrapFlagErr drops package flag's "parse error" wrapping where it has one: the message then
-// reads as the value's problem.
-func unwrapFlagErr(err error) error {
-	if u := errors.Unwrap(err); u != nil {
-		return u
+// wantFor says what a flag takes, where package flag's error says only "parse error".
+func wantFor(fl *flag.Flag, err error) string {
+	g, ok := fl.Value.(flag.Getter)
+	if !ok {
+		return err.Error()
 	}
-	return err
+	switch g.Get().(type) {
+	case bool:
+		return "want true or false"
+	case time.Duration:
+		return "want a duration such as 500ms, 30s or 1h"
+	case int, int64:
+		return "want an integer"
+	case uint, uint64:
+		return "want a non-negative integer"
+	case float64:
+		return "want a number"
+	}
+	return err.Error()
 }
 
 // entries checks one mapping's keys (the top level's, or the command's section's) and returns its
