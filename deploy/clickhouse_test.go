@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -390,4 +392,116 @@ func cstr(p *byte) string {
 		b = append(b, *(*byte)(q))
 	}
 	return string(b)
+}
+
+// The SQL files (for a server whose users are managed with CREATE USER) say what the users file
+// says, statement for statement as chDB's own parser formats them: the same users, profile and
+// grants, so the grants TestClickHouseGrants runs are also the SQL's.
+func TestClickHouseSQLMatchesUsersFile(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	format := func(file, q string) string {
+		t.Helper()
+		r, err := st.QueryWith(ctx, "SELECT formatQuery({q:String})", store.Params{"q": store.StringParam(q)})
+		if err != nil || len(r.Rows) != 1 {
+			t.Fatalf("%s: ClickHouse does not parse %q: %v", file, q, err)
+		}
+		return r.Rows[0][0].(string)
+	}
+	users := readUsersXML(t)
+	files := map[string]string{"gpufleet_migrate": "migrate.sql", "gpufleet_ingest": "ingest.sql", "gpufleet_reader": "reader.sql"}
+	for name, u := range users.Users {
+		if _, ok := files[name]; !ok && !u.Removed {
+			t.Errorf("%s: user %s has no SQL file", usersXML, name)
+		}
+	}
+	for user, file := range files {
+		t.Run(user, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("clickhouse", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, q := range sqlStatements(string(b)) {
+				got = append(got, format(file, q))
+			}
+			u, ok := users.Users[user]
+			if !ok {
+				t.Fatalf("%s: no user %s", usersXML, user)
+			}
+			var want []string
+			create := "CREATE USER OR REPLACE " + user + " IDENTIFIED WITH sha256_password BY {password:String}"
+			if u.Profile != "" && u.Profile != "default" {
+				p, ok := users.Profiles[u.Profile]
+				if !ok {
+					t.Fatalf("%s: %s's profile %s is not defined", usersXML, user, u.Profile)
+				}
+				want = append(want, format(usersXML, profileSQL(t, u.Profile, p)))
+				create += " SETTINGS PROFILE '" + u.Profile + "'"
+			}
+			want = append(want, format(usersXML, create))
+			for _, g := range u.Grants {
+				want = append(want, format(usersXML, g+" TO "+user))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s says\n  %s\n%s says\n  %s", file, strings.Join(got, "\n  "), usersXML, strings.Join(want, "\n  "))
+			}
+		})
+	}
+}
+
+// sqlStatements splits a SQL file on ';', without its -- comment lines.
+func sqlStatements(file string) []string {
+	var lines []string
+	for l := range strings.SplitSeq(file, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	var out []string
+	for q := range strings.SplitSeq(strings.Join(lines, "\n"), ";") {
+		if q = strings.TrimSpace(q); q != "" {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// profileSQL is the CREATE SETTINGS PROFILE statement of a users file's profile, its settings in
+// the file's order with their constraints.
+func profileSQL(t *testing.T, name string, p xnode) string {
+	t.Helper()
+	constraints, _ := p.child("constraints")
+	var settings []string
+	for _, s := range p.Nodes {
+		if s.XMLName.Local == "constraints" {
+			continue
+		}
+		v := strings.TrimSpace(s.Text)
+		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+			v = store.QuoteString(v)
+		}
+		item := s.XMLName.Local + " = " + v
+		if c, ok := constraints.child(s.XMLName.Local); ok {
+			for _, k := range c.Nodes {
+				switch k.XMLName.Local {
+				case "const", "readonly":
+					item += " CONST"
+				case "max":
+					item += " MAX " + strings.TrimSpace(k.Text)
+				case "min":
+					item += " MIN " + strings.TrimSpace(k.Text)
+				default:
+					t.Fatalf("%s: profile %s: constraint <%s> this test cannot compare", usersXML, name, k.XMLName.Local)
+				}
+			}
+		}
+		settings = append(settings, item)
+	}
+	for _, c := range constraints.Nodes {
+		if _, ok := p.child(c.XMLName.Local); !ok {
+			t.Errorf("%s: profile %s constrains %s without setting it", usersXML, name, c.XMLName.Local)
+		}
+	}
+	return "CREATE SETTINGS PROFILE OR REPLACE " + name + " SETTINGS " + strings.Join(settings, ", ")
 }
