@@ -40,6 +40,7 @@ func commands() []command {
 		{"topics", "create the pipeline's Kafka topics (an admin step, before agents and ingest)", runTopics},
 		{"nvml-probe", "read this node's GPUs for a while and report NVML call latency and the metrics each GPU answers", runNVMLProbe},
 		{"version", "print the version, commit and Go version this binary was built from", runVersion},
+		{"healthcheck", "GET a daemon's /healthz or /readyz: exit 0 on 2xx (a probe for images without curl)", runHealthcheck},
 	}, serverCommands()...)
 }
 
@@ -117,7 +118,7 @@ Usage: gpufleet <command> [flags]
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Every flag can also be set by environment (--interval is GPUFLEET_INTERVAL) or in a YAML file

@@ -218,6 +218,9 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"probe without NVML", nil, []string{"nvml-probe", "--for", "1s"}, 1, "libnvidia-ml.so.1) was not found"},
 		{"probe interval too short", nil, []string{"nvml-probe", "--interval", "1ms"}, 2, "--interval 1ms: must be at least 10ms"},
 		{"unreachable server", nil, []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/gpufleet"}, 1, "cannot reach ClickHouse"},
+		{"config file missing", []string{"GPUFLEET_CONFIG=/nonexistent/gpufleet.yaml"}, []string{"ingest"}, 2, "--config: open /nonexistent/gpufleet.yaml"},
+		{"healthcheck unreachable", nil, []string{"healthcheck", "http://127.0.0.1:1/healthz"}, 1, "connection refused"},
+		{"healthcheck not a URL", nil, []string{"healthcheck", "127.0.0.1:9401"}, 2, "want an http:// or https:// URL"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

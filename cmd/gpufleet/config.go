@@ -38,7 +38,7 @@ var (
 
 // commandNames are every command of the full binary, the agent-only build's included: a section
 // for a command this build lacks (ingest: in an agent's file) is another daemon's, not a typo.
-var commandNames = []string{"agent", "simulate", "topics", "nvml-probe", "version",
+var commandNames = []string{"agent", "simulate", "topics", "nvml-probe", "version", "healthcheck",
 	"ingest", "migrate", "query", "api", "demo"}
 
 // fileOnlyNot are the flags a config file cannot set: they choose the file and what to do with it.
@@ -63,8 +63,8 @@ func collectFlags() map[string][]string {
 		fs.VisitAll(func(fl *flag.Flag) { known[fl.Name] = append(known[fl.Name], cmd) })
 	}
 	for _, c := range commands() {
-		if c.name == "version" {
-			continue // no flags, and running it prints
+		if c.name == "version" || c.name == "healthcheck" {
+			continue // no flags of newFlags', and running them does the work
 		}
 		_ = c.run(context.Background(), ce, nil) // parse returns before anything uses ctx
 	}
@@ -326,10 +326,12 @@ func (f *flags) origins(msg string) string {
 }
 
 // otherEnv are the GPUFLEET_ variables that are no flag's: the SASL password, and those of the
-// repository's scripts and tests (deploy/dev, testenv, benchmarks), which a developer's shell holds.
+// repository's scripts, tests and compose file (deploy/dev, testenv, benchmarks, .env), which a
+// developer's shell may hold.
 var (
 	otherEnv       = []string{passwordEnv, "GPUFLEET_CACHE"}
-	otherEnvPrefix = []string{"GPUFLEET_TEST_", "GPUFLEET_BENCH_", "GPUFLEET_CHAOS_"}
+	otherEnvPrefix = []string{"GPUFLEET_TEST_", "GPUFLEET_BENCH_", "GPUFLEET_CHAOS_",
+		"GPUFLEET_CH_"} // docker-compose.yml's ClickHouse passwords, from .env
 )
 
 // unknownEnv are the GPUFLEET_ variables set that no command of this binary reads: most likely

@@ -243,6 +243,7 @@ func TestUnknownEnvReported(t *testing.T) {
 		{"another command's", []string{"GPUFLEET_CLICKHOUSE=chdb:///x", "GPUFLEET_BATCH_ROWS=5"}, ""},
 		{"the SASL password", []string{"GPUFLEET_KAFKA_SASL_PASSWORD=x"}, ""},
 		{"the test broker", []string{"GPUFLEET_TEST_BROKERS=127.0.0.1:1"}, ""},
+		{"compose's ClickHouse password", []string{"GPUFLEET_CH_READER_PASSWORD=x"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -373,6 +374,15 @@ func TestHealthAndReadiness(t *testing.T) {
 			}
 			if code, _ := get(t, "http://"+addr+"/metrics"); code != http.StatusOK {
 				t.Errorf("/metrics: %d", code)
+			}
+			// The containers' probe (docker-compose.yml): the binary GETs its own endpoints.
+			for _, path := range []string{"/healthz", "/readyz"} {
+				if r := run(t, nil, "healthcheck", "http://"+addr+path); r.code != 0 {
+					t.Errorf("healthcheck %s: exit %d: %s", path, r.code, r.stderr)
+				}
+			}
+			if r := run(t, nil, "healthcheck", "http://"+addr+"/nope"); r.code != 1 || !strings.Contains(r.stderr, "404 Not Found") {
+				t.Errorf("healthcheck of a missing path: exit %d: %s", r.code, r.stderr)
 			}
 		})
 	}
