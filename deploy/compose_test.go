@@ -440,6 +440,10 @@ func TestComposeClickHouseUsers(t *testing.T) {
 			t.Errorf("%s: logs in as %q with the password of %q, want %s with its users.d password", svcName, u.User.Username(), pw, user)
 		}
 	}
+	// The healthcheck logs in as a user the file defines (the image's default user is gone).
+	if hc := ch.HealthCheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), "--user gpufleet_reader") {
+		t.Errorf("clickhouse: healthcheck %+v does not log in as gpufleet_reader", hc)
+	}
 	// Grafana's datasource reads as the reader, with the reader's password.
 	if v, _ := env(service(t, p, "grafana"), "GPUFLEET_CH_READER_PASSWORD"); v == "" || v != password["gpufleet_reader"] {
 		t.Errorf("grafana: GPUFLEET_CH_READER_PASSWORD %q, want gpufleet_reader's password", v)
