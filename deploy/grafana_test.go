@@ -54,8 +54,9 @@ func TestComposeGrafana(t *testing.T) {
 
 	var ds struct {
 		Datasources []struct {
-			UID, Type string
-			JSONData  plugin.Settings `yaml:"jsonData"`
+			UID, Type      string
+			JSONData       plugin.Settings   `yaml:"jsonData"`
+			SecureJSONData map[string]string `yaml:"secureJsonData"`
 		}
 	}
 	readYAML(t, "grafana/provisioning/datasources/gpufleet.yaml", &ds)
@@ -64,6 +65,11 @@ func TestComposeGrafana(t *testing.T) {
 	}
 	if a := ds.Datasources[0].JSONData.Address; a != "clickhouse:9000" {
 		t.Errorf("provisioned datasource reads %q, want the compose service clickhouse:9000", a)
+	}
+	// Grafana reads as the read-only user, its password from the environment compose fills from
+	// .env; before, it logged in as a "gpufleet" account the users file no longer defines.
+	if u, p := ds.Datasources[0].JSONData.Username, ds.Datasources[0].SecureJSONData["password"]; u != "gpufleet_reader" || p != "$GPUFLEET_CH_READER_PASSWORD" {
+		t.Errorf("provisioned datasource logs in as %q with password %q, want gpufleet_reader with $GPUFLEET_CH_READER_PASSWORD", u, p)
 	}
 }
 
