@@ -130,6 +130,8 @@ func (c *agentCmd) runNVML(ctx context.Context, f *flags) error {
 	if err != nil {
 		return err
 	}
+	// Past start-up NVML is open and Kafka answered, or batches wait in the spool for it.
+	markReady()
 	runCtx, cancel := withDeadline(ctx, c.forDur)
 	defer cancel()
 	cl, n := src.Identity()

@@ -306,8 +306,8 @@ type readyState struct {
 }
 
 // markReady makes /readyz answer 200 from now on: for a daemon whose start-up (what it must reach
-// before doing its job) is over once it calls this. streamFleet calls it after agent.New; the
-// NVML agent (agent.go runNVML) is to call it at the same point.
+// before doing its job) is over once it calls this: streamFleet and the NVML agent call it after
+// agent.New.
 func markReady() { setReadyCheck(nil) }
 
 // setReadyCheck makes /readyz answer 503 with check's error while it returns one, 200 when it
