@@ -463,6 +463,12 @@ func TestHelmChartRenders(t *testing.T) {
 				if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= ingestFlush {
 					t.Errorf("ingest terminationGracePeriodSeconds %s, want above ingest's shutdown flush %v", ptrString(g), ingestFlush)
 				}
+				// Readiness is /readyz (every worker joined its group), not only a live process.
+				c := d.Spec.Template.Spec.Containers[0]
+				if l, r := c.LivenessProbe, c.ReadinessProbe; l == nil || l.HTTPGet == nil || l.HTTPGet.Path != "/healthz" ||
+					r == nil || r.HTTPGet == nil || r.HTTPGet.Path != "/readyz" {
+					t.Errorf("ingest probes %+v / %+v, want GET /healthz and /readyz", l, r)
+				}
 			}
 			checkHooks(t, objs)
 			checkMonitoring(t, tc, objs)
@@ -511,9 +517,12 @@ func checkAgent(t *testing.T, tc helmCase, objs []object, flush time.Duration) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("agent resources %+v: want cpu and memory requests and a memory limit", c.Resources)
 	}
-	for what, pr := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
-		if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != "/metrics" || pr.HTTPGet.Port.String() != "metrics" {
-			t.Errorf("agent %s probe %+v, want GET /metrics on the metrics port (the agent has no /healthz)", what, pr)
+	for what, want := range map[string]struct {
+		pr   *corev1.Probe
+		path string
+	}{"liveness": {c.LivenessProbe, "/healthz"}, "readiness": {c.ReadinessProbe, "/readyz"}} {
+		if pr := want.pr; pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != want.path || pr.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("agent %s probe %+v, want GET %s on the metrics port", what, pr, want.path)
 		}
 	}
 	addr, _ := envVar(c, "GPUFLEET_METRICS_ADDR")
