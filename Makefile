@@ -10,13 +10,17 @@ export GOFLAGS ?= -buildvcs=false
 
 all: vet build test
 
+# GOFLAGS carries -buildvcs=false (a clone without .git must build), so the commit is stamped here;
+# outside a git checkout it stays empty and `gpufleet version` says unknown.
+LDFLAGS := -X main.buildCommit=$(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/gpufleet
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gpufleet
 
 # What runs on GPU nodes: agent and simulate only, no ClickHouse code linked (24 MiB resident
 # against 34 for the full binary: deploy/dev/agent-rss.sh).
 agent:
-	$(GO) build -tags agentonly -o bin/gpufleet-agent ./cmd/gpufleet
+	$(GO) build -tags agentonly -ldflags "$(LDFLAGS)" -o bin/gpufleet-agent ./cmd/gpufleet
 
 libchdb:
 	@deploy/dev/chdb.sh install >/dev/null
