@@ -5,20 +5,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -244,75 +238,24 @@ func find[T any](t *testing.T, objs []object, name string) *T {
 	return nil
 }
 
-// goDuration reads `const name = N * time.Second` (or Minute) from a Go file of the repository:
-// how long a component goes on flushing after SIGTERM, which its pods' grace period must exceed.
-func goDuration(t *testing.T, file, name string) time.Duration {
-	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(repoRoot, file), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d time.Duration
-	ast.Inspect(f, func(n ast.Node) bool {
-		vs, ok := n.(*ast.ValueSpec)
-		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != name || len(vs.Values) != 1 {
-			return true
-		}
-		if be, ok := vs.Values[0].(*ast.BinaryExpr); ok && be.Op == token.MUL {
-			lit, _ := be.X.(*ast.BasicLit)
-			sel, _ := be.Y.(*ast.SelectorExpr)
-			units := map[string]time.Duration{"Second": time.Second, "Minute": time.Minute}
-			if lit != nil && sel != nil && units[sel.Sel.Name] != 0 {
-				if n, err := strconv.Atoi(lit.Value); err == nil {
-					d = time.Duration(n) * units[sel.Sel.Name]
-				}
-			}
-		}
-		return false
-	})
-	if d == 0 {
-		t.Fatalf("%s: no `const %s = N * time.Second` to compare the grace period with", file, name)
-	}
-	return d
-}
-
-var (
-	helpOnce  sync.Once
-	helpFlags map[string]map[string]bool // subcommand -> flag name
-	helpErr   error
-)
-
 // commandFlags builds cmd/gpufleet and reads each subcommand's flags from its --help, so that the
 // chart sets no variable or argument the binary does not read.
 func commandFlags(t *testing.T) map[string]map[string]bool {
 	t.Helper()
-	helpOnce.Do(func() {
-		bin := filepath.Join(os.TempDir(), fmt.Sprintf("gpufleet-helm-test-%d", os.Getpid()))
-		defer os.Remove(bin)
-		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/gpufleet")
-		build.Dir = repoRoot
-		if out, err := build.CombinedOutput(); err != nil {
-			helpErr = fmt.Errorf("go build ./cmd/gpufleet: %v\n%s", err, out)
-			return
+	bin := buildGpufleet(t, t.TempDir(), "gpufleet", "")
+	re := regexp.MustCompile(`(?m)^  --([a-z0-9-]+)  \[GPUFLEET_[A-Z0-9_]+\]`)
+	flags := map[string]map[string]bool{}
+	for _, cmd := range []string{"agent", "ingest", "api", "migrate", "topics"} {
+		help := helpOf(t, bin, cmd)
+		flags[cmd] = map[string]bool{}
+		for _, m := range re.FindAllStringSubmatch(help, -1) {
+			flags[cmd][m[1]] = true
 		}
-		helpFlags = map[string]map[string]bool{}
-		re := regexp.MustCompile(`(?m)^  --([a-z0-9-]+)  \[GPUFLEET_[A-Z0-9_]+\]`)
-		for _, cmd := range []string{"agent", "ingest", "api", "migrate", "topics"} {
-			out, _ := exec.Command(bin, cmd, "--help").CombinedOutput() // --help exits non-zero
-			helpFlags[cmd] = map[string]bool{}
-			for _, m := range re.FindAllStringSubmatch(string(out), -1) {
-				helpFlags[cmd][m[1]] = true
-			}
-			if len(helpFlags[cmd]) == 0 {
-				helpErr = fmt.Errorf("gpufleet %s --help lists no flags:\n%s", cmd, out)
-				return
-			}
+		if len(flags[cmd]) == 0 {
+			t.Fatalf("gpufleet %s --help lists no flags:\n%s", cmd, help)
 		}
-	})
-	if helpErr != nil {
-		t.Fatal(helpErr)
 	}
-	return helpFlags
+	return flags
 }
 
 // podOf returns the pod template of a workload.
@@ -438,8 +381,8 @@ networkPolicy:
 }
 
 func TestHelmChartRenders(t *testing.T) {
-	flush := goDuration(t, "agent/agent.go", "flushTimeout")
-	ingestFlush := goDuration(t, "ingest/ingest.go", "shutdownFlush")
+	flush := sourceDuration(t, "agent/agent.go", "flushTimeout")
+	ingestFlush := sourceDuration(t, "ingest/ingest.go", "shutdownFlush")
 	flags := commandFlags(t)
 	for _, tc := range helmCases {
 		t.Run(tc.name, func(t *testing.T) {
