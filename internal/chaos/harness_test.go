@@ -292,28 +292,6 @@ func waitCaughtUp(t *testing.T, limit time.Duration, brokers []string, group str
 	}
 }
 
-// leadersUp reports whether every partition of topics has a leader the brokers name: a broker
-// that was just restarted listens before it leads again, and a fault that means "Kafka is back"
-// must wait for that, or the agent it starts meets a broker that refuses every produce.
-func leadersUp(ctx context.Context, brokers []string, topics ...string) bool {
-	c := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 5 * time.Second}
-	md, err := c.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
-	if err != nil || len(md.Topics) != len(topics) {
-		return false
-	}
-	for _, tp := range md.Topics {
-		if tp.Error != nil || len(tp.Partitions) == 0 {
-			return false
-		}
-		for _, p := range tp.Partitions {
-			if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // waitFor polls cond every 50 ms, failing t after limit.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()

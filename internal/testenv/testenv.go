@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/store/chdb"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // Test-binary-wide services, started on first use: chDB holds one data directory per process, and
@@ -209,11 +210,52 @@ func (b *Broker) Stop(t testing.TB) { b.script(t, "stop") }
 // failure fails t with the end of the broker's log, as the test's temporary directory goes with it.
 func (b *Broker) Resume(t testing.TB) {
 	t.Helper()
-	if err := kafkaScript("resume", b.dir).Run(); err == nil {
-		return
+	if err := kafkaScript("resume", b.dir).Run(); err != nil {
+		time.Sleep(2 * time.Second)
+		b.script(t, "resume")
 	}
-	time.Sleep(2 * time.Second)
-	b.script(t, "resume")
+	// A restarted broker listens before it leads its partitions again; until then every produce is
+	// refused with "no leader". A broker resumed means one that serves, so wait for that here.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := waitLeaders(ctx, b.Addr); err != nil {
+		t.Fatalf("kafka broker %s resumed but does not lead its partitions: %v; end of %s/broker.log:\n%s",
+			b.Addr, err, b.dir, logTail(filepath.Join(b.dir, "broker.log"), 40))
+	}
+}
+
+// waitLeaders polls the broker's metadata until every partition of every topic has a leader, or
+// ctx ends.
+func waitLeaders(ctx context.Context, addr string) error {
+	c := &kafkago.Client{Addr: kafkago.TCP(addr), Timeout: 5 * time.Second}
+	for {
+		md, err := c.Metadata(ctx, &kafkago.MetadataRequest{})
+		if err == nil {
+			err = leaderless(md)
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func leaderless(md *kafkago.MetadataResponse) error {
+	for _, tp := range md.Topics {
+		if tp.Error != nil {
+			return fmt.Errorf("topic %s: %w", tp.Name, tp.Error)
+		}
+		for _, p := range tp.Partitions {
+			if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
+				return fmt.Errorf("%s/%d has no leader (%v)", tp.Name, p.ID, p.Error)
+			}
+		}
+	}
+	return nil
 }
 
 func (b *Broker) script(t testing.TB, verb string) {
