@@ -102,6 +102,20 @@ const (
 	SMOccupancy
 	TensorActive
 	DRAMActive
+	RemapPending
+	RemapFailure
+	RetiredSBE
+	RetiredDBE
+	RetiredPending
+	ViolPower
+	ViolThermal
+	ViolSyncBoost
+	ViolBoardLimit
+	ViolLowUtil
+	ViolReliability
+	PowerLimit
+	PowerMax
+	NVLinkCRCData
 	// endIDs is one past the last id: Count follows it, so appending an id cannot leave Count behind.
 	endIDs
 )
@@ -153,6 +167,25 @@ var all = []Metric{
 	{SMOccupancy, "sm_occupancy", Gauge, "%", pct, gpm(GPMSMOccupancy), "Resident warps as a percent of what the SMs can hold."},
 	{TensorActive, "tensor_active", Gauge, "%", pct, gpm(GPMAnyTensorUtil), "Percent of time any tensor-core pipe was busy."},
 	{DRAMActive, "dram_active", Gauge, "%", pct, gpm(GPMDRAMBWUtil), "Device memory bandwidth in use, percent of peak."},
+	// The row-remapping and page-retirement state that decides whether a GPU needs a reset or
+	// service. retired_pages above keeps its old meaning (retired pages, else remapped rows) for
+	// the queries written against it; these columns keep each cause apart.
+	{RemapPending, "remap_pending", Gauge, "bool", Range{0, 1}, call("nvmlDeviceGetRemappedRows", ".isPending"), "1 when rows were remapped that only a GPU reset applies (Ampere and later)."},
+	{RemapFailure, "remap_failure", Gauge, "bool", Range{0, 1}, call("nvmlDeviceGetRemappedRows", ".failureOccurred"), "1 when a row remap failed: the GPU needs service (Ampere and later)."},
+	{RetiredSBE, "retired_pages_sbe", Counter, "count", Range{}, fields(FieldRetiredSBE), "Memory pages retired after multiple single-bit ECC errors (pre-Ampere)."},
+	{RetiredDBE, "retired_pages_dbe", Counter, "count", Range{}, fields(FieldRetiredDBE), "Memory pages retired after a double-bit ECC error (pre-Ampere)."},
+	{RetiredPending, "retired_pages_pending", Gauge, "bool", Range{0, 1}, fields(FieldRetiredPending), "1 when pages are waiting to be retired at the next driver reload or GPU reset (pre-Ampere)."},
+	// Violation times: how long the clocks were held below what was asked, per cause, since the
+	// driver loaded. Their increase over an interval is the time lost to that cause in it.
+	{ViolPower, "viol_power_ns", Counter, "ns", Range{}, call("nvmlDeviceGetViolationStatus(POWER)", ".violationTime"), "Time the clocks were held down by the power limit."},
+	{ViolThermal, "viol_thermal_ns", Counter, "ns", Range{}, call("nvmlDeviceGetViolationStatus(THERMAL)", ".violationTime"), "Time the clocks were held down by a thermal limit."},
+	{ViolSyncBoost, "viol_sync_boost_ns", Counter, "ns", Range{}, call("nvmlDeviceGetViolationStatus(SYNC_BOOST)", ".violationTime"), "Time the clocks were held down to stay in step with a sync-boost group."},
+	{ViolBoardLimit, "viol_board_limit_ns", Counter, "ns", Range{}, call("nvmlDeviceGetViolationStatus(BOARD_LIMIT)", ".violationTime"), "Time the clocks were held down by a board limit."},
+	{ViolLowUtil, "viol_low_util_ns", Counter, "ns", Range{}, call("nvmlDeviceGetViolationStatus(LOW_UTILIZATION)", ".violationTime"), "Time the clocks were held down because the GPU was barely used."},
+	{ViolReliability, "viol_reliability_ns", Counter, "ns", Range{}, call("nvmlDeviceGetViolationStatus(RELIABILITY)", ".violationTime"), "Time the clocks were held down by a board reliability limit."},
+	{PowerLimit, "power_limit_w", Gauge, "W", Range{0, 10_000}, call("nvmlDeviceGetEnforcedPowerLimit", " / 1000"), "Power limit the GPU enforces now: the lowest of the management, application and board limits."},
+	{PowerMax, "power_max_w", Gauge, "W", Range{0, 10_000}, call("nvmlDeviceGetPowerManagementLimitConstraints", ".max / 1000"), "Highest power limit the board accepts."},
+	{NVLinkCRCData, "nvlink_crc_data_errors", Counter, "count", Range{}, fields(FieldNVLinkCRCDataErrorTotal), "NVLink data CRC errors, all links."},
 }
 
 // All returns every known metric in column order. The slice is shared: do not modify it.

@@ -68,7 +68,9 @@ const (
 	FieldECCDbeAggTotal           Field = 6
 	FieldRetiredSBE               Field = 29
 	FieldRetiredDBE               Field = 30
+	FieldRetiredPending           Field = 31
 	FieldNVLinkCRCFlitErrorTotal  Field = 38
+	FieldNVLinkCRCDataErrorTotal  Field = 45
 	FieldNVLinkReplayErrorTotal   Field = 52
 	FieldNVLinkRecoveryErrorTotal Field = 59
 	FieldMemoryTemp               Field = 82
@@ -87,7 +89,9 @@ var fieldNames = map[Field]string{
 	FieldECCDbeAggTotal:           "ECC_DBE_AGG_TOTAL",
 	FieldRetiredSBE:               "RETIRED_SBE",
 	FieldRetiredDBE:               "RETIRED_DBE",
+	FieldRetiredPending:           "RETIRED_PENDING",
 	FieldNVLinkCRCFlitErrorTotal:  "NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+	FieldNVLinkCRCDataErrorTotal:  "NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
 	FieldNVLinkReplayErrorTotal:   "NVLINK_REPLAY_ERROR_COUNT_TOTAL",
 	FieldNVLinkRecoveryErrorTotal: "NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
 	FieldMemoryTemp:               "MEMORY_TEMP",
