@@ -18,6 +18,9 @@ const (
 	// Jobs holds one row per cluster and job id the agents tagged samples with: when it was first
 	// and last seen, on how many GPUs and nodes; JobsMV fills it from GPUSamples (0007).
 	Jobs = "jobs"
+	// XIDCatalog holds NVIDIA's Xid catalog, one row per code, for joins with gpu_events (0021;
+	// the rows come from internal/xid/catalog.csv).
+	XIDCatalog = "xid_catalog"
 
 	// The rollup levels (Levels), each filled from its From by its materialized view.
 	Fleet1m = "fleet_1m"
@@ -41,6 +44,6 @@ func View(t string) string { return t + viewSuffix }
 
 // Names returns every table and view name above, tables first.
 func Names() []string {
-	return []string{GPUSamples, GPUEvents, IngestIntents, IngestGaps, Jobs, Fleet1m, GPU1m, GPU1h,
+	return []string{GPUSamples, GPUEvents, IngestIntents, IngestGaps, Jobs, XIDCatalog, Fleet1m, GPU1m, GPU1h,
 		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, SchemaMigrations}
 }
