@@ -245,6 +245,9 @@ func EventKindName(k wirepb.EventKind) string {
 		return "throttle"
 	case wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS:
 		return "fell_off_bus"
+	case wirepb.EventKind_EVENT_KIND_HEALTH:
+		// code is the internal/health state number, message the reason (docs/health.md)
+		return "health"
 	}
 	return "unknown"
 }

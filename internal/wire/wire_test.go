@@ -26,6 +26,9 @@ const (
 	goldenSamples     = "testdata/samples_v1.bin"
 	goldenSamplesText = "testdata/samples_v1.txt"
 	goldenEvents      = "testdata/events_v1.bin"
+	// goldenEventsBeforeHealth is events_v1.bin as agents sent it before EVENT_KIND_HEALTH
+	// existed (one event of each of the first six kinds); never rewritten by -update.
+	goldenEventsBeforeHealth = "testdata/events_v1_before_health.bin"
 )
 
 // Fixed instants (milliseconds since the epoch) so the golden batches never depend on time.Now.
@@ -99,17 +102,23 @@ func emptyBatch() *wirepb.SampleBatch {
 	return b
 }
 
+// eventKinds is every event kind in the order the golden batch carries them; kinds are appended.
+var eventKinds = []wirepb.EventKind{
+	wirepb.EventKind_EVENT_KIND_UNSPECIFIED,
+	wirepb.EventKind_EVENT_KIND_XID,
+	wirepb.EventKind_EVENT_KIND_ECC_SINGLE_BIT,
+	wirepb.EventKind_EVENT_KIND_ECC_DOUBLE_BIT,
+	wirepb.EventKind_EVENT_KIND_THROTTLE,
+	wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS,
+	wirepb.EventKind_EVENT_KIND_HEALTH,
+}
+
 // fullEvents is a v1 event batch with one event of every kind. Deterministic: golden files use it.
-func fullEvents() *wirepb.EventBatch {
+func fullEvents() *wirepb.EventBatch { return eventsOfKinds(eventKinds) }
+
+// eventsOfKinds is the golden event batch with one event of each of kinds.
+func eventsOfKinds(kinds []wirepb.EventKind) *wirepb.EventBatch {
 	b := &wirepb.EventBatch{SchemaVersion: 1, AgentId: "agent-golden-0001", Seq: 43, Cluster: "golden", Node: "node-00007"}
-	kinds := []wirepb.EventKind{
-		wirepb.EventKind_EVENT_KIND_UNSPECIFIED,
-		wirepb.EventKind_EVENT_KIND_XID,
-		wirepb.EventKind_EVENT_KIND_ECC_SINGLE_BIT,
-		wirepb.EventKind_EVENT_KIND_ECC_DOUBLE_BIT,
-		wirepb.EventKind_EVENT_KIND_THROTTLE,
-		wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS,
-	}
 	for i, k := range kinds {
 		b.Events = append(b.Events, &wirepb.Event{
 			TimeUnixMs: t0 + int64(i)*step,
@@ -232,6 +241,31 @@ func TestGolden(t *testing.T) {
 			t.Errorf("golden %s decodes to\n%v\nwant\n%v", goldenEvents, &got, want)
 		}
 	})
+}
+
+// TestGoldenEventsBeforeHealth: the event batches agents sent before EVENT_KIND_HEALTH was added
+// still decode, to the same events, and the kind list only grew (append-only enum: the old
+// kinds keep their numbers).
+func TestGoldenEventsBeforeHealth(t *testing.T) {
+	old := eventKinds[:6]
+	for i, k := range old {
+		if int32(k) != int32(i) {
+			t.Fatalf("event kind %s is number %d, was %d: enum values are never renumbered", k, k, i)
+		}
+	}
+	var got wirepb.EventBatch
+	if err := wire.DecodeEvents(readGolden(t, goldenEventsBeforeHealth), &got); err != nil {
+		t.Fatalf("golden %s no longer decodes: %v", goldenEventsBeforeHealth, err)
+	}
+	if want := eventsOfKinds(old); !proto.Equal(&got, want) {
+		t.Errorf("golden %s decodes to\n%v\nwant\n%v", goldenEventsBeforeHealth, &got, want)
+	}
+	if n := len(got.Events); n != 6 {
+		t.Errorf("%d events in the pre-health golden, want 6", n)
+	}
+	if int32(wirepb.EventKind_EVENT_KIND_HEALTH) != 6 {
+		t.Errorf("EVENT_KIND_HEALTH is %d, want 6 (appended after FELL_OFF_BUS)", wirepb.EventKind_EVENT_KIND_HEALTH)
+	}
 }
 
 func writeGolden(t *testing.T, path string, data []byte) {

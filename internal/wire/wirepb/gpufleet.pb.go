@@ -38,6 +38,11 @@ const (
 	EventKind_EVENT_KIND_ECC_DOUBLE_BIT EventKind = 3
 	EventKind_EVENT_KIND_THROTTLE       EventKind = 4
 	EventKind_EVENT_KIND_FELL_OFF_BUS   EventKind = 5
+	// A change of the GPU's health state as the agent derives it (internal/health, docs/health.md),
+	// and the first evaluation of each GPU after the agent starts: code is the new state
+	// (0 healthy, 1 degraded, 2 restart_app, 3 reset_gpu, 4 reboot_node, 5 service), message the
+	// reason ("xid 79 …→ RESTART_BM", "cleared: remap_pending back to 0").
+	EventKind_EVENT_KIND_HEALTH EventKind = 6
 )
 
 // Enum value maps for EventKind.
@@ -49,6 +54,7 @@ var (
 		3: "EVENT_KIND_ECC_DOUBLE_BIT",
 		4: "EVENT_KIND_THROTTLE",
 		5: "EVENT_KIND_FELL_OFF_BUS",
+		6: "EVENT_KIND_HEALTH",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED":    0,
@@ -57,6 +63,7 @@ var (
 		"EVENT_KIND_ECC_DOUBLE_BIT": 3,
 		"EVENT_KIND_THROTTLE":       4,
 		"EVENT_KIND_FELL_OFF_BUS":   5,
+		"EVENT_KIND_HEALTH":         6,
 	}
 )
 
@@ -649,14 +656,15 @@ const file_gpufleet_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\x0e2\x1b.gpufleet.wire.v1.EventKindR\x04kind\x12\x12\n" +
 	"\x04code\x18\x05 \x01(\x04R\x04code\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\rR\x03pid\x12\x18\n" +
-	"\amessage\x18\a \x01(\tR\amessage*\xaf\x01\n" +
+	"\amessage\x18\a \x01(\tR\amessage*\xc6\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eEVENT_KIND_XID\x10\x01\x12\x1d\n" +
 	"\x19EVENT_KIND_ECC_SINGLE_BIT\x10\x02\x12\x1d\n" +
 	"\x19EVENT_KIND_ECC_DOUBLE_BIT\x10\x03\x12\x17\n" +
 	"\x13EVENT_KIND_THROTTLE\x10\x04\x12\x1b\n" +
-	"\x17EVENT_KIND_FELL_OFF_BUS\x10\x05B3Z1github.com/gpufleet/gpufleet/internal/wire/wirepbb\x06proto3"
+	"\x17EVENT_KIND_FELL_OFF_BUS\x10\x05\x12\x15\n" +
+	"\x11EVENT_KIND_HEALTH\x10\x06B3Z1github.com/gpufleet/gpufleet/internal/wire/wirepbb\x06proto3"
 
 var (
 	file_gpufleet_proto_rawDescOnce sync.Once
