@@ -215,6 +215,12 @@ func parse(data []byte) ([]Entry, error) {
 }
 
 func parseRow(rec []string) (Entry, error) {
+	for i, f := range rec {
+		// One line per field: the generated migration is split on lines holding only ";".
+		if strings.ContainsAny(f, "\r\n") {
+			return Entry{}, fmt.Errorf("%s %q: a line break in a field", header[i], f)
+		}
+	}
 	code, err := strconv.ParseUint(rec[0], 10, 32)
 	if err != nil {
 		return Entry{}, fmt.Errorf("code %q: %w", rec[0], err)
@@ -245,4 +251,3 @@ func parseRow(rec []string) (Entry, error) {
 	}
 	return e, nil
 }
-
