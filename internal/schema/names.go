@@ -26,12 +26,16 @@ const (
 	Fleet1m = "fleet_1m"
 	GPU1m   = "gpu_1m"
 	GPU1h   = "gpu_1h"
+	// ClusterPower1s is each cluster's total power per second (0024, power.go).
+	ClusterPower1s = "cluster_power_1s"
 
 	// The materialized views, each named for the table it writes with an _mv suffix (View).
 	Fleet1mMV = Fleet1m + viewSuffix
 	GPU1mMV   = GPU1m + viewSuffix
 	GPU1hMV   = GPU1h + viewSuffix
 	JobsMV    = Jobs + viewSuffix
+	// ClusterPower1sMV fills ClusterPower1s from GPUSamples.
+	ClusterPower1sMV = ClusterPower1s + viewSuffix
 
 	// SchemaMigrations records the applied migrations; migrate creates it, not a migration file.
 	SchemaMigrations = "schema_migrations"
@@ -45,5 +49,5 @@ func View(t string) string { return t + viewSuffix }
 // Names returns every table and view name above, tables first.
 func Names() []string {
 	return []string{GPUSamples, GPUEvents, IngestIntents, IngestGaps, Jobs, XIDCatalog, Fleet1m, GPU1m, GPU1h,
-		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, SchemaMigrations}
+		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, ClusterPower1s, ClusterPower1sMV, SchemaMigrations}
 }
