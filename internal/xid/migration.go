@@ -15,9 +15,13 @@ import (
 const MigrationFile = "0021_xid_catalog.sql"
 
 // MigrationSQL is the migration MigrationFile: the xid_catalog table, created if missing, emptied
-// and filled with every row of catalog.csv. The TRUNCATE makes the migration safe to repeat: migrate records a version only after
-// all its statements ran, so a run stopped between the INSERT and that record inserts again on the
-// next run, which without it would double every row.
+// and filled with every row of catalog.csv. The TRUNCATE makes the migration safe to repeat:
+// migrate records a version only after all its statements ran, so a run stopped between the INSERT
+// and that record inserts again on the next run, which without it would double every row. The
+// INSERT turns deduplication off as a precaution: a Replicated table (migrate on a cluster)
+// deduplicates blocks by default, and should it still remember the block after the TRUNCATE it
+// would drop the repeat and leave the table empty. (On chDB, a non-replicated table with a window
+// reloads either way; no cluster runs in the tests.)
 func MigrationSQL() string {
 	t := "{db}." + schema.XIDCatalog
 	var b strings.Builder
@@ -49,7 +53,7 @@ TRUNCATE TABLE %s
 ;
 
 INSERT INTO %s (code, mnemonic, description, a100, h100, b100, gb200, immediate_action,
-    investigatory_action, driver_gate, category, trigger) VALUES
+    investigatory_action, driver_gate, category, trigger) SETTINGS insert_deduplicate = 0 VALUES
 `, t, t, t)
 	for i, e := range All() {
 		if i > 0 {

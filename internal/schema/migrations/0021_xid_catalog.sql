@@ -26,7 +26,7 @@ TRUNCATE TABLE {db}.xid_catalog
 ;
 
 INSERT INTO {db}.xid_catalog (code, mnemonic, description, a100, h100, b100, gb200, immediate_action,
-    investigatory_action, driver_gate, category, trigger) VALUES
+    investigatory_action, driver_gate, category, trigger) SETTINGS insert_deduplicate = 0 VALUES
 (1, 'ROBUST_CHANNEL_FIFO_ERROR_FIFO_METHOD', 'Unused', false, false, false, false, 'CONTACT_SUPPORT', 'N/A; Unused', '', 'unused', ''),
 (2, 'ROBUST_CHANNEL_FIFO_ERROR_SW_METHOD', 'Unused', false, false, false, false, 'CONTACT_SUPPORT', 'N/A; Unused', '', 'unused', ''),
 (3, 'ROBUST_CHANNEL_FIFO_ERROR_UNK_METHOD', 'Unused', false, false, false, false, 'CONTACT_SUPPORT', 'N/A; Unused', '', 'unused', ''),
