@@ -2847,7 +2847,7 @@ ORDER BY code
 TRUNCATE TABLE gpufleet.xid_catalog
 ;
 INSERT INTO gpufleet.xid_catalog (code, mnemonic, description, a100, h100, b100, gb200, immediate_action,
-    investigatory_action, driver_gate, category, trigger) VALUES
+    investigatory_action, driver_gate, category, trigger) SETTINGS insert_deduplicate = 0 VALUES
 (1, 'ROBUST_CHANNEL_FIFO_ERROR_FIFO_METHOD', 'Unused', false, false, false, false, 'CONTACT_SUPPORT', 'N/A; Unused', '', 'unused', ''),
 (2, 'ROBUST_CHANNEL_FIFO_ERROR_SW_METHOD', 'Unused', false, false, false, false, 'CONTACT_SUPPORT', 'N/A; Unused', '', 'unused', ''),
 (3, 'ROBUST_CHANNEL_FIFO_ERROR_UNK_METHOD', 'Unused', false, false, false, false, 'CONTACT_SUPPORT', 'N/A; Unused', '', 'unused', ''),
@@ -3020,4 +3020,31 @@ INSERT INTO gpufleet.xid_catalog (code, mnemonic, description, a100, h100, b100,
 (170, 'NVLINK_SECURE_OTHER', 'Interrupt seen in CC mode', false, false, true, true, '', '', '', 'nvlink', 'Applicable to CC (confidential computing) mode only.'),
 (171, 'UNCORRECTABLE_DRAM_ERROR', 'Additional to Xid 48 providing more details on particulars of fault to differentiate DRAM/SRAM', true, true, true, true, '', '', '', 'gpu_memory', ''),
 (172, 'UNCORRECTABLE_SRAM_ERROR', 'Additional to Xid 48 providing more details on particulars of fault to differentiate DRAM/SRAM', true, true, true, true, '', '', '', 'gpu_sram', '')
+;
+-- 0024_cluster_power
+CREATE TABLE IF NOT EXISTS gpufleet.cluster_power_1s ON CLUSTER 'fleet'
+(
+    t DateTime('UTC'),
+    cluster LowCardinality(String),
+    samples SimpleAggregateFunction(sum, UInt64),
+    power_w_sum SimpleAggregateFunction(sum, Float64),
+    power_w_n SimpleAggregateFunction(sum, UInt64),
+    power_gpus AggregateFunction(uniqExact, UInt64) CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedAggregatingMergeTree
+PARTITION BY toYYYYMMDD(t)
+ORDER BY (cluster, t)
+TTL t + INTERVAL 30 DAY
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+;
+CREATE MATERIALIZED VIEW IF NOT EXISTS gpufleet.cluster_power_1s_mv ON CLUSTER 'fleet' TO gpufleet.cluster_power_1s AS
+SELECT
+    toDateTime(toStartOfSecond(time), 'UTC') AS t,
+    cluster,
+    count() AS samples,
+    toFloat64(ifNull(sum(power_w), 0)) AS power_w_sum,
+    count(power_w) AS power_w_n,
+    uniqExactStateIf(cityHash64(uuid), power_w IS NOT NULL) AS power_gpus
+FROM gpufleet.gpu_samples
+GROUP BY t, cluster
 ;
