@@ -15,6 +15,7 @@ import (
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
@@ -111,7 +112,7 @@ func (r *rig) checkRollups(t *testing.T) {
 	t.Helper()
 	db := r.st.Database()
 	q := "SELECT (SELECT count() FROM " + store.Table(db, "gpu_samples") + "), (SELECT countIf(job_id != '') FROM " + store.Table(db, "gpu_samples") + ")"
-	tables := []string{"fleet_1m", "gpu_1m", "gpu_1h", "jobs"}
+	tables := schema.SampleViews()
 	for _, table := range tables {
 		q += ", (SELECT sum(samples) FROM " + store.Table(db, table) + ")"
 	}
@@ -455,7 +456,12 @@ type viewsCut struct {
 	inserts, armAt int
 }
 
-var rollupViews = []string{"fleet_1m_mv", "gpu_1m_mv", "gpu_1h_mv", "jobs_mv"}
+var rollupViews = func() (mvs []string) {
+	for _, t := range schema.SampleViews() {
+		mvs = append(mvs, schema.View(t))
+	}
+	return mvs
+}()
 
 func (v *viewsCut) Insert(ctx context.Context, table string, b *store.Block, token string) error {
 	if table != "gpu_samples" {

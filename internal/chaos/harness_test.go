@@ -26,6 +26,7 @@ import (
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/ingest"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
@@ -349,7 +350,7 @@ func cliReader(bin, dsn string) reader {
 }
 
 // rollupTables are the materialized-view targets that count samples; jobs counts those with a job.
-var rollupTables = []string{"fleet_1m", "gpu_1m", "gpu_1h", "jobs"}
+var rollupTables = schema.SampleViews()
 
 // outcome is one fault's row of the table.
 type outcome struct {
