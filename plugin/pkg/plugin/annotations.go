@@ -55,9 +55,17 @@ func eventsSQL(db string, q Query, from, to time.Time) (string, store.Params, er
 		where = append(where, string(f.Dim)+" IN {"+name+":Array(String)}")
 		p[name] = store.FormatArray(f.Values)
 	}
-	return "SELECT toUnixTimestamp64Milli(time), kind, code, cluster, node, uuid, pid, message FROM " +
+	// The limit applies to the events, before the join: the catalog adds columns, never rows (one
+	// row per code), and a LEFT JOIN keeps an XID it does not know, as a newer driver logs.
+	// gpu_events.code is a throttle bitmask or 0 for the other kinds, so only an XID takes the
+	// catalog's words.
+	xid := func(col string) string { return "if(e.kind = 'xid', c." + col + ", '')" }
+	return "SELECT e.ms, e.kind, e.code, e.cluster, e.node, e.uuid, e.pid, e.message, " +
+		xid("mnemonic") + ", " + xid("description") + ", " + xid("immediate_action") +
+		" FROM (SELECT toUnixTimestamp64Milli(time) AS ms, kind, code, cluster, node, uuid, pid, message FROM " +
 		store.Table(db, schema.GPUEvents) + " WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY time LIMIT " + strconv.Itoa(eventsMax), p, nil
+		" ORDER BY time LIMIT " + strconv.Itoa(eventsMax) + ") AS e LEFT JOIN " + store.Table(db, schema.XIDCatalog) +
+		" AS c ON c.code = e.code ORDER BY e.ms", p, nil
 }
 
 // annotations answers an annotations query: a frame of time, text and tags that Grafana's
@@ -75,7 +83,7 @@ func (d *Datasource) annotations(ctx context.Context, q Query, from, to time.Tim
 	texts := make([]string, 0, len(r.Rows))
 	tags := make([]string, 0, len(r.Rows))
 	for _, row := range r.Rows {
-		if len(row) < 8 {
+		if len(row) < 11 {
 			continue
 		}
 		ms, _ := asInt(row[0])
@@ -83,7 +91,7 @@ func (d *Datasource) annotations(ctx context.Context, q Query, from, to time.Tim
 		pid, _ := asInt(row[6])
 		kind, cluster, node, uuid, msg := str(row[1]), str(row[3]), str(row[4]), str(row[5]), str(row[7])
 		times = append(times, time.UnixMilli(ms).UTC())
-		texts = append(texts, eventText(kind, code, pid, node, uuid, msg))
+		texts = append(texts, eventText(kind, code, pid, node, uuid, msg, xidMeaning{str(row[8]), str(row[9]), str(row[10])}))
 		t := []string{kind, cluster, node}
 		if kind == "xid" {
 			t = append(t, "xid "+strconv.FormatInt(code, 10))
@@ -97,12 +105,20 @@ func (d *Datasource) annotations(ctx context.Context, q Query, from, to time.Tim
 	return []*data.Frame{f}, nil
 }
 
-// eventText is what an event's mark says: what happened, where, and the driver's message.
-func eventText(kind string, code, pid int64, node, uuid, msg string) string {
+// xidMeaning is what NVIDIA's Xid catalog says of a code (internal/xid): empty for a code it does
+// not list.
+type xidMeaning struct{ mnemonic, description, action string }
+
+// eventText is what an event's mark says: what happened (for an XID, the catalog's mnemonic,
+// description and immediate action), where, and the driver's message.
+func eventText(kind string, code, pid int64, node, uuid, msg string, m xidMeaning) string {
 	var what string
 	switch kind {
 	case "xid":
 		what = "XID " + strconv.FormatInt(code, 10)
+		if m.mnemonic != "" {
+			what += " " + m.mnemonic
+		}
 	case "ecc_sbe":
 		what = "ECC single-bit error"
 	case "ecc_dbe":
@@ -120,6 +136,16 @@ func eventText(kind string, code, pid int64, node, uuid, msg string) string {
 	}
 	if msg != "" {
 		s += ": " + msg
+	}
+	if kind == "xid" {
+		switch {
+		case m.mnemonic == "":
+			s += ". Not in the Xid catalog"
+		case m.action == "":
+			s += ". Catalog: " + m.description
+		default:
+			s += ". Catalog: " + m.description + "; immediate action " + m.action
+		}
 	}
 	return s
 }

@@ -145,6 +145,40 @@ func TestAlias(t *testing.T) {
 	}
 }
 
+// An XID storm: the annotations stop at eventsMax (5,000) events, the first of the range, each with
+// its catalog meaning: the join with xid_catalog adds words, not rows.
+func TestAnnotationsBounded(t *testing.T) {
+	st, end := fleet(t)
+	ds := plugin.New(st, func() time.Time { return end })
+	ctx := context.Background()
+	if err := st.Exec(ctx, fmt.Sprintf("INSERT INTO %s (time, cluster, node, gpu, uuid, kind, code) "+
+		"SELECT fromUnixTimestamp64Milli(toInt64(%d + number)), 'east', 'node-00000', 0, 'GPU-a', 'xid', 48 FROM numbers(6000)",
+		store.Table(st.Database(), "gpu_events"), end.Add(-time.Hour).UnixMilli())); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{
+		dataQuery("storm", end.Add(-2*time.Hour), end, map[string]any{"queryType": "annotations", "kinds": []string{"xid"}})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resp.Responses["storm"]
+	if r.Error != nil || len(r.Frames) != 1 {
+		t.Fatalf("storm: %v", r.Error)
+	}
+	f := r.Frames[0]
+	if f.Rows() != 5000 {
+		t.Fatalf("%d annotations, want 5000", f.Rows())
+	}
+	first, last := f.Fields[0].At(0).(time.Time), f.Fields[0].At(4999).(time.Time)
+	if start := end.Add(-time.Hour); !first.Equal(start) || !last.Equal(start.Add(4999*time.Millisecond)) {
+		t.Errorf("annotations from %v to %v, want the range's first 5000 in order from %v", first, last, start)
+	}
+	if text := f.Fields[1].At(4999).(string); !strings.Contains(text, "XID 48 ROBUST_CHANNEL_GPU_ECC_DBE") ||
+		!strings.Contains(text, "immediate action WORKFLOW_XID_48") {
+		t.Errorf("last annotation %q lacks the catalog's words", text)
+	}
+}
+
 // Annotations: GPU events of the range as time, text and tags, by kind and dimension.
 func TestAnnotations(t *testing.T) {
 	st, end := fleet(t)
@@ -158,6 +192,7 @@ func TestAnnotations(t *testing.T) {
 		"('"+at(8*time.Minute)+"', 'east', 'node-00000', 1, 'GPU-a', 'ecc_dbe', 0, 0, ''),"+
 		"('"+at(6*time.Minute)+"', 'west', 'node-00001', 2, 'GPU-b', 'throttle', 8, 0, ''),"+
 		"('"+at(4*time.Minute)+"', 'west', 'node-00001', 2, 'GPU-b', 'xid', 13, 4242, 'Graphics Engine Exception'),"+
+		"('"+at(2*time.Minute)+"', 'east', 'node-00000', 1, 'GPU-a', 'xid', 9999, 0, 'from a newer driver'),"+
 		"('"+at(30*time.Minute)+"', 'west', 'node-00001', 2, 'GPU-b', 'fell_off_bus', 0, 0, 'before the range')"); err != nil {
 		t.Fatal(err)
 	}
@@ -189,16 +224,21 @@ func TestAnnotations(t *testing.T) {
 		}
 		return out
 	}
+	// An XID carries the Xid catalog's mnemonic, description and immediate action; a code the
+	// catalog lacks still shows; the throttle bitmask 8 is not Xid 8.
 	want := []string{
-		"XID 79 on node-00000 GPU-a: GPU has fallen off the bus [xid,east,node-00000,xid 79]",
+		"XID 79 ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS on node-00000 GPU-a: GPU has fallen off the bus. " +
+			"Catalog: GPU has fallen off the bus; immediate action RESTART_BM [xid,east,node-00000,xid 79]",
 		"ECC double-bit error on node-00000 GPU-a [ecc_dbe,east,node-00000]",
 		"clocks throttled (reasons 0x8) on node-00001 GPU-b [throttle,west,node-00001]",
-		"XID 13 on node-00001 GPU-b (pid 4242): Graphics Engine Exception [xid,west,node-00001,xid 13]",
+		"XID 13 ROBUST_CHANNEL_GR_EXCEPTION / ROBUST_CHANNEL_GR_ERROR_SW_NOTIFY on node-00001 GPU-b (pid 4242): Graphics Engine Exception. " +
+			"Catalog: Graphics Engine Exception; immediate action RESTART_APP [xid,west,node-00001,xid 13]",
+		"XID 9999 on node-00000 GPU-a: from a newer driver. Not in the Xid catalog [xid,east,node-00000,xid 9999]",
 	}
 	if got := texts("all"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("all:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if got := texts("xid"); len(got) != 2 || got[0] != want[0] || got[1] != want[3] {
+	if got := texts("xid"); len(got) != 3 || got[0] != want[0] || got[1] != want[3] || got[2] != want[4] {
 		t.Errorf("xid: %q", got)
 	}
 	if got := texts("west"); len(got) != 2 || got[0] != want[2] || got[1] != want[3] {
