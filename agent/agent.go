@@ -17,6 +17,7 @@ import (
 	"github.com/gpufleet/gpufleet/agent/attribution"
 	"github.com/gpufleet/gpufleet/agent/spool"
 	"github.com/gpufleet/gpufleet/internal/config"
+	"github.com/gpufleet/gpufleet/internal/health"
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/retry"
 	"github.com/gpufleet/gpufleet/internal/wire"
@@ -79,6 +80,10 @@ type Config struct {
 	// the sample raised. It must neither keep nor modify b or events, which are sent afterwards
 	// (agent/dcgmcompat copies the readings it serves on /metrics).
 	Observe func(b *wirepb.SampleBatch, first int, events []*wirepb.Event)
+	// Health, when set, evaluates every GPU's health state after each sample (internal/health,
+	// docs/health.md) and adds an EVENT_KIND_HEALTH event whenever a GPU's state changes, and for
+	// each GPU's first evaluation; Observe sees those events too. Nil evaluates none.
+	Health *health.Config
 }
 
 // DefaultMaxSendRecords and DefaultMaxSendBytes are Config.MaxSendRecords and MaxSendBytes when
@@ -199,6 +204,7 @@ type Agent struct {
 	// Missed ticks not yet logged, and when the last line about them was.
 	missedUnlogged uint64
 	missedLogged   time.Time
+	health         *healthEval // nil without Config.Health
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -235,6 +241,9 @@ func New(cfg Config) (*Agent, error) {
 		pending: make([]*wirepb.SampleBatch, len(cfg.Sources)), pendingEv: make([][]*wirepb.Event, len(cfg.Sources)),
 		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),
 		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_agent_send_seconds", Help: "Time of one acknowledged send to Kafka: one interval's messages, or, from a spool holding a backlog, up to MaxSendRecords intervals'.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+	}
+	if cfg.Health != nil {
+		a.health = newHealthEval(*cfg.Health, len(cfg.Sources), cfg.Logger)
 	}
 	if sp := cfg.Spool; sp != nil {
 		// Sequence numbers continue from the last run's, so ingest does not read a restart as a gap.
@@ -512,6 +521,9 @@ func (a *Agent) cycle(ctx context.Context, now time.Time) error {
 		a.samples.Add(uint64(len(a.pending[i].TimeUnixMs) - before))
 		if before == 0 && a.cfg.Jobs != nil {
 			a.attribute(ctx, a.pending[i])
+		}
+		if a.health != nil {
+			a.pendingEv[i] = a.health.observe(ctx, i, a.pending[i], before, a.pendingEv[i], evBefore)
 		}
 		if a.cfg.Observe != nil {
 			a.cfg.Observe(a.pending[i], before, a.pendingEv[i][evBefore:])
