@@ -33,23 +33,6 @@ func failureFleet(t *testing.T) (store.Store, time.Time) {
 	return st, at
 }
 
-// DrainLines is the drain list as failseed.Drain writes it.
-func drainLines(r *query.DrainReport, at time.Time) []string {
-	var out []string
-	for _, g := range r.GPUs {
-		out = append(out, fmt.Sprintf("%s %s %d %s %s %s %s", g.Cluster, g.Node, g.GPU, g.UUID, g.Action, g.Since.Sub(at), g.Job))
-	}
-	return out
-}
-
-func causeLines(r *query.InterruptionReport) []string {
-	var out []string
-	for _, c := range r.Causes {
-		out = append(out, fmt.Sprintf("%s %d %s %s", c.Category, c.Interruptions, c.ExampleJob, c.ExampleEvent))
-	}
-	return out
-}
-
 // The three failure reports answer exactly what the seeded history says: the state of every GPU
 // seen in the week (the decommissioned one, the MIG instance and an event after the instant left
 // out), the drain list in severity order with when each GPU entered its state and the job on it,
@@ -91,7 +74,7 @@ func TestFailureReports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := strings.Join(drainLines(r, at), "\n"), strings.Join(failseed.Drain, "\n"); got != want || r.Truncated {
+		if got, want := strings.Join(failseed.DrainLines(r, at), "\n"), strings.Join(failseed.Drain, "\n"); got != want || r.Truncated {
 			t.Errorf("drain list (truncated %v):\n%s\nwant:\n%s", r.Truncated, got, want)
 		}
 		for _, g := range r.GPUs {
@@ -116,7 +99,7 @@ func TestFailureReports(t *testing.T) {
 		// decommissioned GPU out, one of 9 days lists it as stopped reporting (and in service before).
 		r, err = query.Drain(ctx, st, query.FleetWindow{At: at, Silent: 15 * time.Minute}, 100)
 		if err != nil || len(r.GPUs) != 5 {
-			t.Errorf("silent 15m: %v, %v; want 5 GPUs", drainLines(r, at), err)
+			t.Errorf("silent 15m: %v, %v; want 5 GPUs", failseed.DrainLines(r, at), err)
 		}
 		r, err = query.Drain(ctx, st, query.FleetWindow{At: at, Lookback: 9 * 24 * time.Hour}, 100)
 		if err != nil || len(r.GPUs) != 7 || r.GPUs[2].UUID != "GPU-d-0-0" || r.GPUs[2].Action != query.ActionStoppedReporting ||
@@ -130,7 +113,7 @@ func TestFailureReports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := strings.Join(causeLines(r), "\n"), strings.Join(failseed.Interruptions, "\n"); got != want {
+		if got, want := strings.Join(failseed.CauseLines(r), "\n"), strings.Join(failseed.Interruptions, "\n"); got != want {
 			t.Errorf("causes:\n%s\nwant:\n%s", got, want)
 		}
 		if r.JobsEnded != failseed.JobsEnded || r.Interruptions != 5 || r.Causes[0].Share != 0.4 || r.Causes[0].ExampleUUID != "GPU-e-1-0" {
@@ -139,7 +122,7 @@ func TestFailureReports(t *testing.T) {
 		// Within 5 s: only the events at most 5 s before a job's last sample or after it count —
 		// j-b's DBE (after), j-f's XID 13 (1 s before) and j-i's fell off the bus (5 s before).
 		r, err = query.Interruptions(ctx, st, query.JobWindow{From: at.Add(-time.Hour), To: at, At: at, Within: 5 * time.Second})
-		if got, want := strings.Join(causeLines(r), ","), "application 1 j-f xid 13,gpu_memory 1 j-b xid 48,pcie_bus 1 j-i fell_off_bus"; err != nil || got != want {
+		if got, want := strings.Join(failseed.CauseLines(r), ","), "application 1 j-f xid 13,gpu_memory 1 j-b xid 48,pcie_bus 1 j-i fell_off_bus"; err != nil || got != want {
 			t.Errorf("within 5s: %s, %v; want %s", got, err, want)
 		}
 		// A window with no ended job: an empty table, still a report.
@@ -149,7 +132,7 @@ func TestFailureReports(t *testing.T) {
 		}
 		r, err = query.Interruptions(ctx, st, query.JobWindow{From: at.Add(-time.Hour), To: at, At: at,
 			Filters: []query.Filter{{Dim: query.Cluster, Values: []string{"west"}}}})
-		if got := strings.Join(causeLines(r), ","); err != nil || got != "application 1 j-f xid 13" || r.JobsEnded != 2 {
+		if got := strings.Join(failseed.CauseLines(r), ","); err != nil || got != "application 1 j-f xid 13" || r.JobsEnded != 2 {
 			t.Errorf("west: %s, %d ended, %v", got, r.JobsEnded, err)
 		}
 	})

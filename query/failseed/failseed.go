@@ -11,6 +11,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/query"
 )
 
 // Step is the sampling interval of the seeded GPUs.
@@ -187,4 +188,22 @@ func EnsureCatalog(ctx context.Context, st store.Store) error {
 	return st.Exec(ctx, "INSERT INTO "+t+" (code, mnemonic, immediate_action, category) VALUES "+
 		"(13, 'ROBUST_CHANNEL_GR_EXCEPTION', 'RESTART_APP', 'application'), (43, 'ROBUST_CHANNEL_RESETCHANNEL_VERIF_ERROR', 'IGNORE', 'application'), "+
 		"(48, 'ROBUST_CHANNEL_GPU_ECC_DBE', 'WORKFLOW_XID_48', 'gpu_memory'), (79, 'ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS', 'RESTART_BM', 'pcie_bus')")
+}
+
+// DrainLines writes a drain list as Drain is written, the since times as offsets from at.
+func DrainLines(r *query.DrainReport, at time.Time) []string {
+	var out []string
+	for _, g := range r.GPUs {
+		out = append(out, fmt.Sprintf("%s %s %d %s %s %s %s", g.Cluster, g.Node, g.GPU, g.UUID, g.Action, g.Since.Sub(at), g.Job))
+	}
+	return out
+}
+
+// CauseLines writes a root-cause table as Interruptions is written.
+func CauseLines(r *query.InterruptionReport) []string {
+	var out []string
+	for _, c := range r.Causes {
+		out = append(out, fmt.Sprintf("%s %d %s %s", c.Category, c.Interruptions, c.ExampleJob, c.ExampleEvent))
+	}
+	return out
 }
