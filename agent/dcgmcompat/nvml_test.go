@@ -58,6 +58,20 @@ func mockDGX() *server.Server {
 		dev.GetPerformanceStateFunc = func() (gonvml.Pstates, gonvml.Return) { return gonvml.PSTATE_0, gonvml.SUCCESS }
 		dev.GetEncoderUtilizationFunc = func() (uint32, uint32, gonvml.Return) { return uint32(i), 167_000, gonvml.SUCCESS }
 		dev.GetDecoderUtilizationFunc = func() (uint32, uint32, gonvml.Return) { return uint32(2 * i), 167_000, gonvml.SUCCESS }
+		// GPU 2 has rows waiting for a reset, GPU 3 a failed remap; GPU i was held down by power
+		// for i s and by heat for i/2 s (NVML answers ns).
+		dev.GetRemappedRowsFunc = func() (int, int, bool, bool, gonvml.Return) { return i, 1, i == 2, i == 3, gonvml.SUCCESS }
+		dev.GetViolationStatusFunc = func(p gonvml.PerfPolicyType) (gonvml.ViolationTime, gonvml.Return) {
+			switch p {
+			case gonvml.PERF_POLICY_POWER:
+				return gonvml.ViolationTime{ViolationTime: uint64(i) * 1_000_000_000}, gonvml.SUCCESS
+			case gonvml.PERF_POLICY_THERMAL:
+				return gonvml.ViolationTime{ViolationTime: uint64(i) * 500_000_000}, gonvml.SUCCESS
+			}
+			return gonvml.ViolationTime{}, gonvml.SUCCESS
+		}
+		dev.GetEnforcedPowerLimitFunc = func() (uint32, gonvml.Return) { return 700_000, gonvml.SUCCESS } // mW
+		dev.GetPowerManagementLimitConstraintsFunc = func() (uint32, uint32, gonvml.Return) { return 200_000, 700_000, gonvml.SUCCESS }
 		dev.GetFieldValuesFunc = func(vals []gonvml.FieldValue) gonvml.Return {
 			for k := range vals {
 				v := &vals[k]
@@ -77,7 +91,7 @@ func mockDGX() *server.Server {
 					u = 1 << 30
 				case gonvml.FI_DEV_ECC_SBE_VOL_TOTAL, gonvml.FI_DEV_ECC_DBE_VOL_TOTAL, gonvml.FI_DEV_ECC_DBE_AGG_TOTAL,
 					gonvml.FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, gonvml.FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
-					gonvml.FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL:
+					gonvml.FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, gonvml.FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL:
 				default: // Hopper remaps rows rather than retiring pages
 					ret = gonvml.ERROR_NOT_SUPPORTED
 				}
@@ -132,6 +146,9 @@ func mockDGX() *server.Server {
 	srv.EventSetCreateFunc = func() (gonvml.EventSet, gonvml.Return) {
 		return &mock.EventSet{
 			WaitFunc: func(uint32) (gonvml.EventData, gonvml.Return) { return gonvml.EventData{}, gonvml.ERROR_TIMEOUT },
+			Wait_v3Func: func(uint32) (gonvml.EventSetWaitData_v3, gonvml.Return) {
+				return gonvml.EventSetWaitData_v3{}, gonvml.ERROR_TIMEOUT
+			},
 			FreeFunc: func() gonvml.Return { return gonvml.SUCCESS },
 		}, gonvml.SUCCESS
 	}

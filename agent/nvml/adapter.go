@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 )
@@ -104,7 +105,12 @@ func (a adapter) WatchXID(devs []Device) (XIDWatch, error) {
 	if err := wrap("nvmlEventSetCreate", ret); err != nil {
 		return nil, err
 	}
-	w := &xidWatch{set: set, pos: map[gonvml.Device]int{}}
+	w := &xidWatch{set: set, pos: map[gonvml.Device]int{}, byUUID: map[string]int{}}
+	// nvmlEventSetWait_v3 dates each event; a driver without it would crash the process when
+	// called, so it is used only when the library has the symbol.
+	if ext := a.lib.Extensions(); ext != nil && ext.LookupSymbol("nvmlEventSetWait_v3") == nil {
+		w.v3 = true
+	}
 	var firstErr error
 	for i, d := range devs {
 		dd, ok := d.(device)
@@ -119,6 +125,10 @@ func (a adapter) WatchXID(devs []Device) (XIDWatch, error) {
 			continue
 		}
 		w.pos[dd.d] = i
+		// v3 names the GPU by UUID rather than by handle.
+		if uuid, ret := dd.d.GetUUID(); ret == gonvml.SUCCESS {
+			w.byUUID[uuid] = i
+		}
 	}
 	if len(w.pos) == 0 {
 		set.Free()
@@ -131,13 +141,41 @@ func (a adapter) WatchXID(devs []Device) (XIDWatch, error) {
 }
 
 type xidWatch struct {
-	set gonvml.EventSet
-	pos map[gonvml.Device]int
+	set    gonvml.EventSet
+	pos    map[gonvml.Device]int
+	byUUID map[string]int
+	v3     bool // nvmlEventSetWait_v3 is there and answers
 }
 
 func (w *xidWatch) Poll(max int) ([]XID, error) {
 	var out []XID
 	for len(out) < max {
+		if w.v3 {
+			ev, ret := w.set.Wait_v3(0)
+			if ret == gonvml.ERROR_FUNCTION_NOT_FOUND || ret == gonvml.ERROR_NOT_SUPPORTED {
+				w.v3 = false // the symbol is there but this driver does not serve it: v1 from now on
+				continue
+			}
+			if ret == gonvml.ERROR_TIMEOUT {
+				return out, nil
+			}
+			if err := wrap("nvmlEventSetWait_v3", ret); err != nil {
+				return out, err
+			}
+			if ev.DataType != uint32(gonvml.EVENT_DATA_TYPE_NVML_EVENT) || ev.EventType&gonvml.EventTypeXidCriticalError == 0 {
+				continue
+			}
+			i, ok := w.byUUID[cString(ev.Uuid[:])]
+			if !ok {
+				i = -1
+			}
+			x := XID{Dev: i, Code: ev.EventData}
+			if ev.TimestampUsec != 0 {
+				x.Time = time.UnixMicro(int64(ev.TimestampUsec))
+			}
+			out = append(out, x)
+			continue
+		}
 		// A zero timeout returns at once: the agent polls once per interval rather than keeping
 		// a goroutine blocked in NVML.
 		ev, ret := w.set.Wait(0)
@@ -381,6 +419,38 @@ func (d device) EncoderUtilization() (uint32, error) {
 func (d device) DecoderUtilization() (uint32, error) {
 	v, _, ret := d.d.GetDecoderUtilization()
 	return v, wrap("nvmlDeviceGetDecoderUtilization", ret)
+}
+
+func (d device) RemappedRows() (bool, bool, error) {
+	_, _, pending, failure, ret := d.d.GetRemappedRows()
+	return pending, failure, wrap("nvmlDeviceGetRemappedRows", ret)
+}
+
+// perfPolicies maps PerfPolicy to go-nvml's constants; lib.go keeps nvml.h's numbering, which
+// TestPerfPoliciesAreNVMLs holds.
+var perfPolicies = [...]gonvml.PerfPolicyType{
+	PolicyPower: gonvml.PERF_POLICY_POWER, PolicyThermal: gonvml.PERF_POLICY_THERMAL,
+	PolicySyncBoost: gonvml.PERF_POLICY_SYNC_BOOST, PolicyBoardLimit: gonvml.PERF_POLICY_BOARD_LIMIT,
+	PolicyLowUtilization: gonvml.PERF_POLICY_LOW_UTILIZATION, PolicyReliability: gonvml.PERF_POLICY_RELIABILITY,
+}
+
+func (d device) Violation(p PerfPolicy) (uint64, error) {
+	op := "nvmlDeviceGetViolationStatus(" + p.String() + ")"
+	if int(p) >= len(perfPolicies) {
+		return 0, &Error{Op: op, Name: "unknown policy", Kind: ErrNotSupported}
+	}
+	v, ret := d.d.GetViolationStatus(perfPolicies[p])
+	return v.ViolationTime, wrap(op, ret)
+}
+
+func (d device) EnforcedPowerLimit() (uint32, error) {
+	v, ret := d.d.GetEnforcedPowerLimit()
+	return v, wrap("nvmlDeviceGetEnforcedPowerLimit", ret)
+}
+
+func (d device) PowerLimitConstraints() (uint32, uint32, error) {
+	lo, hi, ret := d.d.GetPowerManagementLimitConstraints()
+	return lo, hi, wrap("nvmlDeviceGetPowerManagementLimitConstraints", ret)
 }
 
 func (d device) FieldValues(fields []Field, out []FieldValue) error {

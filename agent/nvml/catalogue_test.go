@@ -36,6 +36,12 @@ func catalogueDevice(unsupported ...uint32) (d device, asked *catalogueAsk) {
 		GetEncoderUtilizationFunc:        func() (uint32, uint32, gonvml.Return) { return 0, 0, fail },
 		GetDecoderUtilizationFunc:        func() (uint32, uint32, gonvml.Return) { return 0, 0, fail },
 		GetMigModeFunc:                   func() (int, int, gonvml.Return) { return 0, 0, fail },
+		GetRemappedRowsFunc:              func() (int, int, bool, bool, gonvml.Return) { return 0, 0, false, false, fail },
+		GetViolationStatusFunc: func(gonvml.PerfPolicyType) (gonvml.ViolationTime, gonvml.Return) {
+			return gonvml.ViolationTime{}, fail
+		},
+		GetEnforcedPowerLimitFunc:              func() (uint32, gonvml.Return) { return 0, fail },
+		GetPowerManagementLimitConstraintsFunc: func() (uint32, uint32, gonvml.Return) { return 0, 0, fail },
 		GetFieldValuesFunc: func(vals []gonvml.FieldValue) gonvml.Return {
 			asked.fields = nil
 			for k := range vals {
@@ -107,10 +113,13 @@ func TestCatalogueSourcesAreWhatTheAgentReads(t *testing.T) {
 	}{
 		{"retires pages", nil,
 			fieldSum([]gpumetric.Field{gpumetric.FieldRetiredSBE, gpumetric.FieldRetiredDBE}, false), nil},
-		{"remaps rows", []uint32{gonvml.FI_DEV_RETIRED_SBE, gonvml.FI_DEV_RETIRED_DBE},
-			fieldSum([]gpumetric.Field{gpumetric.FieldRemappedCor, gpumetric.FieldRemappedUnc}, false), nil},
+		{"remaps rows", []uint32{gonvml.FI_DEV_RETIRED_SBE, gonvml.FI_DEV_RETIRED_DBE, gonvml.FI_DEV_RETIRED_PENDING},
+			fieldSum([]gpumetric.Field{gpumetric.FieldRemappedCor, gpumetric.FieldRemappedUnc}, false),
+			map[gpumetric.ID]uint32{gpumetric.RetiredSBE: gonvml.FI_DEV_RETIRED_SBE, gpumetric.RetiredDBE: gonvml.FI_DEV_RETIRED_DBE,
+				gpumetric.RetiredPending: gonvml.FI_DEV_RETIRED_PENDING}},
 		{"neither", []uint32{gonvml.FI_DEV_RETIRED_DBE, gonvml.FI_DEV_REMAPPED_UNC}, 0,
-			map[gpumetric.ID]uint32{gpumetric.RetiredPages: gonvml.FI_DEV_RETIRED_DBE, gpumetric.RemappedUnc: gonvml.FI_DEV_REMAPPED_UNC}},
+			map[gpumetric.ID]uint32{gpumetric.RetiredPages: gonvml.FI_DEV_RETIRED_DBE, gpumetric.RemappedUnc: gonvml.FI_DEV_REMAPPED_UNC,
+				gpumetric.RetiredDBE: gonvml.FI_DEV_RETIRED_DBE}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, asked := catalogueDevice(tc.unsupported...)
@@ -190,6 +199,8 @@ func TestCatalogueIDsAreNVMLs(t *testing.T) {
 		{gpumetric.FieldECCDbeAggTotal, gonvml.FI_DEV_ECC_DBE_AGG_TOTAL, "NVML_FI_DEV_ECC_DBE_AGG_TOTAL"},
 		{gpumetric.FieldRetiredSBE, gonvml.FI_DEV_RETIRED_SBE, "NVML_FI_DEV_RETIRED_SBE"},
 		{gpumetric.FieldRetiredDBE, gonvml.FI_DEV_RETIRED_DBE, "NVML_FI_DEV_RETIRED_DBE"},
+		{gpumetric.FieldRetiredPending, gonvml.FI_DEV_RETIRED_PENDING, "NVML_FI_DEV_RETIRED_PENDING"},
+		{gpumetric.FieldNVLinkCRCDataErrorTotal, gonvml.FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL, "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL"},
 		{gpumetric.FieldNVLinkCRCFlitErrorTotal, gonvml.FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"},
 		{gpumetric.FieldNVLinkReplayErrorTotal, gonvml.FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"},
 		{gpumetric.FieldNVLinkRecoveryErrorTotal, gonvml.FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"},
@@ -242,6 +253,26 @@ func TestCatalogueIDsAreNVMLs(t *testing.T) {
 			return c.g == g
 		}) {
 			t.Errorf("%s: GPM metric %s is not checked against nvml.h here", m.Column, g)
+		}
+	}
+}
+
+// PerfPolicy keeps nvml.h's numbering and names, and the adapter asks go-nvml for the same policy.
+func TestPerfPoliciesAreNVMLs(t *testing.T) {
+	for _, c := range []struct {
+		p    PerfPolicy
+		nvml gonvml.PerfPolicyType
+		name string
+	}{
+		{PolicyPower, gonvml.PERF_POLICY_POWER, "POWER"},
+		{PolicyThermal, gonvml.PERF_POLICY_THERMAL, "THERMAL"},
+		{PolicySyncBoost, gonvml.PERF_POLICY_SYNC_BOOST, "SYNC_BOOST"},
+		{PolicyBoardLimit, gonvml.PERF_POLICY_BOARD_LIMIT, "BOARD_LIMIT"},
+		{PolicyLowUtilization, gonvml.PERF_POLICY_LOW_UTILIZATION, "LOW_UTILIZATION"},
+		{PolicyReliability, gonvml.PERF_POLICY_RELIABILITY, "RELIABILITY"},
+	} {
+		if uint32(c.p) != uint32(c.nvml) || perfPolicies[c.p] != c.nvml || c.p.String() != c.name {
+			t.Errorf("policy %s (%d): nvml.h has NVML_PERF_POLICY_%s = %d, adapter asks %d", c.p, uint32(c.p), c.name, c.nvml, perfPolicies[c.p])
 		}
 	}
 }

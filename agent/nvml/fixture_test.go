@@ -27,7 +27,13 @@ type node struct {
 	reasons []atomic.Uint64
 	sbe     []atomic.Uint64
 	dbe     []atomic.Uint64
-	xids    chan gonvml.EventData
+	xids    chan xidEvent
+	// noV3 makes the library lack nvmlEventSetWait_v3 (drivers before it): set before New.
+	noV3 atomic.Bool
+	// remapPending and remapFailure are what nvmlDeviceGetRemappedRows answers; viol each
+	// policy's violation time in ns (by PerfPolicy).
+	remapPending, remapFailure []atomic.Bool
+	viol                       [][len(policyNames)]atomic.Uint64
 	// noGPM marks GPUs that answer GPM is not supported (pre-Hopper boards).
 	noGPM []atomic.Bool
 	// gpmSamples are the GPM samples the source allocated.
@@ -73,7 +79,10 @@ var gpmBase = map[uint32]float64{2: 60, 3: 30, 5: 40, 10: 20}
 
 func newNode(t testing.TB, srv *server.Server) *node {
 	t.Helper()
-	n := &node{srv: srv, xids: make(chan gonvml.EventData, 16)}
+	n := &node{srv: srv, xids: make(chan xidEvent, 16)}
+	n.remapPending = make([]atomic.Bool, len(srv.Devices))
+	n.remapFailure = make([]atomic.Bool, len(srv.Devices))
+	n.viol = make([][len(policyNames)]atomic.Uint64, len(srv.Devices))
 	n.reasons = make([]atomic.Uint64, len(srv.Devices))
 	n.sbe = make([]atomic.Uint64, len(srv.Devices))
 	n.dbe = make([]atomic.Uint64, len(srv.Devices))
@@ -115,6 +124,17 @@ func newNode(t testing.TB, srv *server.Server) *node {
 		dev.GetPerformanceStateFunc = func() (gonvml.Pstates, gonvml.Return) { return gonvml.PSTATE_0, gonvml.SUCCESS }
 		dev.GetEncoderUtilizationFunc = func() (uint32, uint32, gonvml.Return) { return uint32(i), 167_000, gonvml.SUCCESS }
 		dev.GetDecoderUtilizationFunc = func() (uint32, uint32, gonvml.Return) { return uint32(2 * i), 167_000, gonvml.SUCCESS }
+		dev.GetRemappedRowsFunc = func() (int, int, bool, bool, gonvml.Return) {
+			return i, 1, n.remapPending[i].Load(), n.remapFailure[i].Load(), gonvml.SUCCESS
+		}
+		dev.GetViolationStatusFunc = func(p gonvml.PerfPolicyType) (gonvml.ViolationTime, gonvml.Return) {
+			if int(p) >= len(n.viol[i]) {
+				return gonvml.ViolationTime{}, gonvml.ERROR_INVALID_ARGUMENT
+			}
+			return gonvml.ViolationTime{ReferenceTime: 1, ViolationTime: n.viol[i][p].Load()}, gonvml.SUCCESS
+		}
+		dev.GetEnforcedPowerLimitFunc = func() (uint32, gonvml.Return) { return uint32(700_000 - 1000*i), gonvml.SUCCESS }
+		dev.GetPowerManagementLimitConstraintsFunc = func() (uint32, uint32, gonvml.Return) { return 200_000, 700_000, gonvml.SUCCESS }
 		dev.GetFieldValuesFunc = func(vals []gonvml.FieldValue) gonvml.Return {
 			for k := range vals {
 				v := &vals[k]
@@ -146,6 +166,8 @@ func newNode(t testing.TB, srv *server.Server) *node {
 					u = 1 << 30
 				case gonvml.FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, gonvml.FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, gonvml.FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL:
 					u = 0
+				case gonvml.FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL:
+					u = uint64(10 * i)
 				default: // Hopper remaps rows rather than retiring pages
 					ret = gonvml.ERROR_NOT_SUPPORTED
 				}
@@ -195,20 +217,48 @@ func newNode(t testing.TB, srv *server.Server) *node {
 		}
 		return gonvml.SUCCESS
 	}
+	srv.LookupSymbolFunc = func(sym string) error {
+		if sym == "nvmlEventSetWait_v3" && n.noV3.Load() {
+			return fmt.Errorf("undefined symbol: %s", sym)
+		}
+		return nil
+	}
 	srv.EventSetCreateFunc = func() (gonvml.EventSet, gonvml.Return) {
 		return &mock.EventSet{
 			WaitFunc: func(uint32) (gonvml.EventData, gonvml.Return) {
 				select {
 				case e := <-n.xids:
-					return e, gonvml.SUCCESS
+					return e.EventData, gonvml.SUCCESS
 				default:
 					return gonvml.EventData{}, gonvml.ERROR_TIMEOUT
+				}
+			},
+			// v3 names the GPU by UUID and dates the event.
+			Wait_v3Func: func(uint32) (gonvml.EventSetWaitData_v3, gonvml.Return) {
+				select {
+				case e := <-n.xids:
+					w := gonvml.EventSetWaitData_v3{DataType: uint32(gonvml.EVENT_DATA_TYPE_NVML_EVENT),
+						EventType: e.EventType, EventData: e.EventData.EventData, TimestampUsec: e.usec}
+					uuid := e.Device.(*server.Device).UUID
+					for j := 0; j < len(uuid) && j < len(w.Uuid)-1; j++ {
+						w.Uuid[j] = int8(uuid[j])
+					}
+					return w, gonvml.SUCCESS
+				default:
+					return gonvml.EventSetWaitData_v3{}, gonvml.ERROR_TIMEOUT
 				}
 			},
 			FreeFunc: func() gonvml.Return { return gonvml.SUCCESS },
 		}, gonvml.SUCCESS
 	}
 	return n
+}
+
+// xidEvent is an XID the mock delivers: v1 hands out EventData, v3 the same with usec, its
+// timestamp in µs since the Unix epoch (0: none).
+type xidEvent struct {
+	gonvml.EventData
+	usec uint64
 }
 
 // logRecorder is a slog.Handler that keeps every record, to count what was logged.

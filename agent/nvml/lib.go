@@ -14,6 +14,7 @@ package nvml
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Lib is what the source asks NVML about the node.
@@ -40,10 +41,13 @@ type XIDWatch interface {
 	Close() error
 }
 
-// XID is one XID event: the GPU (position in WatchXID's devs) and the XID number.
+// XID is one XID event: the GPU (position in WatchXID's devs), the XID number and when NVML
+// says it happened (nvmlEventSetWait_v3's timestamp). Time is zero when the driver has no such
+// call or gives no timestamp: the source then dates the event at the tick that polled it.
 type XID struct {
 	Dev  int
 	Code uint64
+	Time time.Time
 }
 
 // Device is what the source asks NVML about one GPU. Every method returns an error wrapping
@@ -84,6 +88,17 @@ type Device interface {
 	// EncoderUtilization and DecoderUtilization are NVENC/NVDEC busy percent.
 	EncoderUtilization() (uint32, error)
 	DecoderUtilization() (uint32, error)
+	// RemappedRows says whether rows were remapped that only a GPU reset applies (pending) and
+	// whether a row remap failed, so the GPU needs service (failure); Ampere and later.
+	RemappedRows() (pending, failure bool, err error)
+	// Violation is the time in nanoseconds the clocks were held below what was asked because of
+	// policy p, since the driver loaded (nvmlDeviceGetViolationStatus's violationTime).
+	Violation(p PerfPolicy) (uint64, error)
+	// EnforcedPowerLimit is the power limit the GPU enforces now, in milliwatts.
+	EnforcedPowerLimit() (uint32, error)
+	// PowerLimitConstraints is the range of power-management limits the board accepts, in
+	// milliwatts.
+	PowerLimitConstraints() (min, max uint32, err error)
 	// FieldValues reads several NVML field values (NVML_FI_*) in one call: out[i] answers
 	// fields[i]. The returned error is for the call as a whole; each out[i].Err for its field.
 	FieldValues(fields []Field, out []FieldValue) error
@@ -100,6 +115,29 @@ type Device interface {
 	// Release frees what the device holds in NVML (its GPM samples); the source calls it once,
 	// on Close.
 	Release() error
+}
+
+// PerfPolicy is a cause the clocks are held down for (nvml.h nvmlPerfPolicyType_t, same values).
+type PerfPolicy uint32
+
+// The policies the source reads the violation time of.
+const (
+	PolicyPower PerfPolicy = iota
+	PolicyThermal
+	PolicySyncBoost
+	PolicyBoardLimit
+	PolicyLowUtilization
+	PolicyReliability
+)
+
+var policyNames = [...]string{"POWER", "THERMAL", "SYNC_BOOST", "BOARD_LIMIT", "LOW_UTILIZATION", "RELIABILITY"}
+
+// String is the nvml.h name without NVML_PERF_POLICY_, as the errors' Op shows it.
+func (p PerfPolicy) String() string {
+	if int(p) < len(policyNames) {
+		return policyNames[p]
+	}
+	return fmt.Sprintf("PerfPolicy(%d)", uint32(p))
 }
 
 // Process is a process running on a GPU: its PID (host PID namespace) and, on a GPU in MIG mode,

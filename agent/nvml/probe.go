@@ -197,6 +197,34 @@ func (t timedDevice) ClockEventReasons() (uint64, error) {
 	return v, err
 }
 
+func (t timedDevice) RemappedRows() (bool, bool, error) {
+	start := time.Now()
+	pending, failure, err := t.d.RemappedRows()
+	t.s.record("RemappedRows", start, err)
+	return pending, failure, err
+}
+
+func (t timedDevice) Violation(p PerfPolicy) (uint64, error) {
+	start := time.Now()
+	v, err := t.d.Violation(p)
+	t.s.record("Violation("+p.String()+")", start, err)
+	return v, err
+}
+
+func (t timedDevice) EnforcedPowerLimit() (uint32, error) {
+	start := time.Now()
+	v, err := t.d.EnforcedPowerLimit()
+	t.s.record("EnforcedPowerLimit", start, err)
+	return v, err
+}
+
+func (t timedDevice) PowerLimitConstraints() (uint32, uint32, error) {
+	start := time.Now()
+	lo, hi, err := t.d.PowerLimitConstraints()
+	t.s.record("PowerLimitConstraints", start, err)
+	return lo, hi, err
+}
+
 func (t timedDevice) FieldValues(fields []Field, out []FieldValue) error {
 	start := time.Now()
 	err := t.d.FieldValues(fields, out)

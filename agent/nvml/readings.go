@@ -123,6 +123,23 @@ func (r *gpuReading) lostErr() error {
 	return nil
 }
 
+// violationMetrics is the catalogue metric of each policy's violation time.
+var violationMetrics = [...]struct {
+	policy PerfPolicy
+	id     gpumetric.ID
+}{
+	{PolicyPower, gpumetric.ViolPower}, {PolicyThermal, gpumetric.ViolThermal},
+	{PolicySyncBoost, gpumetric.ViolSyncBoost}, {PolicyBoardLimit, gpumetric.ViolBoardLimit},
+	{PolicyLowUtilization, gpumetric.ViolLowUtil}, {PolicyReliability, gpumetric.ViolReliability},
+}
+
+func flag(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 var errPStateUnknown = &Error{Op: "nvmlDeviceGetPerformanceState", Code: 0, Name: "P-state unknown (32)", Kind: ErrNotSupported}
 
 // readMIG reads what NVML answers per MIG instance: its memory and its GPM metrics. The rest
@@ -188,6 +205,17 @@ func (r *gpuReading) read(d Device, buf []FieldValue) {
 	r.setF(gpumetric.DecUtil, float64(v), err)
 	v, err = d.MIGMode()
 	r.setF(gpumetric.MIGMode, float64(v), err)
+	pending, failure, err := d.RemappedRows()
+	r.setF(gpumetric.RemapPending, flag(pending), err)
+	r.setF(gpumetric.RemapFailure, flag(failure), err)
+	for _, vm := range violationMetrics {
+		ns, err := d.Violation(vm.policy)
+		r.setU(vm.id, ns, err)
+	}
+	v, err = d.EnforcedPowerLimit()
+	r.setF(gpumetric.PowerLimit, float64(v)/1000, err)
+	_, v, err = d.PowerLimitConstraints()
+	r.setF(gpumetric.PowerMax, float64(v)/1000, err)
 
 	buf = buf[:len(fieldRequest)]
 	if err := d.FieldValues(fieldRequest, buf); err != nil {

@@ -496,7 +496,7 @@ func (s *Source) pollXID(ms int64, ev []*wirepb.Event) []*wirepb.Event {
 		s.errs.WithLabelValues("xid").Inc()
 	}
 	for _, x := range xs {
-		e := &wirepb.Event{TimeUnixMs: ms, Kind: wirepb.EventKind_EVENT_KIND_XID, Code: x.Code,
+		e := &wirepb.Event{TimeUnixMs: xidTime(ms, x.Time), Kind: wirepb.EventKind_EVENT_KIND_XID, Code: x.Code,
 			Message: fmt.Sprintf("Xid %d", x.Code)}
 		if x.Dev >= 0 && x.Dev < len(s.gpus) {
 			e.GpuIndex, e.GpuUuid = s.gpus[x.Dev].Index, s.gpus[x.Dev].Uuid
@@ -504,4 +504,22 @@ func (s *Source) pollXID(ms int64, ev []*wirepb.Event) []*wirepb.Event {
 		ev = append(ev, e)
 	}
 	return ev
+}
+
+// xidSkew bounds how far NVML's date of an XID may lie from the tick that polled it. Events wait
+// at most an interval in the queue; a date beyond that is a clock NVML counts from something else
+// than the Unix epoch, and the tick's time is the better answer.
+const xidSkew = time.Hour
+
+// xidTime is the event's time in Unix ms: when NVML delivered it, or the tick's time (ms) when
+// NVML gave no date or an implausible one.
+func xidTime(ms int64, at time.Time) int64 {
+	if at.IsZero() {
+		return ms
+	}
+	t := at.UnixMilli()
+	if d := time.Duration(ms-t) * time.Millisecond; d > xidSkew || d < -xidSkew {
+		return ms
+	}
+	return t
 }

@@ -123,7 +123,9 @@ func TestSampleMockDGX(t *testing.T) {
 				for r := 0; r < 8; r++ {
 					// Fans are absent on SXM boards, GPM metrics on the first tick (no interval yet);
 					// everything else the mock answers.
-					if want := m.ID != gpumetric.FanSpeed && m.ID < gpumetric.SMActive; c.Has(r) != want {
+					// Hopper and Ampere remap rows rather than retire pages.
+					retires := m.ID == gpumetric.RetiredSBE || m.ID == gpumetric.RetiredDBE || m.ID == gpumetric.RetiredPending
+					if want := m.ID != gpumetric.FanSpeed && m.Source.GPM == 0 && !retires; c.Has(r) != want {
 						t.Errorf("%s row %d: present %v, want %v", m.Column, r, c.Has(r), want)
 					}
 				}
@@ -535,26 +537,48 @@ func TestThrottledAtStart(t *testing.T) {
 	}
 }
 
+// An XID is dated when NVML delivered it (nvmlEventSetWait_v3's µs timestamp, kept to the ms),
+// not at the tick that polled it; without a timestamp, with one too far from the tick to be Unix
+// time, or on a driver without v3, at the tick.
 func TestXIDEvents(t *testing.T) {
-	n := newNode(t, dgxh100.New())
-	s := newSource(t, n, nil)
-	n.xids <- gonvml.EventData{Device: n.devs[4], EventType: gonvml.EventTypeXidCriticalError, EventData: 79}
-	n.xids <- gonvml.EventData{Device: n.devs[6], EventType: gonvml.EventTypeXidCriticalError, EventData: 48}
-	_, ev, _ := tick(t, s, t0)
-	if len(ev) != 2 {
-		t.Fatalf("events %v, want 2 XIDs", ev)
-	}
-	for i, w := range []struct {
-		gpu  uint32
-		code uint64
-	}{{4, 79}, {6, 48}} {
-		e := ev[i]
-		if e.Kind != wirepb.EventKind_EVENT_KIND_XID || e.GpuIndex != w.gpu || e.GpuUuid != n.devs[w.gpu].UUID || e.Code != w.code {
-			t.Errorf("event %d: %v", i, e)
-		}
-	}
-	if _, ev, _ = tick(t, s, t0.Add(time.Second)); len(ev) != 0 {
-		t.Fatalf("second tick events %v", ev)
+	at := t0.Add(-1234567 * time.Microsecond) // 1.234567 s before the tick
+	for _, tc := range []struct {
+		name     string
+		noV3     bool
+		usec     uint64
+		wantTime int64
+	}{
+		{"v3 timestamp", false, uint64(at.UnixMicro()), at.UnixMilli()},
+		{"v3 without timestamp", false, 0, t0.UnixMilli()},
+		{"v3 timestamp not Unix time", false, 5_000_000, t0.UnixMilli()}, // µs since boot, say
+		{"driver without v3", true, uint64(at.UnixMicro()), t0.UnixMilli()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, dgxh100.New())
+			n.noV3.Store(tc.noV3)
+			s := newSource(t, n, nil)
+			n.xids <- xidEvent{gonvml.EventData{Device: n.devs[4], EventType: gonvml.EventTypeXidCriticalError, EventData: 79}, tc.usec}
+			n.xids <- xidEvent{gonvml.EventData{Device: n.devs[6], EventType: gonvml.EventTypeXidCriticalError, EventData: 48}, tc.usec}
+			_, ev, _ := tick(t, s, t0)
+			if len(ev) != 2 {
+				t.Fatalf("events %v, want 2 XIDs", ev)
+			}
+			for i, w := range []struct {
+				gpu  uint32
+				code uint64
+			}{{4, 79}, {6, 48}} {
+				e := ev[i]
+				if e.Kind != wirepb.EventKind_EVENT_KIND_XID || e.GpuIndex != w.gpu || e.GpuUuid != n.devs[w.gpu].UUID || e.Code != w.code {
+					t.Errorf("event %d: %v", i, e)
+				}
+				if e.TimeUnixMs != tc.wantTime {
+					t.Errorf("event %d at %d ms, want %d (tick %d)", i, e.TimeUnixMs, tc.wantTime, t0.UnixMilli())
+				}
+			}
+			if _, ev, _ = tick(t, s, t0.Add(time.Second)); len(ev) != 0 {
+				t.Fatalf("second tick events %v", ev)
+			}
+		})
 	}
 }
 
@@ -803,5 +827,70 @@ func TestMIGInstances(t *testing.T) {
 	}
 	if len(n.gpmSamples) != 2*(8+3) {
 		t.Errorf("%d GPM samples allocated, want two per GPU and instance (22)", len(n.gpmSamples))
+	}
+}
+
+// The failure data lands on its GPU's row as NVML answered it: the remap flags as 0/1, violation
+// times in ns per policy, the power limits in W; a question a GPU cannot answer leaves that
+// reading absent on its row only, never zero.
+func TestFailureReadings(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	n.remapPending[1].Store(true)
+	n.remapFailure[2].Store(true)
+	for p := range policyNames {
+		n.viol[3][p].Store(uint64(p+1) * 1_000_000_000)
+	}
+	n.devs[5].GetViolationStatusFunc = func(p gonvml.PerfPolicyType) (gonvml.ViolationTime, gonvml.Return) {
+		if p == gonvml.PERF_POLICY_RELIABILITY {
+			return gonvml.ViolationTime{}, gonvml.ERROR_NOT_SUPPORTED
+		}
+		return gonvml.ViolationTime{ViolationTime: 7}, gonvml.SUCCESS
+	}
+	n.devs[6].GetRemappedRowsFunc = func() (int, int, bool, bool, gonvml.Return) { return 0, 0, true, true, gonvml.ERROR_NOT_SUPPORTED }
+	n.devs[7].GetEnforcedPowerLimitFunc = func() (uint32, gonvml.Return) { return 0, gonvml.ERROR_NOT_SUPPORTED }
+	s := newSource(t, n, nil)
+	_, _, got := tick(t, s, t0)
+
+	gauge := func(id gpumetric.ID, r int) (float64, bool) {
+		c := column(t, got, id)
+		return c.Values[r], c.Has(r)
+	}
+	count := func(id gpumetric.ID, r int) (uint64, bool) {
+		c := column(t, got, id)
+		return c.Counts[r], c.Has(r)
+	}
+	for r := 0; r < 8; r++ {
+		for _, w := range []struct {
+			id      gpumetric.ID
+			want    float64
+			present bool
+		}{
+			{gpumetric.RemapPending, map[bool]float64{true: 1}[r == 1], r != 6},
+			{gpumetric.RemapFailure, map[bool]float64{true: 1}[r == 2], r != 6},
+			{gpumetric.PowerLimit, map[bool]float64{true: 700 - float64(r)}[r != 7], r != 7},
+			{gpumetric.PowerMax, 700, true},
+		} {
+			if v, ok := gauge(w.id, r); ok != w.present || v != w.want {
+				t.Errorf("row %d %s = %v (present %v), want %v (present %v)", r, gpumetric.All()[w.id-1].Column, v, ok, w.want, w.present)
+			}
+		}
+		if v, ok := count(gpumetric.NVLinkCRCData, r); !ok || v != uint64(10*r) {
+			t.Errorf("row %d nvlink_crc_data_errors = %d (present %v), want %d", r, v, ok, 10*r)
+		}
+		for _, vm := range violationMetrics {
+			want, present := uint64(0), true
+			switch r {
+			case 3:
+				want = uint64(vm.policy+1) * 1_000_000_000
+			case 5:
+				want, present = 7, vm.policy != PolicyReliability
+				if !present {
+					want = 0
+				}
+			}
+			if v, ok := count(vm.id, r); ok != present || v != want {
+				t.Errorf("row %d %s = %d (present %v), want %d (present %v)", r, gpumetric.All()[vm.id-1].Column, v, ok, want, present)
+			}
+		}
 	}
 }
