@@ -82,9 +82,9 @@ type Evaluator struct {
 	touched []*gpuState
 }
 
-// cond is one rule's condition on one GPU.
+// cond is one rule's active condition on one GPU.
 type cond struct {
-	active          bool
+	rule            int // position in Rules
 	reason          string
 	sinceMs, lastMs int64
 	code            uint64 // the Xid that set it
@@ -107,8 +107,8 @@ type gpuState struct {
 	state  State
 	lastMs int64
 	job    string
-	conds  []cond   // by rule position
-	wins   []window // by rule position
+	conds  []cond   // the active ones (few: a GPU holds no state for the rules it passes)
+	wins   []window // by position among the Rate and Share rules
 	// The counters a GPU reset or driver reload zeroes, at the last reading.
 	prev   [len(resetColumns)]uint64
 	prevOK [len(resetColumns)]bool
@@ -120,10 +120,13 @@ type gpuState struct {
 // GPU was reset or the driver reloaded.
 var resetColumns = [...]string{"ecc_sbe_volatile", "ecc_dbe_volatile", "energy_mj"}
 
-// ruleIDs are the metric ids of each rule's columns; resetIDs those of resetColumns.
+// ruleIDs are the metric ids of each rule's columns; resetIDs those of resetColumns; winOf is
+// a Rate or Share rule's position among them (its window), -1 for the others.
 var (
 	ruleIDs  [][]gpumetric.ID
 	resetIDs [len(resetColumns)]gpumetric.ID
+	winOf    []int
+	windows  int
 )
 
 func init() {
@@ -142,6 +145,11 @@ func init() {
 			}
 		}
 		ruleIDs = append(ruleIDs, ids)
+		w := -1
+		if r.Kind == Rate || r.Kind == Share {
+			w, windows = windows, windows+1
+		}
+		winOf = append(winOf, w)
 	}
 	for i, c := range resetColumns {
 		resetIDs[i] = id(c)
@@ -204,8 +212,8 @@ func (e *Evaluator) Observe(b *wirepb.SampleBatch, first int, events []*wirepb.E
 		}
 		t := Transition{TimeUnixMs: gs.lastMs, GPUIndex: gs.index, UUID: gs.uuid, From: gs.state, To: st, First: !gs.seen}
 		var reason string
-		if top >= 0 {
-			t.Rule, reason = Rules[top].Name, gs.conds[top].reason
+		if top != nil {
+			t.Rule, reason = Rules[top.rule].Name, top.reason
 		}
 		switch {
 		case !gs.seen && st == Healthy:
@@ -239,7 +247,7 @@ func (e *Evaluator) gpu(uuid string, index uint32) *gpuState {
 			e.dropped++
 			return nil
 		}
-		gs = &gpuState{key: key, index: index, uuid: uuid, conds: make([]cond, len(Rules)), wins: make([]window, len(Rules))}
+		gs = &gpuState{key: key, index: index, uuid: uuid, wins: make([]window, windows)}
 		e.gpus[key] = gs
 		e.order = append(e.order, gs)
 	}
@@ -265,20 +273,34 @@ func (e *Evaluator) value(id gpumetric.ID, i int) (u uint64, f float64, ok bool)
 	return 0, 0, false
 }
 
-func (gs *gpuState) set(r int, ms int64, reason string) {
-	c := &gs.conds[r]
-	if !c.active {
-		c.active, c.sinceMs = true, ms
+// cond is rule r's condition on the GPU, nil when not active.
+func (gs *gpuState) cond(r int) *cond {
+	for i := range gs.conds {
+		if gs.conds[i].rule == r {
+			return &gs.conds[i]
+		}
+	}
+	return nil
+}
+
+func (gs *gpuState) set(r int, ms int64, reason string) *cond {
+	c := gs.cond(r)
+	if c == nil {
+		gs.conds = append(gs.conds, cond{rule: r, sinceMs: ms})
+		c = &gs.conds[len(gs.conds)-1]
 	}
 	c.lastMs, c.reason = ms, reason
+	return c
 }
 
 func (gs *gpuState) clear(r int, why string) {
-	if !gs.conds[r].active {
-		return
+	for i := range gs.conds {
+		if gs.conds[i].rule == r {
+			gs.conds = slices.Delete(gs.conds, i, i+1)
+			gs.notes = append(gs.notes, why)
+			return
+		}
 	}
-	gs.conds[r] = cond{}
-	gs.notes = append(gs.notes, why)
 }
 
 // reading applies row i (the GPU's reading at ms, job its job) to the GPU's conditions.
@@ -298,11 +320,11 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 	gs.job = job
 	win := e.cfg.Window.Milliseconds()
 	for ri, r := range Rules {
-		c := &gs.conds[ri]
 		ids := ruleIDs[ri]
 		switch r.Kind {
 		case XIDBucket, XIDUnknown:
-			if !c.active {
+			c := gs.cond(ri)
+			if c == nil {
 				continue
 			}
 			switch {
@@ -319,7 +341,7 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 			case !ok:
 			case f >= 0.5:
 				gs.set(ri, ms, fmt.Sprintf("%s=1 (%s)", r.Columns[0], r.Reason))
-			default:
+			case gs.cond(ri) != nil:
 				gs.clear(ri, r.Columns[0]+" back to 0")
 			}
 		case NonZero:
@@ -328,11 +350,13 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 			case !ok:
 			case u > 0:
 				gs.set(ri, ms, fmt.Sprintf("%s=%d (%s)", r.Columns[0], u, r.Reason))
-			default:
+			case gs.cond(ri) != nil:
 				gs.clear(ri, r.Columns[0]+" back to 0")
 			}
 		case Event:
-			gs.clear(ri, "the GPU sends readings again")
+			if gs.cond(ri) != nil {
+				gs.clear(ri, "the GPU sends readings again")
+			}
 		case Rate, Share:
 			var sum uint64
 			var mask uint8
@@ -342,7 +366,7 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 					mask |= 1 << k
 				}
 			}
-			w := &gs.wins[ri]
+			w := &gs.wins[winOf[ri]]
 			if mask == 0 || !w.have || mask != w.mask || sum < w.base || ms < w.startMs {
 				// No reading, a first one, a column appearing or vanishing, or a counter reset:
 				// measure from here.
@@ -355,17 +379,18 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 			}
 			grew := sum - w.base
 			*w = window{have: true, startMs: ms, base: sum, mask: mask}
+			v := float64(grew) / (float64(el) / 60000) // per minute
+			if r.Kind == Share {
+				v = float64(grew) / (float64(el) * 1e6) // of the wall time
+			}
+			over := v > r.Threshold
+			if !over && gs.cond(ri) == nil {
+				continue // the common case, without formatting a reason
+			}
 			span := time.Duration(el) * time.Millisecond
-			var over bool
-			var what string
-			if r.Kind == Rate {
-				perMin := float64(grew) / (float64(el) / 60000)
-				over = perMin > r.Threshold
-				what = fmt.Sprintf("%s grew %.0f/min over %s (threshold %g/min)", strings.Join(r.Columns, " + "), perMin, span, r.Threshold)
-			} else {
-				share := float64(grew) / (float64(el) * 1e6)
-				over = share > r.Threshold
-				what = fmt.Sprintf("%s grew %.0f %% of %s (threshold %g %%)", r.Columns[0], share*100, span, r.Threshold*100)
+			what := fmt.Sprintf("%s grew %.0f/min over %s (threshold %g/min)", strings.Join(r.Columns, " + "), v, span, r.Threshold)
+			if r.Kind == Share {
+				what = fmt.Sprintf("%s grew %.0f %% of %s (threshold %g %%)", r.Columns[0], v*100, span, r.Threshold*100)
 			}
 			if over {
 				gs.set(ri, ms, what+": "+r.Reason)
@@ -391,8 +416,7 @@ func (e *Evaluator) event(gs *gpuState, ev *wirepb.Event) {
 	if ri < 0 || Rules[ri].NoChange {
 		return
 	}
-	gs.set(ri, ev.TimeUnixMs, XIDReason(ev.Code, ent, known))
-	c := &gs.conds[ri]
+	c := gs.set(ri, ev.TimeUnixMs, XIDReason(ev.Code, ent, known))
 	c.code, c.job = ev.Code, gs.job
 }
 
@@ -410,13 +434,16 @@ func XIDReason(code uint64, e xid.Entry, known bool) string {
 	return fmt.Sprintf("xid %d %s: %s → %s", code, e.Mnemonic, e.Description, e.Immediate)
 }
 
-// current is the GPU's state and the rule behind it (the first in table order of the most severe;
-// -1 when healthy).
-func (gs *gpuState) current() (State, int) {
-	st, top := Healthy, -1
-	for ri, c := range gs.conds {
-		if c.active && Rules[ri].State > st {
-			st, top = Rules[ri].State, ri
+// current is the GPU's state and the condition behind it (of the most severe, the one first in
+// table order; nil when healthy).
+func (gs *gpuState) current() (State, *cond) {
+	st := Healthy
+	var top *cond
+	for i := range gs.conds {
+		c := &gs.conds[i]
+		r := Rules[c.rule]
+		if r.State > st || (top != nil && r.State == st && c.rule < top.rule) {
+			st, top = r.State, c
 		}
 	}
 	return st, top
@@ -437,14 +464,13 @@ func (e *Evaluator) GPUs() []GPU {
 func (e *Evaluator) Findings() []Finding {
 	var out []Finding
 	for _, gs := range e.order {
-		for ri, c := range gs.conds {
-			if c.active {
-				out = append(out, Finding{GPUIndex: gs.index, UUID: gs.uuid, State: Rules[ri].State, Rule: Rules[ri].Name, Reason: c.reason, SinceMs: c.sinceMs})
-			}
+		for _, c := range gs.conds {
+			r := Rules[c.rule]
+			out = append(out, Finding{GPUIndex: gs.index, UUID: gs.uuid, State: r.State, Rule: r.Name, Reason: c.reason, SinceMs: c.sinceMs})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Finding) int {
-		return cmp.Or(cmp.Compare(a.GPUIndex, b.GPUIndex), cmp.Compare(b.State, a.State))
+		return cmp.Or(cmp.Compare(a.GPUIndex, b.GPUIndex), cmp.Compare(b.State, a.State), cmp.Compare(ruleIndex(a.Rule), ruleIndex(b.Rule)))
 	})
 	return out
 }
@@ -458,4 +484,8 @@ func truncate(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s + "…"
+}
+
+func ruleIndex(name string) int {
+	return slices.IndexFunc(Rules, func(r Rule) bool { return r.Name == name })
 }
