@@ -25,6 +25,7 @@ type queryCmd struct {
 	format, metric, agg, by, report, rawSQL string
 	filters                                 filterFlag
 	fill                                    bool
+	ff                                      failureFlags
 }
 
 // queryModes are the flags that choose what query prints: at most one may be given (before, the
@@ -40,6 +41,7 @@ var queryModeFlags = []struct {
 	{"agg", []string{"metric"}}, {"by", []string{"metric"}}, {"step", []string{"metric"}},
 	{"filter", []string{"metric"}}, {"fill", []string{"metric"}},
 	{"format", []string{"", "metric"}}, {"top", []string{"", "report"}},
+	{"lookback", []string{"report"}}, {"silent-after", []string{"report"}}, {"within", []string{"report"}}, {"limit", []string{"report"}},
 }
 
 func runQuery(ctx context.Context, e *env, args []string) error {
@@ -70,6 +72,9 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 		if !slices.Contains(reports, c.report) {
 			return usageError{fmt.Errorf("--report %q: one of %s", c.report, strings.Join(reports, ", "))}
 		}
+		if slices.Contains(failureReports, c.report) {
+			return c.withReader(ctx, func(st store.Store) error { return runFailureReport(ctx, e, st, c.report, c.since, c.ff) })
+		}
 		if c.top < 1 {
 			c.top = 5
 		}
@@ -81,6 +86,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 func (c *queryCmd) register(f *flags) {
 	c.sf.register(f)
 	c.sf.registerLimits(f)
+	c.ff.register(f)
 	f.DurationVar(&c.since, "since", 15*time.Minute, "window: from now minus this to now")
 	f.IntVar(&c.top, "top", 5, "how many hottest GPUs to list (summary, --report hottest and idle)")
 	f.StringVar(&c.format, "format", "text", "output of the summary and --metric: text, json, or csv (--metric only)")
@@ -93,7 +99,8 @@ func (c *queryCmd) register(f *flags) {
 	f.StringVar(&c.rawSQL, "sql", "", "run one SELECT (checked on ClickHouse's own parse, on a read-only session; macros $__timeFilter(col), $__timeInterval(col),\n"+
 		"$__fromTime, $__toTime over --since) and print its rows as JSON")
 	f.StringVar(&c.report, "report", "", "print a report as JSON over --since: hottest, idle (least utilised), silent\n"+
-		"(stopped reporting), stragglers (under half their job's median), events (by model), jobs (usage)")
+		"(stopped reporting), stragglers (under half their job's median), events (by model), jobs (usage);\n"+
+		"health (GPUs by state, model, cluster), drain (GPUs to act on now), interruptions (jobs ended after a fatal event, by cause)")
 }
 
 // mode is the mode flag given ("" for the summary). Two mode flags, or a flag only another mode
@@ -219,7 +226,7 @@ func runRawSQL(ctx context.Context, e *env, st store.Store, sql string, since ti
 }
 
 // reports are the names --report takes.
-var reports = []string{"hottest", "idle", "silent", "stragglers", "events", "jobs"}
+var reports = []string{"hottest", "idle", "silent", "stragglers", "events", "jobs", "health", "drain", "interruptions"}
 
 // runReport prints one of the fleet reports as JSON.
 func runReport(ctx context.Context, e *env, st store.Store, report string, since time.Duration, top int) error {
