@@ -12,19 +12,21 @@
 //
 //   - CategoryUnused: the catalog marks the code Unused, or it applies to none of A100, H100, B100
 //     and GB200 (Used is false exactly for these).
-//   - The unit the row names: HBM/DRAM, ECC, row remapping, page or resource retirement, contained
-//     or uncontained memory errors, WPR → CategoryGPUMemory (Xid 48 too, though NVIDIA's workflow
-//     also covers SRAM; Xid 172 says SRAM outright → CategorySRAM); PMU, SEC2, GSP micro-controllers
-//     → CategorySystemProcessor; NVLink, NVLink-C2C, link training → CategoryNVLink; the PCIe link,
-//     fallen off the bus, the push-buffer DMA whose trigger names PCI quality → CategoryPCIe; auxiliary
-//     power and power-smoothing circuitry → CategoryPowerMechanical.
-//   - The catalog's own cause: trigger text or an investigatory bucket CHECK_APP/CUDA saying user
-//     application faults → CategoryApplication; "driver firmware error", "illegal access by
-//     driver", vGPU/driver mismatch (UPDATE_SWFW), InfoROM wear limit, key rotation, channel
-//     retirement (INVESTIGATE_SW with no unit named) → CategoryDriverFirmware; test and
-//     recovery-summary messages (SMBPBI test, Xid 154) → CategoryInformational.
+//   - CategoryApplication: the trigger blames the application (13, 31, 43, 45, 137), or the
+//     investigatory bucket is CHECK_APP/CUDA and nothing else is named as the culprit (11, 25, 69,
+//     80; not 32, whose trigger names PCI quality, nor 37, "Driver firmware error").
+//   - The unit the row names: HBM/DRAM, ECC, row remapping, contained or uncontained memory
+//     errors, WPR → CategoryGPUMemory (Xid 48 too, though NVIDIA's workflow for it also covers
+//     SRAM; Xid 172 says SRAM outright → CategorySRAM); PMU, SEC2, GSP micro-controllers →
+//     CategorySystemProcessor; NVLink, NVLink-C2C, link training → CategoryNVLink; the PCIe link,
+//     fallen off the bus, the push-buffer DMA whose trigger names PCI quality → CategoryPCIe;
+//     auxiliary power and power-smoothing circuitry → CategoryPowerMechanical.
+//   - The driver or firmware: "driver firmware error", "illegal access by driver", vGPU/driver
+//     mismatch (UPDATE_SWFW), InfoROM wear limit, key rotation, CUDA fast path, channel retirement
+//     (INVESTIGATE_SW, no unit named) → CategoryDriverFirmware; SMBPBI test messages and Xid 154 (a
+//     summary of another Xid) → CategoryInformational.
 //   - Otherwise a fault of a GPU engine (graphics, copy, video, JPEG, OFA) or the GPU as a whole
-//     (stopped processing, timeouts, init failure) → CategoryGPU.
+//     (stopped processing, timeouts, init failure, retirement of an unnamed resource) → CategoryGPU.
 //
 // docs/xid.md lists the assignment per code.
 package xid
