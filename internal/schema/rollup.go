@@ -121,9 +121,11 @@ func Without(levels []Level, dims ...string) []Level {
 }
 
 // Covered is how many registry metrics (ids 1…Covered) the rollup tables hold: migration 0005 was
-// generated from the first 22, 0008 added the next 9, 0014 MIG mode and the GPM metrics. A metric
-// added later is answered from gpu_samples until a migration made by UpgradeSQL adds its columns.
-const Covered = 36
+// generated from the first 22, 0008 added the next 9, 0014 MIG mode and the GPM metrics, 0023 the
+// failure data (remap and retirement state, violation times, power limits, NVLink data CRC). A
+// metric added later is answered from gpu_samples until a migration made by UpgradeSQL adds its
+// columns.
+const Covered = 50
 
 // Covers reports whether the rollups hold the metric column.
 func Covers(column string) bool {

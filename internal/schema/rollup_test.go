@@ -36,6 +36,7 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 			"0018", "per GPU-minute each counter's readings and the first sample's time, so a counter's increase by job reads gpu_1m exactly when the job changes within a minute")},
 		{"0020_rollup_counter_values.sql", schema.ColumnsSQL(schema.Historic(19), schema.Historic(20), all[:36],
 			"0020", "each counter's first and last reading per GPU-minute as plain values, so a counter's increase reads gpu_1m without finalizing two states per row")},
+		{"0023_rollup_failure_metrics.sql", schema.UpgradeSQL(schema.Historic(23), all[:36], all[:50], "0023")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("migrations", c.file)
