@@ -39,8 +39,25 @@ type gpuState struct {
 	nvlinkKiB uint64
 	sbe       uint64
 	replays   uint64
-	lastT     time.Time
-	throttled bool
+	// Violation times in ns: each grows by the time since the last reading while its cause
+	// holds at this one (thermal while throttled, power near the limit, low utilisation idle).
+	violPowerNs, violThermalNs, violLowUtilNs uint64
+	lastT                                     time.Time
+	throttled                                 bool
+}
+
+// powerLimitW is each model's power limit in W, the board's maximum and the one it enforces (the
+// simulated fleet runs at the default); a model not named runs at 700 W.
+var powerLimitW = map[string]float64{
+	"NVIDIA H100 80GB HBM3": 700,
+	"NVIDIA A100-SXM4-80GB": 400,
+	"NVIDIA H200":           700,
+}
+
+// unmodelled are the catalogue metrics the simulated boards do not answer, absent on every row:
+// SXM boards have no fan, and Ampere and later remap rows rather than retire pages.
+var unmodelled = map[gpumetric.ID]bool{
+	gpumetric.FanSpeed: true, gpumetric.RetiredSBE: true, gpumetric.RetiredDBE: true, gpumetric.RetiredPending: true,
 }
 
 // NewNode returns simulated node number idx of a fleet; seed fixes every reading.
@@ -93,12 +110,26 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		temp := 30 + 0.48*util + float64(gseed%8) + 2*noise(2)
 		throttled := temp > 84
 		power := 70 + 6.2*util + 10*noise(3)
+		limit, ok := powerLimitW[n.gpus[g].Model]
+		if !ok {
+			limit = 700
+		}
 		if t.After(st.lastT) { // a clock stepping back neither adds energy nor rewinds the counter
 			if !st.lastT.IsZero() {
-				st.energyMJ += uint64(power * float64(t.Sub(st.lastT).Milliseconds()))
+				dt := t.Sub(st.lastT)
+				st.energyMJ += uint64(power * float64(dt.Milliseconds()))
 				// NVLink traffic follows utilisation: all-reduce-heavy training moves ~100 GB/s per
 				// GPU at full load.
-				st.nvlinkKiB += uint64(util / 100 * 100e9 / 1024 * t.Sub(st.lastT).Seconds())
+				st.nvlinkKiB += uint64(util / 100 * 100e9 / 1024 * dt.Seconds())
+				if throttled {
+					st.violThermalNs += uint64(dt.Nanoseconds())
+				}
+				if power >= 0.95*limit {
+					st.violPowerNs += uint64(dt.Nanoseconds())
+				}
+				if util < 10 {
+					st.violLowUtilNs += uint64(dt.Nanoseconds())
+				}
 			}
 			st.lastT = t
 		}
@@ -186,8 +217,19 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				c.Counts = append(c.Counts, st.nvlinkKiB)
 			case gpumetric.NVLinkRx:
 				c.Counts = append(c.Counts, st.nvlinkKiB+st.nvlinkKiB/50)
-			case gpumetric.RemappedCor, gpumetric.RemappedUnc, gpumetric.NVLinkCRCFlit, gpumetric.NVLinkReplay, gpumetric.NVLinkRecovery:
+			case gpumetric.RemappedCor, gpumetric.RemappedUnc, gpumetric.NVLinkCRCFlit, gpumetric.NVLinkReplay, gpumetric.NVLinkRecovery,
+				gpumetric.NVLinkCRCData, gpumetric.ViolSyncBoost, gpumetric.ViolBoardLimit, gpumetric.ViolReliability:
 				c.Counts = append(c.Counts, 0)
+			case gpumetric.RemapPending, gpumetric.RemapFailure: // healthy boards: nothing waits for a reset
+				c.Values = append(c.Values, 0)
+			case gpumetric.ViolPower:
+				c.Counts = append(c.Counts, st.violPowerNs)
+			case gpumetric.ViolThermal:
+				c.Counts = append(c.Counts, st.violThermalNs)
+			case gpumetric.ViolLowUtil:
+				c.Counts = append(c.Counts, st.violLowUtilNs)
+			case gpumetric.PowerLimit, gpumetric.PowerMax:
+				c.Values = append(c.Values, limit)
 			default: // a metric the simulator does not model: a placeholder, marked absent below
 				if i := gpumetric.Index(gpumetric.ID(c.Metric)); i >= 0 && gpumetric.All()[i].Kind.Integer() {
 					c.Counts = append(c.Counts, 0)
@@ -199,7 +241,7 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 	}
 	rows := len(b.TimeUnixMs)
 	for _, c := range b.Metrics {
-		if id := gpumetric.ID(c.Metric); id == gpumetric.FanSpeed || id > gpumetric.DRAMActive {
+		if id := gpumetric.ID(c.Metric); unmodelled[id] || id > gpumetric.NVLinkCRCData {
 			c.Present = wire.SetPresent(rows, func(int) bool { return false })
 		}
 	}

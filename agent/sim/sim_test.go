@@ -160,11 +160,13 @@ func TestBatchShapeAndRanges(t *testing.T) {
 					t.Errorf("%s: %d values and %d counts for %d rows", m.Column, len(c.Values), len(c.Counts), rows)
 				}
 			}
-			// The fan column is absent on every row (SXM boards have no fan); every other column is
-			// present on every row.
+			// The fan and retired-page columns are absent on every row (SXM boards have no fan,
+			// Ampere and later remap rows instead); every other column is present on every row.
 			for _, c := range b.Metrics {
 				for i := 0; i < rows; i++ {
-					if want := gpumetric.ID(c.Metric) != gpumetric.FanSpeed; wire.Present(c, i) != want {
+					id := gpumetric.ID(c.Metric)
+					absent := id == gpumetric.FanSpeed || id == gpumetric.RetiredSBE || id == gpumetric.RetiredDBE || id == gpumetric.RetiredPending
+					if want := !absent; wire.Present(c, i) != want {
 						t.Fatalf("metric %d row %d: Present = %v, want %v", c.Metric, i, !want, want)
 					}
 				}
@@ -251,5 +253,50 @@ func TestCountersMonotonicAcrossBatches(t *testing.T) {
 			cur[m.ID] = counts
 		}
 		last = cur
+	}
+}
+
+// The failure data is what a healthy fleet shows: nothing waits for a reset, the power limits are
+// the model's and constant, and each violation time grows by exactly the interval while its cause
+// holds (thermal while the clock-event reasons say thermal) and not at all otherwise.
+func TestFailureData(t *testing.T) {
+	const gpus, instants, step = 8, 360, 10 * time.Second
+	sawThermal := false
+	for _, idx := range []int{0, 1, 16, 33} {
+		n := NewNode(5, "c", idx, gpus)
+		b, _ := sampleRun(n, start, step, instants)
+		limit := powerLimitW[b.Gpus[0].Model]
+		pending, failure := column(t, b, gpumetric.RemapPending).Values, column(t, b, gpumetric.RemapFailure).Values
+		plimit, pmax := column(t, b, gpumetric.PowerLimit).Values, column(t, b, gpumetric.PowerMax).Values
+		reasons := column(t, b, gpumetric.ThrottleReasons).Counts
+		thermal := column(t, b, gpumetric.ViolThermal).Counts
+		for i := range b.TimeUnixMs {
+			if pending[i] != 0 || failure[i] != 0 {
+				t.Errorf("node %d row %d: remap pending %v failure %v on a healthy board", idx, i, pending[i], failure[i])
+			}
+			if plimit[i] != limit || pmax[i] != limit {
+				t.Errorf("node %d row %d: power limit %v max %v, want the %s's %v", idx, i, plimit[i], pmax[i], b.Gpus[0].Model, limit)
+			}
+			if i < gpus {
+				continue
+			}
+			want := uint64(0)
+			if reasons[i]&reasonSwThermal != 0 {
+				want, sawThermal = uint64(step.Nanoseconds()), true
+			}
+			if d := thermal[i] - thermal[i-gpus]; d != want {
+				t.Errorf("node %d row %d: thermal violation grew %d ns, want %d (reasons %#x)", idx, i, d, want, reasons[i])
+			}
+		}
+		for _, id := range []gpumetric.ID{gpumetric.ViolSyncBoost, gpumetric.ViolBoardLimit, gpumetric.ViolReliability, gpumetric.NVLinkCRCData} {
+			for i, v := range column(t, b, id).Counts {
+				if v != 0 {
+					t.Fatalf("node %d row %d: metric %d = %d, want 0 (not modelled as happening)", idx, i, id, v)
+				}
+			}
+		}
+	}
+	if !sawThermal {
+		t.Error("no GPU throttled in the run: the thermal case went untested")
 	}
 }
