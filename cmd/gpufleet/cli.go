@@ -40,7 +40,8 @@ func commands() []command {
 		{"topics", "create the pipeline's Kafka topics (an admin step, before agents and ingest)", runTopics},
 		{"nvml-probe", "read this node's GPUs for a while and report NVML call latency and the metrics each GPU answers", runNVMLProbe},
 		{"version", "print the version, commit and Go version this binary was built from", runVersion},
-		{"healthcheck", "GET a daemon's /healthz or /readyz: exit 0 on 2xx (a probe for images without curl)", runHealthcheck},
+		{"health-check", "judge this node's GPUs through NVML: exit 0 OK, 1 WARN, 2 CRITICAL (Slurm, node-problem-detector)", runHealthCheckCmd},
+		{"healthcheck", "HTTP probe: GET a gpufleet daemon's /healthz or /readyz, exit 0 on 2xx (for containers; GPUs: health-check)", runHealthcheck},
 	}, serverCommands()...)
 }
 
@@ -82,9 +83,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, e, args[1:])
+		var status exitStatus
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, &status):
+			return status.code // the command said why on stdout
 		case errors.As(err, new(usageError)):
 			msg := err.Error()
 			if e.cur != nil {
@@ -118,7 +122,7 @@ Usage: gpufleet <command> [flags]
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Every flag can also be set by environment (--interval is GPUFLEET_INTERVAL) or in a YAML file

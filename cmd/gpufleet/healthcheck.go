@@ -20,7 +20,9 @@ const healthcheckTimeout = 4 * time.Second
 func runHealthcheck(ctx context.Context, e *env, args []string) error {
 	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help") {
 		fmt.Fprint(e.stdout, "Usage: gpufleet healthcheck URL\n\nGETs URL (a daemon's /healthz or /readyz, e.g. http://127.0.0.1:9401/readyz) and exits 0\n"+
-			"when it answers 2xx, 1 otherwise, saying why on one line: a probe for images without curl.\n")
+			"when it answers 2xx, 1 otherwise, saying why on one line: an HTTP probe of a gpufleet daemon for\n"+
+			"container healthchecks in images without curl. It does not look at GPUs: for the node's GPU\n"+
+			"health (Slurm, node-problem-detector) run `gpufleet health-check`.\n")
 		return nil
 	}
 	if len(args) != 1 {

@@ -15,6 +15,7 @@ import (
 	"github.com/gpufleet/gpufleet/agent/dcgmcompat"
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/agent/spool"
+	"github.com/gpufleet/gpufleet/internal/health"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
@@ -77,6 +78,8 @@ func (s *simFlags) observer(reg prometheus.Registerer) func(*wirepb.SampleBatch,
 func (s *simFlags) agentConfig() agent.Config {
 	cfg := agent.DefaultConfig()
 	cfg.Interval, cfg.SendEvery, cfg.Rack, cfg.Pool = s.interval, s.sendEvery, s.rack, s.pool
+	// Every GPU's health state on gpu.events (docs/health.md), the simulator's as a real node's.
+	cfg.Health = &health.Config{}
 	return cfg
 }
 
