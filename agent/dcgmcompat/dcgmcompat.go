@@ -44,6 +44,7 @@ var Metrics = []Metric{
 	{"DCGM_FI_DEV_MEMORY_TEMP", gpumetric.TempMem, prometheus.GaugeValue, "°C", "C", 1},
 	{"DCGM_FI_DEV_GPU_TEMP", gpumetric.TempGPU, prometheus.GaugeValue, "°C", "C", 1},
 	{"DCGM_FI_DEV_POWER_USAGE", gpumetric.Power, prometheus.GaugeValue, "W", "W", 1},
+	{"DCGM_FI_DEV_ENFORCED_POWER_LIMIT", gpumetric.PowerLimit, prometheus.GaugeValue, "W", "W", 1},
 	{"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", gpumetric.Energy, prometheus.CounterValue, "mJ", "mJ", 1},
 	// Both read nvmlDeviceGetPcieThroughput: KB/s over NVML's last 20 ms, whatever the declared type.
 	{"DCGM_FI_DEV_PCIE_TX_THROUGHPUT", gpumetric.PCIeTx, prometheus.CounterValue, "KiB/s", "KB/s", 1},
@@ -53,17 +54,32 @@ var Metrics = []Metric{
 	{"DCGM_FI_DEV_MEM_COPY_UTIL", gpumetric.MemUtil, prometheus.GaugeValue, "%", "%", 1},
 	{"DCGM_FI_DEV_ENC_UTIL", gpumetric.EncUtil, prometheus.GaugeValue, "%", "%", 1},
 	{"DCGM_FI_DEV_DEC_UTIL", gpumetric.DecUtil, prometheus.GaugeValue, "%", "%", 1},
+	// DCGM keeps NVML's violation times in µs; the catalogue keeps NVML's ns. Whole µs, truncated
+	// as DCGM's integer division does (value).
+	{"DCGM_FI_DEV_POWER_VIOLATION", gpumetric.ViolPower, prometheus.CounterValue, "ns", "us", 1000},
+	{"DCGM_FI_DEV_THERMAL_VIOLATION", gpumetric.ViolThermal, prometheus.CounterValue, "ns", "us", 1000},
+	{"DCGM_FI_DEV_SYNC_BOOST_VIOLATION", gpumetric.ViolSyncBoost, prometheus.CounterValue, "ns", "us", 1000},
+	{"DCGM_FI_DEV_BOARD_LIMIT_VIOLATION", gpumetric.ViolBoardLimit, prometheus.CounterValue, "ns", "us", 1000},
+	{"DCGM_FI_DEV_LOW_UTIL_VIOLATION", gpumetric.ViolLowUtil, prometheus.CounterValue, "ns", "us", 1000},
+	{"DCGM_FI_DEV_RELIABILITY_VIOLATION", gpumetric.ViolReliability, prometheus.CounterValue, "ns", "us", 1000},
 	{"DCGM_FI_DEV_FB_FREE", gpumetric.FBFree, prometheus.GaugeValue, "MiB", "MiB", 1},
 	{"DCGM_FI_DEV_FB_USED", gpumetric.FBUsed, prometheus.GaugeValue, "MiB", "MiB", 1},
 	{"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", gpumetric.ECCSingleVolatile, prometheus.CounterValue, "count", "count", 1},
 	{"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", gpumetric.ECCDoubleVolatile, prometheus.CounterValue, "count", "count", 1},
 	{"DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", gpumetric.ECCSingleAggregate, prometheus.CounterValue, "count", "count", 1},
 	{"DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", gpumetric.ECCDoubleAggregate, prometheus.CounterValue, "count", "count", 1},
+	{"DCGM_FI_DEV_RETIRED_SBE", gpumetric.RetiredSBE, prometheus.CounterValue, "count", "count", 1},
+	{"DCGM_FI_DEV_RETIRED_DBE", gpumetric.RetiredDBE, prometheus.CounterValue, "count", "count", 1},
+	// A 0/1 flag (NVML_FI_DEV_RETIRED_PENDING) that dcgm-exporter declares a counter.
+	{"DCGM_FI_DEV_RETIRED_PENDING", gpumetric.RetiredPending, prometheus.CounterValue, "bool", "bool", 1},
 	{"DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", gpumetric.NVLinkCRCFlit, prometheus.CounterValue, "count", "count", 1},
+	{"DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", gpumetric.NVLinkCRCData, prometheus.CounterValue, "count", "count", 1},
 	{"DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", gpumetric.NVLinkReplay, prometheus.CounterValue, "count", "count", 1},
 	{"DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", gpumetric.NVLinkRecovery, prometheus.CounterValue, "count", "count", 1},
 	{"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", gpumetric.RemappedUnc, prometheus.CounterValue, "count", "count", 1},
 	{"DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", gpumetric.RemappedCor, prometheus.CounterValue, "count", "count", 1},
+	{"DCGM_FI_DEV_ROW_REMAP_FAILURE", gpumetric.RemapFailure, prometheus.GaugeValue, "bool", "bool", 1},
+	{"DCGM_FI_DEV_ROW_REMAP_PENDING", gpumetric.RemapPending, prometheus.GaugeValue, "bool", "bool", 1},
 	// The profiling (DCP) fields are ratios, 0..1; the catalogue's GPM metrics are percentages.
 	{"DCGM_FI_PROF_SM_ACTIVE", gpumetric.SMActive, prometheus.GaugeValue, "%", "ratio", 100},
 	{"DCGM_FI_PROF_SM_OCCUPANCY", gpumetric.SMOccupancy, prometheus.GaugeValue, "%", "ratio", 100},
@@ -76,10 +92,14 @@ var Metrics = []Metric{
 }
 
 // value is a catalogue reading in DCGM's unit. A ratio is rounded to 1e-9, so that 65.6 % serves
-// as 0.656 rather than the 0.6559999999999999 the division leaves.
+// as 0.656 rather than the 0.6559999999999999 the division leaves; a counter (the violation times)
+// is DCGM's whole units, truncated as its integer division truncates them.
 func (m Metric) value(v float64) float64 {
-	if m.Per == 1 {
+	switch {
+	case m.Per == 1:
 		return v
+	case m.Type == prometheus.CounterValue:
+		return math.Floor(v / m.Per)
 	}
 	return math.Round(v/m.Per*1e9) / 1e9
 }

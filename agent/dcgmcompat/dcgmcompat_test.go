@@ -104,10 +104,10 @@ func TestExpositionGolden(t *testing.T) {
 
 // TestUnitsMatchCatalogue holds every mapping to the catalogue: the metric exists, its unit is the
 // one the conversion assumes, and a DCGM counter is read from a catalogue counter unless
-// dcgm-exporter declares a rate one (PCIe throughput).
+// dcgm-exporter declares a rate (PCIe throughput) or a flag (pages pending retirement) one.
 func TestUnitsMatchCatalogue(t *testing.T) {
 	seen := map[string]bool{}
-	rates := map[string]bool{"DCGM_FI_DEV_PCIE_TX_THROUGHPUT": true, "DCGM_FI_DEV_PCIE_RX_THROUGHPUT": true}
+	rates := map[string]bool{"DCGM_FI_DEV_PCIE_TX_THROUGHPUT": true, "DCGM_FI_DEV_PCIE_RX_THROUGHPUT": true, "DCGM_FI_DEV_RETIRED_PENDING": true}
 	for _, m := range Metrics {
 		cm, ok := gpumetric.Lookup(m.ID)
 		switch {
@@ -224,4 +224,33 @@ func BenchmarkCollector(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/8, "ns/gpu")
 	})
+}
+
+// Violation times are served in DCGM's whole µs from the catalogue's ns, truncated; the remap flags
+// and the power limit as they are.
+func TestFailureFieldUnits(t *testing.T) {
+	b := &wirepb.SampleBatch{Node: "gpu-0001", Gpus: []*wirepb.GPU{{Index: 0, Uuid: "GPU-a", Model: "NVIDIA H100 80GB HBM3"}},
+		TimeUnixMs: []int64{1}, Gpu: []uint32{0},
+		Metrics: []*wirepb.MetricColumn{
+			{Metric: uint32(gpumetric.ViolPower), Counts: []uint64{2_500_001_999}},
+			{Metric: uint32(gpumetric.ViolThermal), Counts: []uint64{999}},
+			{Metric: uint32(gpumetric.RemapPending), Values: []float64{1}},
+			{Metric: uint32(gpumetric.PowerLimit), Values: []float64{650}},
+		}}
+	c := New()
+	c.Observe(b, 0, nil)
+	got := exposition(t, c)
+	for name, want := range map[string]string{
+		"DCGM_FI_DEV_POWER_VIOLATION": "2.500001e+06", "DCGM_FI_DEV_THERMAL_VIOLATION": "0",
+		"DCGM_FI_DEV_ROW_REMAP_PENDING": "1", "DCGM_FI_DEV_ENFORCED_POWER_LIMIT": "650",
+	} {
+		re := regexp.MustCompile("(?m)^" + name + `\{[^}]*\} (\S+)$`)
+		m := re.FindStringSubmatch(got)
+		if m == nil || m[1] != want {
+			t.Errorf("%s: served %v, want %s", name, m, want)
+		}
+	}
+	if n := series(got, "DCGM_FI_DEV_ROW_REMAP_FAILURE"); n != 0 {
+		t.Errorf("%d DCGM_FI_DEV_ROW_REMAP_FAILURE series for a GPU with no reading, want none", n)
+	}
 }
