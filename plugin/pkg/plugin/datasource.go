@@ -277,7 +277,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 
 // Query is the JSON of one panel query.
 type Query struct {
-	QueryType string   `json:"queryType"` // "series" (default), "stat", "top", "sql" or "annotations"
+	QueryType string   `json:"queryType"` // "series" (default), "stat", "top", "sql", "annotations", "health", "drain" or "interruptions"
 	Metric    string   `json:"metric"`
 	Agg       string   `json:"agg"`
 	GroupBy   []string `json:"groupBy"`
@@ -296,6 +296,12 @@ type Query struct {
 	Alias string `json:"alias"`
 	// Kinds are the gpu_events kinds an annotations query shows; none means all.
 	Kinds []string `json:"kinds"`
+	// Health, drain and interruptions (failures.go): the look-back and silence threshold as Go
+	// durations ("168h", "2m"; empty for the defaults), and how soon after a fatal event a job
+	// must have ended to count as interrupted, in seconds (0 for 300). Limit caps the drain list.
+	Lookback string `json:"lookback"`
+	Silent   string `json:"silent"`
+	Within   int    `json:"within"`
 }
 
 // QueryData answers each query on its own; one failing query does not fail the others.
@@ -332,6 +338,8 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 		frames, err = d.sql(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
 	case "annotations":
 		frames, err = d.annotations(ctx, q, from, to)
+	case "health", "drain", "interruptions":
+		frames, err = d.failures(ctx, q, from, to)
 	default:
 		err = badType(q.QueryType)
 	}
@@ -350,7 +358,7 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 }
 
 func badType(t string) error {
-	return fmt.Errorf("%w: queryType %q: series, stat, top, sql or annotations", query.ErrInvalid, t)
+	return fmt.Errorf("%w: queryType %q: series, stat, top, sql, annotations, health, drain or interruptions", query.ErrInvalid, t)
 }
 
 // Compiled is what a panel query will run: the SQL with {name:Type} placeholders, the values bound
@@ -403,6 +411,12 @@ func (d *Datasource) compile(ctx context.Context, q Query, from, to time.Time, i
 			return nil, err
 		}
 		return &Compiled{SQL: sql, Params: p, Table: schema.GPUEvents}, nil
+	case "health", "drain", "interruptions":
+		sql, p, err := d.failureSQL(q, from, to)
+		if err != nil {
+			return nil, err
+		}
+		return &Compiled{SQL: sql, Params: p}, nil
 	}
 	return nil, badType(q.QueryType)
 }
