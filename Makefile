@@ -33,6 +33,7 @@ demo: build libchdb
 # (deploy/dev/kafka.sh); tests that need ClickHouse load the real engine (libchdb.so).
 test: libchdb plugin-test
 	deploy/dev/kafka.sh install
+	deploy/dev/test-packages.sh install
 	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -count=1 -timeout 30m ./...
 
 # The Grafana plugin's frontend: dependencies from package-lock.json, type check, lint, the editors'

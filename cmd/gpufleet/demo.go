@@ -18,7 +18,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
-	"github.com/gpufleet/gpufleet/internal/store/chdb"
+	"github.com/gpufleet/gpufleet/internal/store/backend"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/query"
 	"github.com/gpufleet/gpufleet/query/httpapi"
@@ -66,7 +66,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 
 func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token string, srcs []agent.Source) error {
 	start := time.Now()
-	st, err := chdb.Open(c.dataDir, "gpufleet", c.libchdb)
+	st, err := backend.OpenCHDB(c.dataDir, "gpufleet", c.libchdb)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token strin
 		return err
 	}
 	// The API reads on a connection of its own that cannot write, as `gpufleet api` does.
-	rd, err := chdb.OpenReader(c.dataDir, "gpufleet", c.libchdb, store.DefaultLimits())
+	rd, err := backend.OpenCHDBReader(c.dataDir, "gpufleet", c.libchdb, store.DefaultLimits())
 	if err != nil {
 		return err
 	}

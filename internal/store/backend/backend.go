@@ -91,6 +91,16 @@ func Parse(dsn string) (Target, error) {
 	return t, nil
 }
 
+// OpenCHDB opens the embedded engine on dir for writing, as a chdb:// DSN naming dir and db would;
+// for callers that hold a directory rather than a DSN (a path need not survive URL parsing). In a
+// build tagged nochdb it returns the error that says so, and the binary links no loader.
+func OpenCHDB(dir, db, lib string) (store.Store, error) { return openCHDB(dir, db, lib) }
+
+// OpenCHDBReader is OpenCHDB's read-only session with lim's limits, as OpenReader opens.
+func OpenCHDBReader(dir, db, lib string, lim store.Limits) (store.Store, error) {
+	return openCHDBReader(dir, db, lib, lim)
+}
+
 // Open parses dsn and connects with the matching transport.
 func Open(ctx context.Context, dsn string, opts Options) (store.Store, error) {
 	t, err := Parse(dsn)

@@ -26,6 +26,10 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{- define "gpufleet.agentImage" -}}
+{{ .Values.agent.image.repository }}:{{ .Values.agent.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
 {{- define "gpufleet.kafkaSecret" -}}{{ include "gpufleet.fullname" . }}-kafka{{- end -}}
 {{- define "gpufleet.clickhouseSecret" -}}{{ .Values.clickhouse.existingSecret | default (printf "%s-clickhouse" (include "gpufleet.fullname" .)) }}{{- end -}}
 
