@@ -3831,7 +3831,7 @@ ENGINE = ReplicatedAggregatingMergeTree
 PARTITION BY toYYYYMMDD(t)
 ORDER BY (cluster, t)
 TTL t + INTERVAL 30 DAY
-SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
+SETTINGS index_granularity = 64, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800
 ;
 CREATE MATERIALIZED VIEW IF NOT EXISTS gpufleet.cluster_power_1s_mv ON CLUSTER 'fleet' TO gpufleet.cluster_power_1s AS
 SELECT
