@@ -125,6 +125,9 @@ func TestCounterRollupEqualsRaw(t *testing.T) {
 			if _, err := migrate.ApplyWith(ctx, st, nil, migrate.Options{Until: schema.until}); err != nil {
 				t.Fatal(err)
 			}
+			if schema.until > 0 && schema.until < 22 {
+				rawColumnsOf0022(t, st)
+			}
 			if _, err := (fleetseed.Fleet{Seed: 3, Nodes: 4, GPUsPerNode: 2, Clusters: []string{"cl-0", "cl-1"},
 				From: counterFrom, To: counterFrom.Add(30 * time.Minute), Step: 10 * time.Second}).Write(ctx, st); err != nil {
 				t.Fatal(err)
@@ -138,6 +141,28 @@ func TestCounterRollupEqualsRaw(t *testing.T) {
 			checkCounterRollupEqualsRaw(t, st)
 		})
 	}
+}
+
+// rawColumnsOf0022 gives an older schema's gpu_samples the columns 0022 added, and nothing else:
+// the seed writes every catalogue column, and the rollups under test stay as that schema had them.
+func rawColumnsOf0022(t *testing.T, st store.Store) {
+	t.Helper()
+	ms, err := migrate.Load(st.Database())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Version != 22 {
+			continue
+		}
+		for _, stmt := range m.Statements {
+			if err := st.Exec(context.Background(), stmt); err != nil {
+				t.Fatalf("0022: %v", err)
+			}
+		}
+		return
+	}
+	t.Fatal("no migration 0022")
 }
 
 func checkCounterRollupEqualsRaw(t *testing.T, st store.Store) {
