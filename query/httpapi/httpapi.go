@@ -1,5 +1,5 @@
 // Package httpapi serves the query layer as JSON over HTTP for dashboards, scripts and the Grafana
-// plugin: GET /api/v1/{summary,series,top,silent,stragglers,events,jobs,health,drain,interruptions,power,sql} (and POST sql). Parameters are query
+// plugin: GET /api/v1/{summary,series,top,silent,stragglers,events,event_log,jobs,health,drain,interruptions,power,sql} (and POST sql). Parameters are query
 // strings; a bad one is a 400 whose body names it, a failed query a 502.
 package httpapi
 
@@ -26,6 +26,7 @@ func Handler(s store.Store, now func() time.Time) http.Handler {
 	mux.HandleFunc("GET /api/v1/silent", a.silent)
 	mux.HandleFunc("GET /api/v1/stragglers", a.stragglers)
 	mux.HandleFunc("GET /api/v1/events", a.events)
+	mux.HandleFunc("GET /api/v1/event_log", a.eventLog)
 	mux.HandleFunc("GET /api/v1/jobs", a.jobs)
 	mux.HandleFunc("GET /api/v1/power", a.power)
 	mux.HandleFunc("GET /api/v1/health", a.health)
