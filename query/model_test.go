@@ -540,7 +540,8 @@ func checkAnswers(t *testing.T, st store.Store, rs []reading, src query.Source) 
 	})
 }
 
-// The metrics migration 0008 added to the rollups answer from gpu_1m exactly as from raw samples.
+// The metrics migrations 0008 and 0023 added to the rollups answer from gpu_1m exactly as from raw
+// samples.
 func TestAddedMetricsRollupEqualsRaw(t *testing.T) {
 	st := testenv.CHDB(t)
 	ctx := context.Background()
@@ -555,6 +556,9 @@ func TestAddedMetricsRollupEqualsRaw(t *testing.T) {
 	for _, q := range []query.Query{
 		{Metric: "nvlink_tx_kib", Agg: query.Increase, GroupBy: []query.Dim{query.Node}},
 		{Metric: "enc_util", Agg: query.Max, GroupBy: []query.Dim{query.GPU}},
+		// 0023's: a violation time and a power limit.
+		{Metric: "viol_thermal_ns", Agg: query.Increase, GroupBy: []query.Dim{query.Node}},
+		{Metric: "power_limit_w", Agg: query.Max, GroupBy: []query.Dim{query.GPU}},
 	} {
 		q.From, q.To, q.Step = from, to, time.Minute
 		raw, roll := q, q
