@@ -165,9 +165,15 @@ func (w *xidWatch) Poll(max int) ([]XID, error) {
 			if ev.DataType != uint32(gonvml.EVENT_DATA_TYPE_NVML_EVENT) || ev.EventType&gonvml.EventTypeXidCriticalError == 0 {
 				continue
 			}
-			i, ok := w.byUUID[cString(ev.Uuid[:])]
+			uuid := cString(ev.Uuid[:])
+			i, ok := w.byUUID[uuid]
 			if !ok {
 				i = -1
+			}
+			if uuid == "" {
+				// A driver whose v3 does not name the GPU would leave every XID without one: this
+				// event goes out so, and the old wait, which names it by handle, is used from now on.
+				w.v3 = false
 			}
 			x := XID{Dev: i, Code: ev.EventData}
 			if ev.TimestampUsec != 0 {

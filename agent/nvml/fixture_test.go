@@ -30,6 +30,8 @@ type node struct {
 	xids    chan xidEvent
 	// noV3 makes the library lack nvmlEventSetWait_v3 (drivers before it): set before New.
 	noV3 atomic.Bool
+	// v3NoUUID makes nvmlEventSetWait_v3 leave the GPU's UUID empty.
+	v3NoUUID atomic.Bool
 	// remapPending and remapFailure are what nvmlDeviceGetRemappedRows answers; viol each
 	// policy's violation time in ns (by PerfPolicy).
 	remapPending, remapFailure []atomic.Bool
@@ -240,6 +242,9 @@ func newNode(t testing.TB, srv *server.Server) *node {
 					w := gonvml.EventSetWaitData_v3{DataType: uint32(gonvml.EVENT_DATA_TYPE_NVML_EVENT),
 						EventType: e.EventType, EventData: e.EventData.EventData, TimestampUsec: e.usec}
 					uuid := e.Device.(*server.Device).UUID
+					if n.v3NoUUID.Load() {
+						uuid = ""
+					}
 					for j := 0; j < len(uuid) && j < len(w.Uuid)-1; j++ {
 						w.Uuid[j] = int8(uuid[j])
 					}

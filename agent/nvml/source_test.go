@@ -582,6 +582,27 @@ func TestXIDEvents(t *testing.T) {
 	}
 }
 
+// A driver whose nvmlEventSetWait_v3 leaves the UUID empty: that XID goes out without a GPU (and
+// with its time), and from then on the old wait names the GPU.
+func TestXIDv3WithoutUUID(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	n.v3NoUUID.Store(true)
+	s := newSource(t, n, nil)
+	at := t0.Add(-time.Second)
+	n.xids <- xidEvent{gonvml.EventData{Device: n.devs[4], EventType: gonvml.EventTypeXidCriticalError, EventData: 79}, uint64(at.UnixMicro())}
+	n.xids <- xidEvent{gonvml.EventData{Device: n.devs[6], EventType: gonvml.EventTypeXidCriticalError, EventData: 48}, uint64(at.UnixMicro())}
+	_, ev, _ := tick(t, s, t0)
+	if len(ev) != 2 {
+		t.Fatalf("events %v, want 2 XIDs", ev)
+	}
+	if e := ev[0]; e.Code != 79 || e.GpuUuid != "" || e.TimeUnixMs != at.UnixMilli() {
+		t.Errorf("first XID %v: want code 79, no GPU, at %d", e, at.UnixMilli())
+	}
+	if e := ev[1]; e.Code != 48 || e.GpuIndex != 6 || e.GpuUuid != n.devs[6].UUID || e.TimeUnixMs != t0.UnixMilli() {
+		t.Errorf("second XID %v: want code 48 on GPU 6 at the tick (the old wait)", e)
+	}
+}
+
 // Without XID support (the driver refuses the registration) sampling still works.
 func TestNoXIDSupport(t *testing.T) {
 	n := newNode(t, dgxh100.New())
