@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/health"
 	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
@@ -20,27 +21,26 @@ import (
 // older than the silence threshold has stopped reporting, whatever its last state. See
 // docs/failures.md.
 
-// Health state numbers, as the agents write them in a health event's code.
-const (
-	StateHealthy    = 0
-	StateDegraded   = 1
-	StateRestartApp = 2
-	StateResetGPU   = 3
-	StateRebootNode = 4
-	StateService    = 5
-)
-
-// stateNames are the states' names, by number.
-var stateNames = []string{"healthy", "degraded", "restart_app", "reset_gpu", "reboot_node", "service"}
-
 // ActionStoppedReporting is the drain list's action for a GPU whose newest sample is older than the
-// silence threshold.
+// silence threshold: health's rule of that name, which only the fleet's reports can apply.
 const ActionStoppedReporting = "stopped_reporting"
 
-// StateName is the name of health state n; a number this version does not know is "state_<n>".
+// stoppedState is the state the stopped_reporting rule asks for; a GPU that stopped reporting is
+// in the more severe of it and its last state, as a GPU is in the most severe state any of its
+// conditions asks for.
+var stoppedState = func() health.State {
+	r, ok := health.RuleNamed(ActionStoppedReporting)
+	if !ok {
+		panic("health has no rule " + ActionStoppedReporting)
+	}
+	return r.State
+}()
+
+// StateName is the name of health state n (health.State); a number this version does not know
+// is "state_<n>".
 func StateName(n uint64) string {
-	if n < uint64(len(stateNames)) {
-		return stateNames[n]
+	if n < uint64(len(health.States)) {
+		return health.State(n).String()
 	}
 	return "state_" + strconv.FormatUint(n, 10)
 }
@@ -173,23 +173,27 @@ type HealthCounts struct {
 
 func (c *HealthCounts) add(state, n uint64) {
 	c.GPUs += n
-	switch state {
-	case StateHealthy:
-		c.Healthy += n
-	case StateDegraded:
-		c.Degraded += n
-	case StateRestartApp:
-		c.RestartApp += n
-	case StateResetGPU:
-		c.ResetGPU += n
-	case StateRebootNode:
-		c.RebootNode += n
-	case StateService:
-		c.Service += n
-	case stoppedCode:
+	if state == stoppedCode {
 		c.StoppedReporting += n
-	default:
+		return
+	}
+	if state >= uint64(len(health.States)) {
 		c.Unknown += n
+		return
+	}
+	switch health.State(state) {
+	case health.Healthy:
+		c.Healthy += n
+	case health.Degraded:
+		c.Degraded += n
+	case health.RestartApp:
+		c.RestartApp += n
+	case health.ResetGPU:
+		c.ResetGPU += n
+	case health.RebootNode:
+		c.RebootNode += n
+	case health.Service:
+		c.Service += n
 	}
 }
 
@@ -268,8 +272,9 @@ type DrainGPU struct {
 	Since time.Time `json:"since"`
 	// Job is the job on the GPU at its newest sample, empty when none.
 	Job string `json:"job_id"`
-	// Severity orders the list: 6 service (or a state this version does not know), 5 reboot_node,
-	// 4 stopped_reporting, 3 reset_gpu, 2 restart_app, 1 degraded.
+	// Severity orders the list: the number of the GPU's state (health.State, ordered by severity:
+	// 5 service … 1 degraded); stopped reporting, the more severe of the stopped_reporting rule's
+	// state (degraded) and the GPU's last state.
 	Severity uint64 `json:"severity"`
 }
 
@@ -295,7 +300,7 @@ func DrainSQL(db string, w FleetWindow, limit int) (string, store.Params, error)
 	p["limit"] = strconv.Itoa(limit + 1)
 	return fleetStateSQL(db, w.Filters, p) + "SELECT cluster, node, gpu, uuid, model, stopped, toUInt64(state), reason, " +
 		"if(stopped, last_seen_ms, since_ms) AS since, job, last_seen_ms, " +
-		"if(stopped, 4, transform(toUInt64(state), [1, 2, 3, 4, 5], [1, 2, 3, 5, 6], 6)) AS severity " +
+		"if(stopped, greatest(toUInt64(state), "+strconv.Itoa(int(stoppedState))+"), toUInt64(state)) AS severity " +
 		"FROM gpus WHERE stopped OR state != 0 ORDER BY severity DESC, since, cluster, node, uuid LIMIT {limit:UInt32}", p, nil
 }
 

@@ -96,14 +96,14 @@ func TestFailureReports(t *testing.T) {
 			t.Errorf("limit 2: %+v, %v", r, err)
 		}
 		// Silent 15m: the GPU quiet for 10m10s is reporting again; a look-back of a day keeps the
-		// decommissioned GPU out, one of 9 days lists it as stopped reporting (and in service before).
+		// decommissioned GPU out, one of 9 days lists it first: stopped reporting in service.
 		r, err = query.Drain(ctx, st, query.FleetWindow{At: at, Silent: 15 * time.Minute}, 100)
 		if err != nil || len(r.GPUs) != 5 {
 			t.Errorf("silent 15m: %v, %v; want 5 GPUs", failseed.DrainLines(r, at), err)
 		}
 		r, err = query.Drain(ctx, st, query.FleetWindow{At: at, Lookback: 9 * 24 * time.Hour}, 100)
-		if err != nil || len(r.GPUs) != 7 || r.GPUs[2].UUID != "GPU-d-0-0" || r.GPUs[2].Action != query.ActionStoppedReporting ||
-			!strings.HasSuffix(r.GPUs[2].Reason, "last state service: sent for repair") {
+		if err != nil || len(r.GPUs) != 7 || r.GPUs[0].UUID != "GPU-d-0-0" || r.GPUs[0].Action != query.ActionStoppedReporting ||
+			r.GPUs[0].Severity != 5 || !strings.HasSuffix(r.GPUs[0].Reason, "last state service: sent for repair") {
 			t.Errorf("lookback 9 days: %v, %v", r, err)
 		}
 	})

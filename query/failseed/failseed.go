@@ -149,10 +149,11 @@ const LastSample = -10*m - Step
 var Drain = []string{
 	"east e-0 3 GPU-e-0-3 service -25m0s ",
 	"west w-0 0 GPU-w-0-0 reboot_node -12m0s j-w",
-	"east e-1 0 GPU-e-1-0 stopped_reporting -10m10s j-i",
 	"east e-0 2 GPU-e-0-2 reset_gpu -15m0s ",
 	"east e-1 1 GPU-e-1-1 restart_app -8m0s ",
 	"east e-0 1 GPU-e-0-1 degraded -20m0s ",
+	// Stopped reporting while healthy: as severe as degraded (health's stopped_reporting rule).
+	"east e-1 0 GPU-e-1-0 stopped_reporting -10m10s j-i",
 }
 
 // Interruptions is the root-cause table over the hour before at (within 300 s, idle 2 m):

@@ -108,7 +108,7 @@ func TestFailureQueryTypes(t *testing.T) {
 		t.Errorf("drain:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(failseed.Drain, "\n"))
 	}
 	if l := resp.Responses["L"]; l.Error != nil || l.Frames[0].Rows() != 2 || len(l.Frames[0].Meta.Notices) != 1 ||
-		l.Frames[0].Fields[3].At(0) != "GPU-e-0-3" || l.Frames[0].Fields[3].At(1) != "GPU-e-1-0" {
+		l.Frames[0].Fields[3].At(0) != "GPU-e-0-3" || l.Frames[0].Fields[3].At(1) != "GPU-e-0-2" {
 		t.Errorf("drain, east, limit 2: %v %v", l.Error, l.Frames)
 	}
 
