@@ -300,7 +300,7 @@ func DrainSQL(db string, w FleetWindow, limit int) (string, store.Params, error)
 	p["limit"] = strconv.Itoa(limit + 1)
 	return fleetStateSQL(db, w.Filters, p) + "SELECT cluster, node, gpu, uuid, model, stopped, toUInt64(state), reason, " +
 		"if(stopped, last_seen_ms, since_ms) AS since, job, last_seen_ms, " +
-		"if(stopped, greatest(toUInt64(state), "+strconv.Itoa(int(stoppedState))+"), toUInt64(state)) AS severity " +
+		"if(stopped, greatest(toUInt64(state), " + strconv.Itoa(int(stoppedState)) + "), toUInt64(state)) AS severity " +
 		"FROM gpus WHERE stopped OR state != 0 ORDER BY severity DESC, since, cluster, node, uuid LIMIT {limit:UInt32}", p, nil
 }
 
