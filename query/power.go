@@ -80,7 +80,7 @@ func (q *PowerQuery) Validate() error {
 			return invalid("filters", "%s has %d values, at most %d", f.Dim.Name(), len(f.Values), maxPowerValues)
 		}
 		for _, v := range f.Values {
-			if err := checkLabelValue(v); err != nil {
+			if err := checkLabelValue(f.Dim, v); err != nil {
 				return invalid("filters", "%s value %.40q: %v", f.Dim.Name(), v, err)
 			}
 		}
@@ -100,9 +100,11 @@ func (q *PowerQuery) Validate() error {
 	return nil
 }
 
-func checkLabelValue(v string) error {
+// checkLabelValue: a cluster is never empty (the agent's default is "default", the simulator's
+// "sim"); a rack, pool or job is where it was not set, and ” is what its rows hold.
+func checkLabelValue(d Dim, v string) error {
 	switch {
-	case v == "":
+	case v == "" && d == Cluster:
 		return fmt.Errorf("empty")
 	case len(v) > maxPowerValueLen:
 		return fmt.Errorf("%d bytes, at most %d", len(v), maxPowerValueLen)

@@ -277,7 +277,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 
 // Query is the JSON of one panel query.
 type Query struct {
-	QueryType string   `json:"queryType"` // "series" (default), "stat", "top", "sql", "annotations", "health", "drain" or "interruptions"
+	QueryType string   `json:"queryType"` // "series" (default), "stat", "top", "sql", "annotations", "health", "drain", "interruptions" or "power" (power.go)
 	Metric    string   `json:"metric"`
 	Agg       string   `json:"agg"`
 	GroupBy   []string `json:"groupBy"`
@@ -340,6 +340,8 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 		frames, err = d.annotations(ctx, q, from, to)
 	case "health", "drain", "interruptions":
 		frames, err = d.failures(ctx, q, from, to)
+	case "power":
+		frames, err = d.power(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
 	default:
 		err = badType(q.QueryType)
 	}
@@ -358,7 +360,7 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 }
 
 func badType(t string) error {
-	return fmt.Errorf("%w: queryType %q: series, stat, top, sql, annotations, health, drain or interruptions", query.ErrInvalid, t)
+	return fmt.Errorf("%w: queryType %q: series, stat, top, sql, annotations, health, drain, interruptions or power", query.ErrInvalid, t)
 }
 
 // Compiled is what a panel query will run: the SQL with {name:Type} placeholders, the values bound
@@ -417,6 +419,8 @@ func (d *Datasource) compile(ctx context.Context, q Query, from, to time.Time, i
 			return nil, err
 		}
 		return &Compiled{SQL: sql, Params: p}, nil
+	case "power":
+		return d.powerCompiled(q, from, to, step)
 	}
 	return nil, badType(q.QueryType)
 }
