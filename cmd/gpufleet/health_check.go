@@ -221,7 +221,7 @@ func (c *healthCheckCmd) check(ctx context.Context, lib agentnvml.Lib, log *slog
 		findings = append(findings, fmt.Sprintf("node - CRITICAL %s: NVML sees %d working GPUs, --expect-gpus %d", health.RebootNode, seen, c.expectGPUs))
 	}
 	summary := fmt.Sprintf("%s: %d GPUs, %d healthy", level(worst), count, len(gpus)-bad)
-	if bad > 0 {
+	if worst != health.Healthy {
 		summary += fmt.Sprintf(", worst %s", worst)
 	}
 	if count == 0 {

@@ -29,7 +29,7 @@ type Node struct {
 
 	remapPending, remapFailure, lost [GPUs]atomic.Bool
 	dbe, crcFlit, thermalNs          [GPUs]atomic.Uint64
-	lostAtStart                      [GPUs]bool
+	lostAtStart, unopenable          [GPUs]bool
 }
 
 type xidEvent struct {
@@ -131,6 +131,9 @@ func New() *Node {
 		if i >= 0 && i < GPUs && n.lostAtStart[i] {
 			return nil, gonvml.ERROR_GPU_IS_LOST
 		}
+		if i >= 0 && i < GPUs && n.unopenable[i] {
+			return nil, gonvml.ERROR_UNKNOWN
+		}
 		return byIndex(i)
 	}
 	n.Server.EventSetCreateFunc = func() (gonvml.EventSet, gonvml.Return) {
@@ -185,3 +188,7 @@ func (n *Node) Lose(i int) { n.lost[i].Store(true) }
 
 // LostAtStart makes opening GPU i fail with ERROR_GPU_IS_LOST; call it before the source opens.
 func (n *Node) LostAtStart(i int) { n.lostAtStart[i] = true }
+
+// Unopenable makes opening GPU i fail with ERROR_UNKNOWN (counted by NVML, not lost, not usable);
+// call it before the source opens.
+func (n *Node) Unopenable(i int) { n.unopenable[i] = true }
