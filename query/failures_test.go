@@ -23,7 +23,7 @@ func failureFleet(t *testing.T) (store.Store, time.Time) {
 	if _, err := migrate.Apply(ctx, st, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := failseed.EnsureCatalog(ctx, st); err != nil {
+	if err := failseed.CheckCatalog(ctx, st); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)

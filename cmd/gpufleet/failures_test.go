@@ -31,7 +31,7 @@ func TestQueryFailureReports(t *testing.T) {
 	}
 	ctx := context.Background()
 	at := time.Now().UTC().Truncate(time.Minute)
-	if err := failseed.EnsureCatalog(ctx, st); err != nil {
+	if err := failseed.CheckCatalog(ctx, st); err != nil {
 		t.Fatal(err)
 	}
 	if err := failseed.Write(ctx, st, at); err != nil {

@@ -29,7 +29,7 @@ func failureServer(t *testing.T) (srv *httptest.Server, w store.Store, at time.T
 	if _, err := migrate.Apply(ctx, w, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := failseed.EnsureCatalog(ctx, w); err != nil {
+	if err := failseed.CheckCatalog(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	at = time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
