@@ -100,7 +100,8 @@ func (c *queryCmd) register(f *flags) {
 		"$__fromTime, $__toTime over --since) and print its rows as JSON")
 	f.StringVar(&c.report, "report", "", "print a report as JSON over --since: hottest, idle (least utilised), silent\n"+
 		"(stopped reporting), stragglers (under half their job's median), events (by model), jobs (usage);\n"+
-		"health (GPUs by state, model, cluster), drain (GPUs to act on now), interruptions (jobs ended after a fatal event, by cause)")
+		"health (GPUs by state, model, cluster), drain (GPUs to act on now), interruptions (jobs ended after a fatal event, by cause);\n"+
+		"power (each cluster's total power draw per second in W; over more than 27h, the peak second of each step)")
 }
 
 // mode is the mode flag given ("" for the summary). Two mode flags, or a flag only another mode
@@ -226,7 +227,7 @@ func runRawSQL(ctx context.Context, e *env, st store.Store, sql string, since ti
 }
 
 // reports are the names --report takes.
-var reports = []string{"hottest", "idle", "silent", "stragglers", "events", "jobs", "health", "drain", "interruptions"}
+var reports = []string{"hottest", "idle", "silent", "stragglers", "events", "jobs", "health", "drain", "interruptions", "power"}
 
 // runReport prints one of the fleet reports as JSON.
 func runReport(ctx context.Context, e *env, st store.Store, report string, since time.Duration, top int) error {
@@ -246,6 +247,16 @@ func runReport(ctx context.Context, e *env, st store.Store, report string, since
 		v, err = query.EventCounts(ctx, st, "model", now.Add(-since), now)
 	case "jobs":
 		v, err = query.JobUsages(ctx, st, now.Add(-since), now)
+	case "power":
+		// Per second while that fits an answer (query.MaxPoints: 27 h), else the fewest whole
+		// seconds a step that do, each step its peak second.
+		step := time.Second
+		for since/step > query.MaxPoints {
+			step += time.Second
+		}
+		if v, err = query.FleetPower(ctx, st, &query.PowerQuery{From: now.Add(-since), To: now, Step: step, Agg: query.Max}); errors.Is(err, query.ErrInvalid) {
+			return usageError{fmt.Errorf("--report power --since %s: %w", since, err)}
+		}
 	default:
 		return usageError{fmt.Errorf("--report %q: one of hottest, idle, silent, stragglers, events, jobs", report)}
 	}
