@@ -124,6 +124,7 @@ var resetColumns = [...]string{"ecc_sbe_volatile", "ecc_dbe_volatile", "energy_m
 // a Rate or Share rule's position among them (its window), -1 for the others.
 var (
 	ruleIDs  [][]gpumetric.ID
+	belowIDs [][2]gpumetric.ID // a Share rule's WhileBelow columns (0 when none)
 	resetIDs [len(resetColumns)]gpumetric.ID
 	winOf    []int
 	windows  int
@@ -145,6 +146,11 @@ func init() {
 			}
 		}
 		ruleIDs = append(ruleIDs, ids)
+		var below [2]gpumetric.ID
+		if len(r.WhileBelow) == 2 {
+			below = [2]gpumetric.ID{id(r.WhileBelow[0]), id(r.WhileBelow[1])}
+		}
+		belowIDs = append(belowIDs, below)
 		w := -1
 		if r.Kind == Rate || r.Kind == Share {
 			w, windows = windows, windows+1
@@ -384,6 +390,19 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 				v = float64(grew) / (float64(el) * 1e6) // of the wall time
 			}
 			over := v > r.Threshold
+			var gate string
+			if b := belowIDs[ri]; over && b[0] != 0 {
+				_, lo, okLo := e.value(b[0], i)
+				_, hi, okHi := e.value(b[1], i)
+				switch {
+				case !okLo || !okHi:
+					over, gate = false, fmt.Sprintf(", but %s or %s unknown", r.WhileBelow[0], r.WhileBelow[1])
+				case lo >= hi:
+					over, gate = false, fmt.Sprintf(", but %s %g is not below %s %g", r.WhileBelow[0], lo, r.WhileBelow[1], hi)
+				default:
+					gate = fmt.Sprintf(", %s %g < %s %g", r.WhileBelow[0], lo, r.WhileBelow[1], hi)
+				}
+			}
 			if !over && gs.cond(ri) == nil {
 				continue // the common case, without formatting a reason
 			}
@@ -393,9 +412,9 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 				what = fmt.Sprintf("%s grew %.0f %% of %s (threshold %g %%)", r.Columns[0], v*100, span, r.Threshold*100)
 			}
 			if over {
-				gs.set(ri, ms, what+": "+r.Reason)
+				gs.set(ri, ms, what+gate+": "+r.Reason)
 			} else {
-				gs.clear(ri, what)
+				gs.clear(ri, what+gate)
 			}
 		}
 	}

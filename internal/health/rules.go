@@ -45,6 +45,9 @@ type Rule struct {
 	EventKind string
 	// Threshold is a Rate rule's per-minute limit or a Share rule's fraction of wall time.
 	Threshold float64
+	// WhileBelow, for a Share rule, makes it fire only while the first of these two gauge columns
+	// reads below the second at the window's end (and not when either is absent).
+	WhileBelow []string
 	// State is what the rule asks for; NoChange rules (the Xids NVIDIA says to ignore) set none.
 	State    State
 	NoChange bool
@@ -100,10 +103,11 @@ var Rules = []Rule{
 		Reason: "NVLink replays (all links) above one per second", Clears: "a window with the rate at or under the threshold"},
 	{Name: "thermal_violation", Kind: Share, Columns: []string{"viol_thermal_ns"}, Threshold: 0.10, State: Degraded,
 		Reason: "clocks held down by a thermal limit for over a tenth of the window: cooling", Clears: "a window at or under the share"},
-	// Power capping is normal under full load (an H100 training at its limit); only a GPU held at
-	// it almost all the time (a lowered limit, a weak supply) is worth a look.
-	{Name: "power_violation", Kind: Share, Columns: []string{"viol_power_ns"}, Threshold: 0.90, State: Degraded,
-		Reason: "clocks held down by the power limit for over 90 % of the window (power_limit_w against power_max_w says whether the limit was lowered)", Clears: "a window at or under the share"},
+	// Power capping is normal under full load: an H100 training at its board limit is held down by
+	// it most of the time. Only a GPU held down nearly all the time by a limit below the board's
+	// maximum (lowered by hand or by the platform's power management) is worth a look.
+	{Name: "power_violation", Kind: Share, Columns: []string{"viol_power_ns"}, Threshold: 0.90, WhileBelow: []string{"power_limit_w", "power_max_w"}, State: Degraded,
+		Reason: "clocks held down for over 90 % of the window by a power limit below the board's maximum", Clears: "a window at or under the share, or the limit back at the board's maximum"},
 
 	{Name: "stopped_reporting", Kind: Fleet, Columns: []string{"(newest sample)"}, State: Degraded,
 		Reason: "the fleet's reports (query --report health) derive it from the GPU's newest sample: no agent can report its own silence", Clears: "a new sample from the GPU"},
@@ -137,7 +141,11 @@ func (r Rule) Reads() string {
 	case Event:
 		return "`" + r.EventKind + "` event"
 	}
-	return "`" + strings.Join(r.Columns, "` + `") + "`"
+	reads := "`" + strings.Join(r.Columns, "` + `") + "`"
+	if len(r.WhileBelow) == 2 {
+		reads += fmt.Sprintf(", `%s`, `%s`", r.WhileBelow[0], r.WhileBelow[1])
+	}
+	return reads
 }
 
 // Condition says when the rule fires, as docs/health.md lists it.
@@ -152,7 +160,11 @@ func (r Rule) Condition(window time.Duration) string {
 	case Rate:
 		return fmt.Sprintf("grows > %g per minute over the window (%s)", r.Threshold, window)
 	case Share:
-		return fmt.Sprintf("grows > %g %% of wall time over the window (%s)", r.Threshold*100, window)
+		c := fmt.Sprintf("grows > %g %% of wall time over the window (%s)", r.Threshold*100, window)
+		if len(r.WhileBelow) == 2 {
+			c += fmt.Sprintf(", while %s < %s", r.WhileBelow[0], r.WhileBelow[1])
+		}
+		return c
 	case Fleet:
 		return "no sample for longer than the report's threshold"
 	}
