@@ -390,15 +390,18 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 				v = float64(grew) / (float64(el) * 1e6) // of the wall time
 			}
 			over := v > r.Threshold
+			// Hysteresis: an active condition holds until a window at half the threshold or
+			// under, so a GPU hovering at the threshold does not change state every window.
+			under := v <= r.Threshold/2
 			var gate string
 			if b := belowIDs[ri]; over && b[0] != 0 {
 				_, lo, okLo := e.value(b[0], i)
 				_, hi, okHi := e.value(b[1], i)
 				switch {
 				case !okLo || !okHi:
-					over, gate = false, fmt.Sprintf(", but %s or %s unknown", r.WhileBelow[0], r.WhileBelow[1])
+					over, under, gate = false, true, fmt.Sprintf(", but %s or %s unknown", r.WhileBelow[0], r.WhileBelow[1])
 				case lo >= hi:
-					over, gate = false, fmt.Sprintf(", but %s %g is not below %s %g", r.WhileBelow[0], lo, r.WhileBelow[1], hi)
+					over, under, gate = false, true, fmt.Sprintf(", but %s %g is not below %s %g", r.WhileBelow[0], lo, r.WhileBelow[1], hi)
 				default:
 					gate = fmt.Sprintf(", %s %g < %s %g", r.WhileBelow[0], lo, r.WhileBelow[1], hi)
 				}
@@ -411,9 +414,10 @@ func (e *Evaluator) reading(gs *gpuState, job string, i int, ms int64) {
 			if r.Kind == Share {
 				what = fmt.Sprintf("%s grew %.0f %% of %s (threshold %g %%)", r.Columns[0], v*100, span, r.Threshold*100)
 			}
-			if over {
+			switch {
+			case over:
 				gs.set(ri, ms, what+gate+": "+r.Reason)
-			} else {
+			case under:
 				gs.clear(ri, what+gate)
 			}
 		}

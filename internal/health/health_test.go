@@ -257,6 +257,13 @@ func TestHealthRules(t *testing.T) {
 			{at: 2 * m, vals: map[string]float64{"viol_thermal_ns": 33e9, "viol_power_ns": 100e9}, want: Healthy,
 				msg: "cleared: viol_thermal_ns grew 5 % of 1m0s (threshold 10 %)"},
 		}},
+		{"hysteresis: a violation holds until half the threshold", []step{
+			{at: 0, vals: map[string]float64{"viol_thermal_ns": 0}, want: Healthy, msg: "healthy (first evaluation since the agent started)"},
+			{at: m, vals: map[string]float64{"viol_thermal_ns": 12e9}, want: Degraded, msg: "viol_thermal_ns grew 20 % of 1m0s (threshold 10 %): …"},
+			{at: 2 * m, vals: map[string]float64{"viol_thermal_ns": 16.8e9}, want: Degraded}, // 8 %: under the threshold, over half
+			{at: 3 * m, vals: map[string]float64{"viol_thermal_ns": 19.2e9}, want: Healthy, msg: "cleared: viol_thermal_ns grew 4 % of 1m0s (threshold 10 %)"},
+			{at: 4 * m, vals: map[string]float64{"viol_thermal_ns": 24e9}, want: Healthy}, // 8 % again: not enough to fire
+		}},
 		{"power held at a lowered limit", []step{
 			{at: 0, vals: map[string]float64{"viol_power_ns": 0, "power_limit_w": 500, "power_max_w": 700}, want: Healthy, msg: "healthy (first evaluation since the agent started)"},
 			{at: m, vals: map[string]float64{"viol_power_ns": 58e9, "power_limit_w": 500, "power_max_w": 700}, want: Degraded,

@@ -23,10 +23,10 @@ const (
 	// Event fires on an event of EventKind and holds while the GPU sends no readings.
 	Event
 	// Rate fires when the sum of counter columns grew faster than Threshold per minute over the
-	// evaluator's window, and clears after a window under it.
+	// evaluator's window, and clears after a window at half of it or under (hysteresis).
 	Rate
 	// Share fires when a nanosecond counter grew by more than Threshold (a fraction) of the wall
-	// time over the window, and clears after a window under it.
+	// time over the window, and clears after a window at half of it or under.
 	Share
 	// Fleet is derived by the fleet's reports from the stored samples, never on the node.
 	Fleet
@@ -97,17 +97,17 @@ var Rules = []Rule{
 
 	// DCGM's hardware limits: "CRC errors only matter at rates of 100+ per second" (6000/min).
 	{Name: "nvlink_crc_rate", Kind: Rate, Columns: []string{"nvlink_crc_flit_errors", "nvlink_crc_data_errors"}, Threshold: 6000, State: Degraded,
-		Reason: "NVLink CRC errors (flit + data, all links) above DCGM's 100 per second", Clears: "a window with the rate at or under the threshold"},
+		Reason: "NVLink CRC errors (flit + data, all links) above DCGM's 100 per second", Clears: "a window with the rate at or under half the threshold"},
 	// DCGM flags any replay; one a second allows a link's occasional replay without flapping.
 	{Name: "nvlink_replay_rate", Kind: Rate, Columns: []string{"nvlink_replay_errors"}, Threshold: 60, State: Degraded,
-		Reason: "NVLink replays (all links) above one per second", Clears: "a window with the rate at or under the threshold"},
+		Reason: "NVLink replays (all links) above one per second", Clears: "a window with the rate at or under half the threshold"},
 	{Name: "thermal_violation", Kind: Share, Columns: []string{"viol_thermal_ns"}, Threshold: 0.10, State: Degraded,
-		Reason: "clocks held down by a thermal limit for over a tenth of the window: cooling", Clears: "a window at or under the share"},
+		Reason: "clocks held down by a thermal limit for over a tenth of the window: cooling", Clears: "a window at or under half the share"},
 	// Power capping is normal under full load: an H100 training at its board limit is held down by
 	// it most of the time. Only a GPU held down nearly all the time by a limit below the board's
 	// maximum (lowered by hand or by the platform's power management) is worth a look.
 	{Name: "power_violation", Kind: Share, Columns: []string{"viol_power_ns"}, Threshold: 0.90, WhileBelow: []string{"power_limit_w", "power_max_w"}, State: Degraded,
-		Reason: "clocks held down for over 90 % of the window by a power limit below the board's maximum", Clears: "a window at or under the share, or the limit back at the board's maximum"},
+		Reason: "clocks held down for over 90 % of the window by a power limit below the board's maximum", Clears: "a window at or under half the share, or the limit back at the board's maximum"},
 
 	{Name: "stopped_reporting", Kind: Fleet, Columns: []string{"(newest sample)"}, State: Degraded,
 		Reason: "the fleet's reports (query --report health) derive it from the GPU's newest sample: no agent can report its own silence", Clears: "a new sample from the GPU"},
