@@ -254,14 +254,14 @@ type npdRule struct {
 	InvokeInterval *string  `json:"invoke_interval"`
 }
 
-// TestNPDHealthMonitorConfig decodes deploy/kubernetes/npd/gpufleet-health-monitor.json into
+// TestNPDHealthMonitorConfig decodes deploy/npd/gpufleet-health-monitor.json into
 // NPD's shape, applies the checks NPD's Validate makes (plugin "custom", each rule's timeout
 // within the global one, a default condition for every permanent rule) and what this plugin
 // needs (the binary's --check-timeout under the rule's timeout, NPD's message length), and runs
 // each rule's arguments through the built binary: on this host without the driver each must exit
 // 1 (NPD's NonOK) with the NVML line, never 2, which NPD reads as Unknown and a usage error would be.
 func TestNPDHealthMonitorConfig(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("kubernetes", "npd", "gpufleet-health-monitor.json"))
+	data, err := os.ReadFile(filepath.Join("npd", "gpufleet-health-monitor.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@ package main
 
 // `gpufleet health-check`: this node's GPUs read once (or twice, --window apart) through NVML and
 // judged by the agent's health rules (internal/health), for Slurm's HealthCheckProgram and a
-// Kubernetes node-problem-detector custom plugin (deploy/slurm, deploy/kubernetes/npd,
+// Kubernetes node-problem-detector custom plugin (deploy/slurm, deploy/npd,
 // docs/health.md). Not to be confused with `gpufleet healthcheck URL`, the HTTP probe of a
 // gpufleet daemon that container healthchecks run.
 
@@ -57,7 +57,7 @@ func runHealthCheckCmd(ctx context.Context, e *env, args []string) error {
 		"--expect-gpus). With --window it reads twice, that far apart, so that the rate rules (NVLink\n"+
 		"errors, throttling) apply and Xids raised meanwhile count; Xids from before it ran are the\n"+
 		"agent's to report. For Slurm's HealthCheckProgram (deploy/slurm) and, with --npd, a Kubernetes\n"+
-		"node-problem-detector custom plugin (deploy/kubernetes/npd).\n"+
+		"node-problem-detector custom plugin (deploy/npd).\n"+
 		"Not `gpufleet healthcheck URL`, the HTTP probe of a gpufleet daemon's /healthz for containers.")
 	c := healthCheckCmd{now: time.Now, sleep: sleepCtx}
 	f.DurationVar(&c.window, "window", 0, "read the GPUs twice, this far apart, for the rate rules (0: one read)")
