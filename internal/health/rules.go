@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/xid"
 )
 
@@ -61,7 +62,7 @@ type Rule struct {
 const (
 	clearsXIDHold  = "the same Xid not seen again for the hold (default 10m), the job on the GPU changing (with job attribution), a GPU reset or driver reload (ecc_sbe_volatile, ecc_dbe_volatile or energy_mj going backwards), or an agent restart"
 	clearsXIDReset = "a GPU reset or driver reload, seen as ecc_sbe_volatile, ecc_dbe_volatile or energy_mj going backwards (NVML counts them since the driver loaded; if a reset on your driver keeps them, only the agent restart after the reset clears it), or an agent restart"
-	clearsRestart  = "only an agent restart (the reboot restarts it); the health event row stays in gpu_events"
+	clearsRestart  = "only an agent restart (the reboot restarts it); the health event row stays in " + schema.GPUEvents
 )
 
 // Rules is the health rules table, the one place the rules are defined: the evaluator applies
