@@ -52,7 +52,7 @@ func runAPI(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving the query API", slog.String("addr", bound.String()), slog.Bool("token", token != ""), slog.String("clickhouse", redact(sf.dsn)))
+	log.Info("serving the query API", slog.String("addr", bound.String()), slog.String("page", "http://"+bound.String()+"/"), slog.Bool("token", token != ""), slog.String("clickhouse", redact(sf.dsn)))
 	<-ctx.Done()
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gpufleet/gpufleet/query/fleetpage"
 	"github.com/gpufleet/gpufleet/query/httpapi"
 )
 
@@ -60,7 +61,7 @@ func (a *apiAuthFlags) resolve() (string, error) {
 	return tok, nil
 }
 
-// serveAPI serves the query API (/api/v1/), /metrics and /healthz on addr until ctx ends, behind
+// serveAPI serves the query API (/api/v1/), the fleet-health page (/), /metrics and /healthz on addr until ctx ends, behind
 // the access log and, when token is set, the bearer token (/healthz excepted). The listener is
 // opened before returning so that a taken port is reported at start-up.
 func serveAPI(ctx context.Context, flag, addr string, reg *prometheus.Registry, log *slog.Logger, api http.Handler, token string) (net.Addr, error) {
@@ -72,7 +73,10 @@ func serveAPI(ctx context.Context, flag, addr string, reg *prometheus.Registry, 
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/api/v1/", api)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	h := httpapi.Middleware(mux, httpapi.ServeOptions{Token: token, Public: []string{"/healthz"}, Logger: log})
+	mux.Handle("/", fleetpage.Handler())
+	// The page's files carry no fleet data; the page sends the token with each API call.
+	public := append([]string{"/healthz"}, fleetpage.Paths...)
+	h := httpapi.Middleware(mux, httpapi.ServeOptions{Token: token, Public: public, Logger: log})
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() { _ = srv.Serve(ln) }()
 	context.AfterFunc(ctx, func() {

@@ -90,12 +90,14 @@ func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token strin
 	brokers := broker.ListenAddrs()
 
 	reg := newRegistry()
+	page := ""
 	if c.httpAddr != "" {
 		bound, err := serveAPI(ctx, "--http", c.httpAddr, reg, log, httpapi.Handler(rd, time.Now), token)
 		if err != nil {
 			return err
 		}
-		log.Info("serving the query API", slog.String("addr", bound.String()), slog.Bool("token", token != ""))
+		page = "http://" + bound.String() + "/"
+		log.Info("serving the query API", slog.String("addr", bound.String()), slog.String("page", page), slog.Bool("token", token != ""))
 	}
 
 	prod := kafka.NewProducer(brokers)
@@ -111,6 +113,9 @@ func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token strin
 		return err
 	}
 	fmt.Fprintf(e.stderr, "demo: %d GPUs on %d nodes every %s; data in %s; Ctrl-C stops\n", c.s.gpus, len(srcs), c.s.interval, absPath(c.dataDir))
+	if page != "" {
+		fmt.Fprintf(e.stderr, "demo: fleet health page at %s\n", page)
+	}
 	if err := c.stream(ctx, e, log, start, ag, in); err != nil {
 		return err
 	}

@@ -1,0 +1,132 @@
+//go:build !agentonly
+
+package main_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/gpufleet/gpufleet/internal/testenv"
+)
+
+// The fleet page as a user sees it: a demo runs, headless Chromium (Debian's chromium, installed
+// by deploy/dev/test-packages.sh) opens the URL the demo prints, and the page shows the fleet's
+// GPUs by state, a drain list with a failed GPU's action, recent XIDs with the catalog's words and
+// both charts drawn. The screenshot is saved in the test's artifact directory (go test -artifacts
+// keeps it, as a PNG). The cluster label is markup, which the page must show as text.
+func TestFleetPageInBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: deploy/dev/test-packages.sh install (make test runs it)")
+	}
+	lib := testenv.LibCHDB(t)
+	const label = `<b id="x">c&1</b>`
+	cmd := exec.Command(binary, "demo", "--gpus", "64", "--interval", "200ms", "--cluster", label,
+		"--data-dir", filepath.Join(t.TempDir(), "data"), "--http", "127.0.0.1:0")
+	cmd.Env = append(cleanEnv(), "GPUFLEET_LIBCHDB="+lib)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	var page string
+	waitUntil(t, time.Minute, "the demo's page URL", func() bool {
+		m := regexp.MustCompile(`fleet health page at (http://\S+)`).FindStringSubmatch(stderr.String())
+		if m != nil {
+			page = m[1]
+		}
+		return page != ""
+	}, stderr.String)
+
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.Flag("no-sandbox", os.Geteuid() == 0), chromedp.Flag("window-size", "1280,1400"))...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+
+	// A failed GPU's row: the simulator fails GPUs, and the agents' health rules put them on the
+	// drain list once their event is ingested.
+	if err := chromedp.Do(ctx, chromedp.Navigate(page+"?refresh=1000"),
+		chromedp.WaitVisible(`#drain tbody td.action`), chromedp.WaitVisible(`#chart-power path.line`)); err != nil {
+		t.Fatalf("page %s: %v\ndemo stderr:\n%s", page, err, tailOf(stderr.String()))
+	}
+	js := func(expr string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		return v
+	}
+	cell := func(sel string) string { return js(`document.querySelector(` + strconv.Quote(sel) + `).textContent`) }
+	// The page counts the GPUs that have reported; a few may not have yet at the first row.
+	var gpus string
+	waitUntil(t, time.Minute, "the page to count all 64 GPUs", func() bool {
+		gpus = cell(`#states .card .n`)
+		return gpus == "64"
+	}, func() string { return "the page counts " + gpus + " GPUs" })
+	action := cell(`#drain tbody td.action`)
+	cluster := cell(`#drain tbody tr td:nth-child(2)`)
+	node := cell(`#drain tbody tr td:nth-child(3)`)
+	xidCount := js(`String(document.querySelectorAll("#xids tbody tr td:not(.empty)").length)`)
+	utilPoints := js(`document.getElementById("chart-util").dataset.points || ""`)
+	powerPoints := js(`document.getElementById("chart-power").dataset.points || ""`)
+	injected := js(`String(document.getElementById("x") !== null)`) == "true"
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.ArtifactDir(), "fleet-page.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("GPUs %s; first drain row %s on %s; %s XID cells; chart points util %s power %s; screenshot %s (%d bytes)",
+		gpus, action, node, xidCount, utilPoints, powerPoints, path, len(shot))
+	switch action {
+	case "degraded", "restart_app", "reset_gpu", "reboot_node", "service", "stopped_reporting":
+	default:
+		t.Errorf("first drain row's action %q is not a health state", action)
+	}
+	if !strings.HasPrefix(node, "node-") {
+		t.Errorf("drain row's node %q is not a simulated node", node)
+	}
+	if cluster != label || injected {
+		t.Errorf("the cluster label was not shown as text: cell %q, element injected %v", cluster, injected)
+	}
+	if utilPoints == "" || powerPoints == "" {
+		t.Errorf("charts not drawn: util %q, power %q points", utilPoints, powerPoints)
+	}
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool, diag func() string) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("timed out after %s waiting for %s\n%s", d, what, tailOf(diag()))
+}
+
+func tailOf(s string) string {
+	if len(s) > 4000 {
+		return s[len(s)-4000:]
+	}
+	return s
+}
