@@ -26,7 +26,9 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	}
 	broker := testenv.NewKafka(t)
 	brokers := []string{broker.Addr}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// A bound for a stuck test, not a speed target: on a loaded 2-core machine the 30 s outage,
+	// the drain, the read-back and the ingest take several minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	const topic = "outage.samples"
 	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1},
@@ -57,7 +59,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	held := sp.Stats().Batches
 	broker.Resume(t)
 	// The spool drains while the agent runs; shutdown does not wait for a backlog.
-	for deadline := time.Now().Add(time.Minute); sp.Stats().Batches > 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(3 * time.Minute); sp.Stats().Batches > 0 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
 	stopAgent()
@@ -65,11 +67,13 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 		t.Fatalf("agent: %v", err)
 	}
 	st := a.Stats()
-	// 30 s at 10 Hz of 16 GPUs is 4,800 samples; allow for the scheduler.
-	if during < 4000 {
-		t.Errorf("the agent took %d samples during the outage; sampling should not stop", during)
+	// 30 s at 10 Hz of 16 GPUs is 4,800 samples and 300 batches. A sampler that waited on the dead
+	// broker would take next to none; a loaded machine misses some ticks (counted in
+	// MissedTicks), so the bound is half.
+	if during < 2400 {
+		t.Errorf("the agent took %d samples during the outage (missed ticks %d); sampling should not stop", during, st.MissedTicks)
 	}
-	if held < 200 {
+	if held < 150 {
 		t.Errorf("the spool held %d batches at the end of the outage, want about 300", held)
 	}
 	if sp.Stats().Batches != 0 {
@@ -83,7 +87,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	var dec wire.SampleDecoder
 	var rows, dups uint64
 	seq := map[string]uint64{}
-	readCtx, cancelRead := context.WithTimeout(ctx, time.Minute)
+	readCtx, cancelRead := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelRead()
 	for rows < st.Samples {
 		m, err := r.ReadMessage(readCtx)
