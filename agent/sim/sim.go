@@ -2,11 +2,17 @@
 // load generation. Gauges depend only on (seed, node, GPU, instant), whatever order nodes are
 // sampled in; counters (energy, ECC, PCIe replays) and throttle events also depend on which
 // instants the node sampled before, as on a real GPU.
+//
+// GPUs fail at the rates of Meta's Llama 3 report times a scale (WithFailureScale), with the
+// warning signs NVML shows before such failures (failure.go, docs/simulator.md), and on explicit
+// injections (WithInjections). Which failures happen, and when, depends only on the seed, the GPU
+// and the options; what a failure does to gauges only on the instant too.
 package sim
 
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
@@ -20,10 +26,6 @@ const (
 	reasonHwThermal = 0x40
 )
 
-// xids a real fleet sees most: 13 graphics engine exception, 31 MMU fault, 48 DBE, 63 row remap,
-// 79 fell off the bus, 94/95 contained/uncontained ECC.
-var xids = []uint64{13, 31, 43, 48, 63, 74, 79, 94, 95}
-
 // Node simulates one host with GPUsPerNode GPUs.
 type Node struct {
 	Cluster string
@@ -32,18 +34,25 @@ type Node struct {
 	seed    uint64
 	gpus    []*wirepb.GPU
 	state   []gpuState
+	opt     options
+	started bool
+	genNext int64 // the next epoch whose failures are drawn
 }
 
 type gpuState struct {
-	energyMJ  uint64
-	nvlinkKiB uint64
-	sbe       uint64
-	replays   uint64
+	energyMJ    uint64
+	nvlinkKiB   uint64
+	sbe, sbeAgg uint64 // single-bit ECC errors: volatile (a reset zeroes it) and aggregate
+	dbe, dbeAgg uint64
+	remapUnc    uint64 // rows remapped after uncorrectable errors
+	replays     uint64
 	// Violation times in ns: each grows by the time since the last reading while its cause
 	// holds at this one (thermal while throttled, power near the limit, low utilisation idle).
 	violPowerNs, violThermalNs, violLowUtilNs uint64
 	lastT                                     time.Time
 	throttled                                 bool
+	// fails are the GPU's failures whose precursor, failure or repair is still ahead, by time.
+	fails []failure
 }
 
 // powerLimitW is each model's power limit in W, the board's maximum and the one it enforces (the
@@ -60,9 +69,15 @@ var unmodelled = map[gpumetric.ID]bool{
 	gpumetric.FanSpeed: true, gpumetric.RetiredSBE: true, gpumetric.RetiredDBE: true, gpumetric.RetiredPending: true,
 }
 
-// NewNode returns simulated node number idx of a fleet; seed fixes every reading.
-func NewNode(seed uint64, cluster string, idx, gpus int) *Node {
-	n := &Node{Cluster: cluster, Name: fmt.Sprintf("node-%05d", idx), idx: idx, seed: seed ^ uint64(idx)*0x9e3779b97f4a7c15}
+// NewNode returns simulated node number idx of a fleet; seed fixes every reading. Without options
+// its GPUs fail at Meta's rates (scale 1) and are repaired after DefaultRepairTime.
+func NewNode(seed uint64, cluster string, idx, gpus int, opts ...Option) *Node {
+	n := &Node{Cluster: cluster, Name: nodeName(idx), idx: idx, seed: seed ^ uint64(idx)*0x9e3779b97f4a7c15,
+		opt: options{scale: 1, repair: DefaultRepairTime}}
+	for _, o := range opts {
+		o(&n.opt)
+	}
+	n.opt.inject = slices.DeleteFunc(slices.Clone(n.opt.inject), func(in Injection) bool { return in.Node != n.Name || in.GPU >= gpus })
 	models := []string{"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA H200"}
 	model := models[mix(n.seed, 1)%uint64(len(models))]
 	for g := 0; g < gpus; g++ {
@@ -95,24 +110,40 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 	}
 	ms := t.UnixMilli()
 	sec := float64(ms) / 1000
+	n.advance(ms)
 	for g := range n.gpus {
 		st := &n.state[g]
 		gseed := mix(n.seed, uint64(g))
 		tick := uint64(ms / 100)
 		noise := func(k uint64) float64 { return float64(mix(gseed^k, tick)%1000)/1000 - 0.5 }
+		forward := st.lastT.IsZero() || t.After(st.lastT)
+		if forward && len(st.fails) > 0 {
+			ev = n.happen(g, st, ms, ev)
+		}
+		fx := effectsAt(st.fails, ms)
 
 		// A GPU is busy in job phases of a few minutes, idle between them.
 		phase := math.Sin(sec/float64(120+gseed%240) + float64(gseed%628)/100)
 		util := clamp(55+45*phase+8*noise(1), 0, 100)
-		if gseed%17 == 0 { // a few GPUs per fleet sit nearly idle: the ones to find
+		if gseed%17 == 0 || fx.idle { // a few GPUs per fleet sit nearly idle: the ones to find; a failed one runs no job
 			util = clamp(3+2*noise(1), 0, 100)
 		}
-		temp := 30 + 0.48*util + float64(gseed%8) + 2*noise(2)
-		throttled := temp > 84
+		temp := 30 + 0.48*util + float64(gseed%8) + 2*noise(2) + thermalRiseC*fx.heat
+		// A failing thermal interface holds the clocks down ever more often as it heats.
+		throttled := temp > 84 || fx.heat >= 1 || (fx.heat > 0 && noise(16)+0.5 < 0.8*fx.heat)
 		power := 70 + 6.2*util + 10*noise(3)
 		limit, ok := powerLimitW[n.gpus[g].Model]
 		if !ok {
 			limit = 700
+		}
+		if fx.lost { // fell off the bus: no reading until the repair, as agent/nvml drops a lost GPU's rows
+			if forward {
+				st.lastT = t
+			}
+			if forward && len(st.fails) > 0 {
+				st.prune(ms)
+			}
+			continue
 		}
 		if t.After(st.lastT) { // a clock stepping back neither adds energy nor rewinds the counter
 			if !st.lastT.IsZero() {
@@ -135,9 +166,14 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		}
 		if mix(gseed^4, tick)%5000 == 0 {
 			st.sbe++
+			st.sbeAgg++
 		}
 		if mix(gseed^5, tick)%200 == 0 {
 			st.replays++
+		}
+		if forward && len(st.fails) > 0 {
+			st.climb(ms)
+			st.prune(ms)
 		}
 		var reasons uint64
 		clockSM := 1980.0
@@ -145,16 +181,14 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 			reasons = reasonSwThermal
 			clockSM = 1410
 		}
+		if fx.hwSlowdown {
+			reasons |= reasonHwThermal
+			clockSM = 1095
+		}
 		if throttled != st.throttled {
 			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: uint32(g), GpuUuid: n.gpus[g].Uuid,
 				Kind: wirepb.EventKind_EVENT_KIND_THROTTLE, Code: reasons, Message: "clock-event reasons changed"})
 			st.throttled = throttled
-		}
-		if mix(gseed^6, tick)%2000 == 0 { // far above a real fleet's rate, so a short demo shows some
-			x := xids[mix(gseed^8, tick)%uint64(len(xids))]
-			ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: uint32(g), GpuUuid: n.gpus[g].Uuid,
-				Kind: wirepb.EventKind_EVENT_KIND_XID, Code: x, Pid: uint32(1000 + mix(gseed, 9)%60000),
-				Message: fmt.Sprintf("Xid %d (simulated)", x)})
 		}
 		total := 81559.0
 		used := clamp(total*(0.05+0.9*util/100)+200*noise(7), 0, total)
@@ -193,10 +227,18 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				c.Values = append(c.Values, math.Round(util*900+100*noise(11)+100))
 			case gpumetric.PCIeReplays:
 				c.Counts = append(c.Counts, st.replays)
-			case gpumetric.ECCSingleVolatile, gpumetric.ECCSingleAggregate:
+			case gpumetric.ECCSingleVolatile:
 				c.Counts = append(c.Counts, st.sbe)
-			case gpumetric.ECCDoubleVolatile, gpumetric.ECCDoubleAggregate, gpumetric.RetiredPages:
-				c.Counts = append(c.Counts, 0)
+			case gpumetric.ECCSingleAggregate:
+				c.Counts = append(c.Counts, st.sbeAgg)
+			case gpumetric.ECCDoubleVolatile:
+				c.Counts = append(c.Counts, st.dbe)
+			case gpumetric.ECCDoubleAggregate:
+				c.Counts = append(c.Counts, st.dbeAgg)
+			case gpumetric.RetiredPages: // Ampere and later remap rows: NVML answers the remapped rows
+				c.Counts = append(c.Counts, st.remapUnc)
+			case gpumetric.RemappedUnc:
+				c.Counts = append(c.Counts, st.remapUnc)
 			case gpumetric.FanSpeed:
 				c.Values = append(c.Values, 0) // SXM boards have no fan: marked absent below
 			case gpumetric.PState:
@@ -217,11 +259,13 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				c.Counts = append(c.Counts, st.nvlinkKiB)
 			case gpumetric.NVLinkRx:
 				c.Counts = append(c.Counts, st.nvlinkKiB+st.nvlinkKiB/50)
-			case gpumetric.RemappedCor, gpumetric.RemappedUnc, gpumetric.NVLinkCRCFlit, gpumetric.NVLinkReplay, gpumetric.NVLinkRecovery,
+			case gpumetric.RemappedCor, gpumetric.NVLinkCRCFlit, gpumetric.NVLinkReplay, gpumetric.NVLinkRecovery,
 				gpumetric.NVLinkCRCData, gpumetric.ViolSyncBoost, gpumetric.ViolBoardLimit, gpumetric.ViolReliability:
 				c.Counts = append(c.Counts, 0)
-			case gpumetric.RemapPending, gpumetric.RemapFailure: // healthy boards: nothing waits for a reset
-				c.Values = append(c.Values, 0)
+			case gpumetric.RemapPending:
+				c.Values = append(c.Values, b2f(fx.remapPending))
+			case gpumetric.RemapFailure:
+				c.Values = append(c.Values, b2f(fx.remapFailure))
 			case gpumetric.ViolPower:
 				c.Counts = append(c.Counts, st.violPowerNs)
 			case gpumetric.ViolThermal:
@@ -246,6 +290,13 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		}
 	}
 	return ev
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
