@@ -117,6 +117,13 @@ describe('DataSource', () => {
     );
     expect(queryText({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1\n  FROM t' })).toBe('SELECT 1 FROM t');
     expect(queryText({ refId: 'A', queryType: 'annotations', kinds: ['xid'] })).toBe('events xid');
+    expect(queryText({ refId: 'A', queryType: 'drain', filters: [{ dim: 'cluster', values: ['east'] }] })).toBe(
+      'GPUs to drain where cluster = east'
+    );
+    expect(queryText({ refId: 'A', queryType: 'health' })).toBe('GPUs by health state');
+    expect(queryText({ refId: 'A', queryType: 'interruptions', within: 60 })).toBe(
+      'jobs ended within 60 s of a fatal event, by cause'
+    );
   });
 
   it('runs annotation queries as GPU events', () => {
@@ -137,6 +144,11 @@ describe('DataSource', () => {
     expect(ds.filterQuery({ refId: 'A', metric: 'gpu_util', hide: true })).toBe(false);
     expect(ds.filterQuery({ refId: 'A', queryType: 'sql', rawSql: '  ' })).toBe(false);
     expect(ds.filterQuery({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1' })).toBe(true);
+    // The failure reports take no metric.
+    for (const queryType of ['health', 'drain', 'interruptions'] as const) {
+      expect(ds.filterQuery({ refId: 'A', queryType })).toBe(true);
+      expect(ds.filterQuery({ refId: 'A', queryType, hide: true })).toBe(false);
+    }
   });
 
   it('asks the backend to compile the interpolated query over the range', async () => {

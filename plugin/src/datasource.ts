@@ -15,7 +15,17 @@ import { from, map, Observable } from 'rxjs';
 
 import { VariableQueryEditor } from './components/VariableQueryEditor';
 import { filterValues, interpolate, values } from './interpolate';
-import { Compiled, DEFAULT_QUERY, DIMS, GpuOptions, GpuQuery, Labels, MetricInfo, VariableQuery } from './types';
+import {
+  Compiled,
+  DEFAULT_QUERY,
+  DIMS,
+  GpuOptions,
+  GpuQuery,
+  isFailureType,
+  Labels,
+  MetricInfo,
+  VariableQuery,
+} from './types';
 import { parseVariableQuery } from './variableQuery';
 
 export { parseVariableQuery };
@@ -49,7 +59,7 @@ export class DataSource extends DataSourceWithBackend<GpuQuery, GpuOptions> {
     if (q.hide) {
       return false;
     }
-    if (q.queryType === 'annotations') {
+    if (q.queryType === 'annotations' || isFailureType(q.queryType)) {
       return true;
     }
     return q.queryType === 'sql' ? Boolean(q.rawSql?.trim()) : Boolean(q.metric);
@@ -168,6 +178,12 @@ export function queryText(q: GpuQuery): string {
       return tail(`events ${q.kinds?.length ? q.kinds.join(', ') : 'of every kind'}`);
     case 'top':
       return tail(`${q.order === 'asc' ? 'lowest' : 'top'} ${q.limit ?? 10} GPUs by ${q.agg ?? 'avg'} ${q.metric ?? ''}`);
+    case 'health':
+      return tail('GPUs by health state');
+    case 'drain':
+      return tail('GPUs to drain');
+    case 'interruptions':
+      return tail(`jobs ended within ${q.within ?? 300} s of a fatal event, by cause`);
   }
   const by = q.groupBy?.length ? ` by ${q.groupBy.join(', ')}` : '';
   const what = `${q.agg ?? 'avg'} ${q.metric ?? ''}${by}`;

@@ -3,9 +3,20 @@ import { DataQuery } from '@grafana/schema';
 
 /**
  * What a panel query asks: a time series per group, one number per group, the top GPUs, raw SQL,
- * or (as an annotation query) the GPU events of the range.
+ * (as an annotation query) the GPU events of the range, or a failure report: GPUs by health state,
+ * the drain list, the jobs interrupted by a fatal event (FAILURE_TYPES, docs/failures.md).
  */
-export type QueryType = 'series' | 'stat' | 'top' | 'sql' | 'annotations';
+export type QueryType = 'series' | 'stat' | 'top' | 'sql' | 'annotations' | FailureType;
+
+/** The failure reports: they take no metric. */
+export type FailureType = 'health' | 'drain' | 'interruptions';
+
+export const FAILURE_TYPES: FailureType[] = ['health', 'drain', 'interruptions'];
+
+/** isFailureType: a failure report's query type. */
+export function isFailureType(t: QueryType | undefined): t is FailureType {
+  return FAILURE_TYPES.some((f) => f === t);
+}
 
 /** Keeps rows whose dimension is one of the values. */
 export interface Filter {
@@ -31,6 +42,12 @@ export interface GpuQuery extends DataQuery {
   alias?: string;
   /** annotations: the event kinds shown (EVENT_KINDS); none means all. */
   kinds?: string[];
+  /** health, drain: how far back a GPU counts as part of the fleet, a Go duration ("168h"). */
+  lookback?: string;
+  /** health, drain: silent this long, a GPU stopped reporting; interruptions: a job ended ("2m"). */
+  silent?: string;
+  /** interruptions: a job ended at most this many seconds after a fatal event on its GPUs. */
+  within?: number;
 }
 
 export const DEFAULT_QUERY: Partial<GpuQuery> = {
@@ -85,6 +102,9 @@ export interface VariableQuery extends DataQuery {
 
 /** Dimensions a query groups and filters by (query.DimByName on the backend). */
 export const DIMS = ['cluster', 'pool', 'rack', 'node', 'gpu', 'model', 'job'];
+
+/** Dimensions the failure reports filter GPUs by: a GPU's labels, not the job on it. */
+export const GPU_DIMS = ['cluster', 'pool', 'rack', 'node', 'gpu', 'model'];
 
 /** Dimensions GPU events carry (gpu_events): filters of an annotation query take these. */
 export const EVENT_DIMS = ['cluster', 'pool', 'rack', 'node', 'gpu'];

@@ -218,6 +218,45 @@ describe('QueryEditor', () => {
     expect(onRunQuery).toHaveBeenCalled();
   });
 
+  it('edits a drain query: look-back, silence threshold and how many GPUs, run when a field is left', async () => {
+    const { onChange, onRunQuery } = await setup({ refId: 'A', queryType: 'drain' });
+    expect(screen.queryByText('Metric')).not.toBeInTheDocument();
+    fireEvent.change(document.getElementById('gpufleet-lookback')!, { target: { value: '720h' } });
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ queryType: 'drain', lookback: '720h' }));
+    fireEvent.change(document.getElementById('gpufleet-silent')!, { target: { value: '5m' } });
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ silent: '5m' }));
+    fireEvent.change(document.getElementById('gpufleet-limit')!, { target: { value: '200' } });
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ limit: 200 }));
+    expect(onRunQuery).not.toHaveBeenCalled();
+    fireEvent.blur(document.getElementById('gpufleet-limit')!);
+    expect(onRunQuery).toHaveBeenCalled();
+  });
+
+  it('edits an interruptions query: within seconds and when a job has ended, no look-back', async () => {
+    const { onChange } = await setup({ refId: 'A', queryType: 'interruptions' });
+    expect(document.getElementById('gpufleet-lookback')).toBeNull();
+    expect(screen.getByText('Ended after')).toBeInTheDocument();
+    fireEvent.change(document.getElementById('gpufleet-within')!, { target: { value: '60' } });
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ queryType: 'interruptions', within: 60 }));
+  });
+
+  it('compiles a failure report without a metric', async () => {
+    jest.useFakeTimers();
+    const ds = fakeDS();
+    await setup({ refId: 'A', queryType: 'health' }, ds);
+    await act(async () => {
+      jest.advanceTimersByTime(300);
+    });
+    expect(ds.compile).toHaveBeenCalledWith(expect.objectContaining({ queryType: 'health' }), undefined, undefined, undefined);
+  });
+
+  it('switches to a failure report', async () => {
+    const { onChange, onRunQuery, user } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
+    await user.click(screen.getByLabelText('Drain list'));
+    expect(onChange.mock.lastCall[0]).toEqual(expect.objectContaining({ queryType: 'drain' }));
+    expect(onRunQuery).toHaveBeenCalled();
+  });
+
   it('switches to raw SQL', async () => {
     const { onChange, user } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
     await user.click(screen.getByLabelText('SQL'));

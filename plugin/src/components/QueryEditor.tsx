@@ -21,8 +21,10 @@ import {
   EVENT_DIMS,
   EVENT_KINDS,
   Filter,
+  GPU_DIMS,
   GpuOptions,
   GpuQuery,
+  isFailureType,
   MetricInfo,
   QueryType,
   TOP_AGGS,
@@ -36,6 +38,9 @@ const MODES: Array<SelectableValue<QueryType>> = [
   { label: 'Stat', value: 'stat', description: 'one number per group over the range: stat panels and alerts' },
   { label: 'Top GPUs', value: 'top', description: 'the GPUs ranked by a metric' },
   { label: 'SQL', value: 'sql', description: 'raw read-only SQL with macros' },
+  { label: 'Health', value: 'health', description: 'GPUs by health state: in all, by cluster, by model' },
+  { label: 'Drain list', value: 'drain', description: 'the GPUs to act on now, most severe first' },
+  { label: 'Interruptions', value: 'interruptions', description: 'jobs ended after a fatal event, by cause' },
 ];
 
 const MACROS =
@@ -102,7 +107,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
   // The SQL the builder query runs, asked of the backend a moment after the last change.
   const intervalMs = data?.request?.intervalMs;
   const maxDataPoints = data?.request?.maxDataPoints;
-  const compiles = mode === 'annotations' || (mode !== 'sql' && Boolean(query.metric));
+  const compiles = mode === 'annotations' || isFailureType(mode) || (mode !== 'sql' && Boolean(query.metric));
   const compileKey = compiles ? JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]) : '';
   useEffect(() => {
     if (!compileKey) {
@@ -200,10 +205,61 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
     );
   }
 
+  const durationField = (id: string, label: string, key: 'lookback' | 'silent', placeholder: string, tooltip: string) => (
+    <InlineField label={label} labelWidth={14} tooltip={tooltip}>
+      <Input
+        id={id}
+        width={12}
+        placeholder={placeholder}
+        value={query[key] ?? ''}
+        onChange={(e) => change({ [key]: e.currentTarget.value || undefined }, false)}
+        onBlur={() => onRunQuery()}
+      />
+    </InlineField>
+  );
+  const numberField = (id: string, label: string, key: 'limit' | 'within', def: number, maxValue: number, tooltip: string) => (
+    <InlineField label={label} labelWidth={14} tooltip={tooltip}>
+      <Input
+        id={id}
+        type="number"
+        width={12}
+        min={1}
+        max={maxValue}
+        value={query[key] ?? def}
+        onChange={(e) => change({ [key]: Number(e.currentTarget.value) || undefined }, false)}
+        onBlur={() => onRunQuery()}
+      />
+    </InlineField>
+  );
+  const failureEditor = (
+    <>
+      <Stack gap={1} wrap="wrap">
+        {mode !== 'interruptions' &&
+          durationField('gpufleet-lookback', 'Look-back', 'lookback', '168h', 'a GPU with a sample this far back is part of the fleet; one silent longer has left it')}
+        {durationField(
+          'gpufleet-silent',
+          mode === 'interruptions' ? 'Ended after' : 'Silent after',
+          'silent',
+          '2m',
+          mode === 'interruptions'
+            ? 'a job whose newest sample is older has ended'
+            : 'a GPU whose newest sample is older has stopped reporting'
+        )}
+        {mode === 'drain' && numberField('gpufleet-limit', 'GPUs', 'limit', 1000, 10000, 'list at most this many, most severe first')}
+        {mode === 'interruptions' &&
+          numberField('gpufleet-within', 'Within (s)', 'within', 300, 86400, 'a job ended at most this many seconds after a fatal event on its GPUs')}
+      </Stack>
+      {filtersEditor(GPU_DIMS)}
+      {compiledSQL}
+    </>
+  );
+
   return (
     <Stack direction="column" gap={1}>
       <RadioButtonGroup<QueryType> options={MODES} value={mode} onChange={onMode} size="sm" />
-      {mode === 'sql' ? (
+      {isFailureType(mode) ? (
+        failureEditor
+      ) : mode === 'sql' ? (
         <>
           <CodeEditor
             language="sql"
