@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -328,6 +330,25 @@ func TestFleetPowerDayRowsRead(t *testing.T) {
 		t.Logf("%s of cluster b: %d rows read for %d points", c.name, got.RowsRead, len(got.Series[0].Points))
 		if got.RowsRead < 86_400 || got.RowsRead > c.max || len(got.Series[0].Points) != 86_400 {
 			t.Errorf("%s of cluster b read %d rows for %d points, want 86,400 points from 86,400 … %d rows", c.name, got.RowsRead, len(got.Series[0].Points), c.max)
+		}
+	}
+}
+
+// Every SQL example in docs/power.md runs against the schema migrate creates.
+func TestPowerDocExamplesRun(t *testing.T) {
+	doc, err := os.ReadFile("../docs/power.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(examples) < 2 {
+		t.Fatalf("found %d SQL examples in docs/power.md, want the definition and the rollup's", len(examples))
+	}
+	st := powerStore(t)
+	for _, ex := range examples {
+		sql := strings.TrimSuffix(strings.TrimSpace(strings.ReplaceAll(ex[1], "gpufleet.", st.Database()+".")), ";")
+		if _, err := st.Query(context.Background(), sql); err != nil {
+			t.Errorf("example fails: %v\n%s", err, ex[1])
 		}
 	}
 }
