@@ -1,6 +1,9 @@
 package attribution
 
-import "context"
+import (
+	"context"
+	"strconv"
+)
 
 // Assignment names the job on each GPU of the node: by NVML index (Slurm mapping files) or by GPU
 // UUID (the kubelet). A GPU named by neither runs no job.
@@ -23,10 +26,23 @@ func (m MappingDir) Assign(context.Context) (Assignment, error) {
 	return Assignment{ByIndex: jobs}, err
 }
 
-// Assign is Jobs as an Assignment by UUID.
+// Assign is Jobs as an Assignment by UUID, and by index for the device ids that are a GPU's NVML
+// index (the device plugin's DEVICE_ID_STRATEGY=index).
 func (p *PodResources) Assign(ctx context.Context) (Assignment, error) {
 	jobs, err := p.Jobs(ctx)
-	return Assignment{ByUUID: jobs}, err
+	if err != nil {
+		return Assignment{}, err
+	}
+	a := Assignment{ByUUID: jobs}
+	for id, job := range jobs {
+		if n, err := strconv.ParseUint(id, 10, 8); err == nil && allDigits([]byte(id)) {
+			if a.ByIndex == nil {
+				a.ByIndex = map[uint32]string{}
+			}
+			a.ByIndex[uint32(n)] = job
+		}
+	}
+	return a, nil
 }
 
 // Assign is Jobs as an Assignment by UUID.

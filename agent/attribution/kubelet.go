@@ -18,17 +18,46 @@ import (
 // DefaultPodResourcesSocket is where the kubelet serves its pod-resources API.
 const DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
 
+// DefaultGPUResources are the extended resources NVIDIA's device plugin allocates GPUs as: whole
+// GPUs, time-sliced replicas renamed by its sharing config, and under the mixed MIG strategy one
+// resource per MIG profile (nvidia.com/mig-1g.10gb, …), whose device ids are the MIG instances'
+// UUIDs, the uuid of their own rows.
+var DefaultGPUResources = []string{"nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-*"}
+
+// CheckResources reports the first resource pattern that is not a resource name, optionally
+// ending in one '*' (a prefix).
+func CheckResources(patterns []string) error {
+	for _, r := range patterns {
+		name := strings.TrimSuffix(r, "*")
+		if name == "" || strings.ContainsAny(name, "* \t\n,") || len(r) > 253 {
+			return fmt.Errorf("GPU resource %q: want a resource name such as nvidia.com/gpu, optionally ending in * (nvidia.com/mig-*)", r)
+		}
+	}
+	return nil
+}
+
+func matchResource(patterns []string, name string) bool {
+	for _, r := range patterns {
+		if p, ok := strings.CutSuffix(r, "*"); ok && strings.HasPrefix(name, p) || r == name {
+			return true
+		}
+	}
+	return false
+}
+
 // PodResources asks the kubelet which pod holds each GPU, through the pod-resources API
-// (v1.PodResourcesLister/List, the API dcgm-exporter's Kubernetes mode reads). A GPU allocated to a
-// container is named "namespace/pod" by its UUID; other GPUs run no job.
+// (v1.PodResourcesLister/List, the API dcgm-exporter's Kubernetes mode reads). A GPU or MIG
+// instance allocated to a container is named "namespace/pod" by its UUID (by its index when the
+// device plugin runs with DEVICE_ID_STRATEGY=index); other GPUs run no job.
 //
 // The client is a unary gRPC call over HTTP/2 on the unix socket, with the two messages it reads
 // decoded by protowire: that keeps grpc-go and the kubelet's API module out of the agent binary.
 type PodResources struct {
 	// Socket is the kubelet's pod-resources socket; default DefaultPodResourcesSocket.
 	Socket string
-	// Resource is the extended resource GPUs are allocated as; default nvidia.com/gpu.
-	Resource string
+	// Resources are the extended resources GPUs are allocated as, each a name or a prefix ending in
+	// '*'; default DefaultGPUResources.
+	Resources []string
 	// Timeout bounds one List call; default 1 s: the call is made in the sampling loop.
 	Timeout time.Duration
 	// MaxAge is how long an answer is reused; default 10 s. Allocations change when pods start and
@@ -44,7 +73,7 @@ type PodResources struct {
 
 // NewPodResources returns a client for the socket (empty: the default).
 func NewPodResources(socket string) *PodResources {
-	p := &PodResources{Socket: socket, Resource: "nvidia.com/gpu", Timeout: time.Second, MaxAge: 10 * time.Second, Now: time.Now}
+	p := &PodResources{Socket: socket, Resources: DefaultGPUResources, Timeout: time.Second, MaxAge: 10 * time.Second, Now: time.Now}
 	if p.Socket == "" {
 		p.Socket = DefaultPodResourcesSocket
 	}
@@ -166,9 +195,15 @@ func (p *PodResources) decodeList(b []byte) (map[string]string, error) {
 				}); err != nil {
 					return err
 				}
-				if resource == p.Resource {
+				if matchResource(p.Resources, resource) {
 					for _, id := range ids {
-						out[strings.TrimSpace(id)] = job
+						// A time-sliced replica is "<uuid>::<n>": the GPU is the uuid. Pods
+						// sharing a GPU: the first by namespace/name, so the answer does not
+						// depend on the kubelet's order.
+						id, _, _ = strings.Cut(strings.TrimSpace(id), "::")
+						if prev, ok := out[id]; !ok || job < prev {
+							out[id] = job
+						}
 					}
 				}
 				return nil

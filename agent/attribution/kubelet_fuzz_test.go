@@ -20,7 +20,7 @@ func FuzzPodResourcesDecode(f *testing.F) {
 	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), pod))
 	f.Add([]byte{0x0a, 0xff})
 	f.Add([]byte{})
-	p := &PodResources{Resource: "nvidia.com/gpu"}
+	p := &PodResources{Resources: DefaultGPUResources}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		jobs, err := p.decodeList(b)
 		if err != nil {
@@ -51,7 +51,7 @@ func FuzzPodResourcesResponse(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0})
 	f.Add([]byte{0, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0, 0, 0})
-	p := &PodResources{Resource: "nvidia.com/gpu"}
+	p := &PodResources{Resources: DefaultGPUResources}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		jobs, err := p.decodeResponse(body)
 		if err == nil {

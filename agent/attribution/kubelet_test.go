@@ -123,6 +123,88 @@ func TestPodResources(t *testing.T) {
 	}
 }
 
+// Under the device plugin's mixed MIG strategy a pod holds nvidia.com/mig-<profile> devices, named
+// by the MIG instances' UUIDs (the uuid of their rows); time-sliced replicas are "<uuid>::<n>" of
+// nvidia.com/gpu.shared; DEVICE_ID_STRATEGY=index names GPUs by NVML index. Each reaches its row,
+// a GPU shared by pods goes to the first of them whatever the kubelet's order, and resources
+// outside the patterns are not GPUs.
+func TestPodResourcesMIGAndSharing(t *testing.T) {
+	device := func(resource string, ids ...string) []byte {
+		f := []byte(str(1, resource))
+		for _, id := range ids {
+			f = append(f, str(2, id)...)
+		}
+		return sub(2, f)
+	}
+	pod := func(ns, name string, devs ...[]byte) []byte {
+		return sub(1, msg(str(1, name), str(2, ns), sub(3, msg(append([][]byte{str(1, "c")}, devs...)...))))
+	}
+	resp := msg(
+		pod("ml", "small-a", device("nvidia.com/mig-1g.10gb", "MIG-11111111-aaaa")),
+		pod("ml", "small-b", device("nvidia.com/mig-1g.10gb", "MIG-22222222-bbbb"), device("nvidia.com/mig-3g.40gb", "MIG-33333333-cccc")),
+		pod("web", "z-shared", device("nvidia.com/gpu.shared", "GPU-ddd::1")),
+		pod("web", "a-shared", device("nvidia.com/gpu.shared", "GPU-ddd::0")),
+		pod("hpc", "by-index", device("nvidia.com/gpu", "3")),
+		pod("ml", "nic", device("example.com/nic", "GPU-eee")),
+	)
+	p := attribution.NewPodResources(kubelet(t, resp, codes.OK))
+	a, err := p.Assign(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		index uint32
+		uuid  string
+		want  string
+	}{
+		{129, "MIG-11111111-aaaa", "ml/small-a"},
+		{130, "MIG-22222222-bbbb", "ml/small-b"},
+		{131, "MIG-33333333-cccc", "ml/small-b"},
+		{0, "GPU-parent-of-migs", ""}, // the parent of MIG instances runs no job of its own
+		{1, "GPU-ddd", "web/a-shared"},
+		{3, "GPU-fff", "hpc/by-index"},
+		{4, "GPU-eee", ""},
+	} {
+		if got := a.Job(tc.index, tc.uuid); got != tc.want {
+			t.Errorf("row %d %s: job %q, want %q", tc.index, tc.uuid, got, tc.want)
+		}
+	}
+	// Only whole GPUs when told so.
+	p = attribution.NewPodResources(kubelet(t, resp, codes.OK))
+	p.Resources = []string{"nvidia.com/gpu"}
+	a, err = p.Assign(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Job(129, "MIG-11111111-aaaa"); got != "" {
+		t.Errorf("with Resources nvidia.com/gpu, a MIG pod attributed: %q", got)
+	}
+	if got := a.Job(3, "GPU-fff"); got != "hpc/by-index" {
+		t.Errorf("with Resources nvidia.com/gpu, GPU 3: %q", got)
+	}
+}
+
+func TestCheckResources(t *testing.T) {
+	for _, tc := range []struct {
+		in []string
+		ok bool
+	}{
+		{attribution.DefaultGPUResources, true},
+		{[]string{"nvidia.com/gpu"}, true},
+		{[]string{"amd.com/gpu", "nvidia.com/mig-*"}, true},
+		{[]string{""}, false},
+		{[]string{"*"}, false},
+		{[]string{"nvidia.com/*gpu"}, false},
+		{[]string{"nvidia.com/gpu**"}, false},
+		{[]string{"nvidia.com/gpu x"}, false},
+		{[]string{strings.Repeat("a", 300)}, false},
+	} {
+		if err := attribution.CheckResources(tc.in); (err == nil) != tc.ok {
+			t.Errorf("CheckResources(%q) = %v, want ok %v", tc.in, err, tc.ok)
+		}
+	}
+}
+
 // An answer is reused for MaxAge, then asked again: one kubelet call per 10 s, not per sample.
 func TestPodResourcesReusesAnAnswer(t *testing.T) {
 	device := sub(2, msg(str(1, "nvidia.com/gpu"), str(2, "GPU-1")))

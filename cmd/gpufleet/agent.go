@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gpufleet/gpufleet/agent"
@@ -74,6 +75,9 @@ func (c *agentCmd) validate(f *flags) error {
 	}
 	if c.source != "nvml" && c.source != "sim" {
 		return usageError{fmt.Errorf("--source %q: use nvml or sim", c.source)}
+	}
+	if _, err := c.jobs.resources(); err != nil {
+		return err
 	}
 	// --cluster is shared with the simulator, whose default ("sim") would mislabel real GPUs:
 	// unless it was given, the NVML source uses its own default.
@@ -162,6 +166,7 @@ type jobFlags struct {
 	slurmCgroups bool
 	procRoot     string
 	podSocket    string
+	podGPUs      string
 }
 
 func (j *jobFlags) register(f *flags) {
@@ -172,6 +177,26 @@ func (j *jobFlags) register(f *flags) {
 	f.StringVar(&j.procRoot, "proc-root", attribution.DefaultProcRoot, "the host's /proc, for --slurm-cgroups (a containerised agent mounts it, e.g. /host/proc)")
 	f.StringVar(&j.podSocket, "pod-resources-socket", attribution.DefaultPodResourcesSocket, "the kubelet's pod-resources socket: when it exists (a Kubernetes node) and\n"+
 		"--job-mapping-dir is not set, each GPU's job is the namespace/pod it is allocated to; empty disables")
+	f.StringVar(&j.podGPUs, "pod-gpu-resources", strings.Join(attribution.DefaultGPUResources, ","), "the extended resources pods hold GPUs as, comma-separated, a trailing * a prefix: whole GPUs,\n"+
+		"time-sliced replicas and, under the device plugin's mixed MIG strategy, nvidia.com/mig-<profile> (attributed to\n"+
+		"the MIG instance's row)")
+}
+
+// resources is --pod-gpu-resources as a list, or a usage error naming the flag.
+func (j *jobFlags) resources() ([]string, error) {
+	var out []string
+	for _, r := range strings.Split(j.podGPUs, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	if err := attribution.CheckResources(out); err != nil {
+		return nil, usageError{fmt.Errorf("--pod-gpu-resources: %w", err)}
+	}
+	if len(out) == 0 {
+		return nil, usageError{errors.New("--pod-gpu-resources: empty; name at least one resource, e.g. nvidia.com/gpu")}
+	}
+	return out, nil
 }
 
 // assigner is agent.Config.Jobs for the flags given: mapping files, else the GPUs' processes'
@@ -193,8 +218,10 @@ func (j *jobFlags) assigner(log *slog.Logger, processes func(context.Context) (m
 			log.Info("no kubelet pod-resources socket: jobs are not attributed", slog.String("socket", j.podSocket))
 			return nil
 		}
-		log.Info("job attribution from the kubelet's pod resources", slog.String("socket", j.podSocket))
-		return attribution.NewPodResources(j.podSocket).Assign
+		p := attribution.NewPodResources(j.podSocket)
+		p.Resources, _ = j.resources() // checked by validate
+		log.Info("job attribution from the kubelet's pod resources", slog.String("socket", j.podSocket), slog.Any("resources", p.Resources))
+		return p.Assign
 	}
 	return nil
 }

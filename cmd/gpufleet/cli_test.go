@@ -215,6 +215,8 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		// This machine has no NVIDIA driver: NVML is reported missing before any broker is tried.
 		{"agent without NVML", nil, []string{"agent", "--source", "nvml", "--brokers", "127.0.0.1:1", "--connect-timeout", "1s"}, 1, "libnvidia-ml.so.1) was not found"},
 		{"agent unknown source", nil, []string{"agent", "--source", "dcgm"}, 2, `--source "dcgm": use nvml or sim`},
+		{"agent bad pod GPU resource", nil, []string{"agent", "--source", "sim", "--pod-gpu-resources", "nvidia.com/gpu,nvidia.com/*mig"}, 2, `--pod-gpu-resources: GPU resource "nvidia.com/*mig"`},
+		{"agent no pod GPU resource", nil, []string{"agent", "--source", "sim", "--pod-gpu-resources", " , "}, 2, "--pod-gpu-resources: empty"},
 		{"probe without NVML", nil, []string{"nvml-probe", "--for", "1s"}, 1, "libnvidia-ml.so.1) was not found"},
 		{"probe interval too short", nil, []string{"nvml-probe", "--interval", "1ms"}, 2, "--interval 1ms: must be at least 10ms"},
 		{"unreachable server", nil, []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/gpufleet"}, 1, "cannot reach ClickHouse"},
