@@ -76,7 +76,7 @@ func env(svc types.ServiceConfig, key string) (string, bool) {
 
 func TestComposeServicesExist(t *testing.T) {
 	p := loadProject(t)
-	for _, name := range []string{"kafka", "clickhouse", "topics", "migrate", "ingest", "simulate", "api", "grafana"} {
+	for _, name := range []string{"kafka", "clickhouse", "topics", "migrate", "ingest", "simulate", "api", "prometheus", "grafana"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("service %q missing (have %v)", name, p.ServiceNames())
 		}
@@ -244,6 +244,7 @@ func TestComposeHealthchecks(t *testing.T) {
 		{"kafka", "kafka-broker-api-versions.sh"},
 		{"clickhouse", "SELECT 1"},
 		{"grafana", "/api/health"},
+		{"prometheus", "/-/ready"},
 		{"ingest", "/gpufleet healthcheck http://127.0.0.1:9401/healthz"},
 		{"simulate", "/gpufleet healthcheck http://127.0.0.1:9402/healthz"},
 		{"api", "/gpufleet healthcheck http://127.0.0.1:8081/healthz"},
