@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,31 @@ type simFlags struct {
 	spoolMiB    int
 	state       agentState // the agent's alone (registerState)
 	dcgmCompat  bool       // agent and simulate (registerDCGMCompat)
+	// The failure model (agent/sim, docs/simulator.md).
+	failureScale float64
+	repairTime   time.Duration
+	inject       injectFlag
+}
+
+// injectFlag is --inject: repeatable, and each value may hold several injections separated by ';'
+// (an environment variable or config key holds one value).
+type injectFlag []sim.Injection
+
+func (f *injectFlag) String() string {
+	var parts []string
+	for _, in := range *f {
+		parts = append(parts, in.String())
+	}
+	return strings.Join(parts, ";")
+}
+
+func (f *injectFlag) Set(s string) error {
+	in, err := sim.ParseInjections(s)
+	if err != nil {
+		return err
+	}
+	*f = append(*f, in...)
+	return nil
 }
 
 func (s *simFlags) register(f *flags, gpus int) {
@@ -53,6 +79,18 @@ func (s *simFlags) register(f *flags, gpus int) {
 		"one interval at a time)")
 	f.IntVar(&s.spoolMiB, "spool-mib", 1024, "size cap of the spool; past it the oldest batches are dropped and counted")
 	f.IntVar(&s.nodeOffset, "node-offset", 0, "number of the first simulated node, to run several simulators side by side")
+	scale := 1.0
+	if f.name == "demo" {
+		scale = sim.DemoFailureScale
+	}
+	f.Float64Var(&s.failureScale, "failure-scale", scale, "simulated GPUs fail at the rates of Meta's Llama 3 report (16,384 H100s, 54 days) times this:\n"+
+		"1 is that fleet (64 GPUs see a failure every ~2 months), 0 turns them off; the demo's 1e5 gives 64 GPUs one every ~40 s\n"+
+		"(docs/simulator.md)")
+	f.DurationVar(&s.repairTime, "repair-time", sim.DefaultRepairTime, "how long a failed simulated GPU stays failed before it is repaired (reset: counters back to 0,\n"+
+		"flags cleared, a GPU off the bus reporting again)")
+	f.Var(&s.inject, "inject", "inject a failure into the simulated fleet (repeatable; several separated by ';'):\n"+
+		sim.InjectSyntax+";\n"+
+		"after counts from the node's first sample, e.g. node=node-00003,gpu=2,fault=dbe,after=30s")
 }
 
 // registerDCGMCompat adds --dcgm-compat, for the commands that serve an agent's /metrics.
@@ -112,15 +150,35 @@ func (s *simFlags) sources(f *flags) ([]agent.Source, error) {
 		return nil, usageError{fmt.Errorf("--gpus %d: must be at least 1", s.gpus)}
 	case s.gpusPerNode < 1 || s.gpusPerNode > 64:
 		return nil, usageError{fmt.Errorf("--gpus-per-node %d: must be 1..64", s.gpusPerNode)}
+	case !(s.failureScale >= 0 && s.failureScale <= sim.MaxFailureScale):
+		return nil, usageError{fmt.Errorf("--failure-scale %g: must be 0..%g", s.failureScale, sim.MaxFailureScale)}
+	case s.repairTime <= 0:
+		return nil, usageError{fmt.Errorf("--repair-time %s: must be positive", s.repairTime)}
 	}
 	if err := s.validate(f); err != nil {
 		return nil, err
 	}
+	opts := []sim.Option{sim.WithFailureScale(s.failureScale), sim.WithRepairTime(s.repairTime), sim.WithInjections(s.inject...)}
 	var out []agent.Source
+	gpusOf := map[string]int{}
 	for left, i := s.gpus, 0; left > 0; i++ {
 		n := min(left, s.gpusPerNode)
-		out = append(out, sim.NewNode(s.seed, s.cluster, s.nodeOffset+i, n))
+		nd := sim.NewNode(s.seed, s.cluster, s.nodeOffset+i, n, opts...)
+		gpusOf[nd.Name] = n
+		out = append(out, nd)
 		left -= n
+	}
+	// A node takes the injections that name it; one naming no node of this fleet is a mistake.
+	for _, in := range s.inject {
+		n, ok := gpusOf[in.Node]
+		switch {
+		case !ok:
+			_, first := out[0].Identity()
+			_, last := out[len(out)-1].Identity()
+			return nil, usageError{fmt.Errorf("--inject %s: field node: no simulated node %s (this fleet is %s … %s)", in, in.Node, first, last)}
+		case in.GPU >= n:
+			return nil, usageError{fmt.Errorf("--inject %s: field gpu: %s has GPUs 0..%d", in, in.Node, n-1)}
+		}
 	}
 	return out, nil
 }
