@@ -307,12 +307,13 @@ func byTime(a, b failure) int { return cmp.Compare(a.at, b.at) }
 // maxPrecursorMs is the longest precursor: failures are drawn that far ahead of the instant.
 var maxPrecursorMs = max(MemoryPrecursor, ThermalPrecursor, BusPrecursor).Milliseconds()
 
-// advance draws every GPU's failures up to the precursor horizon after ms. The first call starts
-// at the epoch of the oldest failure that can still be open at ms, and places the injections.
+// advance draws every GPU's failures up to the precursor horizon after ms. The first call places
+// the injections; a node starts healthy: what was drawn before its first sample did not happen,
+// so a fleet does not start with GPUs already off the bus.
 func (n *Node) advance(ms int64) {
 	lo := floorDiv(ms-n.opt.repair.Milliseconds(), epochMs)
 	if !n.started {
-		n.started, n.genNext = true, lo
+		n.started, n.from, n.genNext = true, ms, floorDiv(ms, epochMs)
 		for _, in := range n.opt.inject {
 			f := n.newFailure(ms+in.After.Milliseconds(), -1, in.Fault, in.XID, in.Repair)
 			f.precursor = min(f.precursor, in.After.Milliseconds())
@@ -328,6 +329,9 @@ func (n *Node) advance(ms int64) {
 			st := &n.state[g]
 			k := len(st.fails)
 			st.fails = n.epochFailures(g, n.genNext, st.fails)
+			if n.genNext*epochMs < n.from {
+				st.fails = slices.DeleteFunc(st.fails, func(f failure) bool { return f.cause >= 0 && f.at < n.from })
+			}
 			if k > 0 && len(st.fails) > k {
 				slices.SortStableFunc(st.fails, byTime) // behind an injection
 			}
@@ -387,25 +391,14 @@ type happening struct {
 	repair bool
 }
 
-// happen applies what GPU g's failures did since its last reading (or, on its first, what was
-// open already) to its counters and appends their events.
+// happen applies what GPU g's failures did since its last reading to its counters, in time
+// order, and appends their events at their instants.
 func (n *Node) happen(g int, st *gpuState, ms int64, ev []*wirepb.Event) []*wirepb.Event {
 	gpu := n.gpus[g]
-	if st.lastT.IsZero() {
-		for i := range st.fails {
-			f := &st.fails[i]
-			if !f.failed(ms) {
-				continue
-			}
-			st.hit(f)
-			if f.fault == FaultFellOffBus && !lostAt(st.fails, f.at, i) {
-				ev = append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid, Kind: wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS,
-					Code: nvmlErrorGPUIsLost, Message: "GPU fell off the bus before the simulator started (simulated); no longer sampled"})
-			}
-		}
-		return ev
-	}
 	prev := st.lastT.UnixMilli()
+	if st.lastT.IsZero() {
+		prev = ms - 1 // the first reading: only what happens at its instant (an injection after 0)
+	}
 	var haps []happening
 	for i := range st.fails {
 		f := &st.fails[i]

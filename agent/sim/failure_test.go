@@ -381,3 +381,32 @@ func TestFailureDemoFleetDrainMix(t *testing.T) {
 	}
 	t.Logf("rules behind each state: %v; failed at the end: %d of 64", seen, down)
 }
+
+// A node starts healthy, whenever it starts: at the demo's scale about 2 % of GPUs would
+// otherwise be off the bus at any instant, and a demo would start without their rows. An
+// injection after 0 happens at the first sample.
+func TestFailureNodeStartsHealthy(t *testing.T) {
+	for k := range 100 {
+		from := start.Add(time.Duration(k) * 37 * time.Minute)
+		n := NewNode(2, "c", k, 8, WithFailureScale(DemoFailureScale),
+			WithInjections(Injection{Node: nodeName(k), GPU: 6, Fault: FaultXID, XID: 79}))
+		b, ev := sampleRun(n, from, 0, 1)
+		if len(b.Gpu) != 8 {
+			t.Errorf("start %d: %d rows at the first sample, want 8", k, len(b.Gpu))
+		}
+		for i := range b.Gpu {
+			if reading(t, b, gpumetric.RemapPending, i) != 0 || reading(t, b, gpumetric.RemapFailure, i) != 0 || reading(t, b, gpumetric.ECCDoubleVolatile, i) != 0 {
+				t.Errorf("start %d gpu %d: a failure before the first sample shows", k, b.Gpu[i])
+			}
+		}
+		var xids []string
+		for _, e := range ev {
+			if e.Kind == wirepb.EventKind_EVENT_KIND_XID {
+				xids = append(xids, fmt.Sprintf("gpu %d xid %d at %+dms", e.GpuIndex, e.Code, e.TimeUnixMs-from.UnixMilli()))
+			}
+		}
+		if !slices.Equal(xids, []string{"gpu 6 xid 79 at +0ms"}) {
+			t.Errorf("start %d: first sample's Xids %v, want the injected one", k, xids)
+		}
+	}
+}

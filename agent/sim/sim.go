@@ -6,7 +6,8 @@
 // GPUs fail at the rates of Meta's Llama 3 report times a scale (WithFailureScale), with the
 // warning signs NVML shows before such failures (failure.go, docs/simulator.md), and on explicit
 // injections (WithInjections). Which failures happen, and when, depends only on the seed, the GPU
-// and the options; what a failure does to gauges only on the instant too.
+// and the options, and what they do to gauges on the instant too, except that a node starts
+// healthy: failures before its first sample did not happen.
 package sim
 
 import (
@@ -36,6 +37,7 @@ type Node struct {
 	state   []gpuState
 	opt     options
 	started bool
+	from    int64 // the first sample's instant, Unix ms
 	genNext int64 // the next epoch whose failures are drawn
 }
 
