@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -44,6 +45,13 @@ type device struct {
 	// an instance through the GPU (nvmlGpmMigSampleGet).
 	parent gonvml.Device
 	gi     int
+	// vals is FieldValues' request, reused: NVML writes the answers into it, so on the stack it
+	// would escape to the heap on every call.
+	vals *[]gonvml.FieldValue
+}
+
+func newDevice(d gonvml.Device, lib gonvml.Interface) device {
+	return device{d: d, lib: lib, gpm: &gpmState{}, vals: new([]gonvml.FieldValue)}
 }
 
 // gpmState is a GPU's two GPM samples: each read takes one and measures from the other.
@@ -56,19 +64,71 @@ type gpmState struct {
 	get *gonvml.GpmMetricsGetType
 }
 
-// wrap turns a non-success return into an *Error naming op; nil for SUCCESS.
+// wrap turns a non-success return into an *Error naming op; nil for SUCCESS. The error is shared
+// by every call that fails the same way: a GPU answers not supported for the same readings on
+// every tick, and building an error (and asking NVML for its name, a cgo call) each time was most
+// of a tick's garbage.
 func wrap(op string, ret gonvml.Return) error {
 	if ret == gonvml.SUCCESS {
 		return nil
 	}
-	e := &Error{Op: op, Code: int(ret), Name: ret.Error()}
-	switch ret {
+	return cachedError(errKey{op: op, ret: ret})
+}
+
+// wrapField is wrap for one field of nvmlDeviceGetFieldValues: the error names the field.
+func wrapField(id uint32, ret gonvml.Return) error {
+	if ret == gonvml.SUCCESS {
+		return nil
+	}
+	return cachedError(errKey{op: fieldValuesOp, field: id, isField: true, ret: ret})
+}
+
+const fieldValuesOp = "nvmlDeviceGetFieldValues"
+
+// errKey is what an *Error says: the call (and field), and NVML's return code.
+type errKey struct {
+	op      string
+	field   uint32
+	isField bool
+	ret     gonvml.Return
+}
+
+// errs holds the errors wrap has built. Ops are the constants of this file and return codes
+// nvml.h's few dozen, so it stays small; maxErrs bounds it should a driver answer codes of its own.
+var errs = struct {
+	sync.RWMutex
+	m map[errKey]*Error
+}{m: map[errKey]*Error{}}
+
+const maxErrs = 1024
+
+func cachedError(k errKey) *Error {
+	errs.RLock()
+	e := errs.m[k]
+	errs.RUnlock()
+	if e != nil {
+		return e
+	}
+	op := k.op
+	if k.isField {
+		op = fmt.Sprintf("%s(field %d)", k.op, k.field)
+	}
+	e = &Error{Op: op, Code: int(k.ret), Name: k.ret.Error()}
+	switch k.ret {
 	case gonvml.ERROR_NOT_SUPPORTED:
 		e.Kind = ErrNotSupported
 	case gonvml.ERROR_GPU_IS_LOST:
 		e.Kind = ErrGPULost
 	case gonvml.ERROR_LIBRARY_NOT_FOUND:
 		e.Kind = ErrLibraryNotFound
+	}
+	errs.Lock()
+	defer errs.Unlock()
+	if old := errs.m[k]; old != nil {
+		return old
+	}
+	if len(errs.m) < maxErrs {
+		errs.m[k] = e
 	}
 	return e
 }
@@ -83,7 +143,7 @@ func (a adapter) Device(i int) (Device, error) {
 	if err := wrap("nvmlDeviceGetHandleByIndex", ret); err != nil {
 		return nil, err
 	}
-	return device{d: d, lib: a.lib, gpm: &gpmState{}}, nil
+	return newDevice(d, a.lib), nil
 }
 
 func (a adapter) DriverVersion() (string, error) {
@@ -333,7 +393,9 @@ func (d device) MIGInstances() ([]MIGInstance, error) {
 		if err := wrap("nvmlDeviceGetGpuInstanceId", ret); err != nil {
 			return nil, err
 		}
-		out = append(out, MIGInstance{Index: k, GPUInstance: uint32(gi), Device: device{d: m, lib: d.lib, gpm: &gpmState{}, parent: d.d, gi: gi}})
+		md := newDevice(m, d.lib)
+		md.parent, md.gi = d.d, gi
+		out = append(out, MIGInstance{Index: k, GPUInstance: uint32(gi), Device: md})
 	}
 	return out, nil
 }
@@ -440,13 +502,20 @@ var perfPolicies = [...]gonvml.PerfPolicyType{
 	PolicyLowUtilization: gonvml.PERF_POLICY_LOW_UTILIZATION, PolicyReliability: gonvml.PERF_POLICY_RELIABILITY,
 }
 
+// violationOps are Violation's op names by policy, built once rather than per call.
+var violationOps = func() (ops [len(perfPolicies)]string) {
+	for p := range ops {
+		ops[p] = "nvmlDeviceGetViolationStatus(" + PerfPolicy(p).String() + ")"
+	}
+	return ops
+}()
+
 func (d device) Violation(p PerfPolicy) (uint64, error) {
-	op := "nvmlDeviceGetViolationStatus(" + p.String() + ")"
 	if int(p) >= len(perfPolicies) {
-		return 0, &Error{Op: op, Name: "unknown policy", Kind: ErrNotSupported}
+		return 0, &Error{Op: "nvmlDeviceGetViolationStatus(" + p.String() + ")", Name: "unknown policy", Kind: ErrNotSupported}
 	}
 	v, ret := d.d.GetViolationStatus(perfPolicies[p])
-	return v.ViolationTime, wrap(op, ret)
+	return v.ViolationTime, wrap(violationOps[p], ret)
 }
 
 func (d device) EnforcedPowerLimit() (uint32, error) {
@@ -466,16 +535,12 @@ func (d device) FieldValues(fields []Field, out []FieldValue) error {
 	if len(out) < len(fields) {
 		return errors.New("FieldValues: out is shorter than fields")
 	}
-	// Stack-sized for the source's fixed field list, so a tick allocates nothing here.
-	var buf [32]gonvml.FieldValue
-	vals := buf[:0]
-	if len(fields) > len(buf) {
-		vals = make([]gonvml.FieldValue, 0, len(fields))
-	}
+	vals := (*d.vals)[:0]
 	for _, f := range fields {
 		vals = append(vals, gonvml.FieldValue{FieldId: f.ID, ScopeId: f.Scope})
 	}
-	if err := wrap("nvmlDeviceGetFieldValues", d.d.GetFieldValues(vals)); err != nil {
+	*d.vals = vals
+	if err := wrap(fieldValuesOp, d.d.GetFieldValues(vals)); err != nil {
 		return err
 	}
 	for i := range vals {
@@ -486,7 +551,7 @@ func (d device) FieldValues(fields []Field, out []FieldValue) error {
 
 // decodeField reads a field value's union by its type (nvmlValueType_t).
 func decodeField(v *gonvml.FieldValue) FieldValue {
-	if err := wrap(fmt.Sprintf("nvmlDeviceGetFieldValues(field %d)", v.FieldId), gonvml.Return(v.NvmlReturn)); err != nil {
+	if err := wrapField(v.FieldId, gonvml.Return(v.NvmlReturn)); err != nil {
 		return FieldValue{Err: err}
 	}
 	raw := binary.LittleEndian.Uint64(v.Value[:])

@@ -71,7 +71,7 @@ func catalogueDevice(unsupported ...uint32) (d device, asked *catalogueAsk) {
 			return gonvml.SUCCESS
 		},
 	}
-	return device{d: md, lib: lib, gpm: &gpmState{}}, asked
+	return newDevice(md, lib), asked
 }
 
 type catalogueAsk struct {
@@ -124,10 +124,10 @@ func TestCatalogueSourcesAreWhatTheAgentReads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d, asked := catalogueDevice(tc.unsupported...)
 			var r gpuReading
-			buf := make([]FieldValue, len(fieldRequest))
-			r.read(d, buf) // the first GPM read has no interval to measure
+			sc := newScratch()
+			r.read(d, sc) // the first GPM read has no interval to measure
 			r = gpuReading{}
-			r.read(d, buf)
+			r.read(d, sc)
 
 			var wantFields []Field
 			var wantGPM []uint32

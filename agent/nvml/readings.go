@@ -60,7 +60,8 @@ func fieldsFromCatalogue() ([]Field, []fieldReader) {
 	return req, out
 }
 
-// maxGPM bounds the GPM metrics read per tick, so a tick's answers fit in an array on the stack.
+// maxGPM bounds the GPM metrics the catalogue may name, well within what one nvmlGpmMetricsGet
+// request holds.
 const maxGPM = 16
 
 func gpmFromCatalogue() ([]uint32, []gpumetric.ID) {
@@ -142,12 +143,22 @@ func flag(b bool) float64 {
 
 var errPStateUnknown = &Error{Op: "nvmlDeviceGetPerformanceState", Code: 0, Name: "P-state unknown (32)", Kind: ErrNotSupported}
 
+// scratch is the room a reading needs, kept by the source across ticks: fields answers
+// fieldRequest, gpm gpmIDs.
+type scratch struct {
+	fields, gpm []FieldValue
+}
+
+func newScratch() scratch {
+	return scratch{fields: make([]FieldValue, len(fieldRequest)), gpm: make([]FieldValue, len(gpmIDs))}
+}
+
 // readMIG reads what NVML answers per MIG instance: its memory and its GPM metrics. The rest
 // (utilisation, power, clocks, temperatures, errors) is the whole GPU's, on the GPU's row, and is
 // absent on the instance's without a call.
-func (r *gpuReading) readMIG(d Device) {
+func (r *gpuReading) readMIG(d Device, sc scratch) {
 	r.readMemory(d)
-	r.readGPM(d)
+	r.readGPM(d, sc.gpm)
 }
 
 // readMemory reads the framebuffer in MiB; readGPM the GPM metrics since the previous read.
@@ -159,9 +170,8 @@ func (r *gpuReading) readMemory(d Device) {
 	r.setF(gpumetric.FBUsed, float64(used/mib), err)
 }
 
-func (r *gpuReading) readGPM(d Device) {
-	var buf [maxGPM]FieldValue
-	gpm := buf[:len(gpmIDs)]
+func (r *gpuReading) readGPM(d Device, gpm []FieldValue) {
+	gpm = gpm[:len(gpmIDs)]
 	_ = d.GPM(gpmIDs, gpm) // per-metric errors are in gpm[i].Err
 	for i, id := range gpmMetric {
 		r.setF(id, gpm[i].Float, gpm[i].Err)
@@ -169,8 +179,8 @@ func (r *gpuReading) readGPM(d Device) {
 }
 
 // read asks d for every reading: one call per catalogue Call, then the field values and GPM metrics
-// the catalogue names; buf is scratch for the field values (len(fieldRequest)).
-func (r *gpuReading) read(d Device, buf []FieldValue) {
+// the catalogue names.
+func (r *gpuReading) read(d Device, sc scratch) {
 	gpu, mem, err := d.Utilization()
 	r.setF(gpumetric.GPUUtil, float64(gpu), err)
 	r.setF(gpumetric.MemUtil, float64(mem), err)
@@ -217,7 +227,7 @@ func (r *gpuReading) read(d Device, buf []FieldValue) {
 	_, v, err = d.PowerLimitConstraints()
 	r.setF(gpumetric.PowerMax, float64(v)/1000, err)
 
-	buf = buf[:len(fieldRequest)]
+	buf := sc.fields[:len(fieldRequest)]
 	if err := d.FieldValues(fieldRequest, buf); err != nil {
 		for i := range buf {
 			buf[i] = FieldValue{Err: err}
@@ -232,5 +242,5 @@ func (r *gpuReading) read(d Device, buf []FieldValue) {
 			}
 		}
 	}
-	r.readGPM(d)
+	r.readGPM(d, sc.gpm)
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/schema"
-	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
@@ -48,11 +47,14 @@ type Source struct {
 	lost atomic.Int64
 	xid  XIDWatch
 
-	rd       []gpuReading // scratch: this tick's readings, one per row appended
-	fieldBuf []FieldValue // scratch: len(fieldRequest)
-	present  []bool       // scratch
+	// Kept across ticks so that a tick in steady state allocates nothing.
+	rd []gpuReading // this tick's readings, one per row appended
+	sc scratch
 
-	errs    *prometheus.CounterVec
+	errs *prometheus.CounterVec
+	// errBy is errs' counter by metric id, looked up on a metric's first error: WithLabelValues
+	// allocates on each call.
+	errBy   [gpumetric.Count + 1]prometheus.Counter
 	seconds prometheus.Histogram
 }
 
@@ -143,7 +145,7 @@ func New(lib Lib, opts Options) (*Source, error) {
 			s.xid = w
 		}
 	}
-	s.fieldBuf = make([]FieldValue, len(fieldRequest))
+	s.sc = newScratch()
 	s.errs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_nvml_errors_total",
 		Help: "NVML readings that failed other than as not supported, by metric."}, []string{"metric"})
 	s.seconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_nvml_sample_seconds",
@@ -314,7 +316,7 @@ func (s *Source) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) 
 		}
 		s.rd = append(s.rd, gpuReading{})
 		r := &s.rd[len(s.rd)-1]
-		r.read(d, s.fieldBuf[:])
+		r.read(d, s.sc)
 		if err := r.lostErr(); err != nil {
 			st.lost = true
 			s.lost.Add(1)
@@ -337,7 +339,7 @@ func (s *Source) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) 
 		}
 		s.rd = append(s.rd, gpuReading{})
 		r := &s.rd[len(s.rd)-1]
-		r.readMIG(m.dev)
+		r.readMIG(m.dev, s.sc)
 		s.noteErrors(m.pos, r)
 		b.TimeUnixMs = append(b.TimeUnixMs, ms)
 		b.Gpu = append(b.Gpu, uint32(m.pos))
@@ -365,8 +367,6 @@ func (s *Source) fill(b *wirepb.SampleBatch, oldRows int) {
 		id := gpumetric.ID(c.Metric)
 		m, known := gpumetric.Lookup(id)
 		integer := known && m.Kind.Integer()
-		s.present = s.present[:0]
-		allPresent := true
 		for i := range s.rd {
 			ok := known && s.rd[i].ok[id]
 			var u uint64
@@ -379,20 +379,31 @@ func (s *Source) fill(b *wirepb.SampleBatch, oldRows int) {
 			} else {
 				c.Values = append(c.Values, f)
 			}
-			s.present = append(s.present, ok)
-			allPresent = allPresent && ok
-		}
-		if allPresent && c.Present == nil {
-			continue // every row so far present: the compact (empty) bitmap stays right
-		}
-		prev := c.Present
-		c.Present = wire.SetPresent(rows, func(i int) bool {
-			if i < oldRows {
-				return prev == nil || prev[i>>3]&(1<<(i&7)) != 0
+			if !ok {
+				c.Present = markAbsent(c.Present, rows, oldRows+i)
 			}
-			return s.present[i-oldRows]
-		})
+		}
+		if len(c.Present) > 0 {
+			c.Present = growPresent(c.Present, rows)
+		}
 	}
+}
+
+// markAbsent clears row i's bit in bm, a presence bitmap in wire.SetPresent's encoding (empty while
+// every row is present; bits past the last row set), growing it to hold rows rows. It appends to
+// bm's own room, so the column of a batch the agent reuses needs no new bitmap each tick.
+func markAbsent(bm []byte, rows, i int) []byte {
+	bm = growPresent(bm, rows)
+	bm[i>>3] &^= 1 << (i & 7)
+	return bm
+}
+
+// growPresent extends bm to rows rows, all present.
+func growPresent(bm []byte, rows int) []byte {
+	for n := (rows + 7) / 8; len(bm) < n; {
+		bm = append(bm, 0xff)
+	}
+	return bm
 }
 
 // noteErrors logs each failed reading once per GPU and metric and counts the real errors.
@@ -407,7 +418,10 @@ func (s *Source) noteErrors(g int, r *gpuReading) {
 		}
 		unsupported := errors.Is(err, ErrNotSupported)
 		if !unsupported {
-			s.errs.WithLabelValues(m.Column).Inc()
+			if s.errBy[m.ID] == nil {
+				s.errBy[m.ID] = s.errs.WithLabelValues(m.Column)
+			}
+			s.errBy[m.ID].Inc()
 		}
 		if st.logged[m.ID] {
 			continue

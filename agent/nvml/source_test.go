@@ -221,8 +221,7 @@ func TestGPM(t *testing.T) {
 func TestReadingsBeyondTheCoreSet(t *testing.T) {
 	n := newNode(t, dgxh100.New())
 	var r gpuReading
-	buf := make([]FieldValue, len(fieldRequest))
-	r.read(FromNVML(n.srv).(adapter).mustDevice(t, 3), buf)
+	r.read(FromNVML(n.srv).(adapter).mustDevice(t, 3), newScratch())
 	for _, w := range []struct {
 		k    gpumetric.ID
 		want float64
