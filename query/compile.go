@@ -25,6 +25,10 @@ func (q *Query) Compile(db string) (*Compiled, error) {
 		"to":   strconv.FormatInt(q.To.UnixMilli(), 10),
 		"step": strconv.FormatInt(int64(q.Step/time.Second), 10),
 	}
+	if q.Agg == Share {
+		r, _ := gpumetric.LookupClockEventReason(q.Reason) // checked by Validate
+		p["reason_bit"] = strconv.FormatUint(r.Bit, 10)
+	}
 	var groups []string
 	for _, d := range q.GroupBy {
 		groups = append(groups, string(d))
@@ -133,7 +137,11 @@ func (q *Query) rawSQL(db string, groups, filters []string) body {
 		return body{"t", gaugeAggs[Sum], fmt.Sprintf("SELECT %s, %s, avg(v) AS gv FROM (SELECT time, %s, %s AS v FROM %s WHERE %s) GROUP BY t, %s",
 			bucket, strings.Join(gpu, ", "), strings.Join(gpu, ", "), q.Metric, table, strings.Join(where, " AND "), strings.Join(gpu, ", "))}
 	}
-	return body{bucket, gaugeAggs[q.Agg], fmt.Sprintf("SELECT time%s, %s AS v FROM %s WHERE %s",
+	value := gaugeAggs[q.Agg]
+	if q.Agg == Share {
+		value = "100 * avg(bitAnd(v, {reason_bit:UInt64}) != 0)"
+	}
+	return body{bucket, value, fmt.Sprintf("SELECT time%s, %s AS v FROM %s WHERE %s",
 		prefixed(groups), q.Metric, table, strings.Join(where, " AND "))}
 }
 

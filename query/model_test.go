@@ -1240,3 +1240,60 @@ func TestBitmaskLastAndCount(t *testing.T) {
 		})
 	}
 }
+
+// A bitmask's share of one reason is the percent of readings in the bucket with that bit set,
+// read raw (the rollups keep no per-bit states); a reason not in the list, a share of a gauge and
+// a reason without share are refused.
+func TestBitmaskShare(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	// One GPU, six readings a minute for two minutes.
+	minute := []int{0x20, 0x20 | 0x4, 0x4, 0, 0x20, 0}
+	var rows []string
+	for i := range 12 {
+		ts := seedFrom.Add(time.Duration(i) * 10 * time.Second)
+		rows = append(rows, fmt.Sprintf("(fromUnixTimestamp64Milli(%d), 'a', 'a-0', 'GPU-a', 'H100', %d)", ts.UnixMilli(), minute[i%6]))
+	}
+	if err := st.Exec(ctx, "INSERT INTO "+store.Table(st.Database(), "gpu_samples")+
+		" (time, cluster, node, uuid, model, throttle_reasons) VALUES "+strings.Join(rows, ", ")); err != nil {
+		t.Fatal(err)
+	}
+	for reason, want := range map[string]float64{"sw_thermal": 50, "sw_power_cap": 100.0 / 3, "hw_slowdown": 0} {
+		q := &query.Query{Metric: "throttle_reasons", Agg: query.Share, Reason: reason, GroupBy: []query.Dim{query.GPU},
+			From: seedFrom, To: seedFrom.Add(2 * time.Minute), Step: time.Minute}
+		comp, err := q.Compile(st.Database())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if comp.Table != "gpu_samples" {
+			t.Errorf("%s: reads %s, want gpu_samples", reason, comp.Table)
+		}
+		got, err := query.Run(ctx, st, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || len(got[0].Points) != 2 {
+			t.Fatalf("%s: %+v, want one series of 2 points", reason, got)
+		}
+		for _, p := range got[0].Points {
+			if p.Value == nil || math.Abs(*p.Value-want) > 1e-9 {
+				t.Errorf("%s at %s: %v, want %v", reason, p.T, p.Value, want)
+			}
+		}
+	}
+	for _, q := range []query.Query{
+		{Metric: "throttle_reasons", Agg: query.Share, Reason: "too_hot"},
+		{Metric: "throttle_reasons", Agg: query.Share},
+		{Metric: "throttle_reasons", Agg: query.Last, Reason: "sw_thermal"},
+		{Metric: "temp_gpu_c", Agg: query.Share, Reason: "sw_thermal"},
+		{Metric: "energy_mj", Agg: query.Share, Reason: "sw_thermal"},
+	} {
+		q.From, q.To, q.Step = seedFrom, seedFrom.Add(time.Minute), time.Minute
+		if _, err := q.Compile(st.Database()); !errors.Is(err, query.ErrInvalid) {
+			t.Errorf("%s %s reason %q: %v, want ErrInvalid", q.Metric, q.Agg, q.Reason, err)
+		}
+	}
+}

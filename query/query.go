@@ -29,6 +29,9 @@ const (
 	Last     Agg = "last"
 	Increase Agg = "increase"
 	Rate     Agg = "rate"
+	// Share is, for a bitmask, the percent of readings in the bucket with the bit of Reason set:
+	// the share of time a GPU was throttled for that reason (throttle_reasons).
+	Share Agg = "share"
 )
 
 var gaugeAggs = map[Agg]string{
@@ -90,6 +93,9 @@ type Query struct {
 	// Whole makes the window one bucket, stamped From: one number per group for stat panels and
 	// alert conditions. Step is then the window's length, rounded up to a second.
 	Whole bool
+	// Reason is the bit Share asks about, by name (gpumetric.ClockEventReasons: sw_thermal,
+	// sw_power_cap, …); only with Share.
+	Reason string
 }
 
 // Source says which tables a query may read.

@@ -2,6 +2,7 @@ package query
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
@@ -20,8 +21,15 @@ func (q *Query) Validate() error {
 		return invalid("agg", "%q does not apply to gauge %s; use avg, min, max, sum, count, p50, p90, p95, p99 or last", q.Agg, q.Metric)
 	case kind == gpumetric.Counter && q.Agg != Increase && q.Agg != Rate:
 		return invalid("agg", "%q does not apply to counter %s; use increase or rate", q.Agg, q.Metric)
-	case kind == gpumetric.Bitmask && q.Agg != Last && q.Agg != Count:
-		return invalid("agg", "%q does not apply to bitmask %s; use last or count", q.Agg, q.Metric)
+	case kind == gpumetric.Bitmask && q.Agg != Last && q.Agg != Count && q.Agg != Share:
+		return invalid("agg", "%q does not apply to bitmask %s; use last, count or share (with a reason)", q.Agg, q.Metric)
+	}
+	if q.Agg == Share {
+		if _, ok := gpumetric.LookupClockEventReason(q.Reason); !ok {
+			return invalid("reason", "%q is not a clock-event reason; one of %s", q.Reason, reasonNames())
+		}
+	} else if q.Reason != "" {
+		return invalid("reason", "applies only to agg share")
 	}
 	for _, d := range q.GroupBy {
 		if !slices.Contains(dims, d) {
@@ -55,4 +63,12 @@ func checkFilters(filters []Filter) error {
 		}
 	}
 	return nil
+}
+
+func reasonNames() string {
+	names := make([]string, 0, len(gpumetric.ClockEventReasons))
+	for _, r := range gpumetric.ClockEventReasons {
+		names = append(names, r.Name)
+	}
+	return strings.Join(names, ", ")
 }

@@ -198,6 +198,8 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"step with summary", nil, []string{"query", "--step", "5m"}, 2, "--step applies only to --metric, not the summary"},
 		{"series unknown metric", nil, []string{"query", "--metric", "nope"}, 2, "metric: \"nope\" is not a gpu_samples metric"},
 		{"series wrong agg", nil, []string{"query", "--metric", "energy_mj", "--agg", "avg"}, 2, "agg: \"avg\" does not apply to counter"},
+		{"share unknown reason", nil, []string{"query", "--metric", "throttle_reasons", "--agg", "share", "--reason", "hot"}, 2, `reason: "hot" is not a clock-event reason`},
+		{"reason with summary", nil, []string{"query", "--reason", "sw_thermal"}, 2, "--reason"},
 		{"series bad group", nil, []string{"query", "--metric", "gpu_util", "--by", "datacenter"}, 2, `"datacenter" is not one of`},
 		{"series bad filter", nil, []string{"query", "--metric", "gpu_util", "--filter", "node"}, 2, `want dim=v1|v2`},
 		{"sql on no data", nil, []string{"query", "--sql", "SELECT 1", "--clickhouse", "chdb://" + t.TempDir() + "/typo"}, 1, "run `gpufleet migrate` on it first"},

@@ -23,6 +23,7 @@ type queryCmd struct {
 	since, step                             time.Duration
 	top                                     int
 	format, metric, agg, by, report, rawSQL string
+	reason                                  string
 	filters                                 filterFlag
 	fill                                    bool
 	ff                                      failureFlags
@@ -38,7 +39,7 @@ var queryModeFlags = []struct {
 	flag  string
 	modes []string
 }{
-	{"agg", []string{"metric"}}, {"by", []string{"metric"}}, {"step", []string{"metric"}},
+	{"agg", []string{"metric"}}, {"reason", []string{"metric"}}, {"by", []string{"metric"}}, {"step", []string{"metric"}},
 	{"filter", []string{"metric"}}, {"fill", []string{"metric"}},
 	{"format", []string{"", "metric"}}, {"top", []string{"", "report"}},
 	{"lookback", []string{"report"}}, {"silent-after", []string{"report"}}, {"within", []string{"report"}}, {"limit", []string{"report"}},
@@ -91,7 +92,9 @@ func (c *queryCmd) register(f *flags) {
 	f.IntVar(&c.top, "top", 5, "how many hottest GPUs to list (summary, --report hottest and idle)")
 	f.StringVar(&c.format, "format", "text", "output of the summary and --metric: text, json, or csv (--metric only)")
 	f.StringVar(&c.metric, "metric", "", schema.GPUSamples+" metric column for a time series (gpu_util, temp_gpu_c, power_w, energy_mj, ...)")
-	f.StringVar(&c.agg, "agg", "avg", "gauges: avg min max sum count p50 p90 p95 p99 last (sum: each GPU's mean in the step, summed over GPUs, e.g. fleet power in W; count: readings); counters: increase rate (per second)")
+	f.StringVar(&c.agg, "agg", "avg", "gauges: avg min max sum count p50 p90 p95 p99 last (sum: each GPU's mean in the step, summed over GPUs, e.g. fleet power in W; count: readings); counters: increase rate (per second);\n"+
+		"throttle_reasons: last count share (with --reason: percent of readings throttled for it)")
+	f.StringVar(&c.reason, "reason", "", "with --agg share: the clock-event reason, e.g. sw_thermal, sw_power_cap, hw_slowdown (docs/schema.md)")
 	f.StringVar(&c.by, "by", "", "group by, comma-separated: cluster node gpu model job")
 	f.DurationVar(&c.step, "step", time.Minute, "bucket width (whole seconds)")
 	f.Var(&c.filters, "filter", "keep rows where dim is one of values: dim=v1|v2 (repeatable)")
@@ -176,7 +179,7 @@ func (c *queryCmd) runSeries(ctx context.Context, e *env) error {
 		return usageError{fmt.Errorf("--format %q: use text, json or csv", c.format)}
 	}
 	now := time.Now()
-	q := &query.Query{Metric: c.metric, Agg: query.Agg(c.agg), Filters: c.filters, Step: c.step, Fill: c.fill}
+	q := &query.Query{Metric: c.metric, Agg: query.Agg(c.agg), Filters: c.filters, Step: c.step, Fill: c.fill, Reason: c.reason}
 	q.From, q.To = query.SnapWindow(now.Add(-c.since), now, c.step)
 	if c.by != "" {
 		groups, err := query.ParseDims(strings.Split(c.by, ","))

@@ -110,3 +110,26 @@ func TestKinds(t *testing.T) {
 		}
 	}
 }
+
+// The clock-event reasons are single distinct bits, in order, each named once: a query's share of
+// one reason must read exactly one bit.
+func TestClockEventReasons(t *testing.T) {
+	var seen uint64
+	names := map[string]bool{}
+	for i, r := range ClockEventReasons {
+		if r.Bit == 0 || r.Bit&(r.Bit-1) != 0 || r.Bit&seen != 0 || (i > 0 && r.Bit < ClockEventReasons[i-1].Bit) {
+			t.Errorf("%s: bit %#x is not a new single bit in order", r.Name, r.Bit)
+		}
+		seen |= r.Bit
+		if r.Name == "" || names[r.Name] {
+			t.Errorf("name %q empty or repeated", r.Name)
+		}
+		names[r.Name] = true
+		if got, ok := LookupClockEventReason(r.Name); !ok || got != r {
+			t.Errorf("LookupClockEventReason(%q) = %v %v", r.Name, got, ok)
+		}
+	}
+	if _, ok := LookupClockEventReason("sw_thermal "); ok {
+		t.Error("a name with a trailing space was found")
+	}
+}

@@ -166,7 +166,7 @@ func (a *api) series(w http.ResponseWriter, r *http.Request) {
 	p := &params{r: r}
 	step := p.dur("step", time.Minute)
 	from, to := p.window(a.now(), time.Hour)
-	q := &query.Query{Metric: p.str("metric", ""), Agg: query.Agg(p.str("agg", "avg")), Step: step,
+	q := &query.Query{Metric: p.str("metric", ""), Agg: query.Agg(p.str("agg", "avg")), Step: step, Reason: p.str("reason", ""),
 		Fill: p.str("fill", "") == "true", Source: query.Source(p.str("source", ""))}
 	if step > 0 {
 		q.From, q.To = query.SnapWindow(from, to, step)

@@ -277,9 +277,11 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 
 // Query is the JSON of one panel query.
 type Query struct {
-	QueryType string   `json:"queryType"` // "series" (default), "stat", "top", "sql", "annotations", "health", "drain", "interruptions" or "power" (power.go)
-	Metric    string   `json:"metric"`
-	Agg       string   `json:"agg"`
+	QueryType string `json:"queryType"` // "series" (default), "stat", "top", "sql", "annotations", "health", "drain", "interruptions" or "power" (power.go)
+	Metric    string `json:"metric"`
+	Agg       string `json:"agg"`
+	// Reason is the clock-event reason an agg "share" of throttle_reasons asks about (sw_thermal, …).
+	Reason    string   `json:"reason"`
 	GroupBy   []string `json:"groupBy"`
 	RawFilter []struct {
 		Dim    string   `json:"dim"`
@@ -448,7 +450,7 @@ func builder(q Query, from, to time.Time, step time.Duration) (*query.Query, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: groupBy: %v", query.ErrInvalid, err)
 	}
-	qq := &query.Query{Metric: q.Metric, Agg: query.Agg(strings.ToLower(q.Agg)), GroupBy: groups, Step: step, Fill: q.Fill}
+	qq := &query.Query{Metric: q.Metric, Agg: query.Agg(strings.ToLower(q.Agg)), GroupBy: groups, Step: step, Fill: q.Fill, Reason: q.Reason}
 	if q.QueryType == "stat" {
 		// Whole minutes, so that a stat or an alert over "the last hour" reads the minute rollups.
 		qq.Whole, qq.Fill = true, false

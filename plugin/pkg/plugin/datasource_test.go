@@ -179,6 +179,7 @@ func TestQueryDataRejectsInjection(t *testing.T) {
 	cases := map[string]map[string]any{
 		"metric":     {"metric": evil},
 		"agg":        {"metric": "gpu_util", "agg": evil},
+		"reason":     {"metric": "throttle_reasons", "agg": "share", "reason": evil},
 		"groupBy":    {"metric": "gpu_util", "groupBy": []string{evil}},
 		"filter dim": {"metric": "gpu_util", "filters": []map[string]any{{"dim": evil, "values": []string{"a"}}}},
 		"queryType":  {"queryType": evil},
@@ -453,5 +454,44 @@ func TestRawSQLFrameTypes(t *testing.T) {
 	}
 	if !clusters["east"] || !clusters["west"] {
 		t.Errorf("time_series series labels: %v", clusters)
+	}
+}
+
+// A share of throttle_reasons for one reason is what the query layer answers, in percent.
+func TestQueryDataThrottleShare(t *testing.T) {
+	st, end := fleet(t)
+	ds := plugin.New(st, func() time.Time { return end })
+	ctx := context.Background()
+	from := end.Add(-20 * time.Minute)
+	resp, err := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{
+		dataQuery("S", from, end, map[string]any{"metric": "throttle_reasons", "agg": "share", "reason": "sw_thermal", "groupBy": []string{"cluster"}}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resp.Responses["S"]
+	if r.Error != nil || len(r.Frames) != 1 {
+		t.Fatalf("S: %v, %d frames", r.Error, len(r.Frames))
+	}
+	want, err := query.Run(ctx, st, &query.Query{Metric: "throttle_reasons", Agg: query.Share, Reason: "sw_thermal",
+		GroupBy: []query.Dim{query.Cluster}, From: from, To: end, Step: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := r.Frames[0]
+	if len(want) == 0 || len(f.Fields) != 1+len(want) {
+		t.Fatalf("S: %d fields, want time + %d series", len(f.Fields), len(want))
+	}
+	for i, s := range want {
+		field := f.Fields[1+i]
+		if field.Config == nil || field.Config.Unit != "percent" {
+			t.Errorf("S: field %d unit %+v, want percent", i, field.Config)
+		}
+		for j, p := range s.Points {
+			got, _ := field.ConcreteAt(j)
+			if p.Value != nil && got != *p.Value {
+				t.Fatalf("S: %s row %d = %v, want %v", s.Labels["cluster"], j, got, *p.Value)
+			}
+		}
 	}
 }

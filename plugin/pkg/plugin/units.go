@@ -21,6 +21,9 @@ func unit(metric string, agg query.Agg) string {
 	if i < 0 || agg == query.Count {
 		return ""
 	}
+	if agg == query.Share {
+		return "percent"
+	}
 	m := gpumetric.All()[i]
 	if m.Kind == gpumetric.Gauge {
 		return gaugeUnits[m.Unit]
