@@ -84,7 +84,7 @@ func (s *simFlags) register(f *flags, gpus int) {
 		scale = sim.DemoFailureScale
 	}
 	f.Float64Var(&s.failureScale, "failure-scale", scale, "simulated GPUs fail at the rates of Meta's Llama 3 report (16,384 H100s, 54 days) times this:\n"+
-		"1 is that fleet (64 GPUs see a failure every ~2 months), 0 turns them off; the demo's 1e5 gives 64 GPUs one every ~40 s\n"+
+		"1 is that fleet (64 GPUs see a failure every ~6 weeks), 0 turns them off; the demo's 1e5 gives 64 GPUs one every ~40 s\n"+
 		"(docs/simulator.md)")
 	f.DurationVar(&s.repairTime, "repair-time", sim.DefaultRepairTime, "how long a failed simulated GPU stays failed before it is repaired (reset: counters back to 0,\n"+
 		"flags cleared, a GPU off the bus reporting again)")
