@@ -153,7 +153,8 @@ func (w FleetWindow) params() store.Params {
 	}
 }
 
-// stoppedCode stands for "stopped reporting" where the SQL sorts states by number.
+// stoppedCode stands for "stopped reporting" in HealthSQL's state column: no state is numbered
+// that high (health.State counts up from 0 and is never renumbered).
 const stoppedCode = 255
 
 // HealthCounts are GPUs by state. A GPU that stopped reporting counts there, not in its last
