@@ -3,7 +3,9 @@
 package nvml
 
 import (
+	"bytes"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 
@@ -72,5 +74,79 @@ func TestSampleAllocs(t *testing.T) {
 		if got := testing.AllocsPerRun(runs, tt.f); got != tt.want {
 			t.Errorf("%s: %v allocations per 8-GPU cycle in steady state, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestReusedBatchEncodesAsNew: a batch refilled after resetBatch encodes to the very bytes a new
+// batch does, tick after tick, while readings come and go (a GPU throttles, GPM answers from the
+// second tick, an ECC count moves) and with two ticks per batch, where bitmaps grow past rows
+// already held.
+func TestReusedBatchEncodesAsNew(t *testing.T) {
+	for _, ticksPerBatch := range []int{1, 2, 3} {
+		n := newNode(t, dgxh100.New()) // one node, so both read the same GPUs
+		sNew, sReused := newSource(t, n, nil), newSource(t, n, nil)
+		cluster, host := sNew.Identity()
+		reused := &wirepb.SampleBatch{AgentId: host, Cluster: cluster, Node: host}
+		for batch := range 4 {
+			fresh := &wirepb.SampleBatch{AgentId: host, Cluster: cluster, Node: host}
+			resetBatch(reused)
+			for k := range ticksPerBatch {
+				n.reasons[batch%8].Store(uint64(0x40 * (k % 2)))
+				n.sbe[3].Store(uint64(batch))
+				n.noGPM[5].Store(true)
+				at := t0.Add(time.Duration(batch*ticksPerBatch+k) * time.Second)
+				sNew.Sample(at, fresh, nil)
+				sReused.Sample(at, reused, nil)
+			}
+			want, err := wire.EncodeSamples(fresh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := wire.EncodeSamples(reused)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%d ticks per batch, batch %d: the reused batch encodes to %d bytes unlike the new one's %d", ticksPerBatch, batch, len(got), len(want))
+			}
+		}
+	}
+}
+
+// TestPresentBitmap: the bitmap markAbsent and growPresent build a tick at a time, in the room
+// of a previous batch's bitmap, is wire.SetPresent's of the whole column.
+func TestPresentBitmap(t *testing.T) {
+	tests := []struct {
+		name   string
+		ticks  [][]bool // per tick, each new row's presence
+		reused []byte   // the room a previous batch left: len 0, stale contents
+	}{
+		{"all present", [][]bool{{true, true}, {true, true}}, nil},
+		{"first row absent", [][]bool{{false, true, true}}, nil},
+		{"absent on the second tick only", [][]bool{{true, true, true, true, true}, {true, true, true, true, false}}, nil},
+		{"absent then present across a byte", [][]bool{{false, true, true, true, true, true, true}, {true, true, true}}, nil},
+		{"every row absent", [][]bool{{false, false, false, false, false, false, false, false, false}}, nil},
+		{"stale room", [][]bool{{true, false}, {true, true, true, true, true, true, true, true, false}}, []byte{0, 0x5a, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bm := tt.reused[:0]
+			var all []bool
+			for _, tick := range tt.ticks { // as fill does
+				rows := len(all) + len(tick)
+				for _, ok := range tick {
+					if all = append(all, ok); !ok {
+						bm = markAbsent(bm, rows, len(all)-1)
+					}
+				}
+				if len(bm) > 0 {
+					bm = growPresent(bm, rows)
+				}
+			}
+			want := wire.SetPresent(len(all), func(i int) bool { return all[i] })
+			if !bytes.Equal(bm, want) {
+				t.Errorf("bitmap %08b, want %08b", bm, want)
+			}
+		})
 	}
 }
