@@ -3,16 +3,21 @@
 package chserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/gpufleet/gpufleet/internal/store"
@@ -190,11 +195,15 @@ func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupT
 	if err != nil {
 		return fmt.Errorf("insert into %s: prepare: %w", table, err)
 	}
-	for i, c := range b.Columns {
-		if err := batch.Column(i).Append(columnValues(c)); err != nil {
-			batch.Abort()
-			return fmt.Errorf("insert into %s: column %s: %w", table, c.Name(), err)
-		}
+	bp, _ := nativeBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	err = appendBlock(batch.Columns(), b, bp)
+	nativeBufs.Put(bp)
+	if err != nil {
+		batch.Abort()
+		return fmt.Errorf("insert into %s: %w", table, err)
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert %d rows into %s: %w", b.Rows(), table, err)
@@ -202,7 +211,70 @@ func (s *Store) Insert(ctx context.Context, table string, b *store.Block, dedupT
 	return nil
 }
 
-// columnValues converts a block column to the slice type clickhouse-go appends.
+// nativeBufs holds the buffers appendBlock encodes columns into: blocks of a steady stream are of
+// similar size, so a reused one spares growing a new one through every power of two.
+var nativeBufs sync.Pool
+
+// appendBlock fills the driver's columns of a fresh batch (in the INSERT's column order) with the
+// block. A column whose table type is the block column's own goes as the block's Native encoding
+// (the bytes chDB inserts) read by the driver column's own decoder: that is the driver's only way
+// in without a value per row, since its Append takes Nullable values as a []*T (a pointer per row)
+// and LowCardinality values one boxed row at a time through reflection and a map[any]int. Columns
+// the table types otherwise (a String block column into LowCardinality(String): the events and
+// intents blocks) go through Append, which converts. scratch is reused for the encoding.
+func appendBlock(dst []column.Interface, b *store.Block, scratch *[]byte) error {
+	if len(dst) != len(b.Columns) {
+		return fmt.Errorf("the batch has %d columns, the block %d", len(dst), len(b.Columns))
+	}
+	native := (*scratch)[:0]
+	decode := make([]bool, len(dst))
+	for i, c := range b.Columns {
+		d := dst[i]
+		if d.Name() != c.Name() {
+			return fmt.Errorf("column %d: the batch's is %s, the block's %s", i, d.Name(), c.Name())
+		}
+		// The column decoders of ch-go overwrite rather than append (they size the column to the
+		// rows being read), so only an empty one may be decoded into; the batch's are.
+		if c.Len() > 0 && d.Rows() == 0 && string(d.Type()) == c.Type() {
+			native = c.AppendNative(native)
+			decode[i] = true
+			continue
+		}
+		if _, err := d.Append(columnValues(c)); err != nil {
+			return fmt.Errorf("column %s (%s into %s): %w", c.Name(), c.Type(), d.Type(), err)
+		}
+	}
+	*scratch = native
+	// One reader for all the columns: each proto.Reader holds a 128 KiB read buffer.
+	r := proto.NewReader(bytes.NewReader(native))
+	for i, c := range b.Columns {
+		if !decode[i] {
+			continue
+		}
+		d := dst[i]
+		// The order of the driver's own block decoder: the state prefix (LowCardinality's key
+		// version), then the data.
+		if p, ok := d.(column.CustomSerialization); ok {
+			if err := p.ReadStatePrefix(r); err != nil {
+				return fmt.Errorf("column %s: read %s state prefix: %w", c.Name(), c.Type(), err)
+			}
+		}
+		if err := d.Decode(r, c.Len()); err != nil {
+			return fmt.Errorf("column %s: decode %s: %w", c.Name(), c.Type(), err)
+		}
+		if d.Rows() != c.Len() {
+			return fmt.Errorf("column %s: %s decoded into %d rows, the block has %d", c.Name(), c.Type(), d.Rows(), c.Len())
+		}
+	}
+	// Every column's encoding read to its end, no further: a byte left means one was read short.
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("the driver's decoders left part of the block's %d bytes of Native encoding unread", len(native))
+	}
+	return nil
+}
+
+// columnValues converts a block column to the slice type clickhouse-go's Append takes, for a
+// table column of another type than the block's.
 func columnValues(c store.Column) any {
 	switch c := c.(type) {
 	case *store.ColDateTime64:

@@ -1,0 +1,284 @@
+package chserver
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+	chproto "github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+// batchColumns makes the driver's columns the way PrepareBatch does from the server's header
+// block: one column.Interface per table column, by its type name, empty.
+func batchColumns(t testing.TB, b *store.Block, tableTypes map[string]string) []column.Interface {
+	t.Helper()
+	sc := &column.ServerContext{Timezone: time.UTC}
+	out := make([]column.Interface, len(b.Columns))
+	for i, c := range b.Columns {
+		typ := c.Type()
+		if tt, ok := tableTypes[c.Name()]; ok {
+			typ = tt
+		}
+		col, err := column.Type(typ).Column(c.Name(), sc)
+		if err != nil {
+			t.Fatalf("driver column %s %s: %v", c.Name(), typ, err)
+		}
+		out[i] = col
+	}
+	return out
+}
+
+// expected is row i of a block column as the driver's Row gives it back: nil for NULL.
+func expected(c store.Column, i int) any {
+	switch c := c.(type) {
+	case *store.ColDateTime64:
+		return time.UnixMilli(c.V[i]).UTC()
+	case *store.ColString:
+		return c.V[i]
+	case *store.ColLowCardString:
+		return c.Value(i)
+	case *store.ColUInt8:
+		return c.V[i]
+	case *store.ColUInt32:
+		return c.V[i]
+	case *store.ColUInt64:
+		return c.V[i]
+	case *store.ColInt64:
+		return c.V[i]
+	case *store.ColNullFloat32:
+		if c.Null[i] == 1 {
+			return nil
+		}
+		return c.V[i]
+	case *store.ColNullUInt64:
+		if c.Null[i] == 1 {
+			return nil
+		}
+		return c.V[i]
+	}
+	panic(fmt.Sprintf("no expectation for %T", c))
+}
+
+// rowValue is the driver column's row i, pointers followed (Nullable rows come as *T or nil).
+func rowValue(c column.Interface, i int) any {
+	v := c.Row(i, false)
+	if v == nil {
+		return nil
+	}
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return nil
+		}
+		rv = rv.Elem()
+	}
+	return rv.Interface()
+}
+
+// same compares floats by their bits (NaN, -0) and times as instants in UTC.
+func same(got, want any) bool {
+	switch w := want.(type) {
+	case float32:
+		g, ok := got.(float32)
+		return ok && math.Float32bits(g) == math.Float32bits(w)
+	case time.Time:
+		g, ok := got.(time.Time)
+		return ok && g.Equal(w) && g.Location().String() == "UTC"
+	}
+	return got == want
+}
+
+// checkColumns compares every row of every driver column with the block's.
+func checkColumns(t *testing.T, what string, got []column.Interface, b *store.Block) {
+	t.Helper()
+	for j, c := range b.Columns {
+		if got[j].Rows() != c.Len() {
+			t.Errorf("%s: column %s has %d rows, the block %d", what, c.Name(), got[j].Rows(), c.Len())
+			continue
+		}
+		bad := 0
+		for i := range c.Len() {
+			g, w := rowValue(got[j], i), expected(c, i)
+			if !same(g, w) {
+				if bad++; bad <= 3 {
+					t.Errorf("%s: column %s (%s) row %d = %#v, want %#v", what, c.Name(), got[j].Type(), i, g, w)
+				}
+			}
+		}
+		if bad > 3 {
+			t.Errorf("%s: column %s: %d rows differ in all", what, c.Name(), bad)
+		}
+	}
+}
+
+// wire encodes the driver's columns as the batch sends them (revision 0: plain Native, as chDB
+// reads it) and decodes the bytes back with the driver's own block decoder, as a reader of what
+// was sent.
+func wire(t *testing.T, cols []column.Interface) ([]byte, []column.Interface) {
+	t.Helper()
+	var buf proto.Buffer
+	if err := (&chproto.Block{Columns: cols}).Encode(&buf, 0); err != nil {
+		t.Fatalf("driver encode: %v", err)
+	}
+	back := chproto.NewBlock()
+	back.ServerContext.Timezone = time.UTC
+	if err := back.Decode(proto.NewReader(bytes.NewReader(buf.Buf)), 0); err != nil {
+		t.Fatalf("driver decode of its own encoding: %v", err)
+	}
+	return buf.Buf, back.Columns
+}
+
+// edgeBlock has a column of each type the schema's tables take (0001 to 0024: DateTime64(3,
+// 'UTC'), LowCardinality(String), String, UInt8, UInt32, UInt64, Int64, Nullable(Float32),
+// Nullable(UInt64); the failure metrics of 0022 add no other), holding NULLs, empty strings,
+// unicode, a NUL byte and each type's extremes.
+func edgeBlock() *store.Block {
+	tm := &store.ColDateTime64{ColName: "time", V: []int64{
+		0, -1, 1_700_000_000_123,
+		time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(),           // DateTime64's lowest
+		time.Date(2262, 4, 11, 23, 47, 16, 854, time.UTC).UnixMilli() - 1, // time.Time's UnixNano range ends here
+		1_764_633_600_000, 1_764_633_600_001,
+	}}
+	n := len(tm.V)
+	cluster := &store.ColLowCardString{ColName: "cluster"}
+	for _, s := range []string{"", "c1", "ß-集群-🚀", "", "c1", strings.Repeat("x", 300), "a\x00b"} {
+		cluster.Append(s)
+	}
+	message := &store.ColString{ColName: "message", V: []string{"", "é", "XID 79: GPU has fallen off the bus", "\x00", strings.Repeat("長", 1000), "\xff\xfe", "x"}}
+	gpu := &store.ColUInt8{ColName: "gpu", V: []uint8{0, 255, 7, 1, 128, 254, 3}}
+	pid := &store.ColUInt32{ColName: "pid", V: []uint32{0, math.MaxUint32, 1, 1 << 31, 42, math.MaxUint32 - 1, 7}}
+	seq := &store.ColUInt64{ColName: "seq", V: []uint64{0, math.MaxUint64, 1, 1 << 63, 9, math.MaxUint64 - 1, 2}}
+	off := &store.ColInt64{ColName: "first_offset", V: []int64{math.MinInt64, math.MaxInt64, -1, 0, 1, -2, 3}}
+	util := &store.ColNullFloat32{ColName: "gpu_util"}
+	for _, v := range []float32{0, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.Copysign(0, -1)), math.MaxFloat32, math.SmallestNonzeroFloat32} {
+		util.Append(v, false)
+	}
+	util.Null[1], util.V[1] = 1, 123 // a NULL whose value slot holds something: the value must not show
+	power := &store.ColNullFloat32{ColName: "power_w"}
+	power.AppendNulls(n) // a metric the GPU does not answer: all NULL
+	energy := &store.ColNullUInt64{ColName: "energy_mj"}
+	for i, v := range []uint64{math.MaxUint64, 0, 1, 5, 1 << 40, 0, 77} {
+		energy.Append(v, i%3 == 1)
+	}
+	remap := &store.ColNullUInt64{ColName: "retired_pages_sbe"}
+	remap.AppendNulls(n - 1)
+	remap.Append(math.MaxUint64, false)
+	return &store.Block{Columns: []store.Column{tm, cluster, message, gpu, pid, seq, off, util, power, energy, remap}}
+}
+
+// manyKeys is a LowCardinality column with more distinct values than its narrowest key width holds.
+func manyKeys(distinct, rows int) *store.Block {
+	c := &store.ColLowCardString{ColName: "uuid"}
+	for i := range rows {
+		c.Append(fmt.Sprintf("GPU-%08x", i%distinct))
+	}
+	return &store.Block{Columns: []store.Column{c}}
+}
+
+func TestAppendBlockColumnsEqualTheBlock(t *testing.T) {
+	tests := []struct {
+		name  string
+		block *store.Block
+		// table types where the table's column is not of the block column's type; the rest match
+		table map[string]string
+	}{
+		{name: "every schema type, with NULLs, unicode and extremes", block: edgeBlock()},
+		{name: "LowCardinality with UInt16 keys", block: manyKeys(300, 1000)},
+		{name: "LowCardinality with UInt32 keys", block: manyKeys(70_000, 70_001)},
+		{name: "one row", block: &store.Block{Columns: []store.Column{
+			&store.ColDateTime64{ColName: "time", V: []int64{1}},
+			&store.ColNullFloat32{ColName: "gpu_util", V: []float32{1}, Null: []uint8{1}},
+		}}},
+		{
+			// The events and intents blocks carry String columns that the tables type
+			// LowCardinality(String); a column whose table type differs goes through Append.
+			name:  "table types that differ from the block's",
+			block: edgeBlock(),
+			table: map[string]string{
+				"cluster": "String",
+				"message": "LowCardinality(String)",
+				"time":    "DateTime64(6, 'UTC')",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cols := batchColumns(t, tt.block, tt.table)
+			var scratch []byte
+			if err := appendBlock(cols, tt.block, &scratch); err != nil {
+				t.Fatalf("appendBlock: %v", err)
+			}
+			// Encoding first: a LowCardinality column filled by Append builds its keys only then.
+			sent, back := wire(t, cols)
+			checkColumns(t, "driver columns", cols, tt.block)
+			checkColumns(t, "driver's encoding read back", back, tt.block)
+			// Where every table type is the block's, the server gets byte for byte the Native
+			// data chDB inserts for the block (DateTime64 values past 2262 included, which the
+			// driver's time.Time conversion cannot carry).
+			if len(tt.table) == 0 {
+				if native := tt.block.AppendNative(nil); !bytes.Equal(sent, native) {
+					t.Errorf("driver sends %d bytes that differ from the block's Native encoding (%d bytes)", len(sent), len(native))
+				}
+			}
+		})
+	}
+}
+
+// The block's Native encoding goes to the wire unchanged, so a time the driver's time.Time path
+// (UnixNano) cannot represent still arrives as the block's milliseconds.
+func TestAppendBlockTimeBeyondUnixNano(t *testing.T) {
+	ms := time.Date(2299, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli() // DateTime64(3)'s highest
+	b := &store.Block{Columns: []store.Column{&store.ColDateTime64{ColName: "time", V: []int64{ms}}}}
+	cols := batchColumns(t, b, nil)
+	var scratch []byte
+	if err := appendBlock(cols, b, &scratch); err != nil {
+		t.Fatalf("appendBlock: %v", err)
+	}
+	sent, _ := wire(t, cols)
+	if native := b.AppendNative(nil); !bytes.Equal(sent, native) {
+		t.Errorf("driver sends %x, want the block's %x", sent, native)
+	}
+}
+
+func TestAppendBlockRefuses(t *testing.T) {
+	block := func() *store.Block {
+		return &store.Block{Columns: []store.Column{
+			&store.ColUInt8{ColName: "gpu", V: []uint8{1}},
+			&store.ColNullFloat32{ColName: "gpu_util", V: []float32{1}, Null: []uint8{0}},
+		}}
+	}
+	sc := &column.ServerContext{Timezone: time.UTC}
+	mk := func(name, typ string) column.Interface {
+		c, err := column.Type(typ).Column(name, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tests := []struct {
+		name string
+		cols []column.Interface
+		want string
+	}{
+		{"fewer batch columns", []column.Interface{mk("gpu", "UInt8")}, "the batch has 1 columns, the block 2"},
+		{"columns in another order", []column.Interface{mk("gpu_util", "Nullable(Float32)"), mk("gpu", "UInt8")}, "column 0: the batch's is gpu_util, the block's gpu"},
+		{"a type Append does not convert to", []column.Interface{mk("gpu", "UInt8"), mk("gpu_util", "String")}, "column gpu_util (Nullable(Float32) into String)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var scratch []byte
+			err := appendBlock(tt.cols, block(), &scratch)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("appendBlock error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
