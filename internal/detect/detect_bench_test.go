@@ -5,6 +5,8 @@ package detect_test
 import (
 	"context"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -39,16 +41,35 @@ var faults = []struct {
 // reports p50 and p99 (nearest rank: of 48, the largest) and their parts: injected → the agent
 // tick that read it (tick), that tick → row seen, row seen → drain listing; the drain query's
 // median time; and the means of the mock agents' send, ingest's batch age (first message to commit), insert, and
-// sample delay (a sample's time to its insert acknowledged). Run (one
+// sample delay (a sample's time to its insert acknowledged); and the share of ingest's time in
+// inserts, with inserts per second. Run (one
 // pass is the measurement; docs/detect.md):
 //
 //	go test -run '^$' -bench Detect -benchtime 1x ./internal/detect/
+//
+// To see what a setting costs (not the defaults, so not the figure), GPUFLEET_DETECT_PARTITIONS
+// sets the topics' partitions and GPUFLEET_DETECT_BATCH_AGE ingest's BatchAge (a Go duration).
 func BenchmarkDetect(b *testing.B) {
 	const mockNodes, simNodes = 6, 32
+	cfg := rigConfig{mockNodes: mockNodes, simNodes: simNodes, poll: 25 * time.Millisecond}
+	if v := os.Getenv("GPUFLEET_DETECT_PARTITIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("GPUFLEET_DETECT_PARTITIONS=%q: want a positive count", v)
+		}
+		cfg.partitions = n
+	}
+	if v := os.Getenv("GPUFLEET_DETECT_BATCH_AGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("GPUFLEET_DETECT_BATCH_AGE=%q: want a positive duration", v)
+		}
+		cfg.batchAge = d
+	}
 	for range b.N {
 		b.StopTimer()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		r := startRig(b, ctx, rigConfig{mockNodes: mockNodes, simNodes: simNodes, poll: 25 * time.Millisecond})
+		r := startRig(b, ctx, cfg)
 		r.waitReady(b, ctx)
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		r.watch(watchCtx)
@@ -77,6 +98,12 @@ func BenchmarkDetect(b *testing.B) {
 		b.ReportMetric(ms(histMean(b, "gpufleet_ingest_batch_age_seconds", r.ingestReg)), "mean_batch_age_ms")
 		b.ReportMetric(ms(histMean(b, "gpufleet_ingest_insert_seconds", r.ingestReg)), "mean_insert_ms")
 		b.ReportMetric(ms(histMean(b, "gpufleet_ingest_end_to_end_delay_seconds", r.ingestReg)), "mean_sample_delay_ms")
+		// The share of ingest's time spent in inserts alone: near 1, its one inserter is the queue
+		// every batch waits in, whatever BatchAge says.
+		insertSec, inserts := histSum(b, "gpufleet_ingest_insert_seconds", r.ingestReg)
+		ran := time.Since(r.ingestStart).Seconds()
+		b.ReportMetric(insertSec/ran, "insert_busy_frac")
+		b.ReportMetric(float64(inserts)/ran, "inserts_per_s")
 		b.ReportMetric(float64(len(f.row)), "xids")
 		r.close(b)
 		cancel()

@@ -21,7 +21,7 @@ import (
 func TestDetectXIDEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r := startRig(t, ctx, rigConfig{mockNodes: 1, simNodes: 8, poll: 50 * time.Millisecond})
+	r := startRig(t, ctx, rigConfig{mockNodes: 1, simNodes: 4, poll: 50 * time.Millisecond})
 	r.waitReady(t, ctx)
 	// Before the Xid the node has nothing to drain.
 	rep, err := query.Drain(ctx, r.drainR, query.FleetWindow{At: time.Now(), Filters: mockFilter}, query.DefaultDrainMax)

@@ -3,6 +3,7 @@
 package detect_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,8 +38,8 @@ const (
 	// fleet streaming beside them, which only adds load.
 	mockCluster = "detect"
 	simCluster  = "fleet"
-	// partitions of gpu.samples and gpu.events: gpufleet topics' default.
-	partitions = 8
+	// defaultPartitions of gpu.samples and gpu.events: gpufleet topics' default.
+	defaultPartitions = 8
 )
 
 // rigConfig sizes the pipeline. Every setting that decides how fast a fault travels is the
@@ -52,6 +53,10 @@ type rigConfig struct {
 	// poll is how often the readers look for the row and the drain listing: the figures are late
 	// by up to this much.
 	poll time.Duration
+	// partitions of gpu.samples and gpu.events; 0 is gpufleet topics' default (8).
+	partitions int
+	// batchAge overrides ingest's BatchAge when set (to see what it costs; not the default).
+	batchAge time.Duration
 }
 
 // rig is one running pipeline: agents → Kafka → ingest → chDB, and two read-only chDB sessions
@@ -63,8 +68,9 @@ type rig struct {
 	rowsRd *chdb.Store // polls gpu_events
 	drainR *chdb.Store // polls query.Drain
 	// The mock agents' and ingest's self-metrics: send and insert times, batch ages.
-	agentRegs []*prometheus.Registry
-	ingestReg *prometheus.Registry
+	agentRegs   []*prometheus.Registry
+	ingestReg   *prometheus.Registry
+	ingestStart time.Time
 
 	stopAgents, stopIngest context.CancelFunc
 	agents, ingester       sync.WaitGroup
@@ -108,6 +114,7 @@ func startRig(tb testing.TB, ctx context.Context, cfg rigConfig) *rig {
 	r := &rig{cfg: cfg, db: st.Database(), byKey: map[string]*injection{}, runErrs: make(chan error, cfg.mockNodes+2)}
 	// Topics named after the test database keep runs on a shared broker apart.
 	samples, events, dlq := r.db+".samples", r.db+".events", r.db+".dlq"
+	partitions := cmp.Or(cfg.partitions, defaultPartitions)
 	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{
 		{Name: samples, Partitions: partitions}, {Name: events, Partitions: partitions}, {Name: dlq, Partitions: 1}}); err != nil {
 		tb.Fatal(err)
@@ -174,12 +181,14 @@ func startRig(tb testing.TB, ctx context.Context, cfg rigConfig) *rig {
 	ic := ingest.DefaultConfig()
 	ic.Brokers, ic.Store, ic.GroupID = brokers, st, r.db
 	ic.SamplesTopic, ic.EventsTopic, ic.DLQTopic = samples, events, dlq
+	ic.BatchAge = cmp.Or(cfg.batchAge, ic.BatchAge)
 	r.ingestReg = prometheus.NewRegistry()
 	ic.Registerer = r.ingestReg
 	in, err := ingest.New(ic)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	r.ingestStart = time.Now()
 	run(&r.ingester, "ingest", in.Run, ingestCtx)
 	// Before the stores' cleanups (registered earlier, so run later): ingest writes to st.
 	tb.Cleanup(func() { r.close(tb) })
@@ -388,8 +397,16 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // histMean is the mean of histogram name over regs (sum over count), 0 when nothing was observed.
 func histMean(tb testing.TB, name string, regs ...*prometheus.Registry) time.Duration {
 	tb.Helper()
-	var sum float64
-	var n uint64
+	sum, n := histSum(tb, name, regs...)
+	if n == 0 {
+		return 0
+	}
+	return time.Duration(sum / float64(n) * float64(time.Second))
+}
+
+// histSum is histogram name's sum and count over regs.
+func histSum(tb testing.TB, name string, regs ...*prometheus.Registry) (sum float64, n uint64) {
+	tb.Helper()
 	for _, reg := range regs {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -405,8 +422,5 @@ func histMean(tb testing.TB, name string, regs ...*prometheus.Registry) time.Dur
 			}
 		}
 	}
-	if n == 0 {
-		return 0
-	}
-	return time.Duration(sum / float64(n) * float64(time.Second))
+	return sum, n
 }
