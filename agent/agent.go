@@ -593,12 +593,25 @@ func (a *Agent) send(ctx context.Context) error {
 		a.batches.Add(uint64(len(a.cfg.Sources)))
 		a.events.Add(nev)
 	}
-	clear(a.pending)
+	for _, b := range a.pending {
+		resetBatch(b)
+	}
 	for i := range a.pendingEv {
 		a.pendingEv[i] = a.pendingEv[i][:0]
 	}
 	a.held = 0
 	return nil
+}
+
+// resetBatch empties a sent batch for the next cycles and keeps its metric columns and their
+// room: a batch rebuilt per send was the bulk of a cycle's allocations (agent/nvml's
+// TestSampleAllocs holds a refilled one to none). Gpus goes, for the source to set again and
+// attribution to copy afresh; the labels stay, as a source's identity and placement do.
+func resetBatch(b *wirepb.SampleBatch) {
+	b.Gpus, b.TimeUnixMs, b.Gpu = nil, b.TimeUnixMs[:0], b.Gpu[:0]
+	for _, c := range b.Metrics {
+		c.Values, c.Counts, c.Present = c.Values[:0], c.Counts[:0], c.Present[:0]
+	}
 }
 
 // refused reports a send the brokers refused for the agent's settings (an ACL, a password): the

@@ -14,7 +14,7 @@ import (
 )
 
 // resetBatch empties b for the next cycle and keeps every slice's room (its columns, their values
-// and bitmaps), as the agent does between sends: refilling it then allocates nothing.
+// and bitmaps), as agent.resetBatch does between sends: refilling it then allocates nothing.
 func resetBatch(b *wirepb.SampleBatch) {
 	b.TimeUnixMs, b.Gpu = b.TimeUnixMs[:0], b.Gpu[:0]
 	for _, c := range b.Metrics {
