@@ -31,7 +31,9 @@ func TestFleetPageInBrowser(t *testing.T) {
 	}
 	lib := testenv.LibCHDB(t)
 	const label = `<b id="x">c&1</b>`
+	// No random failures: the one fault is the injected Xid 79 on node-00005's GPU 3.
 	cmd := exec.Command(binary, "demo", "--gpus", "64", "--interval", "200ms", "--cluster", label,
+		"--failure-scale", "0", "--inject", "node=node-00005,gpu=3,fault=xid79,after=3s",
 		"--data-dir", filepath.Join(t.TempDir(), "data"), "--http", "127.0.0.1:0")
 	cmd.Env = append(cleanEnv(), "GPUFLEET_LIBCHDB="+lib)
 	var stderr lockedBuffer
@@ -60,8 +62,8 @@ func TestFleetPageInBrowser(t *testing.T) {
 	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 
-	// A failed GPU's row: the simulator fails GPUs, and the agents' health rules put them on the
-	// drain list once their event is ingested.
+	// The failed GPU's row: the agent's health rules turn the Xid into reboot_node, and ingest
+	// stores the event the page's drain list reads.
 	if err := chromedp.Do(ctx, chromedp.Navigate(page+"?refresh=1000"),
 		chromedp.WaitVisible(`#drain tbody td.action`), chromedp.WaitVisible(`#chart-power path.line`)); err != nil {
 		t.Fatalf("page %s: %v\ndemo stderr:\n%s", page, err, tailOf(stderr.String()))
@@ -81,10 +83,8 @@ func TestFleetPageInBrowser(t *testing.T) {
 		gpus = cell(`#states .card .n`)
 		return gpus == "64"
 	}, func() string { return "the page counts " + gpus + " GPUs" })
-	action := cell(`#drain tbody td.action`)
-	cluster := cell(`#drain tbody tr td:nth-child(2)`)
-	node := cell(`#drain tbody tr td:nth-child(3)`)
-	xidCount := js(`String(document.querySelectorAll("#xids tbody tr td:not(.empty)").length)`)
+	row := js(`Array.from(document.querySelector("#drain tbody tr").cells, c => c.textContent).join("|")`)
+	xids := js(`Array.from(document.querySelectorAll("#xids tbody tr"), r => Array.from(r.cells, c => c.textContent).join("|")).join("\n")`)
 	utilPoints := js(`document.getElementById("chart-util").dataset.points || ""`)
 	powerPoints := js(`document.getElementById("chart-power").dataset.points || ""`)
 	injected := js(`String(document.getElementById("x") !== null)`) == "true"
@@ -96,18 +96,19 @@ func TestFleetPageInBrowser(t *testing.T) {
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("GPUs %s; first drain row %s on %s; %s XID cells; chart points util %s power %s; screenshot %s (%d bytes)",
-		gpus, action, node, xidCount, utilPoints, powerPoints, path, len(shot))
-	switch action {
-	case "degraded", "restart_app", "reset_gpu", "reboot_node", "service", "stopped_reporting":
-	default:
-		t.Errorf("first drain row's action %q is not a health state", action)
+	t.Logf("GPUs %s; drain row %q; XIDs %q; chart points util %s power %s; screenshot %s (%d bytes)",
+		gpus, row, xids, utilPoints, powerPoints, path, len(shot))
+	// action | cluster | node | GPU | uuid | reason | since | job
+	cells := strings.Split(row, "|")
+	if len(cells) != 8 || cells[0] != "reboot_node" || cells[1] != label || cells[2] != "node-00005" || cells[3] != "3" ||
+		!strings.Contains(cells[5], "79") {
+		t.Errorf("drain row %q, want reboot_node on %s node-00005 GPU 3 for Xid 79, the label as text", row, label)
 	}
-	if !strings.HasPrefix(node, "node-") {
-		t.Errorf("drain row's node %q is not a simulated node", node)
+	if injected {
+		t.Error("the markup cluster label became an element")
 	}
-	if cluster != label || injected {
-		t.Errorf("the cluster label was not shown as text: cell %q, element injected %v", cluster, injected)
+	if !strings.Contains(xids, "node-00005|3|79|ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS") || !strings.Contains(xids, "RESTART_BM|pcie_bus") {
+		t.Errorf("recent XIDs %q lack Xid 79 on node-00005 GPU 3 with the catalog's words", xids)
 	}
 	if utilPoints == "" || powerPoints == "" {
 		t.Errorf("charts not drawn: util %q, power %q points", utilPoints, powerPoints)
