@@ -220,8 +220,8 @@ var nativeBufs sync.Pool
 // (the bytes chDB inserts) read by the driver column's own decoder: that is the driver's only way
 // in without a value per row, since its Append takes Nullable values as a []*T (a pointer per row)
 // and LowCardinality values one boxed row at a time through reflection and a map[any]int. Columns
-// the table types otherwise (a String block column into LowCardinality(String): the events and
-// intents blocks) go through Append, which converts. scratch is reused for the encoding.
+// the table types otherwise (a String block column into LowCardinality(String): the events,
+// intents and gaps blocks) go through Append, which converts. scratch is reused for the encoding.
 func appendBlock(dst []column.Interface, b *store.Block, scratch *[]byte) error {
 	if len(dst) != len(b.Columns) {
 		return fmt.Errorf("the batch has %d columns, the block %d", len(dst), len(b.Columns))
