@@ -83,6 +83,14 @@ func TestFleetPageInBrowser(t *testing.T) {
 		gpus = cell(`#states .card .n`)
 		return gpus == "64"
 	}, func() string { return "the page counts " + gpus + " GPUs" })
+	// The state cards and the drain list are separate reads of one refresh; within a refresh or
+	// two they agree: one GPU needs a reboot, the rest are healthy.
+	var rebootCard, healthyCard string
+	waitUntil(t, 30*time.Second, "the reboot_node card to count the failed GPU", func() bool {
+		rebootCard = cell(`#states .card[data-state="reboot_node"] .n`)
+		healthyCard = cell(`#states .card[data-state="healthy"] .n`)
+		return rebootCard == "1" && healthyCard == "63"
+	}, func() string { return "reboot_node " + rebootCard + ", healthy " + healthyCard })
 	row := js(`Array.from(document.querySelector("#drain tbody tr").cells, c => c.textContent).join("|")`)
 	xids := js(`Array.from(document.querySelectorAll("#xids tbody tr"), r => Array.from(r.cells, c => c.textContent).join("|")).join("\n")`)
 	utilPoints := js(`document.getElementById("chart-util").dataset.points || ""`)
