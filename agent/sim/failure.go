@@ -35,8 +35,9 @@ const (
 	// double-bit count rises, Xid 48 and Xid 63 (row remap) arrive, and remap_pending reads 1
 	// until a reset applies the remap.
 	FaultDBE
-	// FaultRemapFailure is FaultDBE on a GPU out of spare rows: Xid 48 and Xid 64, and
-	// remap_failure reads 1 until the GPU is serviced.
+	// FaultRemapFailure is a bank running out of spare rows: the SBE climb, a first DBE whose
+	// remap is pending (Xid 48 and 63, remap_pending 1) RemapLead before, then another DBE that
+	// finds no spare row: Xid 48 and Xid 64, and remap_failure reads 1 until the GPU is serviced.
 	FaultRemapFailure
 	// FaultSRAM is an uncorrectable on-chip SRAM error: Xid 48 with Xid 172 (the SRAM detail), the
 	// double-bit count rises; nothing to remap and no warning.
@@ -67,6 +68,8 @@ const (
 	sbeClimb         = 48  // single-bit errors over a memory precursor
 	replayClimb      = 400 // PCIe replays before the GPU falls off the bus
 	thermalRiseC     = 12  // °C above the GPU's usual reading when held in slowdown
+	// RemapLead is how long before a remap failure the first DBE leaves a remap pending.
+	RemapLead = 5 * time.Minute
 )
 
 // Precursor is how long before the failure its warning signs start; 0 for a sudden one.
@@ -156,6 +159,7 @@ type failure struct {
 	at        int64
 	precursor int64 // ms before at the warning signs start
 	repair    int64 // ms after at the GPU is repaired; 0: it is not left failed
+	lead      int64 // a remap failure's: ms before at its first DBE left a remap pending
 	fault     Fault
 	xid       uint64
 	cause     int // in Causes; -1 injected
@@ -165,14 +169,18 @@ type failure struct {
 // end is when the failure stops mattering: its repair, or its instant.
 func (f *failure) end() int64 { return f.at + f.repair }
 
-func (f *failure) failed(ms int64) bool { return f.repair > 0 && ms >= f.at && ms < f.at+f.repair }
+// begin is the failure's first happening: a remap failure's first DBE, else the failure itself.
+func (f *failure) begin() int64 { return f.at - f.lead }
+
+func (f *failure) failed(ms int64) bool { return f.repair > 0 && ms >= f.begin() && ms < f.at+f.repair }
 
 // progress is how far into its precursor window the failure is at ms, 0 to 1; -1 outside it.
+// The window ends at the failure's first happening.
 func (f *failure) progress(ms int64) float64 {
-	if f.precursor <= 0 || ms < f.at-f.precursor || ms >= f.at {
+	if f.precursor <= f.lead || ms < f.at-f.precursor || ms >= f.begin() {
 		return -1
 	}
-	return float64(ms-(f.at-f.precursor)) / float64(f.precursor)
+	return float64(ms-(f.at-f.precursor)) / float64(f.precursor-f.lead)
 }
 
 // resets says whether the repair resets the GPU (volatile counters back to 0): a cooling fix
@@ -231,6 +239,9 @@ func (n *Node) epochFailures(g int, e int64, out []failure) []failure {
 // newFailure is a failure at ms with the fault's precursor; repair 0 takes the node's.
 func (n *Node) newFailure(ms int64, cause int, fault Fault, code uint64, repair time.Duration) failure {
 	f := failure{at: ms, fault: fault, xid: code, cause: cause, precursor: fault.Precursor().Milliseconds()}
+	if fault == FaultRemapFailure {
+		f.lead = RemapLead.Milliseconds()
+	}
 	if leavesFailed(fault, code) {
 		if repair <= 0 {
 			repair = n.opt.repair
@@ -317,6 +328,7 @@ func (n *Node) advance(ms int64) {
 		for _, in := range n.opt.inject {
 			f := n.newFailure(ms+in.After.Milliseconds(), -1, in.Fault, in.XID, in.Repair)
 			f.precursor = min(f.precursor, in.After.Milliseconds())
+			f.lead = min(f.lead, in.After.Milliseconds()/2) // half the warning climbing, half pending
 			st := &n.state[in.GPU]
 			st.fails = append(st.fails, f)
 			slices.SortStableFunc(st.fails, byTime)
@@ -330,7 +342,7 @@ func (n *Node) advance(ms int64) {
 			k := len(st.fails)
 			st.fails = n.epochFailures(g, n.genNext, st.fails)
 			if n.genNext*epochMs < n.from {
-				st.fails = slices.DeleteFunc(st.fails, func(f failure) bool { return f.cause >= 0 && f.at < n.from })
+				st.fails = slices.DeleteFunc(st.fails, func(f failure) bool { return f.cause >= 0 && f.begin() < n.from })
 			}
 			if k > 0 && len(st.fails) > k {
 				slices.SortStableFunc(st.fails, byTime) // behind an injection
@@ -364,7 +376,8 @@ func effectsAt(fails []failure, ms int64) effects {
 		case FaultDBE:
 			fx.remapPending, fx.idle = true, true
 		case FaultRemapFailure:
-			fx.remapFailure, fx.idle = true, true
+			fx.remapPending, fx.idle = true, true
+			fx.remapFailure = fx.remapFailure || ms >= f.at
 		case FaultThermal:
 			fx.heat, fx.hwSlowdown = 1, true
 		default:
@@ -384,11 +397,12 @@ func lostAt(fails []failure, ms int64, skip int) bool {
 	return false
 }
 
-// happening is a failure arriving or being repaired.
+// happening is a failure arriving (a remap failure's first DBE: pending), or being repaired.
 type happening struct {
-	at     int64
-	i      int
-	repair bool
+	at      int64
+	i       int
+	repair  bool
+	pending bool
 }
 
 // happen applies what GPU g's failures did since its last reading to its counters, in time
@@ -402,11 +416,14 @@ func (n *Node) happen(g int, st *gpuState, ms int64, ev []*wirepb.Event) []*wire
 	var haps []happening
 	for i := range st.fails {
 		f := &st.fails[i]
+		if f.lead > 0 && f.begin() > prev && f.begin() <= ms {
+			haps = append(haps, happening{f.begin(), i, false, true})
+		}
 		if f.at > prev && f.at <= ms {
-			haps = append(haps, happening{f.at, i, false})
+			haps = append(haps, happening{f.at, i, false, false})
 		}
 		if f.repair > 0 && f.end() > prev && f.end() <= ms {
-			haps = append(haps, happening{f.end(), i, true})
+			haps = append(haps, happening{f.end(), i, true, false})
 		}
 	}
 	// In time order; a repair before a failure at the same instant, so the reset spares it.
@@ -424,8 +441,16 @@ func (n *Node) happen(g int, st *gpuState, ms int64, ev []*wirepb.Event) []*wire
 			}
 			continue
 		}
-		if lostAt(st.fails, f.at, h.i) {
+		if lostAt(st.fails, h.at, h.i) {
 			continue // a GPU already off the bus reports nothing
+		}
+		if h.pending {
+			st.dbe++
+			st.dbeAgg++
+			st.remapUnc++
+			ev = n.xidEvent(gpu, f, h.at, 48, "double-bit ECC error in HBM", ev)
+			ev = n.xidEvent(gpu, f, h.at, 63, "row remapping pending", ev)
+			continue
 		}
 		st.hit(f)
 		ev = n.failureEvents(gpu, f, ev)
@@ -450,20 +475,23 @@ func (st *gpuState) hit(f *failure) {
 	}
 }
 
-// failureEvents appends the Xid and fell-off-bus events of the failure, at its instant.
-func (n *Node) failureEvents(gpu *wirepb.GPU, f *failure, ev []*wirepb.Event) []*wirepb.Event {
+// xidEvent appends an Xid event of the failure at ms.
+func (n *Node) xidEvent(gpu *wirepb.GPU, f *failure, ms int64, code uint64, what string, ev []*wirepb.Event) []*wirepb.Event {
 	why := "injected"
 	if f.cause >= 0 {
 		why = Causes[f.cause].Name
 	}
-	x := func(code uint64, what string) {
-		msg := fmt.Sprintf("Xid %d (simulated %s)", code, why)
-		if what != "" {
-			msg = fmt.Sprintf("Xid %d: %s (simulated %s)", code, what, why)
-		}
-		ev = append(ev, &wirepb.Event{TimeUnixMs: f.at, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid, Kind: wirepb.EventKind_EVENT_KIND_XID,
-			Code: code, Pid: uint32(1000 + mix(n.seed, uint64(gpu.Index)+9)%60000), Message: msg})
+	msg := fmt.Sprintf("Xid %d (simulated %s)", code, why)
+	if what != "" {
+		msg = fmt.Sprintf("Xid %d: %s (simulated %s)", code, what, why)
 	}
+	return append(ev, &wirepb.Event{TimeUnixMs: ms, GpuIndex: gpu.Index, GpuUuid: gpu.Uuid, Kind: wirepb.EventKind_EVENT_KIND_XID,
+		Code: code, Pid: uint32(1000 + mix(n.seed, uint64(gpu.Index)+9)%60000), Message: msg})
+}
+
+// failureEvents appends the Xid and fell-off-bus events of the failure, at its instant.
+func (n *Node) failureEvents(gpu *wirepb.GPU, f *failure, ev []*wirepb.Event) []*wirepb.Event {
+	x := func(code uint64, what string) { ev = n.xidEvent(gpu, f, f.at, code, what, ev) }
 	switch f.fault {
 	case FaultXID:
 		x(f.xid, "")
@@ -501,7 +529,7 @@ func (st *gpuState) climb(ms int64) {
 		want := total
 		if p := f.progress(ms); p >= 0 {
 			want = uint64(float64(total) * p * p)
-		} else if ms < f.at {
+		} else if ms < f.begin() {
 			want = 0
 		}
 		if want <= f.climbed {

@@ -232,27 +232,41 @@ func TestFailureDBEPrecededBySBEClimb(t *testing.T) {
 // again after the repair; other GPUs and nodes see nothing.
 func TestInjectedFaultOnceAtItsTime(t *testing.T) {
 	const after, repair, gpu = 150 * time.Second, 2 * time.Minute, 3
+	// A remap failure's first DBE leaves a remap pending half the way from the first sample.
+	const lead = after / 2
 	for _, tc := range []struct {
 		spec  string
-		xids  []uint64
+		xids  []string // code@seconds from the failure's instant
 		check func(t *testing.T, b *wirepb.SampleBatch, i int, ms, at int64)
 	}{
-		{spec: "fault=xid119", xids: []uint64{119}},
-		{spec: "fault=xid13", xids: []uint64{13}},
-		{spec: "fault=dbe", xids: []uint64{48, 63}, check: func(t *testing.T, b *wirepb.SampleBatch, i int, ms, at int64) {
+		{spec: "fault=xid119", xids: []string{"119@0"}},
+		{spec: "fault=xid13", xids: []string{"13@0"}},
+		{spec: "fault=dbe", xids: []string{"48@0", "63@0"}, check: func(t *testing.T, b *wirepb.SampleBatch, i int, ms, at int64) {
 			want := b2f(ms >= at && ms < at+repair.Milliseconds())
 			if p := reading(t, b, gpumetric.RemapPending, i); p != want {
 				t.Errorf("at %+ds: remap_pending %v, want %v", (ms-at)/1000, p, want)
 			}
 		}},
-		{spec: "fault=remap_failure", xids: []uint64{48, 64}, check: func(t *testing.T, b *wirepb.SampleBatch, i int, ms, at int64) {
+		{spec: "fault=remap_failure", xids: []string{"48@-75", "63@-75", "48@0", "64@0"}, check: func(t *testing.T, b *wirepb.SampleBatch, i int, ms, at int64) {
 			want := b2f(ms >= at && ms < at+repair.Milliseconds())
 			if p := reading(t, b, gpumetric.RemapFailure, i); p != want {
 				t.Errorf("at %+ds: remap_failure %v, want %v", (ms-at)/1000, p, want)
 			}
+			// The remap the first DBE left pending waits from then until the repair.
+			want = b2f(ms >= at-lead.Milliseconds() && ms < at+repair.Milliseconds())
+			if p := reading(t, b, gpumetric.RemapPending, i); p != want {
+				t.Errorf("at %+ds: remap_pending %v, want %v", (ms-at)/1000, p, want)
+			}
+			wantDBE := b2f(ms >= at-lead.Milliseconds()) + b2f(ms >= at)
+			if ms >= at+repair.Milliseconds() {
+				wantDBE = 0
+			}
+			if d := reading(t, b, gpumetric.ECCDoubleVolatile, i); d != wantDBE {
+				t.Errorf("at %+ds: ecc_dbe_volatile %v, want %v", (ms-at)/1000, d, wantDBE)
+			}
 		}},
-		{spec: "fault=sram", xids: []uint64{48, 172}},
-		{spec: "fault=fell_off_bus", xids: []uint64{79}},
+		{spec: "fault=sram", xids: []string{"48@0", "172@0"}},
+		{spec: "fault=fell_off_bus", xids: []string{"79@0"}},
 		{spec: "fault=thermal", check: func(t *testing.T, b *wirepb.SampleBatch, i int, ms, at int64) {
 			hw := uint64(reading(t, b, gpumetric.ThrottleReasons, i))&reasonHwThermal != 0
 			if want := ms >= at && ms < at+repair.Milliseconds(); hw != want {
@@ -270,17 +284,19 @@ func TestInjectedFaultOnceAtItsTime(t *testing.T) {
 			from := start.Add(333 * time.Millisecond)
 			at := from.Add(after).UnixMilli()
 			b, ev := sampleRun(n, from, time.Second, int((after+repair)/time.Second)+60)
-			var got []uint64
+			var got []string
 			lost := 0
 			for _, e := range ev {
 				switch {
 				case e.Kind == wirepb.EventKind_EVENT_KIND_THROTTLE:
-				case e.GpuIndex != gpu || e.GpuUuid != n.GPUs()[gpu].Uuid || e.TimeUnixMs != at:
-					t.Errorf("event %v: want gpu %d at %d", e, gpu, at)
+				case e.GpuIndex != gpu || e.GpuUuid != n.GPUs()[gpu].Uuid:
+					t.Errorf("event %v: want gpu %d", e, gpu)
 				case e.Kind == wirepb.EventKind_EVENT_KIND_XID:
-					got = append(got, e.Code)
-				case e.Kind == wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS:
+					got = append(got, fmt.Sprintf("%d@%d", e.Code, (e.TimeUnixMs-at)/1000))
+				case e.Kind == wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS && e.TimeUnixMs == at:
 					lost++
+				default:
+					t.Errorf("event %v: want it at %d", e, at)
 				}
 			}
 			if !slices.Equal(got, tc.xids) {
