@@ -75,6 +75,7 @@ type rig struct {
 	stopAgents, stopIngest context.CancelFunc
 	agents, ingester       sync.WaitGroup
 	runErrs                chan error
+	closers                []func() error // sources, spools, producers: closed once everything stopped
 	closeOnce              sync.Once
 
 	mu        sync.Mutex
@@ -128,10 +129,14 @@ func startRig(tb testing.TB, ctx context.Context, cfg rigConfig) *rig {
 		*rd = s
 	}
 
+	spools := tb.TempDir() // before close's cleanup, so removed after it
 	agentCtx, stopAgents := context.WithCancel(context.WithoutCancel(ctx))
 	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	r.stopAgents, r.stopIngest = stopAgents, stopIngest
-	run := func(wg *sync.WaitGroup, name string, f func(context.Context) error, ctx context.Context) {
+	// Before the stores' and the spools' cleanups (registered earlier, so run later): ingest writes
+	// to st, the agents to their spools. From here on a Fatal still stops whatever was started.
+	tb.Cleanup(func() { r.close(tb) })
+	run := func(ctx context.Context, wg *sync.WaitGroup, name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -142,7 +147,7 @@ func startRig(tb testing.TB, ctx context.Context, cfg rigConfig) *rig {
 	}
 	newAgent := func(srcs []agent.Source, sp *spool.Spool, reg prometheus.Registerer) *agent.Agent {
 		prod := kafka.NewProducer(brokers)
-		tb.Cleanup(func() { prod.Close() })
+		r.closers = append(r.closers, prod.Close)
 		ac := agent.DefaultConfig()
 		ac.Sources, ac.Sender, ac.Spool = srcs, prod, sp
 		ac.SamplesTopic, ac.EventsTopic = samples, events
@@ -160,23 +165,23 @@ func startRig(tb testing.TB, ctx context.Context, cfg rigConfig) *rig {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		tb.Cleanup(func() { src.Close() })
-		sp, err := spool.Open(filepath.Join(tb.TempDir(), "spool"), spool.Options{MaxBytes: 64 << 20})
+		r.closers = append(r.closers, src.Close)
+		sp, err := spool.Open(filepath.Join(spools, nodeName(i)), spool.Options{MaxBytes: 64 << 20})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		tb.Cleanup(func() { sp.Close() })
+		r.closers = append(r.closers, sp.Close)
 		r.mocks = append(r.mocks, m)
 		reg := prometheus.NewRegistry()
 		r.agentRegs = append(r.agentRegs, reg)
-		run(&r.agents, "agent "+nodeName(i), newAgent([]agent.Source{src}, sp, reg).Run, agentCtx)
+		run(agentCtx, &r.agents, "agent "+nodeName(i), newAgent([]agent.Source{src}, sp, reg).Run)
 	}
 	if cfg.simNodes > 0 {
 		var srcs []agent.Source
 		for i := range cfg.simNodes {
 			srcs = append(srcs, sim.NewNode(16, simCluster, i, 8))
 		}
-		run(&r.agents, "simulated fleet", newAgent(srcs, nil, nil).Run, agentCtx)
+		run(agentCtx, &r.agents, "simulated fleet", newAgent(srcs, nil, nil).Run)
 	}
 	ic := ingest.DefaultConfig()
 	ic.Brokers, ic.Store, ic.GroupID = brokers, st, r.db
@@ -189,19 +194,23 @@ func startRig(tb testing.TB, ctx context.Context, cfg rigConfig) *rig {
 		tb.Fatal(err)
 	}
 	r.ingestStart = time.Now()
-	run(&r.ingester, "ingest", in.Run, ingestCtx)
-	// Before the stores' cleanups (registered earlier, so run later): ingest writes to st.
-	tb.Cleanup(func() { r.close(tb) })
+	run(ingestCtx, &r.ingester, "ingest", in.Run)
 	return r
 }
 
-// close stops the agents, then ingest (which flushes what it holds), and reports their errors.
+// close stops the agents, then ingest (which flushes what it holds), closes what they used, and
+// reports their errors.
 func (r *rig) close(tb testing.TB) {
 	r.closeOnce.Do(func() {
 		r.stopAgents()
 		r.agents.Wait()
 		r.stopIngest()
 		r.ingester.Wait()
+		for i := len(r.closers) - 1; i >= 0; i-- {
+			if err := r.closers[i](); err != nil {
+				tb.Errorf("close: %v", err)
+			}
+		}
 		close(r.runErrs)
 		for err := range r.runErrs {
 			tb.Error(err)
