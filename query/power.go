@@ -101,7 +101,7 @@ func (q *PowerQuery) Validate() error {
 }
 
 // checkLabelValue: a cluster is never empty (the agent's default is "default", the simulator's
-// "sim"); a rack, pool or job is where it was not set, and ” is what its rows hold.
+// "sim"); a rack, pool or job is empty where it was not set, and matching that is a question.
 func checkLabelValue(d Dim, v string) error {
 	switch {
 	case v == "" && d == Cluster:
@@ -129,7 +129,7 @@ func (q *PowerQuery) rollup() bool {
 	return true
 }
 
-// Compile is the SQL FleetPower runs, with its parameters; the columns are t (bucket start), cluster
+// Compile is the SQL FleetPower runs, with its parameters; the columns are b (bucket start), cluster
 // and value (W). The window is widened to whole steps.
 func (q *PowerQuery) Compile(db string) (*Compiled, error) {
 	q = q.effective()
@@ -143,7 +143,7 @@ func (q *PowerQuery) Compile(db string) (*Compiled, error) {
 		"step": strconv.FormatInt(int64(q.Step/time.Second), 10),
 	}
 	filters := bindFilters(q.Filters, p)
-	c := &Compiled{Params: p, Columns: []string{"t", "cluster", "value"}}
+	c := &Compiled{Params: p, Columns: []string{"b", "cluster", "value"}}
 	var seconds string
 	if q.rollup() {
 		c.Table = schema.ClusterPower1s

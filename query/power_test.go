@@ -150,9 +150,12 @@ func TestFleetPowerEqualsRaw(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := cmpOr(string(source), schema.ClusterPower1s); source == query.SourceRaw && got.Table != schema.GPUSamples ||
-					source == query.SourceAuto && got.Table != want {
-					t.Errorf("read %s", got.Table)
+				want := schema.ClusterPower1s
+				if source == query.SourceRaw {
+					want = schema.GPUSamples
+				}
+				if got.Table != want {
+					t.Errorf("read %s, want %s", got.Table, want)
 				}
 				if len(got.Series) != 2 {
 					t.Fatalf("%d series, want c1 and c2: %+v", len(got.Series), got.Series)
