@@ -72,6 +72,7 @@ FUZZ_TARGETS := \
 	./agent/attribution:FuzzMappingDir \
 	./agent/attribution:FuzzPodResourcesDecode \
 	./agent/attribution:FuzzPodResourcesResponse \
+	./agent/sim:FuzzParseInjection \
 	./internal/store:FuzzParseJSONCompact \
 	./internal/store/backend/redact:FuzzDSN \
 	./query:FuzzParseFilter \
