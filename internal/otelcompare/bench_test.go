@@ -25,8 +25,9 @@ import (
 // rest) and into the OpenTelemetry exporter's otel_metrics_gauge, one row per value, in the same
 // chDB, and reports for each layout and as the ratio OTel / gpufleet:
 //
-//   - bytes on disk per value after merging (system.parts bytes_on_disk, marks, primary index
-//     and skip indexes included, ÷ values); gpufleet's raw table alone and with its rollups;
+//   - bytes on disk per value after merging (system.parts bytes_on_disk, marks, primary index,
+//     skip indexes and statistics included, ÷ values), gpufleet's raw table alone and with its
+//     rollups; and the compressed column data alone (data_compressed_bytes);
 //   - insert CPU per million values: this process's CPU time (chDB runs in it) across the insert
 //     calls, the Native encoding included; and the merge CPU of OPTIMIZE … FINAL after them;
 //   - the fleet panel's query time ("GPU utilisation p99 by cluster", 1-minute step, the whole
@@ -113,12 +114,14 @@ func BenchmarkOTelVsGpufleet(b *testing.B) {
 		b.Fatalf("gpu_samples holds %v values, want %v", n, values)
 	}
 
-	rawBytes := diskBytes(b, st, schema.GPUSamples)
-	allBytes := diskBytes(b, st, fleetTables...)
-	otelBytes := diskBytes(b, st, otelTable)
+	rawBytes, rawData := diskBytes(b, st, schema.GPUSamples)
+	allBytes, _ := diskBytes(b, st, fleetTables...)
+	otelBytes, otelData := diskBytes(b, st, otelTable)
 	b.Logf("%.0f GPUs × %d min every %s: %.0f gpu_samples rows, %.0f values; %d gpufleet inserts, %d OTel inserts",
 		float64(f.nodes*f.gpus), minutes, f.step, sampleRows, values, len(blocks), otelInserts)
-	b.Logf("column data: gpu_samples %.3f bytes/value, %s %.3f", colBytes(b, st, schema.GPUSamples)/values, otelTable, colBytes(b, st, otelTable)/values)
+	for _, t := range []string{schema.GPUSamples, otelTable} {
+		b.Logf("%s on disk: %s", t, partsSummary(b, st, t, values))
+	}
 	b.Logf("merge CPU (OPTIMIZE FINAL): gpufleet %.2f s, OTel %.2f s", fleetMerge, otelMerge)
 
 	// The panel query, warm, alternating so that load on the machine falls on all three alike.
@@ -164,6 +167,11 @@ func BenchmarkOTelVsGpufleet(b *testing.B) {
 	b.ReportMetric(otelBytes/values, "otel_bytes/value")
 	b.ReportMetric(otelBytes/rawBytes, "bytes_ratio")
 	b.ReportMetric(otelBytes/allBytes, "bytes_ratio_vs_with_rollups")
+	// Column data alone: a part's statistics and metadata files barely grow with its rows, so in
+	// the hour measured they weigh more on the narrower table than they would over days.
+	b.ReportMetric(rawData/values, "gpufleet_data_bytes/value")
+	b.ReportMetric(otelData/values, "otel_data_bytes/value")
+	b.ReportMetric(otelData/rawData, "data_bytes_ratio")
 	b.ReportMetric(fleetInsert*perM, "gpufleet_insert_cpu_s/Mvalue")
 	b.ReportMetric(otelInsert*perM, "otel_insert_cpu_s/Mvalue")
 	b.ReportMetric(otelInsert/fleetInsert, "insert_cpu_ratio")
@@ -201,19 +209,32 @@ func optimize(b *testing.B, st store.Store, tables ...string) float64 {
 	return cpuSeconds() - c0
 }
 
-// diskBytes is what the tables' active parts take on disk: column data, marks, primary index,
-// skip indexes and the part's metadata files.
-func diskBytes(b *testing.B, st store.Store, tables ...string) float64 {
+// diskBytes is what the tables' active parts take on disk (column data, marks, primary and skip
+// indexes, the column statistics and metadata files) and the compressed column data alone.
+func diskBytes(b *testing.B, st store.Store, tables ...string) (disk, data float64) {
 	b.Helper()
-	return count(b, st, fmt.Sprintf("SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = %s AND has(%s, table)",
-		store.QuoteString(st.Database()), store.FormatArray(tables)))
+	r, err := st.Query(context.Background(), fmt.Sprintf("SELECT sum(bytes_on_disk), sum(data_compressed_bytes) FROM system.parts "+
+		"WHERE active AND database = %s AND has(%s, table)", store.QuoteString(st.Database()), store.FormatArray(tables)))
+	if err != nil {
+		b.Fatalf("parts of %v: %v", tables, err)
+	}
+	return num(r.Rows[0][0]), num(r.Rows[0][1])
 }
 
-// colBytes is the compressed column data of a table's active parts alone.
-func colBytes(b *testing.B, st store.Store, table string) float64 {
+// partsSummary says what a table's active parts hold, per value: the compressed column data, the
+// marks, the skip indexes and the rest (primary index, checksums, metadata), and the part types.
+func partsSummary(b *testing.B, st store.Store, table string, values float64) string {
 	b.Helper()
-	return count(b, st, fmt.Sprintf("SELECT sum(column_data_compressed_bytes) FROM system.parts_columns WHERE active AND database = %s AND table = %s",
+	r, err := st.Query(context.Background(), fmt.Sprintf("SELECT count(), groupUniqArray(part_type), sum(data_compressed_bytes), sum(marks_bytes), "+
+		"sum(secondary_indices_compressed_bytes + secondary_indices_marks_bytes), sum(bytes_on_disk) FROM system.parts WHERE active AND database = %s AND table = %s",
 		store.QuoteString(st.Database()), store.QuoteString(table)))
+	if err != nil {
+		b.Fatalf("parts of %s: %v", table, err)
+	}
+	row := r.Rows[0]
+	data, marks, skip, disk := num(row[2]), num(row[3]), num(row[4]), num(row[5])
+	return fmt.Sprintf("%v parts %v; bytes/value: data %.3f, marks %.3f, skip indexes %.3f, rest (statistics, primary index, metadata) %.3f",
+		row[0], row[1], data/values, marks/values, skip/values, (disk-data-marks-skip)/values)
 }
 
 func count(b *testing.B, st store.Store, sql string) float64 {
