@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -122,6 +123,7 @@ func BenchmarkOTelVsGpufleet(b *testing.B) {
 	for _, t := range []string{schema.GPUSamples, otelTable} {
 		b.Logf("%s on disk: %s", t, partsSummary(b, st, t, values))
 	}
+	b.Logf("%s by column, bytes/value: %s", otelTable, byColumn(b, st, otelTable, values))
 	b.Logf("merge CPU (OPTIMIZE FINAL): gpufleet %.2f s, OTel %.2f s", fleetMerge, otelMerge)
 
 	// The panel query, warm, alternating so that load on the machine falls on all three alike.
@@ -235,6 +237,22 @@ func partsSummary(b *testing.B, st store.Store, table string, values float64) st
 	data, marks, skip, disk := num(row[2]), num(row[3]), num(row[4]), num(row[5])
 	return fmt.Sprintf("%v parts %v; bytes/value: data %.3f, marks %.3f, skip indexes %.3f, rest (statistics, primary index, metadata) %.3f",
 		row[0], row[1], data/values, marks/values, skip/values, (disk-data-marks-skip)/values)
+}
+
+// byColumn lists a table's columns by compressed bytes per value, the largest first.
+func byColumn(b *testing.B, st store.Store, table string, values float64) string {
+	b.Helper()
+	r, err := st.Query(context.Background(), fmt.Sprintf("SELECT column, sum(column_data_compressed_bytes) AS c FROM system.parts_columns "+
+		"WHERE active AND database = %s AND table = %s GROUP BY column HAVING c > 0 ORDER BY c DESC",
+		store.QuoteString(st.Database()), store.QuoteString(table)))
+	if err != nil {
+		b.Fatalf("columns of %s: %v", table, err)
+	}
+	var out []string
+	for _, row := range r.Rows {
+		out = append(out, fmt.Sprintf("%s %.3f", row[0], num(row[1])/values))
+	}
+	return strings.Join(out, ", ")
 }
 
 func count(b *testing.B, st store.Store, sql string) float64 {
