@@ -44,6 +44,7 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	if err := c.validate(f); err != nil {
 		return err
 	}
+	setAgentGC(os.Getenv)
 	if c.source == "sim" {
 		return streamFleet(ctx, f, &c.k, &c.s, c.metricsAddr, c.forDur)
 	}

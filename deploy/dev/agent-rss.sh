@@ -12,6 +12,7 @@ work=$(mktemp -d)
 trap 'bash "$here/kafka.sh" stop "$work/kafka" >/dev/null 2>&1; rm -rf "$work"' EXIT
 (cd "$root" && go build -tags agentonly -o "$work/gpufleet-agent" ./cmd/gpufleet && go build -o "$work/gpufleet" ./cmd/gpufleet)
 broker=$(bash "$here/kafka.sh" start "$work/kafka" 29092)
+"$work/gpufleet" topics --brokers "$broker" --partitions 1 >/dev/null # agents only check that they exist
 for bin in gpufleet-agent gpufleet; do
   "$work/$bin" agent --source sim --gpus 8 --brokers "$broker" --for "${secs}s" --metrics-addr "" \
     --spool-dir "$work/spool-$bin" --log-level error &
