@@ -93,9 +93,9 @@ type errKey struct {
 	ret     gonvml.Return
 }
 
-// errs holds the errors wrap has built. Ops are the constants of this file and return codes
+// errCache holds the errors wrap has built. Ops are the constants of this file and return codes
 // nvml.h's few dozen, so it stays small; maxErrs bounds it should a driver answer codes of its own.
-var errs = struct {
+var errCache = struct {
 	sync.RWMutex
 	m map[errKey]*Error
 }{m: map[errKey]*Error{}}
@@ -103,9 +103,9 @@ var errs = struct {
 const maxErrs = 1024
 
 func cachedError(k errKey) *Error {
-	errs.RLock()
-	e := errs.m[k]
-	errs.RUnlock()
+	errCache.RLock()
+	e := errCache.m[k]
+	errCache.RUnlock()
 	if e != nil {
 		return e
 	}
@@ -122,13 +122,13 @@ func cachedError(k errKey) *Error {
 	case gonvml.ERROR_LIBRARY_NOT_FOUND:
 		e.Kind = ErrLibraryNotFound
 	}
-	errs.Lock()
-	defer errs.Unlock()
-	if old := errs.m[k]; old != nil {
+	errCache.Lock()
+	defer errCache.Unlock()
+	if old := errCache.m[k]; old != nil {
 		return old
 	}
-	if len(errs.m) < maxErrs {
-		errs.m[k] = e
+	if len(errCache.m) < maxErrs {
+		errCache.m[k] = e
 	}
 	return e
 }

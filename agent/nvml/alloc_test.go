@@ -4,9 +4,12 @@ package nvml
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 
 	"github.com/gpufleet/gpufleet/internal/wire"
@@ -148,5 +151,46 @@ func TestPresentBitmap(t *testing.T) {
 				t.Errorf("bitmap %08b, want %08b", bm, want)
 			}
 		})
+	}
+}
+
+// TestSharedErrorsNameTheirCall: errors are built once per call, field and return code, so each
+// still names its own call and field and wraps its kind, also past the cache's bound.
+func TestSharedErrorsNameTheirCall(t *testing.T) {
+	tests := []struct {
+		err      error
+		op, name string
+		kind     error
+	}{
+		{wrap("nvmlDeviceGetFanSpeed", gonvml.ERROR_NOT_SUPPORTED), "nvmlDeviceGetFanSpeed", "ERROR_NOT_SUPPORTED", ErrNotSupported},
+		{wrap("nvmlDeviceGetPowerUsage", gonvml.ERROR_NOT_SUPPORTED), "nvmlDeviceGetPowerUsage", "ERROR_NOT_SUPPORTED", ErrNotSupported},
+		{wrap("nvmlDeviceGetPowerUsage", gonvml.ERROR_GPU_IS_LOST), "nvmlDeviceGetPowerUsage", "ERROR_GPU_IS_LOST", ErrGPULost},
+		{wrapField(gonvml.FI_DEV_MEMORY_TEMP, gonvml.ERROR_NOT_SUPPORTED), fmt.Sprintf("nvmlDeviceGetFieldValues(field %d)", gonvml.FI_DEV_MEMORY_TEMP), "ERROR_NOT_SUPPORTED", ErrNotSupported},
+		{wrapField(gonvml.FI_DEV_PCIE_REPLAY_COUNTER, gonvml.ERROR_UNKNOWN), fmt.Sprintf("nvmlDeviceGetFieldValues(field %d)", gonvml.FI_DEV_PCIE_REPLAY_COUNTER), "ERROR_UNKNOWN", nil},
+		{wrap(fieldValuesOp, gonvml.ERROR_NOT_SUPPORTED), fieldValuesOp, "ERROR_NOT_SUPPORTED", ErrNotSupported},
+	}
+	// Fill the cache, so that what follows is built afresh, and must say the same; then give the
+	// other tests (TestSampleAllocs) their cache back.
+	errCache.Lock()
+	saved := errCache.m
+	errCache.m = map[errKey]*Error{}
+	errCache.Unlock()
+	t.Cleanup(func() { errCache.Lock(); errCache.m = saved; errCache.Unlock() })
+	for i := range maxErrs {
+		_ = wrapField(1<<20+uint32(i), gonvml.ERROR_UNKNOWN)
+	}
+	tests = append(tests, struct {
+		err      error
+		op, name string
+		kind     error
+	}{wrap("nvmlDeviceGetTemperature", gonvml.ERROR_NOT_SUPPORTED), "nvmlDeviceGetTemperature", "ERROR_NOT_SUPPORTED", ErrNotSupported})
+	for _, tt := range tests {
+		var e *Error
+		if !errors.As(tt.err, &e) || e.Op != tt.op || e.Name != tt.name || e.Kind != tt.kind {
+			t.Errorf("%v: want op %q, name %q, kind %v", tt.err, tt.op, tt.name, tt.kind)
+		}
+	}
+	if wrap("nvmlDeviceGetFanSpeed", gonvml.SUCCESS) != nil || wrapField(gonvml.FI_DEV_MEMORY_TEMP, gonvml.SUCCESS) != nil {
+		t.Error("SUCCESS wrapped as an error")
 	}
 }
