@@ -35,11 +35,30 @@ func resetBatch(b *wirepb.SampleBatch) {
 // AllocsPerRun's integer mean rounds them away while one allocation of the source's own per cycle
 // would show as 1.
 func TestSampleAllocs(t *testing.T) {
+	tests := []struct {
+		name       string
+		partitions [][]int // per partitioned GPU: its index, then its instances' MIG device indexes
+		rows       int
+	}{
+		{"8 GPUs", nil, 8},
+		{"8 GPUs, 3 MIG instances", [][]int{{2, 0, 3}, {5, 1}}, 11},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t, dgxh100.New())
+			for _, p := range tt.partitions {
+				n.partition(p[0], p[1:]...)
+			}
+			sampleAllocs(t, n, tt.rows)
+		})
+	}
+}
+
+func sampleAllocs(t *testing.T, n *node, rows int) {
 	const runs = 200
-	n := newNode(t, dgxh100.New())
 	s := newSource(t, n, nil)
-	cluster, node := s.Identity()
-	b := &wirepb.SampleBatch{AgentId: node, Cluster: cluster, Node: node}
+	cluster, host := s.Identity()
+	b := &wirepb.SampleBatch{AgentId: host, Cluster: cluster, Node: host}
 	var ev []*wirepb.Event
 	cycle := func() {
 		resetBatch(b)
@@ -48,8 +67,8 @@ func TestSampleAllocs(t *testing.T) {
 	for range runs {
 		cycle()
 	}
-	if len(b.TimeUnixMs) != len(n.devs) || len(ev) != 0 {
-		t.Fatalf("warm-up cycle: %d rows, %d events; want %d rows, no events", len(b.TimeUnixMs), len(ev), len(n.devs))
+	if len(b.TimeUnixMs) != rows || len(ev) != 0 {
+		t.Fatalf("warm-up cycle: %d rows, %d events; want %d rows, no events", len(b.TimeUnixMs), len(ev), rows)
 	}
 	absent := 0
 	for _, c := range b.Metrics {
@@ -75,7 +94,7 @@ func TestSampleAllocs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := testing.AllocsPerRun(runs, tt.f); got != tt.want {
-			t.Errorf("%s: %v allocations per 8-GPU cycle in steady state, want %v", tt.name, got, tt.want)
+			t.Errorf("%s: %v allocations per cycle in steady state, want %v", tt.name, got, tt.want)
 		}
 	}
 }
