@@ -21,10 +21,14 @@ import (
 )
 
 // Batching and inserting overlap: the batcher decodes into fresh columns while an inserter
-// goroutine writes the previous cut to ClickHouse and commits it. Cuts are inserted and committed
-// in the order they were made, so a partition's offsets are committed in order. At most one cut
-// waits behind the one being inserted, so at most three BatchBytes' worth of messages are held, and
-// the batcher (and then the fetchers) stop when ClickHouse is slow.
+// goroutine writes the previous cut to ClickHouse and commits it. Events travel ahead of samples:
+// the events topic's batches are cut after EventBatchAge into cuts of their own, which the
+// inserter takes before any waiting samples cut, so an XID waits for at most the insert in
+// flight, not behind a queue of sample batches (docs/detect.md). Each kind's cuts are inserted and
+// committed in the order they were made, and a partition's batches are always of one kind, so a
+// partition's offsets are committed in order. At most one cut of each kind waits behind the one
+// being inserted, so at most three BatchBytes' worth of messages are held, and the batcher (and
+// then the fetchers) stop when ClickHouse is slow.
 
 type committer func(ctx context.Context, offsets map[string]map[int]int64) error
 
@@ -45,20 +49,27 @@ func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs
 	// cut, for at most a deadline set below.
 	ictx, icancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer icancel()
-	cuts := make(chan *cut, 1)
+	cuts, evCuts := make(chan *cut, 1), make(chan *cut, 1)
 	inserted := make(chan error, 1)
-	go func() { inserted <- in.inserter(ictx, cuts, commit) }()
-	send := func(c *cut) error {
+	go func() { inserted <- in.inserter(ictx, evCuts, cuts, commit) }()
+	sendOn := func(ch chan<- *cut, c *cut) error {
 		if c == nil {
 			return nil
 		}
 		select {
-		case cuts <- c:
+		case ch <- c:
 			return nil
 		case err := <-inserted:
 			inserted <- err
 			return err
 		}
+	}
+	send := func(c *cut) error {
+		ev, rest := in.splitEvents(c)
+		if err := sendOn(evCuts, ev); err != nil {
+			return err
+		}
+		return sendOn(cuts, rest)
 	}
 
 	// A range lookup blocked on ClickHouse must not keep the worker from rejoining when the
@@ -66,7 +77,7 @@ func (in *Ingester) batch(ctx, gctx context.Context, gen *kafka.Generation, msgs
 	actx, acancel := context.WithCancel(ctx)
 	defer acancel()
 	defer context.AfterFunc(gctx, acancel)()
-	tick := time.NewTicker(max(in.cfg.BatchAge/4, 10*time.Millisecond))
+	tick := time.NewTicker(max(min(in.cfg.BatchAge, in.cfg.EventBatchAge)/4, 10*time.Millisecond))
 	defer tick.Stop()
 	var runErr error
 loop:
@@ -98,11 +109,15 @@ loop:
 			in.agents.expire(time.Now())
 			// While a cut already waits for the inserter, an age cut would only queue behind it:
 			// let the batches grow instead (up to rows or bytes), so a slow ClickHouse gets fewer,
-			// larger inserts rather than more small ones.
-			if len(cuts) > 0 {
-				continue
+			// larger inserts rather than more small ones. Events and samples wait apart.
+			var err error
+			if len(evCuts) == 0 {
+				err = sendOn(evCuts, in.cutParts(in.due(false, true, in.cfg.EventBatchAge)))
 			}
-			if err := send(in.cutDue(false)); err != nil {
+			if err == nil && len(cuts) == 0 {
+				err = sendOn(cuts, in.cutParts(in.due(false, false, in.cfg.BatchAge)))
+			}
+			if err != nil {
 				runErr = err
 				break loop
 			}
@@ -118,8 +133,9 @@ loop:
 	timer := time.AfterFunc(limit, func() { abandoned.Store(true); icancel() })
 	defer timer.Stop()
 	if runErr == nil {
-		runErr = send(in.cutDue(true))
+		runErr = send(in.cutDue())
 	}
+	close(evCuts)
 	close(cuts)
 	err := <-inserted
 	if err != nil && abandoned.Load() && !errors.Is(err, errCrashed) {
@@ -483,18 +499,45 @@ func (in *Ingester) forgetPartitions(owned map[partKey]bool) {
 	}
 }
 
-// cutDue cuts every partition batch older than BatchAge, or every non-empty one when all is set.
-func (in *Ingester) cutDue(all bool) *cut {
+// cutDue cuts every non-empty partition batch, events and samples alike (send splits them).
+func (in *Ingester) cutDue() *cut {
+	return in.cutParts(append(in.due(true, true, 0), in.due(true, false, 0)...))
+}
+
+// due lists, in partition order, the non-empty batches of the events topic (events set) or of the
+// others that are older than age (not replaying a recorded range), or all of them when all is set.
+func (in *Ingester) due(all, events bool, age time.Duration) []*partBatch {
 	var due []*partBatch
 	for _, p := range in.parts {
-		if p.n > 0 && (all || p.target < 0 && time.Since(p.started) >= in.cfg.BatchAge) {
+		if p.n > 0 && in.isEvents(p) == events && (all || p.target < 0 && time.Since(p.started) >= age) {
 			due = append(due, p)
 		}
 	}
 	sort.Slice(due, func(i, j int) bool {
 		return due[i].key.topic < due[j].key.topic || due[i].key.topic == due[j].key.topic && due[i].key.partition < due[j].key.partition
 	})
-	return in.cutParts(due)
+	return due
+}
+
+// isEvents says whether p is a partition of the events topic.
+func (in *Ingester) isEvents(p *partBatch) bool { return p.key.topic == in.cfg.EventsTopic }
+
+// splitEvents splits c into its events topic's batches and the rest (either nil when empty).
+func (in *Ingester) splitEvents(c *cut) (ev, rest *cut) {
+	if c == nil {
+		return nil, nil
+	}
+	for _, p := range c.parts {
+		dst := &rest
+		if in.isEvents(p) {
+			dst = &ev
+		}
+		if *dst == nil {
+			*dst = &cut{}
+		}
+		(*dst).parts = append((*dst).parts, p)
+	}
+	return ev, rest
 }
 
 // largest is the biggest batch by message bytes that is not replaying a recorded range (those end
@@ -537,9 +580,32 @@ func groupMovedOn(err error) bool {
 		errors.Is(err, kafka.RebalanceInProgress) || errors.Is(err, kafka.FencedInstanceID)
 }
 
-// inserter inserts and commits cuts in order until cuts is closed or an insert fails for good.
-func (in *Ingester) inserter(ctx context.Context, cuts <-chan *cut, commit committer) error {
-	for c := range cuts {
+// inserter inserts and commits cuts until both channels are closed and drained or an insert fails
+// for good: each channel's in order, an events cut before a waiting samples cut.
+func (in *Ingester) inserter(ctx context.Context, evCuts, cuts <-chan *cut, commit committer) error {
+	for evCuts != nil || cuts != nil {
+		var c *cut
+		var ok bool
+		select {
+		case c, ok = <-evCuts:
+			if !ok {
+				evCuts = nil
+				continue
+			}
+		default:
+			select {
+			case c, ok = <-evCuts:
+				if !ok {
+					evCuts = nil
+					continue
+				}
+			case c, ok = <-cuts:
+				if !ok {
+					cuts = nil
+					continue
+				}
+			}
+		}
 		if err := in.insertCut(ctx, c, commit); err != nil {
 			return err // the batcher sees it on its next send or tick and stops
 		}

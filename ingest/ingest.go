@@ -47,6 +47,10 @@ type Config struct {
 	BatchBytes int
 	// BatchAge flushes a non-empty batch this long after its first message; default 1 s.
 	BatchAge time.Duration
+	// EventBatchAge is BatchAge for the events topic's batches, which are inserted ahead of
+	// samples: an XID reaches gpu_events (and the drain report) without waiting for a samples
+	// batch; default 200 ms.
+	EventBatchAge time.Duration
 	// QueueMessages is how many fetched messages may wait for the batcher; default 1024.
 	QueueMessages int
 	// MaxMessageBytes is the largest message fetched; default 4 MiB (the agent's own limit is 1 MiB).
@@ -108,6 +112,7 @@ var limits = []limit{
 	{"BatchRows", 1, 0, 100_000, unitCount, func(c *Config) any { return &c.BatchRows }},
 	{"BatchBytes", 1, 0, 128 << 20, unitBytes, func(c *Config) any { return &c.BatchBytes }},
 	{"BatchAge", 1, 0, int64(time.Second), unitDuration, func(c *Config) any { return &c.BatchAge }},
+	{"EventBatchAge", 1, 0, int64(200 * time.Millisecond), unitDuration, func(c *Config) any { return &c.EventBatchAge }},
 	{"QueueMessages", 1, 0, 1024, unitCount, func(c *Config) any { return &c.QueueMessages }},
 	{"MaxMessageBytes", 1, 0, 4 << 20, unitBytes, func(c *Config) any { return &c.MaxMessageBytes }},
 	// Below a second a worker is thrown out of the group at every pause; brokers refuse under 6 s

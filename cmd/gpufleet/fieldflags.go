@@ -26,6 +26,7 @@ var ingestFields = fieldFlags{
 	"BatchRows":          "batch-rows",
 	"BatchBytes":         "batch-mib",
 	"BatchAge":           "batch-age",
+	"EventBatchAge":      "event-batch-age",
 	"SessionTimeout":     "session-timeout",
 	"DLQMaxBytes":        "dlq-max-mib",
 	"MaxClockAhead":      "max-clock-ahead",

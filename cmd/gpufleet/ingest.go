@@ -86,6 +86,8 @@ func (c *ingestCmd) register(f *flags) {
 	f.IntVar(&c.batchMiB, "batch-mib", d.BatchBytes>>20, "when the batches' messages add up to this many MiB, flush the largest; a worker holds\n"+
 		"at most about 6x this (batches being built, waiting and being inserted, and their columns)")
 	f.DurationVar(&d.BatchAge, "batch-age", d.BatchAge, "flush a batch this long after its first message")
+	f.DurationVar(&d.EventBatchAge, "event-batch-age", d.EventBatchAge, "flush an events batch (XIDs, health changes) this long after its first message;\n"+
+		"events are inserted ahead of waiting sample batches, so an XID reaches the drain report in about this plus one insert")
 	f.DurationVar(&d.SessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent worker before moving its partitions")
 	f.IntVar(&c.memLimitMiB, "memory-limit-mib", 0, "soft memory limit for the Go runtime (GOMEMLIMIT); 0 leaves it unset")
 	f.BoolVar(&c.doMigrate, "migrate", false, "apply schema migrations before consuming")
