@@ -68,7 +68,8 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1`
 
 // What a dcgm-exporter → Prometheus receiver → ClickHouse exporter pipeline writes besides the
 // reading: the receiver names the service after the scrape job and the instance after the target,
-// and stamps its own scope.
+// and stamps its own scope (its module path and the Collector's version; the number is only a
+// string of the usual length).
 const (
 	serviceName  = "dcgm-exporter"
 	scopeName    = "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver"
