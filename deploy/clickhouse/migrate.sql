@@ -10,10 +10,11 @@
 --
 -- What migrate runs: CREATE DATABASE IF NOT EXISTS gpufleet, CREATE TABLE and CREATE MATERIALIZED
 -- VIEW, ALTER TABLE … ADD/MODIFY COLUMN, MODIFY SETTING and MODIFY TTL (retention), DROP VIEW and
--- its re-creation, and reads and inserts into schema_migrations. DROP TABLE is here for a later
+-- its re-creation, TRUNCATE of xid_catalog before it reloads NVIDIA's Xid catalog (0021), and reads and
+-- inserts into schema_migrations. DROP TABLE is here for a later
 -- migration that replaces a table; nothing reaches another database, users, grants or table
 -- functions.
 
 CREATE USER OR REPLACE gpufleet_migrate IDENTIFIED WITH sha256_password BY {password:String};
 
-GRANT CREATE DATABASE, CREATE TABLE, CREATE VIEW, ALTER TABLE, ALTER VIEW, DROP TABLE, DROP VIEW, SELECT, INSERT ON gpufleet.* TO gpufleet_migrate;
+GRANT CREATE DATABASE, CREATE TABLE, CREATE VIEW, ALTER TABLE, ALTER VIEW, DROP TABLE, DROP VIEW, TRUNCATE, SELECT, INSERT ON gpufleet.* TO gpufleet_migrate;

@@ -8,6 +8,9 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
+// The generator is test code: the migration is the committed file, which the agent-only build need
+// not link (nor store and schema with it).
+
 // MigrationFile is the migration that loads the catalog as it is in this build, in
 // internal/schema/migrations; TestMigrationIsGenerated pins it to MigrationSQL. A released migration
 // is never edited: a revised catalog.csv ships as a new file named here (docs/xid.md), and the MigrationSQL
