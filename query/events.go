@@ -126,9 +126,9 @@ func Events(ctx context.Context, s store.Store, q EventQuery) (EventList, error)
 		if len(row) < 13 {
 			continue
 		}
-		out.Events = append(out.Events, Event{Time: time.UnixMilli(intOf(row[0])).UTC(), Kind: asString(row[1]), Code: intOf(row[2]),
-			Cluster: asString(row[3]), Node: asString(row[4]), UUID: asString(row[5]), PID: intOf(row[6]), Message: asString(row[7]),
-			Mnemonic: asString(row[8]), Description: asString(row[9]), Action: asString(row[10]), GPU: intOf(row[11]), Category: asString(row[12])})
+		out.Events = append(out.Events, Event{Time: time.UnixMilli(asInt(row[0])).UTC(), Kind: asString(row[1]), Code: asInt(row[2]),
+			Cluster: asString(row[3]), Node: asString(row[4]), UUID: asString(row[5]), PID: asInt(row[6]), Message: asString(row[7]),
+			Mnemonic: asString(row[8]), Description: asString(row[9]), Action: asString(row[10]), GPU: asInt(row[11]), Category: asString(row[12])})
 	}
 	if len(out.Events) > q.limit() {
 		out.Truncated = true
@@ -140,14 +140,4 @@ func Events(ctx context.Context, s store.Store, q EventQuery) (EventList, error)
 		}
 	}
 	return out, nil
-}
-
-// intOf reads an integer column, which arrives as int64, uint64, float64 or text by the engine's
-// transport (64-bit integers are quoted in JSON).
-func intOf(v any) int64 {
-	if s, ok := v.(string); ok {
-		n, _ := strconv.ParseInt(s, 10, 64)
-		return n
-	}
-	return asInt(v)
 }

@@ -341,6 +341,8 @@ func Drain(ctx context.Context, s store.Store, w FleetWindow, limit int) (*Drain
 	return rep, nil
 }
 
+// asInt reads an integer column, which arrives as int64, uint64, float64 or text by the engine's
+// transport (64-bit integers are quoted in JSON).
 func asInt(v any) int64 {
 	switch x := v.(type) {
 	case int64:
@@ -349,6 +351,9 @@ func asInt(v any) int64 {
 		return int64(x)
 	case float64:
 		return int64(x)
+	case string:
+		n, _ := strconv.ParseInt(x, 10, 64)
+		return n
 	}
 	return 0
 }

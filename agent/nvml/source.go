@@ -448,12 +448,6 @@ const (
 	throttleReasonsMask = reasonSwPowerCap | reasonHwSlowdown | reasonSwThermal | reasonHwThermal | reasonHwPowerBrake
 )
 
-var reasonNames = []struct {
-	bit  uint64
-	name string
-}{{reasonSwPowerCap, "sw_power_cap"}, {reasonHwSlowdown, "hw_slowdown"}, {reasonSwThermal, "sw_thermal"},
-	{reasonHwThermal, "hw_thermal"}, {reasonHwPowerBrake, "hw_power_brake"}}
-
 // events compares this tick's throttle bits and volatile ECC totals with the last tick's.
 func (s *Source) events(ms int64, g int, r *gpuReading, ev []*wirepb.Event) []*wirepb.Event {
 	st := &s.state[g]
@@ -490,9 +484,9 @@ func throttleMessage(bits uint64) string {
 		return "clock-event reasons changed: no power or thermal throttling"
 	}
 	var names []string
-	for _, r := range reasonNames {
-		if bits&r.bit != 0 {
-			names = append(names, r.name)
+	for _, r := range gpumetric.ClockEventReasons { // the catalogue's names, as queries use them
+		if bits&r.Bit != 0 {
+			names = append(names, r.Name)
 		}
 	}
 	return "clock-event reasons changed: " + strings.Join(names, ", ")

@@ -18,6 +18,7 @@ import (
 
 	agentnvml "github.com/gpufleet/gpufleet/agent/nvml"
 	"github.com/gpufleet/gpufleet/internal/health"
+	"github.com/gpufleet/gpufleet/internal/retry"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
@@ -59,7 +60,7 @@ func runHealthCheckCmd(ctx context.Context, e *env, args []string) error {
 		"agent's to report. For Slurm's HealthCheckProgram (deploy/slurm) and, with --npd, a Kubernetes\n"+
 		"node-problem-detector custom plugin (deploy/npd).\n"+
 		"Not `gpufleet healthcheck URL`, the HTTP probe of a gpufleet daemon's /healthz for containers.")
-	c := healthCheckCmd{now: time.Now, sleep: sleepCtx}
+	c := healthCheckCmd{now: time.Now, sleep: retry.Sleep}
 	f.DurationVar(&c.window, "window", 0, "read the GPUs twice, this far apart, for the rate rules (0: one read)")
 	f.DurationVar(&c.timeout, "check-timeout", 30*time.Second, "give up, CRITICAL, when NVML has not answered within this (a hung GPU can block\n"+
 		"NVML calls; Slurm kills a health check that runs too long)")
@@ -122,17 +123,6 @@ func runHealthCheckCmd(ctx context.Context, e *env, args []string) error {
 		o.err = fmt.Errorf("NVML did not answer within --check-timeout %s (a GPU or the driver hangs)", c.timeout)
 	}
 	return c.report(e.stdout, o.lines, o.worst, o.err)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // report prints the findings and the summary and returns the exit status. err is a check that

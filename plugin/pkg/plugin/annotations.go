@@ -110,30 +110,3 @@ func eventText(kind string, code, pid int64, node, uuid, msg string, m xidMeanin
 	}
 	return s
 }
-
-// asInt reads an integer column, which arrives as int64, uint64, float64 or text by the engine's
-// transport (64-bit integers are quoted in JSON).
-func asInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return x, true
-	case uint64:
-		return int64(x), true
-	case float64:
-		return int64(x), true
-	case string:
-		n, err := strconv.ParseInt(x, 10, 64)
-		return n, err == nil
-	}
-	return 0, false
-}
-
-func str(v any) string {
-	if s, ok := v.(string); ok {
-		return s
-	}
-	if v == nil {
-		return ""
-	}
-	return toString(v)
-}
