@@ -2,10 +2,13 @@ package httpapi_test
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/query"
 )
 
@@ -67,5 +70,43 @@ func TestEventLog(t *testing.T) {
 		if code, body := get(t, srv, path, nil); code != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400: %s", path, code, body)
 		}
+	}
+}
+
+// Hostile values in every parameter of the event log, and in the series' reason, are a 400 or an
+// empty answer, and leave the tables and files as they were.
+func TestEventLogHostile(t *testing.T) {
+	srv, w, _ := failureServer(t)
+	dir := testenv.CanaryDir(t)
+	before := testenv.Snapshot(t, w, dir, ".", testenv.DataDir(t))
+	db := w.Database()
+	values := []string{
+		"east' OR '1'='1", "x'); DROP TABLE " + db + ".gpu_events; --", `east\' OR 1=1`, "{from_ms:Int64}",
+		"{kinds:Array(String)}", "e-0\nSELECT 1", "x' INTO OUTFILE '" + dir + "/victim.txt", "file('/etc/passwd')",
+		strings.Repeat("e", 10_000), "😀",
+	}
+	for _, v := range values {
+		for _, dim := range []string{"cluster", "node", "gpu"} {
+			path := "/api/v1/event_log?since=2h&filter=" + url.QueryEscape(dim+"="+v)
+			var got query.EventList
+			switch code, body := get(t, srv, path, &got); {
+			case code == 400:
+			case code != 200 || len(got.Events) != 0:
+				t.Errorf("%s: %d %s; want 400 or no events", path, code, body)
+			}
+		}
+		for _, path := range []string{
+			"/api/v1/event_log?kinds=" + url.QueryEscape(v),
+			"/api/v1/event_log?limit=" + url.QueryEscape(v),
+			"/api/v1/event_log?since=" + url.QueryEscape(v),
+			"/api/v1/series?metric=throttle_reasons&agg=share&reason=" + url.QueryEscape(v),
+		} {
+			if code, body := get(t, srv, path, nil); code != 400 {
+				t.Errorf("%s: %d %s; want 400", path, code, body)
+			}
+		}
+	}
+	if after := testenv.Snapshot(t, w, dir, ".", testenv.DataDir(t)); after != before {
+		t.Fatalf("after the hostile parameters:\n%s\nwas\n%s", after, before)
 	}
 }
