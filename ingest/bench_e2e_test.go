@@ -16,6 +16,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/internal/kafka"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/chdb"
@@ -37,8 +38,10 @@ func cpuSeconds() float64 {
 // BenchmarkEndToEnd measures ingest from a real local Kafka broker into chDB, and in the same run
 // chDB's own INSERT rate for the same rows from prepared Native-format files cut into the same
 // blocks: the engine's limit on this machine. It reports both rates, our fraction of the limit,
-// and the process CPU time per million samples of each. The data is produced before the clock
-// starts. Run (one pass is the measurement):
+// and the process CPU time per million samples of each; and the same files inserted into a
+// database without the rollup views (raw_insert_samples/s), with the engine's CPU with the views
+// over its CPU without them (insert_cost_vs_raw; BenchmarkRollupCost breaks it down by view).
+// The data is produced before the clock starts. Run (one pass is the measurement):
 //
 //	go test -run '^$' -bench EndToEnd -benchtime 1x ./ingest/
 func BenchmarkEndToEnd(b *testing.B) {
@@ -132,9 +135,37 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if _, err := migrate.Apply(ctx, lim, nil); err != nil {
 		b.Fatal(err)
 	}
+	// And a third without the materialized views: the raw insert, to which the views' cost is a
+	// ratio (insert_cost_vs_raw).
+	bare, err := chdb.Open(testenv.DataDir(b), st.Database()+"_raw", testenv.LibCHDB(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		bare.Exec(ctx, "DROP DATABASE IF EXISTS "+bare.Database())
+		bare.Close()
+	}()
+	if _, err := migrate.Apply(ctx, bare, nil); err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []string{schema.Fleet1mMV, schema.GPU1mMV, schema.GPU1hMV, schema.JobsMV, schema.ClusterPower1sMV} {
+		if err := bare.Exec(ctx, "DROP VIEW "+store.Table(bare.Database(), v)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	insertFiles := func(s store.Store) (rate, cpu float64) {
+		cpu0, t0 := cpuSeconds(), time.Now()
+		for _, f := range files {
+			if err := s.Exec(ctx, "INSERT INTO "+store.Table(s.Database(), schema.GPUSamples)+" ("+
+				strings.Join(cols.block.ColumnNames(), ", ")+") FROM INFILE "+store.QuoteString(f)+" FORMAT Native"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(want) / time.Since(t0).Seconds(), cpuSeconds() - cpu0
+	}
 
 	b.ResetTimer()
-	var ours, limit, oursCPU, limitCPU float64
+	var ours, limit, raw, oursCPU, limitCPU, rawCPU float64
 	for range b.N {
 		in, err := New(Config{Brokers: brokers, Store: st, GroupID: fmt.Sprintf("%s.bench.%d", st.Database(), time.Now().UnixNano()),
 			SamplesTopic: topic, EventsTopic: st.Database() + ".events", DLQTopic: st.Database() + ".dlq",
@@ -172,15 +203,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 				break
 			}
 		}
-		cpu0, t0 = cpuSeconds(), time.Now()
-		for _, f := range files {
-			if err := lim.Exec(ctx, "INSERT INTO "+store.Table(lim.Database(), "gpu_samples")+" ("+
-				strings.Join(cols.block.ColumnNames(), ", ")+") FROM INFILE "+store.QuoteString(f)+" FORMAT Native"); err != nil {
-				b.Fatal(err)
-			}
-		}
-		elapsed, cpu = time.Since(t0).Seconds(), cpuSeconds()-cpu0
-		limit, limitCPU = float64(want)/elapsed, cpu
+		limit, limitCPU = insertFiles(lim)
+		raw, rawCPU = insertFiles(bare)
 	}
 	b.StopTimer()
 	r, err := st.Query(ctx, "SELECT count() FROM "+store.Table(st.Database(), "gpu_samples"))
@@ -195,5 +219,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(ours/limit, "fraction_of_chdb")
 	b.ReportMetric(oursCPU/float64(want)*1e6, "cpu_s/Msample")
 	b.ReportMetric(limitCPU/float64(want)*1e6, "chdb_cpu_s/Msample")
+	b.ReportMetric(raw, "raw_insert_samples/s")
+	b.ReportMetric(limitCPU/rawCPU, "insert_cost_vs_raw")
 	b.ReportMetric(0, "ns/op")
 }

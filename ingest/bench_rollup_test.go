@@ -1,0 +1,165 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/internal/schema"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/chdb"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
+)
+
+// BenchmarkRollupCost inserts the same Native blocks into identically migrated chDB databases that
+// keep different sets of materialized views — none, all, and each alone — and reports the engine's
+// CPU per million samples for each and its ratio to the insert without views (insert_cost_vs_raw
+// with all of them). Two shapes of block: "catchup" (a backlog: each block holds minutes of few
+// GPUs, so a minute's rollup rows fold many readings) and "live" (a large fleet at 1 Hz: each block
+// holds about one reading per GPU, so a rollup row folds one reading and the views write as many
+// rows as the raw insert). Run:
+//
+//	go test -run '^$' -bench RollupCost -benchtime 1x ./ingest/
+//
+// GPUFLEET_BENCH_ROLLUP_SAMPLES sets the samples per shape (default 1,024,000).
+func BenchmarkRollupCost(b *testing.B) {
+	samples := 1_024_000
+	if n, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_ROLLUP_SAMPLES")); err == nil && n > 0 {
+		samples = n
+	}
+	shapes := []struct {
+		name                     string
+		gpus, blockRows, samples int
+	}{
+		{"catchup", 512, 100_000, samples},
+		{"live", 100_000, 100_000, samples},
+		// A small fleet's partition batch: 304 GPUs on 8 partitions, cut every second.
+		{"small", 304, 38, 38 * 200},
+	}
+	views := []string{schema.Fleet1mMV, schema.GPU1mMV, schema.GPU1hMV, schema.JobsMV, schema.ClusterPower1sMV}
+	sets := []struct {
+		name string
+		keep []string
+	}{{"raw", nil}, {"all", views}}
+	for _, v := range views {
+		sets = append(sets, struct {
+			name string
+			keep []string
+		}{strings.TrimSuffix(v, "_mv"), []string{v}})
+	}
+	ctx := context.Background()
+	for _, shape := range shapes {
+		b.Run(shape.name, func(b *testing.B) {
+			files, names := rollupBenchFiles(b, shape.gpus, shape.samples, shape.blockRows)
+			dbs := make([]store.Store, len(sets))
+			for i, set := range sets {
+				db, err := chdb.Open(testenv.DataDir(b), fmt.Sprintf("bench_rollup_%s_%d", set.name, time.Now().UnixNano()), testenv.LibCHDB(b))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() {
+					db.Exec(ctx, "DROP DATABASE IF EXISTS "+db.Database())
+					db.Close()
+				})
+				if _, err := migrate.Apply(ctx, db, nil); err != nil {
+					b.Fatal(err)
+				}
+				for _, v := range views {
+					if !slices.Contains(set.keep, v) {
+						if err := db.Exec(ctx, "DROP VIEW "+store.Table(db.Database(), v)); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				dbs[i] = db
+			}
+			b.ResetTimer()
+			cpu := make([]float64, len(sets))
+			wall := make([]float64, len(sets))
+			for range b.N {
+				for i, db := range dbs {
+					c0, t0 := cpuSeconds(), time.Now()
+					for _, f := range files {
+						if err := db.Exec(ctx, "INSERT INTO "+store.Table(db.Database(), schema.GPUSamples)+" ("+names+
+							") FROM INFILE "+store.QuoteString(f)+" FORMAT Native"); err != nil {
+							b.Fatal(err)
+						}
+					}
+					cpu[i] += cpuSeconds() - c0
+					wall[i] += time.Since(t0).Seconds()
+				}
+			}
+			b.StopTimer()
+			total := float64(shape.samples * b.N)
+			for i, set := range sets {
+				b.ReportMetric(cpu[i]/total*1e6, set.name+"_cpu_s/Msample")
+				if i > 0 {
+					b.ReportMetric(cpu[i]/cpu[0], set.name+"_cost_vs_raw")
+				}
+			}
+			b.ReportMetric(total/wall[0], "raw_insert_samples/s")
+			b.ReportMetric(total/wall[1], "all_insert_samples/s")
+			b.ReportMetric(cpu[1]/cpu[0], "insert_cost_vs_raw")
+			b.ReportMetric(wall[0]/float64(len(files)*b.N)*1e3, "raw_ms/insert")
+			b.ReportMetric(wall[1]/float64(len(files)*b.N)*1e3, "all_ms/insert")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// rollupBenchFiles writes samples simulated readings of gpus GPUs (8 per node, one reading each per
+// second) as Native files of blockRows rows, and returns them with their column list.
+func rollupBenchFiles(b *testing.B, gpus, samples, blockRows int) ([]string, string) {
+	b.Helper()
+	nodes := make([]*sim.Node, (gpus+7)/8)
+	for n := range nodes {
+		nodes[n] = sim.NewNode(11, "bench", n, 8)
+	}
+	instants := samples / (len(nodes) * 8)
+	start := time.Now().Add(-time.Duration(instants) * time.Second).Truncate(time.Minute)
+	dir := b.TempDir()
+	var files []string
+	cols := newSampleColumns()
+	var dec wire.SampleDecoder
+	flush := func() {
+		if cols.block.Rows() == 0 {
+			return
+		}
+		name := filepath.Join(dir, fmt.Sprintf("block-%d.native", len(files)))
+		if err := os.WriteFile(name, cols.block.AppendNative(nil), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		files = append(files, name)
+		cols.block.Reset()
+	}
+	for i := range instants {
+		for _, node := range nodes {
+			batch := &wirepb.SampleBatch{AgentId: node.Name, Seq: uint64(i + 1), Cluster: "bench", Node: node.Name}
+			node.Sample(start.Add(time.Duration(i)*time.Second), batch, nil)
+			data, err := wire.EncodeSamples(batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sb, err := dec.Decode(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cols.appendBatch(sb)
+			if cols.block.Rows() >= blockRows {
+				flush()
+			}
+		}
+	}
+	flush()
+	return files, strings.Join(cols.block.ColumnNames(), ", ")
+}
