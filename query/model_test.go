@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"sort"
@@ -1296,4 +1297,92 @@ func TestBitmaskShare(t *testing.T) {
 			t.Errorf("%s %s reason %q: %v, want ErrInvalid", q.Metric, q.Agg, q.Reason, err)
 		}
 	}
+}
+
+// A database upgraded across 0025, which packs each gauge's last reading into a plain column and
+// drops the argMax states: the last reading per GPU per minute (gpu_1m) and per hour (gpu_1h) is
+// the raw rows' answer for minutes written before, after and across the migration, with NULL
+// readings among them, and so is throttle_reasons' last bitmask (gpu_1m's counter readings).
+func TestLastAcrossPackUpgrade(t *testing.T) {
+	st := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.ApplyWith(ctx, st, nil, migrate.Options{Until: 24}); err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	// Two GPUs every 7 s over [from, from+n·7 s): a NULL temperature every fifth reading, and a
+	// temperature that falls as well as rises, so the last is not the highest.
+	write := func(from time.Time, n int) {
+		t.Helper()
+		if err := st.Exec(ctx, fmt.Sprintf("INSERT INTO %s (time, cluster, node, gpu, uuid, model, temp_gpu_c, throttle_reasons) "+
+			"SELECT fromUnixTimestamp64Milli(toInt64(%d + intDiv(number, 2) * 7000)), 'c', 'n', number %% 2, "+
+			"concat('GPU-', toString(number %% 2)), 'H100', if(number %% 5 = 4, NULL, toFloat32(40 + (number * 13) %% 23 - 0.25)), "+
+			"toUInt64(bitShiftLeft(1, (number * 3) %% 9)) FROM numbers(%d)",
+			store.Table(st.Database(), "gpu_samples"), from.UnixMilli(), 2*n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(hour, 30)                   // minutes 0–3, before
+	write(hour.Add(5*time.Minute), 4) // minute 5, first 28 s before …
+	if applied, err := migrate.Apply(ctx, st, nil); err != nil || !slices.Contains(applied, 25) {
+		t.Fatalf("applied %v, %v; want the rest from 25 on", applied, err)
+	}
+	write(hour.Add(5*time.Minute+28*time.Second), 4) // … the rest after
+	write(hour.Add(8*time.Minute), 30)               // minutes 8–11, after
+
+	for _, c := range []struct {
+		name   string
+		q      query.Query
+		table  string
+		points int
+	}{
+		{"temperature per GPU per minute", query.Query{Metric: "temp_gpu_c", Agg: query.Last, GroupBy: []query.Dim{query.GPU},
+			From: hour, To: hour.Add(15 * time.Minute), Step: time.Minute}, "gpu_1m", 2 * 9},
+		{"temperature per GPU per hour", query.Query{Metric: "temp_gpu_c", Agg: query.Last, GroupBy: []query.Dim{query.GPU},
+			From: hour, To: hour.Add(time.Hour), Step: time.Hour}, "gpu_1h", 2},
+		{"throttle reasons per GPU per minute", query.Query{Metric: "throttle_reasons", Agg: query.Last, GroupBy: []query.Dim{query.GPU},
+			From: hour, To: hour.Add(15 * time.Minute), Step: time.Minute}, "gpu_1m", 2 * 9},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if compiled, err := c.q.Compile(st.Database()); err != nil || compiled.Table != c.table {
+				t.Fatalf("reads %v (%v), want %s", compiled.Table, err, c.table)
+			}
+			got, err := query.Run(ctx, st, &c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := c.q
+			raw.Source = query.SourceRaw
+			want, err := query.Run(ctx, st, &raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			points := 0
+			for _, s := range want {
+				points += len(s.Points)
+			}
+			if points != c.points {
+				t.Fatalf("raw answer has %d points, want %d", points, c.points)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("rollup answer\n%s\nwant the raw rows'\n%s", seriesText(got), seriesText(want))
+			}
+		})
+	}
+}
+
+func seriesText(ss []query.Series) string {
+	var b strings.Builder
+	for _, s := range ss {
+		fmt.Fprintf(&b, "%v:", s.Labels)
+		for _, p := range s.Points {
+			if p.Value == nil {
+				fmt.Fprintf(&b, " %s=null", p.T.Format(time.TimeOnly))
+			} else {
+				fmt.Fprintf(&b, " %s=%v", p.T.Format(time.TimeOnly), *p.Value)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }

@@ -37,8 +37,8 @@ func (q *Query) rollupSQL(db string, l *schema.Level, groups, filters []string) 
 		return body{bucket, q.counterValue(), bucketIncreases(table, m, groups, strings.Join(where, " AND "))}
 	}
 	if q.isBitmask() { // Last only (pickLevel)
-		return body{bucket, fmt.Sprintf("argMaxMerge(%s)", schema.LastCol(m)), fmt.Sprintf("SELECT t AS rt%s, %s FROM %s WHERE %s",
-			prefixed(groups), schema.LastCol(m), table, strings.Join(where, " AND "))}
+		return body{bucket, schema.ReadingValue(false, "max("+schema.LastReading(m)+")"), fmt.Sprintf("SELECT t AS rt%s, %s FROM %s WHERE %s",
+			prefixed(groups), schema.LastReading(m), table, strings.Join(where, " AND "))}
 	}
 	mean := fmt.Sprintf("sum(%s) / sum(%s)", schema.Sum(m), schema.N(m))
 	var value string
@@ -52,7 +52,7 @@ func (q *Query) rollupSQL(db string, l *schema.Level, groups, filters []string) 
 	case Count:
 		value = fmt.Sprintf("sum(%s)", schema.N(m))
 	case Last:
-		value = fmt.Sprintf("argMaxMerge(%s)", schema.LastCol(m))
+		value = schema.LastGaugeValue("max(" + schema.LastReading(m) + ")")
 	case Sum:
 	default:
 		value = fmt.Sprintf("%s(%s)[%d]", schema.QuantileFunc("Merge"), schema.Digest(m), quantileIndex(q.Agg)+1)
@@ -64,13 +64,13 @@ func (q *Query) rollupSQL(db string, l *schema.Level, groups, filters []string) 
 		return body{"t", gaugeAggs[Sum], fmt.Sprintf("SELECT %s, %s, %s AS gv FROM (SELECT t AS rt, %s, %s, %s FROM %s WHERE %s) GROUP BY t, %s",
 			bucket, gpu, mean, gpu, schema.Sum(m), schema.N(m), table, strings.Join(where, " AND "), gpu)}
 	}
-	// The states only the aggregation that needs them reads: they are the heavy columns.
+	// The digests and readings only the aggregation that needs them reads: they are the heavy columns.
 	cols := []string{schema.Sum(m), schema.N(m), schema.MinCol(m), schema.MaxCol(m)}
 	switch {
 	case quantileIndex(q.Agg) >= 0:
 		cols = append(cols, schema.Digest(m))
 	case q.Agg == Last:
-		cols = append(cols, schema.LastCol(m))
+		cols = append(cols, schema.LastReading(m))
 	}
 	return body{bucket, value, fmt.Sprintf("SELECT t AS rt%s, %s FROM %s WHERE %s",
 		prefixed(groups), strings.Join(cols, ", "), table, strings.Join(where, " AND "))}

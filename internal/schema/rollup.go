@@ -41,6 +41,12 @@ type Level struct {
 	// plain values (FirstReading, LastReading) besides the argMin/argMax states, which reading per
 	// row costs: finalizing the two states was most of the scan of "Energy by job" over 24 h.
 	CounterValues bool
+	// Packed (0025): the last reading of a gauge is a plain packed value (LastReading, by
+	// LastGaugeReading), as a counter's is since 0020, and counters keep no argMin/argMax states.
+	// A state per aggregate per row is what a rollup row costs most to make and merge: a live
+	// fleet's insert block holds about one reading per GPU, so each row the per-GPU views write
+	// folds one reading (BenchmarkRollupCost, docs/rollups.md).
+	Packed bool
 }
 
 // FirstSample is the column of a row's earliest sample time, on levels with CounterReadings:
@@ -62,18 +68,19 @@ var Levels = []Level{
 	{Table: Fleet1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
 		Digests: true, From: GPUSamples, Dedup: true},
 	{Table: GPU1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
-		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true},
+		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true, Packed: true},
 	// No counters per hour: first/last/peak per hour cannot tell a reset that climbs back past the
 	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
 	// climbing from zero past its lifetime value within one minute.
 	{Table: GPU1h, Step: time.Hour, bucket: "toStartOfHour", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 400 DAY",
-		LastGauges: true, Digests: true, From: GPUSamples, Dedup: true},
+		LastGauges: true, Digests: true, From: GPUSamples, Dedup: true, Packed: true},
 }
 
 // Historic returns the levels as migration version left them, for the generators of the shipped
 // migrations: 0010 added the placement dims, 0011 the gauges' last readings, 0015 gpu_1h's digests
 // (and fed it from raw rows), 0017 the deduplication windows, 0018 the counters' readings and the
-// first sample's time, 0020 the counters' first and last readings as plain values.
+// first sample's time, 0020 the counters' first and last readings as plain values, 0025 the
+// gauges' last readings packed and the states dropped.
 func Historic(version int) []Level {
 	var drop []string
 	if version < 10 {
@@ -95,6 +102,9 @@ func Historic(version int) []Level {
 		}
 		if version < 20 {
 			out[i].CounterValues = false
+		}
+		if version < 25 {
+			out[i].Packed = false
 		}
 	}
 	return out
@@ -142,8 +152,8 @@ func N(metric string) string        { return metric + "_n" }     // readings, Si
 func MinCol(metric string) string   { return metric + "_min" }   // SimpleAggregateFunction(min, Nullable(…))
 func MaxCol(metric string) string   { return metric + "_max" }   // SimpleAggregateFunction(max, Nullable(…))
 func Digest(metric string) string   { return metric + "_q" }     // quantilesTDigest state
-func FirstCol(metric string) string { return metric + "_first" } // counters: argMin(value, time) state
-func LastCol(metric string) string  { return metric + "_last" }  // argMax(value, time) state
+func FirstCol(metric string) string { return metric + "_first" } // counters: argMin(value, time) state (before 0025)
+func LastCol(metric string) string  { return metric + "_last" }  // argMax(value, time) state (before 0025)
 
 // FirstReading and LastReading are a counter's first and last reading of a row as plain values,
 // on levels with CounterValues: SimpleAggregateFunction(min, UInt128) and (max, UInt128) of
@@ -173,6 +183,20 @@ func ReadingValue(first bool, col string) string {
 		present = "= 0"
 	}
 	return fmt.Sprintf("if(bitShiftRight(%s, 127) %s, toUInt64(bitAnd(%s, toUInt128(18446744073709551615))), NULL)", col, present, col)
+}
+
+// LastGaugeReading is the SQL packing a gauge's reading (Nullable(Float32)) into LastReading's
+// UInt128 on Packed levels: bit 127 set where it is present, bits 64–126 the time in Unix ms, bits
+// 0–31 the Float32's bits; max of it is the latest present reading, as argMax was.
+func LastGaugeReading(value, timeMs string) string {
+	return fmt.Sprintf("bitOr(bitOr(bitShiftLeft(toUInt128(isNotNull(%s)), 127), bitShiftLeft(toUInt128(%s), 64)), toUInt128(reinterpretAsUInt32(ifNull(%s, toFloat32(0)))))",
+		value, timeMs, value)
+}
+
+// LastGaugeValue is the SQL of the gauge reading packed in col (LastGaugeReading): a
+// Nullable(Float32), NULL where there is none.
+func LastGaugeValue(col string) string {
+	return fmt.Sprintf("if(bitShiftRight(%s, 127) = 1, reinterpretAsFloat32(toUInt32(bitAnd(%s, toUInt128(4294967295)))), NULL)", col, col)
 }
 
 // QuantileFunc is the aggregate the t-digest states were made with, with combinator comb ("" for

@@ -37,6 +37,8 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 		{"0020_rollup_counter_values.sql", schema.ColumnsSQL(schema.Historic(19), schema.Historic(20), all[:36],
 			"0020", "each counter's first and last reading per GPU-minute as plain values, so a counter's increase reads gpu_1m without finalizing two states per row")},
 		{"0023_rollup_failure_metrics.sql", schema.UpgradeSQL(schema.Historic(23), all[:36], all[:50], "0023")},
+		{"0025_rollup_packed_readings.sql", schema.PackSQL(schema.Historic(24), schema.Historic(25), all[:50],
+			"0025", "each gauge's last reading per GPU-minute and hour packed in a plain UInt128 as the counters' are, and the argMin/argMax states dropped: a state per aggregate per row is most of what the per-GPU views cost when a block holds one reading per GPU")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("migrations", c.file)

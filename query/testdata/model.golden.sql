@@ -44,7 +44,7 @@ SELECT toStartOfInterval(time, toIntervalSecond({step:UInt32})) AS t, job_id, CA
 -- param to = 1714525200000
 
 -- last temperature per GPU per hour (gpu_1h keeps last readings) (reads gpu_1h)
-SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(argMaxMerge(temp_gpu_c_last) AS Nullable(Float64)) AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_last FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
+SELECT toStartOfInterval(rt, toIntervalSecond({step:UInt32})) AS t, uuid, CAST(if(bitShiftRight(max(temp_gpu_c_last_reading), 127) = 1, reinterpretAsFloat32(toUInt32(bitAnd(max(temp_gpu_c_last_reading), toUInt128(4294967295)))), NULL) AS Nullable(Float64)) AS value FROM (SELECT t AS rt, uuid, temp_gpu_c_sum, temp_gpu_c_n, temp_gpu_c_min, temp_gpu_c_max, temp_gpu_c_last_reading FROM gpufleet.gpu_1h WHERE t >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND t < toDateTime(intDiv({to:Int64}, 1000), 'UTC') AND temp_gpu_c_n > 0) GROUP BY t, uuid ORDER BY uuid, t;
 -- param from = 1714521600000
 -- param step = 3600
 -- param to = 1714525200000
