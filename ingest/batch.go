@@ -581,8 +581,25 @@ func groupMovedOn(err error) bool {
 }
 
 // inserter inserts and commits cuts until both channels are closed and drained or an insert fails
-// for good: each channel's in order, an events cut before a waiting samples cut.
+// for good: each channel's in order, an events cut before a waiting samples cut, and inside a
+// samples cut between one partition's insert and the next (a cut of many partitions' samples
+// takes as many inserts, each through the rollup views).
 func (in *Ingester) inserter(ctx context.Context, evCuts, cuts <-chan *cut, commit committer) error {
+	between := func() error {
+		if evCuts == nil {
+			return nil
+		}
+		select {
+		case c, ok := <-evCuts:
+			if !ok {
+				evCuts = nil
+				return nil
+			}
+			return in.insertCut(ctx, c, commit, nil)
+		default:
+			return nil
+		}
+	}
 	for evCuts != nil || cuts != nil {
 		var c *cut
 		var ok bool
@@ -606,16 +623,25 @@ func (in *Ingester) inserter(ctx context.Context, evCuts, cuts <-chan *cut, comm
 				}
 			}
 		}
-		if err := in.insertCut(ctx, c, commit); err != nil {
+		next := between
+		if in.isEventCut(c) {
+			next = nil
+		}
+		if err := in.insertCut(ctx, c, commit, next); err != nil {
 			return err // the batcher sees it on its next send or tick and stops
 		}
 	}
 	return nil
 }
 
+// isEventCut says whether c holds the events topic's batches (splitEvents keeps them apart).
+func (in *Ingester) isEventCut(c *cut) bool { return len(c.parts) > 0 && in.isEvents(c.parts[0]) }
+
 // insertCut records the batches' ranges, inserts each with a token naming its range, writes dead
 // letters, then commits. Each step is retried with capped backoff until it succeeds or ctx ends.
-func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) error {
+// After each batch's insert it calls between, when set: another cut's whole insert and commit may
+// go there, since the two cuts share no partition and this one's range is already recorded.
+func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer, between func() error) error {
 	start := time.Now()
 	var fresh []*partBatch
 	for _, p := range c.parts {
@@ -657,6 +683,11 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer) err
 		}
 		offsets[p.key.topic][p.key.partition] = p.last + 1
 		dead = append(dead, p.dead...)
+		if between != nil {
+			if err := between(); err != nil {
+				return err
+			}
+		}
 	}
 	ack := in.cfg.Now().UnixMilli()
 	if in.crashAfterInsert != nil && in.crashAfterInsert() {

@@ -90,3 +90,52 @@ func TestEventsGoAheadOfSamples(t *testing.T) {
 		t.Errorf("gpu_events holds %d rows, want 1", n)
 	}
 }
+
+// Inside one cut of several partitions' samples, an XID waits for the partition insert in flight,
+// not for the rest of the cut: with two partitions' samples cut together and the first insert
+// stuck, an event that arrives goes in before the second partition's insert. (Before, the events
+// cut waited for the whole samples cut and its commit: a partition insert per partition, each
+// through every rollup view.)
+func TestEventsGoAheadWithinACut(t *testing.T) {
+	r := newRig(t, 2)
+	g := &gated{Store: r.st, gate: make(chan struct{})}
+	cfg := r.config("g")
+	cfg.Store = g
+	// Ticks 250 ms apart: two partitions' batches that open within a few ms of each other are due
+	// at the same tick, so one cut holds both.
+	cfg.BatchAge, cfg.EventBatchAge = 2*time.Second, time.Second
+	in, err := ingest.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	want := r.produce(t, 8, 1, 5) // eight nodes: both partitions get some
+	waitFor(t, time.Minute, "the first samples insert to reach the gate", func() bool { return g.waiting.Load() == 1 })
+	r.sendEvents(t, &wirepb.EventBatch{AgentId: "node-7", Seq: 1, Cluster: "ev", Node: "node-7",
+		Events: []*wirepb.Event{func() *wirepb.Event { e := xid(2, 79); e.TimeUnixMs = time.Now().UnixMilli(); return e }()}})
+	waitFor(t, time.Minute, "the event fetched", func() bool { return in.Stats().Fetched >= 41 })
+	time.Sleep(3 * time.Second) // three times EventBatchAge: the event's batch is cut
+	close(g.gate)
+	waitFor(t, time.Minute, "every row stored", func() bool { s := in.Stats(); return s.Samples >= want && s.Events >= 1 })
+
+	g.mu.Lock()
+	order := slices.Clone(g.order)
+	g.mu.Unlock()
+	if !slices.Equal(order, []string{schema.GPUSamples, schema.GPUEvents, schema.GPUSamples}) {
+		t.Errorf("inserts went through in the order %v; want one partition's samples, the events, the other partition's samples", order)
+	}
+	if rows, distinct := r.stored(t); rows != want || distinct != want {
+		t.Errorf("gpu_samples holds %d rows (%d distinct), want %d", rows, distinct, want)
+	}
+	if n := r.count(t, schema.GPUEvents); n != 1 {
+		t.Errorf("gpu_events holds %d rows, want 1", n)
+	}
+}
