@@ -255,6 +255,12 @@ func (w *xidWatch) Poll(max int) ([]XID, error) {
 			continue
 		}
 		i, ok := w.pos[ev.Device]
+		if !ok && ev.Device != nil {
+			// Another handle for a device the agent reads: the same GPU by its UUID.
+			if uuid, ret := ev.Device.GetUUID(); ret == gonvml.SUCCESS {
+				i, ok = w.byUUID[uuid]
+			}
+		}
 		if !ok {
 			i = -1
 		}

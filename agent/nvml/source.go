@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/schema"
+	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
 )
 
@@ -508,6 +509,10 @@ func (s *Source) pollXID(ms int64, ev []*wirepb.Event) []*wirepb.Event {
 			Message: fmt.Sprintf("Xid %d", x.Code)}
 		if x.Dev >= 0 && x.Dev < len(s.gpus) {
 			e.GpuIndex, e.GpuUuid = s.gpus[x.Dev].Index, s.gpus[x.Dev].Uuid
+		} else {
+			// Stored for the node, judged against no GPU: index 0 would blame GPU 0.
+			e.GpuIndex = wire.NoGPU
+			e.Message += " (NVML named no GPU of this node)"
 		}
 		ev = append(ev, e)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh200"
@@ -594,7 +595,7 @@ func TestXIDv3WithoutUUID(t *testing.T) {
 	if len(ev) != 2 {
 		t.Fatalf("events %v, want 2 XIDs", ev)
 	}
-	if e := ev[0]; e.Code != 79 || e.GpuUuid != "" || e.TimeUnixMs != at.UnixMilli() {
+	if e := ev[0]; e.Code != 79 || e.GpuUuid != "" || e.GpuIndex != wire.NoGPU || e.TimeUnixMs != at.UnixMilli() {
 		t.Errorf("first XID %v: want code 79, no GPU, at %d", e, at.UnixMilli())
 	}
 	if e := ev[1]; e.Code != 48 || e.GpuIndex != 6 || e.GpuUuid != n.devs[6].UUID || e.TimeUnixMs != t0.UnixMilli() {
@@ -912,5 +913,29 @@ func TestFailureReadings(t *testing.T) {
 				t.Errorf("row %d %s = %d (present %v), want %d (present %v)", r, gpumetric.All()[vm.id-1].Column, v, ok, want, present)
 			}
 		}
+	}
+}
+
+// The old wait names a GPU by its handle. An Xid whose handle is another one for a GPU the agent
+// reads is that GPU's, found by UUID; one for no GPU of the node goes out for the node
+// (wire.NoGPU, no UUID, said in the message) — before, it went out as GPU 0's.
+func TestXIDDeviceNotRead(t *testing.T) {
+	n := newNode(t, dgxh100.New())
+	n.noV3.Store(true)
+	s := newSource(t, n, nil)
+	uuidOf := func(uuid string) *mock.Device {
+		return &mock.Device{GetUUIDFunc: func() (string, gonvml.Return) { return uuid, gonvml.SUCCESS }}
+	}
+	n.xids <- xidEvent{gonvml.EventData{Device: uuidOf(n.devs[5].UUID), EventType: gonvml.EventTypeXidCriticalError, EventData: 79}, 0}
+	n.xids <- xidEvent{gonvml.EventData{Device: uuidOf("GPU-00000000-dead-beef-0000-000000000000"), EventType: gonvml.EventTypeXidCriticalError, EventData: 48}, 0}
+	_, ev, _ := tick(t, s, t0)
+	if len(ev) != 2 {
+		t.Fatalf("events %v, want 2 XIDs", ev)
+	}
+	if e := ev[0]; e.Code != 79 || e.GpuIndex != 5 || e.GpuUuid != n.devs[5].UUID {
+		t.Errorf("XID by another handle of GPU 5: %v", e)
+	}
+	if e := ev[1]; e.Code != 48 || e.GpuIndex != wire.NoGPU || e.GpuUuid != "" || e.Message != "Xid 48 (NVML named no GPU of this node)" {
+		t.Errorf("XID of no GPU the agent reads: %v; want gpu %d, no uuid, the message saying so", e, wire.NoGPU)
 	}
 }

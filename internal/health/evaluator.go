@@ -201,7 +201,8 @@ func (e *Evaluator) Observe(b *wirepb.SampleBatch, first int, events []*wirepb.E
 		}
 	}
 	for _, ev := range events {
-		if ev.Kind != wirepb.EventKind_EVENT_KIND_XID && ev.Kind != wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS {
+		if ev.Kind != wirepb.EventKind_EVENT_KIND_XID && ev.Kind != wirepb.EventKind_EVENT_KIND_FELL_OFF_BUS ||
+			ev.GpuUuid == "" && ev.GpuIndex == wire.NoGPU {
 			continue
 		}
 		if gs := e.gpu(ev.GpuUuid, ev.GpuIndex); gs != nil {

@@ -365,6 +365,22 @@ func TestHealthFellOffTheBusWithoutUUID(t *testing.T) {
 	}
 }
 
+// An Xid NVML named no GPU for (wire.NoGPU, no UUID) is stored for the node but judges no GPU:
+// neither GPU 0 nor a GPU "255" of its own.
+func TestHealthXidOfNoGPU(t *testing.T) {
+	nd := newNode(2)
+	ev := NewEvaluator(Config{})
+	x := &wirepb.Event{TimeUnixMs: nd.t0.UnixMilli(), GpuIndex: wire.NoGPU, Kind: wirepb.EventKind_EVENT_KIND_XID, Code: 79,
+		Message: "Xid 79 (NVML named no GPU of this node)"}
+	tr := ev.Observe(nd.batch(0, nil), 0, []*wirepb.Event{x})
+	if len(tr) != 2 || tr[0].To != Healthy || tr[1].To != Healthy {
+		t.Fatalf("transitions %+v, want the two GPUs' first evaluations, healthy", tr)
+	}
+	if f := ev.Findings(); len(f) != 0 {
+		t.Errorf("findings %+v, want none", f)
+	}
+}
+
 // Only rows from first on are evaluated, MIG instances not at all, and the per-GPU state stops at
 // MaxGPUs.
 func TestHealthRowsMIGAndBound(t *testing.T) {

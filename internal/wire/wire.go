@@ -24,6 +24,11 @@ const (
 	MaxMetricCol = 1 << 10
 )
 
+// NoGPU is an event's gpu_index when the event names no GPU of its node: an Xid NVML delivered
+// for a device the agent cannot match to one it reads. gpu_events.gpu is a UInt8 and no node has
+// 256 GPUs; the uuid is empty, and the health rules judge no GPU by it.
+const NoGPU = 255
+
 // ErrMalformed marks input that can never decode; ingest dead-letters it rather than retrying.
 var ErrMalformed = errors.New("malformed message")
 
