@@ -73,6 +73,7 @@ FUZZ_TARGETS := \
 	./agent/attribution:FuzzPodResourcesDecode \
 	./agent/attribution:FuzzPodResourcesResponse \
 	./agent/sim:FuzzParseInjection \
+	./internal/benchtable:FuzzParse \
 	./internal/store:FuzzParseJSONCompact \
 	./internal/store/backend/redact:FuzzDSN \
 	./query:FuzzParseFilter \
@@ -108,8 +109,18 @@ generate:
 tidy-check:
 	$(GO) mod tidy -diff
 
+# Every benchmark: the ones that set up a fleet, a broker or a day of data run once (-benchtime
+# 1x, the figure is that pass), the small ones for a second each. Raw output (benchstat reads it)
+# in $(BENCH_OUT).txt, the table of figures, goals and ratios on stdout and in $(BENCH_OUT).md.
+BENCH_OUT ?= .cache/bench
+BENCH_ONCE := EndToEnd|RollupCost|Detect|OTelVsGpufleet|BytesPerValue|PowerRollup|DashboardPanels|FleetP99Trend|FailureReports|QueryDataOverhead|LargestAnswer|SpoolDrain|SendCycle|PrepareBlock
 bench: libchdb
-	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) $(GO) test -run '^$$' -bench . -benchmem ./...
+	@mkdir -p $(dir $(BENCH_OUT))
+	@set -e; export GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install); \
+	$(GO) test -run '^$$' -bench '^Benchmark($(BENCH_ONCE))$$' -benchtime 1x -benchmem -timeout 60m ./... > $(BENCH_OUT).txt; \
+	$(GO) test -run '^$$' -bench . -skip '^Benchmark($(BENCH_ONCE))$$' -benchmem ./... >> $(BENCH_OUT).txt
+	$(GO) run ./cmd/benchtable -o $(BENCH_OUT).md < $(BENCH_OUT).txt
+	@echo "raw: $(BENCH_OUT).txt  table: $(BENCH_OUT).md"
 
 # A broker for running agent/ingest by hand: 127.0.0.1:19092, data in .cache/kafka-dev.
 kafka-up:
