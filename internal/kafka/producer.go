@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -95,9 +96,15 @@ type ProduceError struct {
 	Messages, Acked int
 	TooLarge        bool
 	Err             error
+	text            string // Err's text with kafka-go's per-message list summarised
 }
 
-func (e *ProduceError) Error() string { return e.Err.Error() }
+func (e *ProduceError) Error() string {
+	if e.text != "" {
+		return e.text
+	}
+	return e.Err.Error()
+}
 func (e *ProduceError) Unwrap() error { return e.Err }
 
 // NewProduceError reads a failed kafka-go write of n messages: kafkago.WriteErrors names each
@@ -118,5 +125,41 @@ func NewProduceError(n int, err error) *ProduceError {
 	for pe.Acked < min(n, len(werrs)) && werrs[pe.Acked] == nil {
 		pe.Acked++
 	}
+	// kafka-go's text lists every message's error: a broker outage made one log line of 30 KB for
+	// 296 messages. Say how many failed and the distinct reasons, a few of them.
+	pe.text = strings.Replace(err.Error(), werrs.Error(), summarize(werrs), 1)
 	return pe
+}
+
+// summarize is werrs as "F of N messages failed: the distinct errors (at most three, each at most
+// 200 bytes), and how many more".
+func summarize(werrs kafkago.WriteErrors) string {
+	const show, long = 3, 200
+	var distinct []string
+	seen := map[string]bool{}
+	failed, more := 0, 0
+	for _, e := range werrs {
+		if e == nil {
+			continue
+		}
+		failed++
+		t := e.Error()
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if len(distinct) == show {
+			more++
+			continue
+		}
+		if len(t) > long {
+			t = strings.ToValidUTF8(t[:long], "") + "…"
+		}
+		distinct = append(distinct, t)
+	}
+	s := fmt.Sprintf("%d of %d messages failed: %s", failed, len(werrs), strings.Join(distinct, "; "))
+	if more > 0 {
+		s += fmt.Sprintf("; and %d other errors", more)
+	}
+	return s
 }
