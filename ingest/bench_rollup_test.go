@@ -27,7 +27,8 @@ import (
 // with all of them). Two shapes of block: "catchup" (a backlog: each block holds minutes of few
 // GPUs, so a minute's rollup rows fold many readings) and "live" (a large fleet at 1 Hz: each block
 // holds about one reading per GPU, so a rollup row folds one reading and the views write as many
-// rows as the raw insert). Run:
+// rows as the raw insert), and two shapes between them (5,000 and 20,000 GPUs: 20 and 5 readings
+// per GPU per block) for the cost as a function of readings per GPU per block. Run:
 //
 //	go test -run '^$' -bench RollupCost -benchtime 1x ./ingest/
 //
@@ -43,6 +44,9 @@ func BenchmarkRollupCost(b *testing.B) {
 	}{
 		{"catchup", 512, 100_000, samples},
 		{"live", 100_000, 100_000, samples},
+		// Between the two: blocks of 100,000 rows holding 20 and 5 readings per GPU.
+		{"gpus5000", 5_000, 100_000, samples},
+		{"gpus20000", 20_000, 100_000, samples},
 		// A small fleet's partition batch: 304 GPUs on 8 partitions, cut every second.
 		{"small", 304, 38, 38 * 200},
 	}

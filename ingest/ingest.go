@@ -45,7 +45,11 @@ type Config struct {
 	// them at half that, and half-size blocks cost chDB twice the CPU per row). With QueueMessages it
 	// bounds memory: see MemoryBound.
 	BatchBytes int
-	// BatchAge flushes a non-empty batch this long after its first message; default 1 s.
+	// BatchAge flushes a non-empty batch this long after its first message; default 5 s. At 1 Hz a
+	// samples batch cut on age holds about BatchAge seconds of each of its GPUs, and the rollup
+	// views cost per row they write: five readings per GPU per block cost ClickHouse 2.6 times less
+	// than one (docs/rollups.md). Events have their own age (EventBatchAge), so detection does not
+	// wait for it.
 	BatchAge time.Duration
 	// EventBatchAge is BatchAge for the events topic's batches, which are inserted ahead of
 	// samples: an XID reaches gpu_events (and the drain report) without waiting for a samples
@@ -111,7 +115,7 @@ const (
 var limits = []limit{
 	{"BatchRows", 1, 0, 100_000, unitCount, func(c *Config) any { return &c.BatchRows }},
 	{"BatchBytes", 1, 0, 128 << 20, unitBytes, func(c *Config) any { return &c.BatchBytes }},
-	{"BatchAge", 1, 0, int64(time.Second), unitDuration, func(c *Config) any { return &c.BatchAge }},
+	{"BatchAge", 1, 0, int64(5 * time.Second), unitDuration, func(c *Config) any { return &c.BatchAge }},
 	{"EventBatchAge", 1, 0, int64(200 * time.Millisecond), unitDuration, func(c *Config) any { return &c.EventBatchAge }},
 	{"QueueMessages", 1, 0, 1024, unitCount, func(c *Config) any { return &c.QueueMessages }},
 	{"MaxMessageBytes", 1, 0, 4 << 20, unitBytes, func(c *Config) any { return &c.MaxMessageBytes }},
