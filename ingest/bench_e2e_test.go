@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -95,32 +93,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_LIMIT_BLOCK_ROWS")); err == nil && n > 0 {
 		blockRows = n
 	}
-	dir := b.TempDir()
-	var files []string
-	cols := newSampleColumns()
-	var dec wire.SampleDecoder
-	flushFile := func() {
-		if cols.block.Rows() == 0 {
-			return
+	files, names := nativeFiles(b, blockRows, func(yield func([]byte) bool) {
+		for _, m := range msgs {
+			if !yield(m.Value) {
+				return
+			}
 		}
-		name := filepath.Join(dir, fmt.Sprintf("block-%d.native", len(files)))
-		if err := os.WriteFile(name, cols.block.AppendNative(nil), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		files = append(files, name)
-		cols.block.Reset()
-	}
-	for _, m := range msgs {
-		sb, err := dec.Decode(m.Value)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cols.appendBatch(sb)
-		if cols.block.Rows() >= blockRows {
-			flushFile()
-		}
-	}
-	flushFile()
+	})
 	msgs = nil
 	// The limit inserts into an identically migrated database, so its gpu_samples feeds the same
 	// rollup views ours does.
@@ -154,14 +133,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 	}
 	insertFiles := func(s store.Store) (rate, cpu float64) {
-		cpu0, t0 := cpuSeconds(), time.Now()
-		for _, f := range files {
-			if err := s.Exec(ctx, "INSERT INTO "+store.Table(s.Database(), schema.GPUSamples)+" ("+
-				strings.Join(cols.block.ColumnNames(), ", ")+") FROM INFILE "+store.QuoteString(f)+" FORMAT Native"); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return float64(want) / time.Since(t0).Seconds(), cpuSeconds() - cpu0
+		cpu, wall := insertNative(b, s, files, names)
+		return float64(want) / wall, cpu
 	}
 
 	b.ResetTimer()

@@ -92,15 +92,9 @@ func BenchmarkRollupCost(b *testing.B) {
 			wall := make([]float64, len(sets))
 			for range b.N {
 				for i, db := range dbs {
-					c0, t0 := cpuSeconds(), time.Now()
-					for _, f := range files {
-						if err := db.Exec(ctx, "INSERT INTO "+store.Table(db.Database(), schema.GPUSamples)+" ("+names+
-							") FROM INFILE "+store.QuoteString(f)+" FORMAT Native"); err != nil {
-							b.Fatal(err)
-						}
-					}
-					cpu[i] += cpuSeconds() - c0
-					wall[i] += time.Since(t0).Seconds()
+					c, w := insertNative(b, db, files, names)
+					cpu[i] += c
+					wall[i] += w
 				}
 			}
 			b.StopTimer()
@@ -131,6 +125,29 @@ func rollupBenchFiles(b *testing.B, gpus, samples, blockRows int) ([]string, str
 	}
 	instants := samples / (len(nodes) * 8)
 	start := time.Now().Add(-time.Duration(instants) * time.Second).Truncate(time.Minute)
+	return nativeFiles(b, blockRows, func(yield func([]byte) bool) {
+		for i := range instants {
+			for _, node := range nodes {
+				batch := &wirepb.SampleBatch{AgentId: node.Name, Seq: uint64(i + 1), Cluster: "bench", Node: node.Name}
+				node.Sample(start.Add(time.Duration(i)*time.Second), batch, nil)
+				data, err := wire.EncodeSamples(batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !yield(data) {
+					return
+				}
+			}
+		}
+	})
+}
+
+// nativeFiles decodes the sample messages values yields into ingest's columns, cuts them into
+// blocks of blockRows rows as ingest flushes them, and writes each as a Native file: what the
+// benchmarks insert with chDB's own INSERT … FROM INFILE. It returns the files and their column
+// list.
+func nativeFiles(b *testing.B, blockRows int, values func(yield func([]byte) bool)) ([]string, string) {
+	b.Helper()
 	dir := b.TempDir()
 	var files []string
 	cols := newSampleColumns()
@@ -146,24 +163,30 @@ func rollupBenchFiles(b *testing.B, gpus, samples, blockRows int) ([]string, str
 		files = append(files, name)
 		cols.block.Reset()
 	}
-	for i := range instants {
-		for _, node := range nodes {
-			batch := &wirepb.SampleBatch{AgentId: node.Name, Seq: uint64(i + 1), Cluster: "bench", Node: node.Name}
-			node.Sample(start.Add(time.Duration(i)*time.Second), batch, nil)
-			data, err := wire.EncodeSamples(batch)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sb, err := dec.Decode(data)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cols.appendBatch(sb)
-			if cols.block.Rows() >= blockRows {
-				flush()
-			}
+	for data := range values {
+		sb, err := dec.Decode(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cols.appendBatch(sb)
+		if cols.block.Rows() >= blockRows {
+			flush()
 		}
 	}
 	flush()
 	return files, strings.Join(cols.block.ColumnNames(), ", ")
+}
+
+// insertNative inserts the Native files into s's gpu_samples, and returns the process CPU seconds
+// (chDB runs in-process: the engine's work, background merges included) and wall seconds it took.
+func insertNative(b *testing.B, s store.Store, files []string, names string) (cpu, wall float64) {
+	b.Helper()
+	c0, t0 := cpuSeconds(), time.Now()
+	for _, f := range files {
+		if err := s.Exec(context.Background(), "INSERT INTO "+store.Table(s.Database(), schema.GPUSamples)+" ("+names+
+			") FROM INFILE "+store.QuoteString(f)+" FORMAT Native"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return cpuSeconds() - c0, time.Since(t0).Seconds()
 }

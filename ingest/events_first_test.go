@@ -42,28 +42,35 @@ func (g *gated) Insert(ctx context.Context, table string, b *store.Block, token 
 	return g.Store.Insert(ctx, table, b, token)
 }
 
+// startGated runs an ingester on r whose gpu_samples inserts wait for the gate, until the test
+// ends.
+func startGated(t *testing.T, r *rig, batchAge, eventAge time.Duration) (*gated, *ingest.Ingester) {
+	t.Helper()
+	g := &gated{Store: r.st, gate: make(chan struct{})}
+	cfg := r.config("g")
+	cfg.Store = g
+	cfg.BatchAge, cfg.EventBatchAge = batchAge, eventAge
+	in, err := ingest.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return g, in
+}
+
 // An XID waits for at most the insert in flight, not behind sample batches queued for a slow
 // ClickHouse: with one samples insert stuck and a second samples batch cut and waiting, an event
 // that arrives is inserted right after the stuck insert, before the waiting one. (Before events
 // had cuts of their own it went in after every samples cut made before it.)
 func TestEventsGoAheadOfSamples(t *testing.T) {
 	r := newRig(t, 1)
-	g := &gated{Store: r.st, gate: make(chan struct{})}
-	cfg := r.config("g")
-	cfg.Store = g
-	cfg.BatchAge, cfg.EventBatchAge = 300*time.Millisecond, 100*time.Millisecond
-	in, err := ingest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	g, in := startGated(t, r, 300*time.Millisecond, 100*time.Millisecond)
 
 	want := r.produce(t, 1, 1, 5)
 	waitFor(t, time.Minute, "the first samples insert to reach the gate", func() bool { return g.waiting.Load() == 1 })
@@ -98,24 +105,9 @@ func TestEventsGoAheadOfSamples(t *testing.T) {
 // through every rollup view.)
 func TestEventsGoAheadWithinACut(t *testing.T) {
 	r := newRig(t, 2)
-	g := &gated{Store: r.st, gate: make(chan struct{})}
-	cfg := r.config("g")
-	cfg.Store = g
 	// Ticks 250 ms apart: two partitions' batches that open within a few ms of each other are due
 	// at the same tick, so one cut holds both.
-	cfg.BatchAge, cfg.EventBatchAge = 2*time.Second, time.Second
-	in, err := ingest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	g, in := startGated(t, r, 2*time.Second, time.Second)
 
 	want := r.produce(t, 8, 1, 5) // eight nodes: both partitions get some
 	waitFor(t, time.Minute, "the first samples insert to reach the gate", func() bool { return g.waiting.Load() == 1 })
