@@ -22,7 +22,7 @@ type Figure struct {
 
 // Goal is a limit on a figure: at most Limit (AtMost) or at least Limit.
 type Goal struct {
-	Bench, Unit string // Bench matches the benchmark's name (path.Match, without the -N suffix)
+	Bench, Unit string // Bench matches the benchmark's name without the -N suffix: path.Match, or "Name/*" every sub-benchmark of Name
 	Limit       float64
 	AtMost      bool
 	Source      string // where the goal is set
@@ -103,7 +103,14 @@ func trimProcs(name string) string {
 // goalOf is the goal for f, if any.
 func goalOf(f Figure, goals []Goal) (Goal, bool) {
 	for _, g := range goals {
-		if ok, _ := path.Match(g.Bench, f.Bench); ok && g.Unit == f.Unit {
+		if g.Unit != f.Unit {
+			continue
+		}
+		// "Name/*" is every sub-benchmark of Name, at any depth; otherwise path.Match.
+		if prefix, ok := strings.CutSuffix(g.Bench, "/*"); ok && strings.HasPrefix(f.Bench, prefix+"/") {
+			return g, true
+		}
+		if ok, _ := path.Match(g.Bench, f.Bench); ok {
 			return g, true
 		}
 	}

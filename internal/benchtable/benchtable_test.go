@@ -53,6 +53,8 @@ func TestGoals(t *testing.T) {
 		{Figure{Bench: "BenchmarkEndToEnd", Unit: "fraction_of_chdb", Value: 0.45}, "2.00", false, false},
 		{Figure{Bench: "BenchmarkRollupCost/small", Unit: "insert_cost_vs_raw", Value: 1.5}, "1.00", true, false},
 		{Figure{Bench: "BenchmarkDetect", Unit: "xids", Value: 48}, "", false, true},
+		{Figure{Bench: "BenchmarkDashboardPanels/fleet/Utilisation/A", Unit: "backend_ms", Value: 250}, "0.25", true, false},
+		{Figure{Bench: "BenchmarkDashboardPanelsX", Unit: "backend_ms", Value: 250}, "", false, true},
 	} {
 		var b bytes.Buffer
 		if err := Markdown(&b, []Figure{c.fig}, Goals); err != nil {
