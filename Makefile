@@ -110,15 +110,16 @@ tidy-check:
 	$(GO) mod tidy -diff
 
 # Every benchmark: the ones that set up a fleet, a broker or a day of data run once (-benchtime
-# 1x, the figure is that pass), the small ones for a second each. Raw output (benchstat reads it)
+# 1x, the figure is that pass), the small ones for a second each; one package at a time (-p 1),
+# so that two benchmarks never share the cores. Raw output (benchstat reads it)
 # in $(BENCH_OUT).txt, the table of figures, goals and ratios on stdout and in $(BENCH_OUT).md.
 BENCH_OUT ?= .cache/bench
 BENCH_ONCE := EndToEnd|RollupCost|Detect|OTelVsGpufleet|BytesPerValue|PowerRollup|DashboardPanels|FleetP99Trend|FailureReports|QueryDataOverhead|LargestAnswer|SpoolDrain|SendCycle|PrepareBlock
 bench: libchdb
 	@mkdir -p $(dir $(BENCH_OUT))
 	@set -e; export GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install); \
-	$(GO) test -run '^$$' -bench '^Benchmark($(BENCH_ONCE))$$' -benchtime 1x -benchmem -timeout 60m ./... > $(BENCH_OUT).txt; \
-	$(GO) test -run '^$$' -bench . -skip '^Benchmark($(BENCH_ONCE))$$' -benchmem ./... >> $(BENCH_OUT).txt
+	$(GO) test -p 1 -run '^$$' -bench '^Benchmark($(BENCH_ONCE))$$' -benchtime 1x -benchmem -timeout 60m ./... > $(BENCH_OUT).txt; \
+	$(GO) test -p 1 -run '^$$' -bench . -skip '^Benchmark($(BENCH_ONCE))$$' -benchmem ./... >> $(BENCH_OUT).txt
 	$(GO) run ./cmd/benchtable -o $(BENCH_OUT).md < $(BENCH_OUT).txt
 	@echo "raw: $(BENCH_OUT).txt  table: $(BENCH_OUT).md"
 
