@@ -14,10 +14,8 @@ import (
 
 	"github.com/gpufleet/gpufleet/agent/sim"
 	"github.com/gpufleet/gpufleet/internal/kafka"
-	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
-	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
@@ -103,35 +101,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 	msgs = nil
 	// The limit inserts into an identically migrated database, so its gpu_samples feeds the same
 	// rollup views ours does.
-	lim, err := chdb.Open(testenv.DataDir(b), st.Database()+"_limit", testenv.LibCHDB(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		lim.Exec(ctx, "DROP DATABASE IF EXISTS "+lim.Database())
-		lim.Close()
-	}()
-	if _, err := migrate.Apply(ctx, lim, nil); err != nil {
-		b.Fatal(err)
-	}
+	lim := migratedWith(b, st.Database()+"_limit", sampleViews())
 	// And a third without the materialized views: the raw insert, to which the views' cost is a
 	// ratio (insert_cost_vs_raw).
-	bare, err := chdb.Open(testenv.DataDir(b), st.Database()+"_raw", testenv.LibCHDB(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		bare.Exec(ctx, "DROP DATABASE IF EXISTS "+bare.Database())
-		bare.Close()
-	}()
-	if _, err := migrate.Apply(ctx, bare, nil); err != nil {
-		b.Fatal(err)
-	}
-	for _, v := range []string{schema.Fleet1mMV, schema.GPU1mMV, schema.GPU1hMV, schema.JobsMV, schema.ClusterPower1sMV} {
-		if err := bare.Exec(ctx, "DROP VIEW "+store.Table(bare.Database(), v)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	bare := migratedWith(b, st.Database()+"_raw", nil)
 	insertFiles := func(s store.Store) (rate, cpu float64) {
 		cpu, wall := insertNative(b, s, files, names)
 		return float64(want) / wall, cpu

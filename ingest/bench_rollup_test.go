@@ -50,7 +50,7 @@ func BenchmarkRollupCost(b *testing.B) {
 		// A small fleet's partition batch: 304 GPUs on 8 partitions, cut every second.
 		{"small", 304, 38, 38 * 200},
 	}
-	views := []string{schema.Fleet1mMV, schema.GPU1mMV, schema.GPU1hMV, schema.JobsMV, schema.ClusterPower1sMV}
+	views := sampleViews()
 	sets := []struct {
 		name string
 		keep []string
@@ -61,30 +61,12 @@ func BenchmarkRollupCost(b *testing.B) {
 			keep []string
 		}{strings.TrimSuffix(v, "_mv"), []string{v}})
 	}
-	ctx := context.Background()
 	for _, shape := range shapes {
 		b.Run(shape.name, func(b *testing.B) {
 			files, names := rollupBenchFiles(b, shape.gpus, shape.samples, shape.blockRows)
 			dbs := make([]store.Store, len(sets))
 			for i, set := range sets {
-				db, err := chdb.Open(testenv.DataDir(b), fmt.Sprintf("bench_rollup_%s_%d", set.name, time.Now().UnixNano()), testenv.LibCHDB(b))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() {
-					db.Exec(ctx, "DROP DATABASE IF EXISTS "+db.Database())
-					db.Close()
-				})
-				if _, err := migrate.Apply(ctx, db, nil); err != nil {
-					b.Fatal(err)
-				}
-				for _, v := range views {
-					if !slices.Contains(set.keep, v) {
-						if err := db.Exec(ctx, "DROP VIEW "+store.Table(db.Database(), v)); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
+				db := migratedWith(b, fmt.Sprintf("bench_rollup_%s_%d", set.name, time.Now().UnixNano()), set.keep)
 				dbs[i] = db
 			}
 			b.ResetTimer()
@@ -175,6 +157,41 @@ func nativeFiles(b *testing.B, blockRows int, values func(yield func([]byte) boo
 	}
 	flush()
 	return files, strings.Join(cols.block.ColumnNames(), ", ")
+}
+
+// sampleViews are the materialized views on gpu_samples.
+func sampleViews() []string {
+	var views []string
+	for _, t := range schema.SampleViews() {
+		views = append(views, schema.View(t))
+	}
+	return views
+}
+
+// migratedWith opens chDB database name with every migration applied and, of the views on
+// gpu_samples, only those in keep; it is dropped when the benchmark ends.
+func migratedWith(b *testing.B, name string, keep []string) store.Store {
+	b.Helper()
+	ctx := context.Background()
+	db, err := chdb.Open(testenv.DataDir(b), name, testenv.LibCHDB(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		db.Exec(ctx, "DROP DATABASE IF EXISTS "+db.Database())
+		db.Close()
+	})
+	if _, err := migrate.Apply(ctx, db, nil); err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range sampleViews() {
+		if !slices.Contains(keep, v) {
+			if err := db.Exec(ctx, "DROP VIEW "+store.Table(db.Database(), v)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return db
 }
 
 // insertNative inserts the Native files into s's gpu_samples, and returns the process CPU seconds
