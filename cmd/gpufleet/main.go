@@ -7,9 +7,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/gpufleet/gpufleet/internal/kafka"
 )
 
 func main() {
+	// kafka-go's codecs are one table per process: set before any client starts.
+	kafka.InstallLeanZstd()
 	// First SIGTERM/SIGINT cancels ctx: commands flush in-flight data and exit. A second one
 	// kills the process the default way, for when flushing hangs.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
