@@ -250,19 +250,25 @@ type JobUsage struct {
 }
 
 // JobUsageSQL sums per job: distinct GPUs, GPU-hours (GPU-minutes with a sample / 60), mean
-// utilisation weighted by readings, and energy as the reset-aware increase of energy_mj.
-func JobUsageSQL(db string) string {
+// utilisation weighted by readings, and energy as the reset-aware increase of energy_mj. Filters
+// keep the GPU-minutes whose labels match (every dimension is a gpu_1m column); the parameters are
+// theirs, the window's are MinuteWindow's.
+func JobUsageSQL(db string, filters ...Filter) (string, store.Params) {
 	t := store.Table(db, schema.GPU1m)
+	p := store.Params{}
+	where := strings.Join(append([]string{minuteWhere}, bindFilters(filters, p)...), " AND ")
 	return "SELECT u.job_id, u.gpus, u.gpu_minutes / 60, u.mean_util, ifNull(e.mj, 0) / 3.6e9 FROM (" +
 		"SELECT job_id, uniqExact(uuid) AS gpus, count() AS gpu_minutes, sum(gpu_util_sum) / nullIf(sum(gpu_util_n), 0) AS mean_util FROM " + t +
-		" WHERE " + minuteWhere + " AND job_id != '' GROUP BY job_id) AS u LEFT JOIN (" +
-		"SELECT job_id, sum(d) AS mj FROM (" + bucketIncreases(t, "energy_mj", []string{"job_id"}, minuteWhere) + ") GROUP BY job_id" +
-		") AS e ON u.job_id = e.job_id ORDER BY u.gpu_minutes DESC, u.job_id"
+		" WHERE " + where + " AND job_id != '' GROUP BY job_id) AS u LEFT JOIN (" +
+		"SELECT job_id, sum(d) AS mj FROM (" + bucketIncreases(t, "energy_mj", []string{"job_id"}, where) + ") GROUP BY job_id" +
+		") AS e ON u.job_id = e.job_id ORDER BY u.gpu_minutes DESC, u.job_id", p
 }
 
 // JobUsages runs JobUsageSQL over [from, to).
-func JobUsages(ctx context.Context, s store.Store, from, to time.Time) ([]JobUsage, error) {
-	r, err := s.QueryWith(ctx, JobUsageSQL(s.Database()), MinuteWindow(from, to))
+func JobUsages(ctx context.Context, s store.Store, from, to time.Time, filters ...Filter) ([]JobUsage, error) {
+	sql, p := JobUsageSQL(s.Database(), filters...)
+	maps.Copy(p, MinuteWindow(from, to))
+	r, err := s.QueryWith(ctx, sql, p)
 	if err != nil {
 		return nil, fmt.Errorf("job usage: %w", err)
 	}

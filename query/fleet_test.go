@@ -248,7 +248,7 @@ func TestFleetSQLGolden(t *testing.T) {
 		";\n-- params " + fmt.Sprint(topParams) + "\n\n-- hottest GPUs by p99 (gpu_1h digests)\n" + topP99 +
 		";\n\n-- stopped reporting\n" + query.StoppedReportingSQL("gpufleet") +
 		";\n\n-- stragglers\n" + query.StragglersSQL("gpufleet") + ";\n\n-- events by model\n" + byModel +
-		";\n\n-- job usage\n" + query.JobUsageSQL("gpufleet") + ";\n"
+		";\n\n-- job usage\n" + jobUsageSQL() + ";\n"
 	path := filepath.Join("testdata", "fleet.golden.sql")
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -324,4 +324,9 @@ func TestJobsDimension(t *testing.T) {
 			t.Errorf("%s: %s, want %s", row[0], got, exp)
 		}
 	}
+}
+
+func jobUsageSQL() string {
+	sql, _ := query.JobUsageSQL("gpufleet")
+	return sql
 }

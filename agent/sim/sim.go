@@ -111,7 +111,6 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		}
 	}
 	ms := t.UnixMilli()
-	sec := float64(ms) / 1000
 	n.advance(ms)
 	for g := range n.gpus {
 		st := &n.state[g]
@@ -124,20 +123,37 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 		}
 		fx := effectsAt(st.fails, ms)
 
-		// A GPU is busy in job phases of a few minutes, idle between them.
-		phase := math.Sin(sec/float64(120+gseed%240) + float64(gseed%628)/100)
-		util := clamp(55+45*phase+8*noise(1), 0, 100)
-		if gseed%17 == 0 || fx.idle { // a few GPUs per fleet sit nearly idle: the ones to find; a failed one runs no job
-			util = clamp(3+2*noise(1), 0, 100)
+		w := n.workAt(g, ms, fx.idle)
+		util := w.util
+		// Temperature follows the load of the last minutes, not this second's; the sensor wavers
+		// by under half a degree, so a steady GPU reads between two whole degrees.
+		heat := n.heatLevel(g, ms)
+		if fx.idle {
+			heat = 0
 		}
-		temp := 30 + 0.48*util + float64(gseed%8) + 2*noise(2) + thermalRiseC*fx.heat
-		// A failing thermal interface holds the clocks down ever more often as it heats.
-		throttled := temp > 84 || fx.heat >= 1 || (fx.heat > 0 && noise(16)+0.5 < 0.8*fx.heat)
-		power := 70 + 6.2*util + 10*noise(3)
+		// One GPU in eight sits in a hot spot of its chassis and, under full load, past the 84 °C
+		// at which the driver holds its clocks down: the fleet's occasional thermal throttling.
+		ambient := 30 + 1.2*float64(gseed%8)
+		if gseed%8 == 7 {
+			ambient += 1.5
+		}
+		die := ambient + 45*heat + thermalRiseC*fx.heat
+		temp := die + 0.8*noise(2) // the sensor's reading
+		// The driver throttles on the die's temperature, not on the sensor's wavering. A failing
+		// thermal interface holds the clocks down ever more often as it heats.
+		throttled := die > 84 || fx.heat >= 1 || (fx.heat > 0 && noise(16)+0.5 < 0.8*fx.heat)
 		limit, ok := powerLimitW[n.gpus[g].Model]
 		if !ok {
 			limit = 700
 		}
+		// Board power: an idle floor, rising with load to near the limit, moving by a few per cent of
+		// the limit from one second to the next under load; NVML answers in mW.
+		idleW := 60 + float64(gseed%16)
+		power := idleW + 0.3*noise(3)
+		if util > 0 {
+			power = min(idleW+(0.97*limit-idleW)*util/100+0.06*limit*noise(3), limit)
+		}
+		power = math.Round(power*1000) / 1000
 		if fx.lost { // fell off the bus: no reading until the repair, as agent/nvml drops a lost GPU's rows
 			if forward {
 				st.lastT = t
@@ -153,7 +169,7 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				st.energyMJ += uint64(power * float64(dt.Milliseconds()))
 				// NVLink traffic follows utilisation: all-reduce-heavy training moves ~100 GB/s per
 				// GPU at full load.
-				st.nvlinkKiB += uint64(util / 100 * 100e9 / 1024 * dt.Seconds())
+				st.nvlinkKiB += uint64(nvlinkRate(w) * (1 + 0.1*noise(8)) * dt.Seconds())
 				if throttled {
 					st.violThermalNs += uint64(dt.Nanoseconds())
 				}
@@ -178,7 +194,10 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 			st.prune(ms)
 		}
 		var reasons uint64
-		clockSM := 1980.0
+		clockSM := float64(idleClockSM)
+		if util > 0 {
+			clockSM = busyClockSM
+		}
 		if throttled {
 			reasons = reasonSwThermal
 			clockSM = 1410
@@ -192,17 +211,25 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 				Kind: wirepb.EventKind_EVENT_KIND_THROTTLE, Code: reasons, Message: "clock-event reasons changed"})
 			st.throttled = throttled
 		}
-		total := 81559.0
-		used := clamp(total*(0.05+0.9*util/100)+200*noise(7), 0, total)
+		total, used := float64(fbTotalMiB), w.fbUsedMiB
+		// PCIe: a training GPU reads its input in bursts; at rest the link is quiet. KB/s, as NVML.
+		pcieRx, pcieTx := math.Round(8*(noise(10)+0.5)), math.Round(4*(noise(11)+0.5))
+		if util > 0 {
+			pcieRx = math.Round(util * (300 + 400*(noise(10)+0.5)))
+			if mix(gseed^34, tick/10)%10 < 2 {
+				pcieRx += math.Round(12000 + 12000*(noise(17)+0.5))
+			}
+			pcieTx = math.Round(util * (40 + 60*(noise(11)+0.5)))
+		}
 
 		b.TimeUnixMs = append(b.TimeUnixMs, ms)
 		b.Gpu = append(b.Gpu, uint32(g))
 		for _, c := range b.Metrics {
 			switch gpumetric.ID(c.Metric) {
 			case gpumetric.GPUUtil:
-				c.Values = append(c.Values, round1(util))
+				c.Values = append(c.Values, util)
 			case gpumetric.MemUtil:
-				c.Values = append(c.Values, round1(util*0.6))
+				c.Values = append(c.Values, math.Round(util*0.55))
 			case gpumetric.FBUsed:
 				c.Values = append(c.Values, math.Round(used))
 			case gpumetric.FBFree:
@@ -210,7 +237,7 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 			case gpumetric.FBTotal:
 				c.Values = append(c.Values, total)
 			case gpumetric.Power:
-				c.Values = append(c.Values, round1(power))
+				c.Values = append(c.Values, power)
 			case gpumetric.Energy:
 				c.Counts = append(c.Counts, st.energyMJ)
 			case gpumetric.TempGPU:
@@ -224,9 +251,9 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 			case gpumetric.ThrottleReasons:
 				c.Counts = append(c.Counts, reasons)
 			case gpumetric.PCIeTx:
-				c.Values = append(c.Values, math.Round(util*400+100*noise(10)+100))
+				c.Values = append(c.Values, pcieTx)
 			case gpumetric.PCIeRx:
-				c.Values = append(c.Values, math.Round(util*900+100*noise(11)+100))
+				c.Values = append(c.Values, pcieRx)
 			case gpumetric.PCIeReplays:
 				c.Counts = append(c.Counts, st.replays)
 			case gpumetric.ECCSingleVolatile:
@@ -250,13 +277,13 @@ func (n *Node) Sample(t time.Time, b *wirepb.SampleBatch, ev []*wirepb.Event) []
 			case gpumetric.MIGMode: // whole GPUs, not partitioned
 				c.Values = append(c.Values, 0)
 			case gpumetric.SMActive: // SMs are busy a little less than "a kernel was running"
-				c.Values = append(c.Values, math.Round(clamp(util*0.92+noise(12), 0, 100)*10)/10)
+				c.Values = append(c.Values, gpmPercent(util, 0.92, noise(12)))
 			case gpumetric.SMOccupancy:
-				c.Values = append(c.Values, math.Round(clamp(util*0.55+noise(13), 0, 100)*10)/10)
+				c.Values = append(c.Values, gpmPercent(util, 0.55, noise(13)))
 			case gpumetric.TensorActive:
-				c.Values = append(c.Values, math.Round(clamp(util*0.6+noise(14), 0, 100)*10)/10)
+				c.Values = append(c.Values, gpmPercent(util, 0.6, noise(14)))
 			case gpumetric.DRAMActive:
-				c.Values = append(c.Values, math.Round(clamp(util*0.6*0.9+noise(15), 0, 100)*10)/10)
+				c.Values = append(c.Values, gpmPercent(util, 0.6*0.9, noise(15)))
 			case gpumetric.NVLinkTx:
 				c.Counts = append(c.Counts, st.nvlinkKiB)
 			case gpumetric.NVLinkRx:
@@ -303,7 +330,22 @@ func b2f(b bool) float64 {
 
 func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
 
-func round1(v float64) float64 { return math.Round(v*10) / 10 }
+// gpmPercent is a GPM activity at 0.1 %: a share of utilisation, near it, and 0 on an idle GPU.
+func gpmPercent(util, share, noise float64) float64 {
+	if util == 0 {
+		return 0
+	}
+	return math.Round(clamp(util*share+noise, 0, 100)*10) / 10
+}
+
+// nvlinkRate is a GPU's NVLink traffic in KiB/s: all-reduce-heavy training moves ~100 GB/s per GPU
+// at full load, inference a fifth of that.
+func nvlinkRate(w work) float64 {
+	if w.training {
+		return w.util / 100 * 100e9 / 1024
+	}
+	return w.util / 100 * 20e9 / 1024
+}
 
 // mix is splitmix64 over (a, b): a cheap, stateless hash so readings depend only on their inputs.
 func mix(a, b uint64) uint64 {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages some tests need, when missing:
-#   gcc-aarch64-linux-gnu  the agent image's cgo build for arm64 (deploy/image_test.go)
+#   gcc-aarch64-linux-gnu  the agent image's cgo build for arm64 (deploy/image_test.go), with
+#   libc6-dev-arm64-cross  its C library headers (only recommended by the compiler's package, and
+#                          --no-install-recommends leaves recommendations out)
 #   chromium               the fleet-health page's browser test (query/fleetpage)
 # Needs root and apt (the CI machine has both); prints what it installs on stderr.
 #   deploy/dev/test-packages.sh install
@@ -8,6 +10,7 @@ set -euo pipefail
 
 want=()
 command -v aarch64-linux-gnu-gcc >/dev/null || want+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/include/stdio.h ] || want+=(libc6-dev-arm64-cross)
 command -v chromium >/dev/null || want+=(chromium)
 
 case "${1:-}" in

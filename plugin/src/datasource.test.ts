@@ -124,6 +124,9 @@ describe('DataSource', () => {
     expect(queryText({ refId: 'A', queryType: 'interruptions', within: 60 })).toBe(
       'jobs ended within 60 s of a fatal event, by cause'
     );
+    expect(queryText({ refId: 'A', queryType: 'jobs', filters: [{ dim: 'job_id', values: ['j1', 'j2'] }] })).toBe(
+      'usage by job where job_id in (j1, j2)'
+    );
   });
 
   it('runs annotation queries as GPU events', () => {

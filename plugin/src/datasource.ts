@@ -184,6 +184,8 @@ export function queryText(q: GpuQuery): string {
       return tail('GPUs to drain');
     case 'interruptions':
       return tail(`jobs ended within ${q.within ?? 300} s of a fatal event, by cause`);
+    case 'jobs':
+      return tail('usage by job');
   }
   const by = q.groupBy?.length ? ` by ${q.groupBy.join(', ')}` : '';
   const what = `${q.agg ?? 'avg'} ${q.metric ?? ''}${by}`;

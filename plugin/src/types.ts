@@ -4,9 +4,10 @@ import { DataQuery } from '@grafana/schema';
 /**
  * What a panel query asks: a time series per group, one number per group, the top GPUs, raw SQL,
  * (as an annotation query) the GPU events of the range, or a failure report: GPUs by health state,
- * the drain list, the jobs interrupted by a fatal event (FAILURE_TYPES, docs/failures.md).
+ * the drain list, the jobs interrupted by a fatal event (FAILURE_TYPES, docs/failures.md), or what
+ * each job used over the range (jobs).
  */
-export type QueryType = 'series' | 'stat' | 'top' | 'sql' | 'annotations' | FailureType;
+export type QueryType = 'series' | 'stat' | 'top' | 'sql' | 'annotations' | 'jobs' | FailureType;
 
 /** The failure reports: they take no metric. */
 export type FailureType = 'health' | 'drain' | 'interruptions';

@@ -277,7 +277,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 
 // Query is the JSON of one panel query.
 type Query struct {
-	QueryType string `json:"queryType"` // "series" (default), "stat", "top", "sql", "annotations", "health", "drain", "interruptions" or "power" (power.go)
+	QueryType string `json:"queryType"` // "series" (default), "stat", "top", "sql", "annotations", "health", "drain", "interruptions", "power" (power.go) or "jobs" (jobs.go)
 	Metric    string `json:"metric"`
 	Agg       string `json:"agg"`
 	// Reason is the clock-event reason an agg "share" of throttle_reasons asks about (sw_thermal, …).
@@ -344,6 +344,8 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 		frames, err = d.failures(ctx, q, from, to)
 	case "power":
 		frames, err = d.power(ctx, q, from, to, stepFor(from, to, dq.Interval, dq.MaxDataPoints))
+	case "jobs":
+		frames, err = d.jobs(ctx, q, from, to)
 	default:
 		err = badType(q.QueryType)
 	}
@@ -362,7 +364,7 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) backend.Da
 }
 
 func badType(t string) error {
-	return fmt.Errorf("%w: queryType %q: series, stat, top, sql, annotations, health, drain, interruptions or power", query.ErrInvalid, t)
+	return fmt.Errorf("%w: queryType %q: series, stat, top, sql, annotations, health, drain, interruptions, power or jobs", query.ErrInvalid, t)
 }
 
 // Compiled is what a panel query will run: the SQL with {name:Type} placeholders, the values bound
@@ -423,6 +425,8 @@ func (d *Datasource) compile(ctx context.Context, q Query, from, to time.Time, i
 		return &Compiled{SQL: sql, Params: p}, nil
 	case "power":
 		return d.powerCompiled(q, from, to, step)
+	case "jobs":
+		return d.jobsCompiled(q, from, to)
 	}
 	return nil, badType(q.QueryType)
 }

@@ -274,6 +274,8 @@ func TestCompileResource(t *testing.T) {
 		{"stat: one number per node over the window", `{"queryType":"stat","metric":"temp_gpu_c","agg":"max","groupBy":["node"],"filters":[{"dim":"cluster","values":["east","it's"]}]}`, 200},
 		{"top, in one pool", `{"queryType":"top","metric":"power_w","agg":"max","limit":5,"order":"asc","filters":[{"dim":"pool","values":["train"]}]}`, 200},
 		{"top by p99, from the hourly digests", `{"queryType":"top","metric":"temp_gpu_c","agg":"p99","limit":10}`, 200},
+		{"jobs, in one cluster, from the minute rollup", `{"queryType":"jobs","filters":[{"dim":"cluster","values":["east"]}]}`, 200},
+		{"jobs with an unknown filter", `{"queryType":"jobs","filters":[{"dim":"colour","values":["red"]}]}`, 400},
 		{"sql with macros", `{"queryType":"sql","rawSql":"SELECT $__timeInterval(time) AS t, avg(gpu_util) FROM gpufleet.gpu_samples WHERE $__timeFilter(time) GROUP BY t","intervalMs":60000}`, 200},
 		{"unknown metric", `{"metric":"gpu_utilisation"}`, 400},
 		{"counter with a gauge aggregation", `{"metric":"energy_mj","agg":"avg"}`, 400},

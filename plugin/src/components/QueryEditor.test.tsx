@@ -250,6 +250,18 @@ describe('QueryEditor', () => {
     expect(ds.compile).toHaveBeenCalledWith(expect.objectContaining({ queryType: 'health' }), undefined, undefined, undefined);
   });
 
+  it('switches to the jobs table, which takes filters and no metric, and compiles it', async () => {
+    jest.useFakeTimers();
+    const ds = fakeDS();
+    await setup({ refId: 'A', queryType: 'jobs' }, ds);
+    expect(screen.queryByText('Aggregation')).toBeNull();
+    expect(document.getElementById('gpufleet-lookback')).toBeNull();
+    await act(async () => {
+      jest.advanceTimersByTime(300);
+    });
+    expect(ds.compile).toHaveBeenCalledWith(expect.objectContaining({ queryType: 'jobs' }), undefined, undefined, undefined);
+  });
+
   it('switches to a failure report', async () => {
     const { onChange, onRunQuery, user } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
     await user.click(screen.getByLabelText('Drain list'));

@@ -41,6 +41,7 @@ const MODES: Array<SelectableValue<QueryType>> = [
   { label: 'Health', value: 'health', description: 'GPUs by health state: in all, by cluster, by model' },
   { label: 'Drain list', value: 'drain', description: 'the GPUs to act on now, most severe first' },
   { label: 'Interruptions', value: 'interruptions', description: 'jobs ended after a fatal event, by cause' },
+  { label: 'Jobs', value: 'jobs', description: 'what each job used over the range: GPUs, GPU-hours, utilisation, energy' },
 ];
 
 const MACROS =
@@ -107,7 +108,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
   // The SQL the builder query runs, asked of the backend a moment after the last change.
   const intervalMs = data?.request?.intervalMs;
   const maxDataPoints = data?.request?.maxDataPoints;
-  const compiles = mode === 'annotations' || isFailureType(mode) || (mode !== 'sql' && Boolean(query.metric));
+  const compiles = mode === 'annotations' || mode === 'jobs' || isFailureType(mode) || (mode !== 'sql' && Boolean(query.metric));
   const compileKey = compiles ? JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]) : '';
   useEffect(() => {
     if (!compileKey) {
@@ -259,6 +260,11 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
       <RadioButtonGroup<QueryType> options={MODES} value={mode} onChange={onMode} size="sm" />
       {isFailureType(mode) ? (
         failureEditor
+      ) : mode === 'jobs' ? (
+        <>
+          {filtersEditor(GPU_DIMS)}
+          {compiledSQL}
+        </>
       ) : mode === 'sql' ? (
         <>
           <CodeEditor
