@@ -39,6 +39,7 @@ type Node struct {
 	started bool
 	from    int64 // the first sample's instant, Unix ms
 	genNext int64 // the next epoch whose failures are drawn
+	infer   bool  // the node serves inference (workload.go)
 }
 
 type gpuState struct {
@@ -79,6 +80,8 @@ func NewNode(seed uint64, cluster string, idx, gpus int, opts ...Option) *Node {
 	for _, o := range opts {
 		o(&n.opt)
 	}
+	_, pool := n.Placement()
+	n.infer = pool == "infer"
 	n.opt.inject = slices.DeleteFunc(slices.Clone(n.opt.inject), func(in Injection) bool { return in.Node != n.Name || in.GPU >= gpus })
 	models := []string{"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA H200"}
 	model := models[mix(n.seed, 1)%uint64(len(models))]

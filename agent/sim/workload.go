@@ -38,11 +38,9 @@ func (n *Node) job(ms int64) (cycle int64, busy bool, since int64) {
 	return cycle, pos >= gap, pos - gap
 }
 
-// inference reports whether the node serves inference (its rack's pool, Placement).
-func (n *Node) inference() bool {
-	_, pool := n.Placement()
-	return pool == "infer"
-}
+// inference reports whether the node serves inference (its rack's pool, Placement; NewNode
+// keeps the answer, as Placement formats strings).
+func (n *Node) inference() bool { return n.infer }
 
 // levelAt is the GPU's noise-free load at ms, 0..1.
 func (n *Node) levelAt(g int, ms int64) float64 {
