@@ -108,3 +108,37 @@ func TestJobsQueryType(t *testing.T) {
 		})
 	}
 }
+
+// Filter values of a jobs query are data, bound as parameters: every hostile statement of the
+// raw-SQL corpus, given as a cluster and a job value, matches no job, and the database's tables,
+// the canary files and the package directory are as they were.
+func TestJobsFilterHostile(t *testing.T) {
+	w := testenv.CHDB(t)
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := chdb.OpenReader(testenv.DataDir(t), w.Database(), testenv.LibCHDB(t), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	end := time.Now().UTC().Truncate(time.Minute)
+	ds := plugin.New(rd, func() time.Time { return end })
+	dir := testenv.CanaryDir(t)
+	before := testenv.Snapshot(t, w, dir, ".", testenv.DataDir(t))
+	for _, c := range testenv.HostileSQL(t, w.Database(), dir) {
+		q := map[string]any{"queryType": "jobs", "filters": []map[string]any{
+			{"dim": "cluster", "values": []string{c.SQL}}, {"dim": "job", "values": []string{c.SQL, "job-1"}}}}
+		resp, err := ds.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{dataQuery("A", end.Add(-time.Hour), end, q)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := resp.Responses["A"]; r.Error != nil || len(r.Frames) != 1 || r.Frames[0].Rows() != 0 {
+			t.Errorf("filter %q: error %v, frames %d", c.SQL, r.Error, len(r.Frames))
+		}
+		if after := testenv.Snapshot(t, w, dir, ".", testenv.DataDir(t)); after != before {
+			t.Fatalf("after %q:\n%s\nwas\n%s", c.SQL, after, before)
+		}
+	}
+}
