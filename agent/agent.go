@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -510,7 +511,8 @@ func (a *Agent) cycle(ctx context.Context, now time.Time) error {
 	for i, src := range a.cfg.Sources {
 		if a.pending[i] == nil {
 			cluster, node := src.Identity()
-			a.pending[i] = &wirepb.SampleBatch{AgentId: node, Cluster: cluster, Node: node, Rack: a.cfg.Rack, Pool: a.cfg.Pool}
+			a.pending[i] = &wirepb.SampleBatch{AgentId: node, Cluster: cluster, Node: node, Rack: a.cfg.Rack, Pool: a.cfg.Pool,
+				IntervalMs: intervalMs(a.cfg.Interval)}
 			if p, ok := src.(Placer); ok {
 				rack, pool := p.Placement()
 				a.pending[i].Rack, a.pending[i].Pool = cmp.Or(a.cfg.Rack, rack), cmp.Or(a.cfg.Pool, pool)
@@ -651,4 +653,10 @@ func (a *Agent) deliverMsgs(ctx context.Context, msgs []wire.Message) error {
 	}
 	// Without MaxTries, Do gives up only once sendCtx ends.
 	return fmt.Errorf("deliver %d messages: gave up: %w", len(msgs), last)
+}
+
+// intervalMs is the sampling period as the wire's interval_ms, whole milliseconds (Validate keeps
+// it at 10 ms or more), saturating where a uint32 ends.
+func intervalMs(d time.Duration) uint32 {
+	return uint32(min(d.Milliseconds(), math.MaxUint32))
 }

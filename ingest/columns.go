@@ -34,6 +34,7 @@ type sampleColumns struct {
 	rack, pool, parent                             *store.ColLowCardString
 	gpu                                            *store.ColUInt8
 	seq                                            *store.ColUInt64
+	interval                                       *store.ColUInt32
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
 	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
@@ -48,22 +49,23 @@ type sampleColumns struct {
 
 func newSampleColumns() *sampleColumns {
 	c := &sampleColumns{
-		time:    &store.ColDateTime64{ColName: "time"},
-		cluster: &store.ColLowCardString{ColName: "cluster"},
-		node:    &store.ColLowCardString{ColName: "node"},
-		rack:    &store.ColLowCardString{ColName: "rack"},
-		pool:    &store.ColLowCardString{ColName: "pool"},
-		gpu:     &store.ColUInt8{ColName: "gpu"},
-		uuid:    &store.ColLowCardString{ColName: "uuid"},
-		parent:  &store.ColLowCardString{ColName: "parent_uuid"},
-		model:   &store.ColLowCardString{ColName: "model"},
-		job:     &store.ColLowCardString{ColName: "job_id"},
-		driver:  &store.ColLowCardString{ColName: "driver_version"},
-		agent:   &store.ColLowCardString{ColName: "agent_id"},
-		seq:     &store.ColUInt64{ColName: "seq"},
-		ahead:   defaultMaxAhead,
+		time:     &store.ColDateTime64{ColName: "time"},
+		cluster:  &store.ColLowCardString{ColName: "cluster"},
+		node:     &store.ColLowCardString{ColName: "node"},
+		rack:     &store.ColLowCardString{ColName: "rack"},
+		pool:     &store.ColLowCardString{ColName: "pool"},
+		gpu:      &store.ColUInt8{ColName: "gpu"},
+		uuid:     &store.ColLowCardString{ColName: "uuid"},
+		parent:   &store.ColLowCardString{ColName: "parent_uuid"},
+		model:    &store.ColLowCardString{ColName: "model"},
+		job:      &store.ColLowCardString{ColName: "job_id"},
+		driver:   &store.ColLowCardString{ColName: "driver_version"},
+		agent:    &store.ColLowCardString{ColName: "agent_id"},
+		seq:      &store.ColUInt64{ColName: "seq"},
+		interval: &store.ColUInt32{ColName: "interval_ms"},
+		ahead:    defaultMaxAhead,
 	}
-	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.parent, c.model, c.job, c.driver, c.agent, c.seq}
+	c.block.Columns = []store.Column{c.time, c.cluster, c.node, c.rack, c.pool, c.gpu, c.uuid, c.parent, c.model, c.job, c.driver, c.agent, c.seq, c.interval}
 	all := gpumetric.All()
 	c.gauges = make([]*store.ColNullFloat32, len(all))
 	c.counters = make([]*store.ColNullUInt64, len(all))
@@ -131,6 +133,7 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	c.driver.AppendKeyN(c.driver.Key(b.DriverVersion), rows)
 	c.agent.AppendKeyN(c.agent.Key(b.AgentID), rows)
 	c.seq.V = appendN(c.seq.V, b.Seq, rows)
+	c.interval.V = appendN(c.interval.V, b.IntervalMs, rows)
 	// Dictionary keys of each GPU's labels, looked up once per message rather than once per row.
 	c.gpuKeys = c.gpuKeys[:0]
 	for i := range b.GPUs {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	fleetseed "github.com/gpufleet/gpufleet/internal/seed"
 	"github.com/gpufleet/gpufleet/internal/store"
@@ -127,8 +128,8 @@ func TestCounterRollupEqualsRaw(t *testing.T) {
 			if _, err := migrate.ApplyWith(ctx, st, nil, migrate.Options{Until: schema.until}); err != nil {
 				t.Fatal(err)
 			}
-			if schema.until > 0 && schema.until < 22 {
-				rawColumnsOf0022(t, st)
+			if schema.until > 0 {
+				rawColumnsAfter(t, st, schema.until)
 			}
 			if _, err := (fleetseed.Fleet{Seed: 3, Nodes: 4, GPUsPerNode: 2, Clusters: []string{"cl-0", "cl-1"},
 				From: counterFrom, To: counterFrom.Add(30 * time.Minute), Step: 10 * time.Second}).Write(ctx, st); err != nil {
@@ -145,26 +146,33 @@ func TestCounterRollupEqualsRaw(t *testing.T) {
 	}
 }
 
-// rawColumnsOf0022 gives an older schema's gpu_samples the columns 0022 added, and nothing else:
-// the seed writes every catalogue column, and the rollups under test stay as that schema had them.
-func rawColumnsOf0022(t *testing.T, st store.Store) {
+// rawColumnsAfter gives an older schema's gpu_samples the columns later migrations added to it
+// (0022's failure metrics, 0026's interval_ms), and nothing else: ingest, and so the simulated
+// fleet's writer, writes every column of the latest schema (and refuses to run on an older one).
+func rawColumnsAfter(t *testing.T, st store.Store, until int) {
 	t.Helper()
 	ms, err := migrate.Load(st.Database())
 	if err != nil {
 		t.Fatal(err)
 	}
+	prefix := "ALTER TABLE " + store.Table(st.Database(), schema.GPUSamples)
+	n := 0
 	for _, m := range ms {
-		if m.Version != 22 {
+		if m.Version <= until {
 			continue
 		}
 		for _, stmt := range m.Statements {
-			if err := st.Exec(context.Background(), stmt); err != nil {
-				t.Fatalf("0022: %v", err)
+			if strings.HasPrefix(strings.TrimSpace(stmt), prefix) {
+				if err := st.Exec(context.Background(), stmt); err != nil {
+					t.Fatalf("%04d: %v", m.Version, err)
+				}
+				n++
 			}
 		}
-		return
 	}
-	t.Fatal("no migration 0022")
+	if n == 0 {
+		t.Fatalf("no migration after %04d adds columns to gpu_samples", until)
+	}
 }
 
 func checkCounterRollupEqualsRaw(t *testing.T, st store.Store) {

@@ -28,8 +28,9 @@ type PowerQuery struct {
 	Step time.Duration
 	// Agg is Avg (the default), Max (the peak second) or Min (the lowest) of a step's seconds.
 	Agg Agg
-	// Source SourceRaw reads gpu_samples whatever the filters: exact also when GPUs read power a
-	// different number of times in a second (schema.PowerTotal says when the rollup is not).
+	// Source SourceRaw reads gpu_samples whatever the filters: exact also when a GPU's readings in a
+	// second are not what its sampling period makes them (schema.PowerTotal says when the rollup is
+	// not exact).
 	Source Source
 }
 
@@ -148,7 +149,7 @@ func (q *PowerQuery) Compile(db string) (*Compiled, error) {
 	if q.rollup() {
 		c.Table = schema.ClusterPower1s
 		where := append([]string{"t >= toDateTime({from:Int64}, 'UTC') AND t < toDateTime({to:Int64}, 'UTC')"}, filters...)
-		seconds = "SELECT t, cluster, " + schema.PowerTotal + " AS w FROM " + store.Table(db, schema.ClusterPower1s) +
+		seconds = "SELECT t, cluster, " + schema.PowerTotalSQL + " AS w FROM " + store.Table(db, schema.ClusterPower1s) +
 			" WHERE " + strings.Join(where, " AND ") + " GROUP BY cluster, t"
 	} else {
 		// The definition itself: each GPU's mean reading in the second, added up over the GPUs.

@@ -28,6 +28,7 @@ type powerReading struct {
 	gpu                 uint8
 	w                   float32
 	null                bool
+	interval            uint32 // ms; 0 as from an agent older than interval_ms
 }
 
 func powerBlock(rs []powerReading) *store.Block {
@@ -36,7 +37,9 @@ func powerBlock(rs []powerReading) *store.Block {
 		&store.ColLowCardString{ColName: "uuid"}, &store.ColLowCardString{ColName: "parent_uuid"}, &store.ColLowCardString{ColName: "model"}
 	gpu := &store.ColUInt8{ColName: "gpu"}
 	power := &store.ColNullFloat32{ColName: "power_w"}
+	interval := &store.ColUInt32{ColName: "interval_ms"}
 	for _, r := range rs {
+		interval.V = append(interval.V, r.interval)
 		tm.V = append(tm.V, r.at.UnixMilli())
 		cluster.Append(r.cluster)
 		node.Append(r.node)
@@ -46,7 +49,7 @@ func powerBlock(rs []powerReading) *store.Block {
 		gpu.V = append(gpu.V, r.gpu)
 		power.Append(r.w, r.null)
 	}
-	return &store.Block{Columns: []store.Column{tm, cluster, node, gpu, uuid, parent, model, power}}
+	return &store.Block{Columns: []store.Column{tm, cluster, node, gpu, uuid, parent, model, power, interval}}
 }
 
 // insertSplit inserts rs (in time order) in blocks cut every cut, from start: blocks that end
@@ -122,15 +125,15 @@ func TestFleetPowerEqualsRaw(t *testing.T) {
 	var rs []powerReading
 	for s := range seconds {
 		sec := start.Add(time.Duration(s) * time.Second)
-		for g := range 3 { // c1: 1 Hz, 3 GPUs, and a MIG instance of GPU 0
+		for g := range 3 { // c1: 1 Hz, 3 GPUs (the third's agent older than interval_ms), and a MIG instance of GPU 0
 			rs = append(rs, powerReading{at: sec.Add(300 * time.Millisecond), cluster: "c1", node: "n1", uuid: fmt.Sprintf("GPU-1-%d", g),
-				gpu: uint8(g), w: float32(200 + 50*g + 7*s + (s*g)%5)})
+				gpu: uint8(g), w: float32(200 + 50*g + 7*s + (s*g)%5), interval: uint32(1000 * (1 - g/2))})
 		}
-		rs = append(rs, powerReading{at: sec.Add(300 * time.Millisecond), cluster: "c1", node: "n1", uuid: "MIG-1-0-0", parent: "GPU-1-0", gpu: 128, null: true})
+		rs = append(rs, powerReading{at: sec.Add(300 * time.Millisecond), cluster: "c1", node: "n1", uuid: "MIG-1-0-0", parent: "GPU-1-0", gpu: 128, null: true, interval: 1000})
 		for g := range 2 { // c2: 10 Hz, 2 GPUs on two nodes
 			for i := range 10 {
 				rs = append(rs, powerReading{at: sec.Add(time.Duration(50+100*i) * time.Millisecond), cluster: "c2", node: fmt.Sprintf("n2-%d", g),
-					uuid: fmt.Sprintf("GPU-2-%d", g), w: float32(300 + 100*g + 11*s + 3*i*(g+1) + (i*s)%7)})
+					uuid: fmt.Sprintf("GPU-2-%d", g), w: float32(300 + 100*g + 11*s + 3*i*(g+1) + (i*s)%7), interval: 100})
 			}
 		}
 	}
@@ -209,37 +212,50 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// Where GPUs read power a different number of times in a second the rollup weighs each by its
-// readings (schema.PowerTotal): a GPU at 10 Hz drawing 700 W beside one at 1 Hz drawing 100 W make
-// (10 × 700 + 100) / 11 × 2 W, not 800. The raw source, and a filter on a label the rollup lacks,
-// answer 800.
+// Each reading stands for its share of the second (schema.PowerTotal), so GPUs at different rates
+// in one cluster add up as the raw rows do: a GPU at 10 Hz drawing 700 W beside one at 1 Hz drawing
+// 100 W make 800 W (0024's mean × GPUs made (10 × 700 + 100) / 11 × 2). What the rollup cannot know
+// it gets wrong where the raw rows do not: a 10 Hz agent older than interval_ms counts each reading
+// as a second (7,000 W), and a 1 Hz GPU whose two ticks fell in one second counts both; the raw
+// source, and a filter on a label the rollup lacks, answer 700 and 350 there.
 func TestFleetPowerMixedRates(t *testing.T) {
 	st := powerStore(t)
 	ctx := context.Background()
 	start := time.Now().UTC().Truncate(time.Minute).Add(-5 * time.Minute)
 	var rs []powerReading
 	for i := range 10 {
-		rs = append(rs, powerReading{at: start.Add(time.Duration(100*i) * time.Millisecond), cluster: "c", node: "fast", uuid: "GPU-fast", w: 700})
+		at := start.Add(time.Duration(100*i) * time.Millisecond)
+		rs = append(rs, powerReading{at: at, cluster: "c", node: "fast", uuid: "GPU-fast", w: 700, interval: 100},
+			powerReading{at: at.Add(time.Minute), cluster: "old", node: "fast", uuid: "GPU-old", w: 700})
 	}
-	rs = append(rs, powerReading{at: start.Add(500 * time.Millisecond), cluster: "c", node: "slow", uuid: "GPU-slow", w: 100})
+	rs = append(rs, powerReading{at: start.Add(500 * time.Millisecond), cluster: "c", node: "slow", uuid: "GPU-slow", w: 100, interval: 1000},
+		powerReading{at: start.Add(2*time.Minute + 1*time.Millisecond), cluster: "jitter", node: "j", uuid: "GPU-j", w: 200, interval: 1000},
+		powerReading{at: start.Add(2*time.Minute + 999*time.Millisecond), cluster: "jitter", node: "j", uuid: "GPU-j", w: 300, interval: 1000},
+		powerReading{at: start.Add(2*time.Minute + 500*time.Millisecond), cluster: "jitter", node: "k", uuid: "GPU-k", w: 100, interval: 1000})
 	insertSplit(t, st, rs, start, time.Minute)
 	for _, c := range []struct {
-		q    query.PowerQuery
-		want float64
+		q     query.PowerQuery
+		at    time.Duration
+		want  float64
+		table string
 	}{
-		{query.PowerQuery{}, (10*700 + 100) / 11.0 * 2},
-		{query.PowerQuery{Source: query.SourceRaw}, 800},
-		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Node, Values: []string{"fast", "slow"}}}}, 800},
-		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Node, Values: []string{"slow"}}}}, 100},
+		{query.PowerQuery{}, 0, 800, schema.ClusterPower1s},
+		{query.PowerQuery{Source: query.SourceRaw}, 0, 800, schema.GPUSamples},
+		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Node, Values: []string{"fast", "slow"}}}}, 0, 800, schema.GPUSamples},
+		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Node, Values: []string{"slow"}}}}, 0, 100, schema.GPUSamples},
+		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Cluster, Values: []string{"old"}}}}, time.Minute, 7000, schema.ClusterPower1s},
+		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Cluster, Values: []string{"old"}}}, Source: query.SourceRaw}, time.Minute, 700, schema.GPUSamples},
+		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Cluster, Values: []string{"jitter"}}}}, 2 * time.Minute, 600, schema.ClusterPower1s},
+		{query.PowerQuery{Filters: []query.Filter{{Dim: query.Cluster, Values: []string{"jitter"}}}, Source: query.SourceRaw}, 2 * time.Minute, 350, schema.GPUSamples},
 	} {
 		q := c.q
-		q.From, q.To = start, start.Add(time.Second)
+		q.From, q.To = start.Add(c.at), start.Add(c.at+time.Second)
 		got, err := query.FleetPower(ctx, st, &q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got.Series) != 1 || len(got.Series[0].Points) != 1 || math.Abs(*got.Series[0].Points[0].Value-c.want) > 1e-6 {
-			t.Errorf("%+v: %+v, want %v W", c.q, got.Series, c.want)
+		if got.Table != c.table || len(got.Series) != 1 || len(got.Series[0].Points) != 1 || math.Abs(*got.Series[0].Points[0].Value-c.want) > 1e-6 {
+			t.Errorf("%+v: %s %+v, want %v W from %s", c.q, got.Table, got.Series, c.want, c.table)
 		}
 	}
 }

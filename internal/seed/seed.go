@@ -5,6 +5,7 @@ package seed
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/gpufleet/gpufleet/agent/sim"
@@ -56,7 +57,8 @@ func (f Fleet) Write(ctx context.Context, st store.Store) (uint64, error) {
 	}
 	for t, s := f.From, uint64(1); t.Before(f.To); t, s = t.Add(f.Step), s+1 {
 		for _, n := range nodes {
-			batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: s, Cluster: n.Cluster, Node: n.Name, DriverVersion: f.Driver}
+			batch := &wirepb.SampleBatch{AgentId: n.Name, Seq: s, Cluster: n.Cluster, Node: n.Name, DriverVersion: f.Driver,
+				IntervalMs: uint32(min(f.Step.Milliseconds(), math.MaxUint32))}
 			batch.Rack, batch.Pool = n.Placement()
 			n.Sample(t, batch, nil)
 			data, err := wire.EncodeSamples(batch)

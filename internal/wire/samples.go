@@ -17,6 +17,7 @@ type Samples struct {
 	AgentID, Cluster, Node, DriverVersion, CudaVersion string
 	Rack, Pool                                         string
 	Seq                                                uint64
+	IntervalMs                                         uint32
 	GPUs                                               []GPU
 	TimeUnixMs                                         []int64
 	GPU                                                []uint32
@@ -135,7 +136,7 @@ func (d *SampleDecoder) decodeBatch(b []byte) error {
 	s := &d.s
 	return fields(b, "sample batch", func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
-		case typ == protowire.VarintType && (num == 1 || num == 3 || num == 9 || num == 10):
+		case typ == protowire.VarintType && (num == 1 || num == 3 || num == 9 || num == 10 || num == 14):
 			v, n := protowire.ConsumeVarint(b)
 			switch num {
 			case 1:
@@ -146,6 +147,8 @@ func (d *SampleDecoder) decodeBatch(b []byte) error {
 				s.TimeUnixMs = append(s.TimeUnixMs, int64(v))
 			case 10:
 				s.GPU = append(s.GPU, uint32(v))
+			case 14:
+				s.IntervalMs = uint32(v)
 			}
 			return n, nil
 		case typ == protowire.BytesType && (num == 2 || num >= 4 && num <= 7 || num == 12 || num == 13):

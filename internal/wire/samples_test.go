@@ -15,7 +15,8 @@ func sameAsProto(got *wire.Samples, want *wirepb.SampleBatch) string {
 	switch {
 	case got.SchemaVersion != want.SchemaVersion || got.AgentID != want.AgentId || got.Seq != want.Seq ||
 		got.Cluster != want.Cluster || got.Node != want.Node || got.DriverVersion != want.DriverVersion ||
-		got.CudaVersion != want.CudaVersion || got.Rack != want.Rack || got.Pool != want.Pool:
+		got.CudaVersion != want.CudaVersion || got.Rack != want.Rack || got.Pool != want.Pool ||
+		got.IntervalMs != want.IntervalMs:
 		return "header fields"
 	case len(got.GPUs) != len(want.Gpus) || len(got.TimeUnixMs) != len(want.TimeUnixMs) ||
 		len(got.GPU) != len(want.Gpu) || len(got.Metrics) != len(want.Metrics):
@@ -94,6 +95,8 @@ func TestSampleDecoderMatchesProto(t *testing.T) {
 	cases := map[string][]byte{
 		"golden full":   mustMarshal(fullBatch()),
 		"rack and pool": mustMarshal(func() *wirepb.SampleBatch { b := fullBatch(); b.Rack, b.Pool = "r12", "train-h100"; return b }()),
+		"interval":      mustMarshal(func() *wirepb.SampleBatch { b := fullBatch(); b.IntervalMs = 100; return b }()),
+		"huge interval": cat(head, varint(14, 1<<40)),
 		"MIG instance": mustMarshal(func() *wirepb.SampleBatch {
 			b := fullBatch()
 			b.Gpus = append(b.Gpus, &wirepb.GPU{Index: 128, Uuid: "MIG-5c89852c-d268-c3f3-1b07-005d5ae1dc3f", Model: "NVIDIA H100 80GB HBM3 MIG 1g.10gb",

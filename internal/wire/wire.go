@@ -69,7 +69,7 @@ func DecodeSamples(data []byte, dst *wirepb.SampleBatch) error {
 // SampleDecoder applies, run on a proto-decoded batch.
 func CheckSamples(b *wirepb.SampleBatch) error {
 	v := &Samples{SchemaVersion: b.SchemaVersion, AgentID: b.AgentId, Cluster: b.Cluster, Node: b.Node,
-		DriverVersion: b.DriverVersion, CudaVersion: b.CudaVersion, Rack: b.Rack, Pool: b.Pool, Seq: b.Seq, TimeUnixMs: b.TimeUnixMs, GPU: b.Gpu}
+		DriverVersion: b.DriverVersion, CudaVersion: b.CudaVersion, Rack: b.Rack, Pool: b.Pool, Seq: b.Seq, IntervalMs: b.IntervalMs, TimeUnixMs: b.TimeUnixMs, GPU: b.Gpu}
 	for _, g := range b.Gpus {
 		v.GPUs = append(v.GPUs, GPU{Index: g.Index, UUID: g.Uuid, Model: g.Model, Serial: g.Serial, PCIBusID: g.PciBusId, JobID: g.JobId, ParentUUID: g.ParentUuid})
 	}

@@ -127,6 +127,10 @@ describe('DataSource', () => {
     expect(queryText({ refId: 'A', queryType: 'jobs', filters: [{ dim: 'job_id', values: ['j1', 'j2'] }] })).toBe(
       'usage by job where job_id in (j1, j2)'
     );
+    expect(queryText({ refId: 'A', queryType: 'power', agg: 'max', filters: [{ dim: 'cluster', values: ['east'] }] })).toBe(
+      'peak second of power by cluster where cluster = east'
+    );
+    expect(queryText({ refId: 'A', queryType: 'power' })).toBe('mean second of power by cluster');
   });
 
   it('runs annotation queries as GPU events', () => {
@@ -147,8 +151,8 @@ describe('DataSource', () => {
     expect(ds.filterQuery({ refId: 'A', metric: 'gpu_util', hide: true })).toBe(false);
     expect(ds.filterQuery({ refId: 'A', queryType: 'sql', rawSql: '  ' })).toBe(false);
     expect(ds.filterQuery({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1' })).toBe(true);
-    // The failure reports take no metric.
-    for (const queryType of ['health', 'drain', 'interruptions'] as const) {
+    // The failure reports, the jobs table and the power query take no metric.
+    for (const queryType of ['health', 'drain', 'interruptions', 'jobs', 'power'] as const) {
       expect(ds.filterQuery({ refId: 'A', queryType })).toBe(true);
       expect(ds.filterQuery({ refId: 'A', queryType, hide: true })).toBe(false);
     }

@@ -21,7 +21,7 @@ import {
   DIMS,
   GpuOptions,
   GpuQuery,
-  isFailureType,
+  takesMetric,
   Labels,
   MetricInfo,
   VariableQuery,
@@ -59,10 +59,10 @@ export class DataSource extends DataSourceWithBackend<GpuQuery, GpuOptions> {
     if (q.hide) {
       return false;
     }
-    if (q.queryType === 'annotations' || isFailureType(q.queryType)) {
-      return true;
+    if (q.queryType === 'sql') {
+      return Boolean(q.rawSql?.trim());
     }
-    return q.queryType === 'sql' ? Boolean(q.rawSql?.trim()) : Boolean(q.metric);
+    return !takesMetric(q.queryType) || Boolean(q.metric);
   }
 
   applyTemplateVariables(q: GpuQuery, scopedVars: ScopedVars, filters?: AdHocVariableFilter[]): GpuQuery {
@@ -186,6 +186,8 @@ export function queryText(q: GpuQuery): string {
       return tail(`jobs ended within ${q.within ?? 300} s of a fatal event, by cause`);
     case 'jobs':
       return tail('usage by job');
+    case 'power':
+      return tail(`${q.agg === 'max' ? 'peak' : q.agg === 'min' ? 'lowest' : 'mean'} second of power by cluster`);
   }
   const by = q.groupBy?.length ? ` by ${q.groupBy.join(', ')}` : '';
   const what = `${q.agg ?? 'avg'} ${q.metric ?? ''}${by}`;

@@ -4,10 +4,19 @@ import { DataQuery } from '@grafana/schema';
 /**
  * What a panel query asks: a time series per group, one number per group, the top GPUs, raw SQL,
  * (as an annotation query) the GPU events of the range, or a failure report: GPUs by health state,
- * the drain list, the jobs interrupted by a fatal event (FAILURE_TYPES, docs/failures.md), or what
- * each job used over the range (jobs).
+ * the drain list, the jobs interrupted by a fatal event (FAILURE_TYPES, docs/failures.md), what
+ * each job used over the range (jobs), or each cluster's total power draw per second (power,
+ * docs/power.md).
  */
-export type QueryType = 'series' | 'stat' | 'top' | 'sql' | 'annotations' | 'jobs' | FailureType;
+export type QueryType = 'series' | 'stat' | 'top' | 'sql' | 'annotations' | 'jobs' | 'power' | FailureType;
+
+/** The aggregations of the seconds' totals in a power point (query.PowerQuery.Agg). */
+export const POWER_AGGS = ['avg', 'max', 'min'];
+
+/** takesMetric: the query types that read a metric of the catalogue (the rest name what they read). */
+export function takesMetric(t: QueryType | undefined): boolean {
+  return t === undefined || t === 'series' || t === 'stat' || t === 'top';
+}
 
 /** The failure reports: they take no metric. */
 export type FailureType = 'health' | 'drain' | 'interruptions';

@@ -119,6 +119,10 @@ func toFloat(v any) float64 {
 		return float64(x)
 	case float64:
 		return x
+	case *float64:
+		if x != nil {
+			return *x
+		}
 	case string:
 		f, _ := strconv.ParseFloat(x, 64)
 		return f

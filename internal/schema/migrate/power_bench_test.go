@@ -3,8 +3,10 @@ package migrate_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +65,77 @@ func BenchmarkPowerRollup(b *testing.B) {
 		}
 		b.ReportMetric(float64(p.RowsRead), p.Table+"_rows_read")
 	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkFleetPowerDay times a day of fleet power per second, four clusters of 256 GPUs at 1 Hz
+// (the dashboards' panel), side by side over cluster_power_1s as 0024 made it (a GPU-set state a
+// row, mean reading × GPUs) and as 0026 makes it (a plain sum a row). Each table is written as a
+// day-old one looks once merged, one row per cluster and second, straight from numbers() rather
+// than through gpu_samples (88 M rows, which the panel bench of deploy/ seeds in 20 minutes):
+//
+//	go test -run '^$' -bench FleetPowerDay -benchtime 5x ./internal/schema/migrate/
+func BenchmarkFleetPowerDay(b *testing.B) {
+	const clusters, gpus = 4, 256
+	ctx := context.Background()
+	end := time.Now().UTC().Truncate(time.Hour)
+	start := end.Add(-24 * time.Hour)
+	q := &query.PowerQuery{From: start, To: end, Step: time.Minute, Agg: query.Max}
+	// One hour of every cluster's seconds per insert: a GPU-set state per row costs memory.
+	write := func(st store.Store, cols, aggs string) {
+		for h := range 24 {
+			from := start.Add(time.Duration(h) * time.Hour).Unix()
+			if err := st.Exec(ctx, fmt.Sprintf("INSERT INTO %s (t, cluster, samples, power_w_sum, power_w_n%s) "+
+				"SELECT toDateTime(%d + intDiv(number, %d), 'UTC') AS t, concat('c', toString(intDiv(number %% %d, %d))) AS cluster, "+
+				"count(), sum(p), count()%s FROM (SELECT number, toFloat64(300 + (number * 7919) %% 400) AS p, number %% %d AS g "+
+				"FROM numbers(%d)) GROUP BY t, cluster", store.Table(st.Database(), schema.ClusterPower1s), cols,
+				from, clusters*gpus, clusters*gpus, gpus, aggs, clusters*gpus, 3600*clusters*gpus)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := st.Exec(ctx, "OPTIMIZE TABLE "+store.Table(st.Database(), schema.ClusterPower1s)+" FINAL"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	old := testenv.CHDB(b)
+	if _, err := migrate.ApplyWith(ctx, old, nil, migrate.Options{Until: 25}); err != nil {
+		b.Fatal(err)
+	}
+	write(old, ", power_gpus", ", uniqExactState(cityHash64(g))")
+	st := testenv.CHDB(b)
+	if _, err := migrate.Apply(ctx, st, nil); err != nil {
+		b.Fatal(err)
+	}
+	write(st, ", power_w_total", ", sum(p)")
+
+	c, err := q.Compile(old.Database())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const formula0024 = "sum(power_w_sum) / nullIf(sum(power_w_n), 0) * uniqExactMerge(power_gpus)"
+	oldSQL := strings.Replace(c.SQL, schema.PowerTotalSQL, formula0024, 1)
+	run := func(s store.Store, sql string) (time.Duration, []any) {
+		t0 := time.Now()
+		r, err := s.QueryWith(ctx, sql, c.Params)
+		if err != nil || len(r.Rows) != clusters*24*60 {
+			b.Fatalf("%v rows, %v", len(r.Rows), err)
+		}
+		return time.Since(t0), r.Rows[0]
+	}
+	newSQL := strings.Replace(c.SQL, old.Database()+".", st.Database()+".", -1)
+	var tOld, tNew time.Duration
+	b.ResetTimer()
+	for range b.N {
+		d, a := run(old, oldSQL)
+		tOld += d
+		d, n := run(st, newSQL)
+		tNew += d
+		if fmt.Sprint(a[:2]) != fmt.Sprint(n[:2]) || math.Abs(toFloat(a[2])-toFloat(n[2])) > 1e-9*toFloat(n[2]) {
+			b.Fatalf("first point differs: 0024 %v, 0026 %v", a, n)
+		}
+	}
+	b.ReportMetric(float64(tOld.Milliseconds())/float64(b.N), "ms_0024")
+	b.ReportMetric(float64(tNew.Milliseconds())/float64(b.N), "ms_0026")
+	b.ReportMetric(float64(tOld)/float64(tNew), "speedup")
 	b.ReportMetric(0, "ns/op")
 }

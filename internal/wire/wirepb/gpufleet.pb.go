@@ -112,8 +112,12 @@ type SampleBatch struct {
 	Gpu           []uint32        `protobuf:"varint,10,rep,packed,name=gpu,proto3" json:"gpu,omitempty"`
 	Metrics       []*MetricColumn `protobuf:"bytes,11,rep,name=metrics,proto3" json:"metrics,omitempty"`
 	// Static placement labels from the agent's config (--rack, --pool); empty when unset.
-	Rack          string `protobuf:"bytes,12,opt,name=rack,proto3" json:"rack,omitempty"`
-	Pool          string `protobuf:"bytes,13,opt,name=pool,proto3" json:"pool,omitempty"`
+	Rack string `protobuf:"bytes,12,opt,name=rack,proto3" json:"rack,omitempty"`
+	Pool string `protobuf:"bytes,13,opt,name=pool,proto3" json:"pool,omitempty"`
+	// interval_ms is the agent's sampling period (--interval) in milliseconds: the time each reading
+	// stands for, so that a second's total power can be added up reading by reading at any sampling
+	// rate (docs/power.md). 0 when unknown (agents before this field): read as one second or more.
+	IntervalMs    uint32 `protobuf:"varint,14,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,6 +241,13 @@ func (x *SampleBatch) GetPool() string {
 		return x.Pool
 	}
 	return ""
+}
+
+func (x *SampleBatch) GetIntervalMs() uint32 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
 }
 
 // GPU is the identity of one device on the node; sent with every batch so that a batch decodes alone.
@@ -606,7 +617,7 @@ var File_gpufleet_proto protoreflect.FileDescriptor
 
 const file_gpufleet_proto_rawDesc = "" +
 	"\n" +
-	"\x0egpufleet.proto\x12\x10gpufleet.wire.v1\"\x9a\x03\n" +
+	"\x0egpufleet.proto\x12\x10gpufleet.wire.v1\"\xbb\x03\n" +
 	"\vSampleBatch\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x10\n" +
@@ -622,7 +633,9 @@ const file_gpufleet_proto_rawDesc = "" +
 	" \x03(\rR\x03gpu\x128\n" +
 	"\ametrics\x18\v \x03(\v2\x1e.gpufleet.wire.v1.MetricColumnR\ametrics\x12\x12\n" +
 	"\x04rack\x18\f \x01(\tR\x04rack\x12\x12\n" +
-	"\x04pool\x18\r \x01(\tR\x04pool\"\xb3\x01\n" +
+	"\x04pool\x18\r \x01(\tR\x04pool\x12\x1f\n" +
+	"\vinterval_ms\x18\x0e \x01(\rR\n" +
+	"intervalMs\"\xb3\x01\n" +
 	"\x03GPU\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +

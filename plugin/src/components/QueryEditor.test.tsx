@@ -262,6 +262,23 @@ describe('QueryEditor', () => {
     expect(ds.compile).toHaveBeenCalledWith(expect.objectContaining({ queryType: 'jobs' }), undefined, undefined, undefined);
   });
 
+  it('edits a power query: the point\'s aggregation of seconds, filters, legend, and compiles it without a metric', async () => {
+    jest.useFakeTimers();
+    const ds = fakeDS();
+    const { onChange } = await setup({ refId: 'A', queryType: 'power' }, ds);
+    expect(screen.queryByText('Aggregation')).toBeNull();
+    expect(document.getElementById('gpufleet-metric')).toBeNull();
+    expect(document.getElementById('gpufleet-alias')).not.toBeNull();
+    await act(async () => {
+      jest.advanceTimersByTime(300);
+    });
+    expect(ds.compile).toHaveBeenCalledWith(expect.objectContaining({ queryType: 'power' }), undefined, undefined, undefined);
+    await act(async () => {
+      screen.getByLabelText('peak').click();
+    });
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ queryType: 'power', agg: 'max' }));
+  });
+
   it('switches to a failure report', async () => {
     const { onChange, onRunQuery, user } = await setup({ refId: 'A', metric: 'gpu_util', agg: 'avg' });
     await user.click(screen.getByLabelText('Drain list'));

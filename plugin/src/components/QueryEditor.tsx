@@ -26,6 +26,7 @@ import {
   GpuQuery,
   isFailureType,
   MetricInfo,
+  POWER_AGGS,
   QueryType,
   TOP_AGGS,
 } from '../types';
@@ -42,6 +43,7 @@ const MODES: Array<SelectableValue<QueryType>> = [
   { label: 'Drain list', value: 'drain', description: 'the GPUs to act on now, most severe first' },
   { label: 'Interruptions', value: 'interruptions', description: 'jobs ended after a fatal event, by cause' },
   { label: 'Jobs', value: 'jobs', description: 'what each job used over the range: GPUs, GPU-hours, utilisation, energy' },
+  { label: 'Power', value: 'power', description: "each cluster's total power draw per second: the mean, peak or lowest second per point" },
 ];
 
 const MACROS =
@@ -55,6 +57,9 @@ const MACROS =
 function aggsFor(m: MetricInfo | undefined, mode: QueryType, all: MetricInfo[]): string[] {
   if (mode === 'top') {
     return m?.kind === 'counter' ? [] : TOP_AGGS;
+  }
+  if (mode === 'power') {
+    return POWER_AGGS;
   }
   if (m) {
     return m.aggs;
@@ -108,7 +113,8 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
   // The SQL the builder query runs, asked of the backend a moment after the last change.
   const intervalMs = data?.request?.intervalMs;
   const maxDataPoints = data?.request?.maxDataPoints;
-  const compiles = mode === 'annotations' || mode === 'jobs' || isFailureType(mode) || (mode !== 'sql' && Boolean(query.metric));
+  const compiles =
+    mode === 'annotations' || mode === 'jobs' || mode === 'power' || isFailureType(mode) || (mode !== 'sql' && Boolean(query.metric));
   const compileKey = compiles ? JSON.stringify([query, range?.from.valueOf(), range?.to.valueOf()]) : '';
   useEffect(() => {
     if (!compileKey) {
@@ -168,6 +174,22 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
         )
       }
     />
+  );
+  const legendField = (
+    <InlineField
+      label="Legend"
+      labelWidth={14}
+      tooltip="each series' name: {{label}} stands for its label, such as {{cluster}} or {{node}}; {{metric}} for the metric"
+    >
+      <Input
+        id="gpufleet-alias"
+        width={40}
+        placeholder="from the labels"
+        value={query.alias ?? ''}
+        onChange={(e) => change({ alias: e.currentTarget.value || undefined }, false)}
+        onBlur={() => onRunQuery()}
+      />
+    </InlineField>
   );
   const compiledSQL = (
     <>
@@ -265,6 +287,27 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
           {filtersEditor(GPU_DIMS)}
           {compiledSQL}
         </>
+      ) : mode === 'power' ? (
+        <>
+          <InlineField
+            label="Per point"
+            labelWidth={14}
+            tooltip="a point wider than a second shows the mean, the peak (max) or the lowest (min) of its seconds' totals"
+          >
+            <RadioButtonGroup<string>
+              options={POWER_AGGS.map((a) => ({ label: a === 'max' ? 'peak' : a === 'min' ? 'lowest' : 'mean', value: a }))}
+              value={query.agg && POWER_AGGS.includes(query.agg) ? query.agg : 'avg'}
+              onChange={(agg) => change({ agg })}
+              size="sm"
+            />
+          </InlineField>
+          {filtersEditor(DIMS)}
+          <div className={styles.help}>
+            Filters on the cluster alone read the per-second rollup; a filter on any other label reads the raw rows.
+          </div>
+          {legendField}
+          {compiledSQL}
+        </>
       ) : mode === 'sql' ? (
         <>
           <CodeEditor
@@ -320,22 +363,7 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource, range, da
             </InlineField>
           )}
           {filtersEditor(DIMS)}
-          {mode !== 'top' && (
-            <InlineField
-              label="Legend"
-              labelWidth={14}
-              tooltip="each series' name: {{label}} stands for its label, such as {{cluster}} or {{node}}; {{metric}} for the metric"
-            >
-              <Input
-                id="gpufleet-alias"
-                width={40}
-                placeholder="from the labels"
-                value={query.alias ?? ''}
-                onChange={(e) => change({ alias: e.currentTarget.value || undefined }, false)}
-                onBlur={() => onRunQuery()}
-              />
-            </InlineField>
-          )}
+          {mode !== 'top' && legendField}
           {mode === 'series' && (
             <InlineField
               label="Fill gaps"

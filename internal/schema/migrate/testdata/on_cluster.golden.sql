@@ -4656,3 +4656,27 @@ SELECT
 FROM gpufleet.gpu_samples
 GROUP BY t, cluster, node, uuid, model, job_id, rack, pool
 ;
+-- 0026_power_by_interval
+ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
+    ADD COLUMN IF NOT EXISTS interval_ms UInt32 CODEC(T64, ZSTD(1)) AFTER seq
+;
+DROP VIEW IF EXISTS gpufleet.cluster_power_1s_mv ON CLUSTER 'fleet'
+;
+ALTER TABLE gpufleet.cluster_power_1s ON CLUSTER 'fleet'
+    ADD COLUMN IF NOT EXISTS power_w_total SimpleAggregateFunction(sum, Float64) DEFAULT if(power_w_n = 0, 0, power_w_sum / power_w_n * finalizeAggregation(power_gpus))
+;
+ALTER TABLE gpufleet.cluster_power_1s ON CLUSTER 'fleet'
+    MATERIALIZE COLUMN power_w_total
+SETTINGS mutations_sync = 2
+;
+CREATE MATERIALIZED VIEW IF NOT EXISTS gpufleet.cluster_power_1s_mv ON CLUSTER 'fleet' TO gpufleet.cluster_power_1s AS
+SELECT
+    toDateTime(toStartOfSecond(time), 'UTC') AS t,
+    cluster,
+    count() AS samples,
+    toFloat64(ifNull(sum(power_w), 0)) AS power_w_sum,
+    count(power_w) AS power_w_n,
+    toFloat64(ifNull(sum(power_w * if(interval_ms = 0, 1, least(interval_ms, 1000) / 1000)), 0)) AS power_w_total
+FROM gpufleet.gpu_samples
+GROUP BY t, cluster
+;
