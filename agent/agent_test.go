@@ -19,7 +19,7 @@ import (
 // With SendEvery 5, each node's message carries five sample instants, sequence numbers run 1, 2, 3
 // without gaps, and the instants held when the agent stops are still sent: every sample taken is in
 // Kafka exactly once. Jobs come from the attribution function, not the source; the configured pool
-// overrides the simulator's, whose rack is kept.
+// overrides the simulator's, whose rack is kept. Every message says the sampling period.
 func TestSendEveryBatchesInstants(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := fmt.Sprintf("agent.sendevery.%d", time.Now().UnixNano())
@@ -71,6 +71,9 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 		}
 		if b.Rack != "rack-000" || b.Pool != "batch" {
 			t.Errorf("%s seq %d: rack %q pool %q, want the simulator's rack-000 and the configured pool batch", b.Node, b.Seq, b.Rack, b.Pool)
+		}
+		if b.IntervalMs != 20 {
+			t.Errorf("%s seq %d: interval_ms %d, want the sampling period, 20", b.Node, b.Seq, b.IntervalMs)
 		}
 		if b.Seq != lastSeq[b.Node]+1 {
 			t.Errorf("%s: seq %d after %d", b.Node, b.Seq, lastSeq[b.Node])
