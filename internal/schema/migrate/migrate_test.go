@@ -195,3 +195,51 @@ func TestLatestIsTheLastLoaded(t *testing.T) {
 		t.Fatalf("Latest() = %d, Load's last = %+v", migrate.Latest(), ms[len(ms)-1:])
 	}
 }
+
+// No ClickHouse cluster runs here, so the engine's own parser checks the cluster form: every
+// statement OnCluster writes parses (formatQuery in chDB, the parser a server runs), and what the
+// parser reads back says ON CLUSTER on every DDL statement and, for each table, a Replicated engine
+// with the replicated deduplication window where the single-server form set one. TRUNCATE and
+// INSERT (0021's XID catalogue) stay as on one server: a Replicated table replicates them itself,
+// in order through its log, where a TRUNCATE run ON CLUSTER by every replica could land after the
+// INSERT had replicated and empty the table again.
+func TestOnClusterParses(t *testing.T) {
+	s := testenv.CHDB(t)
+	ctx := context.Background()
+	ms, err := migrate.Load("gpufleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range ms {
+		for i, stmt := range m.Statements {
+			c := migrate.OnCluster(stmt, "fleet")
+			r, err := s.QueryWith(ctx, "SELECT formatQuery({q:String})", store.Params{"q": store.StringParam(c)})
+			if err != nil || len(r.Rows) != 1 {
+				t.Errorf("%04d statement %d does not parse: %v\n%s", m.Version, i+1, err, c)
+				continue
+			}
+			n++
+			got, _ := r.Rows[0][0].(string)
+			if dml := strings.HasPrefix(got, "TRUNCATE") || strings.HasPrefix(got, "INSERT"); dml == strings.Contains(got, "ON CLUSTER") {
+				t.Errorf("%04d statement %d: ON CLUSTER on a TRUNCATE or INSERT, or missing on DDL:\n%s", m.Version, i+1, got)
+			}
+			if strings.Contains(stmt, "ENGINE = ") && !strings.Contains(got, "ENGINE = Replicated") {
+				t.Errorf("%04d statement %d: the parser reads no Replicated engine:\n%s", m.Version, i+1, got)
+			}
+			if strings.Contains(stmt, "non_replicated_deduplication_window") &&
+				(!strings.Contains(got, "replicated_deduplication_window = ") || strings.Contains(got, "non_replicated_deduplication_window")) {
+				t.Errorf("%04d statement %d: the parser reads no replicated deduplication window:\n%s", m.Version, i+1, got)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no statement parsed")
+	}
+	// The check can fail: a cluster clause in the wrong place does not parse.
+	if _, err := s.QueryWith(ctx, "SELECT formatQuery({q:String})", store.Params{"q": store.StringParam(
+		"CREATE TABLE IF NOT EXISTS gpufleet.t (a UInt8) ENGINE = ReplicatedMergeTree ON CLUSTER 'fleet' ORDER BY a")}); err == nil {
+		t.Error("formatQuery accepted ON CLUSTER after the engine")
+	}
+	t.Logf("%d statements parsed", n)
+}
