@@ -85,6 +85,16 @@ type Config struct {
 	// docs/health.md) and adds an EVENT_KIND_HEALTH event whenever a GPU's state changes, and for
 	// each GPU's first evaluation; Observe sees those events too. Nil evaluates none.
 	Health *health.Config
+	// Speed runs the agent's clock that many times faster than real time, for load tests with
+	// simulated sources (gpufleet simulate --speed): it samples every Interval / Speed and stamps
+	// each sample Start + Speed × the time since Run began, so the fleet's readings are those of
+	// Speed times as many GPUs at Interval. Default 1, the wall clock; sources that read hardware
+	// make no sense at any other.
+	Speed int
+	// Start is the sample time of the first cycle when Speed is over 1; zero is the time Run
+	// begins. A start in the past keeps the stamps behind the wall clock (ingest refuses samples
+	// more than its MaxClockAhead ahead of it).
+	Start time.Time
 }
 
 // DefaultMaxSendRecords and DefaultMaxSendBytes are Config.MaxSendRecords and MaxSendBytes when
@@ -106,6 +116,7 @@ type limit struct {
 var limits = []limit{
 	{"Interval", int64(10 * time.Millisecond), 0, int64(time.Second), func(c *Config) any { return &c.Interval }},
 	{"SendEvery", 1, 600, 1, func(c *Config) any { return &c.SendEvery }},
+	{"Speed", 1, 1000, 1, func(c *Config) any { return &c.Speed }},
 	{"MaxSendRecords", 1, 0, DefaultMaxSendRecords, func(c *Config) any { return &c.MaxSendRecords }},
 	// The producer's batch limit: a larger Send could not go out as one request.
 	{"MaxSendBytes", 1, kafka.ProducerBatchBytes, DefaultMaxSendBytes, func(c *Config) any { return &c.MaxSendBytes }},
@@ -170,6 +181,10 @@ func (c Config) Validate() error {
 			return fmt.Errorf("agent: %w", err)
 		}
 	}
+	if c.Speed > 1 && c.Interval/time.Duration(c.Speed) < time.Millisecond {
+		return fmt.Errorf("agent: %w", &config.FieldError{Field: "Speed", Value: c.Speed,
+			Problem: fmt.Sprintf("samples every %s at Interval %s: at most %d times real time", c.Interval/time.Duration(c.Speed), c.Interval, c.Interval/time.Millisecond)})
+	}
 	return nil
 }
 
@@ -206,6 +221,8 @@ type Agent struct {
 	missedUnlogged uint64
 	missedLogged   time.Time
 	health         *healthEval // nil without Config.Health
+	// tick is the real time between cycles: Interval, or Interval / Speed.
+	tick time.Duration
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -238,7 +255,7 @@ func New(cfg Config) (*Agent, error) {
 	// batches of a partition one after another, and if the first failed and a second succeeded,
 	// the resend would put a node's batches out of order.
 	cfg.MaxSendRecords = min(cfg.MaxSendRecords, max(1, kafka.ProducerBatchMessages/(2*len(cfg.Sources))))
-	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)),
+	a := &Agent{cfg: cfg, log: cfg.Logger, seq: make([]uint64, len(cfg.Sources)), tick: cfg.Interval / time.Duration(cfg.Speed),
 		pending: make([]*wirepb.SampleBatch, len(cfg.Sources)), pendingEv: make([][]*wirepb.Event, len(cfg.Sources)),
 		sendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_agent_send_errors_total", Help: "Failed sends to Kafka (each is retried)."}),
 		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_agent_send_seconds", Help: "Time of one acknowledged send to Kafka: one interval's messages, or, from a spool holding a backlog, up to MaxSendRecords intervals'.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -289,11 +306,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Spool != nil {
 		return a.runSpooled(ctx)
 	}
-	t := time.NewTicker(a.cfg.Interval)
+	now := a.clock()
+	t := time.NewTicker(a.tick)
 	defer t.Stop()
 	last := time.Now()
 	for {
-		if err := a.cycle(ctx, time.Now()); err != nil {
+		if err := a.cycle(ctx, now()); err != nil {
 			return err
 		}
 		select {
@@ -306,6 +324,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// clock returns what stamps each cycle's samples: the wall clock, or at Speed over 1 a clock that
+// runs Speed times as fast from Start.
+func (a *Agent) clock() func() time.Time {
+	if a.cfg.Speed <= 1 {
+		return time.Now
+	}
+	began := time.Now()
+	start := a.cfg.Start
+	if start.IsZero() {
+		start = began
+	}
+	speed := time.Duration(a.cfg.Speed)
+	return func() time.Time { return start.Add(time.Since(began) * speed) }
+}
+
 // missedLogEvery spaces the log lines about missed ticks: a host that is too slow for its interval
 // is slow every cycle.
 const missedLogEvery = time.Minute
@@ -313,7 +346,7 @@ const missedLogEvery = time.Minute
 // countMissed counts the ticks the ticker dropped between two it delivered, prev and now: it
 // delivers the time each tick was due, so the gap is a whole number of intervals.
 func (a *Agent) countMissed(prev, now time.Time) {
-	n := (now.Sub(prev) + a.cfg.Interval/2) / a.cfg.Interval
+	n := (now.Sub(prev) + a.tick/2) / a.tick
 	if n <= 1 {
 		return
 	}
@@ -323,7 +356,7 @@ func (a *Agent) countMissed(prev, now time.Time) {
 		return
 	}
 	a.log.Warn("sampling fell behind: a cycle took longer than the interval, ticks skipped",
-		slog.Uint64("skipped", a.missedUnlogged), slog.Duration("interval", a.cfg.Interval),
+		slog.Uint64("skipped", a.missedUnlogged), slog.Duration("interval", a.tick),
 		slog.Duration("last_cycle", now.Sub(prev)), slog.Uint64("skipped_total", a.missed.Load()))
 	a.missedUnlogged, a.missedLogged = 0, now
 }
@@ -340,13 +373,14 @@ func (a *Agent) runSpooled(ctx context.Context) error {
 	sent := make(chan error, 1)
 	drain := make(chan struct{})
 	go func() { sent <- a.sendFromSpool(sendCtx, drain) }()
-	t := time.NewTicker(a.cfg.Interval)
+	now := a.clock()
+	t := time.NewTicker(a.tick)
 	defer t.Stop()
 	last := time.Now()
 	var err error
 loop:
 	for {
-		if err = a.cycle(ctx, time.Now()); err != nil {
+		if err = a.cycle(ctx, now()); err != nil {
 			break
 		}
 		select {
@@ -410,7 +444,7 @@ func (a *Agent) sendFromSpool(ctx context.Context, drain <-chan struct{}) error 
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-sp.Ready():
-			case <-time.After(a.cfg.Interval):
+			case <-time.After(a.tick):
 			}
 			continue
 		}

@@ -94,3 +94,64 @@ func TestSendEveryBatchesInstants(t *testing.T) {
 	}
 	t.Logf("%d samples in %d messages", st.Samples, st.Batches)
 }
+
+// At Speed 10 the agent samples ten times a second of real time and stamps each sample a simulated
+// second after the last, from Start: a second of real time is ten seconds of the fleet, every
+// message saying the simulated interval.
+func TestSpeedRunsTheClockFaster(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := fmt.Sprintf("agent.speed.%d", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, brokers, []kafka.Topic{{Name: topic, Partitions: 1}, {Name: topic + ".ev", Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	prod := kafka.NewProducer(brokers)
+	defer prod.Close()
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	a, err := agent.New(agent.Config{Sources: []agent.Source{sim.NewNode(1, "c", 0, 2)}, Sender: prod, Interval: time.Second,
+		Speed: 10, Start: start, SamplesTopic: topic, EventsTopic: topic + ".ev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer stop()
+	began := time.Now()
+	if err := a.Run(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	real := time.Since(began)
+	st := a.Stats()
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	var dec wire.SampleDecoder
+	var times []int64
+	for range st.Batches {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := dec.Decode(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.IntervalMs != 1000 {
+			t.Errorf("interval_ms %d, want the simulated interval, 1000", b.IntervalMs)
+		}
+		times = append(times, b.TimeUnixMs[0])
+	}
+	// 1.5 s of real time: about 15 cycles, less on a loaded machine (skipped ticks skip simulated time too).
+	if len(times) < 5 || len(times) > int(real/(100*time.Millisecond))+2 {
+		t.Fatalf("%d samples in %s at 10× a 1 s interval", len(times), real)
+	}
+	if first := time.UnixMilli(times[0]); first.Before(start) || first.After(start.Add(time.Second)) {
+		t.Errorf("first sample at %s, want Start %s", first, start)
+	}
+	last := time.UnixMilli(times[len(times)-1])
+	if span := last.Sub(time.UnixMilli(times[0])); span < time.Duration(len(times)-1)*time.Second*8/10 || span > 10*real {
+		t.Errorf("%d samples span %s of simulated time over %s of real time, want about a second each", len(times), span, real)
+	}
+	if last.After(time.Now()) {
+		t.Errorf("last sample at %s, after the wall clock: Start an hour back should keep it behind", last)
+	}
+}

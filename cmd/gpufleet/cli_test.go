@@ -169,6 +169,10 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		// csv > out.csv` filled out.csv with help.
 		{"mistyped flag", nil, []string{"query", "--metrc", "x", "--format", "csv"}, 2, "gpufleet query: unknown flag --metrc"},
 		{"bad flag value", nil, []string{"simulate", "--gpus", "many"}, 2, `invalid value "many" for flag --gpus`},
+		{"speed without for", nil, []string{"simulate", "--speed", "5"}, 2, "--speed 5 needs --for"},
+		{"speed too fast", nil, []string{"simulate", "--speed", "2000", "--for", "1s"}, 2, "--speed 2000 (Speed): must be 1..1000"},
+		{"speed under a millisecond a tick", nil, []string{"simulate", "--speed", "50", "--interval", "10ms", "--for", "1s"}, 2, "--speed 50 (Speed): samples every 200µs"},
+		{"speed too far back", nil, []string{"simulate", "--speed", "100", "--for", "240h"}, 2, "starts the simulated clock more than 696h0m0s back"},
 		{"bad env value", []string{"GPUFLEET_BATCH_ROWS=lots"}, []string{"ingest"}, 2, "GPUFLEET_BATCH_ROWS (--batch-rows)"},
 		{"zero workers", nil, []string{"ingest", "--workers", "0"}, 2, "--workers 0: must be between 1 and 256"},
 		{"short session", []string{"GPUFLEET_SESSION_TIMEOUT=10ms"}, []string{"ingest"}, 2, "--session-timeout 10ms (SessionTimeout): must be at least 1s"},

@@ -18,6 +18,7 @@ type fieldFlags map[string]string
 var agentFields = fieldFlags{
 	"Interval":  "interval",
 	"SendEvery": "send-every",
+	"Speed":     "speed",
 }
 
 // ingestFields are ingest.Config's flags. Two are in MiB where the field is in bytes: the flag's

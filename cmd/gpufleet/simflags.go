@@ -29,6 +29,7 @@ type simFlags struct {
 	seed        uint64
 	interval    time.Duration
 	sendEvery   int
+	speed       int // simulate's --speed; 0 where not registered (the wall clock)
 	nodeOffset  int
 	spoolDir    string
 	spoolMiB    int
@@ -93,6 +94,13 @@ func (s *simFlags) register(f *flags, gpus int) {
 		"after counts from the node's first sample, e.g. node=node-00003,gpu=2,fault=dbe,after=30s")
 }
 
+// registerSpeed adds --speed, for simulate's load tests.
+func (s *simFlags) registerSpeed(f *flags) {
+	f.IntVar(&s.speed, "speed", 1, "run the simulated clock this many times faster than real time (1..1000, needs --for): each node\n"+
+		"samples every --interval / speed, stamped as if at --interval, ending about now; the fleet's load on\n"+
+		"Kafka and ingest is that of speed × --gpus GPUs at --interval (docs/capacity.md, load test)")
+}
+
 // registerDCGMCompat adds --dcgm-compat, for the commands that serve an agent's /metrics.
 func (s *simFlags) registerDCGMCompat(f *flags) {
 	f.BoolVar(&s.dcgmCompat, "dcgm-compat", false, "also serve the latest GPU readings on /metrics under dcgm-exporter's metric names and labels\n"+
@@ -116,6 +124,9 @@ func (s *simFlags) observer(reg prometheus.Registerer) func(*wirepb.SampleBatch,
 func (s *simFlags) agentConfig() agent.Config {
 	cfg := agent.DefaultConfig()
 	cfg.Interval, cfg.SendEvery, cfg.Rack, cfg.Pool = s.interval, s.sendEvery, s.rack, s.pool
+	if s.speed != 0 {
+		cfg.Speed = s.speed
+	}
 	// Every GPU's health state on gpu.events (docs/health.md), the simulator's as a real node's.
 	cfg.Health = &health.Config{}
 	return cfg
