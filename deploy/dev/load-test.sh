@@ -28,7 +28,7 @@ trap cleanup EXIT
 (cd "$root" && go build -o "$work/gpufleet" ./cmd/gpufleet)
 g="$work/gpufleet"
 broker=$(bash "$here/kafka.sh" start "$work/kafka" 29192)
-"$g" topics --brokers "$broker" --partitions "$parts" >/dev/null
+"$g" topics --brokers "$broker" --partitions "$parts" --log-level error >/dev/null
 metrics=127.0.0.1:29410
 # A batch age of 5 s / SPEED: a block then holds five simulated seconds of each GPU, as the default
 # 5 s does for a real fleet at 1 Hz; the rollups' price is set by that (docs/rollups.md).
@@ -77,11 +77,12 @@ mid=${lags[$((n / 2))]:-0}
 last=${lags[$((n - 1))]:-0}
 printf 'sent %s samples, inserted %s; %d s to drain after the simulator stopped; lag max %d, at half time %d, at the end %d messages\n' \
   "${total:-?}" "$rows" "$drain" "$maxlag" "$mid" "$last"
-# Bounded: the lag at the end is no more than twice the lag at half time plus a batch age's worth
-# of messages (5 s of every node's sends).
+# Bounded: the lag at the end is no more than at half time plus five seconds of the fleet's sends
+# (each node sends SPEED messages a second): a lag that keeps growing means ingest falls behind.
 nodes=$((gpus / 8))
-if ((last <= 2 * mid + 5 * speed * nodes)); then
-  printf 'sustained: %d GPUs at 1 Hz (lag bounded)\n' $((gpus * speed))
+if ((last <= mid + 5 * speed * nodes)); then
+  printf 'sustained: %d GPUs at 1 Hz (lag bounded); inserted %d samples/s over the run\n' $((gpus * speed)) $((rows / (secs + drain)))
 else
-  printf 'NOT sustained: %d GPUs at 1 Hz (lag grew from %d to %d messages)\n' $((gpus * speed)) "$mid" "$last"
+  printf 'NOT sustained: %d GPUs at 1 Hz (lag grew from %d to %d messages); ingest inserted %d samples/s over the run\n' \
+    $((gpus * speed)) "$mid" "$last" $((rows / (secs + drain)))
 fi
