@@ -28,7 +28,7 @@ func TestNewRefusesOutOfRange(t *testing.T) {
 		{"SendEvery", func(c *agent.Config) { c.SendEvery = -1 }},
 		{"Speed", func(c *agent.Config) { c.Speed = 1001 }},
 		{"Speed", func(c *agent.Config) { c.Speed = -2 }},
-		{"Speed", func(c *agent.Config) { c.Interval, c.Speed = 10 * time.Millisecond, 20 }}, // a tick under 1 ms
+		{"Speed", func(c *agent.Config) { c.Interval, c.Speed = 10*time.Millisecond, 20 }}, // a tick under 1 ms
 		{"MaxSendRecords", func(c *agent.Config) { c.MaxSendRecords = -1 }},
 		{"MaxSendBytes", func(c *agent.Config) { c.MaxSendBytes = kafka.ProducerBatchBytes + 1 }},
 	}
