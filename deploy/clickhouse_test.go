@@ -254,7 +254,7 @@ func TestClickHouseGrantsJob(t *testing.T) {
 		if _, err := migrate.Apply(ctx, st, nil); err != nil {
 			t.Fatalf("migrate.Apply as gpufleet_migrate: %v", err)
 		}
-		if err := migrate.SetRetention(ctx, st, migrate.Retention{SamplesDays: 30, EventsDays: 90}, ""); err != nil {
+		if err := migrate.SetRetention(ctx, st, migrate.Retention{SamplesDays: 30, EventsDays: 90}, migrate.Options{}); err != nil {
 			t.Fatalf("migrate.SetRetention as gpufleet_migrate: %v", err)
 		}
 		checkGrantCases(t, exec, append([]grantCase{

@@ -1,5 +1,7 @@
 package schema
 
+import "strings"
+
 // The names of the tables and views the migrations create, unqualified: store.Table(db, name) puts
 // the database in front. Code that reads or writes one names it from here, so that a rename is one
 // edit here plus a migration, and TestNamesAreTheMigrations (names_test.go) fails when a migration
@@ -45,6 +47,9 @@ const viewSuffix = "_mv"
 
 // View is the name of the materialized view that fills table t.
 func View(t string) string { return t + viewSuffix }
+
+// IsView reports whether name is one of the materialized views above.
+func IsView(name string) bool { return strings.HasSuffix(name, viewSuffix) }
 
 // Names returns every table and view name above, tables first.
 func Names() []string {

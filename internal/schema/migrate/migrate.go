@@ -4,6 +4,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -97,6 +98,10 @@ func Apply(ctx context.Context, s store.Store, log *slog.Logger) ([]int, error) 
 type Options struct {
 	// Cluster, when set, creates everything ON CLUSTER with Replicated engines (see OnCluster).
 	Cluster string
+	// ShardDatabase, with Cluster, shards the schema (sharded.go): the migrations create the tables
+	// in this database on every host, and the store's database gets the Distributed tables and
+	// views over them that the read paths use.
+	ShardDatabase string
 	// Until, when positive, stops after that version: an upgrade in steps, or a test of data
 	// written under an older schema.
 	Until int
@@ -107,17 +112,21 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db := s.Database()
+	db, err := opts.tablesDatabase(s)
+	if err != nil {
+		return nil, err
+	}
 	ms, err := Load(db)
 	if err != nil {
 		return nil, err
 	}
 	rewrite := func(stmt string) string { return stmt }
 	createDB := "CREATE DATABASE IF NOT EXISTS " + db
-	if opts.Cluster != "" {
-		if err := store.CheckIdent("cluster", opts.Cluster); err != nil {
-			return nil, err
-		}
+	switch {
+	case opts.ShardDatabase != "":
+		rewrite = func(stmt string) string { return Sharded(stmt, opts.Cluster) }
+		createDB += " ON CLUSTER " + store.QuoteString(opts.Cluster)
+	case opts.Cluster != "":
 		rewrite = func(stmt string) string { return OnCluster(stmt, opts.Cluster) }
 		createDB += " ON CLUSTER " + store.QuoteString(opts.Cluster)
 	}
@@ -128,7 +137,7 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 		" (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")); err != nil {
 		return nil, fmt.Errorf("migrate: create %s: %w", schema.SchemaMigrations, err)
 	}
-	done, err := Applied(ctx, s)
+	done, err := appliedIn(ctx, s, db)
 	if err != nil {
 		return nil, err
 	}
@@ -152,12 +161,52 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 		log.Info("applied migration", slog.Int("version", m.Version), slog.String("name", m.Name))
 		applied = append(applied, m.Version)
 	}
+	if opts.ShardDatabase != "" {
+		stmts, err := Distributed(s.Database(), opts.ShardDatabase, opts.Cluster)
+		if err != nil {
+			return applied, err
+		}
+		for _, stmt := range stmts {
+			if err := s.Exec(ctx, stmt); err != nil {
+				return applied, fmt.Errorf("migrate: read database %s: %w", s.Database(), err)
+			}
+		}
+		log.Info("read database over the shards", slog.String("database", s.Database()), slog.String("shard_database", opts.ShardDatabase),
+			slog.Int("tables", len(stmts)-1))
+	}
 	return applied, nil
+}
+
+// tablesDatabase is the database the migrations create the tables in: the store's, or on a
+// sharded cluster the shard database.
+func (o Options) tablesDatabase(s store.Store) (string, error) {
+	if o.Cluster != "" {
+		if err := store.CheckIdent("cluster", o.Cluster); err != nil {
+			return "", err
+		}
+	}
+	if o.ShardDatabase == "" {
+		return s.Database(), nil
+	}
+	if o.Cluster == "" {
+		return "", errors.New("migrate: a shard database needs a cluster")
+	}
+	if err := store.CheckIdent("shard database", o.ShardDatabase); err != nil {
+		return "", err
+	}
+	if o.ShardDatabase == s.Database() {
+		return "", fmt.Errorf("migrate: the shard database must not be the read database %s", s.Database())
+	}
+	return o.ShardDatabase, nil
 }
 
 // Applied returns the versions recorded in schema_migrations (empty when the table is missing).
 func Applied(ctx context.Context, s store.Store) (map[int]bool, error) {
-	r, err := s.Query(ctx, "SELECT DISTINCT version FROM "+store.Table(s.Database(), schema.SchemaMigrations))
+	return appliedIn(ctx, s, s.Database())
+}
+
+func appliedIn(ctx context.Context, s store.Store, db string) (map[int]bool, error) {
+	r, err := s.Query(ctx, "SELECT DISTINCT version FROM "+store.Table(db, schema.SchemaMigrations))
 	if err != nil {
 		return nil, fmt.Errorf("migrate: read %s: %w", schema.SchemaMigrations, err)
 	}
@@ -196,14 +245,16 @@ type Retention struct {
 	SamplesDays, EventsDays int
 }
 
-// SetRetention applies r to the store's tables.
-func SetRetention(ctx context.Context, s store.Store, r Retention, cluster string) error {
+// SetRetention applies r to the raw tables where ApplyWith with the same opts created them: the
+// store's database, or the shard database (opts.Until is not used).
+func SetRetention(ctx context.Context, s store.Store, r Retention, opts Options) error {
+	db, err := opts.tablesDatabase(s)
+	if err != nil {
+		return err
+	}
 	on := ""
-	if cluster != "" {
-		if err := store.CheckIdent("cluster", cluster); err != nil {
-			return err
-		}
-		on = " ON CLUSTER " + store.QuoteString(cluster)
+	if opts.Cluster != "" {
+		on = " ON CLUSTER " + store.QuoteString(opts.Cluster)
 	}
 	for _, t := range []struct {
 		table string
@@ -215,7 +266,7 @@ func SetRetention(ctx context.Context, s store.Store, r Retention, cluster strin
 		if t.days < 1 || t.days > 100*365 {
 			return fmt.Errorf("migrate: retention of %s: %d days is out of range", t.table, t.days)
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s%s MODIFY TTL toDateTime(time) + INTERVAL %d DAY", store.Table(s.Database(), t.table), on, t.days)
+		stmt := fmt.Sprintf("ALTER TABLE %s%s MODIFY TTL toDateTime(time) + INTERVAL %d DAY", store.Table(db, t.table), on, t.days)
 		if err := s.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate: retention of %s: %w", t.table, err)
 		}

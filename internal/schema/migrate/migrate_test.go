@@ -169,7 +169,7 @@ func TestSetRetention(t *testing.T) {
 	if _, err := migrate.Apply(ctx, s, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate.SetRetention(ctx, s, migrate.Retention{SamplesDays: 7}, ""); err != nil {
+	if err := migrate.SetRetention(ctx, s, migrate.Retention{SamplesDays: 7}, migrate.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := s.Query(ctx, "SELECT name, engine_full FROM system.tables WHERE database = '"+s.Database()+"' AND name IN ('gpu_samples', 'gpu_events') ORDER BY name")
@@ -180,7 +180,7 @@ func TestSetRetention(t *testing.T) {
 	if !strings.Contains(samples, "toIntervalDay(7)") || !strings.Contains(events, "toIntervalDay(180)") {
 		t.Errorf("TTLs after setting samples to 7 days:\nsamples: %s\nevents: %s", samples, events)
 	}
-	if err := migrate.SetRetention(ctx, s, migrate.Retention{EventsDays: -3}, ""); err == nil {
+	if err := migrate.SetRetention(ctx, s, migrate.Retention{EventsDays: -3}, migrate.Options{}); err == nil {
 		t.Error("a negative retention was accepted")
 	}
 }
