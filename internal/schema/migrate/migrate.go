@@ -133,8 +133,7 @@ func ApplyWith(ctx context.Context, s store.Store, log *slog.Logger, opts Option
 	if err := s.Exec(ctx, createDB); err != nil {
 		return nil, fmt.Errorf("migrate: create database %s: %w", db, err)
 	}
-	if err := s.Exec(ctx, rewrite("CREATE TABLE IF NOT EXISTS "+store.Table(db, schema.SchemaMigrations)+
-		" (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")); err != nil {
+	if err := s.Exec(ctx, rewrite(recordTableSQL(db))); err != nil {
 		return nil, fmt.Errorf("migrate: create %s: %w", schema.SchemaMigrations, err)
 	}
 	done, err := appliedIn(ctx, s, db)
@@ -191,13 +190,13 @@ func (o Options) tablesDatabase(s store.Store) (string, error) {
 	if o.Cluster == "" {
 		return "", errors.New("migrate: a shard database needs a cluster")
 	}
-	if err := store.CheckIdent("shard database", o.ShardDatabase); err != nil {
-		return "", err
-	}
-	if o.ShardDatabase == s.Database() {
-		return "", fmt.Errorf("migrate: the shard database must not be the read database %s", s.Database())
-	}
-	return o.ShardDatabase, nil
+	return o.ShardDatabase, checkSharding(s.Database(), o.ShardDatabase, o.Cluster)
+}
+
+// recordTableSQL creates the table of applied migrations in db, in the single-server form.
+func recordTableSQL(db string) string {
+	return "CREATE TABLE IF NOT EXISTS " + store.Table(db, schema.SchemaMigrations) +
+		" (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
 }
 
 // Applied returns the versions recorded in schema_migrations (empty when the table is missing).

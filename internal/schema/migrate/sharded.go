@@ -2,8 +2,8 @@ package migrate
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
@@ -32,32 +32,22 @@ var Everywhere = []string{schema.XIDCatalog, schema.SchemaMigrations}
 // an Atomic database.
 const everywherePath = "('/clickhouse/tables/{uuid}/all', '{shard}-{replica}')"
 
-var everywhereRE = regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS [A-Za-z0-9_]+\.(` + schema.XIDCatalog + `|` + schema.SchemaMigrations + `)[\s(]`)
-
 // Sharded rewrites a statement for the shard database: OnCluster, and for the Everywhere tables a
 // replication path that spans the shards.
 func Sharded(stmt, cluster string) string {
-	c := OnCluster(stmt, cluster)
-	if everywhereRE.MatchString(stmt) {
-		c = replicatedEngineRE.ReplaceAllString(c, "${0}"+everywherePath)
+	if m := createRE.FindStringSubmatch(stmt); m != nil && slices.Contains(Everywhere, m[1][strings.LastIndexByte(m[1], '.')+1:]) {
+		stmt = engineRE.ReplaceAllString(stmt, "ENGINE = Replicated${1}"+everywherePath)
 	}
-	return c
+	return OnCluster(stmt, cluster)
 }
-
-var replicatedEngineRE = regexp.MustCompile(`ENGINE = Replicated(MergeTree|AggregatingMergeTree|ReplacingMergeTree)\b`)
 
 // Distributed returns the statements that (re)create the read database db over the shard database
 // shardDB on cluster: a Distributed table per sharded table, a view per Everywhere table. They are
 // run after every migration, so a table or column a migration added is there too: CREATE OR
 // REPLACE copies the shard table's columns as they are now, and holds no data to lose.
 func Distributed(db, shardDB, cluster string) ([]string, error) {
-	for _, id := range []struct{ field, v string }{{"database", db}, {"shard database", shardDB}, {"cluster", cluster}} {
-		if err := store.CheckIdent(id.field, id.v); err != nil {
-			return nil, err
-		}
-	}
-	if db == shardDB {
-		return nil, fmt.Errorf("migrate: the shard database must not be the read database %s", db)
+	if err := checkSharding(db, shardDB, cluster); err != nil {
+		return nil, err
 	}
 	on := " ON CLUSTER " + store.QuoteString(cluster)
 	out := []string{"CREATE DATABASE IF NOT EXISTS " + db + on}
@@ -69,6 +59,19 @@ func Distributed(db, shardDB, cluster string) ([]string, error) {
 		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s%s AS SELECT * FROM %s", store.Table(db, t), on, store.Table(shardDB, t)))
 	}
 	return out, nil
+}
+
+// checkSharding names the field of a sharded layout that cannot be used.
+func checkSharding(db, shardDB, cluster string) error {
+	for _, id := range []struct{ field, v string }{{"database", db}, {"shard database", shardDB}, {"cluster", cluster}} {
+		if err := store.CheckIdent(id.field, id.v); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if db == shardDB {
+		return fmt.Errorf("migrate: the shard database must not be the read database %s", db)
+	}
+	return nil
 }
 
 // ShardedTables are the tables split across shards: every table the migrations create but the
