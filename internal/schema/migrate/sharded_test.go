@@ -111,8 +111,7 @@ func TestShardedParses(t *testing.T) {
 		}
 	}
 	// schema_migrations is created by ApplyWith itself, not by a migration file.
-	if got, err := parse(migrate.Sharded("CREATE TABLE IF NOT EXISTS gpufleet_shard."+schema.SchemaMigrations+
-		" (version UInt32) ENGINE = ReplacingMergeTree ORDER BY version", "fleet")); err != nil || !strings.Contains(got, "/all") {
+	if got, err := parse(migrate.Sharded(migrate.RecordTableSQL("gpufleet_shard"), "fleet")); err != nil || !strings.Contains(got, "/all") {
 		t.Errorf("schema_migrations in the sharded form: %v\n%s", err, got)
 	} else {
 		everywhere[schema.SchemaMigrations] = true
@@ -267,5 +266,36 @@ func TestShardedReadDatabase(t *testing.T) {
 	check()
 	if c := columns(read.Database(), schema.GPUSamples); !strings.Contains(c, "later_metric") {
 		t.Errorf("the added column is not in the read database: %s", c)
+	}
+}
+
+// A sharded layout that cannot work is refused before anything is created: no cluster, the shard
+// database the read database itself, or a name that is not an identifier.
+func TestShardedOptionsRefused(t *testing.T) {
+	s := testenv.CHDB(t)
+	ctx := context.Background()
+	databases := func() string {
+		r, err := s.Query(ctx, "SELECT groupArray(name) FROM (SELECT name FROM system.databases ORDER BY name)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(r.Rows[0][0])
+	}
+	before := databases()
+	for _, o := range []migrate.Options{
+		{ShardDatabase: "gpufleet_shard"},
+		{Cluster: "fleet", ShardDatabase: s.Database()},
+		{Cluster: "fleet", ShardDatabase: "x; DROP DATABASE default"},
+		{Cluster: "fleet'", ShardDatabase: "gpufleet_shard"},
+	} {
+		if applied, err := migrate.ApplyWith(ctx, s, nil, o); err == nil || len(applied) != 0 {
+			t.Errorf("ApplyWith(%+v) = %v, %v: want refused", o, applied, err)
+		}
+		if err := migrate.SetRetention(ctx, s, migrate.Retention{SamplesDays: 7}, o); err == nil {
+			t.Errorf("SetRetention(%+v) accepted", o)
+		}
+	}
+	if after := databases(); after != before {
+		t.Errorf("databases changed by refused options:\n%s\nwas\n%s", after, before)
 	}
 }
