@@ -214,6 +214,8 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"api without address", nil, []string{"api", "--http", ""}, 2, "--http: an address is required"},
 		{"malformed DSN", nil, []string{"migrate", "--clickhouse", "mysql://x"}, 2, `unsupported scheme "mysql"`},
 		{"DSN without host", nil, []string{"query", "--clickhouse", "clickhouse:///db"}, 2, "names no host"},
+		{"shard database without cluster", nil, []string{"migrate", "--shard-database", "gpufleet_shard"}, 2, "--shard-database gpufleet_shard: needs --on-cluster"},
+		{"bad shard database", nil, []string{"migrate", "--on-cluster", "fleet", "--shard-database", "s;DROP"}, 2, "--shard-database"},
 		{"bad database name", nil, []string{"migrate", "--clickhouse", "chdb:///tmp/x?database=a-b"}, 2, "letters, digits and underscore"},
 		{"missing libchdb", []string{"GPUFLEET_LIBCHDB=/nonexistent/libchdb.so"}, []string{"migrate", "--clickhouse", "chdb://" + t.TempDir()}, 1, "deploy/dev/chdb.sh install"},
 		{"unreachable broker", nil, []string{"simulate", "--brokers", "127.0.0.1:1", "--connect-timeout", "1s"}, 1, "cannot reach Kafka at 127.0.0.1:1"},
