@@ -656,10 +656,13 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer, bet
 			return fmt.Errorf("flush %s: %w", p.token(), err)
 		}
 	}
-	if err := in.retry(ctx, "record batch ranges", func(ctx context.Context) error {
-		return in.recordIntents(ctx, fresh)
-	}); err != nil {
-		return fmt.Errorf("flush: %w", err)
+	// One insert per shard, each retried alone: a retry does not record again on a shard that took it.
+	for _, ps := range in.byShard(fresh) {
+		if err := in.retry(ctx, "record batch ranges", func(ctx context.Context) error {
+			return in.recordIntents(ctx, ps)
+		}); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
 	}
 	offsets := map[string]map[int]int64{}
 	var dead []kafka.Message
@@ -667,13 +670,13 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer, bet
 		table, block := p.table()
 		token := p.token()
 		if err := in.retry(ctx, "insert "+table, func(ctx context.Context) error {
-			return in.insert(ctx, table, block, token)
+			return in.insert(ctx, in.storeOf(p.key.partition), table, block, token)
 		}); err != nil {
 			return fmt.Errorf("flush %s: %w", token, err)
 		}
 		if p.gaps.block.Rows() > 0 {
 			if err := in.retry(ctx, "insert "+schema.IngestGaps, func(ctx context.Context) error {
-				return in.cfg.Store.Insert(ctx, schema.IngestGaps, &p.gaps.block, "gaps/"+token)
+				return in.storeOf(p.key.partition).Insert(ctx, schema.IngestGaps, &p.gaps.block, "gaps/"+token)
 			}); err != nil {
 				return fmt.Errorf("flush %s: %w", token, err)
 			}
@@ -750,12 +753,12 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer, bet
 	return nil
 }
 
-func (in *Ingester) insert(ctx context.Context, table string, b *store.Block, token string) error {
+func (in *Ingester) insert(ctx context.Context, st store.Store, table string, b *store.Block, token string) error {
 	if b.Rows() == 0 {
 		return nil
 	}
 	start := time.Now()
-	if err := in.cfg.Store.Insert(ctx, table, b, token); err != nil {
+	if err := st.Insert(ctx, table, b, token); err != nil {
 		return err
 	}
 	in.m.insertSeconds.Observe(time.Since(start).Seconds())

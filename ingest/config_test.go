@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/config"
+	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
@@ -32,6 +33,8 @@ func TestNewRefusesOutOfRange(t *testing.T) {
 		{"SkewLogInterval", func(c *Config) { c.SkewLogInterval = -time.Second }},
 		{"AgentStateMax", func(c *Config) { c.AgentStateMax = -1 }},
 		{"AgentStateIdle", func(c *Config) { c.AgentStateIdle = time.Millisecond }},
+		{"Shards", func(c *Config) { c.Shards = []store.Store{st, st} }},
+		{"Shards[1]", func(c *Config) { c.Store, c.Shards = nil, []store.Store{st, nil} }},
 	}
 	for _, c := range cases {
 		t.Run(c.field, func(t *testing.T) {

@@ -33,7 +33,15 @@ type Config struct {
 	Brokers []string
 	// Kafka is how every connection to the brokers is made (TLS, SASL); nil is plaintext.
 	Kafka *kafka.Conn
+	// Store is where everything is written, unless Shards is set.
 	Store store.Store
+	// Shards are the shard-local databases of a sharded cluster (gpufleet migrate
+	// --shard-database), one per shard, in the same order for every worker of the group: partition p
+	// of either topic is written to Shards[p mod len(Shards)], its batch ranges, gaps and repeat
+	// lookups with it, so a replay finds its range where it was recorded. The agents key both topics
+	// by node and the two topics have the same partition count, so a node's samples and events are on
+	// one shard and its rollups are whole there. Set Store or Shards, not both.
+	Shards []store.Store
 	// GroupID is the Kafka consumer group; default "gpufleet-ingest".
 	GroupID string
 	// SamplesTopic, EventsTopic, DLQTopic default to wire.SamplesTopic, wire.EventsTopic and wire.DLQTopic.
@@ -233,9 +241,10 @@ type Stats struct {
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
 type Ingester struct {
-	cfg Config
-	log *slog.Logger
-	dlq *kafkago.Writer
+	cfg    Config
+	log    *slog.Logger
+	dlq    *kafkago.Writer
+	shards []store.Store // Config.Shards, or Config.Store alone
 
 	// Batcher state, owned by the goroutine running the current generation's batcher.
 	parts    map[partKey]*partBatch
@@ -309,8 +318,12 @@ func (p *partBatch) token() string {
 
 // New returns an ingester; Run starts consuming.
 func New(cfg Config) (*Ingester, error) {
-	if len(cfg.Brokers) == 0 || cfg.Store == nil {
-		return nil, errors.New("ingest: Brokers and Store are required")
+	if len(cfg.Brokers) == 0 || cfg.Store == nil && len(cfg.Shards) == 0 {
+		return nil, errors.New("ingest: Brokers and Store (or Shards) are required")
+	}
+	shards, err := shardsOf(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.GroupID == "" {
 		cfg.GroupID = "gpufleet-ingest"
@@ -339,7 +352,7 @@ func New(cfg Config) (*Ingester, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	in := &Ingester{cfg: cfg, log: cfg.Logger, parts: map[partKey]*partBatch{},
+	in := &Ingester{cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
 		agents: newAgentTable(cfg.AgentStateMax, cfg.AgentStateIdle, time.Now()), runs: map[partKey]partRun{}, lags: map[partKey]prometheus.Gauge{},
 		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default

@@ -28,7 +28,8 @@ import (
 // intentCovering returns the last offset of the recorded range that contains offset, or -1, and
 // the offsets that range left out as repeats (nil for a range recorded before they were kept).
 func (in *Ingester) intentCovering(ctx context.Context, k partKey, offset int64) (int64, map[int64]bool, error) {
-	db := in.cfg.Store.Database()
+	st := in.storeOf(k.partition)
+	db := st.Database()
 	// ORDER BY … LIMIT 1 rather than max(): max over no rows is 0, which would read as a range.
 	q := fmt.Sprintf("SELECT last_offset, toInt64(repeats_known), repeats FROM %s WHERE group_id = %s AND topic = %s AND partition = %d "+
 		"AND first_offset <= %d AND last_offset >= %d ORDER BY last_offset DESC LIMIT 1",
@@ -37,7 +38,7 @@ func (in *Ingester) intentCovering(ctx context.Context, k partKey, offset int64)
 	var last int64 = -1
 	var repeats map[int64]bool
 	err := in.retry(ctx, "read batch ranges", func(ctx context.Context) error {
-		r, err := in.cfg.Store.Query(ctx, q)
+		r, err := st.Query(ctx, q)
 		if err != nil {
 			return err
 		}
@@ -90,7 +91,8 @@ func parseRepeats(s string) (map[int64]bool, error) {
 	return out, nil
 }
 
-// recordIntents writes the ranges of batches about to be inserted, in one insert.
+// recordIntents writes the ranges of batches about to be inserted, in one insert into their shard
+// (byShard: they are all of one).
 func (in *Ingester) recordIntents(ctx context.Context, ps []*partBatch) error {
 	if len(ps) == 0 {
 		return nil
@@ -112,7 +114,7 @@ func (in *Ingester) recordIntents(ctx context.Context, ps []*partBatch) error {
 		last.V = append(last.V, p.last)
 	}
 	b := &store.Block{Columns: []store.Column{group, topic, part, first, last, known, repeats}}
-	return in.cfg.Store.Insert(ctx, schema.IngestIntents, b, "")
+	return in.storeOf(ps[0].key.partition).Insert(ctx, schema.IngestIntents, b, "")
 }
 
 // gapColumns are ingest_gaps rows found in one partition batch; they are inserted with a token

@@ -95,7 +95,7 @@ func (in *Ingester) dropRepeats(ctx context.Context, p *partBatch, seen map[msgK
 	if p.replay == nil {
 		if err := in.retry(ctx, "look up repeated messages", func(ctx context.Context) error {
 			var err error
-			stored, err = in.storedMessages(ctx, table, keys)
+			stored, err = in.storedMessages(ctx, in.storeOf(p.key.partition), table, keys)
 			return err
 		}); err != nil {
 			return fmt.Errorf("look up repeated messages in %s: %w", table, err)
@@ -143,10 +143,10 @@ func (in *Ingester) dropRepeats(ctx context.Context, p *partBatch, seen map[msgK
 	return nil
 }
 
-// storedMessages returns which of keys table already holds.
-func (in *Ingester) storedMessages(ctx context.Context, table string, keys []msgKey) (map[msgKey]bool, error) {
+// storedMessages returns which of keys table already holds in st.
+func (in *Ingester) storedMessages(ctx context.Context, st store.Store, table string, keys []msgKey) (map[msgKey]bool, error) {
 	stored := map[msgKey]bool{}
-	name := store.Table(in.cfg.Store.Database(), table)
+	name := store.Table(st.Database(), table)
 	for len(keys) > 0 {
 		var tuples strings.Builder
 		lo, hi := keys[0].firstMs, keys[0].firstMs
@@ -171,7 +171,7 @@ func (in *Ingester) storedMessages(ctx context.Context, table string, keys []msg
 		q := fmt.Sprintf("SELECT DISTINCT cluster, node, agent_id, seq, toUnixTimestamp64Milli(time) FROM %s "+
 			"WHERE time >= fromUnixTimestamp64Milli(toInt64(%d), 'UTC') AND time <= fromUnixTimestamp64Milli(toInt64(%d), 'UTC') "+
 			"AND (cluster, node, agent_id, seq, toUnixTimestamp64Milli(time)) IN (%s)", name, lo, hi, tuples.String())
-		r, err := in.cfg.Store.Query(ctx, q)
+		r, err := st.Query(ctx, q)
 		if err != nil {
 			return nil, err
 		}
