@@ -230,8 +230,21 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// dsnFlags hold a DSN, whose password and secret-like parameters redact.DSN masks.
-var dsnFlags = []string{"clickhouse"}
+// dsnFlags hold a DSN, whose password and secret-like parameters redact.DSN masks;
+// dsnListFlags hold several, separated by commas.
+var (
+	dsnFlags     = []string{"clickhouse"}
+	dsnListFlags = []string{"shards"}
+)
+
+// redactDSNs is a comma-separated list of DSNs with each one's secrets masked.
+func redactDSNs(v string) string {
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		parts[i] = dsnredact.DSN(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
 
 // secretFlag reports whether the flag's value is a secret: a token or password itself, not the
 // path of a file holding one (--api-token-file, --kafka-sasl-password-file).
@@ -254,6 +267,8 @@ func redacted(name, v string) string {
 		return v
 	case slices.Contains(dsnFlags, name):
 		return dsnredact.DSN(v)
+	case slices.Contains(dsnListFlags, name):
+		return redactDSNs(v)
 	case secretFlag(name):
 		return "(redacted)"
 	}

@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/backend"
 )
 
 // ingestCmd is `gpufleet ingest`: its flags set an ingest.Config (defaults from
@@ -25,6 +28,7 @@ import (
 type ingestCmd struct {
 	k           kafkaFlags
 	sf          storeFlags
+	shards      string        // comma-separated shard DSNs, in shard order
 	cfg         ingest.Config // the fields whose flag has the field's unit
 	batchMiB    int           // BatchBytes
 	dlqMaxMiB   int           // DLQMaxBytes
@@ -50,13 +54,20 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.sf.open(ctx)
+	stores, err := c.openStores(ctx)
+	for _, st := range stores {
+		defer st.Close()
+	}
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := c.schema(ctx, st, log); err != nil {
-		return err
+	for i, st := range stores {
+		if err := c.schema(ctx, st, log); err != nil {
+			if len(stores) > 1 {
+				return fmt.Errorf("shard %d (%s): %w", i+1, st.Database(), err)
+			}
+			return err
+		}
 	}
 	brokers, err := c.k.connect(ctx, log)
 	if err != nil {
@@ -72,13 +83,53 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	if c.memLimitMiB > 0 {
 		debug.SetMemoryLimit(int64(c.memLimitMiB) << 20)
 	}
-	c.cfg.Brokers, c.cfg.Kafka, c.cfg.Store = brokers, c.k.conn, st
+	c.cfg.Brokers, c.cfg.Kafka = brokers, c.k.conn
+	if c.shards != "" {
+		c.cfg.Shards = stores
+	} else {
+		c.cfg.Store = stores[0]
+	}
 	return c.run(ctx, log, reg)
+}
+
+// openStores opens --clickhouse, or each of --shards in order. What it opened is returned to be
+// closed also with an error.
+func (c *ingestCmd) openStores(ctx context.Context) ([]store.Store, error) {
+	if c.shards == "" {
+		st, err := c.sf.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []store.Store{st}, nil
+	}
+	var out []store.Store
+	for i, dsn := range splitShards(c.shards) {
+		sf := c.sf
+		sf.dsn = dsn
+		st, err := sf.open(ctx) // validate parsed every DSN
+		if err != nil {
+			return out, fmt.Errorf("shard %d (%s): %w", i+1, redact(dsn), err)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// splitShards is --shards' DSNs; a comma inside one is written %2C.
+func splitShards(v string) []string {
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		parts[i] = strings.TrimSpace(p)
+	}
+	return parts
 }
 
 func (c *ingestCmd) register(f *flags) {
 	c.k.register(f)
 	c.sf.register(f)
+	f.StringVar(&c.shards, "shards", "", "a sharded cluster's shard-local databases (gpufleet migrate --on-cluster --shard-database),\n"+
+		"comma-separated DSNs in shard order, the same order on every worker: partition p of both topics is written\n"+
+		"to shard p mod N, so a node's rows and rollups are whole on one shard; instead of --clickhouse")
 	d := &c.cfg
 	f.StringVar(&d.GroupID, "group", d.GroupID, "Kafka consumer group; workers with the same group share partitions")
 	f.IntVar(&c.workers, "workers", 1, "consumer group members in this process, each decoding on its own core")
@@ -115,6 +166,22 @@ func (c *ingestCmd) validate(f *flags) error {
 	if c.workers < 1 || c.workers > 256 {
 		return usageError{fmt.Errorf("--workers %d: must be between 1 and 256", c.workers)}
 	}
+	if c.shards != "" {
+		if f.isGiven("clickhouse") {
+			return usageError{errors.New("--shards and --clickhouse: give one; with --shards every partition is written to its shard")}
+		}
+		if c.doMigrate {
+			return usageError{errors.New("--migrate with --shards: make the sharded schema once with gpufleet migrate --on-cluster C --shard-database D")}
+		}
+		for i, dsn := range splitShards(c.shards) {
+			if dsn == "" {
+				return usageError{fmt.Errorf("--shards: shard %d is empty", i+1)}
+			}
+			if _, err := backend.Parse(dsn); err != nil {
+				return usageError{fmt.Errorf("--shards: shard %d: %w", i+1, err)}
+			}
+		}
+	}
 	if c.memLimitMiB < 0 {
 		return usageError{fmt.Errorf("--memory-limit-mib %d: must not be negative", c.memLimitMiB)}
 	}
@@ -138,12 +205,16 @@ func (c *ingestCmd) schema(ctx context.Context, st store.Store, log *slog.Logger
 		_, err := migrate.Apply(ctx, st, log)
 		return err
 	}
+	fix := "run gpufleet migrate first, or pass --migrate"
+	if c.shards != "" {
+		fix = "run gpufleet migrate --on-cluster C --shard-database D first"
+	}
 	pending, err := migrate.Pending(ctx, st)
 	if err != nil {
-		return fmt.Errorf("check the schema: %w (run gpufleet migrate first, or pass --migrate)", err)
+		return fmt.Errorf("check the schema: %w (%s)", err, fix)
 	}
 	if len(pending) > 0 {
-		return fmt.Errorf("the schema lacks migrations %v that this ingest writes for: run gpufleet migrate first, or pass --migrate", pending)
+		return fmt.Errorf("the schema lacks migrations %v that this ingest writes for: %s", pending, fix)
 	}
 	return nil
 }
@@ -160,7 +231,7 @@ func (c *ingestCmd) run(ctx context.Context, log *slog.Logger, reg prometheus.Re
 			return err
 		}
 	}
-	log.Info("ingesting", slog.String("group", c.cfg.GroupID), slog.Int("workers", c.workers), slog.String("clickhouse", redact(c.sf.dsn)),
+	log.Info("ingesting", slog.String("group", c.cfg.GroupID), slog.Int("workers", c.workers), c.storeAttr(),
 		slog.String("memory_bound_per_worker", fmt.Sprintf("%d MiB + 4 MiB per partition", ins[0].MemoryBound(0)>>20)))
 	// ClickHouse answered and the schema is current (checked before this); ready once every worker
 	// has joined the consumer group and while none has stopped.
@@ -198,4 +269,12 @@ func (c *ingestCmd) run(ctx context.Context, log *slog.Logger, reg prometheus.Re
 	log.Info("stopped", slog.Uint64("samples", total.Samples), slog.Uint64("events", total.Events),
 		slog.Uint64("dlq", total.DLQ), slog.Uint64("sequence_gaps", total.Gaps))
 	return runErr
+}
+
+// storeAttr is where the workers write, for the log, secrets masked.
+func (c *ingestCmd) storeAttr() slog.Attr {
+	if c.shards != "" {
+		return slog.String("shards", redactDSNs(c.shards))
+	}
+	return slog.String("clickhouse", redact(c.sf.dsn))
 }
