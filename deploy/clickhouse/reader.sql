@@ -30,7 +30,8 @@ CREATE SETTINGS PROFILE OR REPLACE gpufleet_reader SETTINGS
     result_overflow_mode = 'throw',
     max_memory_usage = 4294967296 MAX 17179869184,
     max_rows_to_read = 2000000000 MAX 20000000000,
-    read_overflow_mode = 'throw';
+    read_overflow_mode = 'throw',
+    distributed_product_mode = 'global';
 
 CREATE USER OR REPLACE gpufleet_reader IDENTIFIED WITH sha256_password BY {password:String}
     SETTINGS PROFILE 'gpufleet_reader';

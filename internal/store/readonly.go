@@ -83,6 +83,11 @@ func (l Limits) Settings() []SessionSetting {
 		{"max_memory_usage", u(l.MaxMemoryUsage)},
 		{"max_rows_to_read", u(l.MaxRowsToRead)},
 		{"read_overflow_mode", "'throw'"},
+		// On a sharded cluster (migrate --shard-database) every table of the read database is
+		// Distributed, and the queries' IN and JOIN subqueries over them (a job's GPUs span
+		// shards) would be refused under the default 'deny'; 'global' runs each once and ships
+		// its result to the shards. Without Distributed tables it changes nothing.
+		{"distributed_product_mode", "'global'"},
 		{"readonly", "1"},
 	}
 }
