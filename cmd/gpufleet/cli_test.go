@@ -218,8 +218,10 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"bad shard database", nil, []string{"migrate", "--on-cluster", "fleet", "--shard-database", "s;DROP"}, 2, "--shard-database"},
 		{"shards and clickhouse", nil, []string{"ingest", "--shards", "chdb:///tmp/a", "--clickhouse", "chdb:///tmp/b"}, 2, "--shards and --clickhouse: give one"},
 		{"shards with migrate", nil, []string{"ingest", "--shards", "chdb:///tmp/a", "--migrate"}, 2, "--migrate with --shards"},
-		{"empty shard", []string{"GPUFLEET_SHARDS=chdb:///tmp/a,,chdb:///tmp/b"}, []string{"ingest"}, 2, "--shards: shard 2 is empty"},
-		{"malformed shard", nil, []string{"ingest", "--shards", "chdb:///tmp/a,mysql://u:Sh4rdPw@h/db"}, 2, `--shards: shard 2: clickhouse DSN "mysql://u:xxxxx@h/db": unsupported scheme "mysql"`},
+		{"blank shards", []string{"GPUFLEET_SHARDS=  "}, []string{"ingest"}, 2, "--shards: no DSN"},
+		// The first DSN lists a shard's two replicas; the second is not a DSN.
+		{"malformed shard", nil, []string{"ingest", "--shards", "clickhouse://u:Sh4rdPw@a1:9000,a2:9000/s \n mysql://u:Sh4rdPw@h/db"}, 2,
+			`--shards: shard 2: clickhouse DSN "mysql://u:xxxxx@h/db": unsupported scheme "mysql"`},
 		{"bad database name", nil, []string{"migrate", "--clickhouse", "chdb:///tmp/x?database=a-b"}, 2, "letters, digits and underscore"},
 		{"missing libchdb", []string{"GPUFLEET_LIBCHDB=/nonexistent/libchdb.so"}, []string{"migrate", "--clickhouse", "chdb://" + t.TempDir()}, 1, "deploy/dev/chdb.sh install"},
 		{"unreachable broker", nil, []string{"simulate", "--brokers", "127.0.0.1:1", "--connect-timeout", "1s"}, 1, "cannot reach Kafka at 127.0.0.1:1"},

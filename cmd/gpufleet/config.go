@@ -231,19 +231,19 @@ func deref(n *yaml.Node) *yaml.Node {
 }
 
 // dsnFlags hold a DSN, whose password and secret-like parameters redact.DSN masks;
-// dsnListFlags hold several, separated by commas.
+// dsnListFlags hold several, separated by spaces.
 var (
 	dsnFlags     = []string{"clickhouse"}
 	dsnListFlags = []string{"shards"}
 )
 
-// redactDSNs is a comma-separated list of DSNs with each one's secrets masked.
+// redactDSNs is a space-separated list of DSNs with each one's secrets masked.
 func redactDSNs(v string) string {
-	parts := strings.Split(v, ",")
+	parts := strings.Fields(v)
 	for i, p := range parts {
-		parts[i] = dsnredact.DSN(strings.TrimSpace(p))
+		parts[i] = dsnredact.DSN(p)
 	}
-	return strings.Join(parts, ",")
+	return strings.Join(parts, " ")
 }
 
 // secretFlag reports whether the flag's value is a secret: a token or password itself, not the

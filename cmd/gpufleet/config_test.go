@@ -134,7 +134,7 @@ func TestPrintConfigRedactsSecrets(t *testing.T) {
 	const pw = "hunter2Secret"
 	dsn := "clickhouse://alice:" + pw + "@db:9000/gpufleet?password=" + pw + "&access_token=" + pw
 	secrets := map[string][]struct{ flag, value string }{
-		"ingest":   {{"clickhouse", dsn}, {"shards", dsn + "," + dsn}},
+		"ingest":   {{"clickhouse", dsn}, {"shards", dsn + " " + dsn}},
 		"migrate":  {{"clickhouse", dsn}},
 		"query":    {{"clickhouse", dsn}},
 		"api":      {{"clickhouse", dsn}, {"api-token", pw}},

@@ -115,21 +115,17 @@ func (c *ingestCmd) openStores(ctx context.Context) ([]store.Store, error) {
 	return out, nil
 }
 
-// splitShards is --shards' DSNs; a comma inside one is written %2C.
-func splitShards(v string) []string {
-	parts := strings.Split(v, ",")
-	for i, p := range parts {
-		parts[i] = strings.TrimSpace(p)
-	}
-	return parts
-}
+// splitShards is --shards' DSNs. Spaces separate them because no URL holds one unescaped, while
+// commas are ClickHouse's separator of a shard's replicas (clickhouse://a1:9000,a2:9000/db).
+func splitShards(v string) []string { return strings.Fields(v) }
 
 func (c *ingestCmd) register(f *flags) {
 	c.k.register(f)
 	c.sf.register(f)
-	f.StringVar(&c.shards, "shards", "", "a sharded cluster's shard-local databases (gpufleet migrate --on-cluster --shard-database),\n"+
-		"comma-separated DSNs in shard order, the same order on every worker: partition p of both topics is written\n"+
-		"to shard p mod N, so a node's rows and rollups are whole on one shard; instead of --clickhouse")
+	f.StringVar(&c.shards, "shards", "", "a sharded cluster's shard-local databases (gpufleet migrate --on-cluster --shard-database)\n"+
+		"instead of --clickhouse: a DSN per shard, separated by spaces (a DSN's own commas list a shard's replicas),\n"+
+		"in shard order, the same on every worker: partition p of both topics is written to shard p mod N, so a\n"+
+		"node's rows and rollups are whole on one shard (docs/cluster.md)")
 	d := &c.cfg
 	f.StringVar(&d.GroupID, "group", d.GroupID, "Kafka consumer group; workers with the same group share partitions")
 	f.IntVar(&c.workers, "workers", 1, "consumer group members in this process, each decoding on its own core")
@@ -173,10 +169,11 @@ func (c *ingestCmd) validate(f *flags) error {
 		if c.doMigrate {
 			return usageError{errors.New("--migrate with --shards: make the sharded schema once with gpufleet migrate --on-cluster C --shard-database D")}
 		}
-		for i, dsn := range splitShards(c.shards) {
-			if dsn == "" {
-				return usageError{fmt.Errorf("--shards: shard %d is empty", i+1)}
-			}
+		dsns := splitShards(c.shards)
+		if len(dsns) == 0 {
+			return usageError{errors.New("--shards: no DSN (give one per shard, separated by spaces)")}
+		}
+		for i, dsn := range dsns {
 			if _, err := backend.Parse(dsn); err != nil {
 				return usageError{fmt.Errorf("--shards: shard %d: %w", i+1, err)}
 			}

@@ -38,7 +38,7 @@ func TestIngestShards(t *testing.T) {
 	samples, _ := strconv.Atoi(stopped[1])
 
 	d := startDaemon(t, append(env, "GPUFLEET_METRICS_ADDR=127.0.0.1:0"), regexp.MustCompile(`msg="serving metrics"`),
-		"ingest", "--shards", strings.Join(shards, ","), "--batch-age", "200ms")
+		"ingest", "--shards", strings.Join(shards, " "), "--batch-age", "200ms")
 	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(d.first)
 	if addr == nil {
 		t.Fatalf("no metrics address in %q", d.first)
