@@ -314,6 +314,8 @@ type helmCase struct {
 	secrets []string
 	// kafkaFiles are the files the Kafka clients read their credentials from.
 	kafkaFiles []string
+	// shards are clickhouse.shardURLs on a sharded cluster (migrate.shardDatabase set).
+	shards []string
 }
 
 var helmCases = []helmCase{
@@ -378,6 +380,22 @@ networkPolicy:
 		monitoring:   true,
 		kafkaFiles:   []string{"sasl-password", "ca.crt", "tls.crt", "tls.key"},
 	},
+	{
+		name: "sharded-cluster",
+		values: `
+clickhouse:
+  url: clickhouse://migrate:m@ch-1a:9000/gpufleet
+  shardURLs:
+    - clickhouse://ingest:i@ch-1a:9000,ch-1b:9000/gpufleet_shard
+    - clickhouse://ingest:i@ch-2a:9000,ch-2b:9000/gpufleet_shard
+migrate: {onCluster: fleet, shardDatabase: gpufleet_shard}
+`,
+		attribution:  "kubelet",
+		nodeSelector: map[string]string{"nvidia.com/gpu.present": "true"},
+		autoscaler:   "HorizontalPodAutoscaler",
+		secrets:      []string{"gpufleet-clickhouse"},
+		shards:       []string{"clickhouse://ingest:i@ch-1a:9000,ch-1b:9000/gpufleet_shard", "clickhouse://ingest:i@ch-2a:9000,ch-2b:9000/gpufleet_shard"},
+	},
 }
 
 func TestHelmChartRenders(t *testing.T) {
@@ -414,6 +432,7 @@ func TestHelmChartRenders(t *testing.T) {
 				}
 			}
 			checkHooks(t, objs)
+			checkSharding(t, tc, objs)
 			checkMonitoring(t, tc, objs)
 			checkServedPorts(t, objs)
 		})
@@ -934,6 +953,8 @@ func TestHelmChartRefusesBadValues(t *testing.T) {
 		{"ingest: {autoscaling: {type: vpa}}", "ingest.autoscaling.type"},
 		{"kafka: {sasl: {mechanism: gssapi}}", "kafka.sasl.mechanism"},
 		{"kafka: {tls: {enabled: true, clientCert: true}}", "kafka.tls.cert"},
+		{"migrate: {shardDatabase: gpufleet_shard}", "migrate.shardDatabase needs migrate.onCluster"},
+		{"migrate: {onCluster: fleet, shardDatabase: gpufleet_shard}", "clickhouse.shardURLs is required"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			_, err := renderChart(t, tc.values)
@@ -1027,4 +1048,35 @@ func equalSets(a, b []string) bool {
 	sort.Strings(a)
 	sort.Strings(b)
 	return slices.Equal(a, b)
+}
+
+// checkSharding: on a sharded cluster ingest reads its shards' DSNs (GPUFLEET_SHARDS, from the
+// Secret, separated by spaces as --shards wants them) and not --clickhouse, which it would refuse
+// beside them; migrate gets the shard database. Otherwise neither appears.
+func checkSharding(t *testing.T, tc helmCase, objs []object) {
+	t.Helper()
+	d := find[appsv1.Deployment](t, objs, "gpufleet-ingest")
+	j := find[batchv1.Job](t, objs, "gpufleet-migrate")
+	if d == nil || j == nil {
+		t.Fatal("no ingest Deployment or migrate Job")
+	}
+	in, mig := d.Spec.Template.Spec.Containers[0], j.Spec.Template.Spec.Containers[0]
+	shards, hasShards := envVar(in, "GPUFLEET_SHARDS")
+	_, hasDSN := envVar(in, "GPUFLEET_CLICKHOUSE")
+	db, hasDB := envVar(mig, "GPUFLEET_SHARD_DATABASE")
+	if len(tc.shards) == 0 {
+		if hasShards || !hasDSN || hasDB {
+			t.Errorf("unsharded: ingest GPUFLEET_SHARDS %v, GPUFLEET_CLICKHOUSE %v, migrate GPUFLEET_SHARD_DATABASE %v; want only the DSN", hasShards, hasDSN, hasDB)
+		}
+		return
+	}
+	if !hasShards || hasDSN || shards.ValueFrom == nil || shards.ValueFrom.SecretKeyRef == nil || shards.ValueFrom.SecretKeyRef.Key != "shards" {
+		t.Errorf("sharded: ingest GPUFLEET_SHARDS %+v (GPUFLEET_CLICKHOUSE set: %v); want it from the Secret's key shards, and no DSN", shards, hasDSN)
+	}
+	if sec := find[corev1.Secret](t, objs, "gpufleet-clickhouse"); sec == nil || sec.StringData["shards"] != strings.Join(tc.shards, " ") {
+		t.Errorf("Secret gpufleet-clickhouse %+v: want key shards %q", sec, strings.Join(tc.shards, " "))
+	}
+	if !hasDB || db.Value != "gpufleet_shard" {
+		t.Errorf("migrate GPUFLEET_SHARD_DATABASE %+v, want gpufleet_shard", db)
+	}
 }

@@ -33,6 +33,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "gpufleet.kafkaSecret" -}}{{ include "gpufleet.fullname" . }}-kafka{{- end -}}
 {{- define "gpufleet.clickhouseSecret" -}}{{ .Values.clickhouse.existingSecret | default (printf "%s-clickhouse" (include "gpufleet.fullname" .)) }}{{- end -}}
 
+{{/* Non-empty on a sharded cluster (migrate.shardDatabase, docs/cluster.md), which needs migrate.onCluster. */}}
+{{- define "gpufleet.sharded" -}}
+{{- if .Values.migrate.shardDatabase -}}
+{{- if not .Values.migrate.onCluster }}{{ fail "migrate.shardDatabase needs migrate.onCluster: the shard tables are created on every shard of that cluster" }}{{ end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Whether any Kafka credential is mounted. */}}
 {{- define "gpufleet.kafkaCredentials" -}}
 {{- $t := .Values.kafka.tls -}}
