@@ -153,9 +153,9 @@ func TestClickHouseGrants(t *testing.T) {
 		if err := os.WriteFile(usersFile, []byte(asDefaultUser(t, string(raw), users.Users[job.user], job.extraGrant)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		// chDB reads config.xml from its working directory (the embedded server's own rule).
+		// The engine reads its data directory's configuration when the job's process starts it.
 		config := "<clickhouse><users_config>" + usersFile + "</users_config></clickhouse>\n"
-		if err := os.WriteFile(filepath.Join(wd, "config.xml"), []byte(config), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(data, chdb.ConfigFile), []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestClickHouseGrantsJob$", "-test.v", "-test.count=1")
@@ -355,7 +355,8 @@ func openRawCHDB(lib, dir string) (*rawCHDB, error) {
 	} {
 		purego.RegisterLibFunc(fn, h, name)
 	}
-	args := []string{"gpufleet-test", "--path=" + dir}
+	// As the store names it: the data directory's configuration, not the working directory's.
+	args := []string{"gpufleet-test", "--path=" + dir, "--config-file=" + filepath.Join(dir, chdb.ConfigFile)}
 	argv := make([]*byte, len(args))
 	for i, a := range args {
 		b := append([]byte(a), 0)

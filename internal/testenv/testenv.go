@@ -107,6 +107,16 @@ func Database(t testing.TB) string {
 	return "t_" + name + "_" + hex.EncodeToString(b[:])
 }
 
+// EngineConfig writes xml as the configuration of the test binary's chDB engine (chdb.ConfigFile
+// in DataDir). The engine reads it when it starts, at the process's first open: a test that needs
+// one (a cluster, a users file) runs in a child process that calls this before opening anything.
+func EngineConfig(t testing.TB, xml string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(DataDir(t), chdb.ConfigFile), []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // CHDB opens the embedded engine on a fresh database that is dropped when t ends.
 func CHDB(t testing.TB) *chdb.Store {
 	t.Helper()

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,16 +37,11 @@ const readCluster = `<clickhouse><tcp_port>9000</tcp_port><remote_servers><fleet
 // Every endpoint answers through a sharded cluster's read database (migrate --shard-database:
 // Distributed tables over the shard database) exactly as on the shard database itself, under the
 // reader's settings (store.Limits); with the engine's default distributed_product_mode the failure
-// reports, whose subqueries read Distributed tables, are refused. It runs in a child test process
-// started where chDB finds the cluster's config.xml.
+// reports, whose subqueries read Distributed tables, are refused. It runs in a child test process,
+// whose engine is configured with the cluster.
 func TestShardedReadPaths(t *testing.T) {
 	if os.Getenv("GPUFLEET_TEST_CLUSTER_CHILD") == "" {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(readCluster), 0o644); err != nil {
-			t.Fatal(err)
-		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestShardedReadPaths$", "-test.count=1", "-test.v")
-		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GPUFLEET_TEST_CLUSTER_CHILD=1", chdb.LibEnv+"="+testenv.LibCHDB(t))
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "--- PASS: TestShardedReadPaths") {
@@ -55,6 +49,7 @@ func TestShardedReadPaths(t *testing.T) {
 		}
 		return
 	}
+	testenv.EngineConfig(t, readCluster)
 	ctx := context.Background()
 	read := testenv.CHDB(t)
 	shardDB := read.Database() + "_shard"

@@ -174,20 +174,14 @@ const clusterConfig = `<clickhouse><remote_servers><fleet>
 </fleet></remote_servers></clickhouse>
 `
 
-// The read database made for real by the engine: chDB reads config.xml from its working
-// directory when it starts, so this runs in a child test process started in a directory holding
-// one with a cluster. The shard database is migrated as on one server (ON CLUSTER needs Keeper),
+// The read database made for real by the engine: chDB reads its configuration when it starts, so
+// this runs in a child test process whose engine is configured with a cluster. The shard database is migrated as on one server (ON CLUSTER needs Keeper),
 // the read database's statements run without their ON CLUSTER, and then every Distributed table
 // has its shard table's columns, in order and type, also after a migration adds a column, and the
 // views read the catalogue.
 func TestShardedReadDatabase(t *testing.T) {
 	if os.Getenv("GPUFLEET_TEST_CLUSTER_CHILD") == "" {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(clusterConfig), 0o644); err != nil {
-			t.Fatal(err)
-		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestShardedReadDatabase$", "-test.count=1", "-test.v")
-		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GPUFLEET_TEST_CLUSTER_CHILD=1", chdb.LibEnv+"="+testenv.LibCHDB(t))
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "--- PASS: TestShardedReadDatabase") {
@@ -195,6 +189,7 @@ func TestShardedReadDatabase(t *testing.T) {
 		}
 		return
 	}
+	testenv.EngineConfig(t, clusterConfig)
 	ctx := context.Background()
 	read := testenv.CHDB(t)
 	shardDB := read.Database() + "_shard"
@@ -207,7 +202,7 @@ func TestShardedReadDatabase(t *testing.T) {
 		shard.Close()
 	})
 	if r, err := read.Query(ctx, "SELECT count() FROM system.clusters WHERE cluster = 'fleet'"); err != nil || len(r.Rows) != 1 || fmt.Sprint(r.Rows[0][0]) != "2" {
-		t.Fatalf("the child engine has no two-shard cluster from config.xml: %v %v", err, r)
+		t.Fatalf("the child engine has no two-shard cluster from its configuration: %v %v", err, r)
 	}
 	if _, err := migrate.Apply(ctx, shard, nil); err != nil {
 		t.Fatal(err)

@@ -42,10 +42,11 @@ type library struct {
 
 // engine is the process's one chDB engine. Guarded by mu; see the package comment for why it is global.
 type engine struct {
-	bufs sync.Pool // *[]byte, Native encoding buffers
-	lib  *library
-	dir  string
-	main *conn // the writers' connection, shared by every Store from Open
+	bufs   sync.Pool // *[]byte, Native encoding buffers
+	lib    *library
+	dir    string
+	config string // the configuration file every connection names (engineConfig)
+	main   *conn  // the writers' connection, shared by every Store from Open
 	// control parses statements for ParseSelect and kills cancelled reads; readonly = 2 (reads and
 	// EXPLAIN, never a user's statement itself). Opened at first use, under mu.
 	control *conn
@@ -252,6 +253,10 @@ func start(dir, libPath string) (*engine, error) {
 		return nil, err
 	}
 	e := &engine{lib: lib, dir: dir, lock: lock}
+	if e.config, err = engineConfig(dir); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	saved := saveCrashHandlers()
 	e.main, err = e.connect()
 	saved.restore()
@@ -262,9 +267,35 @@ func start(dir, libPath string) (*engine, error) {
 	return e, nil
 }
 
+// ConfigFile is the embedded engine's configuration in its data directory (a clickhouse-local
+// config.xml: remote_servers, users_config, …), created empty when missing. Without one named, the
+// engine reads config.xml from the process's working directory, so that a gpufleet started in a
+// directory holding some ClickHouse server's configuration ran with that server's settings.
+const ConfigFile = "config.xml"
+
+// engineConfig returns the path of dir's ConfigFile, creating it empty if it is missing.
+func engineConfig(dir string) (string, error) {
+	path := filepath.Join(dir, ConfigFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	switch {
+	case errors.Is(err, os.ErrExist):
+		return path, nil
+	case err != nil:
+		return "", fmt.Errorf("chdb configuration: %w", err)
+	}
+	_, err = f.WriteString("<!-- The embedded ClickHouse engine's configuration (clickhouse-local), read when gpufleet opens this directory. -->\n<clickhouse></clickhouse>\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("chdb configuration: %w", err)
+	}
+	return path, nil
+}
+
 // connect opens a connection to the engine's directory; the first boots the engine.
 func (e *engine) connect() (*conn, error) {
-	args := []string{"gpufleet", "--path=" + e.dir}
+	args := []string{"gpufleet", "--path=" + e.dir, "--config-file=" + e.config}
 	argv := make([]*byte, len(args))
 	bufs := make([][]byte, len(args))
 	for i, a := range args {
