@@ -218,6 +218,7 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{"bad shard database", nil, []string{"migrate", "--on-cluster", "fleet", "--shard-database", "s;DROP"}, 2, "--shard-database"},
 		{"shards and clickhouse", nil, []string{"ingest", "--shards", "chdb:///tmp/a", "--clickhouse", "chdb:///tmp/b"}, 2, "--shards and --clickhouse: give one"},
 		{"shards with migrate", nil, []string{"ingest", "--shards", "chdb:///tmp/a", "--migrate"}, 2, "--migrate with --shards"},
+		{"shard twice", nil, []string{"ingest", "--shards", "chdb:///tmp/a chdb:///tmp/b chdb:///tmp/a"}, 2, "--shards: shard 3 is shard 1 again"},
 		{"blank shards", []string{"GPUFLEET_SHARDS=  "}, []string{"ingest"}, 2, "--shards: no DSN"},
 		// The first DSN lists a shard's two replicas; the second is not a DSN.
 		{"malformed shard", nil, []string{"ingest", "--shards", "clickhouse://u:Sh4rdPw@a1:9000,a2:9000/s \n mysql://u:Sh4rdPw@h/db"}, 2,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -176,6 +177,9 @@ func (c *ingestCmd) validate(f *flags) error {
 		for i, dsn := range dsns {
 			if _, err := backend.Parse(dsn); err != nil {
 				return usageError{fmt.Errorf("--shards: shard %d: %w", i+1, err)}
+			}
+			if j := slices.Index(dsns, dsn); j < i {
+				return usageError{fmt.Errorf("--shards: shard %d is shard %d again: give each shard once", i+1, j+1)}
 			}
 		}
 	}
