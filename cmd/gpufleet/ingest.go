@@ -17,10 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/ingest"
+	"github.com/gpufleet/gpufleet/internal/kafka"
 	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/backend"
+	"github.com/gpufleet/gpufleet/internal/wire"
 )
 
 // ingestCmd is `gpufleet ingest`: its flags set an ingest.Config (defaults from
@@ -76,6 +78,9 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	}
 	if err := c.k.checkGroup(ctx, brokers, c.cfg.GroupID); err != nil {
 		return err
+	}
+	if len(stores) > 1 {
+		c.checkShardBalance(ctx, log, brokers, len(stores))
 	}
 	reg := newRegistry()
 	if err := serveHTTP(ctx, c.metricsAddr, reg, log, nil); err != nil {
@@ -278,4 +283,26 @@ func (c *ingestCmd) storeAttr() slog.Attr {
 		return slog.String("shards", redactDSNs(c.shards))
 	}
 	return slog.String("clickhouse", redact(c.sf.dsn))
+}
+
+// checkShardBalance warns when the topics' partitions do not spread evenly over the shards, or
+// the two topics differ, which puts a node's events on another shard than its samples (the reads
+// still find them, through the Distributed tables). A lookup that fails is left to the consumer
+// group to report.
+func (c *ingestCmd) checkShardBalance(ctx context.Context, log *slog.Logger, brokers []string, shards int) {
+	cctx, cancel := context.WithTimeout(ctx, c.k.connectTimeout)
+	defer cancel()
+	n, err := kafka.NewAdmin(brokers, c.k.conn).Partitions(cctx, wire.SamplesTopic, wire.EventsTopic)
+	if err != nil {
+		return
+	}
+	samples, events := n[wire.SamplesTopic], n[wire.EventsTopic]
+	switch {
+	case samples != events:
+		log.Warn("the samples and events topics have different partition counts: a node's events are written to another shard than its samples",
+			slog.Int("samples_partitions", samples), slog.Int("events_partitions", events), slog.Int("shards", shards))
+	case samples%shards != 0:
+		log.Warn("the partition count is not a multiple of the shard count: shards get unequal shares of the fleet",
+			slog.Int("partitions", samples), slog.Int("shards", shards))
+	}
 }

@@ -60,6 +60,20 @@ func TestIngestShards(t *testing.T) {
 	if !strings.Contains(logs, "shards=") || !strings.Contains(logs, "database=shard_a") {
 		t.Errorf("the start-up line does not show the shards:\n%s", logs)
 	}
+	if strings.Contains(logs, "partition count") {
+		t.Errorf("4 partitions on 2 shards drew a warning:\n%s", logs)
+	}
+	// Three shards for four partitions: ingest says the shards get unequal shares.
+	third := "chdb://" + dir + "?database=shard_c"
+	if r := run(t, env, "migrate", "--clickhouse", third); r.code != 0 {
+		t.Fatalf("migrate %s: exit %d %s", third, r.code, r.stderr)
+	}
+	w := startDaemon(t, append(env, "GPUFLEET_METRICS_ADDR="), regexp.MustCompile(`partition count is not a multiple of the shard count`),
+		"ingest", "--shards", strings.Join(append(shards, third), " "))
+	if !strings.Contains(w.first, "partitions=4 shards=3") {
+		t.Errorf("warning %q, want partitions=4 shards=3", w.first)
+	}
+	w.stop()
 
 	total := 0
 	nodeShard := map[string]int{}

@@ -448,6 +448,22 @@ func (a *Admin) CheckTopics(ctx context.Context, topics ...string) error {
 	return nil
 }
 
+// Partitions returns how many partitions each of topics has; a topic the brokers do not answer
+// for is left out.
+func (a *Admin) Partitions(ctx context.Context, topics ...string) (map[string]int, error) {
+	md, err := a.topicMetadata(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("look up topics %s: %w", strings.Join(topics, ", "), a.conn.Explain(err))
+	}
+	out := map[string]int{}
+	for _, t := range md.Topics {
+		if t.Error == nil {
+			out[t.Name] = len(t.Partitions)
+		}
+	}
+	return out, nil
+}
+
 // CheckGroup returns an error naming the refusal when the connection's user may not Describe
 // consumer group (implied by Read, which joining the group needs), so that ingest can stop at
 // start-up with one line rather than retry joining forever. Any other answer, a coordinator not
