@@ -32,10 +32,7 @@ import (
 //
 // GPUFLEET_BENCH_FEED_GPUS sets the fleet (default 20,000; 3 minutes of it are written).
 func BenchmarkRollupFeed(b *testing.B) {
-	gpus := 20_000
-	if n, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_FEED_GPUS")); err == nil && n > 0 {
-		gpus = n
-	}
+	gpus := feedBenchGPUs()
 	const minutes = 3
 	samples := gpus * 60 * minutes
 	files, names := rollupBenchFiles(b, gpus, samples, 5*gpus)
@@ -111,4 +108,13 @@ func BenchmarkRollupFeed(b *testing.B) {
 			b.Errorf("%s: %s samples from the views on insert, %s from the feed", t, a, f)
 		}
 	}
+}
+
+// feedBenchGPUs is the fleet of the benchmarks on BenchmarkRollupFeed's files:
+// GPUFLEET_BENCH_FEED_GPUS, default 20,000.
+func feedBenchGPUs() int {
+	if n, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_FEED_GPUS")); err == nil && n > 0 {
+		return n
+	}
+	return 20_000
 }

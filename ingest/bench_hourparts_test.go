@@ -3,9 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,10 +23,7 @@ import (
 //
 // GPUFLEET_BENCH_FEED_GPUS sets the fleet (default 20,000; 3 minutes of it are written).
 func BenchmarkRollupHourParts(b *testing.B) {
-	gpus := 20_000
-	if n, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_FEED_GPUS")); err == nil && n > 0 {
-		gpus = n
-	}
+	gpus := feedBenchGPUs()
 	samples := gpus * 60 * 3
 	files, names := rollupBenchFiles(b, gpus, samples, 5*gpus)
 	ctx := context.Background()

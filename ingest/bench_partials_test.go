@@ -3,10 +3,8 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,10 +37,7 @@ import (
 //
 // GPUFLEET_BENCH_FEED_GPUS sets the fleet (default 20,000; 3 minutes of it are written).
 func BenchmarkRollupPartials(b *testing.B) {
-	gpus := 20_000
-	if n, err := strconv.Atoi(os.Getenv("GPUFLEET_BENCH_FEED_GPUS")); err == nil && n > 0 {
-		gpus = n
-	}
+	gpus := feedBenchGPUs()
 	const minutes = 3
 	samples := gpus * 60 * minutes
 	files, names := rollupBenchFiles(b, gpus, samples, 5*gpus)

@@ -117,6 +117,44 @@ func EngineConfig(t testing.TB, xml string) {
 	}
 }
 
+// configuredChild names, in a child process ConfiguredChild started, the test it runs.
+const configuredChild = "GPUFLEET_TEST_CONFIGURED_CHILD"
+
+// ConfiguredChild runs the calling test again in a child process whose chDB engine is configured
+// with xml (EngineConfig: the engine reads its configuration once, when the process first opens
+// it), and fails t unless the test passes there. It returns true in the child, where the test goes
+// on, and false in the parent, which should return.
+func ConfiguredChild(t *testing.T, xml string) bool {
+	t.Helper()
+	if os.Getenv(configuredChild) == t.Name() {
+		EngineConfig(t, xml)
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), configuredChild+"="+t.Name(), chdb.LibEnv+"="+LibCHDB(t))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("child test: %v\n%s", err, out)
+	}
+	return false
+}
+
+// CHDBPair opens, beside a fresh database (CHDB), another named after it with suffix, also
+// dropped when t ends: a read database and its shard database, say.
+func CHDBPair(t testing.TB, suffix string) (*chdb.Store, *chdb.Store) {
+	t.Helper()
+	first := CHDB(t)
+	second, err := chdb.Open(DataDir(t), first.Database()+suffix, LibCHDB(t))
+	if err != nil {
+		t.Fatalf("open chdb: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = second.Exec(context.Background(), "DROP DATABASE IF EXISTS "+second.Database())
+		second.Close()
+	})
+	return first, second
+}
+
 // CHDB opens the embedded engine on a fresh database that is dropped when t ends.
 func CHDB(t testing.TB) *chdb.Store {
 	t.Helper()

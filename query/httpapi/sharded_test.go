@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -40,27 +38,12 @@ const readCluster = `<clickhouse><tcp_port>9000</tcp_port><remote_servers><fleet
 // reports, whose subqueries read Distributed tables, are refused. It runs in a child test process,
 // whose engine is configured with the cluster.
 func TestShardedReadPaths(t *testing.T) {
-	if os.Getenv("GPUFLEET_TEST_CLUSTER_CHILD") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestShardedReadPaths$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "GPUFLEET_TEST_CLUSTER_CHILD=1", chdb.LibEnv+"="+testenv.LibCHDB(t))
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestShardedReadPaths") {
-			t.Fatalf("child test: %v\n%s", err, out)
-		}
+	if !testenv.ConfiguredChild(t, readCluster) {
 		return
 	}
-	testenv.EngineConfig(t, readCluster)
 	ctx := context.Background()
-	read := testenv.CHDB(t)
-	shardDB := read.Database() + "_shard"
-	shard, err := chdb.Open(testenv.DataDir(t), shardDB, testenv.LibCHDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = shard.Exec(ctx, "DROP DATABASE IF EXISTS "+shardDB)
-		shard.Close()
-	})
+	read, shard := testenv.CHDBPair(t, "_shard")
+	shardDB := shard.Database()
 	if _, err := migrate.Apply(ctx, shard, nil); err != nil {
 		t.Fatal(err)
 	}

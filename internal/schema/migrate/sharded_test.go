@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/schema/migrate"
 	"github.com/gpufleet/gpufleet/internal/store"
-	"github.com/gpufleet/gpufleet/internal/store/chdb"
 	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
@@ -175,32 +173,18 @@ const clusterConfig = `<clickhouse><remote_servers><fleet>
 `
 
 // The read database made for real by the engine: chDB reads its configuration when it starts, so
-// this runs in a child test process whose engine is configured with a cluster. The shard database is migrated as on one server (ON CLUSTER needs Keeper),
+// this runs in a child test process whose engine is configured with a cluster. The shard database
+// is migrated as on one server (ON CLUSTER needs Keeper),
 // the read database's statements run without their ON CLUSTER, and then every Distributed table
 // has its shard table's columns, in order and type, also after a migration adds a column, and the
 // views read the catalogue.
 func TestShardedReadDatabase(t *testing.T) {
-	if os.Getenv("GPUFLEET_TEST_CLUSTER_CHILD") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestShardedReadDatabase$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "GPUFLEET_TEST_CLUSTER_CHILD=1", chdb.LibEnv+"="+testenv.LibCHDB(t))
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestShardedReadDatabase") {
-			t.Fatalf("child test: %v\n%s", err, out)
-		}
+	if !testenv.ConfiguredChild(t, clusterConfig) {
 		return
 	}
-	testenv.EngineConfig(t, clusterConfig)
 	ctx := context.Background()
-	read := testenv.CHDB(t)
-	shardDB := read.Database() + "_shard"
-	shard, err := chdb.Open(testenv.DataDir(t), shardDB, testenv.LibCHDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = shard.Exec(ctx, "DROP DATABASE IF EXISTS "+shardDB)
-		shard.Close()
-	})
+	read, shard := testenv.CHDBPair(t, "_shard")
+	shardDB := shard.Database()
 	if r, err := read.Query(ctx, "SELECT count() FROM system.clusters WHERE cluster = 'fleet'"); err != nil || len(r.Rows) != 1 || fmt.Sprint(r.Rows[0][0]) != "2" {
 		t.Fatalf("the child engine has no two-shard cluster from its configuration: %v %v", err, r)
 	}
