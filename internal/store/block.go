@@ -162,6 +162,74 @@ func (c *ColInt64) AppendNative(b []byte) []byte {
 	return b
 }
 
+// ColFloat64 is Float64.
+type ColFloat64 struct {
+	ColName string
+	V       []float64
+}
+
+func (c *ColFloat64) Name() string { return c.ColName }
+func (c *ColFloat64) Type() string { return "Float64" }
+func (c *ColFloat64) Len() int     { return len(c.V) }
+func (c *ColFloat64) Reset()       { c.V = c.V[:0] }
+func (c *ColFloat64) AppendNative(b []byte) []byte {
+	for _, v := range c.V {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return b
+}
+
+// ColDateTime is DateTime('UTC'): seconds since the Unix epoch.
+type ColDateTime struct {
+	ColName string
+	V       []uint32
+}
+
+func (c *ColDateTime) Name() string { return c.ColName }
+func (c *ColDateTime) Type() string { return "DateTime('UTC')" }
+func (c *ColDateTime) Len() int     { return len(c.V) }
+func (c *ColDateTime) Reset()       { c.V = c.V[:0] }
+func (c *ColDateTime) AppendNative(b []byte) []byte {
+	for _, v := range c.V {
+		b = binary.LittleEndian.AppendUint32(b, v)
+	}
+	return b
+}
+
+// UInt128 is an unsigned 128-bit number in two halves.
+type UInt128 struct{ Hi, Lo uint64 }
+
+// Less orders UInt128s as numbers.
+func (u UInt128) Less(v UInt128) bool { return u.Hi < v.Hi || u.Hi == v.Hi && u.Lo < v.Lo }
+
+// ColUInt128 is UInt128 (the rollups' packed readings).
+type ColUInt128 struct {
+	ColName string
+	V       []UInt128
+}
+
+func (c *ColUInt128) Name() string { return c.ColName }
+func (c *ColUInt128) Type() string { return "UInt128" }
+func (c *ColUInt128) Len() int     { return len(c.V) }
+func (c *ColUInt128) Reset()       { c.V = c.V[:0] }
+func (c *ColUInt128) AppendNative(b []byte) []byte {
+	for _, v := range c.V {
+		b = binary.LittleEndian.AppendUint64(b, v.Lo)
+		b = binary.LittleEndian.AppendUint64(b, v.Hi)
+	}
+	return b
+}
+
+// As is Column sent as the table's type TypeName, whose Native encoding is Column's own: a
+// SimpleAggregateFunction(f, T) column is encoded as T. Both transports then take it as it is,
+// without a conversion (chDB) or a value per row (the server's driver).
+type As struct {
+	Column
+	TypeName string
+}
+
+func (a As) Type() string { return a.TypeName }
+
 // ColNullFloat32 is Nullable(Float32); Null[i] == 1 marks row i NULL (its V entry is ignored).
 type ColNullFloat32 struct {
 	ColName string

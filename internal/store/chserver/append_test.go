@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -45,6 +46,14 @@ func batchColumns(t testing.TB, b *store.Block, tableTypes map[string]string) []
 // expected is row i of a block column as the driver's Row gives it back: nil for NULL.
 func expected(c store.Column, i int) any {
 	switch c := c.(type) {
+	case store.As:
+		return expected(c.Column, i)
+	case *store.ColFloat64:
+		return c.V[i]
+	case *store.ColDateTime:
+		return time.Unix(int64(c.V[i]), 0).UTC()
+	case *store.ColUInt128:
+		return new(big.Int).Or(new(big.Int).Lsh(new(big.Int).SetUint64(c.V[i].Hi), 64), new(big.Int).SetUint64(c.V[i].Lo)).String()
 	case *store.ColDateTime64:
 		return time.UnixMilli(c.V[i]).UTC()
 	case *store.ColString:
@@ -92,6 +101,13 @@ func rowValue(c column.Interface, i int) any {
 // same compares floats by their bits (NaN, -0) and times as instants in UTC.
 func same(got, want any) bool {
 	switch w := want.(type) {
+	case string:
+		if g, ok := got.(big.Int); ok {
+			return g.String() == w
+		}
+	case float64:
+		g, ok := got.(float64)
+		return ok && math.Float64bits(g) == math.Float64bits(w)
 	case float32:
 		g, ok := got.(float32)
 		return ok && math.Float32bits(g) == math.Float32bits(w)
@@ -180,6 +196,24 @@ func edgeBlock() *store.Block {
 	return &store.Block{Columns: []store.Column{tm, cluster, message, gpu, pid, seq, off, util, power, energy, remap}}
 }
 
+// rollupBlock has the column types a rollup row is inserted with (ingest's folded gpu_1m rows):
+// DateTime('UTC') and SimpleAggregateFunction columns over Float64, UInt64, UInt128, DateTime64 and
+// Nullable(Float32), sent as their table types (store.As).
+func rollupBlock() *store.Block {
+	agg := func(f string, c store.Column) store.Column {
+		return store.As{Column: c, TypeName: "SimpleAggregateFunction(" + f + ", " + c.Type() + ")"}
+	}
+	return &store.Block{Columns: []store.Column{
+		&store.ColDateTime{ColName: "t", V: []uint32{0, 60, math.MaxUint32, 1_764_000_000}},
+		agg("sum", &store.ColUInt64{ColName: "samples", V: []uint64{1, 60, math.MaxUint64, 0}}),
+		agg("min", &store.ColDateTime64{ColName: "first_sample", V: []int64{0, 60_001, 1_764_000_000_123, 1}}),
+		agg("sum", &store.ColFloat64{ColName: "gpu_util_sum", V: []float64{0, 5940.5, math.MaxFloat64, math.Copysign(0, -1)}}),
+		agg("min", &store.ColNullFloat32{ColName: "gpu_util_min", V: []float32{0, 1.5, -3, 0}, Null: []uint8{1, 0, 0, 1}}),
+		agg("max", &store.ColUInt128{ColName: "gpu_util_last_reading", V: []store.UInt128{{}, {Hi: 1 << 63, Lo: 1}, {Hi: math.MaxUint64, Lo: math.MaxUint64}, {Hi: 1_764_000_000_123, Lo: 1 << 40}}}),
+		agg("min", &store.ColNullUInt64{ColName: "energy_mj_min", V: []uint64{0, 7, math.MaxInt64, 0}, Null: []uint8{0, 0, 0, 1}}),
+	}}
+}
+
 // manyKeys is a LowCardinality column with more distinct values than its narrowest key width holds.
 func manyKeys(distinct, rows int) *store.Block {
 	c := &store.ColLowCardString{ColName: "uuid"}
@@ -198,6 +232,11 @@ func TestAppendBlockColumnsEqualTheBlock(t *testing.T) {
 	}{
 		{name: "every schema type, with NULLs, unicode and extremes", block: edgeBlock()},
 		{name: "LowCardinality with UInt16 keys", block: manyKeys(300, 1000)},
+		{name: "rollup row types, as their table types", block: rollupBlock()},
+		{name: "rollup row types, into their plain types", block: rollupBlock(), table: map[string]string{
+			"samples": "UInt64", "first_sample": "DateTime64(3, 'UTC')", "gpu_util_sum": "Float64", "gpu_util_min": "Nullable(Float32)",
+			"gpu_util_last_reading": "UInt128", "energy_mj_min": "Nullable(UInt64)",
+		}},
 		{name: "LowCardinality with UInt32 keys", block: manyKeys(70_000, 70_001)},
 		{name: "one row", block: &store.Block{Columns: []store.Column{
 			&store.ColDateTime64{ColName: "time", V: []int64{1}},
@@ -293,7 +332,13 @@ func TestAppendBlockRefuses(t *testing.T) {
 // strings in hex, times as their milliseconds), and engineText the same for the block's row i.
 func engineExpr(c store.Column) string {
 	n := c.Name()
-	switch c.(type) {
+	switch c := c.(type) {
+	case store.As:
+		return engineExpr(c.Column)
+	case *store.ColFloat64:
+		return "toString(reinterpretAsUInt64(" + n + "))"
+	case *store.ColDateTime:
+		return "toString(toUnixTimestamp(" + n + ") * 1000)"
 	case *store.ColDateTime64:
 		return "toString(toUnixTimestamp64Milli(" + n + "))"
 	case *store.ColString, *store.ColLowCardString:
@@ -307,6 +352,12 @@ func engineExpr(c store.Column) string {
 }
 
 func engineText(c store.Column, i int) string {
+	if a, ok := c.(store.As); ok {
+		c = a.Column
+	}
+	if _, ok := c.(*store.ColUInt128); ok {
+		return expected(c, i).(string) // decimal, as toString writes it
+	}
 	switch v := expected(c, i).(type) {
 	case nil:
 		return "NULL"
@@ -316,6 +367,8 @@ func engineText(c store.Column, i int) string {
 		return strings.ToUpper(fmt.Sprintf("%x", v))
 	case float32:
 		return fmt.Sprint(math.Float32bits(v))
+	case float64:
+		return fmt.Sprint(math.Float64bits(v))
 	default:
 		return fmt.Sprint(v)
 	}
@@ -335,6 +388,7 @@ func TestDriverEncodingReadByClickHouse(t *testing.T) {
 	}{
 		{name: "every schema type", block: edgeBlock()},
 		{name: "LowCardinality with UInt16 keys", block: manyKeys(300, 1000)},
+		{name: "rollup row types", block: rollupBlock()},
 		{name: "table types that differ from the block's", block: edgeBlock(), table: map[string]string{
 			"cluster": "String",
 			"message": "LowCardinality(String)",

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/url"
 	"reflect"
 	"sync"
@@ -305,6 +306,22 @@ func columnValues(c store.Column) any {
 			if c.Null[i] == 0 {
 				out[i] = &c.V[i]
 			}
+		}
+		return out
+	case store.As:
+		return columnValues(c.Column)
+	case *store.ColFloat64:
+		return c.V
+	case *store.ColDateTime:
+		out := make([]time.Time, len(c.V))
+		for i, s := range c.V {
+			out[i] = time.Unix(int64(s), 0).UTC()
+		}
+		return out
+	case *store.ColUInt128:
+		out := make([]*big.Int, len(c.V))
+		for i, v := range c.V {
+			out[i] = new(big.Int).Or(new(big.Int).Lsh(new(big.Int).SetUint64(v.Hi), 64), new(big.Int).SetUint64(v.Lo))
 		}
 		return out
 	case *store.ColNullUInt64:
