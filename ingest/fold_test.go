@@ -1,0 +1,215 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/agent/sim"
+	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema"
+	"github.com/gpufleet/gpufleet/internal/schema/migrate"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/testenv"
+	"github.com/gpufleet/gpufleet/internal/wire"
+	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
+)
+
+// foldMessages is sample messages for the fold: a simulated fleet's minutes (the workload model's
+// jobs, idle GPUs, counters), and an edge batch: readings of one minute out of time order, a GPU
+// whose gauges are NULL all minute, NULL and zero counters, a job that changes within the minute,
+// a MIG instance, and a reading on the minute's last millisecond.
+func foldMessages(t *testing.T, start time.Time) [][]byte {
+	t.Helper()
+	var out [][]byte
+	add := func(b *wirepb.SampleBatch) {
+		data, err := wire.EncodeSamples(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, data)
+	}
+	nodes := []*sim.Node{sim.NewNode(5, "fold", 0, 8), sim.NewNode(5, "fold", 1, 8), sim.NewNode(5, "fold", 2, 4)}
+	for s := range 150 { // two and a half minutes, so minutes span blocks and folds
+		for _, n := range nodes {
+			b := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(s + 1), Cluster: "fold", Node: n.Name, Rack: "r1", Pool: "train"}
+			n.Sample(start.Add(time.Duration(s)*time.Second), b, nil)
+			add(b)
+		}
+	}
+	m := start.Add(time.Minute).UnixMilli() // a minute the fleet also reports in
+	add(&wirepb.SampleBatch{AgentId: "edge", Seq: 1, Cluster: "fold", Node: "edge",
+		Gpus: []*wirepb.GPU{{Index: 0, Uuid: "GPU-E0", JobId: "j1"}, {Index: 1, Uuid: "GPU-E1", JobId: "j1"},
+			{Index: 128, Uuid: "MIG-E0-0", ParentUuid: "GPU-E0", JobId: "j1"}},
+		TimeUnixMs: []int64{m + 59_999, m + 59_999, m + 59_999, m + 10, m + 10, m + 10, m + 30_000, m + 30_000, m + 30_000},
+		Gpu:        []uint32{0, 1, 2, 0, 1, 2, 0, 1, 2},
+		Metrics: []*wirepb.MetricColumn{
+			// GPU-E1 (rows 1, 4, 7) has no utilisation all minute.
+			{Metric: uint32(gpumetric.GPUUtil), Present: []byte{0b01101101, 1}, Values: []float64{40, 0, 7.5, 90, 0, 0, 0, 0, 12}},
+			{Metric: uint32(gpumetric.Power), Present: []byte{0xff, 1}, Values: []float64{301.25, 80, 0, 299.5, 81, 0, 350, 82.125, 1}},
+			{Metric: uint32(gpumetric.Energy), Present: []byte{0b10011011, 1}, Counts: []uint64{9_000, 0, 0, 8_000, 5, 0, 0, 7, 3}},
+		}})
+	// The same GPUs later in the minute under another job: a row per job in the minute.
+	add(&wirepb.SampleBatch{AgentId: "edge", Seq: 2, Cluster: "fold", Node: "edge",
+		Gpus:       []*wirepb.GPU{{Index: 0, Uuid: "GPU-E0", JobId: "j2"}, {Index: 1, Uuid: "GPU-E1", JobId: "j2"}},
+		TimeUnixMs: []int64{m + 45_000, m + 45_000},
+		Gpu:        []uint32{0, 1},
+		Metrics: []*wirepb.MetricColumn{
+			{Metric: uint32(gpumetric.GPUUtil), Present: []byte{0b01}, Values: []float64{100, 0}},
+			{Metric: uint32(gpumetric.Energy), Present: []byte{0b11}, Counts: []uint64{9_500, 8}},
+		}})
+	return out
+}
+
+// rollupSQL selects a rollup table's rows merged per key, every column as text, in key order: the
+// table's columns from system.columns, each SimpleAggregateFunction(f, T) merged with f.
+func rollupSQL(t *testing.T, st store.Store, table string) (string, []string) {
+	t.Helper()
+	r, err := st.Query(context.Background(), fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = %s AND table = %s ORDER BY position",
+		store.QuoteString(st.Database()), store.QuoteString(table)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg := regexp.MustCompile(`^SimpleAggregateFunction\((\w+), `)
+	var keys, vals, defs []string
+	for _, row := range r.Rows {
+		name, typ := row[0].(string), row[1].(string)
+		defs = append(defs, name+" "+typ)
+		if m := agg.FindStringSubmatch(typ); m != nil {
+			vals = append(vals, fmt.Sprintf("toString(%s(%s))", m[1], name))
+		} else {
+			keys = append(keys, name)
+		}
+	}
+	sql := fmt.Sprintf("SELECT %s, %s FROM %s GROUP BY %s ORDER BY %s", strings.Join(keys, ", "), strings.Join(vals, ", "),
+		store.Table(st.Database(), table), strings.Join(keys, ", "), strings.Join(keys, ", "))
+	return sql, defs
+}
+
+func rowsText(t *testing.T, st store.Store, sql string) []string {
+	t.Helper()
+	r, err := st.Query(context.Background(), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, row := range r.Rows {
+		out = append(out, fmt.Sprint(row...))
+	}
+	return out
+}
+
+// The fold makes what gpu_1m_mv makes from the same rows: the same rows of gpu_1m, merged per key,
+// every column equal, whether the rows are folded in one insert or in several (partial rows of a
+// minute in two folds merge as the view's rows of two blocks do); and its block has exactly
+// gpu_1m's columns, each as the table types it.
+func TestMinuteFoldEqualsTheView(t *testing.T) {
+	viewDB, foldDB := testenv.CHDBPair(t, "_fold")
+	ctx := context.Background()
+	for _, st := range []store.Store{viewDB, foldDB} {
+		if _, err := migrate.Apply(ctx, st, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := foldDB.Exec(ctx, "DROP VIEW "+store.Table(foldDB.Database(), schema.GPU1mMV)); err != nil {
+		t.Fatal(err)
+	}
+	if err := foldable(minuteLevel()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := foldMessages(t, time.Now().Add(-10*time.Minute).Truncate(time.Minute))
+	// Blocks of 7 messages (about 5 s of the fleet), folds of 9 blocks: neither lines up with a minute.
+	const blockMsgs, foldBlocks = 7, 9
+	fold := newMinuteFold()
+	cols := newSampleColumns()
+	var dec wire.SampleDecoder
+	blocks, folds := 0, 0
+	flushFold := func() {
+		if fold.Rows() == 0 {
+			return
+		}
+		if err := foldDB.Insert(ctx, schema.GPU1m, fold.block(), fmt.Sprintf("fold/%d", folds)); err != nil {
+			t.Fatalf("insert the fold's rows: %v", err)
+		}
+		folds++
+		fold.reset()
+	}
+	flushBlock := func() {
+		if cols.block.Rows() == 0 {
+			return
+		}
+		for _, st := range []store.Store{viewDB, foldDB} {
+			if err := st.Insert(ctx, schema.GPUSamples, &cols.block, fmt.Sprintf("b/%d", blocks)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fold.add(cols)
+		cols.block.Reset()
+		if blocks++; blocks%foldBlocks == 0 {
+			flushFold()
+		}
+	}
+	for i, data := range msgs {
+		sb, err := dec.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols.appendBatch(sb)
+		if (i+1)%blockMsgs == 0 {
+			flushBlock()
+		}
+	}
+	flushBlock()
+	flushFold()
+	if folds < 3 {
+		t.Fatalf("only %d folds: the test must merge partial rows of several", folds)
+	}
+
+	sql, viewDefs := rollupSQL(t, viewDB, schema.GPU1m)
+	foldSQL, _ := rollupSQL(t, foldDB, schema.GPU1m)
+	want, got := rowsText(t, viewDB, sql), rowsText(t, foldDB, foldSQL)
+	if len(want) < 60 {
+		t.Fatalf("the view made %d rows; the test data is too thin", len(want))
+	}
+	bad := 0
+	for i := range max(len(want), len(got)) {
+		var w, g string
+		if i < len(want) {
+			w = want[i]
+		}
+		if i < len(got) {
+			g = got[i]
+		}
+		if w != g {
+			if bad++; bad <= 3 {
+				t.Errorf("gpu_1m row %d:\n view %s\n fold %s", i, w, g)
+			}
+		}
+	}
+	if bad > 0 || len(want) != len(got) {
+		t.Fatalf("%d of %d rows differ (view %d rows, fold %d)", bad, len(want), len(want), len(got))
+	}
+
+	var foldDefs []string
+	for _, c := range newMinuteFold().block().Columns {
+		foldDefs = append(foldDefs, c.Name()+" "+c.Type())
+	}
+	slices.Sort(viewDefs)
+	slices.Sort(foldDefs)
+	if !slices.Equal(viewDefs, foldDefs) {
+		for _, d := range viewDefs {
+			if !slices.Contains(foldDefs, d) {
+				t.Errorf("gpu_1m has %s; the fold's block does not", d)
+			}
+		}
+		for _, d := range foldDefs {
+			if !slices.Contains(viewDefs, d) {
+				t.Errorf("the fold's block has %s; gpu_1m does not", d)
+			}
+		}
+	}
+}
