@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
+	"github.com/gpufleet/gpufleet/internal/schema"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/wire"
 	"github.com/gpufleet/gpufleet/internal/wire/wirepb"
@@ -35,6 +36,7 @@ type sampleColumns struct {
 	gpu                                            *store.ColUInt8
 	seq                                            *store.ColUInt64
 	interval                                       *store.ColUInt32
+	folded                                         *store.ColUInt8         // schema.FoldedColumn, when the rows are folded by ingest (foldRows)
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
 	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
@@ -82,6 +84,15 @@ func newSampleColumns() *sampleColumns {
 		}
 	}
 	return c
+}
+
+// foldRows marks every row appended from now on as folded into gpu_1m by ingest
+// (schema.FoldedColumn = 1), which gpu_1m_mv leaves out. Call it on empty columns.
+func (c *sampleColumns) foldRows() {
+	if c.folded == nil {
+		c.folded = &store.ColUInt8{ColName: schema.FoldedColumn}
+		c.block.Columns = append(c.block.Columns, c.folded)
+	}
 }
 
 // check validates a decoded batch against the catalogue and the clock before any row is appended,
@@ -134,6 +145,9 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	c.agent.AppendKeyN(c.agent.Key(b.AgentID), rows)
 	c.seq.V = appendN(c.seq.V, b.Seq, rows)
 	c.interval.V = appendN(c.interval.V, b.IntervalMs, rows)
+	if c.folded != nil {
+		c.folded.V = appendN(c.folded.V, 1, rows)
+	}
 	// Dictionary keys of each GPU's labels, looked up once per message rather than once per row.
 	c.gpuKeys = c.gpuKeys[:0]
 	for i := range b.GPUs {

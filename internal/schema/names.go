@@ -15,6 +15,9 @@ const (
 	// IngestIntents records what ingest is about to insert from each Kafka range, so that a
 	// restarted writer inserts the same blocks with the same tokens (0002).
 	IngestIntents = "ingest_intents"
+	// IngestFolds records the Kafka range of each gpu_1m fold ingest is about to insert (0027),
+	// as IngestIntents does a batch's: a replay folds the same range under the same token.
+	IngestFolds = "ingest_folds"
 	// IngestGaps records jumps in an agent's sequence numbers: batches that never arrived (0003).
 	IngestGaps = "ingest_gaps"
 	// Jobs holds one row per cluster and job id the agents tagged samples with: when it was first
@@ -53,6 +56,6 @@ func IsView(name string) bool { return strings.HasSuffix(name, viewSuffix) }
 
 // Names returns every table and view name above, tables first.
 func Names() []string {
-	return []string{GPUSamples, GPUEvents, IngestIntents, IngestGaps, Jobs, XIDCatalog, Fleet1m, GPU1m, GPU1h,
+	return []string{GPUSamples, GPUEvents, IngestIntents, IngestFolds, IngestGaps, Jobs, XIDCatalog, Fleet1m, GPU1m, GPU1h,
 		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, ClusterPower1s, ClusterPower1sMV, SchemaMigrations}
 }

@@ -47,7 +47,15 @@ type Level struct {
 	// fleet's insert block holds about one reading per GPU, so each row the per-GPU views write
 	// folds one reading (BenchmarkRollupCost, docs/rollups.md).
 	Packed bool
+	// Folded (0028, gpu_1m): the view leaves out the rows whose writer folded them into the table
+	// itself (FoldedColumn = 1): ingest folds a partition's rows over many blocks into one partial
+	// row per GPU-minute, which costs ClickHouse a fraction of a row per block (docs/rollups.md).
+	Folded bool
 }
+
+// FoldedColumn is gpu_samples' UInt8 that says a row's writer has put it into gpu_1m itself (0027),
+// so gpu_1m_mv leaves it out; 0 (the default) for every other writer, whose rows the view folds.
+const FoldedColumn = "folded_1m"
 
 // FirstSample is the column of a row's earliest sample time, on levels with CounterReadings:
 // SimpleAggregateFunction(min, DateTime64(3, 'UTC')); 1970-01-01 on rows written before 0018.
@@ -68,7 +76,7 @@ var Levels = []Level{
 	{Table: Fleet1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
 		Digests: true, From: GPUSamples, Dedup: true},
 	{Table: GPU1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
-		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true, Packed: true},
+		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true, Packed: true, Folded: true},
 	// No counters per hour: first/last/peak per hour cannot tell a reset that climbs back past the
 	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
 	// climbing from zero past its lifetime value within one minute.
@@ -80,7 +88,7 @@ var Levels = []Level{
 // migrations: 0010 added the placement dims, 0011 the gauges' last readings, 0015 gpu_1h's digests
 // (and fed it from raw rows), 0017 the deduplication windows, 0018 the counters' readings and the
 // first sample's time, 0020 the counters' first and last readings as plain values, 0025 the
-// gauges' last readings packed and the states dropped.
+// gauges' last readings packed and the states dropped, 0028 gpu_1m's view leaving out folded rows.
 func Historic(version int) []Level {
 	var drop []string
 	if version < 10 {
@@ -105,6 +113,9 @@ func Historic(version int) []Level {
 		}
 		if version < 25 {
 			out[i].Packed = false
+		}
+		if version < 28 {
+			out[i].Folded = false
 		}
 	}
 	return out

@@ -26,6 +26,8 @@ CREATE OR REPLACE TABLE gpufleet.gpu_events ON CLUSTER 'fleet' AS gpufleet_shard
 ;
 CREATE OR REPLACE TABLE gpufleet.ingest_intents ON CLUSTER 'fleet' AS gpufleet_shard.ingest_intents ENGINE = Distributed('fleet', 'gpufleet_shard', 'ingest_intents')
 ;
+CREATE OR REPLACE TABLE gpufleet.ingest_folds ON CLUSTER 'fleet' AS gpufleet_shard.ingest_folds ENGINE = Distributed('fleet', 'gpufleet_shard', 'ingest_folds')
+;
 CREATE OR REPLACE TABLE gpufleet.ingest_gaps ON CLUSTER 'fleet' AS gpufleet_shard.ingest_gaps ENGINE = Distributed('fleet', 'gpufleet_shard', 'ingest_gaps')
 ;
 CREATE OR REPLACE TABLE gpufleet.jobs ON CLUSTER 'fleet' AS gpufleet_shard.jobs ENGINE = Distributed('fleet', 'gpufleet_shard', 'jobs')
