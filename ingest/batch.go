@@ -184,6 +184,9 @@ func (in *Ingester) track(ctx context.Context, m kafka.Message) (*partBatch, err
 		if m.Topic == in.cfg.SamplesTopic {
 			p.samples = in.sampleCols()
 			p.samples.ahead = in.cfg.MaxClockAhead
+			if in.cfg.Fold {
+				p.samples.foldRows()
+			}
 		} else {
 			p.events = newEventColumns()
 			p.events.ahead = in.cfg.MaxClockAhead
@@ -198,14 +201,16 @@ func (in *Ingester) track(ctx context.Context, m kafka.Message) (*partBatch, err
 	}
 	p.lag.Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
 	if p.n == 0 {
-		if m.Offset != p.next {
+		if m.Offset != p.next || p.recheck {
 			// First message of this partition in this generation: an earlier owner may have
-			// inserted a range it did not commit; cut the same range again.
+			// inserted a range it did not commit; cut the same range again. After a range cut
+			// again the next may have been recorded too: with Fold, offsets are committed at fold
+			// boundaries only, so a replay can span many recorded batches (folds.go).
 			t, replay, err := in.intentCovering(ctx, k, m.Offset)
 			if err != nil {
 				return nil, err
 			}
-			p.target, p.replay = t, replay
+			p.target, p.replay, p.recheck = t, replay, t >= 0
 		}
 		p.first, p.started = m.Offset, time.Now()
 	}
@@ -480,6 +485,10 @@ func (in *Ingester) startGeneration(assigned map[string][]kafka.PartitionAssignm
 	}
 	in.forgetPartitions(owned)
 	clear(in.parts)
+	// A fold the last generation's inserter left (it stopped on an error, not at a graceful end)
+	// was not committed: its partition's next owner replays it.
+	clear(in.folds)
+	in.foldHeld.Store(0)
 	in.building = 0
 	in.gen++
 }
@@ -499,9 +508,18 @@ func (in *Ingester) forgetPartitions(owned map[partKey]bool) {
 	}
 }
 
-// cutDue cuts every non-empty partition batch, events and samples alike (send splits them).
+// cutDue cuts every non-empty partition batch, events and samples alike (send splits them), but
+// one cutting a recorded range again that has not reached the range's end: cut short it would be
+// another block under another token, stored twice. Left uncut and uncommitted, it is read again
+// by the partition's next owner, who cuts the range whole.
 func (in *Ingester) cutDue() *cut {
-	return in.cutParts(append(in.due(true, true, 0), in.due(true, false, 0)...))
+	var ps []*partBatch
+	for _, p := range append(in.due(true, true, 0), in.due(true, false, 0)...) {
+		if p.target < 0 {
+			ps = append(ps, p)
+		}
+	}
+	return in.cutParts(ps)
 }
 
 // due lists, in partition order, the non-empty batches of the events topic (events set) or of the
@@ -600,6 +618,13 @@ func (in *Ingester) inserter(ctx context.Context, evCuts, cuts <-chan *cut, comm
 			return nil
 		}
 	}
+	// A partition that goes quiet gets no cut to flush its fold on: the ticker does.
+	var foldTick <-chan time.Time
+	if in.cfg.Fold {
+		t := time.NewTicker(max(in.cfg.FoldAge/4, 100*time.Millisecond))
+		defer t.Stop()
+		foldTick = t.C
+	}
 	for evCuts != nil || cuts != nil {
 		var c *cut
 		var ok bool
@@ -621,6 +646,11 @@ func (in *Ingester) inserter(ctx context.Context, evCuts, cuts <-chan *cut, comm
 					cuts = nil
 					continue
 				}
+			case <-foldTick:
+				if err := in.flushFolds(ctx, commit, false); err != nil {
+					return err
+				}
+				continue
 			}
 		}
 		next := between
@@ -631,7 +661,9 @@ func (in *Ingester) inserter(ctx context.Context, evCuts, cuts <-chan *cut, comm
 			return err // the batcher sees it on its next send or tick and stops
 		}
 	}
-	return nil
+	// The generation ends (every cut is in): the folds go too, so that the partitions' next owners
+	// start where this worker committed.
+	return in.flushFolds(ctx, commit, true)
 }
 
 // isEventCut says whether c holds the events topic's batches (splitEvents keeps them apart).
@@ -681,10 +713,17 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer, bet
 				return fmt.Errorf("flush %s: %w", token, err)
 			}
 		}
-		if offsets[p.key.topic] == nil {
-			offsets[p.key.topic] = map[int]int64{}
+		if in.folding(p) {
+			// Committed with its fold (folds.go), which it joins now that its rows are stored.
+			if err := in.foldBatch(ctx, p); err != nil {
+				return fmt.Errorf("flush %s: %w", token, err)
+			}
+		} else {
+			if offsets[p.key.topic] == nil {
+				offsets[p.key.topic] = map[int]int64{}
+			}
+			offsets[p.key.topic][p.key.partition] = p.last + 1
 		}
-		offsets[p.key.topic][p.key.partition] = p.last + 1
 		dead = append(dead, p.dead...)
 		if between != nil {
 			if err := between(); err != nil {
@@ -704,20 +743,13 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer, bet
 			return fmt.Errorf("flush: %w", err)
 		}
 	}
-	if err := in.retry(ctx, "commit offsets", func(ctx context.Context) error {
-		err := commit(ctx, offsets)
-		if groupMovedOn(err) {
-			// The rows are stored under their range's token: the partition's next owner (this
-			// worker again, or another) reads the range again and the insert is dropped. A commit
-			// that cannot be made is lost work, not lost data, and retrying it cannot succeed.
-			in.m.commitsLost.Inc()
-			in.log.Warn("offset commit refused: the consumer group moved on; the next owner replays the range, which its token makes a no-op",
-				slog.Any("err", err))
-			return nil
+	if len(offsets) > 0 {
+		if err := in.commitOffsets(ctx, commit, offsets); err != nil {
+			return fmt.Errorf("flush: %w", err)
 		}
+	}
+	if err := in.flushFolds(ctx, commit, false); err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("flush: %w", err)
 	}
 	var msgs uint64
 	for _, p := range c.parts {
@@ -744,13 +776,32 @@ func (in *Ingester) insertCut(ctx context.Context, c *cut, commit committer, bet
 		}
 		in.nGaps.Add(p.gaps.missingTotal())
 		in.nGapsRecorded.Add(uint64(p.gaps.block.Rows()))
-		msgs += uint64(p.n)
+		if !in.folding(p) {
+			msgs += uint64(p.n) // a folded batch's are counted with its fold's commit
+		}
 	}
 	in.nDLQ.Add(uint64(len(dead)))
 	in.nMessages.Add(msgs)
 	in.log.Debug("committed", slog.Int("batches", len(c.parts)), slog.Uint64("messages", msgs),
 		slog.Duration("took", time.Since(start)))
 	return nil
+}
+
+// commitOffsets commits, retrying with backoff until it succeeds or ctx ends. A commit the group
+// refuses because it moved on is given up: the rows are stored under their range's token, so the
+// partition's next owner (this worker again, or another) reads the range again and the insert is
+// dropped. A commit that cannot be made is lost work, not lost data, and retrying it cannot succeed.
+func (in *Ingester) commitOffsets(ctx context.Context, commit committer, offsets map[string]map[int]int64) error {
+	return in.retry(ctx, "commit offsets", func(ctx context.Context) error {
+		err := commit(ctx, offsets)
+		if groupMovedOn(err) {
+			in.m.commitsLost.Inc()
+			in.log.Warn("offset commit refused: the consumer group moved on; the next owner replays the range, which its token makes a no-op",
+				slog.Any("err", err))
+			return nil
+		}
+		return err
+	})
 }
 
 func (in *Ingester) insert(ctx context.Context, st store.Store, table string, b *store.Block, token string) error {

@@ -90,6 +90,13 @@ func newMinuteFold() *minuteFold {
 	return f
 }
 
+// foldRowBytes is about what one partial row costs a minuteFold: its aggregates, its key and the
+// map entry that finds it.
+func foldRowBytes() int {
+	f := newMinuteFold()
+	return len(f.gauges)*(8+8+4+4+16) + len(f.counters)*(8+8+8+16+16) + 8 + 8 + 8 + 2*(8+7*16)
+}
+
 // Rows is the number of partial rows held.
 func (f *minuteFold) Rows() int { return len(f.keys) }
 

@@ -59,6 +59,18 @@ type Config struct {
 	// than one (docs/rollups.md). Events have their own age (EventBatchAge), so detection does not
 	// wait for it.
 	BatchAge time.Duration
+	// Fold makes ingest fold gpu_1m itself (folds.go): each samples partition's rows over FoldAge
+	// of batches into one partial row per GPU-minute, inserted into gpu_1m, while its raw rows are
+	// marked so that gpu_1m_mv leaves them out. A live fleet's blocks hold a few readings per GPU,
+	// and the view's row per GPU per block is most of what the rollups cost ClickHouse
+	// (docs/rollups.md). Offsets are committed only past a fold, so a crash replays up to FoldAge
+	// of messages; gpu_1m's newest minute trails the raw rows by up to FoldAge.
+	Fold bool
+	// FoldAge flushes a fold this long after its first batch; default 30 s.
+	FoldAge time.Duration
+	// FoldRows bounds the partial rows all folds hold together (about 2.4 KiB each, counted in
+	// MemoryBound): past it the largest is flushed. Default 200,000.
+	FoldRows int
 	// EventBatchAge is BatchAge for the events topic's batches, which are inserted ahead of
 	// samples: an XID reaches gpu_events (and the drain report) without waiting for a samples
 	// batch; default 200 ms.
@@ -124,6 +136,8 @@ var limits = []limit{
 	{"BatchRows", 1, 0, 100_000, unitCount, func(c *Config) any { return &c.BatchRows }},
 	{"BatchBytes", 1, 0, 128 << 20, unitBytes, func(c *Config) any { return &c.BatchBytes }},
 	{"BatchAge", 1, 0, int64(5 * time.Second), unitDuration, func(c *Config) any { return &c.BatchAge }},
+	{"FoldAge", int64(time.Second), int64(10 * time.Minute), int64(30 * time.Second), unitDuration, func(c *Config) any { return &c.FoldAge }},
+	{"FoldRows", 1, 0, 200_000, unitCount, func(c *Config) any { return &c.FoldRows }},
 	{"EventBatchAge", 1, 0, int64(200 * time.Millisecond), unitDuration, func(c *Config) any { return &c.EventBatchAge }},
 	{"QueueMessages", 1, 0, 1024, unitCount, func(c *Config) any { return &c.QueueMessages }},
 	{"MaxMessageBytes", 1, 0, 4 << 20, unitBytes, func(c *Config) any { return &c.MaxMessageBytes }},
@@ -237,6 +251,7 @@ type Stats struct {
 	Truncated    uint64 // dead letters sent truncated because the dead-letter topic refused them whole
 	GapsRecorded uint64 // rows written to ingest_gaps: one per jump in an agent's sequence numbers
 	FetchErrors  uint64 // partition fetches that failed and were retried
+	Folds        uint64 // folds of gpu_1m inserted and committed (Config.Fold)
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
@@ -245,6 +260,10 @@ type Ingester struct {
 	log    *slog.Logger
 	dlq    *kafkago.Writer
 	shards []store.Store // Config.Shards, or Config.Store alone
+
+	// Fold state (folds.go), owned by the goroutine running the current generation's inserter.
+	folds     map[partKey]*openFold
+	freeFolds []*minuteFold
 
 	// Batcher state, owned by the goroutine running the current generation's batcher.
 	parts    map[partKey]*partBatch
@@ -260,7 +279,8 @@ type Ingester struct {
 	skewLog  skewLog
 
 	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched, nDuplicates atomic.Uint64
-	nSkewed, nTruncated, nGapsRecorded, nFetchErrors                              atomic.Uint64
+	nSkewed, nTruncated, nGapsRecorded, nFetchErrors, nFolds                      atomic.Uint64
+	foldHeld                                                                      atomic.Int64
 	fetchMu                                                                       sync.Mutex
 	fetchedTo                                                                     map[partKey]*atomic.Int64 // offset after the last message counted fetched
 	m                                                                             metrics
@@ -287,6 +307,9 @@ type partBatch struct {
 	// found stored before the insert); they are recorded with the range, so that a replay leaves
 	// out exactly these (see intents.go).
 	repeats []int64
+	// recheck: the last batch was a recorded range cut again, so the next batch's first offset is
+	// looked up too (track).
+	recheck bool
 	// replay, while cutting a recorded range again, is what that range left out; nil when there
 	// is no such range, or it was recorded before ingest kept its repeats (then stored copies decide).
 	replay      map[int64]bool
@@ -352,7 +375,12 @@ func New(cfg Config) (*Ingester, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	in := &Ingester{cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
+	if cfg.Fold {
+		if err := foldable(minuteLevel()); err != nil {
+			return nil, err
+		}
+	}
+	in := &Ingester{folds: map[partKey]*openFold{},cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
 		agents: newAgentTable(cfg.AgentStateMax, cfg.AgentStateIdle, time.Now()), runs: map[partKey]partRun{}, lags: map[partKey]prometheus.Gauge{},
 		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default
@@ -369,11 +397,15 @@ func New(cfg Config) (*Ingester, error) {
 // MemoryBound estimates the most bytes the ingester holds at once while it owns this many
 // partitions: three BatchBytes of messages (being built, waiting, being inserted) and the columns
 // decoded from them (about as large again), the queue between fetchers and batcher at a typical
-// 1/16 of the largest message, one fetch buffer per partition, and the state of AgentStateMax
-// agents.
+// 1/16 of the largest message, one fetch buffer per partition, the state of AgentStateMax
+// agents, and with Fold the FoldRows rows of the folds and the block of one being inserted.
 func (in *Ingester) MemoryBound(partitions int) int {
 	c := in.cfg
-	return 6*c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes + c.AgentStateMax*agentStateBytes
+	n := 6*c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes + c.AgentStateMax*agentStateBytes
+	if c.Fold {
+		n += 2 * c.FoldRows * foldRowBytes()
+	}
+	return n
 }
 
 // Stats returns the ingester's counters.
@@ -381,7 +413,7 @@ func (in *Ingester) Stats() Stats {
 	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(),
 		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load(),
 		Fetched: in.nFetched.Load(), Duplicates: in.nDuplicates.Load(), Skewed: in.nSkewed.Load(), Truncated: in.nTruncated.Load(),
-		GapsRecorded: in.nGapsRecorded.Load(), FetchErrors: in.nFetchErrors.Load()}
+		GapsRecorded: in.nGapsRecorded.Load(), FetchErrors: in.nFetchErrors.Load(), Folds: in.nFolds.Load()}
 }
 
 // shutdownFlush bounds the final flush after ctx ends.

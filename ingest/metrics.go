@@ -18,6 +18,8 @@ type metrics struct {
 	clockSkew     prometheus.Histogram
 	dlqLost       prometheus.Counter
 	commitsLost   prometheus.Counter
+	foldSeconds   prometheus.Histogram
+	foldRows      prometheus.Histogram
 }
 
 func newMetrics() metrics {
@@ -44,6 +46,10 @@ func newMetrics() metrics {
 			Help: "Dead letters the dead-letter topic refused even truncated to their headers, logged and dropped."}),
 		commitsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_ingest_commits_lost_total",
 			Help: "Cuts not committed because the group had moved on (a refused commit) or the flush ran out of time at a rebalance or shutdown; nothing is lost: the next owner replays the range and the insert's token drops what was stored."}),
+		foldSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_fold_insert_seconds",
+			Help: "Time for ClickHouse to acknowledge one fold's insert into " + schema.GPU1m + ".", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+		foldRows: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_fold_rows",
+			Help: "Partial rows (GPU-minutes) per fold inserted into " + schema.GPU1m + ".", Buckets: prometheus.ExponentialBuckets(10, 4, 9)}),
 	}
 }
 
@@ -52,11 +58,16 @@ func (m metrics) register(r prometheus.Registerer, in *Ingester) {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
 	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag, m.nulled, m.clockSkew, m.dlqLost, m.commitsLost,
+		m.foldSeconds, m.foldRows,
+		counter("gpufleet_ingest_folds_total", "Folds of "+schema.GPU1m+" inserted and committed (Config.Fold).", in.nFolds.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_ingest_fold_held_messages",
+			Help: "Messages inserted into the raw tables whose offsets wait for their fold's insert into " + schema.GPU1m + " to be committed."},
+			func() float64 { return float64(in.foldHeld.Load()) }),
 		counter("gpufleet_ingest_sample_rows_total", "Sample rows inserted.", in.nSamples.Load),
 		counter("gpufleet_ingest_event_rows_total", "Event rows inserted.", in.nEvents.Load),
 		counter("gpufleet_ingest_dlq_total", "Messages sent to the dead-letter topic.", in.nDLQ.Load),
 		counter("gpufleet_ingest_dlq_truncated_total", "Dead letters sent truncated because the dead-letter topic refused them whole.", in.nTruncated.Load),
-		counter("gpufleet_ingest_messages_committed_total", "Kafka messages committed after insert.", in.nMessages.Load),
+		counter("gpufleet_ingest_messages_committed_total", "Kafka messages committed after insert (with Config.Fold, after their fold's insert).", in.nMessages.Load),
 		counter("gpufleet_ingest_sequence_gaps_total", "Batches agents numbered that never reached ingest.", in.nGaps.Load),
 		counter("gpufleet_ingest_gaps_recorded_total", "Rows written to "+schema.IngestGaps+": jumps in an agent's sequence numbers, each spanning one or more missing batches.", in.nGapsRecorded.Load),
 		counter("gpufleet_ingest_fetch_errors_total", "Partition fetches that failed and were retried with backoff.", in.nFetchErrors.Load),
