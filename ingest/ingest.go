@@ -380,7 +380,7 @@ func New(cfg Config) (*Ingester, error) {
 			return nil, err
 		}
 	}
-	in := &Ingester{folds: map[partKey]*openFold{},cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
+	in := &Ingester{folds: map[partKey]*openFold{}, cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
 		agents: newAgentTable(cfg.AgentStateMax, cfg.AgentStateIdle, time.Now()), runs: map[partKey]partRun{}, lags: map[partKey]prometheus.Gauge{},
 		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default
