@@ -5,3 +5,6 @@ func SetCrashAfterInsert(in *Ingester, crash func() bool) { in.crashAfterInsert 
 
 // ErrCrashed is what Run returns when that hook fired.
 var ErrCrashed = errCrashed
+
+// SetCrashAfterFold installs the test hook that stops a worker between a fold's insert and its commit.
+func SetCrashAfterFold(in *Ingester, crash func() bool) { in.crashAfterFold = crash }

@@ -133,7 +133,7 @@ func (in *Ingester) flushFold(ctx context.Context, k partKey, commit committer) 
 		in.m.foldSeconds.Observe(time.Since(start).Seconds())
 		in.m.foldRows.Observe(float64(b.Rows()))
 	}
-	if in.crashAfterInsert != nil && in.crashAfterInsert() {
+	if in.crashAfterFold != nil && in.crashAfterFold() {
 		return errCrashed
 	}
 	if err := in.commitOffsets(ctx, commit, map[string]map[int]int64{k.topic: {k.partition: f.last + 1}}); err != nil {
