@@ -141,6 +141,7 @@ func (in *Ingester) flushFold(ctx context.Context, k partKey, commit committer) 
 	}
 	in.nMessages.Add(f.msgs)
 	in.nFolds.Add(1)
+	in.nFoldRows.Add(uint64(f.rows.Rows()))
 	in.foldHeld.Add(-int64(f.msgs))
 	delete(in.folds, k)
 	f.rows.reset()

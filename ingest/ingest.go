@@ -252,6 +252,7 @@ type Stats struct {
 	GapsRecorded uint64 // rows written to ingest_gaps: one per jump in an agent's sequence numbers
 	FetchErrors  uint64 // partition fetches that failed and were retried
 	Folds        uint64 // folds of gpu_1m inserted and committed (Config.Fold)
+	FoldRows     uint64 // partial rows (GPU-minutes) those folds inserted into gpu_1m
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
@@ -279,7 +280,7 @@ type Ingester struct {
 	skewLog  skewLog
 
 	nSamples, nEvents, nDLQ, nMessages, nGaps, nRebalances, nFetched, nDuplicates atomic.Uint64
-	nSkewed, nTruncated, nGapsRecorded, nFetchErrors, nFolds                      atomic.Uint64
+	nSkewed, nTruncated, nGapsRecorded, nFetchErrors, nFolds, nFoldRows           atomic.Uint64
 	foldHeld                                                                      atomic.Int64
 	fetchMu                                                                       sync.Mutex
 	fetchedTo                                                                     map[partKey]*atomic.Int64 // offset after the last message counted fetched
@@ -415,7 +416,7 @@ func (in *Ingester) Stats() Stats {
 	return Stats{Samples: in.nSamples.Load(), Events: in.nEvents.Load(), DLQ: in.nDLQ.Load(),
 		Messages: in.nMessages.Load(), Gaps: in.nGaps.Load(), Rebalances: in.nRebalances.Load(),
 		Fetched: in.nFetched.Load(), Duplicates: in.nDuplicates.Load(), Skewed: in.nSkewed.Load(), Truncated: in.nTruncated.Load(),
-		GapsRecorded: in.nGapsRecorded.Load(), FetchErrors: in.nFetchErrors.Load(), Folds: in.nFolds.Load()}
+		GapsRecorded: in.nGapsRecorded.Load(), FetchErrors: in.nFetchErrors.Load(), Folds: in.nFolds.Load(), FoldRows: in.nFoldRows.Load()}
 }
 
 // shutdownFlush bounds the final flush after ctx ends.

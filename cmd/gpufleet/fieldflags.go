@@ -28,6 +28,8 @@ var ingestFields = fieldFlags{
 	"BatchBytes":         "batch-mib",
 	"BatchAge":           "batch-age",
 	"EventBatchAge":      "event-batch-age",
+	"FoldAge":            "fold-age",
+	"FoldRows":           "fold-rows",
 	"SessionTimeout":     "session-timeout",
 	"DLQMaxBytes":        "dlq-max-mib",
 	"MaxClockAhead":      "max-clock-ahead",
