@@ -87,7 +87,7 @@ func newSampleColumns() *sampleColumns {
 }
 
 // foldRows marks every row appended from now on as folded into gpu_1m by ingest
-// (schema.FoldedColumn = 1), which gpu_1m_mv leaves out. Call it on empty columns.
+// (schema.FoldBitGPU1m in schema.FoldedColumn), which gpu_1m_mv leaves out. Call it on empty columns.
 func (c *sampleColumns) foldRows() {
 	if c.folded == nil {
 		c.folded = &store.ColUInt8{ColName: schema.FoldedColumn}
@@ -146,7 +146,7 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	c.seq.V = appendN(c.seq.V, b.Seq, rows)
 	c.interval.V = appendN(c.interval.V, b.IntervalMs, rows)
 	if c.folded != nil {
-		c.folded.V = appendN(c.folded.V, 1, rows)
+		c.folded.V = appendN(c.folded.V, schema.FoldBitGPU1m, rows)
 	}
 	// Dictionary keys of each GPU's labels, looked up once per message rather than once per row.
 	c.gpuKeys = c.gpuKeys[:0]

@@ -55,7 +55,7 @@ type minuteFold struct {
 // makes (plain ones, no t-digest or argMin/argMax state); a future level that is not makes ingest
 // leave the rollup to the view.
 func foldable(l schema.Level) error {
-	if l.Digests || !l.Packed || !l.Counters || !l.LastGauges || !l.CounterReadings || !l.CounterValues || l.From != schema.GPUSamples {
+	if l.Digests || !l.Packed || !l.Counters || !l.LastGauges || !l.CounterReadings || !l.CounterValues || l.From != schema.GPUSamples || l.FoldBit == 0 {
 		return fmt.Errorf("ingest: %s is not made of plain aggregates only; it cannot be folded in ingest", l.Table)
 	}
 	want := []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}

@@ -109,8 +109,8 @@ func (in *Ingester) flushFold(ctx context.Context, k partKey, commit committer) 
 	if f.target >= 0 && f.last != f.target {
 		// The batches were cut at their recorded ranges, which line up with the recorded fold; a
 		// range that does not means the records are not this group's (a reused group id).
-		in.log.Error("replayed fold ends past its recorded range; its rows may count twice in gpu_1m",
-			slog.String("topic", k.topic), slog.Int("partition", k.partition), slog.Int64("first", f.first),
+		in.log.Error("replayed fold ends past its recorded range; its rows may count twice in the rollup",
+			slog.String("table", schema.GPU1m), slog.String("topic", k.topic), slog.Int("partition", k.partition), slog.Int64("first", f.first),
 			slog.Int64("recorded_last", f.target), slog.Int64("last", f.last))
 	}
 	st := in.storeOf(k.partition)

@@ -24,7 +24,7 @@ func (r *rig) foldConfig(group string, age time.Duration) ingest.Config {
 func (r *rig) checkFolded(t *testing.T) {
 	t.Helper()
 	db := r.st.Database()
-	res, err := r.st.Query(context.Background(), "SELECT (SELECT countIf("+schema.FoldedColumn+" = 0) FROM "+store.Table(db, schema.GPUSamples)+
+	res, err := r.st.Query(context.Background(), "SELECT (SELECT countIf("+schema.FoldedColumn+" != 1) FROM "+store.Table(db, schema.GPUSamples)+
 		"), (SELECT count() FROM "+store.Table(db, schema.GPU1m)+"), (SELECT count() FROM "+store.Table(db, schema.IngestFolds)+")")
 	if err != nil {
 		t.Fatal(err)

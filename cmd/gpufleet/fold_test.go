@@ -55,7 +55,7 @@ func TestIngestFold(t *testing.T) {
 	d.stop()
 
 	r = run(t, env, "query", "--since", "3h", "--sql", "SELECT (SELECT count() FROM gpu_samples WHERE $__timeFilter(time)), "+
-		"(SELECT countIf(folded_1m = 1) FROM gpu_samples WHERE $__timeFilter(time)), (SELECT sum(samples) FROM gpu_1m WHERE $__timeFilter(t)), "+
+		"(SELECT countIf(folded = 1) FROM gpu_samples WHERE $__timeFilter(time)), (SELECT sum(samples) FROM gpu_1m WHERE $__timeFilter(t)), "+
 		"(SELECT sum(samples) FROM gpu_1h WHERE $__timeFilter(t))")
 	var out struct {
 		Rows [][]any `json:"rows"`

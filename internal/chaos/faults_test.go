@@ -41,6 +41,10 @@ type env struct {
 
 // TestFaultMatrix runs every fault and prints the table (see package doc; make chaos).
 func TestFaultMatrix(t *testing.T) {
+	if foldMatrix() {
+		t.Setenv("GPUFLEET_FOLD", "true")
+		t.Setenv("GPUFLEET_FOLD_AGE", "1s")
+	}
 	e := &env{shared: testenv.Kafka(t), lib: testenv.LibCHDB(t)}
 	e.cluster = testenv.NewKafkaCluster(t)
 	e.private = testenv.NewKafka(t)

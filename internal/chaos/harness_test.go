@@ -195,6 +195,12 @@ func (r *agentRun) halt(t *testing.T) spool.Stats {
 	return st
 }
 
+// foldMatrix says whether the matrix runs with gpu_1m folded by ingest (ingest.Config.Fold, a
+// fold a second): GPUFLEET_CHAOS_FOLD=1 make chaos. The binary's ingest (the kill -9 fault) takes
+// it from the environment it inherits, as GPUFLEET_FOLD and GPUFLEET_FOLD_AGE, which the matrix
+// sets then.
+func foldMatrix() bool { return os.Getenv("GPUFLEET_CHAOS_FOLD") == "1" }
+
 // ingestRun is an in-process ingest worker.
 type ingestRun struct {
 	in   *ingest.Ingester
@@ -206,6 +212,9 @@ func startIngest(t *testing.T, cfg ingest.Config) *ingestRun {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = warnings("ingest")
+	}
+	if foldMatrix() {
+		cfg.Fold, cfg.FoldAge = true, time.Second
 	}
 	in, err := ingest.New(cfg)
 	if err != nil {

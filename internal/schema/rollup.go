@@ -47,15 +47,20 @@ type Level struct {
 	// fleet's insert block holds about one reading per GPU, so each row the per-GPU views write
 	// folds one reading (BenchmarkRollupCost, docs/rollups.md).
 	Packed bool
-	// Folded (0028, gpu_1m): the view leaves out the rows whose writer folded them into the table
-	// itself (FoldedColumn = 1): ingest folds a partition's rows over many blocks into one partial
-	// row per GPU-minute, which costs ClickHouse a fraction of a row per block (docs/rollups.md).
-	Folded bool
+	// FoldBit (gpu_1m since 0028): the view leaves out the rows whose writer folded them into the
+	// table itself, those with this bit set in FoldedColumn: ingest folds a partition's rows over
+	// many blocks into one partial row per GPU-minute, which costs ClickHouse a fraction of the
+	// view's row per GPU per block (docs/rollups.md). 0: the view takes every row.
+	FoldBit uint8
 }
 
-// FoldedColumn is gpu_samples' UInt8 that says a row's writer has put it into gpu_1m itself (0027),
-// so gpu_1m_mv leaves it out; 0 (the default) for every other writer, whose rows the view folds.
-const FoldedColumn = "folded_1m"
+// FoldedColumn is gpu_samples' UInt8 of the levels a row's writer folded it into itself, a bit per
+// level (Level.FoldBit, 0027), which their views leave out; 0 (the default) for every other writer,
+// whose rows the views fold.
+const FoldedColumn = "folded"
+
+// FoldBitGPU1m is gpu_1m's bit in FoldedColumn.
+const FoldBitGPU1m = 1
 
 // FirstSample is the column of a row's earliest sample time, on levels with CounterReadings:
 // SimpleAggregateFunction(min, DateTime64(3, 'UTC')); 1970-01-01 on rows written before 0018.
@@ -76,7 +81,7 @@ var Levels = []Level{
 	{Table: Fleet1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
 		Digests: true, From: GPUSamples, Dedup: true},
 	{Table: GPU1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
-		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true, Packed: true, Folded: true},
+		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true, Packed: true, FoldBit: FoldBitGPU1m},
 	// No counters per hour: first/last/peak per hour cannot tell a reset that climbs back past the
 	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
 	// climbing from zero past its lifetime value within one minute.
@@ -115,7 +120,7 @@ func Historic(version int) []Level {
 			out[i].Packed = false
 		}
 		if version < 28 {
-			out[i].Folded = false
+			out[i].FoldBit = 0
 		}
 	}
 	return out

@@ -364,8 +364,8 @@ func writeView(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 		}
 	}
 	fmt.Fprintf(b, "\nFROM {db}.%s\n", l.From)
-	if l.Folded {
-		fmt.Fprintf(b, "WHERE %s = 0\n", FoldedColumn)
+	if l.FoldBit != 0 {
+		fmt.Fprintf(b, "WHERE bitAnd(%s, %d) = 0\n", FoldedColumn, l.FoldBit)
 	}
 	fmt.Fprintf(b, "GROUP BY t, %s\n;\n", strings.Join(l.Dims, ", "))
 }

@@ -40,7 +40,7 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 		{"0025_rollup_packed_readings.sql", schema.PackSQL(schema.Historic(24), schema.Historic(25), all[:50],
 			"0025", "each gauge's last reading per GPU-minute and hour packed in a plain UInt128 as the counters' are, and the argMin/argMax states dropped: a state per aggregate per row is most of what the per-GPU views cost when a block holds one reading per GPU")},
 		{"0028_rollup_minute_folded.sql", schema.ViewsSQL(schema.Historic(27), schema.Historic(28), all[:50],
-			"0028", "gpu_1m's view leaves out the rows ingest folded into gpu_1m itself (gpu_samples.folded_1m = 1, 0027): one partial row per GPU-minute from ingest instead of one per GPU per block from the view")},
+			"0028", "gpu_1m's view leaves out the rows ingest folded into gpu_1m itself (gpu_1m's bit set in gpu_samples.folded, 0027): one partial row per GPU-minute from ingest instead of one per GPU per block from the view")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("migrations", c.file)

@@ -3,8 +3,8 @@
 -- of what the rollups cost (docs/rollups.md). Ingest can instead fold a partition's rows over a
 -- minute or more of blocks into one partial row per GPU-minute and insert that.
 --
--- folded_1m: 1 on the rows whose writer put them into gpu_1m itself; gpu_1m_mv leaves those out
--- (0028). Every other writer leaves it 0 and the view folds its rows as before.
+-- folded: the rollups a row's writer folded it into itself, a bit per level (1: gpu_1m), which
+-- their views leave out (0028). Every other writer leaves it 0 and the views fold its rows as before.
 --
 -- ingest_folds: the Kafka range of each fold, recorded before its rows are inserted (as
 -- ingest_intents records a batch's): offsets are committed only past a fold, so after a crash the
@@ -12,7 +12,7 @@
 -- again, and inserts it under the same deduplication token.
 
 ALTER TABLE {db}.gpu_samples
-    ADD COLUMN IF NOT EXISTS folded_1m UInt8 DEFAULT 0 CODEC(ZSTD(1)) AFTER interval_ms
+    ADD COLUMN IF NOT EXISTS folded UInt8 DEFAULT 0 CODEC(ZSTD(1)) AFTER interval_ms
 ;
 CREATE TABLE IF NOT EXISTS {db}.ingest_folds
 (

@@ -4682,7 +4682,7 @@ GROUP BY t, cluster
 ;
 -- 0027_ingest_folds
 ALTER TABLE gpufleet.gpu_samples ON CLUSTER 'fleet'
-    ADD COLUMN IF NOT EXISTS folded_1m UInt8 DEFAULT 0 CODEC(ZSTD(1)) AFTER interval_ms
+    ADD COLUMN IF NOT EXISTS folded UInt8 DEFAULT 0 CODEC(ZSTD(1)) AFTER interval_ms
 ;
 CREATE TABLE IF NOT EXISTS gpufleet.ingest_folds ON CLUSTER 'fleet'
 (
@@ -4963,6 +4963,6 @@ SELECT
     min(bitOr(bitOr(bitShiftLeft(toUInt128(isNull(nvlink_crc_data_errors)), 127), bitShiftLeft(toUInt128(toUnixTimestamp64Milli(time)), 64)), toUInt128(ifNull(nvlink_crc_data_errors, 0)))) AS nvlink_crc_data_errors_first_reading,
     max(bitOr(bitOr(bitShiftLeft(toUInt128(isNotNull(nvlink_crc_data_errors)), 127), bitShiftLeft(toUInt128(toUnixTimestamp64Milli(time)), 64)), toUInt128(ifNull(nvlink_crc_data_errors, 0)))) AS nvlink_crc_data_errors_last_reading
 FROM gpufleet.gpu_samples
-WHERE folded_1m = 0
+WHERE bitAnd(folded, 1) = 0
 GROUP BY t, cluster, node, uuid, model, job_id, rack, pool
 ;
