@@ -189,6 +189,10 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 			"--clock-skew-tolerance 2h0m0s (ClockSkewTolerance): must not exceed --max-clock-ahead 1h0m0s"},
 		{"zero skew log interval", nil, []string{"ingest", "--skew-log-interval", "0s"}, 2, "--skew-log-interval 0s (SkewLogInterval): must be positive"},
 		{"zero agent state", nil, []string{"ingest", "--agent-state-max", "0"}, 2, "--agent-state-max 0 (AgentStateMax): must be at least 1"},
+		{"fold age too long", nil, []string{"ingest", "--fold", "--fold-age", "11m"}, 2, "--fold-age 11m0s (FoldAge): must be 1s..10m0s"},
+		{"zero fold age", []string{"GPUFLEET_FOLD_AGE=0s"}, []string{"ingest"}, 2, "--fold-age 0s (FoldAge): must be 1s..10m0s"},
+		{"zero fold rows", nil, []string{"ingest", "--fold-rows", "0"}, 2, "--fold-rows 0 (FoldRows): must be at least 1"},
+		{"bad fold env", []string{"GPUFLEET_FOLD=maybe"}, []string{"ingest"}, 2, "GPUFLEET_FOLD (--fold)"},
 		{"bad agent state env", []string{"GPUFLEET_AGENT_STATE_MAX=many"}, []string{"ingest"}, 2, "GPUFLEET_AGENT_STATE_MAX (--agent-state-max)"},
 		{"short agent idle", nil, []string{"ingest", "--agent-state-idle", "10ms"}, 2, "--agent-state-idle 10ms (AgentStateIdle): must be at least 1s"},
 		// Two modes, or a flag only another mode reads: before, the first mode silently won and the
