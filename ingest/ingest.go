@@ -69,7 +69,8 @@ type Config struct {
 	// FoldAge flushes a fold this long after its first batch; default 30 s.
 	FoldAge time.Duration
 	// FoldRows bounds the partial rows all folds hold together (about 2.4 KiB each, counted in
-	// MemoryBound): past it the largest is flushed. Default 200,000.
+	// MemoryBound): past it the largest is flushed. Default 100,000: a worker's 65,000 GPUs at the
+	// default FoldAge.
 	FoldRows int
 	// EventBatchAge is BatchAge for the events topic's batches, which are inserted ahead of
 	// samples: an XID reaches gpu_events (and the drain report) without waiting for a samples
@@ -137,7 +138,7 @@ var limits = []limit{
 	{"BatchBytes", 1, 0, 128 << 20, unitBytes, func(c *Config) any { return &c.BatchBytes }},
 	{"BatchAge", 1, 0, int64(5 * time.Second), unitDuration, func(c *Config) any { return &c.BatchAge }},
 	{"FoldAge", int64(time.Second), int64(10 * time.Minute), int64(30 * time.Second), unitDuration, func(c *Config) any { return &c.FoldAge }},
-	{"FoldRows", 1, 0, 200_000, unitCount, func(c *Config) any { return &c.FoldRows }},
+	{"FoldRows", 1, 0, 100_000, unitCount, func(c *Config) any { return &c.FoldRows }},
 	{"EventBatchAge", 1, 0, int64(200 * time.Millisecond), unitDuration, func(c *Config) any { return &c.EventBatchAge }},
 	{"QueueMessages", 1, 0, 1024, unitCount, func(c *Config) any { return &c.QueueMessages }},
 	{"MaxMessageBytes", 1, 0, 4 << 20, unitBytes, func(c *Config) any { return &c.MaxMessageBytes }},
@@ -209,14 +210,15 @@ func (l limit) check(c *Config) error {
 }
 
 // DefaultConfig returns a Config with every bounded setting at its default (what New makes of a
-// zero), for a caller that sets each one and validates the lot, as the CLI does: its flags'
-// defaults come from here.
+// zero) and Fold on, for a caller that sets each one and validates the lot, as the CLI does: its
+// flags' defaults come from here.
 func DefaultConfig() Config {
 	var c Config
 	for _, l := range limits {
 		l.set(&c, l.def)
 	}
 	c.GroupID = "gpufleet-ingest"
+	c.Fold = true
 	return c
 }
 

@@ -108,7 +108,7 @@ func (c *demoCmd) run(ctx context.Context, e *env, log *slog.Logger, token strin
 	if err != nil {
 		return err
 	}
-	in, err := ingest.New(ingest.Config{Brokers: brokers, Store: st, BatchAge: 500 * time.Millisecond, Logger: log, Registerer: reg})
+	in, err := ingest.New(ingest.Config{Brokers: brokers, Store: st, BatchAge: 500 * time.Millisecond, Fold: true, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

@@ -144,7 +144,8 @@ func (c *ingestCmd) register(f *flags) {
 	f.BoolVar(&d.Fold, "fold", d.Fold, "fold "+schema.GPU1m+" in ingest: each partition's rows over --fold-age into one row per GPU-minute,\n"+
 		"inserted into "+schema.GPU1m+" in place of its view's row per GPU per batch, at a fraction of ClickHouse's CPU\n"+
 		"(docs/rollups.md); offsets are committed past each fold, so "+schema.GPU1m+" trails the raw rows by up to --fold-age\n"+
-		"and a crash replays up to that much; exactly once either way. Change it after a graceful stop")
+		"and a crash replays up to that much; exactly once either way. --fold=false leaves "+schema.GPU1m+" to its view.\n"+
+		"Change it after a graceful stop")
 	f.DurationVar(&d.FoldAge, "fold-age", d.FoldAge, "with --fold, insert and commit a partition's fold this long after its first batch (1s..10m)")
 	f.IntVar(&d.FoldRows, "fold-rows", d.FoldRows, "with --fold, when the folds hold this many rows (GPU-minutes, about 2.4 KiB each, counted in\n"+
 		"the memory bound) insert the largest")
