@@ -216,3 +216,50 @@ func TestMinuteFoldEqualsTheView(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMinuteFold is the fold's own cost in ingest: 2,000 simulated GPUs' readings in batches of
+// five per GPU, each folded and every six batches (a 30-s fold) made into gpu_1m's block. Run:
+//
+//	go test -run '^$' -bench MinuteFold -benchmem ./ingest/
+func BenchmarkMinuteFold(b *testing.B) {
+	const gpus, perNode, readings = 2000, 8, 5
+	start := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	nodes := make([]*sim.Node, gpus/perNode)
+	for n := range nodes {
+		nodes[n] = sim.NewNode(9, "bench", n, perNode)
+	}
+	var dec wire.SampleDecoder
+	var batches []*sampleColumns
+	for k := range 6 {
+		cols := newSampleColumns()
+		cols.foldRows()
+		for i := range readings {
+			for _, n := range nodes {
+				sb := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(k*readings + i + 1), Cluster: "bench", Node: n.Name}
+				n.Sample(start.Add(time.Duration(k*readings+i)*time.Second), sb, nil)
+				data, err := wire.EncodeSamples(sb)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := dec.Decode(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cols.appendBatch(s)
+			}
+		}
+		batches = append(batches, cols)
+	}
+	f := newMinuteFold()
+	rows := 0
+	b.ResetTimer()
+	for range b.N {
+		for _, c := range batches {
+			f.add(c)
+			rows += c.block.Rows()
+		}
+		_ = f.block()
+		f.reset()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rows), "ns/sample")
+}

@@ -356,13 +356,16 @@ func (a *Admin) waitTopic(ctx context.Context, topic string) (kafkago.Topic, err
 // once, but a broker applies it from the metadata log a moment later and until then describes (and
 // enforces) the old value: a reader right after the set-up, such as ingest comparing the
 // dead-letter topic's max.message.bytes with the samples topic's, would see the old one.
+//
+// The broker asked may not know the topic yet at all (a cluster's broker that has not applied the
+// creation from the metadata log; seen on a busy 3-broker test cluster): that is waited out too.
 func (a *Admin) waitConfigs(ctx context.Context, topic string, want map[string]string) error {
 	for {
 		have, err := a.topicConfigs(ctx, topic)
-		if err != nil {
+		if err != nil && !errors.Is(err, kafkago.UnknownTopicOrPartition) {
 			return err
 		}
-		applied := true
+		applied := err == nil
 		for k, v := range want {
 			if have[k] != v {
 				applied = false
@@ -373,6 +376,9 @@ func (a *Admin) waitConfigs(ctx context.Context, topic string, want map[string]s
 		}
 		select {
 		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("configs of topic %s not applied: %w (last: %w)", topic, ctx.Err(), err)
+			}
 			return fmt.Errorf("configs of topic %s not applied: %w", topic, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
