@@ -6,7 +6,8 @@
 # bounded, i.e. whether this box sustains that fleet (docs/capacity.md, "Load test"). Ingest cuts
 # its batches at 5 s / SPEED, so that a block holds five readings of each GPU as at the default.
 #   deploy/dev/load-test.sh [GPUS] [SPEED] [SECONDS] [PARTITIONS]
-# Defaults: 20,000 GPUs at 5× (100,000 GPUs at 1 Hz), 600 s, 8 partitions. Needs GPUFLEET_LIBCHDB
+# Defaults: 20,000 GPUs at 5× (100,000 GPUs at 1 Hz), 600 s, 8 partitions; FOLD=false: gpu_1m by its
+# view rather than folded by ingest. Needs GPUFLEET_LIBCHDB
 # (deploy/dev/chdb.sh install) and the Kafka jars (deploy/dev/kafka.sh install).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,9 +32,13 @@ broker=$(bash "$here/kafka.sh" start "$work/kafka" 29192)
 "$g" topics --brokers "$broker" --partitions "$parts" --log-level error >/dev/null
 metrics=127.0.0.1:29410
 # A batch age of 5 s / SPEED: a block then holds five simulated seconds of each GPU, as the default
-# 5 s does for a real fleet at 1 Hz; the rollups' price is set by that (docs/rollups.md).
+# 5 s does for a real fleet at 1 Hz; the rollups' price is set by that (docs/rollups.md). The fold
+# age likewise (30 s / SPEED), so that a fold of gpu_1m holds 30 simulated seconds; FOLD=false
+# leaves gpu_1m to its view.
+fold_age=$((30000 / speed)); ((fold_age < 1000)) && fold_age=1000
 "$g" ingest --brokers "$broker" --clickhouse "chdb://$work/data" --migrate --metrics-addr "$metrics" \
-  --batch-age "$((5000 / speed))ms" --log-level warn >"$work/ingest.log" 2>&1 &
+  --batch-age "$((5000 / speed))ms" --fold="${FOLD:-true}" --fold-age "${fold_age}ms" \
+  --log-level warn >"$work/ingest.log" 2>&1 &
 pids+=($!)
 # Ingest is up once it serves /metrics.
 for _ in $(seq 1 120); do curl -sf "http://$metrics/metrics" >/dev/null && break; sleep 0.5; done
