@@ -36,7 +36,8 @@ type sampleColumns struct {
 	gpu                                            *store.ColUInt8
 	seq                                            *store.ColUInt64
 	interval                                       *store.ColUInt32
-	folded                                         *store.ColUInt8         // schema.FoldedColumn, when the rows are folded by ingest (foldRows)
+	folded                                         *store.ColUInt8 // schema.FoldedColumn, when the rows are folded by ingest (foldRows)
+	foldMask                                       uint8
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
 	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position
@@ -86,9 +87,11 @@ func newSampleColumns() *sampleColumns {
 	return c
 }
 
-// foldRows marks every row appended from now on as folded into gpu_1m by ingest
-// (schema.FoldBitGPU1m in schema.FoldedColumn), which gpu_1m_mv leaves out. Call it on empty columns.
-func (c *sampleColumns) foldRows() {
+// foldRows marks every row appended from now on as folded by ingest into the levels of mask (their
+// bits, schema.Level.FoldBit, in schema.FoldedColumn), which their views leave out. Call it on
+// empty columns.
+func (c *sampleColumns) foldRows(mask uint8) {
+	c.foldMask = mask
 	if c.folded == nil {
 		c.folded = &store.ColUInt8{ColName: schema.FoldedColumn}
 		c.block.Columns = append(c.block.Columns, c.folded)
@@ -146,7 +149,7 @@ func (c *sampleColumns) appendBatch(b *wire.Samples) {
 	c.seq.V = appendN(c.seq.V, b.Seq, rows)
 	c.interval.V = appendN(c.interval.V, b.IntervalMs, rows)
 	if c.folded != nil {
-		c.folded.V = appendN(c.folded.V, schema.FoldBitGPU1m, rows)
+		c.folded.V = appendN(c.folded.V, c.foldMask, rows)
 	}
 	// Dictionary keys of each GPU's labels, looked up once per message rather than once per row.
 	c.gpuKeys = c.gpuKeys[:0]

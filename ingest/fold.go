@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/gpufleet/gpufleet/internal/gpumetric"
 	"github.com/gpufleet/gpufleet/internal/schema"
@@ -14,26 +16,30 @@ import (
 // readings per GPU: gpu_1m_mv writes a row of some 300 aggregates per GPU per block, and those
 // rows, not the aggregation, are what it costs (docs/rollups.md, BenchmarkRollupPartials). Every
 // gpu_1m column is a plain sum, count, min or max, so ingest can fold a partition's rows over many
-// blocks itself and insert one partial row per GPU-minute instead. minuteFold is that fold: given
-// the same rows, it makes what gpu_1m_mv makes, column for column (TestMinuteFoldEqualsTheView).
+// blocks itself and insert one partial row per GPU-minute instead. gpu_1h is folded the same way,
+// one partial row per GPU-hour per fold, its t-digests made as the engine's state (tdigest.go).
+// A levelFold is that fold for one level: given the same rows, it makes what the level's view
+// makes, column for column (TestLevelFoldsEqualTheViews).
 
-// foldKey is gpu_1m's key: the minute and the level's dims, in schema.Levels' order.
+// foldKey is a folded level's key: the bucket and the level's dims, in schema.Levels' order.
 type foldKey struct {
-	minute                                      int64 // Unix seconds of the minute's start
+	bucket                                      int64 // Unix seconds of the bucket's start
 	cluster, node, uuid, model, job, rack, pool string
 }
 
 // blockKey is a foldKey within one block: its labels as the block's dictionary keys, which spares
 // hashing seven strings for every row.
 type blockKey struct {
-	minute                                      int64
+	bucket                                      int64
 	cluster, node, uuid, model, job, rack, pool uint32
 }
 
-// minuteFold holds gpu_1m's partial rows of the rows added so far, one per foldKey. Aggregates are
+// levelFold holds a level's partial rows of the rows added so far, one per foldKey. Aggregates are
 // kept per row and metric in flat slices (row*len(metrics)+slot).
-type minuteFold struct {
-	gauges, counters []int // registry positions of the rolled-up metrics, by kind
+type levelFold struct {
+	level            schema.Level
+	stepMs           int64
+	gauges, counters []int // registry positions of the rolled-up metrics, by kind (no counters on a level without)
 	index            map[foldKey]int32
 	keys             []foldKey
 	samples          []uint64
@@ -43,73 +49,108 @@ type minuteFold struct {
 	gN           []uint64
 	gMin, gMax   []float32
 	gLast        []store.UInt128
+	gVals        [][]float32 // Digests: the readings, in the order added
+	readings     int         // Float32s held in gVals
 	cMin, cMax   []uint64
 	cN           []uint64
 	cFirst, cLst []store.UInt128
 
 	byBlock map[blockKey]int32 // scratch: the rows of the block being added
 	rowOf   []int32            // scratch: per block row, its fold row
+	digest  tdigest            // scratch: the digest being serialized
+	state   []byte
 }
 
-// foldable reports whether gpu_1m, as schema.Levels describes it, is made of aggregates minuteFold
-// makes (plain ones, no t-digest or argMin/argMax state); a future level that is not makes ingest
-// leave the rollup to the view.
+// foldDims are the dims a levelFold keys its rows by.
+var foldDims = []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}
+
+// foldable reports whether level l, as schema.Levels describes it, is made of aggregates a
+// levelFold makes (plain ones, packed last readings, and t-digests sent through the level's
+// feed), from gpu_samples, per minute or hour; a future level that is not makes ingest leave it
+// to its view.
 func foldable(l schema.Level) error {
-	if l.Digests || !l.Packed || !l.Counters || !l.LastGauges || !l.CounterReadings || !l.CounterValues || l.From != schema.GPUSamples || l.FoldBit == 0 {
-		return fmt.Errorf("ingest: %s is not made of plain aggregates only; it cannot be folded in ingest", l.Table)
+	if l.From != schema.GPUSamples || !l.Packed || !l.LastGauges || l.FoldBit == 0 ||
+		l.Counters && !(l.CounterReadings && l.CounterValues) || l.Digests && l.Feed == "" {
+		return fmt.Errorf("ingest: %s is not made of aggregates ingest folds; it cannot be folded in ingest", l.Table)
 	}
-	want := []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}
-	if fmt.Sprint(l.Dims) != fmt.Sprint(want) {
-		return fmt.Errorf("ingest: %s has dims %v, the fold makes %v", l.Table, l.Dims, want)
+	if l.Step != time.Minute && l.Step != time.Hour {
+		return fmt.Errorf("ingest: %s has step %v, the fold makes minutes and hours", l.Table, l.Step)
+	}
+	if fmt.Sprint(l.Dims) != fmt.Sprint(foldDims) {
+		return fmt.Errorf("ingest: %s has dims %v, the fold makes %v", l.Table, l.Dims, foldDims)
 	}
 	return nil
 }
 
-// minuteLevel is gpu_1m's level.
-func minuteLevel() schema.Level {
+// foldLevels are the levels ingest folds itself: those schema.Levels gives a FoldBit.
+func foldLevels() []schema.Level {
+	var out []schema.Level
 	for _, l := range schema.Levels {
-		if l.Table == schema.GPU1m {
+		if l.FoldBit != 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// foldMask is the value of schema.FoldedColumn on the rows ingest folds: every folded level's bit.
+func foldMask() uint8 {
+	var m uint8
+	for _, l := range foldLevels() {
+		m |= l.FoldBit
+	}
+	return m
+}
+
+// levelOf is the level of table.
+func levelOf(table string) schema.Level {
+	for _, l := range schema.Levels {
+		if l.Table == table {
 			return l
 		}
 	}
-	panic("ingest: schema.Levels has no " + schema.GPU1m) // a programming error
+	panic("ingest: schema.Levels has no " + table) // a programming error
 }
 
-func newMinuteFold() *minuteFold {
-	f := &minuteFold{index: map[foldKey]int32{}, byBlock: map[blockKey]int32{}}
+func newLevelFold(l schema.Level) *levelFold {
+	f := &levelFold{level: l, stepMs: l.Step.Milliseconds(), index: map[foldKey]int32{}, byBlock: map[blockKey]int32{}}
 	for i, m := range gpumetric.All() {
 		if i >= schema.Covered {
 			break
 		}
-		if m.Kind.Integer() {
-			f.counters = append(f.counters, i)
-		} else {
+		if !m.Kind.Integer() {
 			f.gauges = append(f.gauges, i)
+		} else if l.Counters {
+			f.counters = append(f.counters, i)
 		}
 	}
 	return f
 }
 
-// foldRowBytes is about what one partial row costs a minuteFold: its aggregates, its key and the
-// map entry that finds it.
-func foldRowBytes() int {
-	f := newMinuteFold()
-	return len(f.gauges)*(8+8+4+4+16) + len(f.counters)*(8+8+8+16+16) + 8 + 8 + 8 + 2*(8+7*16)
+// rowBytes is about what one partial row costs a levelFold: its aggregates, its key and the map
+// entry that finds it (the readings a digest holds are counted apart: foldBytes).
+func (f *levelFold) rowBytes() int {
+	n := len(f.gauges)*(8+8+4+4+16) + len(f.counters)*(8+8+8+16+16) + 8 + 8 + 8 + 2*(8+7*16)
+	if f.level.Digests {
+		n += len(f.gauges) * 24
+	}
+	return n
 }
 
 // Rows is the number of partial rows held.
-func (f *minuteFold) Rows() int { return len(f.keys) }
+func (f *levelFold) Rows() int { return len(f.keys) }
 
 // reset empties the fold, keeping capacity.
-func (f *minuteFold) reset() {
+func (f *levelFold) reset() {
 	clear(f.index)
 	f.keys, f.samples, f.first = f.keys[:0], f.samples[:0], f.first[:0]
 	f.gSum, f.gN, f.gMin, f.gMax, f.gLast = f.gSum[:0], f.gN[:0], f.gMin[:0], f.gMax[:0], f.gLast[:0]
+	f.gVals, f.readings = f.gVals[:0], 0
 	f.cMin, f.cMax, f.cN, f.cFirst, f.cLst = f.cMin[:0], f.cMax[:0], f.cN[:0], f.cFirst[:0], f.cLst[:0]
 }
 
 // row returns k's row, making an empty one when new.
-func (f *minuteFold) row(k foldKey) int32 {
+func (f *levelFold) row(k foldKey) int32 {
 	if r, ok := f.index[k]; ok {
 		return r
 	}
@@ -124,6 +165,17 @@ func (f *minuteFold) row(k foldKey) int32 {
 	f.gMin = append(f.gMin, make([]float32, ng)...)
 	f.gMax = append(f.gMax, make([]float32, ng)...)
 	f.gLast = append(f.gLast, make([]store.UInt128, ng)...)
+	if f.level.Digests {
+		// The readings' slices of a flushed fold's rows are reused, emptied.
+		for range ng {
+			if n := len(f.gVals); n < cap(f.gVals) {
+				f.gVals = f.gVals[:n+1]
+				f.gVals[n] = f.gVals[n][:0]
+			} else {
+				f.gVals = append(f.gVals, nil)
+			}
+		}
+	}
 	f.cMin = append(f.cMin, make([]uint64, nc)...)
 	f.cMax = append(f.cMax, make([]uint64, nc)...)
 	f.cN = append(f.cN, make([]uint64, nc)...)
@@ -145,7 +197,7 @@ func packed(flag bool, ms int64, value uint64) store.UInt128 {
 }
 
 // add folds every row of c in.
-func (f *minuteFold) add(c *sampleColumns) {
+func (f *levelFold) add(c *sampleColumns) {
 	n := c.block.Rows()
 	if n == 0 {
 		return
@@ -154,11 +206,11 @@ func (f *minuteFold) add(c *sampleColumns) {
 	f.rowOf = f.rowOf[:0]
 	for i := range n {
 		ms := c.time.V[i]
-		bk := blockKey{minute: floorDiv(ms, 60_000) * 60, cluster: c.cluster.Keys[i], node: c.node.Keys[i], uuid: c.uuid.Keys[i],
+		bk := blockKey{bucket: floorDiv(ms, f.stepMs) * (f.stepMs / 1000), cluster: c.cluster.Keys[i], node: c.node.Keys[i], uuid: c.uuid.Keys[i],
 			model: c.model.Keys[i], job: c.job.Keys[i], rack: c.rack.Keys[i], pool: c.pool.Keys[i]}
 		r, ok := f.byBlock[bk]
 		if !ok {
-			r = f.row(foldKey{minute: bk.minute, cluster: c.cluster.Dict[bk.cluster], node: c.node.Dict[bk.node], uuid: c.uuid.Dict[bk.uuid],
+			r = f.row(foldKey{bucket: bk.bucket, cluster: c.cluster.Dict[bk.cluster], node: c.node.Dict[bk.node], uuid: c.uuid.Dict[bk.uuid],
 				model: c.model.Dict[bk.model], job: c.job.Dict[bk.job], rack: c.rack.Dict[bk.rack], pool: c.pool.Dict[bk.pool]})
 			f.byBlock[bk] = r
 		}
@@ -186,6 +238,10 @@ func (f *minuteFold) add(c *sampleColumns) {
 			}
 			f.gN[at]++
 			f.gSum[at] += float64(v)
+			if f.level.Digests {
+				f.gVals[at] = append(f.gVals[at], v)
+				f.readings++
+			}
 			if p := packed(true, ms, uint64(math.Float32bits(v))); f.gLast[at].Less(p) {
 				f.gLast[at] = p
 			}
@@ -229,12 +285,15 @@ func simpleAgg(f string, c store.Column) store.Column {
 	return store.As{Column: c, TypeName: "SimpleAggregateFunction(" + f + ", " + c.Type() + ")"}
 }
 
-// block returns the rows held as a gpu_1m block, with each column as its table type.
-func (f *minuteFold) block() *store.Block {
+// table is where the fold's rows are inserted: the level's feed, or its table.
+func (f *levelFold) table() string { return cmp.Or(f.level.Feed, f.level.Table) }
+
+// block returns the rows held as a block of table(), with each column as its type there.
+func (f *levelFold) block() *store.Block {
 	rows := len(f.keys)
 	t := &store.ColDateTime{ColName: "t", V: make([]uint32, 0, rows)}
-	dims := make([]*store.ColLowCardString, 7)
-	for i, d := range []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"} {
+	dims := make([]*store.ColLowCardString, len(foldDims))
+	for i, d := range foldDims {
 		dims[i] = &store.ColLowCardString{ColName: d}
 	}
 	samples := &store.ColUInt64{ColName: "samples", V: slices.Clone(f.samples)}
@@ -243,9 +302,12 @@ func (f *minuteFold) block() *store.Block {
 	for _, d := range dims {
 		b.Columns = append(b.Columns, d)
 	}
-	b.Columns = append(b.Columns, simpleAgg("sum", samples), simpleAgg("min", first))
+	b.Columns = append(b.Columns, simpleAgg("sum", samples))
+	if f.level.Counters && f.level.CounterReadings {
+		b.Columns = append(b.Columns, simpleAgg("min", first))
+	}
 	for _, k := range f.keys {
-		t.V = append(t.V, uint32(k.minute))
+		t.V = append(t.V, uint32(k.bucket))
 		for i, v := range []string{k.cluster, k.node, k.uuid, k.model, k.job, k.rack, k.pool} {
 			dims[i].Append(v)
 		}
@@ -266,6 +328,18 @@ func (f *minuteFold) block() *store.Block {
 			hi.Append(f.gMax[at], f.gN[at] == 0)
 		}
 		b.Columns = append(b.Columns, simpleAgg("sum", sum), simpleAgg("sum", cnt), simpleAgg("min", lo), simpleAgg("max", hi), simpleAgg("max", last))
+		if f.level.Digests {
+			q := &store.ColString{ColName: schema.Digest(m), V: make([]string, rows)}
+			for r := range rows {
+				f.digest.reset()
+				for _, v := range f.gVals[r*ng+j] {
+					f.digest.add(v)
+				}
+				f.state = f.digest.appendState(f.state[:0])
+				q.V[r] = string(f.state)
+			}
+			b.Columns = append(b.Columns, q)
+		}
 	}
 	for j, pos := range f.counters {
 		m := all[pos].Column
@@ -283,4 +357,68 @@ func (f *minuteFold) block() *store.Block {
 		b.Columns = append(b.Columns, simpleAgg("min", lo), simpleAgg("max", hi), simpleAgg("sum", cnt), simpleAgg("min", firstR), simpleAgg("max", lastR))
 	}
 	return b
+}
+
+// foldSet is one fold's partial rows of every level ingest folds (foldLevels), in that order.
+type foldSet struct{ levels []*levelFold }
+
+func newFoldSet() *foldSet {
+	s := &foldSet{}
+	for _, l := range foldLevels() {
+		s.levels = append(s.levels, newLevelFold(l))
+	}
+	return s
+}
+
+func (s *foldSet) add(c *sampleColumns) {
+	for _, f := range s.levels {
+		f.add(c)
+	}
+}
+
+// Rows is the partial rows held, of every level.
+func (s *foldSet) Rows() int {
+	n := 0
+	for _, f := range s.levels {
+		n += f.Rows()
+	}
+	return n
+}
+
+// Readings is the Float32s the digests hold, of every level.
+func (s *foldSet) Readings() int {
+	n := 0
+	for _, f := range s.levels {
+		n += f.readings
+	}
+	return n
+}
+
+func (s *foldSet) reset() {
+	for _, f := range s.levels {
+		f.reset()
+	}
+}
+
+// foldValuesPerRow is how many digest readings the folds may hold per partial row they may hold
+// (Config.FoldRows): a GPU-minute's at 1 Hz, for each gauge of each level with digests.
+func foldValuesPerRow() int {
+	n := 0
+	for _, f := range newFoldSet().levels {
+		if f.level.Digests {
+			n += 60 * len(f.gauges)
+		}
+	}
+	return n
+}
+
+// foldBytes bounds what folds holding rows partial rows and values digest readings cost, with
+// the blocks of a flush: each row twice at the dearest level's price, each reading as a Float32
+// held and as its centroid (8 bytes) in a state.
+func foldBytes(rows, values int) int {
+	row := 0
+	for _, f := range newFoldSet().levels {
+		row = max(row, f.rowBytes())
+	}
+	return 2*rows*row + 12*values
 }

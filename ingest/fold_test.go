@@ -81,6 +81,8 @@ func rollupSQL(t *testing.T, st store.Store, table string) (string, []string) {
 		defs = append(defs, name+" "+typ)
 		if m := agg.FindStringSubmatch(typ); m != nil {
 			vals = append(vals, fmt.Sprintf("toString(%s(%s))", m[1], name))
+		} else if strings.HasPrefix(typ, "AggregateFunction(quantilesTDigest") {
+			vals = append(vals, fmt.Sprintf("hex(%s(%s))", schema.QuantileFunc("MergeState"), name))
 		} else {
 			keys = append(keys, name)
 		}
@@ -103,12 +105,15 @@ func rowsText(t *testing.T, st store.Store, sql string) []string {
 	return out
 }
 
-// The fold makes what gpu_1m_mv makes from the same rows: the same rows of gpu_1m, merged per key,
-// every column equal, whether the rows are folded in one insert or in several (partial rows of a
-// minute in two folds merge as the view's rows of two blocks do); and its block has exactly
-// gpu_1m's columns, each as the table types it. The raw rows marked folded (0027) are left out by
-// the view (0028): in the fold's database gpu_1m holds the fold's rows only, not twice as many.
-func TestMinuteFoldEqualsTheView(t *testing.T) {
+// The folds make what the views make from the same rows: gpu_1m's and gpu_1h's rows merged per
+// key, every column equal, whether the rows are folded in one insert or in several (partial rows
+// of a bucket in two folds merge as the views' rows of two blocks do); gpu_1h's t-digests too, byte
+// for byte once merged (fewer than 200 readings per GPU-hour, so the engine merges no centroids
+// and a merged state is the sorted readings, whichever rows made it). Each fold's block has
+// exactly the columns of the table it is inserted into, each as that table types it. The raw rows
+// marked folded (0027) are left out by the views (0028, 0029): in the fold's database each level
+// holds the fold's rows only, not twice as many.
+func TestLevelFoldsEqualTheViews(t *testing.T) {
 	viewDB, foldDB := testenv.CHDBPair(t, "_fold")
 	ctx := context.Background()
 	for _, st := range []store.Store{viewDB, foldDB} {
@@ -116,25 +121,33 @@ func TestMinuteFoldEqualsTheView(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := foldable(minuteLevel()); err != nil {
-		t.Fatal(err)
+	levels := foldLevels()
+	if len(levels) != 2 || levels[0].Table != schema.GPU1m || levels[1].Table != schema.GPU1h {
+		t.Fatalf("folded levels %v: the test covers gpu_1m and gpu_1h", levels)
+	}
+	for _, l := range levels {
+		if err := foldable(l); err != nil {
+			t.Fatal(err)
+		}
 	}
 	msgs := foldMessages(t, time.Now().Add(-10*time.Minute).Truncate(time.Minute))
 	// Blocks of 7 messages (about 5 s of the fleet), folds of 9 blocks: neither lines up with a minute.
 	const blockMsgs, foldBlocks = 7, 9
-	fold := newMinuteFold()
-	// One block of columns for both databases: the view skips its rows in foldDB only, where
+	fold := newFoldSet()
+	// One block of columns for both databases: the views skip its rows in foldDB only, where
 	// they are marked folded (in viewDB the column takes its default, 0).
 	cols := newSampleColumns()
-	cols.foldRows()
+	cols.foldRows(foldMask())
 	var dec wire.SampleDecoder
 	blocks, folds := 0, 0
 	flushFold := func() {
 		if fold.Rows() == 0 {
 			return
 		}
-		if err := foldDB.Insert(ctx, schema.GPU1m, fold.block(), fmt.Sprintf("fold/%d", folds)); err != nil {
-			t.Fatalf("insert the fold's rows: %v", err)
+		for _, lf := range fold.levels {
+			if err := foldDB.Insert(ctx, lf.table(), lf.block(), fmt.Sprintf("fold/%s/%d", lf.level.Table, folds)); err != nil {
+				t.Fatalf("insert the fold's %s rows: %v", lf.level.Table, err)
+			}
 		}
 		folds++
 		fold.reset()
@@ -172,46 +185,61 @@ func TestMinuteFoldEqualsTheView(t *testing.T) {
 		t.Fatalf("only %d folds: the test must merge partial rows of several", folds)
 	}
 
-	sql, viewDefs := rollupSQL(t, viewDB, schema.GPU1m)
-	foldSQL, _ := rollupSQL(t, foldDB, schema.GPU1m)
-	want, got := rowsText(t, viewDB, sql), rowsText(t, foldDB, foldSQL)
-	if len(want) < 60 {
-		t.Fatalf("the view made %d rows; the test data is too thin", len(want))
-	}
-	bad := 0
-	for i := range max(len(want), len(got)) {
-		var w, g string
-		if i < len(want) {
-			w = want[i]
+	for _, tc := range []struct {
+		table   string
+		minRows int
+	}{{schema.GPU1m, 60}, {schema.GPU1h, 20}} {
+		sql, _ := rollupSQL(t, viewDB, tc.table)
+		foldSQL, _ := rollupSQL(t, foldDB, tc.table)
+		want, got := rowsText(t, viewDB, sql), rowsText(t, foldDB, foldSQL)
+		if len(want) < tc.minRows {
+			t.Fatalf("the view made %d %s rows; the test data is too thin", len(want), tc.table)
 		}
-		if i < len(got) {
-			g = got[i]
-		}
-		if w != g {
-			if bad++; bad <= 3 {
-				t.Errorf("gpu_1m row %d:\n view %s\n fold %s", i, w, g)
+		bad := 0
+		for i := range max(len(want), len(got)) {
+			var w, g string
+			if i < len(want) {
+				w = want[i]
+			}
+			if i < len(got) {
+				g = got[i]
+			}
+			if w != g {
+				if bad++; bad <= 3 {
+					t.Errorf("%s row %d:\n view %.3000s\n fold %.3000s", tc.table, i, w, g)
+				}
 			}
 		}
-	}
-	if bad > 0 || len(want) != len(got) {
-		t.Fatalf("%d of %d rows differ (view %d rows, fold %d)", bad, len(want), len(want), len(got))
+		if bad > 0 || len(want) != len(got) {
+			t.Errorf("%s: %d of %d rows differ (view %d rows, fold %d)", tc.table, bad, len(want), len(want), len(got))
+		}
 	}
 
-	var foldDefs []string
-	for _, c := range newMinuteFold().block().Columns {
-		foldDefs = append(foldDefs, c.Name()+" "+c.Type())
-	}
-	slices.Sort(viewDefs)
-	slices.Sort(foldDefs)
-	if !slices.Equal(viewDefs, foldDefs) {
-		for _, d := range viewDefs {
-			if !slices.Contains(foldDefs, d) {
-				t.Errorf("gpu_1m has %s; the fold's block does not", d)
-			}
+	for _, lf := range newFoldSet().levels {
+		r, err := foldDB.Query(ctx, fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = %s AND table = %s",
+			store.QuoteString(foldDB.Database()), store.QuoteString(lf.table())))
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, d := range foldDefs {
-			if !slices.Contains(viewDefs, d) {
-				t.Errorf("the fold's block has %s; gpu_1m does not", d)
+		var tableDefs, foldDefs []string
+		for _, row := range r.Rows {
+			tableDefs = append(tableDefs, row[0].(string)+" "+row[1].(string))
+		}
+		for _, c := range lf.block().Columns {
+			foldDefs = append(foldDefs, c.Name()+" "+c.Type())
+		}
+		slices.Sort(tableDefs)
+		slices.Sort(foldDefs)
+		if len(tableDefs) < 100 || !slices.Equal(tableDefs, foldDefs) {
+			for _, d := range tableDefs {
+				if !slices.Contains(foldDefs, d) {
+					t.Errorf("%s has %s; the fold's block does not", lf.table(), d)
+				}
+			}
+			for _, d := range foldDefs {
+				if !slices.Contains(tableDefs, d) {
+					t.Errorf("the fold's block has %s; %s does not", d, lf.table())
+				}
 			}
 		}
 	}
@@ -232,7 +260,7 @@ func BenchmarkMinuteFold(b *testing.B) {
 	var batches []*sampleColumns
 	for k := range 6 {
 		cols := newSampleColumns()
-		cols.foldRows()
+		cols.foldRows(foldMask())
 		for i := range readings {
 			for _, n := range nodes {
 				sb := &wirepb.SampleBatch{AgentId: n.Name, Seq: uint64(k*readings + i + 1), Cluster: "bench", Node: n.Name}
@@ -250,7 +278,7 @@ func BenchmarkMinuteFold(b *testing.B) {
 		}
 		batches = append(batches, cols)
 	}
-	f := newMinuteFold()
+	f := newFoldSet()
 	rows := 0
 	b.ResetTimer()
 	for range b.N {
@@ -258,7 +286,9 @@ func BenchmarkMinuteFold(b *testing.B) {
 			f.add(c)
 			rows += c.block.Rows()
 		}
-		_ = f.block()
+		for _, lf := range f.levels {
+			_ = lf.block()
+		}
 		f.reset()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rows), "ns/sample")

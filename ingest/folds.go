@@ -12,14 +12,16 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
-// Folding gpu_1m in ingest (Config.Fold), exactly once. A samples partition's batches are inserted
-// as always (their ranges recorded, intents.go), marked folded so gpu_1m_mv leaves them out, and
-// their rows folded into the partition's open fold (minuteFold). A fold covers a run of whole
+// Folding gpu_1m and gpu_1h in ingest (Config.Fold), exactly once. A samples partition's batches
+// are inserted as always (their ranges recorded, intents.go), marked folded so the levels' views
+// leave them out, and their rows folded into the partition's open fold (a foldSet: a levelFold per
+// level, fold.go). A fold covers a run of whole
 // batches [first, last]; when it is FoldAge old (or holds too many rows, or the generation ends) it
 // is flushed:
 //
 //  1. record [first, last] in ingest_folds;
-//  2. insert its rows into gpu_1m with the token "gpu_1m/topic/partition/first-last";
+//  2. insert its rows of each level, with the token "table/topic/partition/first-last" (gpu_1h's
+//     into its feed, gpu_1h_fold, which writes them into gpu_1h under that token);
 //  3. commit offset last+1.
 //
 // The partition's offsets are committed at fold boundaries only, so a worker killed anywhere
@@ -27,7 +29,7 @@ import (
 // every batch of the fold was recorded before its insert, and is cut again at its recorded range
 // (the lookup is made again after each replayed range, track in batch.go), so the raw inserts
 // repeat their tokens; the same rows fold again, and if the fold's range was recorded the replay
-// flushes at its last offset and nowhere else, so the fold's insert repeats its token too. A fold
+// flushes at its last offset and nowhere else, so the fold's inserts repeat their tokens too. A fold
 // not recorded was not inserted, and the replay may end it anywhere.
 
 // openFold is one samples partition's fold in progress, owned by the inserter.
@@ -36,12 +38,17 @@ type openFold struct {
 	started     time.Time
 	target      int64 // the last offset of the recorded fold being replayed, or -1
 	msgs        uint64
-	rows        *minuteFold
+	rows        *foldSet
 }
 
-// foldToken is the deduplication token of a fold's insert into gpu_1m.
-func foldToken(k partKey, first, last int64) string {
-	return fmt.Sprintf("%s/%s/%d/%d-%d", schema.GPU1m, k.topic, k.partition, first, last)
+// foldRange names a fold: its partition and offsets.
+func foldRange(k partKey, first, last int64) string {
+	return fmt.Sprintf("%s/%d/%d-%d", k.topic, k.partition, first, last)
+}
+
+// foldToken is the deduplication token of a fold's insert into table.
+func foldToken(table string, k partKey, first, last int64) string {
+	return table + "/" + foldRange(k, first, last)
 }
 
 // folding reports whether p's rows are folded by ingest.
@@ -67,18 +74,19 @@ func (in *Ingester) foldBatch(ctx context.Context, p *partBatch) error {
 }
 
 // foldRows reuses the rows of a flushed fold when one is free.
-func (in *Ingester) foldRows() *minuteFold {
+func (in *Ingester) foldRows() *foldSet {
 	if n := len(in.freeFolds); n > 0 {
 		f := in.freeFolds[n-1]
 		in.freeFolds = in.freeFolds[:n-1]
 		return f
 	}
-	return newMinuteFold()
+	return newFoldSet()
 }
 
 // foldDue says whether the partition's fold is to be flushed now: at the recorded range's end
 // while replaying one (and only there), else at FoldAge, or when all open folds together hold
-// FoldRows rows (then the largest goes), or always (all) when the generation ends.
+// FoldRows rows or their digests FoldRows·foldValuesPerRow readings (then the largest goes), or
+// always (all) when the generation ends.
 func (in *Ingester) foldDue(k partKey, all bool) bool {
 	f := in.folds[k]
 	if f == nil {
@@ -90,17 +98,19 @@ func (in *Ingester) foldDue(k partKey, all bool) bool {
 	return all || time.Since(f.started) >= in.cfg.FoldAge
 }
 
-// largestFold is the fold to flush when all of them together hold more than FoldRows rows (one
-// replaying a recorded range ends where that range ends, and is not chosen).
+// largestFold is the fold to flush when all of them together hold more than FoldRows rows or
+// FoldRows·foldValuesPerRow digest readings (one replaying a recorded range ends where that range
+// ends, and is not chosen).
 func (in *Ingester) largestFold() (partKey, bool) {
-	total, best, found := 0, partKey{}, false
+	rows, values, best, found := 0, 0, partKey{}, false
 	for k, f := range in.folds {
-		total += f.rows.Rows()
+		rows += f.rows.Rows()
+		values += f.rows.Readings()
 		if f.target < 0 && (!found || f.rows.Rows() > in.folds[best].rows.Rows()) {
 			best, found = k, true
 		}
 	}
-	return best, found && total > in.cfg.FoldRows
+	return best, found && (rows > in.cfg.FoldRows || values > in.cfg.FoldRows*in.foldValues)
 }
 
 // flushFold records, inserts and commits the partition's fold, and forgets it.
@@ -109,8 +119,8 @@ func (in *Ingester) flushFold(ctx context.Context, k partKey, commit committer) 
 	if f.target >= 0 && f.last != f.target {
 		// The batches were cut at their recorded ranges, which line up with the recorded fold; a
 		// range that does not means the records are not this group's (a reused group id).
-		in.log.Error("replayed fold ends past its recorded range; its rows may count twice in the rollup",
-			slog.String("table", schema.GPU1m), slog.String("topic", k.topic), slog.Int("partition", k.partition), slog.Int64("first", f.first),
+		in.log.Error("replayed fold ends past its recorded range; its rows may count twice in the rollups",
+			slog.String("topic", k.topic), slog.Int("partition", k.partition), slog.Int64("first", f.first),
 			slog.Int64("recorded_last", f.target), slog.Int64("last", f.last))
 	}
 	st := in.storeOf(k.partition)
@@ -118,26 +128,30 @@ func (in *Ingester) flushFold(ctx context.Context, k partKey, commit committer) 
 		if err := in.retry(ctx, "record fold range", func(ctx context.Context) error {
 			return in.recordFold(ctx, st, k, f.first, f.last)
 		}); err != nil {
-			return fmt.Errorf("fold %s: %w", foldToken(k, f.first, f.last), err)
+			return fmt.Errorf("fold %s: %w", foldRange(k, f.first, f.last), err)
 		}
 	}
-	token := foldToken(k, f.first, f.last)
-	if f.rows.Rows() > 0 {
-		b := f.rows.block()
+	for _, lf := range f.rows.levels {
+		if lf.Rows() == 0 {
+			continue
+		}
+		token := foldToken(lf.level.Table, k, f.first, f.last)
+		b := lf.block()
 		start := time.Now()
-		if err := in.retry(ctx, "insert "+schema.GPU1m, func(ctx context.Context) error {
-			return st.Insert(ctx, schema.GPU1m, b, token)
+		if err := in.retry(ctx, "insert "+lf.table(), func(ctx context.Context) error {
+			return st.Insert(ctx, lf.table(), b, token)
 		}); err != nil {
 			return fmt.Errorf("fold %s: %w", token, err)
 		}
 		in.m.foldSeconds.Observe(time.Since(start).Seconds())
 		in.m.foldRows.Observe(float64(b.Rows()))
 	}
+	name := foldRange(k, f.first, f.last)
 	if in.crashAfterFold != nil && in.crashAfterFold() {
 		return errCrashed
 	}
 	if err := in.commitOffsets(ctx, commit, map[string]map[int]int64{k.topic: {k.partition: f.last + 1}}); err != nil {
-		return fmt.Errorf("fold %s: %w", token, err)
+		return fmt.Errorf("fold %s: %w", name, err)
 	}
 	in.nMessages.Add(f.msgs)
 	in.nFolds.Add(1)

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,29 +13,30 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
-// foldConfig is the rig's config with gpu_1m folded by ingest.
+// foldConfig is the rig's config with gpu_1m and gpu_1h folded by ingest.
 func (r *rig) foldConfig(group string, age time.Duration) ingest.Config {
 	c := r.config(group)
 	c.Fold, c.FoldAge = true, age
 	return c
 }
 
-// checkFolded fails t unless every gpu_samples row is marked folded and gpu_1m holds rows (checkRollups
-// then says it counts each sample once).
+// checkFolded fails t unless every gpu_samples row is marked folded into both levels and gpu_1m and
+// gpu_1h hold rows (checkRollups then says they count each sample once).
 func (r *rig) checkFolded(t *testing.T) {
 	t.Helper()
 	db := r.st.Database()
-	res, err := r.st.Query(context.Background(), "SELECT (SELECT countIf("+schema.FoldedColumn+" != 1) FROM "+store.Table(db, schema.GPUSamples)+
-		"), (SELECT count() FROM "+store.Table(db, schema.GPU1m)+"), (SELECT count() FROM "+store.Table(db, schema.IngestFolds)+")")
+	res, err := r.st.Query(context.Background(), fmt.Sprintf("SELECT (SELECT countIf(%s != %d) FROM %s), (SELECT count() FROM %s), "+
+		"(SELECT count() FROM %s), (SELECT count() FROM %s)", schema.FoldedColumn, schema.FoldBitGPU1m|schema.FoldBitGPU1h,
+		store.Table(db, schema.GPUSamples), store.Table(db, schema.GPU1m), store.Table(db, schema.GPU1h), store.Table(db, schema.IngestFolds)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	unfolded, rows, folds := res.Rows[0][0].(uint64), res.Rows[0][1].(uint64), res.Rows[0][2].(uint64)
+	unfolded, rows, hours, folds := res.Rows[0][0].(uint64), res.Rows[0][1].(uint64), res.Rows[0][2].(uint64), res.Rows[0][3].(uint64)
 	if unfolded != 0 {
-		t.Errorf("%d gpu_samples rows are not marked folded", unfolded)
+		t.Errorf("%d gpu_samples rows are not marked folded into gpu_1m and gpu_1h", unfolded)
 	}
-	if rows == 0 || folds == 0 {
-		t.Errorf("gpu_1m holds %d rows from %d recorded folds: nothing was folded", rows, folds)
+	if rows == 0 || hours == 0 || folds == 0 {
+		t.Errorf("gpu_1m holds %d rows and gpu_1h %d from %d recorded folds: nothing was folded", rows, hours, folds)
 	}
 }
 
@@ -98,9 +100,10 @@ func TestFoldKillMidFold(t *testing.T) {
 	r.replayFolded(t, ctx, a, 60, want)
 }
 
-// A folding worker stopped after a fold's insert into gpu_1m and before its commit: the next worker
-// replays the fold's batches, finds the fold's recorded range, flushes exactly there, and its
-// insert repeats the token, so gpu_1m counts the fold's samples once.
+// A folding worker stopped after a fold's inserts into gpu_1m and gpu_1h (through its feed) and
+// before its commit: the next worker replays the fold's batches, finds the fold's recorded range,
+// flushes exactly there, and its inserts repeat their tokens, so both count the fold's samples
+// once (the feed's view drops the repeated block in gpu_1h as a view on gpu_samples does).
 func TestFoldKillAfterFoldInsert(t *testing.T) {
 	r := newRig(t, 2)
 	want := r.produce(t, 6, 1, 10)
@@ -117,15 +120,16 @@ func TestFoldKillAfterFoldInsert(t *testing.T) {
 	if err := a.Run(ctx); !errors.Is(err, ingest.ErrCrashed) {
 		t.Fatalf("worker A: %v, want the crash hook's error", err)
 	}
-	res, err := r.st.Query(ctx, "SELECT sum(samples) FROM "+store.Table(r.st.Database(), schema.GPU1m))
+	res, err := r.st.Query(ctx, "SELECT (SELECT sum(samples) FROM "+store.Table(r.st.Database(), schema.GPU1m)+
+		"), (SELECT sum(samples) FROM "+store.Table(r.st.Database(), schema.GPU1h)+")")
 	if err != nil {
 		t.Fatal(err)
 	}
-	folded := res.Rows[0][0].(uint64)
-	if folded == 0 {
-		t.Fatal("worker A stopped before its fold's rows reached gpu_1m")
+	folded, hours := res.Rows[0][0].(uint64), res.Rows[0][1].(uint64)
+	if folded == 0 || hours != folded {
+		t.Fatalf("worker A stopped with %d samples folded into gpu_1m and %d into gpu_1h: the fold's rows of both must be in", folded, hours)
 	}
-	t.Logf("worker A folded %d samples into gpu_1m, committed none", folded)
+	t.Logf("worker A folded %d samples into gpu_1m and gpu_1h, committed none", folded)
 	r.replayFolded(t, ctx, a, 60, want)
 }
 

@@ -59,18 +59,20 @@ type Config struct {
 	// than one (docs/rollups.md). Events have their own age (EventBatchAge), so detection does not
 	// wait for it.
 	BatchAge time.Duration
-	// Fold makes ingest fold gpu_1m itself (folds.go): each samples partition's rows over FoldAge
-	// of batches into one partial row per GPU-minute, inserted into gpu_1m, while its raw rows are
-	// marked so that gpu_1m_mv leaves them out. A live fleet's blocks hold a few readings per GPU,
-	// and the view's row per GPU per block is most of what the rollups cost ClickHouse
+	// Fold makes ingest fold gpu_1m and gpu_1h itself (folds.go): each samples partition's rows
+	// over FoldAge of batches into one partial row per GPU-minute and one per GPU-hour (with the
+	// engine's t-digest states), inserted into gpu_1m and gpu_1h, while its raw rows are marked so
+	// that their views leave them out. A live fleet's blocks hold a few readings per GPU, and the
+	// views' rows per GPU per block are most of what the rollups cost ClickHouse
 	// (docs/rollups.md). Offsets are committed only past a fold, so a crash replays up to FoldAge
-	// of messages; gpu_1m's newest minute trails the raw rows by up to FoldAge.
+	// of messages; the two levels' newest bucket trails the raw rows by up to FoldAge.
 	Fold bool
 	// FoldAge flushes a fold this long after its first batch; default 30 s.
 	FoldAge time.Duration
 	// FoldRows bounds the partial rows all folds hold together (about 2.4 KiB each, counted in
-	// MemoryBound): past it the largest is flushed. Default 100,000: a worker's 65,000 GPUs at the
-	// default FoldAge.
+	// MemoryBound), and the readings their digests hold to a GPU-minute's at 1 Hz per row (104
+	// bytes a sample): past either the largest is flushed. Default 100,000: a worker's 65,000 GPUs
+	// at the default FoldAge.
 	FoldRows int
 	// EventBatchAge is BatchAge for the events topic's batches, which are inserted ahead of
 	// samples: an XID reaches gpu_events (and the drain report) without waiting for a samples
@@ -253,8 +255,8 @@ type Stats struct {
 	Truncated    uint64 // dead letters sent truncated because the dead-letter topic refused them whole
 	GapsRecorded uint64 // rows written to ingest_gaps: one per jump in an agent's sequence numbers
 	FetchErrors  uint64 // partition fetches that failed and were retried
-	Folds        uint64 // folds of gpu_1m inserted and committed (Config.Fold)
-	FoldRows     uint64 // partial rows (GPU-minutes) those folds inserted into gpu_1m
+	Folds        uint64 // folds inserted and committed (Config.Fold)
+	FoldRows     uint64 // partial rows those folds inserted, of every level (GPU-minutes, GPU-hours)
 }
 
 // Ingester is one ingest worker; run several with the same GroupID to share partitions.
@@ -266,7 +268,8 @@ type Ingester struct {
 
 	// Fold state (folds.go), owned by the goroutine running the current generation's inserter.
 	folds     map[partKey]*openFold
-	freeFolds []*minuteFold
+	freeFolds  []*foldSet
+	foldValues int // foldValuesPerRow
 
 	// Batcher state, owned by the goroutine running the current generation's batcher.
 	parts    map[partKey]*partBatch
@@ -381,11 +384,13 @@ func New(cfg Config) (*Ingester, error) {
 		return nil, err
 	}
 	if cfg.Fold {
-		if err := foldable(minuteLevel()); err != nil {
-			return nil, err
+		for _, l := range foldLevels() {
+			if err := foldable(l); err != nil {
+				return nil, err
+			}
 		}
 	}
-	in := &Ingester{folds: map[partKey]*openFold{}, cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
+	in := &Ingester{folds: map[partKey]*openFold{}, foldValues: foldValuesPerRow(), cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
 		agents: newAgentTable(cfg.AgentStateMax, cfg.AgentStateIdle, time.Now()), runs: map[partKey]partRun{}, lags: map[partKey]prometheus.Gauge{},
 		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default
@@ -408,7 +413,7 @@ func (in *Ingester) MemoryBound(partitions int) int {
 	c := in.cfg
 	n := 6*c.BatchBytes + c.QueueMessages*c.MaxMessageBytes/16 + partitions*c.MaxMessageBytes + c.AgentStateMax*agentStateBytes
 	if c.Fold {
-		n += 2 * c.FoldRows * foldRowBytes()
+		n += foldBytes(c.FoldRows, c.FoldRows*foldValuesPerRow())
 	}
 	return n
 }

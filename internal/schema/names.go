@@ -31,6 +31,9 @@ const (
 	Fleet1m = "fleet_1m"
 	GPU1m   = "gpu_1m"
 	GPU1h   = "gpu_1h"
+	// GPU1hFold is gpu_1h's feed (Level.Feed, 0029): a Null table ingest inserts its folded
+	// GPU-hour rows into, which GPU1hFoldMV writes into gpu_1h.
+	GPU1hFold = "gpu_1h_fold"
 	// ClusterPower1s is each cluster's total power per second (0024, power.go).
 	ClusterPower1s = "cluster_power_1s"
 
@@ -39,6 +42,8 @@ const (
 	GPU1mMV   = GPU1m + viewSuffix
 	GPU1hMV   = GPU1h + viewSuffix
 	JobsMV    = Jobs + viewSuffix
+	// GPU1hFoldMV casts GPU1hFold's digest bytes to their states and writes the rows into gpu_1h.
+	GPU1hFoldMV = GPU1hFold + viewSuffix
 	// ClusterPower1sMV fills ClusterPower1s from GPUSamples.
 	ClusterPower1sMV = ClusterPower1s + viewSuffix
 
@@ -57,5 +62,9 @@ func IsView(name string) bool { return strings.HasSuffix(name, viewSuffix) }
 // Names returns every table and view name above, tables first.
 func Names() []string {
 	return []string{GPUSamples, GPUEvents, IngestIntents, IngestFolds, IngestGaps, Jobs, XIDCatalog, Fleet1m, GPU1m, GPU1h,
-		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, ClusterPower1s, ClusterPower1sMV, SchemaMigrations}
+		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, ClusterPower1s, ClusterPower1sMV, GPU1hFold, GPU1hFoldMV, SchemaMigrations}
 }
+
+// IsFeed reports whether name is a Null table that only passes its inserts to a view (Level.Feed):
+// it holds no rows to read.
+func IsFeed(name string) bool { return name == GPU1hFold }

@@ -52,6 +52,12 @@ type Level struct {
 	// many blocks into one partial row per GPU-minute, which costs ClickHouse a fraction of the
 	// view's row per GPU per block (docs/rollups.md). 0: the view takes every row.
 	FoldBit uint8
+	// Feed (gpu_1h since 0029): the writer inserts its folded rows into this Null table, whose
+	// view (View(Feed)) writes them into Table: the table's columns, but each t-digest as its
+	// state's bytes in a String (FeedDigest), which the view casts to the state. The server
+	// transport's driver has no column for an AggregateFunction type; a String it has, on both
+	// transports alike. "": the writer inserts into Table itself.
+	Feed string
 }
 
 // FoldedColumn is gpu_samples' UInt8 of the levels a row's writer folded it into itself, a bit per
@@ -59,8 +65,14 @@ type Level struct {
 // whose rows the views fold.
 const FoldedColumn = "folded"
 
-// FoldBitGPU1m is gpu_1m's bit in FoldedColumn.
-const FoldBitGPU1m = 1
+// FoldBitGPU1m and FoldBitGPU1h are gpu_1m's and gpu_1h's bits in FoldedColumn.
+const (
+	FoldBitGPU1m = 1
+	FoldBitGPU1h = 2
+)
+
+// FeedDigest is the type of a t-digest column in a level's Feed: the state's bytes.
+const FeedDigest = "String"
 
 // FirstSample is the column of a row's earliest sample time, on levels with CounterReadings:
 // SimpleAggregateFunction(min, DateTime64(3, 'UTC')); 1970-01-01 on rows written before 0018.
@@ -86,14 +98,15 @@ var Levels = []Level{
 	// hour's first reading; hourly increases are summed from gpu_1m, where that takes a counter
 	// climbing from zero past its lifetime value within one minute.
 	{Table: GPU1h, Step: time.Hour, bucket: "toStartOfHour", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 400 DAY",
-		LastGauges: true, Digests: true, From: GPUSamples, Dedup: true, Packed: true},
+		LastGauges: true, Digests: true, From: GPUSamples, Dedup: true, Packed: true, FoldBit: FoldBitGPU1h, Feed: GPU1hFold},
 }
 
 // Historic returns the levels as migration version left them, for the generators of the shipped
 // migrations: 0010 added the placement dims, 0011 the gauges' last readings, 0015 gpu_1h's digests
 // (and fed it from raw rows), 0017 the deduplication windows, 0018 the counters' readings and the
 // first sample's time, 0020 the counters' first and last readings as plain values, 0025 the
-// gauges' last readings packed and the states dropped, 0028 gpu_1m's view leaving out folded rows.
+// gauges' last readings packed and the states dropped, 0028 gpu_1m's view leaving out folded rows,
+// 0029 gpu_1h's view leaving them out too, and its feed.
 func Historic(version int) []Level {
 	var drop []string
 	if version < 10 {
@@ -119,8 +132,8 @@ func Historic(version int) []Level {
 		if version < 25 {
 			out[i].Packed = false
 		}
-		if version < 28 {
-			out[i].FoldBit = 0
+		if version < 28 || version < 29 && out[i].Table == GPU1h {
+			out[i].FoldBit, out[i].Feed = 0, ""
 		}
 	}
 	return out

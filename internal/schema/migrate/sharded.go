@@ -75,11 +75,12 @@ func checkSharding(db, shardDB, cluster string) error {
 }
 
 // ShardedTables are the tables split across shards: every table the migrations create but the
-// Everywhere ones; the materialized views stay in the shard database, where their inserts run.
+// Everywhere ones; the materialized views stay in the shard database, where their inserts run, and
+// so do the feeds, which hold nothing to read.
 func ShardedTables() []string {
 	var out []string
 	for _, n := range schema.Names() {
-		if schema.IsView(n) || slices.Contains(Everywhere, n) {
+		if schema.IsView(n) || schema.IsFeed(n) || slices.Contains(Everywhere, n) {
 			continue
 		}
 		out = append(out, n)

@@ -148,6 +148,10 @@ func TestShardedParses(t *testing.T) {
 			if distributed[n] || views[n] {
 				t.Errorf("materialized view %s in the read database: its inserts run in the shard database", n)
 			}
+		case schema.IsFeed(n):
+			if distributed[n] || views[n] {
+				t.Errorf("feed %s in the read database: it holds nothing to read", n)
+			}
 		case slices.Contains(migrate.Everywhere, n):
 			if !views[n] {
 				t.Errorf("no view of %s in the read database", n)
