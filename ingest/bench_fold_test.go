@@ -21,7 +21,8 @@ import (
 )
 
 // BenchmarkFoldEndToEnd runs ingest from a real broker into chDB twice over the same messages, in
-// one run: with gpu_1m made by its view (as without Config.Fold) and folded by ingest (Fold). The
+// one run: with gpu_1m and gpu_1h made by their views (as without Config.Fold) and folded by ingest
+// (Fold). The
 // messages are a fleet at 1 Hz for three minutes, produced before the clock starts and read as a
 // backlog in 100,000-row batches: five readings of each GPU per batch, as a live fleet's batches
 // cut at the default 5 s hold (docs/rollups.md). A backlog is read faster than real time, so the
@@ -29,7 +30,10 @@ import (
 // than FoldAge: each fold then holds about a minute of its partition, as FoldAge does live.
 // chDB runs in the process, so the CPU per sample is ingest's and the engine's together. It
 // reports both runs' samples/s and CPU per million samples, their ratios, and the rows the folds
-// inserted per GPU-minute (and job); both runs' rollups are checked to count every sample once.
+// inserted (gpu_1m's and gpu_1h's together) per GPU-minute (and job); both runs' rollups are
+// checked to count every sample once. A third run over the same messages into a database without
+// any rollup view is the pipeline's raw cost: views_cost_vs_raw and fold_cost_vs_raw are each
+// run's CPU per sample over it (the insert_cost_vs_raw, ingest's CPU included).
 //
 //	go test -run '^$' -bench FoldEndToEnd -benchtime 1x ./ingest/
 //
@@ -45,6 +49,7 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 	ctx := context.Background()
 	views := testenv.CHDB(b)
 	folded := migratedWith(b, views.Database()+"_folded", sampleViews())
+	raw := migratedWith(b, views.Database()+"_raw", nil)
 	if _, err := migrate.Apply(ctx, views, nil); err != nil {
 		b.Fatal(err)
 	}
@@ -111,7 +116,9 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 			b.Fatal(err)
 		}
 		elapsed, c := time.Since(t0).Seconds(), cpuSeconds()-cpu0
-		foldRowsInserted = in.Stats().FoldRows
+		if fold {
+			foldRowsInserted = in.Stats().FoldRows
+		}
 		if got := in.Stats().Messages; int64(got) != total {
 			b.Fatalf("committed %d of %d messages", got, total)
 		}
@@ -125,10 +132,11 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 	}
 
 	b.ResetTimer()
-	var viewRate, viewCPU, foldRate, foldCPU float64
+	var viewRate, viewCPU, foldRate, foldCPU, rawRate, rawCPU float64
 	for range b.N {
 		viewRate, viewCPU = run(views, false)
 		foldRate, foldCPU = run(folded, true)
+		rawRate, rawCPU = run(raw, false)
 	}
 	b.StopTimer()
 	for _, st := range []store.Store{views, folded} {
@@ -162,6 +170,10 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 	b.ReportMetric(viewCPU/float64(want)*1e6, "views_cpu_s/Msample")
 	b.ReportMetric(foldCPU/float64(want)*1e6, "fold_cpu_s/Msample")
 	b.ReportMetric(viewCPU/foldCPU, "cpu_views_over_fold")
-	b.ReportMetric(float64(foldRowsInserted)/float64(r.Rows[0][0].(uint64)), "gpu_1m_rows_per_gpu_minute")
+	b.ReportMetric(rawRate, "raw_samples/s")
+	b.ReportMetric(rawCPU/float64(want)*1e6, "raw_cpu_s/Msample")
+	b.ReportMetric(viewCPU/rawCPU, "views_cost_vs_raw")
+	b.ReportMetric(foldCPU/rawCPU, "fold_cost_vs_raw")
+	b.ReportMetric(float64(foldRowsInserted)/float64(r.Rows[0][0].(uint64)), "fold_rows_per_gpu_minute")
 	b.ReportMetric(0, "ns/op")
 }

@@ -376,11 +376,12 @@ func (s *foldSet) add(c *sampleColumns) {
 	}
 }
 
-// Rows is the partial rows held, of every level.
+// Rows is the partial rows held by the level holding most: the finest (gpu_1m), as a row of a
+// coarser level folds at least one of its rows.
 func (s *foldSet) Rows() int {
 	n := 0
 	for _, f := range s.levels {
-		n += f.Rows()
+		n = max(n, f.Rows())
 	}
 	return n
 }
@@ -412,13 +413,13 @@ func foldValuesPerRow() int {
 	return n
 }
 
-// foldBytes bounds what folds holding rows partial rows and values digest readings cost, with
-// the blocks of a flush: each row twice at the dearest level's price, each reading as a Float32
-// held and as its centroid (8 bytes) in a state.
+// foldBytes bounds what folds holding rows partial rows (foldSet.Rows) and values digest readings
+// cost, with the blocks of a flush: each row twice at every level's price, each reading as a
+// Float32 held and as its centroid (8 bytes) in a state.
 func foldBytes(rows, values int) int {
 	row := 0
 	for _, f := range newFoldSet().levels {
-		row = max(row, f.rowBytes())
+		row += f.rowBytes()
 	}
 	return 2*rows*row + 12*values
 }

@@ -69,10 +69,11 @@ type Config struct {
 	Fold bool
 	// FoldAge flushes a fold this long after its first batch; default 30 s.
 	FoldAge time.Duration
-	// FoldRows bounds the partial rows all folds hold together (about 2.4 KiB each, counted in
-	// MemoryBound), and the readings their digests hold to a GPU-minute's at 1 Hz per row (104
-	// bytes a sample): past either the largest is flushed. Default 100,000: a worker's 65,000 GPUs
-	// at the default FoldAge.
+	// FoldRows bounds the partial rows all folds hold together, counted in gpu_1m's rows
+	// (GPU-minutes; gpu_1h holds no more), about 4.2 KiB each with gpu_1h's, counted in
+	// MemoryBound; and the readings their digests hold to a GPU-minute's at 1 Hz per row (104 bytes
+	// a sample): past either the largest is flushed. Default 100,000: a worker's 65,000 GPUs at the
+	// default FoldAge.
 	FoldRows int
 	// EventBatchAge is BatchAge for the events topic's batches, which are inserted ahead of
 	// samples: an XID reaches gpu_events (and the drain report) without waiting for a samples
@@ -267,7 +268,7 @@ type Ingester struct {
 	shards []store.Store // Config.Shards, or Config.Store alone
 
 	// Fold state (folds.go), owned by the goroutine running the current generation's inserter.
-	folds     map[partKey]*openFold
+	folds      map[partKey]*openFold
 	freeFolds  []*foldSet
 	foldValues int // foldValuesPerRow
 

@@ -141,14 +141,14 @@ func (c *ingestCmd) register(f *flags) {
 	f.DurationVar(&d.BatchAge, "batch-age", d.BatchAge, "flush a batch this long after its first message")
 	f.DurationVar(&d.EventBatchAge, "event-batch-age", d.EventBatchAge, "flush an events batch (XIDs, health changes) this long after its first message;\n"+
 		"events are inserted ahead of waiting sample batches, so an XID reaches the drain report in about this plus one insert")
-	f.BoolVar(&d.Fold, "fold", d.Fold, "fold "+schema.GPU1m+" in ingest: each partition's rows over --fold-age into one row per GPU-minute,\n"+
-		"inserted into "+schema.GPU1m+" in place of its view's row per GPU per batch, at a fraction of ClickHouse's CPU\n"+
-		"(docs/rollups.md); offsets are committed past each fold, so "+schema.GPU1m+" trails the raw rows by up to --fold-age\n"+
-		"and a crash replays up to that much; exactly once either way. --fold=false leaves "+schema.GPU1m+" to its view.\n"+
-		"Change it after a graceful stop")
+	f.BoolVar(&d.Fold, "fold", d.Fold, "fold "+schema.GPU1m+" and "+schema.GPU1h+" in ingest: each partition's rows over --fold-age into one row per\n"+
+		"GPU-minute and one per GPU-hour (t-digests included), inserted in place of their views' rows per GPU per batch, at a\n"+
+		"fraction of ClickHouse's CPU (docs/rollups.md); offsets are committed past each fold, so the two trail the raw rows\n"+
+		"by up to --fold-age and a crash replays up to that much; exactly once either way. --fold=false leaves them to their\n"+
+		"views. Change it, or upgrade to a version that folds more levels, after a graceful stop")
 	f.DurationVar(&d.FoldAge, "fold-age", d.FoldAge, "with --fold, insert and commit a partition's fold this long after its first batch (1s..10m)")
-	f.IntVar(&d.FoldRows, "fold-rows", d.FoldRows, "with --fold, when the folds hold this many rows (GPU-minutes, about 2.4 KiB each, counted in\n"+
-		"the memory bound) insert the largest")
+	f.IntVar(&d.FoldRows, "fold-rows", d.FoldRows, "with --fold, when the folds hold this many rows (GPU-minutes and -hours, about 2.4 KiB each,\n"+
+		"counted in the memory bound) or their digests 60 readings per row (104 bytes a sample), insert the largest")
 	f.DurationVar(&d.SessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent worker before moving its partitions")
 	f.IntVar(&c.memLimitMiB, "memory-limit-mib", 0, "soft memory limit for the Go runtime (GOMEMLIMIT); 0 leaves it unset")
 	f.BoolVar(&c.doMigrate, "migrate", false, "apply schema migrations before consuming")

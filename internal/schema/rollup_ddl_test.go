@@ -411,7 +411,8 @@ func writeFeed(b *strings.Builder, l Level, metrics []gpumetric.Metric) {
 		name, isDigest := digest(def)
 		col := name
 		if isDigest {
-			def = name + " " + FeedDigest
+			// A row without the column is a digest of no readings: the engine's empty state.
+			def = name + " " + FeedDigest + " DEFAULT unhex('0100')"
 			col = fmt.Sprintf("CAST(%s, 'AggregateFunction(%s, Nullable(Float32))') AS %s", name, QuantileFunc(""), name)
 		}
 		if i > 0 {
