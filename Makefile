@@ -46,11 +46,15 @@ plugin-test:
 # The fault matrix (internal/chaos): every fault of docs/chaos.md against real brokers (one, and a
 # three-broker cluster) and chDB, each bounded in time with fixed seeds; prints one table and
 # fails on any sample or event lost or duplicated, in gpu_samples, gpu_events or any rollup.
-# Mounting the spool's tmpfs needs root. CHAOS_REPORT names a file the table is also written to.
+# Mounting the spool's tmpfs needs root. It runs twice: with gpu_1m and gpu_1h made by their views
+# (ingest --fold=false), then folded by ingest (the default). CHAOS_REPORT names a file the first
+# table is also written to, and CHAOS_REPORT.fold the second.
 CHAOS_REPORT ?=
 chaos: libchdb
 	deploy/dev/kafka.sh install
 	GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) GPUFLEET_CHAOS_REPORT=$(CHAOS_REPORT) \
+		$(GO) test -tags chaos -count=1 -timeout 30m -run TestFaultMatrix -v ./internal/chaos/
+	GPUFLEET_CHAOS_FOLD=1 GPUFLEET_LIBCHDB=$$(deploy/dev/chdb.sh install) GPUFLEET_CHAOS_REPORT=$(if $(CHAOS_REPORT),$(CHAOS_REPORT).fold) \
 		$(GO) test -tags chaos -count=1 -timeout 30m -run TestFaultMatrix -v ./internal/chaos/
 
 test-race: libchdb

@@ -245,8 +245,9 @@ func TestLevelFoldsEqualTheViews(t *testing.T) {
 	}
 }
 
-// BenchmarkMinuteFold is the fold's own cost in ingest: 2,000 simulated GPUs' readings in batches of
-// five per GPU, each folded and every six batches (a 30-s fold) made into gpu_1m's block. Run:
+// BenchmarkMinuteFold is the folds' own cost in ingest: 2,000 simulated GPUs' readings in batches
+// of five per GPU, each folded and every six batches (a 30-s fold) made into gpu_1m's and gpu_1h's
+// blocks (the digests' states included). Run:
 //
 //	go test -run '^$' -bench MinuteFold -benchmem ./ingest/
 func BenchmarkMinuteFold(b *testing.B) {

@@ -44,6 +44,8 @@ func TestFaultMatrix(t *testing.T) {
 	if foldMatrix() {
 		t.Setenv("GPUFLEET_FOLD", "true")
 		t.Setenv("GPUFLEET_FOLD_AGE", "1s")
+	} else {
+		t.Setenv("GPUFLEET_FOLD", "false") // the binary's default folds; this run is the views'
 	}
 	e := &env{shared: testenv.Kafka(t), lib: testenv.LibCHDB(t)}
 	e.cluster = testenv.NewKafkaCluster(t)

@@ -195,10 +195,10 @@ func (r *agentRun) halt(t *testing.T) spool.Stats {
 	return st
 }
 
-// foldMatrix says whether the matrix runs with gpu_1m folded by ingest (ingest.Config.Fold, a
-// fold a second): GPUFLEET_CHAOS_FOLD=1 make chaos. The binary's ingest (the kill -9 fault) takes
-// it from the environment it inherits, as GPUFLEET_FOLD and GPUFLEET_FOLD_AGE, which the matrix
-// sets then.
+// foldMatrix says whether the matrix runs with gpu_1m and gpu_1h folded by ingest
+// (ingest.Config.Fold, a fold a second): GPUFLEET_CHAOS_FOLD=1, make chaos's second run. The
+// binary's ingest (the kill -9 fault) takes it from the environment it inherits, as GPUFLEET_FOLD
+// and GPUFLEET_FOLD_AGE, which the matrix sets either way.
 func foldMatrix() bool { return os.Getenv("GPUFLEET_CHAOS_FOLD") == "1" }
 
 // ingestRun is an in-process ingest worker.
