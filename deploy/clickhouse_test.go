@@ -278,12 +278,11 @@ func TestClickHouseGrantsJob(t *testing.T) {
 		checkGrantCases(t, exec, append([]grantCase{
 			{"INSERT INTO gpufleet.ingest_intents (group_id, topic, partition, first_offset, last_offset) VALUES ('g', 'gpu.samples', 0, 0, 9)", ""},
 			{"INSERT INTO gpufleet.ingest_gaps (agent_id, partition, expected_seq, seen_seq, missing) VALUES ('a', 0, 1, 3, 2)", ""},
-			// --fold (folds.go): a fold's range, its rows into gpu_1m, gpu_1h and fleet_1m, and the replay's lookup.
+			// --fold (folds.go): a fold's range, its rows into gpu_1m and gpu_1h, and the replay's lookup.
 			{"INSERT INTO gpufleet.ingest_folds (group_id, topic, partition, first_offset, last_offset) VALUES ('g', 'gpu.samples', 0, 0, 9)", ""},
 			{"INSERT INTO gpufleet.gpu_1m (t, cluster, node, uuid, samples) VALUES (now(), 'c', 'n', 'u', 1)", ""},
-			// gpu_1h's and fleet_1m's folds through their feeds, whose views cast the digest bytes.
+			// gpu_1h's fold through its feed, whose view casts the digest bytes into gpu_1h.
 			{"INSERT INTO gpufleet.gpu_1h_fold (t, cluster, node, uuid, samples, power_w_q) VALUES (now(), 'c', 'n', 'u', 1, unhex('0100'))", ""},
-			{"INSERT INTO gpufleet.fleet_1m_fold (t, cluster, model, samples, power_w_q) VALUES (now(), 'c', 'm', 1, unhex('0100'))", ""},
 			{"SELECT last_offset FROM gpufleet.ingest_folds WHERE group_id = 'g' AND topic = 'gpu.samples' AND partition = 0 AND first_offset <= 5 AND last_offset >= 5 ORDER BY last_offset DESC LIMIT 1", ""},
 			// ingest's replay reads (intents.go, repeats.go).
 			{"SELECT last_offset, toInt64(repeats_known), repeats FROM gpufleet.ingest_intents WHERE group_id = 'g' AND topic = 'gpu.samples' AND partition = 0 AND first_offset <= 5 AND last_offset >= 5 ORDER BY last_offset DESC LIMIT 1", ""},

@@ -16,9 +16,8 @@ import (
 // readings per GPU: gpu_1m_mv writes a row of some 300 aggregates per GPU per block, and those
 // rows, not the aggregation, are what it costs (docs/rollups.md, BenchmarkRollupPartials). Every
 // gpu_1m column is a plain sum, count, min or max, so ingest can fold a partition's rows over many
-// blocks itself and insert one partial row per GPU-minute instead. gpu_1h and fleet_1m are folded
-// the same way, a partial row per GPU-hour and per pool-minute per fold, their t-digests made as
-// the engine's state (tdigest.go).
+// blocks itself and insert one partial row per GPU-minute instead. gpu_1h is folded the same way,
+// one partial row per GPU-hour per fold, its t-digests made as the engine's state (tdigest.go).
 // A levelFold is that fold for one level: given the same rows, it makes what the level's view
 // makes, column for column (TestLevelFoldsEqualTheViews).
 
@@ -50,21 +49,16 @@ type levelFold struct {
 	gN           []uint64
 	gMin, gMax   []float32
 	gLast        []store.UInt128
-	gVals        [][]float32 // Digests of a per-GPU level: the readings, in the order added
-	gDig         []tdigest   // Digests of a level over many GPUs (stream): fed as readings come
-	readings     int         // what the digests hold, in Float32s (a centroid is two)
+	gVals        [][]float32 // Digests: the readings, in the order added
+	readings     int         // Float32s held in gVals
 	cMin, cMax   []uint64
 	cN           []uint64
 	cFirst, cLst []store.UInt128
-
-	keep   [7]bool // which of foldDims the level keeps; the others are "" in its keys
-	stream bool    // digests fed per reading (gDig), not held until the flush (gVals)
 
 	byBlock map[blockKey]int32 // scratch: the rows of the block being added
 	rowOf   []int32            // scratch: per block row, its fold row
 	digest  tdigest            // scratch: the digest being serialized
 	state   []byte
-	sortTmp []centroid // scratch of every digest's sort
 }
 
 // foldDims are the dims a levelFold keys its rows by.
@@ -72,27 +66,18 @@ var foldDims = []string{"cluster", "node", "uuid", "model", "job_id", "rack", "p
 
 // foldable reports whether level l, as schema.Levels describes it, is made of aggregates a
 // levelFold makes (plain ones, packed last readings, and t-digests sent through the level's
-// feed), from gpu_samples, per minute or hour, by dims among foldDims in their order; a future
-// level that is not makes ingest leave it to its view.
+// feed), from gpu_samples, per minute or hour; a future level that is not makes ingest leave it
+// to its view.
 func foldable(l schema.Level) error {
-	if l.From != schema.GPUSamples || l.FoldBit == 0 || (l.LastGauges || l.Counters) && !l.Packed ||
-		l.Counters && !(l.LastGauges && l.CounterReadings && l.CounterValues) || l.Digests && l.Feed == "" {
+	if l.From != schema.GPUSamples || !l.Packed || !l.LastGauges || l.FoldBit == 0 ||
+		l.Counters && !(l.CounterReadings && l.CounterValues) || l.Digests && l.Feed == "" {
 		return fmt.Errorf("ingest: %s is not made of aggregates ingest folds; it cannot be folded in ingest", l.Table)
 	}
 	if l.Step != time.Minute && l.Step != time.Hour {
 		return fmt.Errorf("ingest: %s has step %v, the fold makes minutes and hours", l.Table, l.Step)
 	}
-	i := 0
-	for _, d := range l.Dims {
-		for i < len(foldDims) && foldDims[i] != d {
-			i++
-		}
-		if i == len(foldDims) {
-			return fmt.Errorf("ingest: %s has dims %v, the fold makes some of %v, in that order", l.Table, l.Dims, foldDims)
-		}
-	}
-	if (l.Counters || l.LastGauges) && !slices.Contains(l.Dims, "uuid") {
-		return fmt.Errorf("ingest: %s keeps counters or last readings without uuid", l.Table)
+	if fmt.Sprint(l.Dims) != fmt.Sprint(foldDims) {
+		return fmt.Errorf("ingest: %s has dims %v, the fold makes %v", l.Table, l.Dims, foldDims)
 	}
 	return nil
 }
@@ -128,11 +113,7 @@ func levelOf(table string) schema.Level {
 }
 
 func newLevelFold(l schema.Level) *levelFold {
-	f := &levelFold{level: l, stepMs: l.Step.Milliseconds(), index: map[foldKey]int32{}, byBlock: map[blockKey]int32{},
-		stream: !slices.Contains(l.Dims, "uuid")}
-	for i, d := range foldDims {
-		f.keep[i] = slices.Contains(l.Dims, d)
-	}
+	f := &levelFold{level: l, stepMs: l.Step.Milliseconds(), index: map[foldKey]int32{}, byBlock: map[blockKey]int32{}}
 	for i, m := range gpumetric.All() {
 		if i >= schema.Covered {
 			break
@@ -150,10 +131,7 @@ func newLevelFold(l schema.Level) *levelFold {
 // entry that finds it (the readings a digest holds are counted apart: foldBytes).
 func (f *levelFold) rowBytes() int {
 	n := len(f.gauges)*(8+8+4+4+16) + len(f.counters)*(8+8+8+16+16) + 8 + 8 + 8 + 2*(8+7*16)
-	switch {
-	case f.level.Digests && f.stream:
-		n += len(f.gauges) * 48
-	case f.level.Digests:
+	if f.level.Digests {
 		n += len(f.gauges) * 24
 	}
 	return n
@@ -167,7 +145,7 @@ func (f *levelFold) reset() {
 	clear(f.index)
 	f.keys, f.samples, f.first = f.keys[:0], f.samples[:0], f.first[:0]
 	f.gSum, f.gN, f.gMin, f.gMax, f.gLast = f.gSum[:0], f.gN[:0], f.gMin[:0], f.gMax[:0], f.gLast[:0]
-	f.gVals, f.gDig, f.readings = f.gVals[:0], f.gDig[:0], 0
+	f.gVals, f.readings = f.gVals[:0], 0
 	f.cMin, f.cMax, f.cN, f.cFirst, f.cLst = f.cMin[:0], f.cMax[:0], f.cN[:0], f.cFirst[:0], f.cLst[:0]
 }
 
@@ -187,17 +165,7 @@ func (f *levelFold) row(k foldKey) int32 {
 	f.gMin = append(f.gMin, make([]float32, ng)...)
 	f.gMax = append(f.gMax, make([]float32, ng)...)
 	f.gLast = append(f.gLast, make([]store.UInt128, ng)...)
-	if f.level.Digests && f.stream {
-		// The digests of a flushed fold's rows are reused, emptied.
-		for range ng {
-			if n := len(f.gDig); n < cap(f.gDig) {
-				f.gDig = f.gDig[:n+1]
-				f.gDig[n].reset()
-			} else {
-				f.gDig = append(f.gDig, tdigest{tmp: &f.sortTmp})
-			}
-		}
-	} else if f.level.Digests {
+	if f.level.Digests {
 		// The readings' slices of a flushed fold's rows are reused, emptied.
 		for range ng {
 			if n := len(f.gVals); n < cap(f.gVals) {
@@ -236,26 +204,14 @@ func (f *levelFold) add(c *sampleColumns) {
 	}
 	clear(f.byBlock)
 	f.rowOf = f.rowOf[:0]
-	labels := [7]*store.ColLowCardString{c.cluster, c.node, c.uuid, c.model, c.job, c.rack, c.pool} // foldDims' order
 	for i := range n {
 		ms := c.time.V[i]
-		bk := blockKey{bucket: floorDiv(ms, f.stepMs) * (f.stepMs / 1000)}
-		keys := [7]*uint32{&bk.cluster, &bk.node, &bk.uuid, &bk.model, &bk.job, &bk.rack, &bk.pool}
-		for d, col := range labels {
-			if f.keep[d] {
-				*keys[d] = col.Keys[i]
-			}
-		}
+		bk := blockKey{bucket: floorDiv(ms, f.stepMs) * (f.stepMs / 1000), cluster: c.cluster.Keys[i], node: c.node.Keys[i], uuid: c.uuid.Keys[i],
+			model: c.model.Keys[i], job: c.job.Keys[i], rack: c.rack.Keys[i], pool: c.pool.Keys[i]}
 		r, ok := f.byBlock[bk]
 		if !ok {
-			k := foldKey{bucket: bk.bucket}
-			vals := [7]*string{&k.cluster, &k.node, &k.uuid, &k.model, &k.job, &k.rack, &k.pool}
-			for d, col := range labels {
-				if f.keep[d] {
-					*vals[d] = col.Dict[*keys[d]]
-				}
-			}
-			r = f.row(k)
+			r = f.row(foldKey{bucket: bk.bucket, cluster: c.cluster.Dict[bk.cluster], node: c.node.Dict[bk.node], uuid: c.uuid.Dict[bk.uuid],
+				model: c.model.Dict[bk.model], job: c.job.Dict[bk.job], rack: c.rack.Dict[bk.rack], pool: c.pool.Dict[bk.pool]})
 			f.byBlock[bk] = r
 		}
 		f.rowOf = append(f.rowOf, r)
@@ -269,7 +225,7 @@ func (f *levelFold) add(c *sampleColumns) {
 			at := int(r)*ng + j
 			ms := c.time.V[i]
 			if col.Null[i] != 0 {
-				if p := packed(false, ms, 0); f.level.LastGauges && f.gLast[at].Less(p) {
+				if p := packed(false, ms, 0); f.gLast[at].Less(p) {
 					f.gLast[at] = p
 				}
 				continue
@@ -282,17 +238,11 @@ func (f *levelFold) add(c *sampleColumns) {
 			}
 			f.gN[at]++
 			f.gSum[at] += float64(v)
-			switch {
-			case f.stream && f.level.Digests:
-				d := &f.gDig[at]
-				held := len(d.c)
-				d.add(v)
-				f.readings += 2 * (len(d.c) - held)
-			case f.level.Digests:
+			if f.level.Digests {
 				f.gVals[at] = append(f.gVals[at], v)
 				f.readings++
 			}
-			if p := packed(true, ms, uint64(math.Float32bits(v))); f.level.LastGauges && f.gLast[at].Less(p) {
+			if p := packed(true, ms, uint64(math.Float32bits(v))); f.gLast[at].Less(p) {
 				f.gLast[at] = p
 			}
 		}
@@ -344,17 +294,13 @@ func (f *levelFold) block() *store.Block {
 	t := &store.ColDateTime{ColName: "t", V: make([]uint32, 0, rows)}
 	dims := make([]*store.ColLowCardString, len(foldDims))
 	for i, d := range foldDims {
-		if f.keep[i] {
-			dims[i] = &store.ColLowCardString{ColName: d}
-		}
+		dims[i] = &store.ColLowCardString{ColName: d}
 	}
 	samples := &store.ColUInt64{ColName: "samples", V: slices.Clone(f.samples)}
 	first := &store.ColDateTime64{ColName: schema.FirstSample, V: slices.Clone(f.first)}
 	b := &store.Block{Columns: []store.Column{t}}
 	for _, d := range dims {
-		if d != nil {
-			b.Columns = append(b.Columns, d)
-		}
+		b.Columns = append(b.Columns, d)
 	}
 	b.Columns = append(b.Columns, simpleAgg("sum", samples))
 	if f.level.Counters && f.level.CounterReadings {
@@ -363,9 +309,7 @@ func (f *levelFold) block() *store.Block {
 	for _, k := range f.keys {
 		t.V = append(t.V, uint32(k.bucket))
 		for i, v := range []string{k.cluster, k.node, k.uuid, k.model, k.job, k.rack, k.pool} {
-			if dims[i] != nil {
-				dims[i].Append(v)
-			}
+			dims[i].Append(v)
 		}
 	}
 	all := gpumetric.All()
@@ -383,24 +327,15 @@ func (f *levelFold) block() *store.Block {
 			lo.Append(f.gMin[at], f.gN[at] == 0)
 			hi.Append(f.gMax[at], f.gN[at] == 0)
 		}
-		b.Columns = append(b.Columns, simpleAgg("sum", sum), simpleAgg("sum", cnt), simpleAgg("min", lo), simpleAgg("max", hi))
-		if f.level.LastGauges {
-			b.Columns = append(b.Columns, simpleAgg("max", last))
-		}
+		b.Columns = append(b.Columns, simpleAgg("sum", sum), simpleAgg("sum", cnt), simpleAgg("min", lo), simpleAgg("max", hi), simpleAgg("max", last))
 		if f.level.Digests {
 			q := &store.ColString{ColName: schema.Digest(m), V: make([]string, rows)}
 			for r := range rows {
-				d := &f.digest
-				if f.stream {
-					d = &f.gDig[r*ng+j]
-				} else {
-					d.reset()
-					d.tmp = &f.sortTmp
-					for _, v := range f.gVals[r*ng+j] {
-						d.add(v)
-					}
+				f.digest.reset()
+				for _, v := range f.gVals[r*ng+j] {
+					f.digest.add(v)
 				}
-				f.state = d.appendState(f.state[:0])
+				f.state = f.digest.appendState(f.state[:0])
 				q.V[r] = string(f.state)
 			}
 			b.Columns = append(b.Columns, q)
@@ -467,13 +402,11 @@ func (s *foldSet) reset() {
 }
 
 // foldValuesPerRow is how many digest readings the folds may hold per partial row they may hold
-// (Config.FoldRows): a GPU-minute's at 1 Hz, for each gauge of each per-GPU level with digests.
-// A level over many GPUs (stream) holds its digests' centroids only, a few hundred per gauge and
-// bucket, and is let count against the same bound.
+// (Config.FoldRows): a GPU-minute's at 1 Hz, for each gauge of each level with digests.
 func foldValuesPerRow() int {
 	n := 0
 	for _, f := range newFoldSet().levels {
-		if f.level.Digests && !f.stream {
+		if f.level.Digests {
 			n += 60 * len(f.gauges)
 		}
 	}

@@ -2,10 +2,7 @@ package ingest
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -70,7 +67,7 @@ func foldMessages(t *testing.T, start time.Time) [][]byte {
 
 // rollupSQL selects a rollup table's rows merged per key, every column as text, in key order: the
 // table's columns from system.columns, each SimpleAggregateFunction(f, T) merged with f.
-func rollupSQL(t *testing.T, st store.Store, table string, digests bool) (string, []string) {
+func rollupSQL(t *testing.T, st store.Store, table string) (string, []string) {
 	t.Helper()
 	r, err := st.Query(context.Background(), fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = %s AND table = %s ORDER BY position",
 		store.QuoteString(st.Database()), store.QuoteString(table)))
@@ -85,9 +82,7 @@ func rollupSQL(t *testing.T, st store.Store, table string, digests bool) (string
 		if m := agg.FindStringSubmatch(typ); m != nil {
 			vals = append(vals, fmt.Sprintf("toString(%s(%s))", m[1], name))
 		} else if strings.HasPrefix(typ, "AggregateFunction(quantilesTDigest") {
-			if digests {
-				vals = append(vals, fmt.Sprintf("hex(%s(%s))", schema.QuantileFunc("MergeState"), name))
-			}
+			vals = append(vals, fmt.Sprintf("hex(%s(%s))", schema.QuantileFunc("MergeState"), name))
 		} else {
 			keys = append(keys, name)
 		}
@@ -110,15 +105,11 @@ func rowsText(t *testing.T, st store.Store, sql string) []string {
 	return out
 }
 
-// The folds make what the views make from the same rows: gpu_1m's, gpu_1h's and fleet_1m's rows
-// merged per key, every column equal, whether the rows are folded in one insert or in several
-// (partial rows of a bucket in two folds merge as the views' rows of two blocks do); gpu_1h's
-// t-digests too, byte for byte once merged (fewer than 200 readings per GPU-hour, so the engine
-// merges no centroids and a merged state is the sorted readings, whichever rows made it).
-// fleet_1m's digests fold a thousand readings a minute, which the engine's compression merges in
-// an order that depends on the blocks, so they are checked as digests: every reading counted once
-// (the centroids' counts add up to the readings), every percentile within 2 % in rank of the exact
-// one, in the fold's database and, as a check of the check, in the views'. Each fold's block has
+// The folds make what the views make from the same rows: gpu_1m's and gpu_1h's rows merged per
+// key, every column equal, whether the rows are folded in one insert or in several (partial rows
+// of a bucket in two folds merge as the views' rows of two blocks do); gpu_1h's t-digests too, byte
+// for byte once merged (fewer than 200 readings per GPU-hour, so the engine merges no centroids
+// and a merged state is the sorted readings, whichever rows made it). Each fold's block has
 // exactly the columns of the table it is inserted into, each as that table types it. The raw rows
 // marked folded (0027) are left out by the views (0028, 0029): in the fold's database each level
 // holds the fold's rows only, not twice as many.
@@ -131,8 +122,8 @@ func TestLevelFoldsEqualTheViews(t *testing.T) {
 		}
 	}
 	levels := foldLevels()
-	if len(levels) != 3 || levels[0].Table != schema.Fleet1m || levels[1].Table != schema.GPU1m || levels[2].Table != schema.GPU1h {
-		t.Fatalf("folded levels %v: the test covers fleet_1m, gpu_1m and gpu_1h", levels)
+	if len(levels) != 2 || levels[0].Table != schema.GPU1m || levels[1].Table != schema.GPU1h {
+		t.Fatalf("folded levels %v: the test covers gpu_1m and gpu_1h", levels)
 	}
 	for _, l := range levels {
 		if err := foldable(l); err != nil {
@@ -197,10 +188,9 @@ func TestLevelFoldsEqualTheViews(t *testing.T) {
 	for _, tc := range []struct {
 		table   string
 		minRows int
-		digests bool // compared byte for byte
-	}{{schema.GPU1m, 60, true}, {schema.GPU1h, 20, true}, {schema.Fleet1m, 3, false}} {
-		sql, _ := rollupSQL(t, viewDB, tc.table, tc.digests)
-		foldSQL, _ := rollupSQL(t, foldDB, tc.table, tc.digests)
+	}{{schema.GPU1m, 60}, {schema.GPU1h, 20}} {
+		sql, _ := rollupSQL(t, viewDB, tc.table)
+		foldSQL, _ := rollupSQL(t, foldDB, tc.table)
 		want, got := rowsText(t, viewDB, sql), rowsText(t, foldDB, foldSQL)
 		if len(want) < tc.minRows {
 			t.Fatalf("the view made %d %s rows; the test data is too thin", len(want), tc.table)
@@ -223,10 +213,6 @@ func TestLevelFoldsEqualTheViews(t *testing.T) {
 		if bad > 0 || len(want) != len(got) {
 			t.Errorf("%s: %d of %d rows differ (view %d rows, fold %d)", tc.table, bad, len(want), len(want), len(got))
 		}
-	}
-
-	for _, st := range []store.Store{viewDB, foldDB} {
-		checkFleetDigests(t, st)
 	}
 
 	for _, lf := range newFoldSet().levels {
@@ -256,71 +242,6 @@ func TestLevelFoldsEqualTheViews(t *testing.T) {
 				}
 			}
 		}
-	}
-}
-
-// checkFleetDigests fails t unless every fleet_1m digest of st, merged per key, holds as many
-// readings as the row's count and answers each percentile within 2 % in rank of the exact one
-// over the raw rows.
-func checkFleetDigests(t *testing.T, st store.Store) {
-	t.Helper()
-	ctx := context.Background()
-	db := st.Database()
-	keys := "t, cluster, model, pool"
-	checked := 0
-	for i, m := range gpumetric.All() {
-		if i >= schema.Covered || m.Kind.Integer() {
-			continue
-		}
-		c := m.Column
-		var lo, hi []string
-		for _, q := range schema.Quantiles {
-			lo = append(lo, fmt.Sprint(max(0, q-0.02)))
-			hi = append(hi, fmt.Sprint(min(1, q+0.02)))
-		}
-		var pick []string
-		for k := range schema.Quantiles {
-			pick = append(pick, fmt.Sprintf("toFloat64(d.q[%d]), toFloat64(r.lo[%d]), toFloat64(r.hi[%d])", k+1, k+1, k+1))
-		}
-		sql := fmt.Sprintf("SELECT d.%s, hex(d.state), d.n, "+strings.Join(pick, ", ")+" FROM "+
-			"(SELECT %s, %s(%s) AS state, %s(%s) AS q, sum(%s) AS n FROM %s GROUP BY %s) AS d "+
-			"JOIN (SELECT toStartOfMinute(time) AS t, cluster, model, pool, quantilesExact(%s)(%s) AS lo, quantilesExact(%s)(%s) AS hi "+
-			"FROM %s WHERE %s IS NOT NULL GROUP BY %s) AS r USING (%s) ORDER BY %s",
-			"t", keys, schema.QuantileFunc("MergeState"), schema.Digest(c), schema.QuantileFunc("Merge"), schema.Digest(c), schema.N(c),
-			store.Table(db, schema.Fleet1m), keys, strings.Join(lo, ", "), c, strings.Join(hi, ", "), c,
-			store.Table(db, schema.GPUSamples), c, keys, keys, keys)
-		r, err := st.Query(ctx, sql)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, row := range r.Rows {
-			state, err := hex.DecodeString(row[1].(string))
-			if err != nil || len(state) < 2 || state[0] != 1 {
-				t.Fatalf("%s %s: state %q", db, c, row[1])
-			}
-			n, used := binary.Uvarint(state[1:])
-			body := state[1+used:]
-			if used <= 0 || uint64(len(body)) != 8*n {
-				t.Fatalf("%s %s: state of %d centroids in %d bytes", db, c, n, len(body))
-			}
-			var weight float64
-			for k := range n {
-				weight += float64(math.Float32frombits(binary.LittleEndian.Uint32(body[8*k+4:])))
-			}
-			if want := float64(row[2].(uint64)); math.Abs(weight-want) > 0.5 {
-				t.Errorf("%s %s at %v: the digest holds %v readings, the row counts %v", db, c, row[0], weight, want)
-			}
-			for k := range schema.Quantiles {
-				v, l, h := row[3+3*k].(float64), row[4+3*k].(float64), row[5+3*k].(float64)
-				if v < l || v > h {
-					t.Errorf("%s %s at %v: p%v = %v, outside [%v, %v], the exact percentiles 2 %% either side", db, c, row[0], schema.Quantiles[k]*100, v, l, h)
-				}
-			}
-			checked++
-		}
-	}
-	if checked < 3*20 {
-		t.Fatalf("%s: %d fleet_1m digests checked; the test data is too thin", db, checked)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
-// Folding the rollups in ingest (Config.Fold), exactly once. A samples partition's batches
+// Folding gpu_1m and gpu_1h in ingest (Config.Fold), exactly once. A samples partition's batches
 // are inserted as always (their ranges recorded, intents.go), marked folded so the levels' views
 // leave them out, and their rows folded into the partition's open fold (a foldSet: a levelFold per
 // level, fold.go). A fold covers a run of whole
@@ -21,7 +21,7 @@ import (
 //
 //  1. record [first, last] in ingest_folds;
 //  2. insert its rows of each level, with the token "table/topic/partition/first-last" (gpu_1h's
-//     and fleet_1m's into their feeds, which write them into the tables under that token);
+//     into its feed, gpu_1h_fold, which writes them into gpu_1h under that token);
 //  3. commit offset last+1.
 //
 // The partition's offsets are committed at fold boundaries only, so a worker killed anywhere

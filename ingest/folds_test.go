@@ -13,27 +13,27 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
-// foldConfig is the rig's config with the rollups folded by ingest.
+// foldConfig is the rig's config with gpu_1m and gpu_1h folded by ingest.
 func (r *rig) foldConfig(group string, age time.Duration) ingest.Config {
 	c := r.config(group)
 	c.Fold, c.FoldAge = true, age
 	return c
 }
 
-// checkFolded fails t unless every gpu_samples row is marked folded into every folded level and
-// gpu_1m and gpu_1h hold rows (checkRollups then says they count each sample once).
+// checkFolded fails t unless every gpu_samples row is marked folded into both levels and gpu_1m and
+// gpu_1h hold rows (checkRollups then says they count each sample once).
 func (r *rig) checkFolded(t *testing.T) {
 	t.Helper()
 	db := r.st.Database()
 	res, err := r.st.Query(context.Background(), fmt.Sprintf("SELECT (SELECT countIf(%s != %d) FROM %s), (SELECT count() FROM %s), "+
-		"(SELECT count() FROM %s), (SELECT count() FROM %s)", schema.FoldedColumn, schema.FoldBitGPU1m|schema.FoldBitGPU1h|schema.FoldBitFleet1m,
+		"(SELECT count() FROM %s), (SELECT count() FROM %s)", schema.FoldedColumn, schema.FoldBitGPU1m|schema.FoldBitGPU1h,
 		store.Table(db, schema.GPUSamples), store.Table(db, schema.GPU1m), store.Table(db, schema.GPU1h), store.Table(db, schema.IngestFolds)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	unfolded, rows, hours, folds := res.Rows[0][0].(uint64), res.Rows[0][1].(uint64), res.Rows[0][2].(uint64), res.Rows[0][3].(uint64)
 	if unfolded != 0 {
-		t.Errorf("%d gpu_samples rows are not marked folded into gpu_1m, gpu_1h and fleet_1m", unfolded)
+		t.Errorf("%d gpu_samples rows are not marked folded into gpu_1m and gpu_1h", unfolded)
 	}
 	if rows == 0 || hours == 0 || folds == 0 {
 		t.Errorf("gpu_1m holds %d rows and gpu_1h %d from %d recorded folds: nothing was folded", rows, hours, folds)

@@ -59,13 +59,13 @@ type Config struct {
 	// than one (docs/rollups.md). Events have their own age (EventBatchAge), so detection does not
 	// wait for it.
 	BatchAge time.Duration
-	// Fold makes ingest fold gpu_1m, gpu_1h and fleet_1m itself (folds.go): each samples
-	// partition's rows over FoldAge of batches into one partial row per GPU-minute, GPU-hour and
-	// cluster-model-pool minute (with the engine's t-digest states), inserted into the three
-	// tables, while its raw rows are marked so that their views leave them out. A live fleet's blocks hold a few readings per GPU, and the
+	// Fold makes ingest fold gpu_1m and gpu_1h itself (folds.go): each samples partition's rows
+	// over FoldAge of batches into one partial row per GPU-minute and one per GPU-hour (with the
+	// engine's t-digest states), inserted into gpu_1m and gpu_1h, while its raw rows are marked so
+	// that their views leave them out. A live fleet's blocks hold a few readings per GPU, and the
 	// views' rows per GPU per block are most of what the rollups cost ClickHouse
 	// (docs/rollups.md). Offsets are committed only past a fold, so a crash replays up to FoldAge
-	// of messages; the levels' newest bucket trails the raw rows by up to FoldAge.
+	// of messages; the two levels' newest bucket trails the raw rows by up to FoldAge.
 	Fold bool
 	// FoldAge flushes a fold this long after its first batch; default 30 s.
 	FoldAge time.Duration

@@ -11,9 +11,9 @@ import (
 	"github.com/gpufleet/gpufleet/internal/testenv"
 )
 
-// ingest --fold: what simulate sent is stored once, every raw row marked folded, and gpu_1m, gpu_1h
-// and fleet_1m, made by ingest's folds and not their views, count each sample once, reaching the
-// database at the stop at the latest; the fold metrics count the folds.
+// ingest --fold: what simulate sent is stored once, every raw row marked folded, and gpu_1m, made
+// by ingest's folds and not its view, counts each sample once, reaching the database at the stop
+// at the latest; the fold metrics count the folds.
 func TestIngestFold(t *testing.T) {
 	broker := testenv.NewKafka(t)
 	lib := testenv.LibCHDB(t)
@@ -55,8 +55,8 @@ func TestIngestFold(t *testing.T) {
 	d.stop()
 
 	r = run(t, env, "query", "--since", "3h", "--sql", "SELECT (SELECT count() FROM gpu_samples WHERE $__timeFilter(time)), "+
-		"(SELECT countIf(folded = 7) FROM gpu_samples WHERE $__timeFilter(time)), (SELECT sum(samples) FROM gpu_1m WHERE $__timeFilter(t)), "+
-		"(SELECT sum(samples) FROM gpu_1h WHERE $__timeFilter(t)), (SELECT sum(samples) FROM fleet_1m WHERE $__timeFilter(t))")
+		"(SELECT countIf(folded = 3) FROM gpu_samples WHERE $__timeFilter(time)), (SELECT sum(samples) FROM gpu_1m WHERE $__timeFilter(t)), "+
+		"(SELECT sum(samples) FROM gpu_1h WHERE $__timeFilter(t))")
 	var out struct {
 		Rows [][]any `json:"rows"`
 	}
@@ -64,7 +64,7 @@ func TestIngestFold(t *testing.T) {
 		t.Fatalf("query: exit %d, %s (%v)\n%s", r.code, r.stdout, err, r.stderr)
 	}
 	want := fmt.Sprint(samples)
-	for i, what := range []string{"gpu_samples rows", "rows marked folded into gpu_1m, gpu_1h and fleet_1m", "gpu_1m samples", "gpu_1h samples", "fleet_1m samples"} {
+	for i, what := range []string{"gpu_samples rows", "rows marked folded into gpu_1m and gpu_1h", "gpu_1m samples", "gpu_1h samples"} {
 		if got := fmt.Sprint(out.Rows[0][i]); got != want {
 			t.Errorf("%s: %s, want %s (what simulate sent)", what, got, want)
 		}

@@ -141,8 +141,8 @@ func (c *ingestCmd) register(f *flags) {
 	f.DurationVar(&d.BatchAge, "batch-age", d.BatchAge, "flush a batch this long after its first message")
 	f.DurationVar(&d.EventBatchAge, "event-batch-age", d.EventBatchAge, "flush an events batch (XIDs, health changes) this long after its first message;\n"+
 		"events are inserted ahead of waiting sample batches, so an XID reaches the drain report in about this plus one insert")
-	f.BoolVar(&d.Fold, "fold", d.Fold, "fold "+schema.GPU1m+", "+schema.GPU1h+" and "+schema.Fleet1m+" in ingest: each partition's rows over --fold-age into\n"+
-		"one row per GPU-minute, GPU-hour and pool-minute (t-digests included), in place of their views' rows per batch, at a\n"+
+	f.BoolVar(&d.Fold, "fold", d.Fold, "fold "+schema.GPU1m+" and "+schema.GPU1h+" in ingest: each partition's rows over --fold-age into one row per\n"+
+		"GPU-minute and one per GPU-hour (t-digests included), inserted in place of their views' rows per GPU per batch, at a\n"+
 		"fraction of ClickHouse's CPU (docs/rollups.md); offsets are committed past each fold, so the two trail the raw rows\n"+
 		"by up to --fold-age and a crash replays up to that much; exactly once either way. --fold=false leaves them to their\n"+
 		"views. Change it, or upgrade to a version that folds more levels, after a graceful stop")

@@ -9,7 +9,7 @@
 --
 -- What ingest runs: INSERTs into gpu_samples, gpu_events, ingest_gaps and ingest_intents (the
 -- materialized views feed the rollups on the server's side), with --fold (the default) into
--- ingest_folds, gpu_1m, gpu_1h_fold and fleet_1m_fold (whose views write gpu_1h and fleet_1m), and SELECTs of ingest_intents, ingest_folds, recent keys (exactly-once
+-- ingest_folds, gpu_1m and gpu_1h_fold (whose view writes gpu_1h), and SELECTs of ingest_intents, ingest_folds, recent keys (exactly-once
 -- replay) and schema_migrations (its start-up check). No DDL, no ALTER … DELETE, no DROP or TRUNCATE.
 
 CREATE USER OR REPLACE gpufleet_ingest IDENTIFIED WITH sha256_password BY {password:String};

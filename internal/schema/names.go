@@ -34,8 +34,6 @@ const (
 	// GPU1hFold is gpu_1h's feed (Level.Feed, 0029): a Null table ingest inserts its folded
 	// GPU-hour rows into, which GPU1hFoldMV writes into gpu_1h.
 	GPU1hFold = "gpu_1h_fold"
-	// Fleet1mFold is fleet_1m's feed, as GPU1hFold is gpu_1h's (0029).
-	Fleet1mFold = "fleet_1m_fold"
 	// ClusterPower1s is each cluster's total power per second (0024, power.go).
 	ClusterPower1s = "cluster_power_1s"
 
@@ -45,8 +43,7 @@ const (
 	GPU1hMV   = GPU1h + viewSuffix
 	JobsMV    = Jobs + viewSuffix
 	// GPU1hFoldMV casts GPU1hFold's digest bytes to their states and writes the rows into gpu_1h.
-	GPU1hFoldMV   = GPU1hFold + viewSuffix
-	Fleet1mFoldMV = Fleet1mFold + viewSuffix
+	GPU1hFoldMV = GPU1hFold + viewSuffix
 	// ClusterPower1sMV fills ClusterPower1s from GPUSamples.
 	ClusterPower1sMV = ClusterPower1s + viewSuffix
 
@@ -65,9 +62,9 @@ func IsView(name string) bool { return strings.HasSuffix(name, viewSuffix) }
 // Names returns every table and view name above, tables first.
 func Names() []string {
 	return []string{GPUSamples, GPUEvents, IngestIntents, IngestFolds, IngestGaps, Jobs, XIDCatalog, Fleet1m, GPU1m, GPU1h,
-		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, ClusterPower1s, ClusterPower1sMV, GPU1hFold, GPU1hFoldMV, Fleet1mFold, Fleet1mFoldMV, SchemaMigrations}
+		Fleet1mMV, GPU1mMV, GPU1hMV, JobsMV, ClusterPower1s, ClusterPower1sMV, GPU1hFold, GPU1hFoldMV, SchemaMigrations}
 }
 
 // IsFeed reports whether name is a Null table that only passes its inserts to a view (Level.Feed):
 // it holds no rows to read.
-func IsFeed(name string) bool { return name == GPU1hFold || name == Fleet1mFold }
+func IsFeed(name string) bool { return name == GPU1hFold }

@@ -47,12 +47,12 @@ type Level struct {
 	// fleet's insert block holds about one reading per GPU, so each row the per-GPU views write
 	// folds one reading (BenchmarkRollupCost, docs/rollups.md).
 	Packed bool
-	// FoldBit (gpu_1m since 0028, gpu_1h and fleet_1m since 0029): the view leaves out the rows whose writer folded them into the
+	// FoldBit (gpu_1m since 0028): the view leaves out the rows whose writer folded them into the
 	// table itself, those with this bit set in FoldedColumn: ingest folds a partition's rows over
 	// many blocks into one partial row per GPU-minute, which costs ClickHouse a fraction of the
 	// view's row per GPU per block (docs/rollups.md). 0: the view takes every row.
 	FoldBit uint8
-	// Feed (gpu_1h and fleet_1m since 0029): the writer inserts its folded rows into this Null table, whose
+	// Feed (gpu_1h since 0029): the writer inserts its folded rows into this Null table, whose
 	// view (View(Feed)) writes them into Table: the table's columns, but each t-digest as its
 	// state's bytes in a String (FeedDigest), which the view casts to the state. The server
 	// transport's driver has no column for an AggregateFunction type; a String it has, on both
@@ -65,11 +65,10 @@ type Level struct {
 // whose rows the views fold.
 const FoldedColumn = "folded"
 
-// FoldBitGPU1m, FoldBitGPU1h and FoldBitFleet1m are the levels' bits in FoldedColumn.
+// FoldBitGPU1m and FoldBitGPU1h are gpu_1m's and gpu_1h's bits in FoldedColumn.
 const (
-	FoldBitGPU1m   = 1
-	FoldBitGPU1h   = 2
-	FoldBitFleet1m = 4
+	FoldBitGPU1m = 1
+	FoldBitGPU1h = 2
 )
 
 // FeedDigest is the type of a t-digest column in a level's Feed: the state's bytes.
@@ -92,7 +91,7 @@ const DedupWindow = 10000
 // gpu_1m's inserts before: its digests need the readings.
 var Levels = []Level{
 	{Table: Fleet1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "model", "pool"}, TTL: "INTERVAL 400 DAY",
-		Digests: true, From: GPUSamples, Dedup: true, FoldBit: FoldBitFleet1m, Feed: Fleet1mFold},
+		Digests: true, From: GPUSamples, Dedup: true},
 	{Table: GPU1m, Step: time.Minute, bucket: "toStartOfMinute", Dims: []string{"cluster", "node", "uuid", "model", "job_id", "rack", "pool"}, TTL: "INTERVAL 90 DAY",
 		Counters: true, LastGauges: true, From: GPUSamples, Dedup: true, CounterReadings: true, CounterValues: true, Packed: true, FoldBit: FoldBitGPU1m},
 	// No counters per hour: first/last/peak per hour cannot tell a reset that climbs back past the
@@ -107,7 +106,7 @@ var Levels = []Level{
 // (and fed it from raw rows), 0017 the deduplication windows, 0018 the counters' readings and the
 // first sample's time, 0020 the counters' first and last readings as plain values, 0025 the
 // gauges' last readings packed and the states dropped, 0028 gpu_1m's view leaving out folded rows,
-// 0029 gpu_1h's and fleet_1m's views leaving them out too, and their feeds.
+// 0029 gpu_1h's view leaving them out too, and its feed.
 func Historic(version int) []Level {
 	var drop []string
 	if version < 10 {
@@ -133,7 +132,7 @@ func Historic(version int) []Level {
 		if version < 25 {
 			out[i].Packed = false
 		}
-		if version < 28 || version < 29 && out[i].Table != GPU1m {
+		if version < 28 || version < 29 && out[i].Table == GPU1h {
 			out[i].FoldBit, out[i].Feed = 0, ""
 		}
 	}

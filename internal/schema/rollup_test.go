@@ -41,8 +41,8 @@ func TestMigrationsMatchGenerators(t *testing.T) {
 			"0025", "each gauge's last reading per GPU-minute and hour packed in a plain UInt128 as the counters' are, and the argMin/argMax states dropped: a state per aggregate per row is most of what the per-GPU views cost when a block holds one reading per GPU")},
 		{"0028_rollup_minute_folded.sql", schema.ViewsSQL(schema.Historic(27), schema.Historic(28), all[:50],
 			"0028", "gpu_1m's view leaves out the rows ingest folded into gpu_1m itself (gpu_1m's bit set in gpu_samples.folded, 0027): one partial row per GPU-minute from ingest instead of one per GPU per block from the view")},
-		{"0029_rollups_folded.sql", schema.FoldSQL(schema.Historic(28), schema.Historic(29), all[:50],
-			"0029", "gpu_1h and fleet_1m folded in ingest as gpu_1m is (their bits in gpu_samples.folded, which their views now leave out): a partial row per GPU-hour, and per minute, cluster, model and pool, per fold, their t-digests made by ingest as the engine's state and sent as bytes through the Null tables gpu_1h_fold and fleet_1m_fold, whose views cast them")},
+		{"0029_rollup_hour_folded.sql", schema.FoldSQL(schema.Historic(28), schema.Historic(29), all[:50],
+			"0029", "gpu_1h folded in ingest as gpu_1m is (its bit in gpu_samples.folded, which its view now leaves out): one partial row per GPU-hour per fold, its t-digests made by ingest as the engine's state and sent as bytes through the Null table gpu_1h_fold, whose view casts them")},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("migrations", c.file)
