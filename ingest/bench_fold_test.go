@@ -33,7 +33,8 @@ import (
 // inserted (gpu_1m's and gpu_1h's together) per GPU-minute (and job); both runs' rollups are
 // checked to count every sample once. A third run over the same messages into a database without
 // any rollup view is the pipeline's raw cost: views_cost_vs_raw and fold_cost_vs_raw are each
-// run's CPU per sample over it (the insert_cost_vs_raw, ingest's CPU included).
+// run's CPU per sample over it (the insert_cost_vs_raw, ingest's CPU included), and the
+// engine's CPU alone (its own counters, system.events) likewise.
 //
 //	go test -run '^$' -bench FoldEndToEnd -benchtime 1x ./ingest/
 //
@@ -50,6 +51,15 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 	views := testenv.CHDB(b)
 	folded := migratedWith(b, views.Database()+"_folded", sampleViews())
 	raw := migratedWith(b, views.Database()+"_raw", nil)
+	// The engine's CPU, from its own counters (every thread it runs, merges included); the rest of
+	// the process's is ingest's.
+	engineCPU := func() float64 {
+		r, err := views.Query(ctx, "SELECT toFloat64(sum(value)) FROM system.events WHERE event IN ('UserTimeMicroseconds', 'SystemTimeMicroseconds')")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r.Rows[0][0].(float64) / 1e6
+	}
 	if _, err := migrate.Apply(ctx, views, nil); err != nil {
 		b.Fatal(err)
 	}
@@ -93,7 +103,7 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 	total := int64(len(nodes) * minutes * 60)
 
 	var foldRowsInserted uint64
-	run := func(st store.Store, fold bool) (rate, cpu float64) {
+	run := func(st store.Store, fold bool) (rate, cpu, engine float64) {
 		in, err := New(Config{Brokers: brokers, Store: st, GroupID: fmt.Sprintf("%s.fold.%v.%d", prefix, fold, time.Now().UnixNano()),
 			SamplesTopic: topic, EventsTopic: prefix + ".events", DLQTopic: prefix + ".dlq",
 			BatchAge: 200 * time.Millisecond, Fold: fold, FoldAge: 10 * time.Minute, FoldRows: foldRows})
@@ -106,7 +116,7 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 		for in.Stats().Fetched == 0 {
 			time.Sleep(time.Millisecond)
 		}
-		cpu0, t0 := cpuSeconds(), time.Now()
+		cpu0, eng0, t0 := cpuSeconds(), engineCPU(), time.Now()
 		// Inserted, not committed: a fold's messages are committed with it, the last ones at the stop.
 		for in.Stats().Samples < want {
 			time.Sleep(5 * time.Millisecond)
@@ -128,15 +138,15 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 				break
 			}
 		}
-		return float64(want) / elapsed, c
+		return float64(want) / elapsed, c, engineCPU() - eng0
 	}
 
 	b.ResetTimer()
-	var viewRate, viewCPU, foldRate, foldCPU, rawRate, rawCPU float64
+	var viewRate, viewCPU, viewEng, foldRate, foldCPU, foldEng, rawRate, rawCPU, rawEng float64
 	for range b.N {
-		viewRate, viewCPU = run(views, false)
-		foldRate, foldCPU = run(folded, true)
-		rawRate, rawCPU = run(raw, false)
+		viewRate, viewCPU, viewEng = run(views, false)
+		foldRate, foldCPU, foldEng = run(folded, true)
+		rawRate, rawCPU, rawEng = run(raw, false)
 	}
 	b.StopTimer()
 	for _, st := range []store.Store{views, folded} {
@@ -174,6 +184,12 @@ func BenchmarkFoldEndToEnd(b *testing.B) {
 	b.ReportMetric(rawCPU/float64(want)*1e6, "raw_cpu_s/Msample")
 	b.ReportMetric(viewCPU/rawCPU, "views_cost_vs_raw")
 	b.ReportMetric(foldCPU/rawCPU, "fold_cost_vs_raw")
+	per := func(s float64) float64 { return s / float64(want) * 1e6 }
+	b.ReportMetric(per(viewEng), "views_engine_cpu_s/Msample")
+	b.ReportMetric(per(foldEng), "fold_engine_cpu_s/Msample")
+	b.ReportMetric(per(rawEng), "raw_engine_cpu_s/Msample")
+	b.ReportMetric(viewEng/rawEng, "views_engine_cost_vs_raw")
+	b.ReportMetric(foldEng/rawEng, "fold_engine_cost_vs_raw")
 	b.ReportMetric(float64(foldRowsInserted)/float64(r.Rows[0][0].(uint64)), "fold_rows_per_gpu_minute")
 	b.ReportMetric(0, "ns/op")
 }

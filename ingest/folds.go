@@ -155,7 +155,9 @@ func (in *Ingester) flushFold(ctx context.Context, k partKey, commit committer) 
 	}
 	in.nMessages.Add(f.msgs)
 	in.nFolds.Add(1)
-	in.nFoldRows.Add(uint64(f.rows.Rows()))
+	for _, lf := range f.rows.levels {
+		in.nFoldRows.Add(uint64(lf.Rows()))
+	}
 	in.foldHeld.Add(-int64(f.msgs))
 	delete(in.folds, k)
 	f.rows.reset()

@@ -3,7 +3,6 @@ package ingest
 import (
 	"encoding/binary"
 	"math"
-	"slices"
 )
 
 // ClickHouse's quantilesTDigest state, made in Go, so that ingest can fold gpu_1h's digests with
@@ -29,6 +28,44 @@ type tdigest struct {
 	c        []centroid
 	count    float64
 	unmerged int
+	tmp      *[]centroid // the sort's scratch, which the digests of a fold share; nil: its own
+}
+
+// sortCentroids sorts c by mean as the engine does, an LSD radix sort of sortKey, a byte at a time
+// (stable: equal means keep their order), using tmp, which it returns grown to len(c).
+func sortCentroids(c, tmp []centroid) []centroid {
+	if len(c) < 2 {
+		return tmp
+	}
+	if cap(tmp) < len(c) {
+		tmp = make([]centroid, len(c))
+	}
+	tmp = tmp[:len(c)]
+	src, dst := c, tmp
+	for shift := uint(0); shift < 32; shift += 8 {
+		var counts [256]int
+		for _, x := range src {
+			counts[byte(sortKey(x.mean)>>shift)]++
+		}
+		if counts[byte(sortKey(src[0].mean)>>shift)] == len(src) {
+			continue // every key has this byte: the pass would change nothing
+		}
+		pos := 0
+		for i, n := range counts {
+			counts[i] = pos
+			pos += n
+		}
+		for _, x := range src {
+			b := byte(sortKey(x.mean) >> shift)
+			dst[counts[b]] = x
+			counts[b]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &c[0] {
+		copy(c, src)
+	}
+	return tmp
 }
 
 func (d *tdigest) reset() { d.c, d.count, d.unmerged = d.c[:0], 0, 0 }
@@ -62,17 +99,10 @@ func canBeMerged(lMean float64, rMean float32) bool {
 // compress merges neighbouring centroids while their joint count stays within 4·q·(1-q)·ε·N.
 func (d *tdigest) compress() {
 	if d.unmerged > 0 || len(d.c) > tdigestMaxCentroids {
-		// The engine's LSD radix sort is stable; so is this.
-		slices.SortStableFunc(d.c, func(a, b centroid) int {
-			ka, kb := sortKey(a.mean), sortKey(b.mean)
-			switch {
-			case ka < kb:
-				return -1
-			case ka > kb:
-				return 1
-			}
-			return 0
-		})
+		if d.tmp == nil {
+			d.tmp = new([]centroid)
+		}
+		*d.tmp = sortCentroids(d.c, *d.tmp)
 		count4 := d.count * float64(tdigestEpsilon) * 4
 		var sum float64
 		l := 0
