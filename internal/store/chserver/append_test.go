@@ -196,9 +196,10 @@ func edgeBlock() *store.Block {
 	return &store.Block{Columns: []store.Column{tm, cluster, message, gpu, pid, seq, off, util, power, energy, remap}}
 }
 
-// rollupBlock has the column types a rollup row is inserted with (ingest's folded gpu_1m rows):
-// DateTime('UTC') and SimpleAggregateFunction columns over Float64, UInt64, UInt128, DateTime64 and
-// Nullable(Float32), sent as their table types (store.As).
+// rollupBlock has the column types a rollup row is inserted with (ingest's folded gpu_1m and gpu_1h
+// rows): DateTime('UTC') and SimpleAggregateFunction columns over Float64, UInt64, UInt128,
+// DateTime64 and Nullable(Float32), sent as their table types (store.As), and a digest's state
+// as a String of bytes.
 func rollupBlock() *store.Block {
 	agg := func(f string, c store.Column) store.Column {
 		return store.As{Column: c, TypeName: "SimpleAggregateFunction(" + f + ", " + c.Type() + ")"}
@@ -211,6 +212,9 @@ func rollupBlock() *store.Block {
 		agg("min", &store.ColNullFloat32{ColName: "gpu_util_min", V: []float32{0, 1.5, -3, 0}, Null: []uint8{1, 0, 0, 1}}),
 		agg("max", &store.ColUInt128{ColName: "gpu_util_last_reading", V: []store.UInt128{{}, {Hi: 1 << 63, Lo: 1}, {Hi: math.MaxUint64, Lo: math.MaxUint64}, {Hi: 1_764_000_000_123, Lo: 1 << 40}}}),
 		agg("min", &store.ColNullUInt64{ColName: "energy_mj_min", V: []uint64{0, 7, math.MaxInt64, 0}, Null: []uint8{0, 0, 0, 1}}),
+		// A t-digest's state as bytes, as ingest sends gpu_1h's to its feed: the empty state, one
+		// centroid (1.0, 1.0), no bytes, and a NUL-laden one.
+		&store.ColString{ColName: "gpu_util_q", V: []string{"\x01\x00", "\x01\x01\x00\x00\x80\x3f\x00\x00\x80\x3f", "", "\x01\x02\x00\x00\x00\x00\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x00\x80\x3f"}},
 	}}
 }
 
