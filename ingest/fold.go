@@ -329,14 +329,22 @@ func (f *levelFold) block() *store.Block {
 		}
 		b.Columns = append(b.Columns, simpleAgg("sum", sum), simpleAgg("sum", cnt), simpleAgg("min", lo), simpleAgg("max", hi), simpleAgg("max", last))
 		if f.level.Digests {
+			// The column's states are made into one buffer and one string, which each row's slices:
+			// an allocation per column, not per row.
 			q := &store.ColString{ColName: schema.Digest(m), V: make([]string, rows)}
+			ends := make([]int, rows)
+			f.state = f.state[:0]
 			for r := range rows {
 				f.digest.reset()
 				for _, v := range f.gVals[r*ng+j] {
 					f.digest.add(v)
 				}
-				f.state = f.digest.appendState(f.state[:0])
-				q.V[r] = string(f.state)
+				f.state = f.digest.appendState(f.state)
+				ends[r] = len(f.state)
+			}
+			all := string(f.state)
+			for r, start := 0, 0; r < rows; r++ {
+				q.V[r], start = all[start:ends[r]], ends[r]
 			}
 			b.Columns = append(b.Columns, q)
 		}
