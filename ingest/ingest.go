@@ -295,7 +295,7 @@ type Ingester struct {
 	// crashAfterInsert, when set by a test, makes Run return right after the inserts of a flush and
 	// before its commit, as a worker killed at that instant would.
 	crashAfterInsert func() bool
-	// crashAfterFold is crashAfterInsert for a fold's insert into gpu_1m.
+	// crashAfterFold is crashAfterInsert for a fold's inserts into the rollups.
 	crashAfterFold func() bool
 }
 

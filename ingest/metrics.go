@@ -47,9 +47,9 @@ func newMetrics() metrics {
 		commitsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_ingest_commits_lost_total",
 			Help: "Cuts not committed because the group had moved on (a refused commit) or the flush ran out of time at a rebalance or shutdown; nothing is lost: the next owner replays the range and the insert's token drops what was stored."}),
 		foldSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_fold_insert_seconds",
-			Help: "Time for ClickHouse to acknowledge one fold's insert into " + schema.GPU1m + ".", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+			Help: "Time for ClickHouse to acknowledge one fold's insert into a rollup (" + schema.GPU1m + ", or " + schema.GPU1h + "'s feed).", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		foldRows: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_ingest_fold_rows",
-			Help: "Partial rows (GPU-minutes) per fold inserted into " + schema.GPU1m + ".", Buckets: prometheus.ExponentialBuckets(10, 4, 9)}),
+			Help: "Partial rows per fold inserted into a rollup (GPU-minutes into " + schema.GPU1m + ", GPU-hours into " + schema.GPU1h + ").", Buckets: prometheus.ExponentialBuckets(10, 4, 9)}),
 	}
 }
 
@@ -59,9 +59,9 @@ func (m metrics) register(r prometheus.Registerer, in *Ingester) {
 	}
 	r.MustRegister(m.insertSeconds, m.batchRows, m.batchAge, m.e2eDelay, m.retries, m.lag, m.nulled, m.clockSkew, m.dlqLost, m.commitsLost,
 		m.foldSeconds, m.foldRows,
-		counter("gpufleet_ingest_folds_total", "Folds of "+schema.GPU1m+" inserted and committed (Config.Fold).", in.nFolds.Load),
+		counter("gpufleet_ingest_folds_total", "Folds of "+schema.GPU1m+" and "+schema.GPU1h+" inserted and committed (Config.Fold).", in.nFolds.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpufleet_ingest_fold_held_messages",
-			Help: "Messages inserted into the raw tables whose offsets wait for their fold's insert into " + schema.GPU1m + " to be committed."},
+			Help: "Messages inserted into the raw tables whose offsets wait for their fold's inserts into the rollups to be committed."},
 			func() float64 { return float64(in.foldHeld.Load()) }),
 		counter("gpufleet_ingest_sample_rows_total", "Sample rows inserted.", in.nSamples.Load),
 		counter("gpufleet_ingest_event_rows_total", "Event rows inserted.", in.nEvents.Load),

@@ -15,7 +15,7 @@ const (
 	// IngestIntents records what ingest is about to insert from each Kafka range, so that a
 	// restarted writer inserts the same blocks with the same tokens (0002).
 	IngestIntents = "ingest_intents"
-	// IngestFolds records the Kafka range of each gpu_1m fold ingest is about to insert (0027),
+	// IngestFolds records the Kafka range of each fold ingest is about to insert (0027),
 	// as IngestIntents does a batch's: a replay folds the same range under the same token.
 	IngestFolds = "ingest_folds"
 	// IngestGaps records jumps in an agent's sequence numbers: batches that never arrived (0003).
