@@ -185,7 +185,7 @@ func (in *Ingester) track(ctx context.Context, m kafka.Message) (*partBatch, err
 			p.samples = in.sampleCols()
 			p.samples.ahead = in.cfg.MaxClockAhead
 			if in.cfg.Fold {
-				p.samples.foldRows(foldMask())
+				p.samples.foldRows(in.foldBits)
 			}
 		} else {
 			p.events = newEventColumns()

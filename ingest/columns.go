@@ -36,8 +36,8 @@ type sampleColumns struct {
 	gpu                                            *store.ColUInt8
 	seq                                            *store.ColUInt64
 	interval                                       *store.ColUInt32
-	folded                                         *store.ColUInt8 // schema.FoldedColumn, when the rows are folded by ingest (foldRows)
-	foldMask                                       uint8
+	folded                                         *store.ColUInt8         // schema.FoldedColumn, when the rows are folded by ingest (foldRows)
+	foldMask                                       uint8                   // the value folded takes (foldRows)
 	gauges                                         []*store.ColNullFloat32 // by registry position; nil for counters
 	counters                                       []*store.ColNullUInt64  // by registry position; nil for gauges
 	byMetric                                       []*wire.Metric          // scratch: wire column per registry position

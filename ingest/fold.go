@@ -102,16 +102,6 @@ func foldMask() uint8 {
 	return m
 }
 
-// levelOf is the level of table.
-func levelOf(table string) schema.Level {
-	for _, l := range schema.Levels {
-		if l.Table == table {
-			return l
-		}
-	}
-	panic("ingest: schema.Levels has no " + table) // a programming error
-}
-
 func newLevelFold(l schema.Level) *levelFold {
 	f := &levelFold{level: l, stepMs: l.Step.Milliseconds(), index: map[foldKey]int32{}, byBlock: map[blockKey]int32{}}
 	for i, m := range gpumetric.All() {

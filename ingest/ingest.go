@@ -270,7 +270,8 @@ type Ingester struct {
 	// Fold state (folds.go), owned by the goroutine running the current generation's inserter.
 	folds      map[partKey]*openFold
 	freeFolds  []*foldSet
-	foldValues int // foldValuesPerRow
+	foldValues int   // foldValuesPerRow
+	foldBits   uint8 // foldMask: the folded column's value on the rows ingest folds
 
 	// Batcher state, owned by the goroutine running the current generation's batcher.
 	parts    map[partKey]*partBatch
@@ -391,7 +392,7 @@ func New(cfg Config) (*Ingester, error) {
 			}
 		}
 	}
-	in := &Ingester{folds: map[partKey]*openFold{}, foldValues: foldValuesPerRow(), cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
+	in := &Ingester{folds: map[partKey]*openFold{}, foldValues: foldValuesPerRow(), foldBits: foldMask(), cfg: cfg, log: cfg.Logger, shards: shards, parts: map[partKey]*partBatch{},
 		agents: newAgentTable(cfg.AgentStateMax, cfg.AgentStateIdle, time.Now()), runs: map[partKey]partRun{}, lags: map[partKey]prometheus.Gauge{},
 		fetchedTo: map[partKey]*atomic.Int64{}, freeCols: make(chan *sampleColumns, 4), m: newMetrics()}
 	// Dead letters are whole source messages, often several MB uncompressed: kafka-go's default

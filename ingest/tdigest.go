@@ -28,7 +28,7 @@ type tdigest struct {
 	c        []centroid
 	count    float64
 	unmerged int
-	tmp      *[]centroid // the sort's scratch, which the digests of a fold share; nil: its own
+	tmp      []centroid // the sort's scratch
 }
 
 // sortCentroids sorts c by mean as the engine does, an LSD radix sort of sortKey, a byte at a time
@@ -112,10 +112,7 @@ func canBeMerged(lMean float64, rMean float32) bool {
 // compress merges neighbouring centroids while their joint count stays within 4·q·(1-q)·ε·N.
 func (d *tdigest) compress() {
 	if d.unmerged > 0 || len(d.c) > tdigestMaxCentroids {
-		if d.tmp == nil {
-			d.tmp = new([]centroid)
-		}
-		*d.tmp = sortCentroids(d.c, *d.tmp)
+		d.tmp = sortCentroids(d.c, d.tmp)
 		count4 := d.count * float64(tdigestEpsilon) * 4
 		var sum float64
 		l := 0
